@@ -1,0 +1,45 @@
+//! nimbus planner: load, validate, graph, diff, plan and render. Pure and synchronous:
+//! no I/O, no threads, no clock. Given the same files it returns the same answer.
+
+pub mod de;
+pub mod diagnostics;
+pub mod graph;
+pub mod kdl;
+pub mod load;
+pub mod tree;
+pub mod validate;
+pub mod yaml;
+
+pub use diagnostics::{Problem, Severity, Sources};
+pub use load::{Document, Format, InputFile, ManifestFilter, Model, RepositoryInput};
+
+/// A loaded and validated repository.
+#[derive(Debug)]
+pub struct Checked {
+    pub model: Model,
+    /// Every problem, sorted by file, line and column.
+    pub problems: Vec<Problem>,
+}
+
+impl Checked {
+    pub fn error_count(&self) -> usize {
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.problems.iter().filter(|p| p.severity == Severity::Warning).count()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.error_count() > 0
+    }
+}
+
+/// Loads and validates a repository. Validation runs on every document that loaded, so one
+/// broken file does not hide the problems of the others.
+pub fn check(input: RepositoryInput) -> Checked {
+    let (model, mut problems) = load::load(input);
+    problems.extend(validate::validate(&model));
+    diagnostics::sort_problems(&mut problems, &model.sources);
+    Checked { model, problems }
+}

@@ -1,0 +1,535 @@
+//! Loading a repository: (path, bytes) pairs in, typed documents with spans and problems out.
+//!
+//! The loader never touches the filesystem: the working tree and git objects are both fed in
+//! as [`InputFile`]s, filtered by [`ManifestFilter`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use nimbus_schemas::{API_VERSION, Kind, Metadata, Resource, Spec};
+use serde::de::DeserializeOwned;
+
+use crate::de::{Context, DeError, ErrorKind, from_node};
+use crate::diagnostics::{FileId, Label, Problem, SourceText, Sources, did_you_mean, sort_problems};
+use crate::kdl::{self, Envelope};
+use crate::tree::{ByteSpan, Key, Node, Value};
+use crate::yaml;
+
+/// Manifest files larger than this are refused rather than parsed.
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// One file of the repository: its path relative to the root, with `/` separators, and bytes.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What the loader reads: every manifest file, and the paths of every other file in the
+/// repository (for `source:` and `secret:` references).
+#[derive(Clone, Debug, Default)]
+pub struct RepositoryInput {
+    pub manifests: Vec<InputFile>,
+    pub other_paths: BTreeSet<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Kdl,
+}
+
+/// Which paths are manifests: `*.yaml`, `*.yml` and `*.kdl`, outside hidden directories and
+/// not matched by `.nimbusignore` (gitignore syntax).
+pub struct ManifestFilter {
+    ignore: Gitignore,
+}
+
+impl ManifestFilter {
+    /// `nimbusignore` is the text of the root `.nimbusignore`, if there is one. Lines that are
+    /// not valid patterns are returned so the caller can warn about them.
+    pub fn new(nimbusignore: Option<&str>) -> (Self, Vec<String>) {
+        let mut builder = GitignoreBuilder::new("");
+        let mut invalid = Vec::new();
+        for line in nimbusignore.unwrap_or("").lines() {
+            if builder.add_line(None, line).is_err() {
+                invalid.push(line.to_owned());
+            }
+        }
+        let ignore = builder.build().unwrap_or_else(|_| Gitignore::empty());
+        (ManifestFilter { ignore }, invalid)
+    }
+
+    /// A hidden file or directory anywhere on the path.
+    pub fn is_hidden(path: &str) -> bool {
+        path.split('/').any(|part| part.starts_with('.') && part != "." && part != "..")
+    }
+
+    pub fn is_ignored(&self, path: &str, is_dir: bool) -> bool {
+        Self::is_hidden(path) || self.ignore.matched_path_or_any_parents(path, is_dir).is_ignore()
+    }
+
+    pub fn format_of(path: &str) -> Option<Format> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            Some(Format::Yaml)
+        } else if lower.ends_with(".kdl") {
+            Some(Format::Kdl)
+        } else {
+            None
+        }
+    }
+
+    pub fn is_manifest(&self, path: &str) -> bool {
+        Self::format_of(path).is_some() && !self.is_ignored(path, false)
+    }
+}
+
+/// One loaded resource and where it came from.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub file: FileId,
+    pub format: Format,
+    pub resource: Resource,
+    pub envelope: Envelope,
+}
+
+impl Document {
+    /// The span of the value at `path` inside `spec`, falling back to the document.
+    pub fn spec_span(&self, path: &[crate::tree::Segment<'_>]) -> ByteSpan {
+        self.envelope
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.lookup(path))
+            .map_or(self.name_span(), |n| n.span)
+    }
+
+    /// The span of the key of the field at `path` inside `spec`.
+    pub fn spec_key_span(&self, path: &[crate::tree::Segment<'_>]) -> ByteSpan {
+        self.envelope
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.key_span(path))
+            .unwrap_or_else(|| self.spec_span(path))
+    }
+
+    /// The span of `metadata.name`, or of the document when there is none.
+    pub fn name_span(&self) -> ByteSpan {
+        self.envelope
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("name"))
+            .map_or(self.envelope.span, |n| n.span)
+    }
+
+    pub fn label(&self, span: ByteSpan, message: impl Into<String>) -> Label {
+        Label::new(self.file, span, message)
+    }
+}
+
+/// A loaded repository: every document that loaded cleanly, and the sources problems point into.
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    pub sources: Sources,
+    pub documents: Vec<Document>,
+    /// Paths of every file in the repository, manifests included.
+    pub paths: BTreeSet<String>,
+}
+
+impl Model {
+    pub fn repository(&self) -> Option<&Document> {
+        self.documents.iter().find(|d| d.resource.kind == Kind::Repository)
+    }
+}
+
+/// Loads every manifest. Problems come back sorted by file and line; a document with an
+/// error is left out of the model.
+pub fn load(input: RepositoryInput) -> (Model, Vec<Problem>) {
+    let mut model = Model::default();
+    let mut problems = Vec::new();
+    model.paths = input.other_paths;
+    let mut manifests = input.manifests;
+    manifests.sort_by(|a, b| a.path.cmp(&b.path));
+    for file in manifests {
+        model.paths.insert(file.path.clone());
+        load_file(file, &mut model, &mut problems);
+    }
+    sort_problems(&mut problems, &model.sources);
+    (model, problems)
+}
+
+fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
+    let format = ManifestFilter::format_of(&file.path).unwrap_or(Format::Yaml);
+    let InputFile { path, bytes } = file;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        let id = model.sources.add(SourceText::new(path.clone(), ""));
+        problems.push(
+            Problem::error(
+                "nimbus::load::too_large",
+                format!(
+                    "{path} is {:.1} MiB, more than the {} MiB a manifest may be",
+                    bytes.len() as f64 / (1024.0 * 1024.0),
+                    MAX_MANIFEST_BYTES / (1024 * 1024)
+                ),
+                Label::new(id, ByteSpan::default(), "too large to be a manifest"),
+            )
+            .with_help("split it into smaller files, or add it to .nimbusignore if it is not a manifest"),
+        );
+        return;
+    }
+    let scan = &bytes[..bytes.len().min(8192)];
+    if scan.contains(&0) {
+        let id = model.sources.add(SourceText::new(path.clone(), ""));
+        problems.push(
+            Problem::error(
+                "nimbus::load::binary",
+                format!("{path} is a binary file, not a manifest"),
+                Label::new(id, ByteSpan::default(), "binary content"),
+            )
+            .with_help("add it to .nimbusignore, or give it a name that does not end in .yaml, .yml or .kdl"),
+        );
+        return;
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = error.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(error.as_bytes()).into_owned();
+            let id = model.sources.add(SourceText::new(path.clone(), lossy));
+            problems.push(
+                Problem::error(
+                    "nimbus::load::encoding",
+                    format!("{path} is not valid UTF-8"),
+                    Label::new(id, ByteSpan::new(valid, 1), "invalid byte here"),
+                )
+                .with_help("manifests must be UTF-8; re-encode the file (for example with iconv -t UTF-8)"),
+            );
+            return;
+        }
+    };
+    // A byte-order mark is harmless; drop it so that spans line up with what editors show.
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    };
+    let id = model.sources.add(SourceText::new(path.clone(), text.as_str()));
+    let envelopes = match format {
+        Format::Yaml => match yaml::parse(&text) {
+            Ok(nodes) => {
+                let mut envelopes = Vec::new();
+                for node in nodes {
+                    check_duplicate_keys(&node, id, problems);
+                    match yaml_envelope(node) {
+                        Ok(envelope) => envelopes.push(envelope),
+                        Err(span) => problems.push(
+                            Problem::error(
+                                "nimbus::manifest::not_a_map",
+                                "a manifest must be a map",
+                                Label::new(id, span, "this document is not a map"),
+                            )
+                            .with_help("start each document with `apiVersion: nimbus.dev/v1alpha1`, `kind:`, `metadata:` and `spec:`"),
+                        ),
+                    }
+                }
+                envelopes
+            }
+            Err(error) => {
+                problems.push(Problem::error(
+                    "nimbus::yaml::syntax",
+                    format!("invalid YAML: {}", error.message),
+                    Label::new(id, error.span, "here"),
+                )
+                .with_help_opt(yaml_syntax_help(&error.message)));
+                return;
+            }
+        },
+        Format::Kdl => match kdl::parse(&text) {
+            Ok(envelopes) => envelopes,
+            Err(kdl_problems) => {
+                for p in kdl_problems {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::kdl::syntax",
+                            format!("invalid KDL: {}", p.message),
+                            Label::new(id, p.span, p.label.unwrap_or_else(|| "here".into())),
+                        )
+                        .with_help_opt(p.help),
+                    );
+                }
+                return;
+            }
+        },
+    };
+    if envelopes.is_empty() {
+        problems.push(
+            Problem::warning(
+                "nimbus::load::empty",
+                format!("{path} holds no manifests"),
+                Label::new(id, ByteSpan::default(), "empty"),
+            )
+            .with_help("delete the file, or add it to .nimbusignore"),
+        );
+        return;
+    }
+    for envelope in envelopes {
+        if let Some(document) = typed_document(envelope, id, &path, format, &text, problems) {
+            model.documents.push(document);
+        }
+    }
+}
+
+fn yaml_syntax_help(message: &str) -> Option<String> {
+    if message.contains("tab") {
+        Some("YAML indents with spaces only; replace the tabs with spaces".into())
+    } else {
+        Some("check the indentation and the brackets and quotes around this place".into())
+    }
+}
+
+/// Reports every key that appears twice in the same map, at both places.
+fn check_duplicate_keys(root: &Node, file: FileId, problems: &mut Vec<Problem>) {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &node.value {
+            Value::Map(entries) => {
+                let mut seen: BTreeMap<&str, &Key> = BTreeMap::new();
+                for (key, value) in entries {
+                    if let Some(first) = seen.get(key.name.as_str()) {
+                        problems.push(
+                            Problem::error(
+                                "nimbus::yaml::duplicate_key",
+                                format!("duplicate key `{}`", key.name),
+                                Label::new(file, key.span, "set again here"),
+                            )
+                            .with_label(Label::new(file, first.span, "first set here"))
+                            .with_help("remove one of them; YAML maps may not repeat a key"),
+                        );
+                    } else {
+                        seen.insert(&key.name, key);
+                    }
+                    stack.push(value);
+                }
+            }
+            Value::Seq(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+}
+
+fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
+    let span = node.span;
+    let Value::Map(entries) = node.value else {
+        return Err(span);
+    };
+    let mut envelope = Envelope {
+        span: entries.first().map_or(span, |(k, _)| k.span),
+        api_version: None,
+        kind: None,
+        metadata: None,
+        spec: None,
+        unknown: Vec::new(),
+    };
+    for (key, value) in entries {
+        let slot = match key.name.as_str() {
+            "apiVersion" => &mut envelope.api_version,
+            "kind" => &mut envelope.kind,
+            "metadata" => &mut envelope.metadata,
+            "spec" => &mut envelope.spec,
+            _ => {
+                envelope.unknown.push(key);
+                continue;
+            }
+        };
+        // A repeated key was reported already; the first one counts.
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+    Ok(envelope)
+}
+
+fn de_problem(error: DeError, file: FileId, fallback: ByteSpan, what: &str) -> Problem {
+    let code = match error.kind {
+        ErrorKind::InvalidType => "nimbus::manifest::invalid_type",
+        ErrorKind::InvalidValue => "nimbus::manifest::invalid_value",
+        ErrorKind::MissingField => "nimbus::manifest::missing_field",
+        ErrorKind::UnknownField => "nimbus::manifest::unknown_field",
+    };
+    let help = error.help.clone().or_else(|| match error.kind {
+        ErrorKind::MissingField => Some(format!(
+            "add the field to {what}; docs/manifests.md lists every kind's fields"
+        )),
+        ErrorKind::InvalidType => Some("docs/manifests.md gives the type of every field".into()),
+        _ => None,
+    });
+    let label = match error.kind {
+        ErrorKind::MissingField => format!("{what} needs this field"),
+        ErrorKind::UnknownField => "unknown field".into(),
+        _ => "invalid value".into(),
+    };
+    Problem::error(code, format!("{} in {what}", error.message), Label::new(file, error.span.unwrap_or(fallback), label))
+        .with_help_opt(help)
+}
+
+/// The tenant a path under `tenants/<t>/` belongs to.
+pub fn tenant_of_path(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("tenants/")?;
+    let (tenant, rest) = rest.split_once('/')?;
+    (!tenant.is_empty() && !rest.is_empty()).then_some(tenant)
+}
+
+fn typed_document(
+    envelope: Envelope,
+    file: FileId,
+    path: &str,
+    format: Format,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Document> {
+    let before = problems.len();
+    for key in &envelope.unknown {
+        let help = match did_you_mean(&key.name, ["apiVersion", "kind", "metadata", "spec"]) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => "a manifest has only apiVersion, kind, metadata and spec at the top".into(),
+        };
+        problems.push(
+            Problem::error("nimbus::manifest::unknown_field", format!("unknown field `{}`", key.name), Label::new(file, key.span, "unknown field"))
+                .with_help(help),
+        );
+    }
+    if format == Format::Yaml {
+        match &envelope.api_version {
+            None => problems.push(
+                Problem::error("nimbus::manifest::api_version", "missing `apiVersion`", Label::new(file, envelope.span, "this document has no apiVersion"))
+                    .with_help(format!("add `apiVersion: {API_VERSION}`")),
+            ),
+            Some(node) if node.as_str() != Some(API_VERSION) => problems.push(
+                Problem::error(
+                    "nimbus::manifest::api_version",
+                    format!("unsupported apiVersion `{}`", node.as_str().unwrap_or("?")),
+                    Label::new(file, node.span, "not a version nimbus knows"),
+                )
+                .with_help(format!("this release reads `{API_VERSION}`")),
+            ),
+            Some(_) => {}
+        }
+    } else if let Some(node) = &envelope.api_version
+        && node.as_str() != Some(API_VERSION)
+    {
+        problems.push(
+            Problem::error("nimbus::manifest::api_version", "unsupported api-version", Label::new(file, node.span, "not a version nimbus knows"))
+                .with_help(format!("this release reads `{API_VERSION}`")),
+        );
+    }
+    let kind = match &envelope.kind {
+        None => {
+            problems.push(
+                Problem::error("nimbus::manifest::missing_kind", "missing `kind`", Label::new(file, envelope.span, "this document has no kind"))
+                    .with_help("add `kind:` with one of: Repository, Host, File, Service, Network, Cluster, Tenant, Workload, VM, Volume"),
+            );
+            None
+        }
+        Some(node) => {
+            let name = node.as_str().unwrap_or("");
+            let kind = match format {
+                Format::Yaml => Kind::from_yaml_name(name),
+                Format::Kdl => Kind::from_kdl_name(name),
+            };
+            if kind.is_none() {
+                let names: Vec<&str> = Kind::ALL
+                    .iter()
+                    .map(|k| if format == Format::Kdl { k.kdl_name() } else { k.as_str() })
+                    .collect();
+                let help = match did_you_mean(name, names.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("the kinds are: {}", names.join(", ")),
+                };
+                problems.push(
+                    Problem::error("nimbus::manifest::unknown_kind", format!("unknown kind `{name}`"), Label::new(file, node.span, "unknown kind"))
+                        .with_help(help),
+                );
+            }
+            kind
+        }
+    };
+    let kind = kind?;
+    let context = Context { kdl: format == Format::Kdl, text: if format == Format::Yaml { text.to_owned() } else { String::new() }, ..Context::default() };
+    let empty_map = Node::new(Value::Map(Vec::new()), envelope.span);
+    let metadata_node = envelope.metadata.as_ref().unwrap_or(&empty_map);
+    let metadata: Option<Metadata> = match from_node(metadata_node, &context) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.push(de_problem(e, file, envelope.span, "metadata"));
+            None
+        }
+    };
+    if let Some(metadata) = &metadata
+        && metadata.name.is_empty()
+        && kind != Kind::Repository
+    {
+        let (span, label) = match &envelope.metadata {
+            Some(node) => (node.span, "metadata has no name"),
+            None => (envelope.span, "this document has no metadata"),
+        };
+        problems.push(
+            Problem::error("nimbus::manifest::missing_name", format!("{kind} has no name"), Label::new(file, span, label))
+                .with_help(if format == Format::Kdl { "give the node its name as the first argument: `host web-1 { ... }`" } else { "add `metadata: {name: ...}`" }),
+        );
+    }
+    let spec_node = match &envelope.spec {
+        Some(node) => node,
+        None if kind == Kind::Repository => &empty_map,
+        None => {
+            problems.push(
+                Problem::error("nimbus::manifest::missing_spec", format!("{kind} has no spec"), Label::new(file, envelope.span, "this document has no spec"))
+                    .with_help("add `spec:` with the kind's fields; docs/manifests.md lists them"),
+            );
+            return None;
+        }
+    };
+    let what = format!("{kind} spec");
+    let spec = match kind {
+        Kind::Repository => typed(spec_node, &context, Spec::Repository),
+        Kind::Host => typed(spec_node, &context, Spec::Host),
+        Kind::File => typed(spec_node, &context, Spec::File),
+        Kind::Service => typed(spec_node, &context, Spec::Service),
+        Kind::Network => typed(spec_node, &context, Spec::Network),
+        Kind::Cluster => typed(spec_node, &context, Spec::Cluster),
+        Kind::Tenant => typed(spec_node, &context, Spec::Tenant),
+        Kind::Workload => typed(spec_node, &context, Spec::Workload),
+        Kind::Vm => typed(spec_node, &context, Spec::Vm),
+        Kind::Volume => typed(spec_node, &context, Spec::Volume),
+    };
+    for unknown in context.unknown_fields.take() {
+        problems.push(de_problem(unknown, file, spec_node.span, &what));
+    }
+    let spec = match spec {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            problems.push(de_problem(e, file, spec_node.span, &what));
+            None
+        }
+    };
+    if problems.len() > before {
+        return None;
+    }
+    let (metadata, spec) = (metadata?, spec?);
+    let declared_tenant = match &spec {
+        Spec::Workload(w) => w.tenant.clone(),
+        Spec::Volume(v) => v.tenant.clone(),
+        _ => None,
+    };
+    let tenant = declared_tenant.or_else(|| {
+        kind.is_tenant_scoped().then(|| tenant_of_path(path).map(str::to_owned)).flatten()
+    });
+    Some(Document {
+        file,
+        format,
+        resource: Resource { api_version: API_VERSION.to_owned(), kind, metadata, spec, tenant },
+        envelope,
+    })
+}
+
+fn typed<'a, T: DeserializeOwned>(node: &'a Node, context: &'a Context, wrap: fn(T) -> Spec) -> Result<Spec, DeError> {
+    from_node::<T>(node, context).map(wrap)
+}

@@ -1,0 +1,613 @@
+//! Validation of a loaded repository (SPEC §4): names, duplicate addresses, references,
+//! selectors, cycles, tenant policy and quotas, and values out of range. Every problem is
+//! collected; nothing stops at the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use nimbus_schemas::{CloudInit, EnvValue, FileMode, Kind, Spec};
+
+use crate::diagnostics::{Label, Problem, did_you_mean, sort_problems};
+use crate::graph::{OwnedSegment, ResourceGraph, Target, segments};
+use crate::load::{Document, Model, tenant_of_path};
+use crate::tree::Segment;
+
+/// Checks the whole model; returns problems sorted by file and line.
+pub fn validate(model: &Model) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_names(model, &mut problems);
+    check_duplicates(model, &mut problems);
+    check_repository(model, &mut problems);
+    let graph = ResourceGraph::build(model);
+    check_references(model, &graph, &mut problems);
+    check_cycles(model, &graph, &mut problems);
+    check_kinds(model, &mut problems);
+    check_tenants(model, &mut problems);
+    check_networks(model, &mut problems);
+    sort_problems(&mut problems, &model.sources);
+    problems
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn check_names(model: &Model, problems: &mut Vec<Problem>) {
+    for document in &model.documents {
+        let name = document.resource.name();
+        if document.resource.kind == Kind::Repository && name.is_empty() {
+            continue;
+        }
+        if !is_dns_label(name) {
+            let suggestion: String = name
+                .to_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .take(63)
+                .collect::<String>()
+                .trim_matches('-')
+                .to_owned();
+            let why = if name.len() > 63 { "is longer than 63 characters" } else { "is not a DNS-1123 label" };
+            let mut problem = Problem::error(
+                "nimbus::manifest::invalid_name",
+                format!("name `{name}` {why}"),
+                document.label(document.name_span(), "invalid name"),
+            );
+            problem.help = Some(if is_dns_label(&suggestion) {
+                format!("names use lower-case letters, digits and `-`, at most 63 characters: try `{suggestion}`")
+            } else {
+                "names use lower-case letters, digits and `-`, start and end with a letter or digit, at most 63 characters".into()
+            });
+            problems.push(problem);
+        }
+        if let Some(tenant) = &document.resource.tenant
+            && !is_dns_label(tenant)
+        {
+            problems.push(Problem::error(
+                "nimbus::manifest::invalid_name",
+                format!("tenant name `{tenant}` is not a DNS-1123 label"),
+                document.label(document.spec_span(&[Segment::Key("tenant")]), "invalid tenant name"),
+            ));
+        }
+    }
+}
+
+fn check_duplicates(model: &Model, problems: &mut Vec<Problem>) {
+    let mut first: HashMap<String, &Document> = HashMap::new();
+    let mut host_addresses: HashMap<(String, u16), &Document> = HashMap::new();
+    for document in &model.documents {
+        if document.resource.kind == Kind::Repository {
+            continue;
+        }
+        let address = document.resource.address();
+        if let Some(earlier) = first.get(&address) {
+            problems.push(
+                Problem::error(
+                    "nimbus::address::duplicate",
+                    format!("{address} is declared twice"),
+                    document.label(document.name_span(), "declared again here"),
+                )
+                .with_label(earlier.label(earlier.name_span(), "first declared here"))
+                .with_help("rename one of them, or delete the copy"),
+            );
+        } else {
+            first.insert(address, document);
+        }
+        if let Spec::Host(host) = &document.resource.spec {
+            let key = (host.address.to_ascii_lowercase(), host.port.0);
+            if let Some(earlier) = host_addresses.get(&key) {
+                problems.push(
+                    Problem::error(
+                        "nimbus::host::duplicate_address",
+                        format!(
+                            "Host/{} has the same address {}:{} as Host/{}",
+                            document.resource.name(),
+                            host.address,
+                            host.port.0,
+                            earlier.resource.name()
+                        ),
+                        document.label(document.spec_span(&[Segment::Key("address")]), "same address here"),
+                    )
+                    .with_label(earlier.label(earlier.spec_span(&[Segment::Key("address")]), "first used here"))
+                    .with_help("two Hosts cannot share an address and port; fix the address or remove the duplicate"),
+                );
+            } else {
+                host_addresses.insert(key, document);
+            }
+        }
+    }
+}
+
+fn check_repository(model: &Model, problems: &mut Vec<Problem>) {
+    let repositories: Vec<&Document> =
+        model.documents.iter().filter(|d| d.resource.kind == Kind::Repository).collect();
+    for extra in repositories.iter().skip(1) {
+        problems.push(
+            Problem::error(
+                "nimbus::repository::duplicate",
+                "more than one Repository document",
+                extra.label(extra.envelope.span, "another Repository here"),
+            )
+            .with_label(repositories[0].label(repositories[0].envelope.span, "the first is here"))
+            .with_help("keep a single Repository document, in nimbus.yaml at the root"),
+        );
+    }
+    for document in &repositories {
+        let path = model.sources.path(document.file);
+        if path != "nimbus.yaml" && path != "nimbus.yml" && path != "nimbus.kdl" {
+            problems.push(
+                Problem::warning(
+                    "nimbus::repository::location",
+                    format!("the Repository document is in {path}, not in nimbus.yaml at the root"),
+                    document.label(document.envelope.span, "Repository here"),
+                )
+                .with_help("move it to nimbus.yaml (or nimbus.kdl) so that people and tools find it"),
+            );
+        }
+        if let Spec::Repository(spec) = &document.resource.spec
+            && spec.parallelism == 0
+        {
+            problems.push(
+                Problem::error(
+                    "nimbus::value::range",
+                    "parallelism must be at least 1",
+                    document.label(document.spec_span(&[Segment::Key("parallelism")]), "zero"),
+                )
+                .with_help("the default is 10"),
+            );
+        }
+    }
+}
+
+fn field_label(document: &Document, path: &[OwnedSegment], message: impl Into<String>) -> Label {
+    let segs = segments(path);
+    let span = match path.last() {
+        // A map key (`addresses: {web-1: ...}`) is labelled at the key.
+        Some(OwnedSegment::MapKey(_)) => document.spec_key_span(&segs),
+        Some(_) => document.spec_span(&segs),
+        None => document.name_span(),
+    };
+    document.label(span, message)
+}
+
+fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Problem>) {
+    let hosts: Vec<&Document> = model.documents.iter().filter(|d| d.resource.kind == Kind::Host).collect();
+    for reference in &graph.references {
+        let document = &model.documents[reference.from];
+        match &reference.target {
+            Target::Address(address) => {
+                if graph.by_address.contains_key(address) {
+                    continue;
+                }
+                let written = address;
+                let (kind, name) = address.split_once('/').unwrap_or(("", address));
+                let known_kind = Kind::from_yaml_name(kind);
+                let candidates: Vec<&str> = graph
+                    .by_address
+                    .keys()
+                    .filter(|a| known_kind.is_none() || a.starts_with(&format!("{kind}/")))
+                    .map(String::as_str)
+                    .collect();
+                let help = if known_kind.is_none() {
+                    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                    match did_you_mean(kind, kinds.iter().copied()) {
+                        Some(close) => format!("`{kind}` is not a kind; did you mean `{close}/{name}`?"),
+                        None => format!("`{written}` is not an address: write `Kind/name`, or `Kind/tenant/name` for Workloads and Volumes"),
+                    }
+                } else {
+                    match did_you_mean(address, candidates.iter().copied()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None if candidates.is_empty() => format!("there is no {kind} in this repository; declare it, or fix the reference"),
+                        None => format!("declare {address}, or refer to one that exists"),
+                    }
+                };
+                let message = if reference.path.is_empty() {
+                    format!("{} belongs to {address}, which does not exist", document.resource.address())
+                } else {
+                    format!("{} refers to {address}, which does not exist", document.resource.address())
+                };
+                problems.push(
+                    Problem::error("nimbus::reference::missing", message, field_label(document, &reference.path, "no such resource"))
+                        .with_help(help),
+                );
+            }
+            Target::Hosts(selector) => {
+                if !hosts.iter().any(|h| selector.matches(&h.resource.metadata.labels)) {
+                    let labels = if selector.is_empty() { "(any)".to_owned() } else { selector.to_string() };
+                    problems.push(
+                        Problem::warning(
+                            "nimbus::selector::no_match",
+                            format!("selector {labels} of {} matches no Host", document.resource.address()),
+                            field_label(document, &reference.path, "matches no host"),
+                        )
+                        .with_help("label a Host to match it, or fix the selector; until then this selects nothing"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_cycles(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Problem>) {
+    for cycle in graph.cycles() {
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|(from, _, _)| model.documents[*from].resource.address())
+            .chain(cycle.first().map(|(from, _, _)| model.documents[*from].resource.address()))
+            .collect();
+        let mut labels = cycle.iter().map(|(from, to, reference)| {
+            let document = &model.documents[*from];
+            let path = &graph.references[*reference].path;
+            field_label(document, path, format!("{} depends on {}", document.resource.address(), model.documents[*to].resource.address()))
+        });
+        let Some(first) = labels.next() else { continue };
+        let mut problem = Problem::error(
+            "nimbus::graph::cycle",
+            format!("dependency cycle: {}", names.join(" -> ")),
+            first,
+        )
+        .with_help("break the cycle by removing one of these references or dependsOn entries");
+        problem.secondary.extend(labels);
+        problems.push(problem);
+    }
+}
+
+fn is_safe_repo_path(path: &str) -> bool {
+    !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|p| p == "..")
+}
+
+fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
+    let secret_exists = |name: &str| model.paths.contains(&format!("secrets/{name}.age"));
+    let check_secret = |document: &Document, path: &[Segment<'_>], name: &str, problems: &mut Vec<Problem>| {
+        if !secret_exists(name) {
+            let known: Vec<&str> = model
+                .paths
+                .iter()
+                .filter_map(|p| p.strip_prefix("secrets/").and_then(|p| p.strip_suffix(".age")))
+                .collect();
+            let help = match did_you_mean(name, known.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("create it with `nimbus secret encrypt {name}`"),
+            };
+            problems.push(
+                Problem::error(
+                    "nimbus::secret::missing",
+                    format!("secret `{name}` does not exist (no secrets/{name}.age)"),
+                    document.label(document.spec_span(path), "no such secret"),
+                )
+                .with_help(help),
+            );
+        }
+    };
+    for document in &model.documents {
+        let address = document.resource.address();
+        let one_of = |present: &[(&str, bool)], what: &str, problems: &mut Vec<Problem>| {
+            let set: Vec<&str> = present.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
+            let names: Vec<String> = present.iter().map(|(n, _)| format!("`{n}`")).collect();
+            if set.len() > 1 {
+                problems.push(
+                    Problem::error(
+                        "nimbus::manifest::conflicting_fields",
+                        format!("{address} sets both `{}` and `{}`", set[0], set[1]),
+                        document.label(document.spec_key_span(&[Segment::Key(set[1])]), "set here"),
+                    )
+                    .with_label(document.label(document.spec_key_span(&[Segment::Key(set[0])]), "and here"))
+                    .with_help(format!("{what} takes exactly one of {}", names.join(", "))),
+                );
+            } else if set.is_empty() {
+                problems.push(
+                    Problem::error(
+                        "nimbus::manifest::missing_field",
+                        format!("{address} needs one of {}", names.join(", ")),
+                        document.label(document.name_span(), "declared here"),
+                    )
+                    .with_help(format!("{what} takes exactly one of {}", names.join(", "))),
+                );
+            }
+        };
+        match &document.resource.spec {
+            Spec::File(f) => {
+                one_of(&[("host", f.host.is_some()), ("hosts", f.hosts.is_some())], "a File", problems);
+                one_of(
+                    &[("content", f.content.is_some()), ("source", f.source.is_some()), ("secret", f.secret.is_some())],
+                    "a File",
+                    problems,
+                );
+                if !f.path.starts_with('/') {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::value::path",
+                            format!("file path `{}` is not absolute", f.path),
+                            document.label(document.spec_span(&[Segment::Key("path")]), "relative path"),
+                        )
+                        .with_help(format!("write the full path on the host, such as `/{}`", f.path.trim_start_matches("./"))),
+                    );
+                }
+                if let Some(source) = &f.source {
+                    if !is_safe_repo_path(source) {
+                        problems.push(
+                            Problem::error(
+                                "nimbus::value::path",
+                                format!("source `{source}` is not a path inside the repository"),
+                                document.label(document.spec_span(&[Segment::Key("source")]), "outside the repository"),
+                            )
+                            .with_help("write a path relative to the repository root, without `..`"),
+                        );
+                    } else if !model.paths.contains(source.trim_start_matches("./")) {
+                        let near = did_you_mean(source, model.paths.iter().map(String::as_str));
+                        problems.push(
+                            Problem::error(
+                                "nimbus::reference::missing_source",
+                                format!("source file `{source}` does not exist in the repository"),
+                                document.label(document.spec_span(&[Segment::Key("source")]), "no such file"),
+                            )
+                            .with_help(match near {
+                                Some(close) => format!("did you mean `{close}`?"),
+                                None => "paths are relative to the repository root".into(),
+                            }),
+                        );
+                    }
+                }
+                if let Some(secret) = &f.secret {
+                    check_secret(document, &[Segment::Key("secret")], secret.name(), problems);
+                }
+                if let Some(FileMode { bits, decimal_looks_octal: true }) = f.mode {
+                    problems.push(
+                        Problem::warning(
+                            "nimbus::value::mode",
+                            format!("mode {bits} is a decimal number (octal {bits:o})"),
+                            document.label(document.spec_span(&[Segment::Key("mode")]), "decimal"),
+                        )
+                        .with_help(format!("if you meant octal, quote it: \"0{bits}\"")),
+                    );
+                }
+            }
+            Spec::Service(s) => {
+                one_of(&[("host", s.host.is_some()), ("hosts", s.hosts.is_some())], "a Service", problems);
+            }
+            Spec::Cluster(c) => {
+                if c.managers.is_some() && c.servers.is_some() {
+                    one_of(&[("managers", true), ("servers", true)], "a Cluster", problems);
+                } else if c.manager_selector().is_none() {
+                    let (field, other) = match c.cluster_type {
+                        nimbus_schemas::ClusterType::K3s => ("servers", "managers"),
+                        nimbus_schemas::ClusterType::DockerSwarm => ("managers", "servers"),
+                    };
+                    problems.push(
+                        Problem::error(
+                            "nimbus::manifest::missing_field",
+                            format!("{address} has no `{field}`"),
+                            document.label(document.name_span(), "declared here"),
+                        )
+                        .with_help(format!("add `{field}: {{role: ...}}` (or `{other}`) to select its control-plane hosts")),
+                    );
+                }
+                if c.workers.is_some() && c.agents.is_some() {
+                    one_of(&[("workers", true), ("agents", true)], "a Cluster", problems);
+                }
+            }
+            Spec::Workload(w) => {
+                for (name, value) in &w.env {
+                    if let EnvValue::Secret { secret } = value {
+                        check_secret(document, &[Segment::Key("env"), Segment::Key(name)], secret.name(), problems);
+                    }
+                }
+                if w.tenant.is_none() && document.resource.tenant.is_none() {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::manifest::missing_field",
+                            format!("{address} has no tenant"),
+                            document.label(document.name_span(), "declared here"),
+                        )
+                        .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
+                    );
+                }
+            }
+            Spec::Volume(v) => {
+                if v.tenant.is_none() && document.resource.tenant.is_none() {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::manifest::missing_field",
+                            format!("{address} has no tenant"),
+                            document.label(document.name_span(), "declared here"),
+                        )
+                        .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
+                    );
+                }
+            }
+            Spec::Vm(v) => {
+                one_of(&[("host", v.host.is_some()), ("placement", v.placement.is_some())], "a VM", problems);
+                if v.cpus == 0 {
+                    problems.push(Problem::error(
+                        "nimbus::value::range",
+                        "a VM needs at least 1 cpu",
+                        document.label(document.spec_span(&[Segment::Key("cpus")]), "zero"),
+                    ));
+                }
+                if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
+                    check_secret(document, &[Segment::Key("cloudInit"), Segment::Key("secret")], secret.name(), problems);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
+    // Manifests under tenants/<t>/ may only declare resources of tenant <t>.
+    for document in &model.documents {
+        let path = model.sources.path(document.file);
+        let Some(folder) = tenant_of_path(path) else { continue };
+        let resource = &document.resource;
+        let (belongs_to, span) = match resource.kind {
+            Kind::Tenant => (Some(resource.name().to_owned()), document.name_span()),
+            Kind::Workload | Kind::Volume => (resource.tenant.clone(), document.spec_span(&[Segment::Key("tenant")])),
+            _ => (None, document.envelope.kind.as_ref().map_or(document.envelope.span, |k| k.span)),
+        };
+        match belongs_to {
+            Some(tenant) if tenant == folder => {}
+            Some(tenant) => problems.push(
+                Problem::error(
+                    "nimbus::policy::tenant_scope",
+                    format!("{path} is in tenant `{folder}`'s folder but declares {} of tenant `{tenant}`", resource.address()),
+                    document.label(span, format!("belongs to tenant `{tenant}`")),
+                )
+                .with_help(format!("move it to tenants/{tenant}/, or make it tenant `{folder}`'s")),
+            ),
+            None => problems.push(
+                Problem::error(
+                    "nimbus::policy::tenant_scope",
+                    format!("{path} is in tenant `{folder}`'s folder but declares {}, which is not a tenant resource", resource.address()),
+                    document.label(span, "not allowed in a tenant folder"),
+                )
+                .with_help("tenant folders hold only the Tenant itself and its Workloads and Volumes; move this outside tenants/"),
+            ),
+        }
+    }
+    // The sum of a tenant's Workload requests must fit its quota.
+    let mut workloads: BTreeMap<&str, Vec<&Document>> = BTreeMap::new();
+    for document in &model.documents {
+        if let (Spec::Workload(_), Some(tenant)) = (&document.resource.spec, &document.resource.tenant) {
+            workloads.entry(tenant.as_str()).or_default().push(document);
+        }
+    }
+    for tenant_document in &model.documents {
+        let Spec::Tenant(tenant) = &tenant_document.resource.spec else { continue };
+        let name = tenant_document.resource.name();
+        let members = workloads.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        let quota = &tenant.quota;
+        type Amount = fn(&nimbus_schemas::WorkloadSpec) -> u128;
+        let checks: [(&str, Option<u128>, Amount, fn(u128) -> String, &'static str); 3] = [
+            (
+                "cpu",
+                quota.cpu.map(|c| u128::from(c.millicores)),
+                |w| u128::from(w.cpu.map_or(0, |c| c.millicores)) * u128::from(w.replicas),
+                |m| nimbus_schemas::Cpu::from_millicores(u64::try_from(m).unwrap_or(u64::MAX)).to_string(),
+                "cpu",
+            ),
+            (
+                "memory",
+                quota.memory.map(|b| u128::from(b.bytes)),
+                |w| u128::from(w.memory.map_or(0, |b| b.bytes)) * u128::from(w.replicas),
+                |b| nimbus_schemas::Bytes::from_bytes(u64::try_from(b).unwrap_or(u64::MAX)).to_string(),
+                "memory",
+            ),
+            ("pods", quota.pods.map(u128::from), |w| u128::from(w.replicas), |n| n.to_string(), "replicas"),
+        ];
+        for (resource, limit, amount, show, field) in checks {
+            let Some(limit) = limit else { continue };
+            let total: u128 = members
+                .iter()
+                .filter_map(|d| match &d.resource.spec {
+                    Spec::Workload(w) => Some(amount(w)),
+                    _ => None,
+                })
+                .sum();
+            if total <= limit {
+                continue;
+            }
+            let mut problem = Problem::error(
+                "nimbus::policy::quota",
+                format!(
+                    "tenant `{name}` requests {} {resource} across its workloads, more than its quota of {}",
+                    show(total),
+                    show(limit)
+                ),
+                tenant_document.label(
+                    tenant_document.spec_span(&[Segment::Key("quota"), Segment::Key(resource)]),
+                    format!("quota {}", show(limit)),
+                ),
+            )
+            .with_help(format!("raise the quota, or lower the workloads' {resource} or replicas"));
+            for workload in members {
+                if let Spec::Workload(w) = &workload.resource.spec {
+                    let each = amount(w);
+                    if each == 0 {
+                        continue;
+                    }
+                    let span = workload.spec_span(&[Segment::Key(field)]);
+                    problem.secondary.push(workload.label(
+                        span,
+                        format!("{} requests {} ({} replicas)", workload.resource.address(), show(each), w.replicas),
+                    ));
+                }
+            }
+            problems.push(problem);
+        }
+    }
+}
+
+fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
+    for document in &model.documents {
+        let Spec::Network(network) = &document.resource.spec else { continue };
+        let mut seen: HashMap<IpAddr, &str> = HashMap::new();
+        for (host, written) in &network.addresses {
+            let path = [Segment::Key("addresses"), Segment::Key(host.as_str())];
+            let span = document.spec_span(&path);
+            let address: IpAddr = match written.parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::network::address",
+                            format!("`{written}` is not an IP address"),
+                            document.label(span, "not an IP address"),
+                        )
+                        .with_help(format!("write an address inside {}, such as `{}`", network.subnet, example_address(network.subnet))),
+                    );
+                    continue;
+                }
+            };
+            if !network.subnet.contains(address) {
+                problems.push(
+                    Problem::error(
+                        "nimbus::network::address",
+                        format!("overlay address {address} of {host} is outside the subnet {}", network.subnet),
+                        document.label(span, "outside the subnet"),
+                    )
+                    .with_label(document.label(document.spec_span(&[Segment::Key("subnet")]), "subnet"))
+                    .with_help(format!("pick an address inside {}", network.subnet)),
+                );
+                continue;
+            }
+            if address == network.subnet.network_address() || (address.is_ipv4() && address == network.subnet.last_address()) {
+                problems.push(
+                    Problem::error(
+                        "nimbus::network::address",
+                        format!("overlay address {address} of {host} is the subnet's network or broadcast address"),
+                        document.label(span, "reserved address"),
+                    )
+                    .with_help("pick another address inside the subnet"),
+                );
+                continue;
+            }
+            if let Some(other) = seen.get(&address) {
+                let other_span = document.spec_span(&[Segment::Key("addresses"), Segment::Key(other)]);
+                problems.push(
+                    Problem::error(
+                        "nimbus::network::address_collision",
+                        format!("overlay address {address} is given to both {other} and {host}"),
+                        document.label(span, format!("{host} here")),
+                    )
+                    .with_label(document.label(other_span, format!("{other} here")))
+                    .with_help("give each host its own address, or leave one out to have it allocated"),
+                );
+            } else {
+                seen.insert(address, host);
+            }
+        }
+    }
+}
+
+fn example_address(subnet: nimbus_schemas::Cidr) -> String {
+    match subnet.network_address() {
+        IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4).wrapping_add(10)).to_string(),
+        IpAddr::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6).wrapping_add(10)).to_string(),
+    }
+}

@@ -1,0 +1,66 @@
+//! `nimbus init [DIR]`: scaffold a working config repository; never overwrites a file.
+
+use std::fs;
+use std::path::PathBuf;
+
+use clap::Args;
+use miette::{Context, IntoDiagnostic, Result};
+
+use crate::render::print_stdout;
+use crate::scaffold;
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to create the repository; created if missing.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+pub fn run(args: InitArgs) -> Result<i32> {
+    let root = args.dir;
+    if root.exists() && !root.is_dir() {
+        miette::bail!("{} exists and is not a directory", root.display());
+    }
+    let mut created = Vec::new();
+    let mut kept = Vec::new();
+    for (path, content) in scaffold::files() {
+        let target = root.join(&path);
+        if target.exists() {
+            kept.push(path);
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot create {}", parent.display()))?;
+        }
+        // create_new: a file that appeared since the check above is still not overwritten.
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, content.as_bytes()));
+        match written {
+            Ok(()) => created.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => kept.push(path),
+            Err(e) => return Err(e).into_diagnostic().wrap_err_with(|| format!("cannot write {}", target.display())),
+        }
+    }
+    let mut out = String::new();
+    for path in &created {
+        out.push_str(&format!("  created  {path}\n"));
+    }
+    for path in &kept {
+        out.push_str(&format!("  kept     {path} (exists; not overwritten)\n"));
+    }
+    out.push_str(&format!(
+        "\nA nimbus repository is ready in {}. Next:\n  \
+         1. put your machines in hosts.yaml (address and hostKey)\n  \
+         2. nimbus validate {}\n  \
+         3. copy what you need from examples/ (an example of every kind)\n",
+        root.display(),
+        root.display()
+    ));
+    print_stdout(&out);
+    Ok(0)
+}

@@ -1,0 +1,5 @@
+//! One thin module per command: arguments in, one library call, output.
+
+pub mod completions;
+pub mod init;
+pub mod validate;

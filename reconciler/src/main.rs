@@ -1,0 +1,48 @@
+//! The `nimbus` binary: parses the command line and hands each command to its module.
+
+use clap::{Parser, Subcommand};
+use nimbus::commands::{completions, init, validate};
+
+const EXAMPLES: &str = "\
+Examples:
+  nimbus init my-infra              scaffold a config repository in ./my-infra
+  nimbus validate my-infra          check every manifest; exit 1 on any error
+  nimbus validate --format json .   the same problems as a JSON array
+  nimbus completions bash > /etc/bash_completion.d/nimbus
+
+Docs: docs/ in the nimbus repository (manifests.md, cli.md, architecture.md).";
+
+/// nimbus: a declarative GitOps reconciler for hosts, WireGuard networks, clusters, tenants,
+/// workloads, VMs and volumes, driven by a git repository of manifests.
+#[derive(Debug, Parser)]
+#[command(name = "nimbus", version, about, after_help = EXAMPLES, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scaffold a config repository with a working example of every kind.
+    Init(init::InitArgs),
+    /// Load, type-check, resolve references and check policy; no live access.
+    Validate(validate::ValidateArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(completions::CompletionsArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Completions(args) => Ok(completions::run::<Cli>(args)),
+    };
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(report) => {
+            eprintln!("{report:?}");
+            std::process::exit(1);
+        }
+    }
+}
