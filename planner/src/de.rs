@@ -26,6 +26,8 @@ pub struct DeError {
     pub message: String,
     pub help: Option<String>,
     pub span: Option<ByteSpan>,
+    /// The field path from the document's spec down to the value, innermost last.
+    pub path: Vec<String>,
 }
 
 impl fmt::Display for DeError {
@@ -38,7 +40,7 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { kind: ErrorKind::InvalidValue, message: msg.to_string(), help: None, span: None }
+        DeError { kind: ErrorKind::InvalidValue, message: msg.to_string(), help: None, span: None, path: Vec::new() }
     }
 
     fn invalid_type(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
@@ -47,6 +49,7 @@ impl de::Error for DeError {
             message: format!("expected {expected}, found {unexpected}"),
             help: None,
             span: None,
+            path: Vec::new(),
         }
     }
 
@@ -60,6 +63,21 @@ impl de::Error for DeError {
             message: format!("unknown value `{variant}`; expected one of: {}", expected.join(", ")),
             help: Some(help),
             span: None,
+            path: Vec::new(),
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        let help = match did_you_mean(field, expected.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("the fields here are: {}", expected.join(", ")),
+        };
+        DeError {
+            kind: ErrorKind::UnknownField,
+            message: format!("unknown field `{field}`"),
+            help: Some(help),
+            span: None,
+            path: Vec::new(),
         }
     }
 
@@ -69,11 +87,17 @@ impl de::Error for DeError {
             message: format!("missing field `{field}`"),
             help: None,
             span: None,
+            path: Vec::new(),
         }
     }
 }
 
 impl DeError {
+    fn within(mut self, segment: String) -> Self {
+        self.path.insert(0, segment);
+        self
+    }
+
     fn at(mut self, span: ByteSpan) -> Self {
         if self.span.is_none() {
             self.span = Some(span);
@@ -153,7 +177,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
             },
             Value::Float(f) => visitor.visit_f64(*f),
             Value::String(s) => visitor.visit_str(s),
-            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), context: self.context }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), context: self.context, index: 0 }),
             Value::Map(entries) => visitor.visit_map(MapAccess::new(entries, self.context, None)),
         }
     }
@@ -179,12 +203,13 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), context: self.context }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), context: self.context, index: 0 }),
             // In KDL a single argument is also a list of one: `depends-on "File/a"`.
-            Value::Null => visitor.visit_seq(SeqAccess { items: [].iter(), context: self.context }),
+            Value::Null => visitor.visit_seq(SeqAccess { items: [].iter(), context: self.context, index: 0 }),
             _ if self.context.kdl => visitor.visit_seq(SeqAccess {
                 items: std::slice::from_ref(self.node).iter(),
                 context: self.context,
+                index: 0,
             }),
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         }
@@ -240,6 +265,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
 struct SeqAccess<'a> {
     items: std::slice::Iter<'a, Node>,
     context: &'a Context,
+    index: usize,
 }
 
 impl<'de> de::SeqAccess<'de> for SeqAccess<'de> {
@@ -250,7 +276,8 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de> {
             Some(node) => seed
                 .deserialize(NodeDeserializer { node, context: self.context })
                 .map(Some)
-                .map_err(|e| e.at(node.span)),
+                .map_err(|e| e.at(node.span).within(format!("[{}]", self.index)))
+                .inspect(|_| self.index += 1),
             None => Ok(None),
         }
     }
@@ -292,6 +319,7 @@ impl<'a> MapAccess<'a> {
                         message: format!("unknown field `{}`", key.name),
                         help: Some(help),
                         span: Some(key.span),
+                        path: Vec::new(),
                     });
                 }
             }
@@ -314,9 +342,9 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (_, node, _) = self.entries[self.position];
+        let (key, node, _) = self.entries[self.position];
         self.position += 1;
         seed.deserialize(NodeDeserializer { node, context: self.context })
-            .map_err(|e| e.at(node.span))
+            .map_err(|e| e.at(node.span).within(key.name.clone()))
     }
 }

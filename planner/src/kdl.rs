@@ -107,10 +107,17 @@ pub fn parse(text: &str) -> Result<Vec<Envelope>, Vec<KdlProblem>> {
                 .map(|d| {
                     let at = span(d.span);
                     let word = text.get(at.start..at.end()).unwrap_or("");
-                    let help = match word {
-                        "true" | "false" | "null" => Some(format!(
+                    let token = word.split_whitespace().find(|t| starts_like_quantity(t));
+                    let help = match (word, token) {
+                        ("true" | "false" | "null", _) => Some(format!(
                             "KDL 2.0 writes `{word}` as `#{word}`; a bare `{word}` is not allowed"
                         )),
+                        (_, Some(token)) => {
+                            let value = token.rsplit('=').next().unwrap_or(token);
+                            Some(format!(
+                                "a value that starts with a digit but is not a number must be quoted in KDL: write \"{value}\""
+                            ))
+                        }
                         _ => d.help,
                     };
                     KdlProblem {
@@ -138,6 +145,16 @@ pub fn parse(text: &str) -> Result<Vec<Envelope>, Vec<KdlProblem>> {
         }
     }
     if problems.is_empty() { Ok(envelopes) } else { Err(problems) }
+}
+
+/// `512Mi`, `500m`, `cpu=2x`: a digit followed by letters, which KDL reads as a broken number.
+fn starts_like_quantity(token: &str) -> bool {
+    let value = token.rsplit('=').next().unwrap_or(token);
+    value.starts_with(|c: char| c.is_ascii_digit())
+        && value.chars().any(|c| c.is_ascii_alphabetic())
+        && !value.starts_with("0x")
+        && !value.starts_with("0o")
+        && !value.starts_with("0b")
 }
 
 fn string_node(text: &str, at: ByteSpan) -> Node {

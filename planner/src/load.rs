@@ -127,11 +127,22 @@ impl Document {
     }
 }
 
+/// A resource that was declared, whether or not its document loaded cleanly. References to it
+/// resolve, so one typo does not cascade into "missing" errors everywhere it is used.
+#[derive(Clone, Debug)]
+pub struct Declared {
+    pub address: String,
+    pub kind: Kind,
+    pub labels: nimbus_schemas::Labels,
+}
+
 /// A loaded repository: every document that loaded cleanly, and the sources problems point into.
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     pub sources: Sources,
     pub documents: Vec<Document>,
+    /// Every declared resource, including those whose document has errors.
+    pub declared: Vec<Declared>,
     /// Paths of every file in the repository, manifests included.
     pub paths: BTreeSet<String>,
 }
@@ -272,7 +283,7 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
         return;
     }
     for envelope in envelopes {
-        if let Some(document) = typed_document(envelope, id, &path, format, &text, problems) {
+        if let Some(document) = typed_document(envelope, id, &path, format, &text, problems, &mut model.declared) {
             model.documents.push(document);
         }
     }
@@ -348,27 +359,33 @@ fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
     Ok(envelope)
 }
 
-fn de_problem(error: DeError, file: FileId, fallback: ByteSpan, what: &str) -> Problem {
+/// A deserialization error as a problem. `section` is `spec` or `metadata`; `owner` names
+/// the resource (`Host/web-1`, or just the kind when the name is unknown).
+fn de_problem(error: DeError, file: FileId, fallback: ByteSpan, section: &str, owner: &str) -> Problem {
     let code = match error.kind {
         ErrorKind::InvalidType => "nimbus::manifest::invalid_type",
         ErrorKind::InvalidValue => "nimbus::manifest::invalid_value",
         ErrorKind::MissingField => "nimbus::manifest::missing_field",
         ErrorKind::UnknownField => "nimbus::manifest::unknown_field",
     };
+    let mut field = section.to_owned();
+    for segment in &error.path {
+        if !segment.starts_with('[') {
+            field.push('.');
+        }
+        field.push_str(segment);
+    }
     let help = error.help.clone().or_else(|| match error.kind {
-        ErrorKind::MissingField => Some(format!(
-            "add the field to {what}; docs/manifests.md lists every kind's fields"
-        )),
+        ErrorKind::MissingField => Some(format!("add it to `{field}`; docs/manifests.md lists every kind's fields")),
         ErrorKind::InvalidType => Some("docs/manifests.md gives the type of every field".into()),
         _ => None,
     });
-    let label = match error.kind {
-        ErrorKind::MissingField => format!("{what} needs this field"),
-        ErrorKind::UnknownField => "unknown field".into(),
-        _ => "invalid value".into(),
+    let (message, label) = match error.kind {
+        ErrorKind::MissingField => (format!("{owner}: {} in `{field}`", error.message), format!("`{field}` needs this field")),
+        ErrorKind::UnknownField => (format!("{owner}: {}", error.message), "unknown field".to_owned()),
+        _ => (format!("{owner}: `{field}`: {}", error.message), "invalid value".to_owned()),
     };
-    Problem::error(code, format!("{} in {what}", error.message), Label::new(file, error.span.unwrap_or(fallback), label))
-        .with_help_opt(help)
+    Problem::error(code, message, Label::new(file, error.span.unwrap_or(fallback), label)).with_help_opt(help)
 }
 
 /// The tenant a path under `tenants/<t>/` belongs to.
@@ -385,6 +402,7 @@ fn typed_document(
     format: Format,
     text: &str,
     problems: &mut Vec<Problem>,
+    declared: &mut Vec<Declared>,
 ) -> Option<Document> {
     let before = problems.len();
     for key in &envelope.unknown {
@@ -459,7 +477,7 @@ fn typed_document(
     let metadata: Option<Metadata> = match from_node(metadata_node, &context) {
         Ok(m) => Some(m),
         Err(e) => {
-            problems.push(de_problem(e, file, envelope.span, "metadata"));
+            problems.push(de_problem(e, file, envelope.span, "metadata", kind.as_str()));
             None
         }
     };
@@ -476,6 +494,16 @@ fn typed_document(
                 .with_help(if format == Format::Kdl { "give the node its name as the first argument: `host web-1 { ... }`" } else { "add `metadata: {name: ...}`" }),
         );
     }
+    if let Some(name) = metadata_node.get("name").and_then(Node::as_str) {
+        let written_tenant = envelope.spec.as_ref().and_then(|s| s.get("tenant")).and_then(Node::as_str);
+        let tenant = written_tenant.or_else(|| tenant_of_path(path)).filter(|_| kind.is_tenant_scoped());
+        let address = match tenant {
+            Some(t) => format!("{kind}/{t}/{name}"),
+            None => format!("{kind}/{name}"),
+        };
+        let labels = metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        declared.push(Declared { address, kind, labels });
+    }
     let spec_node = match &envelope.spec {
         Some(node) => node,
         None if kind == Kind::Repository => &empty_map,
@@ -487,7 +515,10 @@ fn typed_document(
             return None;
         }
     };
-    let what = format!("{kind} spec");
+    let owner = match &metadata {
+        Some(m) if !m.name.is_empty() => format!("{kind}/{}", m.name),
+        _ => kind.to_string(),
+    };
     let spec = match kind {
         Kind::Repository => typed(spec_node, &context, Spec::Repository),
         Kind::Host => typed(spec_node, &context, Spec::Host),
@@ -501,12 +532,12 @@ fn typed_document(
         Kind::Volume => typed(spec_node, &context, Spec::Volume),
     };
     for unknown in context.unknown_fields.take() {
-        problems.push(de_problem(unknown, file, spec_node.span, &what));
+        problems.push(de_problem(unknown, file, spec_node.span, "spec", &owner));
     }
     let spec = match spec {
         Ok(spec) => Some(spec),
         Err(e) => {
-            problems.push(de_problem(e, file, spec_node.span, &what));
+            problems.push(de_problem(e, file, spec_node.span, "spec", &owner));
             None
         }
     };

@@ -177,22 +177,21 @@ fn field_label(document: &Document, path: &[OwnedSegment], message: impl Into<St
 }
 
 fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Problem>) {
-    let hosts: Vec<&Document> = model.documents.iter().filter(|d| d.resource.kind == Kind::Host).collect();
+    let declared: std::collections::HashSet<&str> = model.declared.iter().map(|d| d.address.as_str()).collect();
     for reference in &graph.references {
         let document = &model.documents[reference.from];
         match &reference.target {
             Target::Address(address) => {
-                if graph.by_address.contains_key(address) {
+                if declared.contains(address.as_str()) {
                     continue;
                 }
                 let written = address;
                 let (kind, name) = address.split_once('/').unwrap_or(("", address));
                 let known_kind = Kind::from_yaml_name(kind);
-                let candidates: Vec<&str> = graph
-                    .by_address
-                    .keys()
+                let candidates: Vec<&str> = declared
+                    .iter()
+                    .copied()
                     .filter(|a| known_kind.is_none() || a.starts_with(&format!("{kind}/")))
-                    .map(String::as_str)
                     .collect();
                 let help = if known_kind.is_none() {
                     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
@@ -218,7 +217,8 @@ fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Pro
                 );
             }
             Target::Hosts(selector) => {
-                if !hosts.iter().any(|h| selector.matches(&h.resource.metadata.labels)) {
+                let mut hosts = model.declared.iter().filter(|d| d.kind == Kind::Host);
+                if !hosts.any(|h| selector.matches(&h.labels)) {
                     let labels = if selector.is_empty() { "(any)".to_owned() } else { selector.to_string() };
                     problems.push(
                         Problem::warning(

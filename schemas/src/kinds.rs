@@ -427,7 +427,7 @@ impl<'de> Deserialize<'de> for PortMapping {
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
         struct Long {
             port: Port,
-            #[serde(default)]
+            #[serde(default, alias = "host-port")]
             host_port: Option<Port>,
             #[serde(default)]
             protocol: Protocol,
@@ -522,7 +522,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
         struct Long {
             name: String,
             path: String,
-            #[serde(default)]
+            #[serde(default, alias = "read-only")]
             read_only: bool,
         }
         struct MountVisitor;
