@@ -105,7 +105,16 @@ pub fn parse(text: &str) -> Result<Vec<Envelope>, Vec<KdlProblem>> {
                 .diagnostics
                 .into_iter()
                 .map(|d| {
-                    let at = span(d.span);
+                    let mut at = span(d.span);
+                    // The parser often blames a whole node; point at an unquoted quantity in
+                    // it when there is one, which is the usual culprit.
+                    if let Some(token) = text.get(at.start..at.end()).and_then(quantity_token) {
+                        at = ByteSpan::new(at.start + token.0, token.1);
+                    } else if d.message.as_deref().is_some_and(|m| m.contains("value"))
+                        && let Some(token) = quantity_token(text)
+                    {
+                        at = ByteSpan::new(token.0, token.1);
+                    }
                     let word = text.get(at.start..at.end()).unwrap_or("");
                     let token = word.split_whitespace().find(|t| starts_like_quantity(t));
                     let help = match (word, token) {
@@ -145,6 +154,39 @@ pub fn parse(text: &str) -> Result<Vec<Envelope>, Vec<KdlProblem>> {
         }
     }
     if problems.is_empty() { Ok(envelopes) } else { Err(problems) }
+}
+
+/// The offset and length of the first unquoted token in `text` that looks like a quantity.
+fn quantity_token(text: &str) -> Option<(usize, usize)> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let code = line.split("//").next().unwrap_or(line);
+        let mut in_string = false;
+        let mut start = None;
+        for (i, c) in code.char_indices() {
+            if c == '"' {
+                in_string = !in_string;
+            }
+            let boundary = c.is_whitespace() || c == '{' || c == '}' || c == ';';
+            match (start, boundary || in_string) {
+                (None, false) => start = Some(i),
+                (Some(s), true) => {
+                    if starts_like_quantity(&code[s..i]) {
+                        return Some((offset + s, i - s));
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start
+            && starts_like_quantity(code[s..].trim_end())
+        {
+            return Some((offset + s, code[s..].trim_end().len()));
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// `512Mi`, `500m`, `cpu=2x`: a digit followed by letters, which KDL reads as a broken number.

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::de::{Context, DeError, ErrorKind, from_node};
 use crate::diagnostics::{FileId, Label, Problem, SourceText, Sources, did_you_mean, sort_problems};
 use crate::kdl::{self, Envelope};
-use crate::tree::{ByteSpan, Key, Node, Value};
+use crate::tree::{ByteSpan, Node, Value};
 use crate::yaml;
 
 /// Manifest files larger than this are refused rather than parsed.
@@ -134,6 +134,9 @@ pub struct Declared {
     pub address: String,
     pub kind: Kind,
     pub labels: nimbus_schemas::Labels,
+    pub file: FileId,
+    /// The span of the name.
+    pub span: ByteSpan,
 }
 
 /// A loaded repository: every document that loaded cleanly, and the sources problems point into.
@@ -224,12 +227,14 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
         None => text,
     };
     let id = model.sources.add(SourceText::new(path.clone(), text.as_str()));
+    let document_count;
     let envelopes = match format {
         Format::Yaml => match yaml::parse(&text) {
             Ok(nodes) => {
+                document_count = nodes.len();
                 let mut envelopes = Vec::new();
-                for node in nodes {
-                    check_duplicate_keys(&node, id, problems);
+                for mut node in nodes {
+                    drop_duplicate_keys(&mut node, id, problems);
                     match yaml_envelope(node) {
                         Ok(envelope) => envelopes.push(envelope),
                         Err(span) => problems.push(
@@ -255,7 +260,10 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
             }
         },
         Format::Kdl => match kdl::parse(&text) {
-            Ok(envelopes) => envelopes,
+            Ok(envelopes) => {
+                document_count = envelopes.len();
+                envelopes
+            }
             Err(kdl_problems) => {
                 for p in kdl_problems {
                     problems.push(
@@ -271,7 +279,7 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
             }
         },
     };
-    if envelopes.is_empty() {
+    if document_count == 0 {
         problems.push(
             Problem::warning(
                 "nimbus::load::empty",
@@ -297,31 +305,35 @@ fn yaml_syntax_help(message: &str) -> Option<String> {
     }
 }
 
-/// Reports every key that appears twice in the same map, at both places.
-fn check_duplicate_keys(root: &Node, file: FileId, problems: &mut Vec<Problem>) {
+/// Reports every key that appears twice in the same map, at both places, and keeps only the
+/// first so that the same mistake is not reported again as a duplicate field.
+fn drop_duplicate_keys(root: &mut Node, file: FileId, problems: &mut Vec<Problem>) {
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
-        match &node.value {
+        match &mut node.value {
             Value::Map(entries) => {
-                let mut seen: BTreeMap<&str, &Key> = BTreeMap::new();
-                for (key, value) in entries {
-                    if let Some(first) = seen.get(key.name.as_str()) {
+                let mut seen: BTreeMap<String, ByteSpan> = BTreeMap::new();
+                entries.retain(|(key, _)| match seen.get(&key.name) {
+                    Some(first) => {
                         problems.push(
                             Problem::error(
                                 "nimbus::yaml::duplicate_key",
                                 format!("duplicate key `{}`", key.name),
                                 Label::new(file, key.span, "set again here"),
                             )
-                            .with_label(Label::new(file, first.span, "first set here"))
+                            .with_label(Label::new(file, *first, "first set here"))
                             .with_help("remove one of them; YAML maps may not repeat a key"),
                         );
-                    } else {
-                        seen.insert(&key.name, key);
+                        false
                     }
-                    stack.push(value);
-                }
+                    None => {
+                        seen.insert(key.name.clone(), key.span);
+                        true
+                    }
+                });
+                stack.extend(entries.iter_mut().map(|(_, value)| value));
             }
-            Value::Seq(items) => stack.extend(items.iter()),
+            Value::Seq(items) => stack.extend(items.iter_mut()),
             _ => {}
         }
     }
@@ -351,10 +363,7 @@ fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
                 continue;
             }
         };
-        // A repeated key was reported already; the first one counts.
-        if slot.is_none() {
-            *slot = Some(value);
-        }
+        *slot = Some(value);
     }
     Ok(envelope)
 }
@@ -494,7 +503,9 @@ fn typed_document(
                 .with_help(if format == Format::Kdl { "give the node its name as the first argument: `host web-1 { ... }`" } else { "add `metadata: {name: ...}`" }),
         );
     }
-    if let Some(name) = metadata_node.get("name").and_then(Node::as_str) {
+    if let Some(name_node) = metadata_node.get("name")
+        && let Some(name) = name_node.as_str()
+    {
         let written_tenant = envelope.spec.as_ref().and_then(|s| s.get("tenant")).and_then(Node::as_str);
         let tenant = written_tenant.or_else(|| tenant_of_path(path)).filter(|_| kind.is_tenant_scoped());
         let address = match tenant {
@@ -502,7 +513,7 @@ fn typed_document(
             None => format!("{kind}/{name}"),
         };
         let labels = metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
-        declared.push(Declared { address, kind, labels });
+        declared.push(Declared { address, kind, labels, file, span: name_node.span });
     }
     let spec_node = match &envelope.spec {
         Some(node) => node,

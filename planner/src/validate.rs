@@ -79,26 +79,28 @@ fn check_names(model: &Model, problems: &mut Vec<Problem>) {
 }
 
 fn check_duplicates(model: &Model, problems: &mut Vec<Problem>) {
-    let mut first: HashMap<String, &Document> = HashMap::new();
-    let mut host_addresses: HashMap<(String, u16), &Document> = HashMap::new();
-    for document in &model.documents {
-        if document.resource.kind == Kind::Repository {
+    // Every declared resource counts, including those whose document has other errors.
+    let mut first: HashMap<&str, &crate::load::Declared> = HashMap::new();
+    for declared in &model.declared {
+        if declared.kind == Kind::Repository {
             continue;
         }
-        let address = document.resource.address();
-        if let Some(earlier) = first.get(&address) {
+        if let Some(earlier) = first.get(declared.address.as_str()) {
             problems.push(
                 Problem::error(
                     "nimbus::address::duplicate",
-                    format!("{address} is declared twice"),
-                    document.label(document.name_span(), "declared again here"),
+                    format!("{} is declared twice", declared.address),
+                    Label::new(declared.file, declared.span, "declared again here"),
                 )
-                .with_label(earlier.label(earlier.name_span(), "first declared here"))
+                .with_label(Label::new(earlier.file, earlier.span, "first declared here"))
                 .with_help("rename one of them, or delete the copy"),
             );
         } else {
-            first.insert(address, document);
+            first.insert(&declared.address, declared);
         }
+    }
+    let mut host_addresses: HashMap<(String, u16), &Document> = HashMap::new();
+    for document in &model.documents {
         if let Spec::Host(host) = &document.resource.spec {
             let key = (host.address.to_ascii_lowercase(), host.port.0);
             if let Some(earlier) = host_addresses.get(&key) {
