@@ -108,24 +108,24 @@ impl DeError {
 
 /// Shared by every deserializer over one document: unknown fields found so far.
 #[derive(Debug, Default)]
-pub struct Context {
+pub struct Context<'text> {
     /// Keys in KDL are kebab-case; in YAML they are camelCase.
     pub kdl: bool,
     pub unknown_fields: RefCell<Vec<DeError>>,
     /// The source text, for numbers read as strings (`version: 1.30` stays "1.30").
-    pub text: String,
+    pub text: &'text str,
 }
 
 /// Deserializes `T` from `node`; returns the value or the first error, and records every
 /// unknown field in `context`.
-pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node, context: &'de Context) -> Result<T, DeError> {
+pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node, context: &'de Context<'de>) -> Result<T, DeError> {
     T::deserialize(NodeDeserializer { node, context }).map_err(|e| e.at(node.span))
 }
 
 #[derive(Clone, Copy)]
 struct NodeDeserializer<'a> {
     node: &'a Node,
-    context: &'a Context,
+    context: &'a Context<'a>,
 }
 
 impl<'a> NodeDeserializer<'a> {
@@ -264,7 +264,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
 
 struct SeqAccess<'a> {
     items: std::slice::Iter<'a, Node>,
-    context: &'a Context,
+    context: &'a Context<'a>,
     index: usize,
 }
 
@@ -286,13 +286,13 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'de> {
 struct MapAccess<'a> {
     entries: Vec<(&'a Key, &'a Node, &'a str)>,
     position: usize,
-    context: &'a Context,
+    context: &'a Context<'a>,
 }
 
 impl<'a> MapAccess<'a> {
     /// For a struct, keys that name no field are recorded as problems and skipped, so that
     /// every unknown field of a document is reported at once.
-    fn new(entries: &'a [(Key, Node)], context: &'a Context, fields: Option<&'static [&'static str]>) -> Self {
+    fn new(entries: &'a [(Key, Node)], context: &'a Context<'a>, fields: Option<&'static [&'static str]>) -> Self {
         let mut kept = Vec::with_capacity(entries.len());
         for (key, node) in entries {
             let Some(fields) = fields else {

@@ -187,6 +187,54 @@ pub fn selectors(spec: &Spec) -> Vec<(Vec<OwnedSegment>, &Labels)> {
     out
 }
 
+/// Hosts indexed by label, so that a selector finds its hosts without scanning them all.
+pub struct LabelIndex<'a> {
+    labels: Vec<(usize, &'a Labels)>,
+    postings: HashMap<(&'a str, &'a str), Vec<usize>>,
+}
+
+impl<'a> LabelIndex<'a> {
+    /// `items` are (id, labels) pairs; ids come back from [`LabelIndex::matching`].
+    pub fn new(items: impl IntoIterator<Item = (usize, &'a Labels)>) -> Self {
+        let labels: Vec<(usize, &Labels)> = items.into_iter().collect();
+        let mut postings: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (position, (_, l)) in labels.iter().enumerate() {
+            for (k, v) in &l.0 {
+                postings.entry((k.as_str(), v.as_str())).or_default().push(position);
+            }
+        }
+        LabelIndex { labels, postings }
+    }
+
+    /// The ids of every item the selector matches, in insertion order.
+    pub fn matching(&self, selector: &Labels) -> Vec<usize> {
+        let mut shortest: Option<&Vec<usize>> = None;
+        for (k, v) in &selector.0 {
+            match self.postings.get(&(k.as_str(), v.as_str())) {
+                None => return Vec::new(),
+                Some(list) if shortest.is_none_or(|s| list.len() < s.len()) => shortest = Some(list),
+                Some(_) => {}
+            }
+        }
+        match shortest {
+            None => self.labels.iter().map(|(id, _)| *id).collect(),
+            Some(list) => list
+                .iter()
+                .map(|&position| self.labels[position])
+                .filter(|(_, labels)| selector.matches(labels))
+                .map(|(id, _)| id)
+                .collect(),
+        }
+    }
+
+    pub fn any_match(&self, selector: &Labels) -> bool {
+        if selector.is_empty() {
+            return !self.labels.is_empty();
+        }
+        !self.matching(selector).is_empty()
+    }
+}
+
 /// The graph of documents (nodes are indices into `model.documents`), with the reference
 /// behind each edge. An edge points from the dependent to what it depends on.
 pub struct ResourceGraph {
@@ -204,13 +252,14 @@ impl ResourceGraph {
         for (i, document) in model.documents.iter().enumerate() {
             by_address.entry(document.resource.address()).or_insert(i);
         }
-        let hosts: Vec<(usize, &Labels)> = model
-            .documents
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.resource.kind == Kind::Host)
-            .map(|(i, d)| (i, &d.resource.metadata.labels))
-            .collect();
+        let hosts = LabelIndex::new(
+            model
+                .documents
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.resource.kind == Kind::Host)
+                .map(|(i, d)| (i, &d.resource.metadata.labels)),
+        );
         let references = references(model);
         for (r, reference) in references.iter().enumerate() {
             match &reference.target {
@@ -220,10 +269,8 @@ impl ResourceGraph {
                     }
                 }
                 Target::Hosts(selector) => {
-                    for &(to, labels) in &hosts {
-                        if selector.matches(labels) {
-                            graph.add_edge(nodes[reference.from], nodes[to], r);
-                        }
+                    for to in hosts.matching(selector) {
+                        graph.add_edge(nodes[reference.from], nodes[to], r);
                     }
                 }
             }

@@ -480,7 +480,7 @@ fn typed_document(
         }
     };
     let kind = kind?;
-    let context = Context { kdl: format == Format::Kdl, text: if format == Format::Yaml { text.to_owned() } else { String::new() }, ..Context::default() };
+    let context = Context { kdl: format == Format::Kdl, text: if format == Format::Yaml { text } else { "" }, ..Context::default() };
     let empty_map = Node::new(Value::Map(Vec::new()), envelope.span);
     let metadata_node = envelope.metadata.as_ref().unwrap_or(&empty_map);
     let metadata: Option<Metadata> = match from_node(metadata_node, &context) {
@@ -572,6 +572,6 @@ fn typed_document(
     })
 }
 
-fn typed<'a, T: DeserializeOwned>(node: &'a Node, context: &'a Context, wrap: fn(T) -> Spec) -> Result<Spec, DeError> {
+fn typed<'a, T: DeserializeOwned>(node: &'a Node, context: &'a Context<'a>, wrap: fn(T) -> Spec) -> Result<Spec, DeError> {
     from_node::<T>(node, context).map(wrap)
 }

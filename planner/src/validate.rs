@@ -180,6 +180,9 @@ fn field_label(document: &Document, path: &[OwnedSegment], message: impl Into<St
 
 fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Problem>) {
     let declared: std::collections::HashSet<&str> = model.declared.iter().map(|d| d.address.as_str()).collect();
+    let hosts = crate::graph::LabelIndex::new(
+        model.declared.iter().enumerate().filter(|(_, d)| d.kind == Kind::Host).map(|(i, d)| (i, &d.labels)),
+    );
     for reference in &graph.references {
         let document = &model.documents[reference.from];
         match &reference.target {
@@ -219,8 +222,7 @@ fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Pro
                 );
             }
             Target::Hosts(selector) => {
-                let mut hosts = model.declared.iter().filter(|d| d.kind == Kind::Host);
-                if !hosts.any(|h| selector.matches(&h.labels)) {
+                if !hosts.any_match(selector) {
                     let labels = if selector.is_empty() { "(any)".to_owned() } else { selector.to_string() };
                     problems.push(
                         Problem::warning(

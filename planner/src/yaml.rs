@@ -1,16 +1,22 @@
-//! YAML documents into the span-carrying tree, through serde-saphyr.
+//! YAML documents into the span-carrying tree, built from the event stream of serde-saphyr's
+//! parser (granit-parser) with an explicit stack: no recursion, so no input can overflow the
+//! stack, and no per-node allocation beyond the tree itself.
+//!
+//! Plain scalars are resolved by YAML 1.2's core schema (`no` stays a string), except that a
+//! number with a leading zero (`0644`) stays a string, so file modes keep their octal digits.
 
-use std::fmt;
+use std::collections::HashMap;
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{DuplicateKeyPolicy, Spanned};
+use serde_saphyr::granit_parser::{Event, Marker, Parser, ScalarStyle, StructureStyle};
 
 use crate::tree::{ByteSpan, Key, Node, Value};
 
-/// Nesting deeper than this is refused: no manifest needs it, and it keeps the parser's
-/// recursion (about 40 KiB of stack a level in a debug build) bounded.
+/// Nesting deeper than this is refused: no manifest needs it, and it bounds the recursion of
+/// everything that walks the tree later.
 pub const MAX_DEPTH: usize = 32;
+
+/// Aliases may not expand a file past this many nodes (a "billion laughs" stays small).
+pub const MAX_NODES: usize = 1_000_000;
 
 /// A YAML syntax problem: what went wrong and where.
 #[derive(Debug)]
@@ -19,242 +25,287 @@ pub struct YamlError {
     pub span: ByteSpan,
 }
 
-fn span_of(location: &serde_saphyr::Location, text: &str) -> ByteSpan {
-    let span = location.span();
-    match (span.byte_offset(), span.byte_len()) {
-        (Some(start), Some(len)) => {
-            let start = usize::try_from(start).unwrap_or(usize::MAX).min(text.len());
-            let len = usize::try_from(len).unwrap_or(0).min(text.len() - start);
-            ByteSpan::new(start, len)
-        }
-        _ => line_column_offset(text, location.line(), location.column()),
-    }
+fn offset(marker: &Marker, text: &str) -> usize {
+    marker.byte_offset().unwrap_or_else(|| {
+        // Only reader inputs lack byte offsets; fall back to the character index.
+        text.char_indices().nth(marker.index()).map_or(text.len(), |(i, _)| i)
+    })
 }
 
-/// The byte offset of a 1-based line and character column.
-fn line_column_offset(text: &str, line: u64, column: u64) -> ByteSpan {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i as u64 + 1 == line {
-            let col = l
-                .char_indices()
-                .nth(column.saturating_sub(1) as usize)
-                .map_or(l.len(), |(i, _)| i);
-            return ByteSpan::new(offset + col, 0);
-        }
-        offset += l.len();
-    }
-    ByteSpan::new(text.len(), 0)
+enum Frame {
+    Seq { items: Vec<Node>, start: usize, flow: bool, anchor: usize },
+    Map { entries: Vec<(Key, Node)>, key: Option<Key>, start: usize, flow: bool, anchor: usize },
 }
 
-struct RawValue(Value);
-
-struct RawNode(Node);
-
-impl<'de> Deserialize<'de> for RawNode {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<RawValue>::deserialize(deserializer)?;
-        // Spans are fixed up to byte offsets by `parse`, which has the text.
-        let location = spanned.referenced;
-        let span = location.span();
-        let start = span.byte_offset().unwrap_or(0) as usize;
-        let len = span.byte_len().unwrap_or(0) as usize;
-        Ok(RawNode(Node::new(spanned.value.0, ByteSpan::new(start, len))))
-    }
-}
-
-struct KeyText(String);
-
-impl<'de> Deserialize<'de> for KeyText {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match RawValue::deserialize(deserializer)?.0 {
-            Value::String(s) => Ok(KeyText(s)),
-            Value::Int(i) => Ok(KeyText(i.to_string())),
-            Value::Float(f) => Ok(KeyText(f.to_string())),
-            Value::Bool(b) => Ok(KeyText(b.to_string())),
-            Value::Null => Ok(KeyText("null".into())),
-            Value::Seq(_) | Value::Map(_) => {
-                Err(de::Error::custom("a map key must be a plain string, not a list or map"))
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for RawValue {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ValueVisitor;
-        impl<'de> Visitor<'de> for ValueVisitor {
-            type Value = RawValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any YAML value")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Null))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Null))
-            }
-            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
-                RawValue::deserialize(d)
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Int(i128::from(v))))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Int(i128::from(v))))
-            }
-            fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Int(v)))
-            }
-            fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Int(i128::try_from(v).unwrap_or(i128::MAX))))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
-                Ok(RawValue(Value::Float(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
-                Ok(RawValue(Value::String(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
-                Ok(RawValue(Value::String(v)))
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawValue, E> {
-                Ok(RawValue(Value::String(String::from_utf8_lossy(v).into_owned())))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
-                let mut items = Vec::new();
-                while let Some(RawNode(node)) = seq.next_element()? {
-                    items.push(node);
-                }
-                Ok(RawValue(Value::Seq(items)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(key) = map.next_key::<Spanned<KeyText>>()? {
-                    let RawNode(value) = map.next_value()?;
-                    let span = key.referenced.span();
-                    let start = span.byte_offset().unwrap_or(0) as usize;
-                    let len = span.byte_len().unwrap_or(0) as usize;
-                    entries.push((Key { name: key.value.0, span: ByteSpan::new(start, len) }, value));
-                }
-                Ok(RawValue(Value::Map(entries)))
-            }
-        }
-        deserializer.deserialize_any(ValueVisitor)
-    }
-}
-
-/// An upper bound on the nesting depth of a YAML text, found line by line without parsing,
-/// with the offset of the first line that goes past `limit`. Block scalars (`|`, `>`) are
-/// skipped; flow brackets outside quotes count as levels.
-fn first_too_deep(text: &str, limit: usize) -> Option<usize> {
-    let mut indents: Vec<usize> = Vec::new();
-    let mut flow_depth = 0usize;
-    let mut block_scalar_indent: Option<usize> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let line_start = offset;
-        offset += line.len();
-        let content = line.trim_start_matches(' ');
-        let indent = line.len() - content.len();
-        let content = content.trim_end();
-        if content.is_empty() || content.starts_with('#') {
-            continue;
-        }
-        if let Some(scalar_indent) = block_scalar_indent {
-            if indent > scalar_indent {
-                continue;
-            }
-            block_scalar_indent = None;
-        }
-        if flow_depth == 0 {
-            while indents.last().is_some_and(|&top| top >= indent) {
-                indents.pop();
-            }
-            indents.push(indent);
-        }
-        // Each `- ` at the start of a line opens one more level.
-        let mut rest = content;
-        let mut dashes = 0;
-        while let Some(after) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("-\t")) {
-            dashes += 1;
-            rest = after.trim_start();
-        }
-        let mut quote: Option<char> = None;
-        let mut previous = ' ';
-        for c in rest.chars() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '"' | '\'') if matches!(previous, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
-                (None, '[' | '{') if flow_depth > 0 || matches!(previous, ' ' | '[' | '{' | ',') => {
-                    flow_depth += 1
-                }
-                (None, ']' | '}') if flow_depth > 0 => flow_depth -= 1,
-                (None, '#') if previous == ' ' => break,
-                _ => {}
-            }
-            previous = c;
-        }
-        if indents.len() + dashes + flow_depth > limit {
-            return Some(line_start + indent);
-        }
-        if content.ends_with('|')
-            || content.ends_with('>')
-            || content.rsplit_once(' ').is_some_and(|(_, last)| {
-                last.len() <= 3 && (last.starts_with('|') || last.starts_with('>'))
-            })
-        {
-            block_scalar_indent = Some(indent);
-        }
-    }
-    None
+fn error(message: impl Into<String>, at: usize) -> YamlError {
+    YamlError { message: message.into(), span: ByteSpan::new(at, 0) }
 }
 
 /// Parses every document of a YAML file. Empty documents are dropped.
 pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
-    if let Some(start) = first_too_deep(text, MAX_DEPTH) {
-        return Err(YamlError {
-            message: format!("nesting is deeper than {MAX_DEPTH} levels"),
-            span: ByteSpan::new(start, 0),
-        });
-    }
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_depth = MAX_DEPTH;
-    budget.flow_nesting_limit = MAX_DEPTH;
-    let options = serde_saphyr::options! {
-        duplicate_keys: DuplicateKeyPolicy::PassThrough,
-        leading_zero_numbers_as_strings: true,
-        budget: Some(budget),
-    };
-    match serde_saphyr::from_str_multiple_with_options::<RawNode, Vec<RawNode>>(text, options) {
-        Ok(nodes) => Ok(nodes
-            .into_iter()
-            .map(|n| n.0)
-            .filter(|n| n.value != Value::Null)
-            .collect()),
-        Err(error) => {
-            let span = error
-                .location()
-                .map(|l| span_of(&l, text))
-                .unwrap_or_default();
-            let rendered = error.render_with_options(serde_saphyr::render_options! {
-                snippets: serde_saphyr::SnippetMode::Off,
-            });
-            let message = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML");
-            // The location is shown by the diagnostic itself.
-            let message = match message.rfind(" at line ") {
-                Some(i) => &message[..i],
-                None => message,
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut nodes = 0usize;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.map_err(|e| {
+            let message = e.info();
+            let message = message.lines().next().unwrap_or("invalid YAML");
+            let message = if message.contains("recursion limit") {
+                format!("nesting is deeper than {MAX_DEPTH} levels")
+            } else {
+                message.to_owned()
+            };
+            error(message, offset(e.marker(), text))
+        })?;
+        let start = offset(&span.start, text);
+        let end = offset(&span.end, text).max(start);
+        let finished = match event {
+            Event::Scalar(value, style, anchor, tag) => {
+                let plain = style == ScalarStyle::Plain && tag.as_ref().is_none_or(|t| t.suffix() != "str");
+                let node = Node::new(if plain { resolve_plain(&value) } else { Value::String(value.into_owned()) }, ByteSpan::new(start, end - start));
+                if anchor != 0 {
+                    anchors.insert(anchor, node.clone());
+                }
+                Some(node)
             }
-            .to_owned();
-            Err(YamlError { message, span })
+            Event::SequenceStart(style, anchor, _) => {
+                stack.push(Frame::Seq { items: Vec::new(), start, flow: style == StructureStyle::Flow, anchor });
+                None
+            }
+            Event::MappingStart(style, anchor, _) => {
+                stack.push(Frame::Map { entries: Vec::new(), key: None, start, flow: style == StructureStyle::Flow, anchor });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq { items, start, flow, anchor }) => {
+                    let node = Node::new(Value::Seq(items), collection_span(start, end, flow));
+                    if anchor != 0 {
+                        anchors.insert(anchor, node.clone());
+                    }
+                    Some(node)
+                }
+                Some(Frame::Map { entries, start, flow, anchor, .. }) => {
+                    let node = Node::new(Value::Map(merge_keys(entries)), collection_span(start, end, flow));
+                    if anchor != 0 {
+                        anchors.insert(anchor, node.clone());
+                    }
+                    Some(node)
+                }
+                None => return Err(error("unbalanced end of a collection", start)),
+            },
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(node) => {
+                    nodes += count_nodes(node);
+                    if nodes > MAX_NODES {
+                        return Err(error(format!("aliases expand this file past {MAX_NODES} nodes"), start));
+                    }
+                    let mut copy = node.clone();
+                    copy.span = ByteSpan::new(start, end - start);
+                    Some(copy)
+                }
+                None => return Err(error("alias to an unknown anchor", start)),
+            },
+            Event::UnresolvedAlias(name) => return Err(error(format!("alias `*{name}` has no anchor"), start)),
+            _ => None,
+        };
+        if stack.len() > MAX_DEPTH {
+            return Err(error(format!("nesting is deeper than {MAX_DEPTH} levels"), start));
         }
+        let Some(node) = finished else { continue };
+        nodes += 1;
+        if nodes > MAX_NODES {
+            return Err(error(format!("this file has more than {MAX_NODES} nodes"), start));
+        }
+        match stack.last_mut() {
+            None => {
+                if node.value != Value::Null {
+                    documents.push(node);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let name = match &node.value {
+                        Value::String(s) => s.clone(),
+                        Value::Int(i) => i.to_string(),
+                        Value::Float(f) => f.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Null => "null".into(),
+                        Value::Seq(_) | Value::Map(_) => {
+                            return Err(error("a map key must be a plain string, not a list or map", node.span.start));
+                        }
+                    };
+                    *key = Some(Key { name, span: node.span });
+                }
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+    Ok(documents)
+}
+
+/// A flow collection (`{role: web}`) is labelled whole; a block collection at its start only,
+/// so that a label on a map does not cover the rest of the document.
+fn collection_span(start: usize, end: usize, flow: bool) -> ByteSpan {
+    if flow { ByteSpan::new(start, end - start) } else { ByteSpan::new(start, 0) }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    let mut count = 0;
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        count += 1;
+        match &n.value {
+            Value::Seq(items) => stack.extend(items),
+            Value::Map(entries) => stack.extend(entries.iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+    count
+}
+
+/// `<<: *base` (or a list of them) merges the entries of those maps that the map does not set
+/// itself.
+fn merge_keys(entries: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
+    if !entries.iter().any(|(k, _)| k.name == "<<") {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k.name == "<<");
+    for (_, merge) in merges {
+        let sources = match merge.value {
+            Value::Map(map) => vec![map],
+            Value::Seq(items) => items
+                .into_iter()
+                .filter_map(|n| match n.value {
+                    Value::Map(map) => Some(map),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for source in sources {
+            for (key, value) in source {
+                if !own.iter().any(|(k, _)| k.name == key.name) {
+                    own.push((key, value));
+                }
+            }
+        }
+    }
+    own
+}
+
+/// YAML 1.2 core schema for plain scalars, keeping leading-zero numbers as strings.
+fn resolve_plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let first = text.as_bytes()[0];
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return Value::String(text.to_owned());
+    }
+    if let Some(octal) = text.strip_prefix("0o") {
+        if let Ok(i) = i128::from_str_radix(octal, 8) {
+            return Value::Int(i);
+        }
+    } else if let Some(hex) = text.strip_prefix("0x") {
+        if let Ok(i) = i128::from_str_radix(hex, 16) {
+            return Value::Int(i);
+        }
+    }
+    let digits = text.trim_start_matches(['-', '+']);
+    let leading_zero = digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0.");
+    if digits.bytes().all(|b| b.is_ascii_digit()) && !digits.is_empty() {
+        if leading_zero {
+            return Value::String(text.to_owned());
+        }
+        if let Ok(i) = text.parse::<i128>() {
+            return Value::Int(i);
+        }
+    }
+    let float_like = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && digits.bytes().any(|b| b.is_ascii_digit())
+        && !leading_zero;
+    if float_like && let Ok(f) = text.parse::<f64>() {
+        return Value::Float(f);
+    }
+    Value::String(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str) -> Value {
+        parse(&format!("v: {text}\n"))
+            .ok()
+            .and_then(|mut d| d.pop())
+            .and_then(|n| n.get("v").cloned())
+            .map_or(Value::Null, |n| n.value)
+    }
+
+    #[test]
+    fn plain_scalars_follow_the_core_schema() {
+        assert_eq!(value("12"), Value::Int(12));
+        assert_eq!(value("-3"), Value::Int(-3));
+        assert_eq!(value("0o755"), Value::Int(0o755));
+        assert_eq!(value("0644"), Value::String("0644".into()));
+        assert_eq!(value("1.5"), Value::Float(1.5));
+        assert_eq!(value("true"), Value::Bool(true));
+        assert_eq!(value("no"), Value::String("no".into()));
+        assert_eq!(value("~"), Value::Null);
+        assert_eq!(value("'12'"), Value::String("12".into()));
+        assert_eq!(value("10.0.0.1"), Value::String("10.0.0.1".into()));
+        assert_eq!(value("512Mi"), Value::String("512Mi".into()));
+        assert_eq!(value("1e3"), Value::Float(1000.0));
+    }
+
+    #[test]
+    fn spans_are_byte_ranges_of_keys_and_values() {
+        let text = "a: 1\nb: {c: [x, 'y']}\n";
+        let docs = parse(text).unwrap_or_default();
+        let b = docs[0].get("b").cloned().unwrap_or_else(|| Node::new(Value::Null, ByteSpan::default()));
+        assert_eq!(&text[b.span.start..b.span.end()], "{c: [x, 'y']}");
+        let (key, _) = docs[0].entry("b").map(|(k, v)| (k.clone(), v.clone())).unwrap_or_else(|| panic!("no b"));
+        assert_eq!(&text[key.span.start..key.span.end()], "b");
+    }
+
+    #[test]
+    fn documents_anchors_and_merges() {
+        let text = "base: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\n---\n---\nz: 1\n";
+        let docs = parse(text).unwrap_or_default();
+        assert_eq!(docs.len(), 2);
+        let derived = docs[0].get("derived").cloned().unwrap_or_else(|| panic!("no derived"));
+        assert_eq!(derived.get("x").map(|n| n.value.clone()), Some(Value::Int(1)));
+        assert_eq!(derived.get("y").map(|n| n.value.clone()), Some(Value::Int(3)));
+    }
+
+    #[test]
+    fn deep_nesting_and_alias_bombs_are_refused() {
+        assert!(parse(&"[".repeat(10_000)).is_err());
+        assert!(parse(&("- ".repeat(10_000) + "x")).is_err());
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let message = parse(&bomb).map(|_| String::new()).unwrap_or_else(|e| e.message);
+        assert!(message.contains("nodes"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_place() {
+        let error = parse("a: [1, 2\nb: 3\n").err().unwrap_or_else(|| panic!("parsed"));
+        assert!(error.span.start > 0, "{error:?}");
+        let error = parse("a:\n\tb: 1\n").err().unwrap_or_else(|| panic!("parsed"));
+        assert!(error.message.contains("tab"), "{error:?}");
     }
 }
