@@ -40,7 +40,13 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { kind: ErrorKind::InvalidValue, message: msg.to_string(), help: None, span: None, path: Vec::new() }
+        DeError {
+            kind: ErrorKind::InvalidValue,
+            message: msg.to_string(),
+            help: None,
+            span: None,
+            path: Vec::new(),
+        }
     }
 
     fn invalid_type(unexpected: de::Unexpected<'_>, expected: &dyn de::Expected) -> Self {
@@ -60,7 +66,10 @@ impl de::Error for DeError {
         };
         DeError {
             kind: ErrorKind::InvalidValue,
-            message: format!("unknown value `{variant}`; expected one of: {}", expected.join(", ")),
+            message: format!(
+                "unknown value `{variant}`; expected one of: {}",
+                expected.join(", ")
+            ),
             help: Some(help),
             span: None,
             path: Vec::new(),
@@ -118,7 +127,10 @@ pub struct Context<'text> {
 
 /// Deserializes `T` from `node`; returns the value or the first error, and records every
 /// unknown field in `context`.
-pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node, context: &'de Context<'de>) -> Result<T, DeError> {
+pub fn from_node<'de, T: de::Deserialize<'de>>(
+    node: &'de Node,
+    context: &'de Context<'de>,
+) -> Result<T, DeError> {
     T::deserialize(NodeDeserializer { node, context }).map_err(|e| e.at(node.span))
 }
 
@@ -177,7 +189,11 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
             },
             Value::Float(f) => visitor.visit_f64(*f),
             Value::String(s) => visitor.visit_str(s),
-            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), context: self.context, index: 0 }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccess {
+                items: items.iter(),
+                context: self.context,
+                index: 0,
+            }),
             Value::Map(entries) => visitor.visit_map(MapAccess::new(entries, self.context, None)),
         }
     }
@@ -203,9 +219,17 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Seq(items) => visitor.visit_seq(SeqAccess { items: items.iter(), context: self.context, index: 0 }),
+            Value::Seq(items) => visitor.visit_seq(SeqAccess {
+                items: items.iter(),
+                context: self.context,
+                index: 0,
+            }),
             // In KDL a single argument is also a list of one: `depends-on "File/a"`.
-            Value::Null => visitor.visit_seq(SeqAccess { items: [].iter(), context: self.context, index: 0 }),
+            Value::Null => visitor.visit_seq(SeqAccess {
+                items: [].iter(),
+                context: self.context,
+                index: 0,
+            }),
             _ if self.context.kdl => visitor.visit_seq(SeqAccess {
                 items: std::slice::from_ref(self.node).iter(),
                 context: self.context,
@@ -230,7 +254,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Map(entries) => visitor.visit_map(MapAccess::new(entries, self.context, Some(fields))),
+            Value::Map(entries) => {
+                visitor.visit_map(MapAccess::new(entries, self.context, Some(fields)))
+            }
             Value::Null => visitor.visit_map(MapAccess::new(&[], self.context, Some(fields))),
             _ => Err(de::Error::invalid_type(self.unexpected(), &visitor)),
         }
@@ -248,7 +274,11 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -271,10 +301,16 @@ struct SeqAccess<'a> {
 impl<'de> de::SeqAccess<'de> for SeqAccess<'de> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some(node) => seed
-                .deserialize(NodeDeserializer { node, context: self.context })
+                .deserialize(NodeDeserializer {
+                    node,
+                    context: self.context,
+                })
                 .map(Some)
                 .map_err(|e| e.at(node.span).within(format!("[{}]", self.index)))
                 .inspect(|_| self.index += 1),
@@ -292,16 +328,21 @@ struct MapAccess<'a> {
 impl<'a> MapAccess<'a> {
     /// For a struct, keys that name no field are recorded as problems and skipped, so that
     /// every unknown field of a document is reported at once.
-    fn new(entries: &'a [(Key, Node)], context: &'a Context<'a>, fields: Option<&'static [&'static str]>) -> Self {
+    fn new(
+        entries: &'a [(Key, Node)],
+        context: &'a Context<'a>,
+        fields: Option<&'static [&'static str]>,
+    ) -> Self {
         let mut kept = Vec::with_capacity(entries.len());
         for (key, node) in entries {
             let Some(fields) = fields else {
                 kept.push((key, node, key.name.as_str()));
                 continue;
             };
-            let field = fields.iter().copied().find(|f| {
-                *f == key.name || (context.kdl && kebab_to_camel(&key.name) == *f)
-            });
+            let field = fields
+                .iter()
+                .copied()
+                .find(|f| *f == key.name || (context.kdl && kebab_to_camel(&key.name) == *f));
             match field {
                 Some(field) => kept.push((key, node, field)),
                 None => {
@@ -324,14 +365,21 @@ impl<'a> MapAccess<'a> {
                 }
             }
         }
-        MapAccess { entries: kept, position: 0, context }
+        MapAccess {
+            entries: kept,
+            position: 0,
+            context,
+        }
     }
 }
 
 impl<'de> de::MapAccess<'de> for MapAccess<'de> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.get(self.position) {
             Some((key, _, field)) => seed
                 .deserialize(field.into_deserializer())
@@ -344,7 +392,10 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         let (key, node, _) = self.entries[self.position];
         self.position += 1;
-        seed.deserialize(NodeDeserializer { node, context: self.context })
-            .map_err(|e| e.at(node.span).within(key.name.clone()))
+        seed.deserialize(NodeDeserializer {
+            node,
+            context: self.context,
+        })
+        .map_err(|e| e.at(node.span).within(key.name.clone()))
     }
 }

@@ -28,7 +28,11 @@ pub struct Label {
 
 impl Label {
     pub fn new(file: FileId, span: ByteSpan, message: impl Into<String>) -> Self {
-        Label { file, span, message: message.into() }
+        Label {
+            file,
+            span,
+            message: message.into(),
+        }
     }
 }
 
@@ -57,7 +61,10 @@ impl Problem {
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>, primary: Label) -> Self {
-        Problem { severity: Severity::Warning, ..Problem::error(code, message, primary) }
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(code, message, primary)
+        }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -89,15 +96,25 @@ impl SourceText {
         let text: Arc<str> = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        SourceText { path: path.into(), text, line_starts }
+        SourceText {
+            path: path.into(),
+            text,
+            line_starts,
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&start| start <= offset).saturating_sub(1);
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .saturating_sub(1);
         let start = self.line_starts[line];
-        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
         (line + 1, column + 1)
     }
 }
@@ -171,7 +188,12 @@ impl Problem {
                 .map(|label| {
                     let source = sources.get(label.file);
                     let (line, column) = source.line_column(label.span.start);
-                    JsonLabel { file: source.path.clone(), line, column, message: label.message.clone() }
+                    JsonLabel {
+                        file: source.path.clone(),
+                        line,
+                        column,
+                        message: label.message.clone(),
+                    }
                 })
                 .collect(),
         }
@@ -259,7 +281,9 @@ impl Diagnostic for RenderedProblem {
         Some(self.severity)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         Some(&self.source)
@@ -279,13 +303,22 @@ impl Diagnostic for RenderedProblem {
 /// Sorts problems by file, line and column, errors before warnings at the same place.
 pub fn sort_problems(problems: &mut [Problem], sources: &Sources) {
     problems.sort_by(|a, b| {
-        let key = |p: &Problem| (sources.path(p.primary.file).to_owned(), p.primary.span.start, p.severity);
+        let key = |p: &Problem| {
+            (
+                sources.path(p.primary.file).to_owned(),
+                p.primary.span.start,
+                p.severity,
+            )
+        };
         key(a).cmp(&key(b)).then_with(|| a.message.cmp(&b.message))
     });
 }
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_lowercase();
     candidates
         .into_iter()
@@ -310,13 +343,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -332,7 +367,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("adress", ["address", "port", "user"]), Some("address"));
+        assert_eq!(
+            did_you_mean("adress", ["address", "port", "user"]),
+            Some("address")
+        );
         assert_eq!(did_you_mean("Hots", ["Host", "File"]), Some("Host"));
         assert_eq!(did_you_mean("hots", ["host", "file"]), Some("host"));
         assert_eq!(did_you_mean("zzzzzz", ["address", "port"]), None);

@@ -66,7 +66,11 @@ pub fn references(model: &Model) -> Vec<Reference> {
     for (from, document) in model.documents.iter().enumerate() {
         macro_rules! by_name {
             ($path:expr, $kind:expr, $name:expr) => {
-                out.push(Reference { from, path: $path, target: Target::Address(address_of($kind, None, $name)) })
+                out.push(Reference {
+                    from,
+                    path: $path,
+                    target: Target::Address(address_of($kind, None, $name)),
+                })
             };
         }
         let tenant = document.resource.tenant.as_deref();
@@ -88,12 +92,20 @@ pub fn references(model: &Model) -> Vec<Reference> {
                     by_name!(vec![key("host")], Kind::Host, host);
                 }
                 for (i, file) in s.restart_on.iter().enumerate() {
-                    by_name!(vec![key("restartOn"), OwnedSegment::Index(i)], Kind::File, file);
+                    by_name!(
+                        vec![key("restartOn"), OwnedSegment::Index(i)],
+                        Kind::File,
+                        file
+                    );
                 }
             }
             Spec::Network(n) => {
                 for host in n.addresses.keys() {
-                    by_name!(vec![key("addresses"), OwnedSegment::MapKey(host.clone())], Kind::Host, host);
+                    by_name!(
+                        vec![key("addresses"), OwnedSegment::MapKey(host.clone())],
+                        Kind::Host,
+                        host
+                    );
                 }
             }
             Spec::Cluster(c) => {
@@ -106,7 +118,11 @@ pub fn references(model: &Model) -> Vec<Reference> {
                 if let Some(t) = &w.tenant {
                     by_name!(vec![key("tenant")], Kind::Tenant, t);
                 } else if let Some(t) = tenant {
-                    out.push(Reference { from, path: Vec::new(), target: Target::Address(format!("Tenant/{t}")) });
+                    out.push(Reference {
+                        from,
+                        path: Vec::new(),
+                        target: Target::Address(format!("Tenant/{t}")),
+                    });
                 }
                 for (i, mount) in w.volumes.iter().enumerate() {
                     out.push(Reference {
@@ -134,7 +150,11 @@ pub fn references(model: &Model) -> Vec<Reference> {
                 }
                 if let Some(placement) = &v.placement {
                     for (i, host) in placement.hosts.iter().enumerate() {
-                        by_name!(vec![key("placement"), key("hosts"), OwnedSegment::Index(i)], Kind::Host, host);
+                        by_name!(
+                            vec![key("placement"), key("hosts"), OwnedSegment::Index(i)],
+                            Kind::Host,
+                            host
+                        );
                     }
                 }
             }
@@ -142,7 +162,11 @@ pub fn references(model: &Model) -> Vec<Reference> {
                 if let Some(t) = &v.tenant {
                     by_name!(vec![key("tenant")], Kind::Tenant, t);
                 } else if let Some(t) = tenant {
-                    out.push(Reference { from, path: Vec::new(), target: Target::Address(format!("Tenant/{t}")) });
+                    out.push(Reference {
+                        from,
+                        path: Vec::new(),
+                        target: Target::Address(format!("Tenant/{t}")),
+                    });
                 }
                 if let Some(host) = &v.host {
                     by_name!(vec![key("host")], Kind::Host, host);
@@ -150,7 +174,11 @@ pub fn references(model: &Model) -> Vec<Reference> {
             }
         }
         for (path, selector) in selectors(spec) {
-            out.push(Reference { from, path, target: Target::Hosts(selector.clone()) });
+            out.push(Reference {
+                from,
+                path,
+                target: Target::Hosts(selector.clone()),
+            });
         }
         for (i, address) in spec.depends_on().iter().enumerate() {
             out.push(Reference {
@@ -177,10 +205,16 @@ pub fn selectors(spec: &Spec) -> Vec<(Vec<OwnedSegment>, &Labels)> {
             out.extend(c.agents.as_ref().map(|l| (vec![key("agents")], l)));
         }
         Spec::Workload(w) => out.extend(
-            w.placement.as_ref().filter(|p| !p.selector.is_empty()).map(|p| (vec![key("placement")], &p.selector)),
+            w.placement
+                .as_ref()
+                .filter(|p| !p.selector.is_empty())
+                .map(|p| (vec![key("placement")], &p.selector)),
         ),
         Spec::Vm(v) => out.extend(
-            v.placement.as_ref().filter(|p| !p.selector.is_empty()).map(|p| (vec![key("placement")], &p.selector)),
+            v.placement
+                .as_ref()
+                .filter(|p| !p.selector.is_empty())
+                .map(|p| (vec![key("placement")], &p.selector)),
         ),
         _ => {}
     }
@@ -200,7 +234,10 @@ impl<'a> LabelIndex<'a> {
         let mut postings: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         for (position, (_, l)) in labels.iter().enumerate() {
             for (k, v) in &l.0 {
-                postings.entry((k.as_str(), v.as_str())).or_default().push(position);
+                postings
+                    .entry((k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(position);
             }
         }
         LabelIndex { labels, postings }
@@ -212,7 +249,9 @@ impl<'a> LabelIndex<'a> {
         for (k, v) in &selector.0 {
             match self.postings.get(&(k.as_str(), v.as_str())) {
                 None => return Vec::new(),
-                Some(list) if shortest.is_none_or(|s| list.len() < s.len()) => shortest = Some(list),
+                Some(list) if shortest.is_none_or(|s| list.len() < s.len()) => {
+                    shortest = Some(list)
+                }
                 Some(_) => {}
             }
         }
@@ -247,7 +286,9 @@ pub struct ResourceGraph {
 impl ResourceGraph {
     pub fn build(model: &Model) -> Self {
         let mut graph = DiGraph::new();
-        let nodes: Vec<NodeIndex> = (0..model.documents.len()).map(|i| graph.add_node(i)).collect();
+        let nodes: Vec<NodeIndex> = (0..model.documents.len())
+            .map(|i| graph.add_node(i))
+            .collect();
         let mut by_address = HashMap::new();
         for (i, document) in model.documents.iter().enumerate() {
             by_address.entry(document.resource.address()).or_insert(i);
@@ -275,21 +316,28 @@ impl ResourceGraph {
                 }
             }
         }
-        ResourceGraph { graph, nodes, references, by_address }
+        ResourceGraph {
+            graph,
+            nodes,
+            references,
+            by_address,
+        }
     }
 
     /// Every dependency cycle, each as the list of edges (reference indices) around it.
     pub fn cycles(&self) -> Vec<Vec<(usize, usize, usize)>> {
         let mut cycles = Vec::new();
         for component in petgraph::algo::tarjan_scc(&self.graph) {
-            let self_loop = component.len() == 1
-                && self.graph.find_edge(component[0], component[0]).is_some();
+            let self_loop =
+                component.len() == 1 && self.graph.find_edge(component[0], component[0]).is_some();
             if component.len() < 2 && !self_loop {
                 continue;
             }
             // Walk from the smallest document around the component until we come back.
             let members: std::collections::HashSet<NodeIndex> = component.iter().copied().collect();
-            let Some(&start) = component.iter().min_by_key(|n| self.graph[**n]) else { continue };
+            let Some(&start) = component.iter().min_by_key(|n| self.graph[**n]) else {
+                continue;
+            };
             if let Some(path) = self.cycle_through(start, &members) {
                 cycles.push(path);
             }
@@ -308,7 +356,11 @@ impl ResourceGraph {
         let mut previous: HashMap<NodeIndex, (NodeIndex, usize)> = HashMap::new();
         let mut queue = std::collections::VecDeque::from([start]);
         while let Some(node) = queue.pop_front() {
-            let mut edges: Vec<_> = self.graph.edges(node).filter(|e| members.contains(&e.target())).collect();
+            let mut edges: Vec<_> = self
+                .graph
+                .edges(node)
+                .filter(|e| members.contains(&e.target()))
+                .collect();
             edges.sort_by_key(|e| (self.graph[e.target()], *e.weight()));
             for edge in edges {
                 let next = edge.target();

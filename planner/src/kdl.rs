@@ -40,7 +40,12 @@ fn span(source: miette::SourceSpan) -> ByteSpan {
 }
 
 fn problem(message: impl Into<String>, at: ByteSpan, help: Option<&str>) -> KdlProblem {
-    KdlProblem { message: message.into(), span: at, label: None, help: help.map(str::to_owned) }
+    KdlProblem {
+        message: message.into(),
+        span: at,
+        label: None,
+        help: help.map(str::to_owned),
+    }
 }
 
 /// The deepest `{` nesting outside strings and comments, and where it first passes `limit`.
@@ -153,7 +158,11 @@ pub fn parse(text: &str) -> Result<Vec<Envelope>, Vec<KdlProblem>> {
             Err(mut p) => problems.append(&mut p),
         }
     }
-    if problems.is_empty() { Ok(envelopes) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(envelopes)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The offset and length of the first unquoted token in `text` that looks like a quantity.
@@ -213,7 +222,13 @@ fn envelope(node: &KdlNode) -> Result<Envelope, Vec<KdlProblem>> {
     let mut arguments = node.entries().iter().filter(|e| e.name().is_none());
     if let Some(name) = arguments.next() {
         let at = span(name.span());
-        metadata.push((Key { name: "name".into(), span: at }, scalar(name.value(), at)));
+        metadata.push((
+            Key {
+                name: "name".into(),
+                span: at,
+            },
+            scalar(name.value(), at),
+        ));
     }
     for extra in arguments {
         problems.push(problem(
@@ -230,7 +245,10 @@ fn envelope(node: &KdlNode) -> Result<Envelope, Vec<KdlProblem>> {
     if let Some(children) = node.children() {
         for child in children.nodes() {
             let name = child.name().value();
-            let key = Key { name: name.to_owned(), span: span(child.name().span()) };
+            let key = Key {
+                name: name.to_owned(),
+                span: span(child.name().span()),
+            };
             match name {
                 "labels" | "annotations" => match node_value(child, 1) {
                     Ok(value) => metadata.push((key, value)),
@@ -293,24 +311,41 @@ fn scalar(value: &KdlValue, at: ByteSpan) -> Node {
 
 fn property_entry(entry: &KdlEntry) -> Option<(Key, Node)> {
     let name = entry.name()?;
-    let key = Key { name: name.value().to_owned(), span: span(name.span()) };
+    let key = Key {
+        name: name.value().to_owned(),
+        span: span(name.span()),
+    };
     Some((key, scalar(entry.value(), span(entry.span()))))
 }
 
 fn node_value(node: &KdlNode, depth: usize) -> Result<Node, Vec<KdlProblem>> {
     let node_span = span(node.span());
-    let arguments: Vec<&KdlEntry> = node.entries().iter().filter(|e| e.name().is_none()).collect();
-    let properties: Vec<&KdlEntry> = node.entries().iter().filter(|e| e.name().is_some()).collect();
+    let arguments: Vec<&KdlEntry> = node
+        .entries()
+        .iter()
+        .filter(|e| e.name().is_none())
+        .collect();
+    let properties: Vec<&KdlEntry> = node
+        .entries()
+        .iter()
+        .filter(|e| e.name().is_some())
+        .collect();
     let name = node.name().value();
     if depth > MAX_DEPTH {
-        return Err(vec![problem(format!("nesting is deeper than {MAX_DEPTH} levels"), node_span, None)]);
+        return Err(vec![problem(
+            format!("nesting is deeper than {MAX_DEPTH} levels"),
+            node_span,
+            None,
+        )]);
     }
     if let Some(children) = node.children() {
         if !arguments.is_empty() || !properties.is_empty() {
             return Err(vec![problem(
                 format!("`{name}` has both values and a children block"),
                 node_span,
-                Some("give a field either values (`quota cpu=4`) or a children block (`quota { cpu 4 }`), not both"),
+                Some(
+                    "give a field either values (`quota cpu=4`) or a children block (`quota { cpu 4 }`), not both",
+                ),
             )]);
         }
         let nodes = children.nodes();
@@ -324,25 +359,38 @@ fn node_value(node: &KdlNode, depth: usize) -> Result<Node, Vec<KdlProblem>> {
                     Err(mut p) => problems.append(&mut p),
                 }
             }
-            return if problems.is_empty() { Ok(Node::new(Value::Seq(items), body_span)) } else { Err(problems) };
+            return if problems.is_empty() {
+                Ok(Node::new(Value::Seq(items), body_span))
+            } else {
+                Err(problems)
+            };
         }
         let mut entries = Vec::new();
         let mut problems = Vec::new();
         for child in nodes {
-            let key = Key { name: child.name().value().to_owned(), span: span(child.name().span()) };
+            let key = Key {
+                name: child.name().value().to_owned(),
+                span: span(child.name().span()),
+            };
             match node_value(child, depth + 1) {
                 Ok(value) => push_merging(&mut entries, key, value),
                 Err(mut p) => problems.append(&mut p),
             }
         }
-        return if problems.is_empty() { Ok(Node::new(Value::Map(entries), body_span)) } else { Err(problems) };
+        return if problems.is_empty() {
+            Ok(Node::new(Value::Map(entries), body_span))
+        } else {
+            Err(problems)
+        };
     }
     if !properties.is_empty() {
         if !arguments.is_empty() {
             return Err(vec![problem(
                 format!("`{name}` mixes values and key=value properties"),
                 node_span,
-                Some("write either `field \"value\"` or `field key=value ...`; for a list of maps use children named `-`"),
+                Some(
+                    "write either `field \"value\"` or `field key=value ...`; for a list of maps use children named `-`",
+                ),
             )]);
         }
         let mut entries = Vec::new();
@@ -357,7 +405,11 @@ fn node_value(node: &KdlNode, depth: usize) -> Result<Node, Vec<KdlProblem>> {
         [] => Ok(Node::new(Value::Map(Vec::new()), node_span)),
         [one] => Ok(scalar(one.value(), span(one.span()))),
         many => Ok(Node::new(
-            Value::Seq(many.iter().map(|e| scalar(e.value(), span(e.span()))).collect()),
+            Value::Seq(
+                many.iter()
+                    .map(|e| scalar(e.value(), span(e.span())))
+                    .collect(),
+            ),
             node_span,
         )),
     }

@@ -10,7 +10,9 @@ use nimbus_schemas::{API_VERSION, Kind, Metadata, Resource, Spec};
 use serde::de::DeserializeOwned;
 
 use crate::de::{Context, DeError, ErrorKind, from_node};
-use crate::diagnostics::{FileId, Label, Problem, SourceText, Sources, did_you_mean, sort_problems};
+use crate::diagnostics::{
+    FileId, Label, Problem, SourceText, Sources, did_you_mean, sort_problems,
+};
 use crate::kdl::{self, Envelope};
 use crate::tree::{ByteSpan, Node, Value};
 use crate::yaml;
@@ -62,11 +64,16 @@ impl ManifestFilter {
 
     /// A hidden file or directory anywhere on the path.
     pub fn is_hidden(path: &str) -> bool {
-        path.split('/').any(|part| part.starts_with('.') && part != "." && part != "..")
+        path.split('/')
+            .any(|part| part.starts_with('.') && part != "." && part != "..")
     }
 
     pub fn is_ignored(&self, path: &str, is_dir: bool) -> bool {
-        Self::is_hidden(path) || self.ignore.matched_path_or_any_parents(path, is_dir).is_ignore()
+        Self::is_hidden(path)
+            || self
+                .ignore
+                .matched_path_or_any_parents(path, is_dir)
+                .is_ignore()
     }
 
     pub fn format_of(path: &str) -> Option<Format> {
@@ -152,7 +159,9 @@ pub struct Model {
 
 impl Model {
     pub fn repository(&self) -> Option<&Document> {
-        self.documents.iter().find(|d| d.resource.kind == Kind::Repository)
+        self.documents
+            .iter()
+            .find(|d| d.resource.kind == Kind::Repository)
     }
 }
 
@@ -187,7 +196,9 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
                 ),
                 Label::new(id, ByteSpan::default(), "too large to be a manifest"),
             )
-            .with_help("split it into smaller files, or add it to .nimbusignore if it is not a manifest"),
+            .with_help(
+                "split it into smaller files, or add it to .nimbusignore if it is not a manifest",
+            ),
         );
         return;
     }
@@ -216,7 +227,9 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
                     format!("{path} is not valid UTF-8"),
                     Label::new(id, ByteSpan::new(valid, 1), "invalid byte here"),
                 )
-                .with_help("manifests must be UTF-8; re-encode the file (for example with iconv -t UTF-8)"),
+                .with_help(
+                    "manifests must be UTF-8; re-encode the file (for example with iconv -t UTF-8)",
+                ),
             );
             return;
         }
@@ -226,7 +239,9 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
         Some(rest) => rest.to_owned(),
         None => text,
     };
-    let id = model.sources.add(SourceText::new(path.clone(), text.as_str()));
+    let id = model
+        .sources
+        .add(SourceText::new(path.clone(), text.as_str()));
     let document_count;
     let envelopes = match format {
         Format::Yaml => match yaml::parse(&text) {
@@ -250,12 +265,14 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
                 envelopes
             }
             Err(error) => {
-                problems.push(Problem::error(
-                    "nimbus::yaml::syntax",
-                    format!("invalid YAML: {}", error.message),
-                    Label::new(id, error.span, "here"),
-                )
-                .with_help_opt(yaml_syntax_help(&error.message)));
+                problems.push(
+                    Problem::error(
+                        "nimbus::yaml::syntax",
+                        format!("invalid YAML: {}", error.message),
+                        Label::new(id, error.span, "here"),
+                    )
+                    .with_help_opt(yaml_syntax_help(&error.message)),
+                );
                 return;
             }
         },
@@ -291,7 +308,15 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
         return;
     }
     for envelope in envelopes {
-        if let Some(document) = typed_document(envelope, id, &path, format, &text, problems, &mut model.declared) {
+        if let Some(document) = typed_document(
+            envelope,
+            id,
+            &path,
+            format,
+            &text,
+            problems,
+            &mut model.declared,
+        ) {
             model.documents.push(document);
         }
     }
@@ -370,7 +395,13 @@ fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
 
 /// A deserialization error as a problem. `section` is `spec` or `metadata`; `owner` names
 /// the resource (`Host/web-1`, or just the kind when the name is unknown).
-fn de_problem(error: DeError, file: FileId, fallback: ByteSpan, section: &str, owner: &str) -> Problem {
+fn de_problem(
+    error: DeError,
+    file: FileId,
+    fallback: ByteSpan,
+    section: &str,
+    owner: &str,
+) -> Problem {
     let code = match error.kind {
         ErrorKind::InvalidType => "nimbus::manifest::invalid_type",
         ErrorKind::InvalidValue => "nimbus::manifest::invalid_value",
@@ -385,16 +416,32 @@ fn de_problem(error: DeError, file: FileId, fallback: ByteSpan, section: &str, o
         field.push_str(segment);
     }
     let help = error.help.clone().or_else(|| match error.kind {
-        ErrorKind::MissingField => Some(format!("add it to `{field}`; docs/manifests.md lists every kind's fields")),
+        ErrorKind::MissingField => Some(format!(
+            "add it to `{field}`; docs/manifests.md lists every kind's fields"
+        )),
         ErrorKind::InvalidType => Some("docs/manifests.md gives the type of every field".into()),
         _ => None,
     });
     let (message, label) = match error.kind {
-        ErrorKind::MissingField => (format!("{owner}: {} in `{field}`", error.message), format!("`{field}` needs this field")),
-        ErrorKind::UnknownField => (format!("{owner}: {}", error.message), "unknown field".to_owned()),
-        _ => (format!("{owner}: `{field}`: {}", error.message), "invalid value".to_owned()),
+        ErrorKind::MissingField => (
+            format!("{owner}: {} in `{field}`", error.message),
+            format!("`{field}` needs this field"),
+        ),
+        ErrorKind::UnknownField => (
+            format!("{owner}: {}", error.message),
+            "unknown field".to_owned(),
+        ),
+        _ => (
+            format!("{owner}: `{field}`: {}", error.message),
+            "invalid value".to_owned(),
+        ),
     };
-    Problem::error(code, message, Label::new(file, error.span.unwrap_or(fallback), label)).with_help_opt(help)
+    Problem::error(
+        code,
+        message,
+        Label::new(file, error.span.unwrap_or(fallback), label),
+    )
+    .with_help_opt(help)
 }
 
 /// The tenant a path under `tenants/<t>/` belongs to.
@@ -420,15 +467,23 @@ fn typed_document(
             None => "a manifest has only apiVersion, kind, metadata and spec at the top".into(),
         };
         problems.push(
-            Problem::error("nimbus::manifest::unknown_field", format!("unknown field `{}`", key.name), Label::new(file, key.span, "unknown field"))
-                .with_help(help),
+            Problem::error(
+                "nimbus::manifest::unknown_field",
+                format!("unknown field `{}`", key.name),
+                Label::new(file, key.span, "unknown field"),
+            )
+            .with_help(help),
         );
     }
     if format == Format::Yaml {
         match &envelope.api_version {
             None => problems.push(
-                Problem::error("nimbus::manifest::api_version", "missing `apiVersion`", Label::new(file, envelope.span, "this document has no apiVersion"))
-                    .with_help(format!("add `apiVersion: {API_VERSION}`")),
+                Problem::error(
+                    "nimbus::manifest::api_version",
+                    "missing `apiVersion`",
+                    Label::new(file, envelope.span, "this document has no apiVersion"),
+                )
+                .with_help(format!("add `apiVersion: {API_VERSION}`")),
             ),
             Some(node) if node.as_str() != Some(API_VERSION) => problems.push(
                 Problem::error(
@@ -444,8 +499,12 @@ fn typed_document(
         && node.as_str() != Some(API_VERSION)
     {
         problems.push(
-            Problem::error("nimbus::manifest::api_version", "unsupported api-version", Label::new(file, node.span, "not a version nimbus knows"))
-                .with_help(format!("this release reads `{API_VERSION}`")),
+            Problem::error(
+                "nimbus::manifest::api_version",
+                "unsupported api-version",
+                Label::new(file, node.span, "not a version nimbus knows"),
+            )
+            .with_help(format!("this release reads `{API_VERSION}`")),
         );
     }
     let kind = match &envelope.kind {
@@ -465,28 +524,48 @@ fn typed_document(
             if kind.is_none() {
                 let names: Vec<&str> = Kind::ALL
                     .iter()
-                    .map(|k| if format == Format::Kdl { k.kdl_name() } else { k.as_str() })
+                    .map(|k| {
+                        if format == Format::Kdl {
+                            k.kdl_name()
+                        } else {
+                            k.as_str()
+                        }
+                    })
                     .collect();
                 let help = match did_you_mean(name, names.iter().copied()) {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => format!("the kinds are: {}", names.join(", ")),
                 };
                 problems.push(
-                    Problem::error("nimbus::manifest::unknown_kind", format!("unknown kind `{name}`"), Label::new(file, node.span, "unknown kind"))
-                        .with_help(help),
+                    Problem::error(
+                        "nimbus::manifest::unknown_kind",
+                        format!("unknown kind `{name}`"),
+                        Label::new(file, node.span, "unknown kind"),
+                    )
+                    .with_help(help),
                 );
             }
             kind
         }
     };
     let kind = kind?;
-    let context = Context { kdl: format == Format::Kdl, text: if format == Format::Yaml { text } else { "" }, ..Context::default() };
+    let context = Context {
+        kdl: format == Format::Kdl,
+        text: if format == Format::Yaml { text } else { "" },
+        ..Context::default()
+    };
     let empty_map = Node::new(Value::Map(Vec::new()), envelope.span);
     let metadata_node = envelope.metadata.as_ref().unwrap_or(&empty_map);
     let metadata: Option<Metadata> = match from_node(metadata_node, &context) {
         Ok(m) => Some(m),
         Err(e) => {
-            problems.push(de_problem(e, file, envelope.span, "metadata", kind.as_str()));
+            problems.push(de_problem(
+                e,
+                file,
+                envelope.span,
+                "metadata",
+                kind.as_str(),
+            ));
             None
         }
     };
@@ -499,29 +578,56 @@ fn typed_document(
             None => (envelope.span, "this document has no metadata"),
         };
         problems.push(
-            Problem::error("nimbus::manifest::missing_name", format!("{kind} has no name"), Label::new(file, span, label))
-                .with_help(if format == Format::Kdl { "give the node its name as the first argument: `host web-1 { ... }`" } else { "add `metadata: {name: ...}`" }),
+            Problem::error(
+                "nimbus::manifest::missing_name",
+                format!("{kind} has no name"),
+                Label::new(file, span, label),
+            )
+            .with_help(if format == Format::Kdl {
+                "give the node its name as the first argument: `host web-1 { ... }`"
+            } else {
+                "add `metadata: {name: ...}`"
+            }),
         );
     }
     if let Some(name_node) = metadata_node.get("name")
         && let Some(name) = name_node.as_str()
     {
-        let written_tenant = envelope.spec.as_ref().and_then(|s| s.get("tenant")).and_then(Node::as_str);
-        let tenant = written_tenant.or_else(|| tenant_of_path(path)).filter(|_| kind.is_tenant_scoped());
+        let written_tenant = envelope
+            .spec
+            .as_ref()
+            .and_then(|s| s.get("tenant"))
+            .and_then(Node::as_str);
+        let tenant = written_tenant
+            .or_else(|| tenant_of_path(path))
+            .filter(|_| kind.is_tenant_scoped());
         let address = match tenant {
             Some(t) => format!("{kind}/{t}/{name}"),
             None => format!("{kind}/{name}"),
         };
-        let labels = metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
-        declared.push(Declared { address, kind, labels, file, span: name_node.span });
+        let labels = metadata
+            .as_ref()
+            .map(|m| m.labels.clone())
+            .unwrap_or_default();
+        declared.push(Declared {
+            address,
+            kind,
+            labels,
+            file,
+            span: name_node.span,
+        });
     }
     let spec_node = match &envelope.spec {
         Some(node) => node,
         None if kind == Kind::Repository => &empty_map,
         None => {
             problems.push(
-                Problem::error("nimbus::manifest::missing_spec", format!("{kind} has no spec"), Label::new(file, envelope.span, "this document has no spec"))
-                    .with_help("add `spec:` with the kind's fields; docs/manifests.md lists them"),
+                Problem::error(
+                    "nimbus::manifest::missing_spec",
+                    format!("{kind} has no spec"),
+                    Label::new(file, envelope.span, "this document has no spec"),
+                )
+                .with_help("add `spec:` with the kind's fields; docs/manifests.md lists them"),
             );
             return None;
         }
@@ -562,16 +668,28 @@ fn typed_document(
         _ => None,
     };
     let tenant = declared_tenant.or_else(|| {
-        kind.is_tenant_scoped().then(|| tenant_of_path(path).map(str::to_owned)).flatten()
+        kind.is_tenant_scoped()
+            .then(|| tenant_of_path(path).map(str::to_owned))
+            .flatten()
     });
     Some(Document {
         file,
         format,
-        resource: Resource { api_version: API_VERSION.to_owned(), kind, metadata, spec, tenant },
+        resource: Resource {
+            api_version: API_VERSION.to_owned(),
+            kind,
+            metadata,
+            spec,
+            tenant,
+        },
         envelope,
     })
 }
 
-fn typed<'a, T: DeserializeOwned>(node: &'a Node, context: &'a Context<'a>, wrap: fn(T) -> Spec) -> Result<Spec, DeError> {
+fn typed<'a, T: DeserializeOwned>(
+    node: &'a Node,
+    context: &'a Context<'a>,
+    wrap: fn(T) -> Spec,
+) -> Result<Spec, DeError> {
     from_node::<T>(node, context).map(wrap)
 }

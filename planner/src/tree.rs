@@ -72,7 +72,9 @@ impl Node {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| k.name == key || (k.name.contains('-') && kebab_to_camel(&k.name) == key))
+                .find(|(k, _)| {
+                    k.name == key || (k.name.contains('-') && kebab_to_camel(&k.name) == key)
+                })
                 .map(|(k, v)| (k, v)),
             _ => None,
         }

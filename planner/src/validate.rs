@@ -33,7 +33,9 @@ pub fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -53,14 +55,20 @@ fn check_names(model: &Model, problems: &mut Vec<Problem>) {
                 .collect::<String>()
                 .trim_matches('-')
                 .to_owned();
-            let why = if name.len() > 63 { "is longer than 63 characters" } else { "is not a DNS-1123 label" };
+            let why = if name.len() > 63 {
+                "is longer than 63 characters"
+            } else {
+                "is not a DNS-1123 label"
+            };
             let mut problem = Problem::error(
                 "nimbus::manifest::invalid_name",
                 format!("name `{name}` {why}"),
                 document.label(document.name_span(), "invalid name"),
             );
             problem.help = Some(if is_dns_label(&suggestion) {
-                format!("names use lower-case letters, digits and `-`, at most 63 characters: try `{suggestion}`")
+                format!(
+                    "names use lower-case letters, digits and `-`, at most 63 characters: try `{suggestion}`"
+                )
             } else {
                 "names use lower-case letters, digits and `-`, start and end with a letter or digit, at most 63 characters".into()
             });
@@ -72,7 +80,10 @@ fn check_names(model: &Model, problems: &mut Vec<Problem>) {
             problems.push(Problem::error(
                 "nimbus::manifest::invalid_name",
                 format!("tenant name `{tenant}` is not a DNS-1123 label"),
-                document.label(document.spec_span(&[Segment::Key("tenant")]), "invalid tenant name"),
+                document.label(
+                    document.spec_span(&[Segment::Key("tenant")]),
+                    "invalid tenant name",
+                ),
             ));
         }
     }
@@ -92,7 +103,11 @@ fn check_duplicates(model: &Model, problems: &mut Vec<Problem>) {
                     format!("{} is declared twice", declared.address),
                     Label::new(declared.file, declared.span, "declared again here"),
                 )
-                .with_label(Label::new(earlier.file, earlier.span, "first declared here"))
+                .with_label(Label::new(
+                    earlier.file,
+                    earlier.span,
+                    "first declared here",
+                ))
                 .with_help("rename one of them, or delete the copy"),
             );
         } else {
@@ -127,8 +142,11 @@ fn check_duplicates(model: &Model, problems: &mut Vec<Problem>) {
 }
 
 fn check_repository(model: &Model, problems: &mut Vec<Problem>) {
-    let repositories: Vec<&Document> =
-        model.documents.iter().filter(|d| d.resource.kind == Kind::Repository).collect();
+    let repositories: Vec<&Document> = model
+        .documents
+        .iter()
+        .filter(|d| d.resource.kind == Kind::Repository)
+        .collect();
     for extra in repositories.iter().skip(1) {
         problems.push(
             Problem::error(
@@ -149,7 +167,9 @@ fn check_repository(model: &Model, problems: &mut Vec<Problem>) {
                     format!("the Repository document is in {path}, not in nimbus.yaml at the root"),
                     document.label(document.envelope.span, "Repository here"),
                 )
-                .with_help("move it to nimbus.yaml (or nimbus.kdl) so that people and tools find it"),
+                .with_help(
+                    "move it to nimbus.yaml (or nimbus.kdl) so that people and tools find it",
+                ),
             );
         }
         if let Spec::Repository(spec) = &document.resource.spec
@@ -179,9 +199,15 @@ fn field_label(document: &Document, path: &[OwnedSegment], message: impl Into<St
 }
 
 fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Problem>) {
-    let declared: std::collections::HashSet<&str> = model.declared.iter().map(|d| d.address.as_str()).collect();
+    let declared: std::collections::HashSet<&str> =
+        model.declared.iter().map(|d| d.address.as_str()).collect();
     let hosts = crate::graph::LabelIndex::new(
-        model.declared.iter().enumerate().filter(|(_, d)| d.kind == Kind::Host).map(|(i, d)| (i, &d.labels)),
+        model
+            .declared
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.kind == Kind::Host)
+            .map(|(i, d)| (i, &d.labels)),
     );
     for reference in &graph.references {
         let document = &model.documents[reference.from];
@@ -201,29 +227,49 @@ fn check_references(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Pro
                 let help = if known_kind.is_none() {
                     let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
                     match did_you_mean(kind, kinds.iter().copied()) {
-                        Some(close) => format!("`{kind}` is not a kind; did you mean `{close}/{name}`?"),
-                        None => format!("`{written}` is not an address: write `Kind/name`, or `Kind/tenant/name` for Workloads and Volumes"),
+                        Some(close) => {
+                            format!("`{kind}` is not a kind; did you mean `{close}/{name}`?")
+                        }
+                        None => format!(
+                            "`{written}` is not an address: write `Kind/name`, or `Kind/tenant/name` for Workloads and Volumes"
+                        ),
                     }
                 } else {
                     match did_you_mean(address, candidates.iter().copied()) {
                         Some(close) => format!("did you mean `{close}`?"),
-                        None if candidates.is_empty() => format!("there is no {kind} in this repository; declare it, or fix the reference"),
+                        None if candidates.is_empty() => format!(
+                            "there is no {kind} in this repository; declare it, or fix the reference"
+                        ),
                         None => format!("declare {address}, or refer to one that exists"),
                     }
                 };
                 let message = if reference.path.is_empty() {
-                    format!("{} belongs to {address}, which does not exist", document.resource.address())
+                    format!(
+                        "{} belongs to {address}, which does not exist",
+                        document.resource.address()
+                    )
                 } else {
-                    format!("{} refers to {address}, which does not exist", document.resource.address())
+                    format!(
+                        "{} refers to {address}, which does not exist",
+                        document.resource.address()
+                    )
                 };
                 problems.push(
-                    Problem::error("nimbus::reference::missing", message, field_label(document, &reference.path, "no such resource"))
-                        .with_help(help),
+                    Problem::error(
+                        "nimbus::reference::missing",
+                        message,
+                        field_label(document, &reference.path, "no such resource"),
+                    )
+                    .with_help(help),
                 );
             }
             Target::Hosts(selector) => {
                 if !hosts.any_match(selector) {
-                    let labels = if selector.is_empty() { "(any)".to_owned() } else { selector.to_string() };
+                    let labels = if selector.is_empty() {
+                        "(any)".to_owned()
+                    } else {
+                        selector.to_string()
+                    };
                     problems.push(
                         Problem::warning(
                             "nimbus::selector::no_match",
@@ -243,12 +289,24 @@ fn check_cycles(model: &Model, graph: &ResourceGraph, problems: &mut Vec<Problem
         let names: Vec<String> = cycle
             .iter()
             .map(|(from, _, _)| model.documents[*from].resource.address())
-            .chain(cycle.first().map(|(from, _, _)| model.documents[*from].resource.address()))
+            .chain(
+                cycle
+                    .first()
+                    .map(|(from, _, _)| model.documents[*from].resource.address()),
+            )
             .collect();
         let mut labels = cycle.iter().map(|(from, to, reference)| {
             let document = &model.documents[*from];
             let path = &graph.references[*reference].path;
-            field_label(document, path, format!("{} depends on {}", document.resource.address(), model.documents[*to].resource.address()))
+            field_label(
+                document,
+                path,
+                format!(
+                    "{} depends on {}",
+                    document.resource.address(),
+                    model.documents[*to].resource.address()
+                ),
+            )
         });
         let Some(first) = labels.next() else { continue };
         let mut problem = Problem::error(
@@ -268,31 +326,39 @@ fn is_safe_repo_path(path: &str) -> bool {
 
 fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
     let secret_exists = |name: &str| model.paths.contains(&format!("secrets/{name}.age"));
-    let check_secret = |document: &Document, path: &[Segment<'_>], name: &str, problems: &mut Vec<Problem>| {
-        if !secret_exists(name) {
-            let known: Vec<&str> = model
-                .paths
-                .iter()
-                .filter_map(|p| p.strip_prefix("secrets/").and_then(|p| p.strip_suffix(".age")))
-                .collect();
-            let help = match did_you_mean(name, known.iter().copied()) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => format!("create it with `nimbus secret encrypt {name}`"),
-            };
-            problems.push(
-                Problem::error(
-                    "nimbus::secret::missing",
-                    format!("secret `{name}` does not exist (no secrets/{name}.age)"),
-                    document.label(document.spec_span(path), "no such secret"),
-                )
-                .with_help(help),
-            );
-        }
-    };
+    let check_secret =
+        |document: &Document, path: &[Segment<'_>], name: &str, problems: &mut Vec<Problem>| {
+            if !secret_exists(name) {
+                let known: Vec<&str> = model
+                    .paths
+                    .iter()
+                    .filter_map(|p| {
+                        p.strip_prefix("secrets/")
+                            .and_then(|p| p.strip_suffix(".age"))
+                    })
+                    .collect();
+                let help = match did_you_mean(name, known.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("create it with `nimbus secret encrypt {name}`"),
+                };
+                problems.push(
+                    Problem::error(
+                        "nimbus::secret::missing",
+                        format!("secret `{name}` does not exist (no secrets/{name}.age)"),
+                        document.label(document.spec_span(path), "no such secret"),
+                    )
+                    .with_help(help),
+                );
+            }
+        };
     for document in &model.documents {
         let address = document.resource.address();
         let one_of = |present: &[(&str, bool)], what: &str, problems: &mut Vec<Problem>| {
-            let set: Vec<&str> = present.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
+            let set: Vec<&str> = present
+                .iter()
+                .filter(|(_, p)| *p)
+                .map(|(n, _)| *n)
+                .collect();
             let names: Vec<String> = present.iter().map(|(n, _)| format!("`{n}`")).collect();
             if set.len() > 1 {
                 problems.push(
@@ -301,7 +367,9 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         format!("{address} sets both `{}` and `{}`", set[0], set[1]),
                         document.label(document.spec_key_span(&[Segment::Key(set[1])]), "set here"),
                     )
-                    .with_label(document.label(document.spec_key_span(&[Segment::Key(set[0])]), "and here"))
+                    .with_label(
+                        document.label(document.spec_key_span(&[Segment::Key(set[0])]), "and here"),
+                    )
                     .with_help(format!("{what} takes exactly one of {}", names.join(", "))),
                 );
             } else if set.is_empty() {
@@ -317,9 +385,17 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
         };
         match &document.resource.spec {
             Spec::File(f) => {
-                one_of(&[("host", f.host.is_some()), ("hosts", f.hosts.is_some())], "a File", problems);
                 one_of(
-                    &[("content", f.content.is_some()), ("source", f.source.is_some()), ("secret", f.secret.is_some())],
+                    &[("host", f.host.is_some()), ("hosts", f.hosts.is_some())],
+                    "a File",
+                    problems,
+                );
+                one_of(
+                    &[
+                        ("content", f.content.is_some()),
+                        ("source", f.source.is_some()),
+                        ("secret", f.secret.is_some()),
+                    ],
                     "a File",
                     problems,
                 );
@@ -328,9 +404,15 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         Problem::error(
                             "nimbus::value::path",
                             format!("file path `{}` is not absolute", f.path),
-                            document.label(document.spec_span(&[Segment::Key("path")]), "relative path"),
+                            document.label(
+                                document.spec_span(&[Segment::Key("path")]),
+                                "relative path",
+                            ),
                         )
-                        .with_help(format!("write the full path on the host, such as `/{}`", f.path.trim_start_matches("./"))),
+                        .with_help(format!(
+                            "write the full path on the host, such as `/{}`",
+                            f.path.trim_start_matches("./")
+                        )),
                     );
                 }
                 if let Some(source) = &f.source {
@@ -339,9 +421,14 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                             Problem::error(
                                 "nimbus::value::path",
                                 format!("source `{source}` is not a path inside the repository"),
-                                document.label(document.spec_span(&[Segment::Key("source")]), "outside the repository"),
+                                document.label(
+                                    document.spec_span(&[Segment::Key("source")]),
+                                    "outside the repository",
+                                ),
                             )
-                            .with_help("write a path relative to the repository root, without `..`"),
+                            .with_help(
+                                "write a path relative to the repository root, without `..`",
+                            ),
                         );
                     } else if !model.paths.contains(source.trim_start_matches("./")) {
                         let near = did_you_mean(source, model.paths.iter().map(String::as_str));
@@ -349,7 +436,10 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                             Problem::error(
                                 "nimbus::reference::missing_source",
                                 format!("source file `{source}` does not exist in the repository"),
-                                document.label(document.spec_span(&[Segment::Key("source")]), "no such file"),
+                                document.label(
+                                    document.spec_span(&[Segment::Key("source")]),
+                                    "no such file",
+                                ),
                             )
                             .with_help(match near {
                                 Some(close) => format!("did you mean `{close}`?"),
@@ -361,7 +451,11 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                 if let Some(secret) = &f.secret {
                     check_secret(document, &[Segment::Key("secret")], secret.name(), problems);
                 }
-                if let Some(FileMode { bits, decimal_looks_octal: true }) = f.mode {
+                if let Some(FileMode {
+                    bits,
+                    decimal_looks_octal: true,
+                }) = f.mode
+                {
                     problems.push(
                         Problem::warning(
                             "nimbus::value::mode",
@@ -373,11 +467,19 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                 }
             }
             Spec::Service(s) => {
-                one_of(&[("host", s.host.is_some()), ("hosts", s.hosts.is_some())], "a Service", problems);
+                one_of(
+                    &[("host", s.host.is_some()), ("hosts", s.hosts.is_some())],
+                    "a Service",
+                    problems,
+                );
             }
             Spec::Cluster(c) => {
                 if c.managers.is_some() && c.servers.is_some() {
-                    one_of(&[("managers", true), ("servers", true)], "a Cluster", problems);
+                    one_of(
+                        &[("managers", true), ("servers", true)],
+                        "a Cluster",
+                        problems,
+                    );
                 } else if c.manager_selector().is_none() {
                     let (field, other) = match c.cluster_type {
                         nimbus_schemas::ClusterType::K3s => ("servers", "managers"),
@@ -393,13 +495,22 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                     );
                 }
                 if c.workers.is_some() && c.agents.is_some() {
-                    one_of(&[("workers", true), ("agents", true)], "a Cluster", problems);
+                    one_of(
+                        &[("workers", true), ("agents", true)],
+                        "a Cluster",
+                        problems,
+                    );
                 }
             }
             Spec::Workload(w) => {
                 for (name, value) in &w.env {
                     if let EnvValue::Secret { secret } = value {
-                        check_secret(document, &[Segment::Key("env"), Segment::Key(name)], secret.name(), problems);
+                        check_secret(
+                            document,
+                            &[Segment::Key("env"), Segment::Key(name)],
+                            secret.name(),
+                            problems,
+                        );
                     }
                 }
                 if w.tenant.is_none() && document.resource.tenant.is_none() {
@@ -413,20 +524,25 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                     );
                 }
             }
-            Spec::Volume(v) => {
-                if v.tenant.is_none() && document.resource.tenant.is_none() {
-                    problems.push(
-                        Problem::error(
-                            "nimbus::manifest::missing_field",
-                            format!("{address} has no tenant"),
-                            document.label(document.name_span(), "declared here"),
-                        )
-                        .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
-                    );
-                }
+            Spec::Volume(v) if v.tenant.is_none() && document.resource.tenant.is_none() => {
+                problems.push(
+                    Problem::error(
+                        "nimbus::manifest::missing_field",
+                        format!("{address} has no tenant"),
+                        document.label(document.name_span(), "declared here"),
+                    )
+                    .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
+                );
             }
             Spec::Vm(v) => {
-                one_of(&[("host", v.host.is_some()), ("placement", v.placement.is_some())], "a VM", problems);
+                one_of(
+                    &[
+                        ("host", v.host.is_some()),
+                        ("placement", v.placement.is_some()),
+                    ],
+                    "a VM",
+                    problems,
+                );
                 if v.cpus == 0 {
                     problems.push(Problem::error(
                         "nimbus::value::range",
@@ -435,7 +551,12 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                     ));
                 }
                 if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
-                    check_secret(document, &[Segment::Key("cloudInit"), Segment::Key("secret")], secret.name(), problems);
+                    check_secret(
+                        document,
+                        &[Segment::Key("cloudInit"), Segment::Key("secret")],
+                        secret.name(),
+                        problems,
+                    );
                 }
             }
             _ => {}
@@ -447,12 +568,24 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
     // Manifests under tenants/<t>/ may only declare resources of tenant <t>.
     for document in &model.documents {
         let path = model.sources.path(document.file);
-        let Some(folder) = tenant_of_path(path) else { continue };
+        let Some(folder) = tenant_of_path(path) else {
+            continue;
+        };
         let resource = &document.resource;
         let (belongs_to, span) = match resource.kind {
             Kind::Tenant => (Some(resource.name().to_owned()), document.name_span()),
-            Kind::Workload | Kind::Volume => (resource.tenant.clone(), document.spec_span(&[Segment::Key("tenant")])),
-            _ => (None, document.envelope.kind.as_ref().map_or(document.envelope.span, |k| k.span)),
+            Kind::Workload | Kind::Volume => (
+                resource.tenant.clone(),
+                document.spec_span(&[Segment::Key("tenant")]),
+            ),
+            _ => (
+                None,
+                document
+                    .envelope
+                    .kind
+                    .as_ref()
+                    .map_or(document.envelope.span, |k| k.span),
+            ),
         };
         match belongs_to {
             Some(tenant) if tenant == folder => {}
@@ -477,32 +610,47 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
     // The sum of a tenant's Workload requests must fit its quota.
     let mut workloads: BTreeMap<&str, Vec<&Document>> = BTreeMap::new();
     for document in &model.documents {
-        if let (Spec::Workload(_), Some(tenant)) = (&document.resource.spec, &document.resource.tenant) {
+        if let (Spec::Workload(_), Some(tenant)) =
+            (&document.resource.spec, &document.resource.tenant)
+        {
             workloads.entry(tenant.as_str()).or_default().push(document);
         }
     }
     for tenant_document in &model.documents {
-        let Spec::Tenant(tenant) = &tenant_document.resource.spec else { continue };
+        let Spec::Tenant(tenant) = &tenant_document.resource.spec else {
+            continue;
+        };
         let name = tenant_document.resource.name();
         let members = workloads.get(name).map(Vec::as_slice).unwrap_or(&[]);
         let quota = &tenant.quota;
-        type Amount = fn(&nimbus_schemas::WorkloadSpec) -> u128;
-        let checks: [(&str, Option<u128>, Amount, fn(u128) -> String, &'static str); 3] = [
+        let checks: [QuotaCheck; 3] = [
             (
                 "cpu",
                 quota.cpu.map(|c| u128::from(c.millicores)),
                 |w| u128::from(w.cpu.map_or(0, |c| c.millicores)) * u128::from(w.replicas),
-                |m| nimbus_schemas::Cpu::from_millicores(u64::try_from(m).unwrap_or(u64::MAX)).to_string(),
+                |m| {
+                    nimbus_schemas::Cpu::from_millicores(u64::try_from(m).unwrap_or(u64::MAX))
+                        .to_string()
+                },
                 "cpu",
             ),
             (
                 "memory",
                 quota.memory.map(|b| u128::from(b.bytes)),
                 |w| u128::from(w.memory.map_or(0, |b| b.bytes)) * u128::from(w.replicas),
-                |b| nimbus_schemas::Bytes::from_bytes(u64::try_from(b).unwrap_or(u64::MAX)).to_string(),
+                |b| {
+                    nimbus_schemas::Bytes::from_bytes(u64::try_from(b).unwrap_or(u64::MAX))
+                        .to_string()
+                },
                 "memory",
             ),
-            ("pods", quota.pods.map(u128::from), |w| u128::from(w.replicas), |n| n.to_string(), "replicas"),
+            (
+                "pods",
+                quota.pods.map(u128::from),
+                |w| u128::from(w.replicas),
+                |n| n.to_string(),
+                "replicas",
+            ),
         ];
         for (resource, limit, amount, show, field) in checks {
             let Some(limit) = limit else { continue };
@@ -538,7 +686,12 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
                     let span = workload.spec_span(&[Segment::Key(field)]);
                     problem.secondary.push(workload.label(
                         span,
-                        format!("{} requests {} ({} replicas)", workload.resource.address(), show(each), w.replicas),
+                        format!(
+                            "{} requests {} ({} replicas)",
+                            workload.resource.address(),
+                            show(each),
+                            w.replicas
+                        ),
                     ));
                 }
             }
@@ -547,9 +700,21 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
     }
 }
 
+/// One quota dimension: its name, the tenant's limit, a workload's request (times replicas),
+/// how to show an amount, and the Workload field that requests it.
+type QuotaCheck = (
+    &'static str,
+    Option<u128>,
+    fn(&nimbus_schemas::WorkloadSpec) -> u128,
+    fn(u128) -> String,
+    &'static str,
+);
+
 fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
     for document in &model.documents {
-        let Spec::Network(network) = &document.resource.spec else { continue };
+        let Spec::Network(network) = &document.resource.spec else {
+            continue;
+        };
         let mut seen: HashMap<IpAddr, &str> = HashMap::new();
         for (host, written) in &network.addresses {
             let path = [Segment::Key("addresses"), Segment::Key(host.as_str())];
@@ -563,7 +728,11 @@ fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
                             format!("`{written}` is not an IP address"),
                             document.label(span, "not an IP address"),
                         )
-                        .with_help(format!("write an address inside {}, such as `{}`", network.subnet, example_address(network.subnet))),
+                        .with_help(format!(
+                            "write an address inside {}, such as `{}`",
+                            network.subnet,
+                            example_address(network.subnet)
+                        )),
                     );
                     continue;
                 }
@@ -572,15 +741,22 @@ fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
                 problems.push(
                     Problem::error(
                         "nimbus::network::address",
-                        format!("overlay address {address} of {host} is outside the subnet {}", network.subnet),
+                        format!(
+                            "overlay address {address} of {host} is outside the subnet {}",
+                            network.subnet
+                        ),
                         document.label(span, "outside the subnet"),
                     )
-                    .with_label(document.label(document.spec_span(&[Segment::Key("subnet")]), "subnet"))
+                    .with_label(
+                        document.label(document.spec_span(&[Segment::Key("subnet")]), "subnet"),
+                    )
                     .with_help(format!("pick an address inside {}", network.subnet)),
                 );
                 continue;
             }
-            if address == network.subnet.network_address() || (address.is_ipv4() && address == network.subnet.last_address()) {
+            if address == network.subnet.network_address()
+                || (address.is_ipv4() && address == network.subnet.last_address())
+            {
                 problems.push(
                     Problem::error(
                         "nimbus::network::address",
@@ -592,7 +768,8 @@ fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
                 continue;
             }
             if let Some(other) = seen.get(&address) {
-                let other_span = document.spec_span(&[Segment::Key("addresses"), Segment::Key(other)]);
+                let other_span =
+                    document.spec_span(&[Segment::Key("addresses"), Segment::Key(other)]);
                 problems.push(
                     Problem::error(
                         "nimbus::network::address_collision",
@@ -600,7 +777,9 @@ fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
                         document.label(span, format!("{host} here")),
                     )
                     .with_label(document.label(other_span, format!("{other} here")))
-                    .with_help("give each host its own address, or leave one out to have it allocated"),
+                    .with_help(
+                        "give each host its own address, or leave one out to have it allocated",
+                    ),
                 );
             } else {
                 seen.insert(address, host);

@@ -28,17 +28,33 @@ pub struct YamlError {
 fn offset(marker: &Marker, text: &str) -> usize {
     marker.byte_offset().unwrap_or_else(|| {
         // Only reader inputs lack byte offsets; fall back to the character index.
-        text.char_indices().nth(marker.index()).map_or(text.len(), |(i, _)| i)
+        text.char_indices()
+            .nth(marker.index())
+            .map_or(text.len(), |(i, _)| i)
     })
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, start: usize, flow: bool, anchor: usize },
-    Map { entries: Vec<(Key, Node)>, key: Option<Key>, start: usize, flow: bool, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: usize,
+        flow: bool,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Key, Node)>,
+        key: Option<Key>,
+        start: usize,
+        flow: bool,
+        anchor: usize,
+    },
 }
 
 fn error(message: impl Into<String>, at: usize) -> YamlError {
-    YamlError { message: message.into(), span: ByteSpan::new(at, 0) }
+    YamlError {
+        message: message.into(),
+        span: ByteSpan::new(at, 0),
+    }
 }
 
 /// Parses every document of a YAML file. Empty documents are dropped.
@@ -63,31 +79,64 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
         let end = offset(&span.end, text).max(start);
         let finished = match event {
             Event::Scalar(value, style, anchor, tag) => {
-                let plain = style == ScalarStyle::Plain && tag.as_ref().is_none_or(|t| t.suffix() != "str");
-                let node = Node::new(if plain { resolve_plain(&value) } else { Value::String(value.into_owned()) }, ByteSpan::new(start, end - start));
+                let plain =
+                    style == ScalarStyle::Plain && tag.as_ref().is_none_or(|t| t.suffix() != "str");
+                let node = Node::new(
+                    if plain {
+                        resolve_plain(&value)
+                    } else {
+                        Value::String(value.into_owned())
+                    },
+                    ByteSpan::new(start, end - start),
+                );
                 if anchor != 0 {
                     anchors.insert(anchor, node.clone());
                 }
                 Some(node)
             }
             Event::SequenceStart(style, anchor, _) => {
-                stack.push(Frame::Seq { items: Vec::new(), start, flow: style == StructureStyle::Flow, anchor });
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    start,
+                    flow: style == StructureStyle::Flow,
+                    anchor,
+                });
                 None
             }
             Event::MappingStart(style, anchor, _) => {
-                stack.push(Frame::Map { entries: Vec::new(), key: None, start, flow: style == StructureStyle::Flow, anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    start,
+                    flow: style == StructureStyle::Flow,
+                    anchor,
+                });
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq { items, start, flow, anchor }) => {
+                Some(Frame::Seq {
+                    items,
+                    start,
+                    flow,
+                    anchor,
+                }) => {
                     let node = Node::new(Value::Seq(items), collection_span(start, end, flow));
                     if anchor != 0 {
                         anchors.insert(anchor, node.clone());
                     }
                     Some(node)
                 }
-                Some(Frame::Map { entries, start, flow, anchor, .. }) => {
-                    let node = Node::new(Value::Map(merge_keys(entries)), collection_span(start, end, flow));
+                Some(Frame::Map {
+                    entries,
+                    start,
+                    flow,
+                    anchor,
+                    ..
+                }) => {
+                    let node = Node::new(
+                        Value::Map(merge_keys(entries)),
+                        collection_span(start, end, flow),
+                    );
                     if anchor != 0 {
                         anchors.insert(anchor, node.clone());
                     }
@@ -99,7 +148,10 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
                 Some(node) => {
                     nodes += count_nodes(node);
                     if nodes > MAX_NODES {
-                        return Err(error(format!("aliases expand this file past {MAX_NODES} nodes"), start));
+                        return Err(error(
+                            format!("aliases expand this file past {MAX_NODES} nodes"),
+                            start,
+                        ));
                     }
                     let mut copy = node.clone();
                     copy.span = ByteSpan::new(start, end - start);
@@ -107,16 +159,24 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
                 }
                 None => return Err(error("alias to an unknown anchor", start)),
             },
-            Event::UnresolvedAlias(name) => return Err(error(format!("alias `*{name}` has no anchor"), start)),
+            Event::UnresolvedAlias(name) => {
+                return Err(error(format!("alias `*{name}` has no anchor"), start));
+            }
             _ => None,
         };
         if stack.len() > MAX_DEPTH {
-            return Err(error(format!("nesting is deeper than {MAX_DEPTH} levels"), start));
+            return Err(error(
+                format!("nesting is deeper than {MAX_DEPTH} levels"),
+                start,
+            ));
         }
         let Some(node) = finished else { continue };
         nodes += 1;
         if nodes > MAX_NODES {
-            return Err(error(format!("this file has more than {MAX_NODES} nodes"), start));
+            return Err(error(
+                format!("this file has more than {MAX_NODES} nodes"),
+                start,
+            ));
         }
         match stack.last_mut() {
             None => {
@@ -134,10 +194,16 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
                         Value::Bool(b) => b.to_string(),
                         Value::Null => "null".into(),
                         Value::Seq(_) | Value::Map(_) => {
-                            return Err(error("a map key must be a plain string, not a list or map", node.span.start));
+                            return Err(error(
+                                "a map key must be a plain string, not a list or map",
+                                node.span.start,
+                            ));
                         }
                     };
-                    *key = Some(Key { name, span: node.span });
+                    *key = Some(Key {
+                        name,
+                        span: node.span,
+                    });
                 }
                 Some(k) => entries.push((k, node)),
             },
@@ -149,7 +215,11 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
 /// A flow collection (`{role: web}`) is labelled whole; a block collection at its start only,
 /// so that a label on a map does not cover the rest of the document.
 fn collection_span(start: usize, end: usize, flow: bool) -> ByteSpan {
-    if flow { ByteSpan::new(start, end - start) } else { ByteSpan::new(start, 0) }
+    if flow {
+        ByteSpan::new(start, end - start)
+    } else {
+        ByteSpan::new(start, 0)
+    }
 }
 
 fn count_nodes(node: &Node) -> usize {
@@ -172,7 +242,8 @@ fn merge_keys(entries: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
     if !entries.iter().any(|(k, _)| k.name == "<<") {
         return entries;
     }
-    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k.name == "<<");
+    let (merges, mut own): (Vec<_>, Vec<_>) =
+        entries.into_iter().partition(|(k, _)| k.name == "<<");
     for (_, merge) in merges {
         let sources = match merge.value {
             Value::Map(map) => vec![map],
@@ -202,7 +273,9 @@ fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -211,14 +284,15 @@ fn resolve_plain(text: &str) -> Value {
     if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
         return Value::String(text.to_owned());
     }
-    if let Some(octal) = text.strip_prefix("0o") {
-        if let Ok(i) = i128::from_str_radix(octal, 8) {
-            return Value::Int(i);
-        }
-    } else if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i128::from_str_radix(hex, 16) {
-            return Value::Int(i);
-        }
+    if let Some(octal) = text.strip_prefix("0o")
+        && let Ok(i) = i128::from_str_radix(octal, 8)
+    {
+        return Value::Int(i);
+    }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i128::from_str_radix(hex, 16)
+    {
+        return Value::Int(i);
     }
     let digits = text.trim_start_matches(['-', '+']);
     let leading_zero = digits.len() > 1 && digits.starts_with('0') && !digits.starts_with("0.");
@@ -231,7 +305,9 @@ fn resolve_plain(text: &str) -> Value {
         }
     }
     let float_like = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && digits.bytes().any(|b| b.is_ascii_digit())
         && !leading_zero;
     if float_like && let Ok(f) = text.parse::<f64>() {
@@ -272,9 +348,15 @@ mod tests {
     fn spans_are_byte_ranges_of_keys_and_values() {
         let text = "a: 1\nb: {c: [x, 'y']}\n";
         let docs = parse(text).unwrap_or_default();
-        let b = docs[0].get("b").cloned().unwrap_or_else(|| Node::new(Value::Null, ByteSpan::default()));
+        let b = docs[0]
+            .get("b")
+            .cloned()
+            .unwrap_or_else(|| Node::new(Value::Null, ByteSpan::default()));
         assert_eq!(&text[b.span.start..b.span.end()], "{c: [x, 'y']}");
-        let (key, _) = docs[0].entry("b").map(|(k, v)| (k.clone(), v.clone())).unwrap_or_else(|| panic!("no b"));
+        let (key, _) = docs[0]
+            .entry("b")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unwrap_or_else(|| panic!("no b"));
         assert_eq!(&text[key.span.start..key.span.end()], "b");
     }
 
@@ -283,9 +365,18 @@ mod tests {
         let text = "base: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\n---\n---\nz: 1\n";
         let docs = parse(text).unwrap_or_default();
         assert_eq!(docs.len(), 2);
-        let derived = docs[0].get("derived").cloned().unwrap_or_else(|| panic!("no derived"));
-        assert_eq!(derived.get("x").map(|n| n.value.clone()), Some(Value::Int(1)));
-        assert_eq!(derived.get("y").map(|n| n.value.clone()), Some(Value::Int(3)));
+        let derived = docs[0]
+            .get("derived")
+            .cloned()
+            .unwrap_or_else(|| panic!("no derived"));
+        assert_eq!(
+            derived.get("x").map(|n| n.value.clone()),
+            Some(Value::Int(1))
+        );
+        assert_eq!(
+            derived.get("y").map(|n| n.value.clone()),
+            Some(Value::Int(3))
+        );
     }
 
     #[test]
@@ -297,15 +388,21 @@ mod tests {
             let refs = vec![format!("*a{}", i - 1); 10].join(", ");
             bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
         }
-        let message = parse(&bomb).map(|_| String::new()).unwrap_or_else(|e| e.message);
+        let message = parse(&bomb)
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.message);
         assert!(message.contains("nodes"), "{message}");
     }
 
     #[test]
     fn syntax_errors_have_a_place() {
-        let error = parse("a: [1, 2\nb: 3\n").err().unwrap_or_else(|| panic!("parsed"));
+        let error = parse("a: [1, 2\nb: 3\n")
+            .err()
+            .unwrap_or_else(|| panic!("parsed"));
         assert!(error.span.start > 0, "{error:?}");
-        let error = parse("a:\n\tb: 1\n").err().unwrap_or_else(|| panic!("parsed"));
+        let error = parse("a:\n\tb: 1\n")
+            .err()
+            .unwrap_or_else(|| panic!("parsed"));
         assert!(error.message.contains("tab"), "{error:?}");
     }
 }

@@ -32,7 +32,15 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: with --detailed-exitcode, 2 means "there are changes".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 1 } else { 0 };
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
     let code = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),

@@ -51,7 +51,13 @@ pub fn print_stderr(text: &str) {
 
 /// `3 errors and 1 warning`.
 pub fn count_phrase(errors: usize, warnings: usize) -> String {
-    let plural = |n: usize, word: &str| if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") };
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("1 {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
     match (errors, warnings) {
         (0, 0) => "no problems".into(),
         (e, 0) => plural(e, "error"),

@@ -9,25 +9,64 @@ pub fn files() -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = [
         ("nimbus.yaml", include_str!("../templates/init/nimbus.yaml")),
         ("hosts.yaml", include_str!("../templates/init/hosts.yaml")),
-        ("files/motd.yaml", include_str!("../templates/init/files/motd.yaml")),
+        (
+            "files/motd.yaml",
+            include_str!("../templates/init/files/motd.yaml"),
+        ),
         (".gitignore", include_str!("../templates/init/.gitignore")),
-        (".nimbusignore", include_str!("../templates/init/.nimbusignore")),
-        ("examples/README.md", include_str!("../templates/init/examples/README.md")),
-        ("examples/file.yaml", include_str!("../templates/init/examples/file.yaml")),
-        ("examples/site.conf", include_str!("../templates/init/examples/site.conf")),
-        ("examples/service.yaml", include_str!("../templates/init/examples/service.yaml")),
-        ("examples/network.yaml", include_str!("../templates/init/examples/network.yaml")),
-        ("examples/cluster.yaml", include_str!("../templates/init/examples/cluster.yaml")),
-        ("examples/tenant.yaml", include_str!("../templates/init/examples/tenant.yaml")),
-        ("examples/workload.yaml", include_str!("../templates/init/examples/workload.yaml")),
-        ("examples/volume.yaml", include_str!("../templates/init/examples/volume.yaml")),
-        ("examples/vm.yaml", include_str!("../templates/init/examples/vm.yaml")),
+        (
+            ".nimbusignore",
+            include_str!("../templates/init/.nimbusignore"),
+        ),
+        (
+            "examples/README.md",
+            include_str!("../templates/init/examples/README.md"),
+        ),
+        (
+            "examples/file.yaml",
+            include_str!("../templates/init/examples/file.yaml"),
+        ),
+        (
+            "examples/site.conf",
+            include_str!("../templates/init/examples/site.conf"),
+        ),
+        (
+            "examples/service.yaml",
+            include_str!("../templates/init/examples/service.yaml"),
+        ),
+        (
+            "examples/network.yaml",
+            include_str!("../templates/init/examples/network.yaml"),
+        ),
+        (
+            "examples/cluster.yaml",
+            include_str!("../templates/init/examples/cluster.yaml"),
+        ),
+        (
+            "examples/tenant.yaml",
+            include_str!("../templates/init/examples/tenant.yaml"),
+        ),
+        (
+            "examples/workload.yaml",
+            include_str!("../templates/init/examples/workload.yaml"),
+        ),
+        (
+            "examples/volume.yaml",
+            include_str!("../templates/init/examples/volume.yaml"),
+        ),
+        (
+            "examples/vm.yaml",
+            include_str!("../templates/init/examples/vm.yaml"),
+        ),
     ]
     .into_iter()
     .map(|(path, content)| (path.to_owned(), content.to_owned()))
     .collect();
     for kind in Kind::ALL {
-        files.push((format!(".schemas/{}", schema_file_name(kind)), document_schema(kind)));
+        files.push((
+            format!(".schemas/{}", schema_file_name(kind)),
+            document_schema(kind),
+        ));
     }
     files
 }

@@ -15,18 +15,32 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the repository at {}", root.display()))?;
     if !metadata.is_dir() {
-        miette::bail!("{} is not a directory; give the root of a config repository", root.display());
+        miette::bail!(
+            "{} is not a directory; give the root of a config repository",
+            root.display()
+        );
     }
     let ignore_text = match fs::read(root.join(".nimbusignore")) {
         Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).into_diagnostic().wrap_err("cannot read .nimbusignore"),
+        Err(e) => {
+            return Err(e)
+                .into_diagnostic()
+                .wrap_err("cannot read .nimbusignore");
+        }
     };
     let (filter, invalid_patterns) = ManifestFilter::new(ignore_text.as_deref());
-    let mut input = RepositoryInput { manifests: Vec::new(), other_paths: BTreeSet::new() };
+    let mut input = RepositoryInput {
+        manifests: Vec::new(),
+        other_paths: BTreeSet::new(),
+    };
     let mut pending = vec![String::new()];
     while let Some(relative) = pending.pop() {
-        let directory = if relative.is_empty() { root.to_path_buf() } else { root.join(&relative) };
+        let directory = if relative.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&relative)
+        };
         let mut entries: Vec<_> = fs::read_dir(&directory)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot list {}", directory.display()))?
@@ -36,7 +50,11 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let path = if relative.is_empty() { name.clone() } else { format!("{relative}/{name}") };
+            let path = if relative.is_empty() {
+                name.clone()
+            } else {
+                format!("{relative}/{name}")
+            };
             if ManifestFilter::is_hidden(&name) {
                 continue;
             }

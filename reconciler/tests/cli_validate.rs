@@ -22,24 +22,41 @@ fn check(case: &str) -> serde_json::Value {
     let dir = cases_dir().join(case);
     let output = nimbus(&["validate", "--format", "json", "."], &dir);
     let problems: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("{case}: stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout))
+        panic!(
+            "{case}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
     });
     let actual = serde_json::json!({"exit": output.status.code(), "problems": problems});
     let expected_path = cases_dir().join(format!("{case}.expected.json"));
     let rendered = serde_json::to_string_pretty(&actual).unwrap_or_default() + "\n";
     if std::env::var_os("NIMBUS_BLESS").is_some() {
-        std::fs::write(&expected_path, &rendered).unwrap_or_else(|e| panic!("cannot write {}: {e}", expected_path.display()));
+        std::fs::write(&expected_path, &rendered)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", expected_path.display()));
     }
-    let expected = std::fs::read_to_string(&expected_path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with NIMBUS_BLESS=1 to create it", expected_path.display()));
-    assert_eq!(rendered, expected, "{case}: output differs from {}", expected_path.display());
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with NIMBUS_BLESS=1 to create it",
+            expected_path.display()
+        )
+    });
+    assert_eq!(
+        rendered,
+        expected,
+        "{case}: output differs from {}",
+        expected_path.display()
+    );
     actual
 }
 
 fn codes(actual: &serde_json::Value) -> Vec<String> {
     actual["problems"]
         .as_array()
-        .map(|a| a.iter().map(|p| p["code"].as_str().unwrap_or("").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|p| p["code"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -74,9 +91,19 @@ fn many_mistakes_are_all_reported_in_one_run() {
     let problems = actual["problems"].as_array().cloned().unwrap_or_default();
     let keys: Vec<(String, u64, u64)> = problems
         .iter()
-        .map(|p| (p["file"].as_str().unwrap_or("").to_owned(), p["line"].as_u64().unwrap_or(0), p["column"].as_u64().unwrap_or(0)))
+        .map(|p| {
+            (
+                p["file"].as_str().unwrap_or("").to_owned(),
+                p["line"].as_u64().unwrap_or(0),
+                p["column"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
-    assert!(keys.iter().all(|(f, l, c)| !f.is_empty() && *l > 0 && *c > 0), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|(f, l, c)| !f.is_empty() && *l > 0 && *c > 0),
+        "{keys:?}"
+    );
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
@@ -99,7 +126,9 @@ fn malformed_files_each_get_a_diagnostic_naming_the_file() {
         ("list.yaml", "nimbus::manifest::not_a_map"),
     ] {
         assert!(
-            problems.iter().any(|p| p["file"] == file && p["code"] == code),
+            problems
+                .iter()
+                .any(|p| p["file"] == file && p["code"] == code),
             "no {code} for {file} in {problems:#?}"
         );
     }
@@ -129,7 +158,10 @@ fn text_output_shows_each_problem_with_its_place_and_snippet() {
     let output = nimbus(&["validate", "many-mistakes"], &cases_dir());
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("hosts.yaml:8:3: Host/web-1: unknown field `adress`"), "{stderr}");
+    assert!(
+        stderr.contains("hosts.yaml:8:3: Host/web-1: unknown field `adress`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("8 |   adress: 10.0.0.2"), "{stderr}");
     assert!(stderr.contains("help: did you mean `address`?"), "{stderr}");
     assert!(stderr.contains("error: many-mistakes:"), "{stderr}");
@@ -139,7 +171,10 @@ fn text_output_shows_each_problem_with_its_place_and_snippet() {
 fn a_missing_directory_is_a_clear_error() {
     let output = nimbus(&["validate", "no-such-repository"], &cases_dir());
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the repository at no-such-repository"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("cannot read the repository at no-such-repository")
+    );
 }
 
 #[test]
@@ -148,14 +183,28 @@ fn huge_and_deeply_nested_files_give_diagnostics_not_crashes() {
     let huge = "# padding\n".repeat(5 * 1024 * 1024);
     std::fs::write(repo.path().join("huge.yaml"), huge).unwrap_or_else(|e| panic!("{e}"));
     // 2,000 levels of block mappings (4 MB of indentation), and 10,000 of sequences on a line.
-    let deep_yaml: String = (0..2_000).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+    let deep_yaml: String = (0..2_000)
+        .map(|i| format!("{}a:\n", " ".repeat(i)))
+        .collect();
     std::fs::write(repo.path().join("deep.yaml"), deep_yaml).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(repo.path().join("deep-seq.yaml"), "- ".repeat(10_000) + "x\n").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(repo.path().join("deep-flow.yaml"), "[".repeat(10_000)).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(repo.path().join("deep.kdl"), "a {".repeat(10_000)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        repo.path().join("deep-seq.yaml"),
+        "- ".repeat(10_000) + "x\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(repo.path().join("deep-flow.yaml"), "[".repeat(10_000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(repo.path().join("deep.kdl"), "a {".repeat(10_000))
+        .unwrap_or_else(|e| panic!("{e}"));
     let output = nimbus(&["validate", "--format", "json", "."], repo.path());
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
-    let problems: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let problems: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
     for (file, needle) in [
         ("huge.yaml", "more than the 8 MiB"),
         ("deep.yaml", "deeper than"),
@@ -163,9 +212,11 @@ fn huge_and_deeply_nested_files_give_diagnostics_not_crashes() {
         ("deep-seq.yaml", "deeper than"),
         ("deep.kdl", "deeper than"),
     ] {
-        let found = problems
-            .as_array()
-            .is_some_and(|a| a.iter().any(|p| p["file"] == file && p["message"].as_str().is_some_and(|m| m.contains(needle))));
+        let found = problems.as_array().is_some_and(|a| {
+            a.iter().any(|p| {
+                p["file"] == file && p["message"].as_str().is_some_and(|m| m.contains(needle))
+            })
+        });
         assert!(found, "no diagnostic for {file}: {problems:#}");
     }
 }

@@ -10,13 +10,22 @@ fn examples_repo() -> PathBuf {
 }
 
 fn load(dir: &Path) -> nimbus_planner::Checked {
-    let (input, invalid) = read_working_tree(dir).unwrap_or_else(|e| panic!("cannot read {}: {e:?}", dir.display()));
-    assert!(invalid.is_empty(), "invalid .nimbusignore patterns: {invalid:?}");
+    let (input, invalid) =
+        read_working_tree(dir).unwrap_or_else(|e| panic!("cannot read {}: {e:?}", dir.display()));
+    assert!(
+        invalid.is_empty(),
+        "invalid .nimbusignore patterns: {invalid:?}"
+    );
     nimbus_planner::check(input)
 }
 
 fn resources(checked: &nimbus_planner::Checked) -> Vec<Resource> {
-    let mut resources: Vec<Resource> = checked.model.documents.iter().map(|d| d.resource.clone()).collect();
+    let mut resources: Vec<Resource> = checked
+        .model
+        .documents
+        .iter()
+        .map(|d| d.resource.clone())
+        .collect();
     resources.sort_by_key(Resource::address);
     resources
 }
@@ -24,11 +33,33 @@ fn resources(checked: &nimbus_planner::Checked) -> Vec<Resource> {
 #[test]
 fn examples_repo_is_valid_with_no_warnings() {
     let checked = load(&examples_repo());
-    let messages: Vec<String> = checked.problems.iter().map(|p| p.location(&checked.model.sources) + " " + &p.message).collect();
-    assert!(messages.is_empty(), "problems in examples-repo: {messages:#?}");
-    let kinds: std::collections::BTreeSet<&str> =
-        checked.model.documents.iter().map(|d| d.resource.kind.as_str()).collect();
-    for kind in ["Repository", "Host", "File", "Service", "Network", "Cluster", "Tenant", "Workload", "VM", "Volume"] {
+    let messages: Vec<String> = checked
+        .problems
+        .iter()
+        .map(|p| p.location(&checked.model.sources) + " " + &p.message)
+        .collect();
+    assert!(
+        messages.is_empty(),
+        "problems in examples-repo: {messages:#?}"
+    );
+    let kinds: std::collections::BTreeSet<&str> = checked
+        .model
+        .documents
+        .iter()
+        .map(|d| d.resource.kind.as_str())
+        .collect();
+    for kind in [
+        "Repository",
+        "Host",
+        "File",
+        "Service",
+        "Network",
+        "Cluster",
+        "Tenant",
+        "Workload",
+        "VM",
+        "Volume",
+    ] {
         assert!(kinds.contains(kind), "examples-repo has no {kind}");
     }
 }
@@ -36,7 +67,9 @@ fn examples_repo_is_valid_with_no_warnings() {
 #[test]
 fn kdl_twin_is_not_loaded_with_the_yaml_repository() {
     let checked = load(&examples_repo());
-    let paths: Vec<&str> = (0..checked.model.sources.len()).map(|i| checked.model.sources.path(i)).collect();
+    let paths: Vec<&str> = (0..checked.model.sources.len())
+        .map(|i| checked.model.sources.path(i))
+        .collect();
     assert!(paths.iter().all(|p| p.ends_with(".yaml")), "{paths:?}");
 }
 
@@ -44,10 +77,77 @@ fn kdl_twin_is_not_loaded_with_the_yaml_repository() {
 fn yaml_and_kdl_load_to_the_same_model() {
     let yaml = load(&examples_repo());
     let kdl = load(&examples_repo().join("kdl"));
-    assert!(kdl.problems.is_empty(), "problems in the KDL twin: {:#?}", kdl.problems);
+    assert!(
+        kdl.problems.is_empty(),
+        "problems in the KDL twin: {:#?}",
+        kdl.problems
+    );
     let (yaml, kdl) = (resources(&yaml), resources(&kdl));
     assert_eq!(yaml.len(), kdl.len());
     for (y, k) in yaml.iter().zip(&kdl) {
         assert_eq!(y, k, "{} differs between YAML and KDL", y.address());
+    }
+}
+
+/// Every kind's YAML example in docs/manifests.md is followed by its KDL twin; each pair must
+/// load to the same resource, so the reference cannot drift from the loader.
+#[test]
+fn every_yaml_and_kdl_pair_in_the_manifest_reference_agrees() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/manifests.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reference = text
+        .split("\n## Kinds")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Kinds section"));
+    let mut blocks: Vec<(&str, String)> = Vec::new();
+    let mut lines = reference.lines();
+    while let Some(line) = lines.next() {
+        if let Some(language) = line
+            .strip_prefix("```")
+            .filter(|l| *l == "yaml" || *l == "kdl")
+        {
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            blocks.push((language, body.join("\n") + "\n"));
+        }
+    }
+    assert_eq!(
+        blocks.len(),
+        20,
+        "expected a YAML and a KDL example for each of the 10 kinds"
+    );
+    for pair in blocks.chunks(2) {
+        let [(yaml_language, yaml), (kdl_language, kdl)] = pair else {
+            panic!("unpaired example")
+        };
+        assert_eq!((*yaml_language, *kdl_language), ("yaml", "kdl"));
+        let load_one = |path: &str, text: &str| {
+            let input = nimbus_planner::RepositoryInput {
+                manifests: vec![nimbus_planner::InputFile {
+                    path: path.into(),
+                    bytes: text.as_bytes().to_vec(),
+                }],
+                other_paths: Default::default(),
+            };
+            let (model, problems) = nimbus_planner::load::load(input);
+            assert!(
+                problems.is_empty(),
+                "{path} example does not load:\n{text}\n{problems:#?}"
+            );
+            model
+                .documents
+                .into_iter()
+                .map(|d| d.resource)
+                .next()
+                .unwrap_or_else(|| panic!("no resource in\n{text}"))
+        };
+        let (from_yaml, from_kdl) = (load_one("example.yaml", yaml), load_one("example.kdl", kdl));
+        assert_eq!(
+            from_yaml, from_kdl,
+            "the YAML and KDL examples of {} differ",
+            from_yaml.kind
+        );
     }
 }

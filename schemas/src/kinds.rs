@@ -87,14 +87,23 @@ impl<'de> Deserialize<'de> for StateSettings {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<StateSettings, E> {
                 if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-                    Ok(StateSettings { path: None, url: Some(v.to_owned()) })
+                    Ok(StateSettings {
+                        path: None,
+                        url: Some(v.to_owned()),
+                    })
                 } else {
-                    Ok(StateSettings { path: Some(v.to_owned()), url: None })
+                    Ok(StateSettings {
+                        path: Some(v.to_owned()),
+                        url: None,
+                    })
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StateSettings, A::Error> {
                 let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(StateSettings { path: long.path, url: long.url })
+                Ok(StateSettings {
+                    path: long.path,
+                    url: long.url,
+                })
             }
         }
         deserializer.deserialize_any(StateVisitor)
@@ -404,7 +413,11 @@ impl PortMapping {
         let (ports, protocol) = match text.rsplit_once('/') {
             Some((ports, "tcp")) => (ports, Protocol::Tcp),
             Some((ports, "udp")) => (ports, Protocol::Udp),
-            Some((_, other)) => return Err(format!("unknown protocol `{other}` in `{text}`: use tcp or udp")),
+            Some((_, other)) => {
+                return Err(format!(
+                    "unknown protocol `{other}` in `{text}`: use tcp or udp"
+                ));
+            }
             None => (text, Protocol::Tcp),
         };
         let number = |s: &str| -> Result<Port, String> {
@@ -417,7 +430,11 @@ impl PortMapping {
             Some((host, container)) => (Some(number(host)?), number(container)?),
             None => (None, number(ports)?),
         };
-        Ok(PortMapping { port, host_port, protocol })
+        Ok(PortMapping {
+            port,
+            host_port,
+            protocol,
+        })
     }
 }
 
@@ -449,7 +466,11 @@ impl<'de> Deserialize<'de> for PortMapping {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PortMapping, A::Error> {
                 let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(PortMapping { port: long.port, host_port: long.host_port, protocol: long.protocol })
+                Ok(PortMapping {
+                    port: long.port,
+                    host_port: long.host_port,
+                    protocol: long.protocol,
+                })
             }
         }
         deserializer.deserialize_any(PortVisitor)
@@ -461,9 +482,7 @@ impl<'de> Deserialize<'de> for PortMapping {
 #[serde(untagged)]
 pub enum EnvValue {
     Value(String),
-    Secret {
-        secret: SecretRef,
-    },
+    Secret { secret: SecretRef },
 }
 
 impl<'de> Deserialize<'de> for EnvValue {
@@ -496,7 +515,9 @@ impl<'de> Deserialize<'de> for EnvValue {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
                 let form = SecretForm::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(EnvValue::Secret { secret: form.secret })
+                Ok(EnvValue::Secret {
+                    secret: form.secret,
+                })
             }
         }
         deserializer.deserialize_any(EnvVisitor)
@@ -529,7 +550,9 @@ impl<'de> Deserialize<'de> for VolumeMount {
         impl<'de> Visitor<'de> for MountVisitor {
             type Value = VolumeMount;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mount: `\"data:/var/lib/data\"` or `{name: data, path: /var/lib/data}`")
+                f.write_str(
+                    "a mount: `\"data:/var/lib/data\"` or `{name: data, path: /var/lib/data}`",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<VolumeMount, E> {
                 let mut parts = v.splitn(3, ':');
@@ -544,7 +567,11 @@ impl<'de> Deserialize<'de> for VolumeMount {
                                 )));
                             }
                         };
-                        Ok(VolumeMount { name: name.to_owned(), path: path.to_owned(), read_only })
+                        Ok(VolumeMount {
+                            name: name.to_owned(),
+                            path: path.to_owned(),
+                            read_only,
+                        })
                     }
                     _ => Err(E::custom(format!(
                         "`{v}` is not a mount: write `VOLUME:/absolute/path` (with `:ro` for read-only)"
@@ -553,7 +580,11 @@ impl<'de> Deserialize<'de> for VolumeMount {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VolumeMount, A::Error> {
                 let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(VolumeMount { name: long.name, path: long.path, read_only: long.read_only })
+                Ok(VolumeMount {
+                    name: long.name,
+                    path: long.path,
+                    read_only: long.read_only,
+                })
             }
         }
         deserializer.deserialize_any(MountVisitor)

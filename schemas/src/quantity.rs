@@ -61,7 +61,9 @@ fn scaled_integer(number: &str, scale: u128, divisor: u128) -> Option<u64> {
     }
     let digits = format!("{whole}{fraction}");
     let mantissa: u128 = digits.parse().ok()?;
-    let denominator = 10u128.checked_pow(fraction.len() as u32)?.checked_mul(divisor)?;
+    let denominator = 10u128
+        .checked_pow(fraction.len() as u32)?
+        .checked_mul(divisor)?;
     let numerator = mantissa.checked_mul(scale)?;
     if numerator % denominator != 0 {
         return None;
@@ -109,7 +111,7 @@ impl Cpu {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.millicores % 1000 == 0 {
+        if self.millicores.is_multiple_of(1000) {
             write!(f, "{}", self.millicores / 1000)
         } else {
             write!(f, "{}m", self.millicores)
@@ -148,7 +150,10 @@ impl Bytes {
         }
         let (number, suffix) = split_number(text);
         // `MiB` and `GB` are common spellings of `Mi` and `G`.
-        let suffix = suffix.strip_suffix('B').filter(|s| !s.is_empty()).unwrap_or(suffix);
+        let suffix = suffix
+            .strip_suffix('B')
+            .filter(|s| !s.is_empty())
+            .unwrap_or(suffix);
         let scale: Option<u128> = if suffix.is_empty() || suffix == "B" {
             Some(1)
         } else if let Some((_, power)) = BINARY_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
@@ -172,7 +177,9 @@ impl Bytes {
         scaled_integer(number, scale, 1)
             .map(Bytes::from_bytes)
             .ok_or_else(|| {
-                quantity_error(format!("size `{text}` is not a whole number of bytes; {help}"))
+                quantity_error(format!(
+                    "size `{text}` is not a whole number of bytes; {help}"
+                ))
             })
     }
 }
@@ -183,7 +190,7 @@ impl fmt::Display for Bytes {
         if bytes > 0 {
             for (suffix, power) in BINARY_SUFFIXES.iter().rev() {
                 let unit = 1024u64.pow(*power);
-                if bytes % unit == 0 {
+                if bytes.is_multiple_of(unit) {
                     return write!(f, "{}{suffix}", bytes / unit);
                 }
             }
@@ -305,7 +312,10 @@ mod tests {
 
     #[test]
     fn sizes_with_binary_and_decimal_suffixes() {
-        assert_eq!(Bytes::parse("512Mi").map(|b| b.bytes), Ok(512 * 1024 * 1024));
+        assert_eq!(
+            Bytes::parse("512Mi").map(|b| b.bytes),
+            Ok(512 * 1024 * 1024)
+        );
         assert_eq!(Bytes::parse("2Gi").map(|b| b.bytes), Ok(2 << 30));
         assert_eq!(Bytes::parse("1G").map(|b| b.bytes), Ok(1_000_000_000));
         assert_eq!(Bytes::parse("1.5Gi").map(|b| b.bytes), Ok(3 << 29));

@@ -26,7 +26,9 @@ impl<'de> Deserialize<'de> for Port {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
                 match u16::try_from(v) {
                     Ok(port) if port > 0 => Ok(Port(port)),
-                    _ => Err(E::custom(format!("port {v} is out of range: use 1 to 65535"))),
+                    _ => Err(E::custom(format!(
+                        "port {v} is out of range: use 1 to 65535"
+                    ))),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
@@ -305,8 +307,16 @@ impl Cidr {
     fn mask(&self) -> u128 {
         let width = u32::from(Self::max_prefix(self.address));
         let host_bits = width - u32::from(self.prefix);
-        let all = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
-        if host_bits >= 128 { 0 } else { all & !((1u128 << host_bits) - 1) }
+        let all = if width == 128 {
+            u128::MAX
+        } else {
+            (1u128 << width) - 1
+        };
+        if host_bits >= 128 {
+            0
+        } else {
+            all & !((1u128 << host_bits) - 1)
+        }
     }
 
     /// Whether `address` lies inside this network.
@@ -323,8 +333,15 @@ impl Cidr {
     /// The last address of the network (all host bits one): the IPv4 broadcast address.
     pub fn last_address(&self) -> IpAddr {
         let width = u32::from(Self::max_prefix(self.address));
-        let all = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
-        Self::from_bits(self.address, (Self::bits(self.address) & self.mask()) | (all & !self.mask()))
+        let all = if width == 128 {
+            u128::MAX
+        } else {
+            (1u128 << width) - 1
+        };
+        Self::from_bits(
+            self.address,
+            (Self::bits(self.address) & self.mask()) | (all & !self.mask()),
+        )
     }
 
     fn from_bits(like: IpAddr, bits: u128) -> IpAddr {
@@ -341,7 +358,9 @@ impl FromStr for Cidr {
     fn from_str(text: &str) -> Result<Self, String> {
         let help = "write a network in CIDR notation, such as `10.106.103.0/24`";
         let Some((address, prefix)) = text.split_once('/') else {
-            return Err(format!("`{text}` is not in CIDR notation (no `/prefix`); {help}"));
+            return Err(format!(
+                "`{text}` is not in CIDR notation (no `/prefix`); {help}"
+            ));
         };
         let address: IpAddr = address
             .parse()
@@ -404,7 +423,9 @@ pub struct SecretRef(pub String);
 impl SecretRef {
     /// The secret's name, without any `#key`.
     pub fn name(&self) -> &str {
-        self.0.split_once('#').map_or(self.0.as_str(), |(name, _)| name)
+        self.0
+            .split_once('#')
+            .map_or(self.0.as_str(), |(name, _)| name)
     }
 
     /// The key inside a YAML-formatted secret, if any.
@@ -423,7 +444,12 @@ mod tests {
         assert!(net.contains("10.106.103.7".parse().unwrap_or_else(|e| panic!("{e}"))));
         assert!(!net.contains("10.106.104.7".parse().unwrap_or_else(|e| panic!("{e}"))));
         assert_eq!(net.last_address().to_string(), "10.106.103.255");
-        assert!("10.106.103.1/24".parse::<Cidr>().unwrap_err().contains("10.106.103.0/24"));
+        assert!(
+            "10.106.103.1/24"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("10.106.103.0/24")
+        );
         assert!("10.106.103.0/33".parse::<Cidr>().is_err());
         assert!("10.106.103.0".parse::<Cidr>().is_err());
         assert!("fd00::/64".parse::<Cidr>().is_ok());

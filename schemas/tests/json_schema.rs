@@ -17,26 +17,33 @@ fn checked_in_schemas_are_current() {
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != expected {
             if bless {
-                std::fs::write(&path, &expected).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+                std::fs::write(&path, &expected)
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
             } else {
                 stale.push(path.display().to_string());
             }
         }
     }
-    assert!(stale.is_empty(), "stale JSON Schemas (run `NIMBUS_BLESS=1 cargo test -p nimbus-schemas`): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale JSON Schemas (run `NIMBUS_BLESS=1 cargo test -p nimbus-schemas`): {stale:?}"
+    );
 }
 
 #[test]
 fn schemas_describe_the_envelope_and_spec_fields() {
-    let host: serde_json::Value =
-        serde_json::from_str(&document_schema(Kind::Host)).unwrap_or_else(|e| panic!("host schema is not JSON: {e}"));
+    let host: serde_json::Value = serde_json::from_str(&document_schema(Kind::Host))
+        .unwrap_or_else(|e| panic!("host schema is not JSON: {e}"));
     assert_eq!(host["properties"]["kind"]["const"], "Host");
-    assert_eq!(host["properties"]["apiVersion"]["const"], "nimbus.dev/v1alpha1");
+    assert_eq!(
+        host["properties"]["apiVersion"]["const"],
+        "nimbus.dev/v1alpha1"
+    );
     let spec = &host["properties"]["spec"];
     assert_eq!(spec["additionalProperties"], false);
     assert_eq!(spec["required"], serde_json::json!(["address"]));
     assert!(spec["properties"]["hostKey"].is_object());
-    let vm: serde_json::Value =
-        serde_json::from_str(&document_schema(Kind::Vm)).unwrap_or_else(|e| panic!("vm schema is not JSON: {e}"));
+    let vm: serde_json::Value = serde_json::from_str(&document_schema(Kind::Vm))
+        .unwrap_or_else(|e| panic!("vm schema is not JSON: {e}"));
     assert_eq!(vm["properties"]["kind"]["const"], "VM");
 }

@@ -43,7 +43,11 @@ pub fn run(args: InitArgs) -> Result<i32> {
         match written {
             Ok(()) => created.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => kept.push(path),
-            Err(e) => return Err(e).into_diagnostic().wrap_err_with(|| format!("cannot write {}", target.display())),
+            Err(e) => {
+                return Err(e)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot write {}", target.display()));
+            }
         }
     }
     let mut out = String::new();

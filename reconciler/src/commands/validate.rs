@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use miette::Result;
 
-use crate::render::{count_phrase, print_stderr, print_stdout, problems_json, problems_text, stderr_is_terminal};
+use crate::render::{
+    count_phrase, print_stderr, print_stdout, problems_json, problems_text, stderr_is_terminal,
+};
 use crate::workdir::read_working_tree;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -32,12 +34,21 @@ pub fn run(args: ValidateArgs) -> Result<i32> {
     let checked = nimbus_planner::check(input);
     let (errors, warnings) = (checked.error_count(), checked.warning_count());
     match args.format {
-        ProblemFormat::Json => print_stdout(&format!("{}\n", problems_json(&checked.problems, &checked.model.sources))),
+        ProblemFormat::Json => print_stdout(&format!(
+            "{}\n",
+            problems_json(&checked.problems, &checked.model.sources)
+        )),
         ProblemFormat::Text => {
             for pattern in invalid_patterns {
-                print_stderr(&format!("warning: .nimbusignore: `{pattern}` is not a valid pattern and is ignored\n"));
+                print_stderr(&format!(
+                    "warning: .nimbusignore: `{pattern}` is not a valid pattern and is ignored\n"
+                ));
             }
-            print_stderr(&problems_text(&checked.problems, &checked.model.sources, stderr_is_terminal()));
+            print_stderr(&problems_text(
+                &checked.problems,
+                &checked.model.sources,
+                stderr_is_terminal(),
+            ));
             let resources = checked.model.documents.len();
             let summary = format!(
                 "{}: {resources} resources in {file_count} files, {}\n",
