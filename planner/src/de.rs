@@ -163,10 +163,7 @@ impl<'a> NodeDeserializer<'a> {
         match &self.node.value {
             Value::Null => de::Unexpected::Unit,
             Value::Bool(b) => de::Unexpected::Bool(*b),
-            Value::Int(i) => match i64::try_from(*i) {
-                Ok(i) => de::Unexpected::Signed(i),
-                Err(_) => de::Unexpected::Other("a very large integer"),
-            },
+            Value::Int(i) => de::Unexpected::Signed(*i),
             Value::Float(f) => de::Unexpected::Float(*f),
             Value::String(s) => de::Unexpected::Str(s),
             Value::Seq(_) => de::Unexpected::Seq,
@@ -182,10 +179,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         match &self.node.value {
             Value::Null => visitor.visit_unit(),
             Value::Bool(b) => visitor.visit_bool(*b),
-            Value::Int(i) => match (i64::try_from(*i), u64::try_from(*i)) {
-                (Ok(v), _) => visitor.visit_i64(v),
-                (_, Ok(v)) => visitor.visit_u64(v),
-                _ => visitor.visit_i128(*i),
+            Value::Int(i) => match u64::try_from(*i) {
+                Ok(v) => visitor.visit_u64(v),
+                Err(_) => visitor.visit_i64(*i),
             },
             Value::Float(f) => visitor.visit_f64(*f),
             Value::String(s) => visitor.visit_str(s),

@@ -301,7 +301,10 @@ fn push_merging(entries: &mut Vec<(Key, Node)>, key: Key, value: Node) {
 fn scalar(value: &KdlValue, at: ByteSpan) -> Node {
     let value = match value {
         KdlValue::String(s) => Value::String(s.clone()),
-        KdlValue::Integer(i) => Value::Int(*i),
+        // Integers beyond 64 bits fit no field; keep their digits for the error message.
+        KdlValue::Integer(i) => {
+            i64::try_from(*i).map_or_else(|_| Value::String(i.to_string()), Value::Int)
+        }
         KdlValue::Float(f) => Value::Float(*f),
         KdlValue::Bool(b) => Value::Bool(*b),
         KdlValue::Null => Value::Null,

@@ -4,6 +4,7 @@
 //! as [`InputFile`]s, filtered by [`ManifestFilter`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use nimbus_schemas::{API_VERSION, Kind, Metadata, Resource, Spec};
@@ -92,41 +93,83 @@ impl ManifestFilter {
     }
 }
 
+/// The text of one manifest file, parsed again on demand. Documents keep only their typed
+/// resource and a few spans; the span-carrying trees are rebuilt from the text the first time
+/// a problem needs a place inside one (parsing is pure, so they come out the same). A
+/// repository with no problems never pays for them.
+#[derive(Debug)]
+pub struct FileTrees {
+    text: Arc<str>,
+    format: Format,
+    parsed: OnceLock<Vec<Envelope>>,
+}
+
+impl FileTrees {
+    fn new(text: Arc<str>, format: Format) -> Self {
+        FileTrees {
+            text,
+            format,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// Every envelope of the file that loading numbered, in the same order.
+    pub fn envelopes(&self) -> &[Envelope] {
+        self.parsed.get_or_init(|| match self.format {
+            Format::Yaml => yaml::parse(&self.text)
+                .map(|nodes| {
+                    nodes
+                        .into_iter()
+                        .filter_map(|n| yaml_envelope(n).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Format::Kdl => kdl::parse(&self.text).unwrap_or_default(),
+        })
+    }
+}
+
 /// One loaded resource and where it came from.
 #[derive(Clone, Debug)]
 pub struct Document {
     pub file: FileId,
     pub format: Format,
     pub resource: Resource,
-    pub envelope: Envelope,
+    /// The whole document (YAML) or node (KDL).
+    pub span: ByteSpan,
+    /// The span of `kind` (YAML) or of the node name (KDL).
+    pub kind_span: ByteSpan,
+    name_span: ByteSpan,
+    /// Which envelope of the file this is.
+    index: usize,
+    trees: Arc<FileTrees>,
 }
 
 impl Document {
-    /// The span of the value at `path` inside `spec`, falling back to the document.
+    /// The document's span-carrying tree, parsed again from the file on first use.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.trees.envelopes().get(self.index)
+    }
+
+    /// The span of the value at `path` inside `spec`, falling back to the document's name.
     pub fn spec_span(&self, path: &[crate::tree::Segment<'_>]) -> ByteSpan {
-        self.envelope
-            .spec
-            .as_ref()
+        self.envelope()
+            .and_then(|e| e.spec.as_ref())
             .and_then(|spec| spec.lookup(path))
             .map_or(self.name_span(), |n| n.span)
     }
 
     /// The span of the key of the field at `path` inside `spec`.
     pub fn spec_key_span(&self, path: &[crate::tree::Segment<'_>]) -> ByteSpan {
-        self.envelope
-            .spec
-            .as_ref()
+        self.envelope()
+            .and_then(|e| e.spec.as_ref())
             .and_then(|spec| spec.key_span(path))
             .unwrap_or_else(|| self.spec_span(path))
     }
 
     /// The span of `metadata.name`, or of the document when there is none.
     pub fn name_span(&self) -> ByteSpan {
-        self.envelope
-            .metadata
-            .as_ref()
-            .and_then(|m| m.get("name"))
-            .map_or(self.envelope.span, |n| n.span)
+        self.name_span
     }
 
     pub fn label(&self, span: ByteSpan, message: impl Into<String>) -> Label {
@@ -242,6 +285,7 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
     let id = model
         .sources
         .add(SourceText::new(path.clone(), text.as_str()));
+    let trees = Arc::new(FileTrees::new(model.sources.get(id).text.clone(), format));
     let document_count;
     let envelopes = match format {
         Format::Yaml => match yaml::parse(&text) {
@@ -307,10 +351,15 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
         );
         return;
     }
-    for envelope in envelopes {
+    for (index, envelope) in envelopes.into_iter().enumerate() {
+        let place = Place {
+            file: id,
+            index,
+            trees: &trees,
+        };
         if let Some(document) = typed_document(
             envelope,
-            id,
+            place,
             &path,
             format,
             &text,
@@ -451,15 +500,23 @@ pub fn tenant_of_path(path: &str) -> Option<&str> {
     (!tenant.is_empty() && !rest.is_empty()).then_some(tenant)
 }
 
+/// Where a document is: its file, its number in the file, and the file's trees.
+struct Place<'a> {
+    file: FileId,
+    index: usize,
+    trees: &'a Arc<FileTrees>,
+}
+
 fn typed_document(
     envelope: Envelope,
-    file: FileId,
+    place: Place<'_>,
     path: &str,
     format: Format,
     text: &str,
     problems: &mut Vec<Problem>,
     declared: &mut Vec<Declared>,
 ) -> Option<Document> {
+    let file = place.file;
     let before = problems.len();
     for key in &envelope.unknown {
         let help = match did_you_mean(&key.name, ["apiVersion", "kind", "metadata", "spec"]) {
@@ -672,6 +729,11 @@ fn typed_document(
             .then(|| tenant_of_path(path).map(str::to_owned))
             .flatten()
     });
+    let name_span = envelope
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("name"))
+        .map_or(envelope.span, |n| n.span);
     Some(Document {
         file,
         format,
@@ -682,7 +744,11 @@ fn typed_document(
             spec,
             tenant,
         },
-        envelope,
+        span: envelope.span,
+        kind_span: envelope.kind.as_ref().map_or(envelope.span, |k| k.span),
+        name_span,
+        index: place.index,
+        trees: Arc::clone(place.trees),
     })
 }
 

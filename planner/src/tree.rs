@@ -31,7 +31,7 @@ impl ByteSpan {
 pub enum Value {
     Null,
     Bool(bool),
-    Int(i128),
+    Int(i64),
     Float(f64),
     String(String),
     Seq(Vec<Node>),

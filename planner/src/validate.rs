@@ -152,9 +152,9 @@ fn check_repository(model: &Model, problems: &mut Vec<Problem>) {
             Problem::error(
                 "nimbus::repository::duplicate",
                 "more than one Repository document",
-                extra.label(extra.envelope.span, "another Repository here"),
+                extra.label(extra.span, "another Repository here"),
             )
-            .with_label(repositories[0].label(repositories[0].envelope.span, "the first is here"))
+            .with_label(repositories[0].label(repositories[0].span, "the first is here"))
             .with_help("keep a single Repository document, in nimbus.yaml at the root"),
         );
     }
@@ -165,7 +165,7 @@ fn check_repository(model: &Model, problems: &mut Vec<Problem>) {
                 Problem::warning(
                     "nimbus::repository::location",
                     format!("the Repository document is in {path}, not in nimbus.yaml at the root"),
-                    document.label(document.envelope.span, "Repository here"),
+                    document.label(document.span, "Repository here"),
                 )
                 .with_help(
                     "move it to nimbus.yaml (or nimbus.kdl) so that people and tools find it",
@@ -578,14 +578,7 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
                 resource.tenant.clone(),
                 document.spec_span(&[Segment::Key("tenant")]),
             ),
-            _ => (
-                None,
-                document
-                    .envelope
-                    .kind
-                    .as_ref()
-                    .map_or(document.envelope.span, |k| k.span),
-            ),
+            _ => (None, document.kind_span),
         };
         match belongs_to {
             Some(tenant) if tenant == folder => {}

@@ -285,12 +285,12 @@ fn resolve_plain(text: &str) -> Value {
         return Value::String(text.to_owned());
     }
     if let Some(octal) = text.strip_prefix("0o")
-        && let Ok(i) = i128::from_str_radix(octal, 8)
+        && let Ok(i) = i64::from_str_radix(octal, 8)
     {
         return Value::Int(i);
     }
     if let Some(hex) = text.strip_prefix("0x")
-        && let Ok(i) = i128::from_str_radix(hex, 16)
+        && let Ok(i) = i64::from_str_radix(hex, 16)
     {
         return Value::Int(i);
     }
@@ -300,7 +300,7 @@ fn resolve_plain(text: &str) -> Value {
         if leading_zero {
             return Value::String(text.to_owned());
         }
-        if let Ok(i) = text.parse::<i128>() {
+        if let Ok(i) = text.parse::<i64>() {
             return Value::Int(i);
         }
     }

@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use nimbus::commands::{completions, init, validate};
 
+/// glibc's allocator spends a third of `validate`'s time on the many small allocations of
+/// parsed documents; mimalloc halves that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXAMPLES: &str = "\
 Examples:
   nimbus init my-infra              scaffold a config repository in ./my-infra
