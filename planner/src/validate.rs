@@ -383,6 +383,17 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                 );
             }
         };
+        // A Workload's or Volume's tenant is `spec.tenant`, or the tenants/<t>/ folder it is in.
+        if document.resource.kind.is_tenant_scoped() && document.resource.tenant.is_none() {
+            problems.push(
+                Problem::error(
+                    "nimbus::manifest::missing_field",
+                    format!("{address} has no tenant"),
+                    document.label(document.name_span(), "declared here"),
+                )
+                .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
+            );
+        }
         match &document.resource.spec {
             Spec::File(f) => {
                 one_of(
@@ -513,26 +524,6 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         );
                     }
                 }
-                if w.tenant.is_none() && document.resource.tenant.is_none() {
-                    problems.push(
-                        Problem::error(
-                            "nimbus::manifest::missing_field",
-                            format!("{address} has no tenant"),
-                            document.label(document.name_span(), "declared here"),
-                        )
-                        .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
-                    );
-                }
-            }
-            Spec::Volume(v) if v.tenant.is_none() && document.resource.tenant.is_none() => {
-                problems.push(
-                    Problem::error(
-                        "nimbus::manifest::missing_field",
-                        format!("{address} has no tenant"),
-                        document.label(document.name_span(), "declared here"),
-                    )
-                    .with_help("add `tenant:` to its spec, or move it under tenants/<tenant>/"),
-                );
             }
             Spec::Vm(v) => {
                 one_of(

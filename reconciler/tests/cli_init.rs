@@ -1,16 +1,7 @@
 //! `nimbus init`, `completions`, `--version` and `help`, run as a user would.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn nimbus(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run nimbus: {e}"))
-}
+mod common;
+use common::nimbus;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -2,17 +2,10 @@
 //! and `<folder>.expected.json` is the exit code and the JSON problems it must give. Run with
 //! `NIMBUS_BLESS=1` to rewrite the expected files after an intended change, and review the diff.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::nimbus;
 
-fn nimbus(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run nimbus: {e}"))
-}
+use std::path::{Path, PathBuf};
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validate")
