@@ -151,3 +151,44 @@ fn every_yaml_and_kdl_pair_in_the_manifest_reference_agrees() {
         );
     }
 }
+
+/// SPEC §2's Host, written both ways, is one and the same resource.
+#[test]
+fn the_specs_host_example_is_the_same_in_yaml_and_kdl() {
+    let yaml = r#"apiVersion: nimbus.dev/v1alpha1
+kind: Host
+metadata:
+  name: web-1            # DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars
+  labels: {role: web, zone: a}
+spec:
+  address: 192.0.2.10
+  port: 22
+  user: root
+  hostKey: ssh-ed25519 AAAAC3Nz...   # pinned; no trust-on-first-use unless the Repository allows it
+"#;
+    let kdl = r#"host web-1 {
+    labels role=web zone=a
+    address "192.0.2.10"
+    user root
+    host-key "ssh-ed25519 AAAAC3Nz..."
+}
+"#;
+    let input = nimbus_planner::RepositoryInput {
+        manifests: vec![
+            nimbus_planner::InputFile { path: "a/hosts.yaml".into(), bytes: yaml.as_bytes().to_vec() },
+            nimbus_planner::InputFile { path: "b/hosts.kdl".into(), bytes: kdl.as_bytes().to_vec() },
+        ],
+        other_paths: Default::default(),
+    };
+    let (model, problems) = nimbus_planner::load::load(input);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(model.documents.len(), 2);
+    assert_eq!(model.documents[0].resource, model.documents[1].resource);
+    // Both declare Host/web-1, so validating them together finds the duplicate in both files.
+    let problems = nimbus_planner::validate::validate(&model);
+    let duplicate = problems.iter().find(|p| p.code == "nimbus::address::duplicate");
+    let duplicate = duplicate.unwrap_or_else(|| panic!("no duplicate reported: {problems:#?}"));
+    let json = duplicate.to_json(&model.sources);
+    assert_eq!((json.file.as_str(), json.line, json.column), ("b/hosts.kdl", 1, 6));
+    assert_eq!((json.labels[0].file.as_str(), json.labels[0].line, json.labels[0].column), ("a/hosts.yaml", 4, 9));
+}
