@@ -759,3 +759,40 @@ fn typed<'a, T: DeserializeOwned>(
 ) -> Result<Spec, DeError> {
     from_node::<T>(node, context).map(wrap)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_filter_honours_nimbusignore_hidden_paths_and_extensions() {
+        let (filter, invalid) = ManifestFilter::new(Some(
+            "# drafts\n*.draft.yaml\n/build/\nvendor/**\n!vendor/keep.yaml\n",
+        ));
+        assert!(invalid.is_empty());
+        assert!(filter.is_manifest("hosts.yaml"));
+        assert!(filter.is_manifest("a/b/c.yml"));
+        assert!(filter.is_manifest("net.KDL"));
+        assert!(!filter.is_manifest("notes.md"));
+        assert!(!filter.is_manifest("web.draft.yaml"));
+        assert!(!filter.is_manifest("sub/web.draft.yaml"));
+        assert!(!filter.is_manifest("build/out.yaml"));
+        assert!(
+            filter.is_manifest("sub/build/out.yaml"),
+            "/build/ is anchored at the root"
+        );
+        assert!(!filter.is_manifest("vendor/x.yaml"));
+        assert!(filter.is_manifest("vendor/keep.yaml"));
+        assert!(!filter.is_manifest(".github/workflows/ci.yaml"));
+        assert!(!filter.is_manifest(".hidden.yaml"));
+        assert!(filter.is_ignored("build", true));
+    }
+
+    #[test]
+    fn tenant_folders() {
+        assert_eq!(tenant_of_path("tenants/acme/web.yaml"), Some("acme"));
+        assert_eq!(tenant_of_path("tenants/acme/apps/web.yaml"), Some("acme"));
+        assert_eq!(tenant_of_path("tenants/acme.yaml"), None);
+        assert_eq!(tenant_of_path("other/tenants/acme/web.yaml"), None);
+    }
+}

@@ -175,8 +175,14 @@ spec:
 "#;
     let input = nimbus_planner::RepositoryInput {
         manifests: vec![
-            nimbus_planner::InputFile { path: "a/hosts.yaml".into(), bytes: yaml.as_bytes().to_vec() },
-            nimbus_planner::InputFile { path: "b/hosts.kdl".into(), bytes: kdl.as_bytes().to_vec() },
+            nimbus_planner::InputFile {
+                path: "a/hosts.yaml".into(),
+                bytes: yaml.as_bytes().to_vec(),
+            },
+            nimbus_planner::InputFile {
+                path: "b/hosts.kdl".into(),
+                bytes: kdl.as_bytes().to_vec(),
+            },
         ],
         other_paths: Default::default(),
     };
@@ -186,9 +192,21 @@ spec:
     assert_eq!(model.documents[0].resource, model.documents[1].resource);
     // Both declare Host/web-1, so validating them together finds the duplicate in both files.
     let problems = nimbus_planner::validate::validate(&model);
-    let duplicate = problems.iter().find(|p| p.code == "nimbus::address::duplicate");
+    let duplicate = problems
+        .iter()
+        .find(|p| p.code == "nimbus::address::duplicate");
     let duplicate = duplicate.unwrap_or_else(|| panic!("no duplicate reported: {problems:#?}"));
     let json = duplicate.to_json(&model.sources);
-    assert_eq!((json.file.as_str(), json.line, json.column), ("b/hosts.kdl", 1, 6));
-    assert_eq!((json.labels[0].file.as_str(), json.labels[0].line, json.labels[0].column), ("a/hosts.yaml", 4, 9));
+    assert_eq!(
+        (json.file.as_str(), json.line, json.column),
+        ("b/hosts.kdl", 1, 6)
+    );
+    assert_eq!(
+        (
+            json.labels[0].file.as_str(),
+            json.labels[0].line,
+            json.labels[0].column
+        ),
+        ("a/hosts.yaml", 4, 9)
+    );
 }
