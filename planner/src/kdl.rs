@@ -124,8 +124,11 @@ pub fn parse(text: &str) -> Result<Vec<Envelope>, Vec<KdlProblem>> {
                     let token = word.split_whitespace().find(|t| starts_like_quantity(t));
                     let help = match (word, token) {
                         ("true" | "false" | "null", _) => Some(format!(
-                            "KDL 2.0 writes `{word}` as `#{word}`; a bare `{word}` is not allowed"
+                            "KDL 2.0 writes `{word}` as `#{word}`; a bare `{word}` is not allowed (that is KDL 1.0)"
                         )),
+                        (w, _) if w.starts_with("r\"") || w.starts_with("r#") => Some(
+                            "`r\"...\"` is a KDL 1.0 raw string; KDL 2.0 writes `#\"...\"#`".to_owned(),
+                        ),
                         (_, Some(token)) => {
                             let value = token.rsplit('=').next().unwrap_or(token);
                             Some(format!(
