@@ -58,7 +58,7 @@ pub struct Metadata {
 }
 
 /// Where nimbus keeps its state: a SQLite path, or a PostgreSQL URL.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateSettings {
     /// Path of the SQLite database, relative to the repository; default `.nimbus/state.db`.
@@ -396,7 +396,7 @@ pub enum Protocol {
 }
 
 /// A port a workload exposes: `80`, `"8080:80/tcp"` or `{port: 80, hostPort: 8080}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortMapping {
     /// The port inside the container.
@@ -478,7 +478,7 @@ impl<'de> Deserialize<'de> for PortMapping {
 }
 
 /// An environment value: plain text, or `{secret: NAME}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum EnvValue {
     Value(String),
@@ -525,7 +525,7 @@ impl<'de> Deserialize<'de> for EnvValue {
 }
 
 /// A volume mounted into a workload: `{name: data, path: /var/lib/data}` or `"data:/var/lib/data"`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeMount {
     /// The tenant's Volume.
@@ -593,7 +593,7 @@ impl<'de> Deserialize<'de> for VolumeMount {
 
 /// Where the scheduler may place a workload or VM: a label selector (`{role: web}`), or
 /// host names (`{hosts: [web-1, web-2]}`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Placement {
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
@@ -681,7 +681,7 @@ pub enum VmRuntime {
 }
 
 /// cloud-init user data: the text itself, or `{secret: NAME}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum CloudInit {
     Content(String),
@@ -741,4 +741,120 @@ pub struct VolumeSpec {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+}
+
+/// The JSON Schemas of the types above that accept several spellings: editors must accept
+/// every form the loader accepts.
+mod schemas_of_shorthands {
+    use std::borrow::Cow;
+
+    use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+    use super::*;
+
+    impl JsonSchema for StateSettings {
+        fn schema_name() -> Cow<'static, str> {
+            "StateSettings".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "a SQLite path, `postgres://...`, or `{path: ...}` / `{url: ...}`",
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "object", "additionalProperties": false,
+                     "properties": {"path": {"type": "string"}, "url": {"type": "string"}}}
+                ]
+            })
+        }
+    }
+
+    impl JsonSchema for PortMapping {
+        fn schema_name() -> Cow<'static, str> {
+            "PortMapping".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "`80`, `\"8080:80/tcp\"` or `{port: 80, hostPort: 8080, protocol: tcp}`",
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": 65535},
+                    {"type": "string", "pattern": "^([0-9]+:)?[0-9]+(/(tcp|udp))?$"},
+                    {"type": "object", "additionalProperties": false, "required": ["port"],
+                     "properties": {
+                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        "hostPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        "protocol": {"enum": ["tcp", "udp"]}
+                     }}
+                ]
+            })
+        }
+    }
+
+    impl JsonSchema for EnvValue {
+        fn schema_name() -> Cow<'static, str> {
+            "EnvValue".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "a value, or `{secret: NAME}`",
+                "anyOf": [
+                    {"type": ["string", "number", "boolean"]},
+                    {"type": "object", "additionalProperties": false, "required": ["secret"],
+                     "properties": {"secret": {"type": "string"}}}
+                ]
+            })
+        }
+    }
+
+    impl JsonSchema for CloudInit {
+        fn schema_name() -> Cow<'static, str> {
+            "CloudInit".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "cloud-init user data, or `{secret: NAME}`",
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "object", "additionalProperties": false, "required": ["secret"],
+                     "properties": {"secret": {"type": "string"}}}
+                ]
+            })
+        }
+    }
+
+    impl JsonSchema for VolumeMount {
+        fn schema_name() -> Cow<'static, str> {
+            "VolumeMount".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "`\"NAME:/path[:ro]\"` or `{name, path, readOnly}`",
+                "anyOf": [
+                    {"type": "string", "pattern": "^[^:]+:/[^:]*(:(ro|rw))?$"},
+                    {"type": "object", "additionalProperties": false, "required": ["name", "path"],
+                     "properties": {
+                        "name": {"type": "string"},
+                        "path": {"type": "string"},
+                        "readOnly": {"type": "boolean"}
+                     }}
+                ]
+            })
+        }
+    }
+
+    impl JsonSchema for Placement {
+        fn schema_name() -> Cow<'static, str> {
+            "Placement".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "host labels such as `{role: web}`, or `{hosts: [web-1, web-2]}`",
+                "type": "object",
+                "properties": {
+                    "hosts": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "selector": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+                },
+                "additionalProperties": {"type": ["string", "number", "boolean"]}
+            })
+        }
+    }
 }

@@ -1,0 +1,123 @@
+//! The JSON Schemas given to editors accept what nimbus accepts: every YAML document of
+//! examples-repo and of the `nimbus init` scaffold validates against its kind's schema, and a
+//! document with a typo does not.
+
+use std::path::Path;
+
+use nimbus_planner::tree::{Node, Value};
+use nimbus_schemas::Kind;
+use nimbus_schemas::json_schema::document_schema;
+
+fn to_json(node: &Node) -> serde_json::Value {
+    match &node.value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Float(f) => serde_json::Value::from(*f),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Seq(items) => items.iter().map(to_json).collect(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| (k.name.clone(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// Every schema error of every YAML document of `files`, as `path: kind: error` lines.
+fn schema_errors(files: &[(String, String)]) -> (usize, Vec<String>) {
+    let validators: Vec<(Kind, jsonschema::Validator)> = Kind::ALL
+        .iter()
+        .map(|&kind| {
+            let schema: serde_json::Value = serde_json::from_str(&document_schema(kind))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            (
+                kind,
+                jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{kind} schema: {e}")),
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for (path, text) in files {
+        for node in nimbus_planner::yaml::parse(text).unwrap_or_else(|e| panic!("{path}: {e:?}")) {
+            let document = to_json(&node);
+            let kind = document["kind"]
+                .as_str()
+                .and_then(Kind::from_yaml_name)
+                .unwrap_or_else(|| panic!("{path}: no kind"));
+            let validator = &validators
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .unwrap_or_else(|| panic!("{kind}"))
+                .1;
+            checked += 1;
+            errors.extend(
+                validator
+                    .iter_errors(&document)
+                    .map(|e| format!("{path}: {kind}: {e} at {}", e.instance_path())),
+            );
+        }
+    }
+    (checked, errors)
+}
+
+fn yaml_files(root: &Path, skip: &[&str]) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+        {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            if skip.iter().any(|s| relative.starts_with(s)) {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if relative.ends_with(".yaml") {
+                files.push((relative, std::fs::read_to_string(&path).unwrap_or_default()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn examples_repo_validates_against_the_json_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let (checked, errors) = schema_errors(&yaml_files(&root, &["kdl"]));
+    assert!(checked >= 18, "only {checked} documents checked");
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn the_init_scaffold_validates_against_the_json_schemas() {
+    let files: Vec<(String, String)> = nimbus::scaffold::files()
+        .into_iter()
+        .filter(|(path, _)| path.ends_with(".yaml"))
+        .collect();
+    let (checked, errors) = schema_errors(&files);
+    assert!(checked >= 10, "only {checked} documents checked");
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn the_json_schemas_reject_unknown_fields_and_bad_values() {
+    let text = "apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {name: web-1}\nspec: {adress: 10.0.0.1, port: 70000}\n";
+    let (_, errors) = schema_errors(&[("bad.yaml".into(), text.into())]);
+    let all = errors.join("\n");
+    assert!(all.contains("adress"), "{all}");
+    assert!(all.contains("70000"), "{all}");
+    assert!(
+        all.contains("address"),
+        "the missing required field is not reported: {all}"
+    );
+}
