@@ -705,13 +705,33 @@ fn typed_document(
         Kind::Vm => typed(spec_node, &context, Spec::Vm),
         Kind::Volume => typed(spec_node, &context, Spec::Volume),
     };
-    for unknown in context.unknown_fields.take() {
+    let unknown_fields = context.unknown_fields.take();
+    // `adress:` is reported once, as an unknown field with "did you mean `address`?", not
+    // again as the missing `address` it was meant to be.
+    let suggested: Vec<String> = unknown_fields
+        .iter()
+        .filter_map(|e| {
+            e.help
+                .as_deref()?
+                .strip_prefix("did you mean `")?
+                .strip_suffix("`?")
+        })
+        .map(crate::tree::kebab_to_camel)
+        .collect();
+    for unknown in unknown_fields {
         problems.push(de_problem(unknown, file, spec_node.span, "spec", &owner));
     }
     let spec = match spec {
         Ok(spec) => Some(spec),
         Err(e) => {
-            problems.push(de_problem(e, file, spec_node.span, "spec", &owner));
+            let misspelt = e.kind == ErrorKind::MissingField
+                && e.path.is_empty()
+                && suggested
+                    .iter()
+                    .any(|s| e.message == format!("missing field `{s}`"));
+            if !misspelt || problems.len() == before {
+                problems.push(de_problem(e, file, spec_node.span, "spec", &owner));
+            }
             None
         }
     };
