@@ -4,6 +4,7 @@
 pub mod de;
 pub mod diagnostics;
 pub mod graph;
+pub mod instances;
 pub mod kdl;
 pub mod load;
 pub mod tree;

@@ -1,7 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands each command to its module.
 
 use clap::{Parser, Subcommand};
-use nimbus::commands::{completions, init, validate};
+use nimbus::commands::{completions, graph, init, validate};
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
 /// parsed documents; mimalloc halves that.
@@ -13,6 +13,7 @@ Examples:
   nimbus init my-infra              scaffold a config repository in ./my-infra
   nimbus validate my-infra          check every manifest; exit 1 on any error
   nimbus validate --format json .   the same problems as a JSON array
+  nimbus graph my-infra | dot -Tsvg > graph.svg
   nimbus completions bash > /etc/bash_completion.d/nimbus
 
 Docs: docs/ in the nimbus repository (manifests.md, cli.md, architecture.md).";
@@ -32,6 +33,8 @@ enum Command {
     Init(init::InitArgs),
     /// Load, type-check, resolve references and check policy; no live access.
     Validate(validate::ValidateArgs),
+    /// Print the dependency graph of the instances (dot, mermaid or json).
+    Graph(graph::GraphArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completions(completions::CompletionsArgs),
 }
@@ -49,6 +52,7 @@ fn main() {
     let code = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Graph(args) => graph::run(args),
         Command::Completions(args) => Ok(completions::run::<Cli>(args)),
     };
     match code {
