@@ -7,6 +7,8 @@ pub mod graph;
 pub mod instances;
 pub mod kdl;
 pub mod load;
+pub mod plan;
+pub mod render;
 pub mod tree;
 pub mod validate;
 pub mod yaml;

@@ -1,0 +1,683 @@
+//! Diff and plan: desired state (from git) against observed state (from providers) and the
+//! state nimbus recorded, instance by instance, into a plan of changes in apply order.
+//!
+//! Pure: the caller hands in what was observed and recorded; nothing here reads anything.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use nimbus_schemas::{Kind, Spec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::instances::InstanceGraph;
+use crate::load::Model;
+
+/// The version of the JSON plan format (docs/plan-format.md).
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// Shown wherever a sensitive value would be.
+pub const SENSITIVE: &str = "(sensitive)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+    Read,
+}
+
+impl Action {
+    /// The symbol in text plans.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::Read => "<=",
+        }
+    }
+
+    pub fn is_change(self) -> bool {
+        !matches!(self, Action::NoOp | Action::Read)
+    }
+}
+
+/// What nimbus recorded about an instance the last time it applied it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub address: String,
+    pub kind: Kind,
+    /// The spec last applied.
+    pub applied: Value,
+    /// Created or imported by nimbus: only such instances are ever deleted.
+    pub owned: bool,
+    /// `nimbus.dev/protect: "true"` when last applied: never deleted or replaced.
+    pub protected: bool,
+    /// `nimbus.dev/prune: "false"` when last applied: left in place when removed from git.
+    pub keep_on_removal: bool,
+    /// What it depended on when last applied, so that deletes run in reverse order even
+    /// after its manifest is gone.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// What a provider saw of an instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Observed {
+    /// It exists, with this spec (normalised by the provider).
+    Present(Value),
+    /// It does not exist.
+    Absent,
+    /// Not observed (no refresh, or the target was unreachable): the recorded spec stands in.
+    Unknown,
+}
+
+/// How a kind's specs compare: which fields force a replacement and which are sensitive.
+/// Providers supply these; the planner only applies them.
+pub trait KindRules {
+    /// Top-level spec fields whose change needs the instance destroyed and created again.
+    fn replace_fields(&self, kind: Kind) -> &[&'static str];
+    /// Dotted field paths whose values never appear in plans.
+    fn sensitive_fields(&self, kind: Kind) -> &[&'static str];
+}
+
+/// The rules of SPEC §3 where no provider says otherwise.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultRules;
+
+impl KindRules for DefaultRules {
+    fn replace_fields(&self, kind: Kind) -> &[&'static str] {
+        match kind {
+            Kind::Vm => &["disk.image", "runtime", "host"],
+            Kind::Volume => &["type", "host", "tenant"],
+            Kind::Cluster => &["type"],
+            Kind::Workload => &["tenant"],
+            Kind::Tenant => &["cluster"],
+            Kind::File => &["path"],
+            _ => &[],
+        }
+    }
+
+    fn sensitive_fields(&self, _kind: Kind) -> &[&'static str] {
+        &[]
+    }
+}
+
+/// One field that differs, by dotted path (`disk.image`, `env.LOG_LEVEL`, `ports[0]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+}
+
+/// What the plan does to one instance, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: String,
+    pub resource: String,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Addresses of the instances this change must wait for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Annotations recorded with the instance.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_on_removal: bool,
+}
+
+/// A plan: the changes in apply order, and what it was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    /// The git revision the desired state came from, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+    /// A digest of every manifest and referenced file the plan was made from.
+    pub source_fingerprint: String,
+    /// The state's serial when the plan was made.
+    pub state_serial: u64,
+    /// A digest of everything observed.
+    pub observed_fingerprint: String,
+    pub changes: Vec<Change>,
+}
+
+impl Change {
+    /// What state records once this change is applied; `None` for a delete.
+    pub fn record(&self) -> Option<Record> {
+        let applied = match self.action {
+            Action::Delete => return None,
+            Action::NoOp | Action::Read => self.before.clone().or_else(|| self.after.clone())?,
+            _ => self.after.clone()?,
+        };
+        Some(Record {
+            address: self.address.clone(),
+            kind: self.kind,
+            applied,
+            owned: true,
+            protected: self.protected,
+            keep_on_removal: self.keep_on_removal,
+            depends_on: self.depends_on.clone(),
+        })
+    }
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action.is_change())
+    }
+}
+
+/// What planning needs besides the model.
+pub struct PlanInput<'a> {
+    pub records: &'a [Record],
+    pub observed: &'a HashMap<String, Observed>,
+    pub rules: &'a dyn KindRules,
+    pub state_serial: u64,
+    pub source_revision: Option<String>,
+    pub source_fingerprint: String,
+    /// `--target`: only these (resource or instance addresses) and what they depend on.
+    pub targets: &'a [String],
+    /// `--allow-deletes`: lift the Repository's deletion budget.
+    pub allow_deletes: bool,
+    /// `nimbus destroy`: every owned instance is to go.
+    pub destroy: bool,
+}
+
+/// Why a plan could not be made.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no resource or instance has the address `{0}`")]
+    UnknownTarget(String),
+    #[error(
+        "this plan deletes {deletes} of {managed} managed instances, more than the deletion budget allows ({budget}); \
+         rerun with --allow-deletes if that is intended"
+    )]
+    DeletionBudget {
+        deletes: usize,
+        managed: usize,
+        budget: String,
+    },
+}
+
+/// The spec an instance should have, as JSON.
+pub fn desired_spec(spec: &Spec) -> Value {
+    serde_json::to_value(spec).unwrap_or(Value::Null)
+}
+
+/// A SHA-256 digest of a canonical rendering of `value`, in hex.
+pub fn fingerprint<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn annotation(model: &Model, document: usize, key: &str) -> Option<String> {
+    model.documents[document]
+        .resource
+        .metadata
+        .annotations
+        .get(key)
+        .cloned()
+}
+
+/// Compares two JSON values field by field.
+pub fn field_changes(
+    before: &Value,
+    after: &Value,
+    kind: Kind,
+    rules: &dyn KindRules,
+) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    walk("", Some(before), Some(after), &mut out);
+    let sensitive = rules.sensitive_fields(kind);
+    let replace = rules.replace_fields(kind);
+    for change in &mut out {
+        let matches = |field: &&str| {
+            change.path == *field
+                || change.path.starts_with(&format!("{field}."))
+                || change.path.starts_with(&format!("{field}["))
+        };
+        change.sensitive = sensitive.iter().any(matches);
+        change.forces_replacement = replace.iter().any(matches);
+    }
+    out
+}
+
+fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec<FieldChange>) {
+    match (before, after) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(&child, a.get(key), b.get(key), out);
+            }
+        }
+        (Some(a), Some(b)) if a == b => {}
+        (None, None) => {}
+        (a, b) => out.push(FieldChange {
+            path: path.to_owned(),
+            before: a.cloned(),
+            after: b.cloned(),
+            sensitive: false,
+            forces_replacement: false,
+        }),
+    }
+}
+
+/// Makes the plan. Changes come in apply order: creates and updates after what they depend
+/// on, deletes before what they depend on (reverse order), each group stable by address.
+pub fn plan(
+    model: &Model,
+    graph: &InstanceGraph,
+    input: &PlanInput<'_>,
+) -> Result<Plan, PlanError> {
+    let records: HashMap<&str, &Record> = input
+        .records
+        .iter()
+        .map(|r| (r.address.as_str(), r))
+        .collect();
+    let mut changes: Vec<Change> = Vec::new();
+    let order = graph.order();
+
+    // Which instances the plan may touch: all, or the targets and what they depend on.
+    let selected: Option<BTreeSet<usize>> = if input.targets.is_empty() {
+        None
+    } else {
+        let mut chosen = BTreeSet::new();
+        let mut stack = Vec::new();
+        for target in input.targets {
+            let matching: Vec<usize> = (0..graph.instances.len())
+                .filter(|&i| {
+                    graph.instances[i].address == *target || graph.instances[i].resource == *target
+                })
+                .collect();
+            if matching.is_empty() && !records.contains_key(target.as_str()) {
+                return Err(PlanError::UnknownTarget(target.clone()));
+            }
+            stack.extend(matching);
+        }
+        while let Some(i) = stack.pop() {
+            if chosen.insert(i) {
+                stack.extend(graph.dependencies(i));
+            }
+        }
+        Some(chosen)
+    };
+
+    for &i in &order {
+        if selected.as_ref().is_some_and(|s| !s.contains(&i)) {
+            continue;
+        }
+        let instance = &graph.instances[i];
+        let document = instance.document;
+        let spec = &model.documents[document].resource.spec;
+        let desired = desired_spec(spec);
+        let record = records.get(instance.address.as_str()).copied();
+        let observed = input
+            .observed
+            .get(&instance.address)
+            .cloned()
+            .unwrap_or(Observed::Unknown);
+        let protected = annotation(model, document, "nimbus.dev/protect").as_deref()
+            == Some("true")
+            || record.is_some_and(|r| r.protected);
+        let keep_on_removal =
+            annotation(model, document, "nimbus.dev/prune").as_deref() == Some("false");
+        let depends_on: Vec<String> = {
+            let mut d: Vec<String> = graph
+                .dependencies(i)
+                .map(|j| graph.instances[j].address.clone())
+                .collect();
+            d.sort();
+            d
+        };
+        let base = Change {
+            address: instance.address.clone(),
+            resource: instance.resource.clone(),
+            kind: instance.kind,
+            host: instance.host.clone(),
+            action: Action::NoOp,
+            before: None,
+            after: Some(desired.clone()),
+            fields: Vec::new(),
+            reason: None,
+            depends_on,
+            protected,
+            keep_on_removal,
+        };
+        if input.destroy {
+            if let Some(record) = record
+                && record.owned
+            {
+                changes.push(delete_change(base, record, protected, &observed));
+            }
+            continue;
+        }
+        let current = match (&observed, record) {
+            (Observed::Present(value), _) => Some(value.clone()),
+            (Observed::Absent, _) => None,
+            (Observed::Unknown, Some(record)) => Some(record.applied.clone()),
+            (Observed::Unknown, None) => None,
+        };
+        let change = match current {
+            None => Change {
+                action: Action::Create,
+                reason: match (record, &observed) {
+                    (Some(_), Observed::Absent) => Some("drift: deleted outside nimbus".into()),
+                    _ => None,
+                },
+                ..base
+            },
+            Some(current) => {
+                let fields = field_changes(&current, &desired, instance.kind, input.rules);
+                if fields.is_empty() {
+                    Change {
+                        before: Some(current),
+                        ..base
+                    }
+                } else {
+                    let drift = record.is_some_and(|r| r.applied == desired)
+                        && matches!(observed, Observed::Present(_));
+                    let replacing: Vec<&str> = fields
+                        .iter()
+                        .filter(|f| f.forces_replacement)
+                        .map(|f| f.path.as_str())
+                        .collect();
+                    let (action, reason) = if !replacing.is_empty() {
+                        if protected {
+                            (
+                                Action::NoOp,
+                                Some(format!(
+                                    "protected: {} changed, but a protected resource is never replaced",
+                                    replacing.join(", ")
+                                )),
+                            )
+                        } else {
+                            (
+                                Action::Replace,
+                                Some(format!("{} changed", replacing.join(", "))),
+                            )
+                        }
+                    } else if record.is_none() {
+                        (
+                            Action::Update,
+                            Some("exists but is not managed yet: nimbus takes it over".into()),
+                        )
+                    } else if drift {
+                        (Action::Update, Some("drift: changed outside nimbus".into()))
+                    } else {
+                        (Action::Update, None)
+                    };
+                    Change {
+                        action,
+                        before: Some(current),
+                        fields,
+                        reason,
+                        ..base
+                    }
+                }
+            }
+        };
+        changes.push(change);
+    }
+
+    // Recorded instances that are no longer desired.
+    if !input.destroy {
+        let desired: BTreeSet<&str> = graph.instances.iter().map(|i| i.address.as_str()).collect();
+        let mut removed: Vec<&Record> = input
+            .records
+            .iter()
+            .filter(|r| !desired.contains(r.address.as_str()))
+            .filter(|r| {
+                selected.is_none()
+                    || input
+                        .targets
+                        .iter()
+                        .any(|t| *t == r.address || r.address.starts_with(&format!("{t}@")))
+            })
+            .collect();
+        removed.sort_by(|a, b| a.address.cmp(&b.address));
+        for record in removed {
+            let observed = input
+                .observed
+                .get(&record.address)
+                .cloned()
+                .unwrap_or(Observed::Unknown);
+            let base = Change {
+                address: record.address.clone(),
+                resource: record
+                    .address
+                    .split('@')
+                    .next()
+                    .unwrap_or(&record.address)
+                    .to_owned(),
+                kind: record.kind,
+                host: record.address.split_once('@').map(|(_, h)| h.to_owned()),
+                action: Action::NoOp,
+                before: None,
+                after: None,
+                fields: Vec::new(),
+                reason: None,
+                depends_on: Vec::new(),
+                protected: record.protected,
+                keep_on_removal: record.keep_on_removal,
+            };
+            if !record.owned {
+                continue;
+            }
+            let mut change = delete_change(base, record, record.protected, &observed);
+            if record.keep_on_removal && change.action == Action::Delete {
+                change.action = Action::NoOp;
+                change.reason =
+                    Some("removed from git, kept in place: nimbus.dev/prune is \"false\"".into());
+            }
+            changes.push(change);
+        }
+    }
+
+    let changes = order_deletes_first(changes, input.records);
+    let changes = redact(changes, input.rules);
+    check_deletion_budget(model, input, &changes)?;
+    let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        source_revision: input.source_revision.clone(),
+        source_fingerprint: input.source_fingerprint.clone(),
+        state_serial: input.state_serial,
+        observed_fingerprint,
+        changes,
+    })
+}
+
+/// Deletes go first, each after the deletes of what depended on it (its `depends_on` becomes
+/// the list of those); the other changes keep their dependency order.
+fn order_deletes_first(changes: Vec<Change>, records: &[Record]) -> Vec<Change> {
+    let (mut deletes, rest): (Vec<Change>, Vec<Change>) = changes
+        .into_iter()
+        .partition(|c| c.action == Action::Delete);
+    let deleting: BTreeSet<String> = deletes.iter().map(|c| c.address.clone()).collect();
+    let recorded: HashMap<&str, &Vec<String>> = records
+        .iter()
+        .map(|r| (r.address.as_str(), &r.depends_on))
+        .collect();
+    // Who depended on whom, from the graph (for changes still in git) and from state.
+    let mut dependents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for change in &deletes {
+        let mut on: BTreeSet<&String> = change.depends_on.iter().collect();
+        if let Some(r) = recorded.get(change.address.as_str()) {
+            on.extend(r.iter());
+        }
+        for dependency in on {
+            if deleting.contains(dependency) {
+                dependents
+                    .entry(dependency.clone())
+                    .or_default()
+                    .insert(change.address.clone());
+            }
+        }
+    }
+    for change in &mut deletes {
+        change.depends_on = dependents
+            .remove(&change.address)
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default();
+    }
+    // Stable topological order over the reversed edges.
+    let mut placed: BTreeSet<String> = BTreeSet::new();
+    let mut ordered = Vec::with_capacity(deletes.len());
+    deletes.sort_by(|a, b| a.address.cmp(&b.address));
+    while !deletes.is_empty() {
+        let ready = deletes
+            .iter()
+            .position(|c| c.depends_on.iter().all(|d| placed.contains(d)))
+            .unwrap_or(0);
+        let change = deletes.remove(ready);
+        placed.insert(change.address.clone());
+        ordered.push(change);
+    }
+    ordered.extend(rest);
+    ordered
+}
+
+/// Replaces every sensitive value in a change by `(sensitive)`, so that no plan, saved plan
+/// or rendering ever holds one.
+fn redact(mut changes: Vec<Change>, rules: &dyn KindRules) -> Vec<Change> {
+    for change in &mut changes {
+        let sensitive = rules.sensitive_fields(change.kind);
+        if sensitive.is_empty() {
+            continue;
+        }
+        for value in [&mut change.before, &mut change.after]
+            .into_iter()
+            .flatten()
+        {
+            for path in sensitive {
+                redact_path(value, path);
+            }
+        }
+        for field in &mut change.fields {
+            if field.sensitive {
+                for value in [&mut field.before, &mut field.after].into_iter().flatten() {
+                    *value = Value::String(SENSITIVE.into());
+                }
+            }
+        }
+    }
+    changes
+}
+
+fn redact_path(value: &mut Value, path: &str) {
+    let mut current = value;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Some(next) = current.get_mut(part) else {
+            return;
+        };
+        if parts.peek().is_none() {
+            if !next.is_null() {
+                *next = Value::String(SENSITIVE.into());
+            }
+            return;
+        }
+        current = next;
+    }
+}
+
+fn delete_change(base: Change, record: &Record, protected: bool, observed: &Observed) -> Change {
+    let before = match observed {
+        Observed::Present(v) => Some(v.clone()),
+        _ => Some(record.applied.clone()),
+    };
+    if protected {
+        return Change {
+            before,
+            after: None,
+            reason: Some("protected: nimbus.dev/protect is \"true\"; lift it with `nimbus state unprotect` to delete".into()),
+            ..base
+        };
+    }
+    let reason = match observed {
+        Observed::Absent => Some("already gone; removed from state".into()),
+        _ => None,
+    };
+    Change {
+        action: Action::Delete,
+        before,
+        after: None,
+        reason,
+        ..base
+    }
+}
+
+fn check_deletion_budget(
+    model: &Model,
+    input: &PlanInput<'_>,
+    changes: &[Change],
+) -> Result<(), PlanError> {
+    if input.allow_deletes || input.destroy {
+        return Ok(());
+    }
+    let Some(budget) = model.repository().and_then(|d| match &d.resource.spec {
+        Spec::Repository(r) => r.policy.deletion_budget.clone(),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let deletes = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .count();
+    let managed = input.records.iter().filter(|r| r.owned).count();
+    let over_count = budget.max_resources.is_some_and(|n| deletes > n as usize);
+    let over_percent = budget
+        .max_percent
+        .is_some_and(|p| managed > 0 && deletes * 100 > p as usize * managed);
+    if over_count || over_percent {
+        let mut parts = Vec::new();
+        if let Some(n) = budget.max_resources {
+            parts.push(format!("at most {n}"));
+        }
+        if let Some(p) = budget.max_percent {
+            parts.push(format!("at most {p}%"));
+        }
+        return Err(PlanError::DeletionBudget {
+            deletes,
+            managed,
+            budget: parts.join(" and "),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Golden plan tests. Each folder under tests/plans/ is a case:
+//! - `before/`: the repository as nimbus last applied it; state is recorded from it (every
+//!   instance owned, annotations as written there). Without it, state is empty.
+//! - `repo/`: the repository now (the desired state).
+//! - `observed.json` (optional): what providers see, by instance address; `null` is absent.
+//!   Instances not listed are observed exactly as recorded.
+//! - `options.json` (optional): `targets`, `allow_deletes`, `destroy`, `not_owned` (addresses
+//!   recorded as not created by nimbus), `refresh: false` (nothing observed).
+//! - `expected.txt`, `expected.json`, `expected.md`: the plan, or `expected.error` when
+//!   planning must fail. `NIMBUS_BLESS=1` rewrites them; review the diff.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nimbus::workdir::read_working_tree;
+use nimbus_planner::graph::ResourceGraph;
+use nimbus_planner::instances::InstanceGraph;
+use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
+use serde_json::Value;
+
+fn cases() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans")
+}
+
+fn load(dir: &Path) -> (nimbus_planner::Model, InstanceGraph) {
+    let (input, _) = read_working_tree(dir).unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
+    let checked = nimbus_planner::check(input);
+    assert!(
+        !checked.has_errors(),
+        "{}: {:#?}",
+        dir.display(),
+        checked.problems
+    );
+    let resources = ResourceGraph::build(&checked.model);
+    let graph = InstanceGraph::build(&checked.model, &resources);
+    (checked.model, graph)
+}
+
+fn input<'a>(
+    records: &'a [Record],
+    observed: &'a HashMap<String, Observed>,
+    options: &'a Value,
+    targets: &'a [String],
+) -> PlanInput<'a> {
+    PlanInput {
+        records,
+        observed,
+        rules: &DefaultRules,
+        state_serial: records.len() as u64,
+        source_revision: None,
+        source_fingerprint: "fixture".into(),
+        targets,
+        allow_deletes: options["allow_deletes"].as_bool().unwrap_or(false),
+        destroy: options["destroy"].as_bool().unwrap_or(false),
+    }
+}
+
+fn compare(path: &Path, actual: &str) {
+    if std::env::var_os("NIMBUS_BLESS").is_some() {
+        std::fs::write(path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}; bless with NIMBUS_BLESS=1", path.display()));
+    assert_eq!(actual, expected, "{} differs", path.display());
+}
+
+fn check(case: &str) -> Option<plan::Plan> {
+    let dir = cases().join(case);
+    let read_json = |name: &str| -> Value {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .map_or(Value::Null, |t| {
+                serde_json::from_str(&t).unwrap_or_else(|e| panic!("{name}: {e}"))
+            })
+    };
+    let options = read_json("options.json");
+    let none: Vec<String> = Vec::new();
+    let empty: HashMap<String, Observed> = HashMap::new();
+    let mut records: Vec<Record> = Vec::new();
+    if dir.join("before").is_dir() {
+        let (model, graph) = load(&dir.join("before"));
+        let initial = plan::plan(&model, &graph, &input(&[], &empty, &Value::Null, &none))
+            .unwrap_or_else(|e| panic!("{case}/before: {e}"));
+        let not_owned: Vec<&str> = options["not_owned"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        records = initial
+            .changes
+            .iter()
+            .filter_map(|c| c.record())
+            .map(|mut r| {
+                r.owned = !not_owned.contains(&r.address.as_str());
+                r
+            })
+            .collect();
+    }
+    let mut observed: HashMap<String, Observed> = HashMap::new();
+    if options["refresh"].as_bool() != Some(false) {
+        for record in &records {
+            observed.insert(
+                record.address.clone(),
+                Observed::Present(record.applied.clone()),
+            );
+        }
+        if let Value::Object(overrides) = read_json("observed.json") {
+            for (address, value) in overrides {
+                observed.insert(
+                    address,
+                    if value.is_null() {
+                        Observed::Absent
+                    } else {
+                        Observed::Present(value)
+                    },
+                );
+            }
+        }
+    }
+    let targets: Vec<String> = options["targets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (model, graph) = load(&dir.join("repo"));
+    match plan::plan(
+        &model,
+        &graph,
+        &input(&records, &observed, &options, &targets),
+    ) {
+        Ok(plan) => {
+            compare(
+                &dir.join("expected.txt"),
+                &nimbus_planner::render::text(&plan),
+            );
+            compare(
+                &dir.join("expected.md"),
+                &nimbus_planner::render::markdown(&plan),
+            );
+            compare(
+                &dir.join("expected.json"),
+                &(serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n"),
+            );
+            Some(plan)
+        }
+        Err(error) => {
+            compare(&dir.join("expected.error"), &format!("{error}\n"));
+            None
+        }
+    }
+}
+
+fn actions(plan: &plan::Plan) -> Vec<(String, plan::Action)> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .map(|c| (c.address.clone(), c.action))
+        .collect()
+}
+
+use nimbus_planner::plan::Action::{Create, Delete, Replace, Update};
+
+#[test]
+fn create_everything_in_dependency_order() {
+    let plan = check("create").unwrap_or_else(|| panic!("no plan"));
+    let order: Vec<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
+    let position = |a: &str| {
+        order
+            .iter()
+            .position(|x| x == a)
+            .unwrap_or_else(|| panic!("no {a} in {order:?}"))
+    };
+    assert!(position("Host/web-1") < position("File/motd@web-1"));
+    assert!(position("Tenant/acme") < position("Workload/acme/api"));
+    assert!(plan.changes.iter().all(|c| c.action == Create));
+}
+
+#[test]
+fn a_converged_repository_plans_no_changes() {
+    let plan = check("converged").unwrap_or_else(|| panic!("no plan"));
+    assert!(!plan.has_changes());
+}
+
+#[test]
+fn changes_in_git_update_in_place() {
+    let plan = check("update").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(
+        actions(&plan),
+        [
+            ("File/motd@web-1".to_owned(), Update),
+            ("File/motd@web-2".to_owned(), Update)
+        ]
+    );
+}
+
+#[test]
+fn hand_edits_show_as_drift() {
+    let plan = check("drift").unwrap_or_else(|| panic!("no plan"));
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "File/motd@web-2")
+        .unwrap_or_else(|| panic!("no change"));
+    assert_eq!(change.action, Update);
+    assert!(
+        change
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("drift"))
+    );
+    let gone = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "File/motd@web-1")
+        .unwrap_or_else(|| panic!("no change"));
+    assert_eq!(
+        (gone.action, gone.reason.as_deref()),
+        (Create, Some("drift: deleted outside nimbus"))
+    );
+}
+
+#[test]
+fn a_field_that_forces_replacement_replaces() {
+    let plan = check("replace").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(actions(&plan), [("VM/build-1".to_owned(), Replace)]);
+}
+
+#[test]
+fn prune_deletes_only_what_nimbus_owns_and_may_delete() {
+    let plan = check("prune").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(actions(&plan), [("File/old@web-1".to_owned(), Delete)]);
+    let kept: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::NoOp && c.reason.is_some())
+        .map(|c| c.address.as_str())
+        .collect();
+    assert_eq!(kept, ["File/keep@web-1", "File/precious@web-1"]);
+    assert!(
+        !plan
+            .changes
+            .iter()
+            .any(|c| c.address == "File/adopted@web-1"),
+        "not owned: never touched"
+    );
+}
+
+#[test]
+fn the_deletion_budget_refuses_mass_deletes() {
+    assert!(check("budget").is_none());
+    let plan =
+        check("budget-allowed").unwrap_or_else(|| panic!("--allow-deletes lifts the budget"));
+    assert_eq!(plan.count(Delete), 3);
+}
+
+#[test]
+fn target_includes_what_it_depends_on() {
+    let plan = check("target").unwrap_or_else(|| panic!("no plan"));
+    let addresses: Vec<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        [
+            "Host/web-1",
+            "Host/web-2",
+            "Cluster/prod",
+            "Tenant/acme",
+            "Workload/acme/api"
+        ]
+    );
+}
+
+#[test]
+fn destroy_deletes_dependents_first() {
+    let plan = check("destroy").unwrap_or_else(|| panic!("no plan"));
+    let order: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Delete)
+        .map(|c| c.address.as_str())
+        .collect();
+    let position = |a: &str| {
+        order
+            .iter()
+            .position(|x| *x == a)
+            .unwrap_or_else(|| panic!("no {a} in {order:?}"))
+    };
+    assert!(position("Workload/acme/api") < position("Tenant/acme"));
+    assert!(position("Tenant/acme") < position("Cluster/prod"));
+    assert!(position("File/motd@web-1") < position("Host/web-1"));
+    let protected = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "Host/web-2")
+        .unwrap_or_else(|| panic!("no Host/web-2"));
+    assert_eq!(
+        protected.action,
+        plan::Action::NoOp,
+        "protected hosts are never destroyed"
+    );
+}
