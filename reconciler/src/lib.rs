@@ -2,6 +2,9 @@
 //! and the reconcile loop. The only crate that knows about files, time and concurrency.
 
 pub mod commands;
+pub mod engine;
+pub mod executor;
 pub mod render;
 pub mod scaffold;
+pub mod state;
 pub mod workdir;

@@ -1,7 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands each command to its module.
 
 use clap::{Parser, Subcommand};
-use nimbus::commands::{completions, graph, init, validate};
+use nimbus::commands::{apply, completions, graph, init, plan, state, validate};
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
 /// parsed documents; mimalloc halves that.
@@ -13,6 +13,8 @@ Examples:
   nimbus init my-infra              scaffold a config repository in ./my-infra
   nimbus validate my-infra          check every manifest; exit 1 on any error
   nimbus validate --format json .   the same problems as a JSON array
+  nimbus plan my-infra               what apply would change
+  nimbus apply --auto-approve my-infra
   nimbus graph my-infra | dot -Tsvg > graph.svg
   nimbus completions bash > /etc/bash_completion.d/nimbus
 
@@ -33,6 +35,14 @@ enum Command {
     Init(init::InitArgs),
     /// Load, type-check, resolve references and check policy; no live access.
     Validate(validate::ValidateArgs),
+    /// Show what apply would change.
+    Plan(plan::PlanArgs),
+    /// Show the plan, ask, and apply it (or apply a saved plan exactly).
+    Apply(apply::ApplyArgs),
+    /// Destroy every instance nimbus created (or the targets).
+    Destroy(apply::DestroyArgs),
+    /// Inspect and repair state.
+    State(state::StateArgs),
     /// Print the dependency graph of the instances (dot, mermaid or json).
     Graph(graph::GraphArgs),
     /// Print a shell completion script (bash, zsh or fish).
@@ -53,6 +63,10 @@ fn main() {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Apply(args) => apply::apply(args),
+        Command::Destroy(args) => apply::destroy(args),
+        Command::State(args) => state::run(args),
         Command::Completions(args) => Ok(completions::run::<Cli>(args)),
     };
     match code {

@@ -1,6 +1,9 @@
 //! One thin module per command: arguments in, one library call, output.
 
+pub mod apply;
 pub mod completions;
 pub mod graph;
 pub mod init;
+pub mod plan;
+pub mod state;
 pub mod validate;

@@ -1,0 +1,227 @@
+//! `nimbus apply [DIR | PLANFILE]` and `nimbus destroy [DIR]`: show the plan, ask, apply.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::plan::Plan;
+
+use crate::engine::{self, LockGuard, PlanOptions, SavedPlan};
+use crate::render::{print_stderr, print_stdout};
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The config repository's root, or a plan saved with `nimbus plan --out`.
+    #[arg(default_value = ".")]
+    pub source: PathBuf,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Changes applied at once (default: the Repository's parallelism, 10).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Only this resource or instance and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Plan from state alone, without observing.
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Lift the Repository's deletion budget.
+    #[arg(long)]
+    pub allow_deletes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The config repository's root.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Destroy without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Only this resource or instance (and what depends on it goes first).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+}
+
+/// Asks for `yes` on a terminal; refuses without one rather than hang.
+fn confirm(question: &str, auto_approve: bool) -> Result<bool> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        miette::bail!(
+            "there is no terminal to confirm on; rerun with --auto-approve to apply without asking"
+        );
+    }
+    print_stderr(&format!(
+        "\n{question}\n  Only 'yes' will be accepted.\n\n  Enter a value: "
+    ));
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .into_diagnostic()?;
+    Ok(answer.trim() == "yes")
+}
+
+pub fn apply(args: ApplyArgs) -> Result<i32> {
+    if args.source.is_file() {
+        return apply_saved(&args.source, &args);
+    }
+    let options = PlanOptions {
+        refresh: !args.no_refresh,
+        targets: args.targets.clone(),
+        allow_deletes: args.allow_deletes,
+        destroy: false,
+    };
+    run(
+        &args.source,
+        options,
+        args.auto_approve,
+        args.parallelism,
+        "apply",
+    )
+}
+
+pub fn destroy(args: DestroyArgs) -> Result<i32> {
+    let options = PlanOptions {
+        refresh: true,
+        targets: args.targets.clone(),
+        allow_deletes: true,
+        destroy: true,
+    };
+    run(
+        &args.dir,
+        options,
+        args.auto_approve,
+        args.parallelism,
+        "destroy",
+    )
+}
+
+fn run(
+    dir: &Path,
+    options: PlanOptions,
+    auto_approve: bool,
+    parallelism: Option<usize>,
+    command: &str,
+) -> Result<i32> {
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(async {
+        let loaded = engine::load(dir)?;
+        let state_path = loaded.state_path()?;
+        let _lock = LockGuard::acquire(&state_path, &format!("nimbus {command}"))?;
+        let registry = engine::registry()?;
+        let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
+        for note in engine::recover(&state, &registry).await? {
+            print_stderr(&format!("note: {note}\n"));
+        }
+        let (records, serial) = {
+            let store = engine::lock(&state);
+            (
+                store.records().map_err(|e| miette::miette!("{e}"))?,
+                store.serial().map_err(|e| miette::miette!("{e}"))?,
+            )
+        };
+        let plan = engine::make_plan(&loaded, &records, serial, &registry, &options).await?;
+        execute(
+            &plan,
+            &registry,
+            state,
+            auto_approve,
+            parallelism.unwrap_or_else(|| loaded.parallelism()),
+            command,
+        )
+        .await
+    })
+}
+
+async fn execute(
+    plan: &Plan,
+    registry: &nimbus_providers::Registry,
+    state: Arc<Mutex<crate::state::StateStore>>,
+    auto_approve: bool,
+    parallelism: usize,
+    command: &str,
+) -> Result<i32> {
+    print_stdout(&nimbus_planner::render::text(plan));
+    if !plan.has_changes() {
+        return Ok(0);
+    }
+    let question = if command == "destroy" {
+        "Do you really want to destroy these resources?"
+    } else {
+        "Do you want to perform these actions?"
+    };
+    if !confirm(question, auto_approve)? {
+        print_stderr(&format!("{command} cancelled.\n"));
+        return Ok(1);
+    }
+    let report = engine::run_plan(plan, registry, state, command, parallelism).await?;
+    print_stdout(&format!("\n{}", report.summary()));
+    Ok(if report.succeeded() { 0 } else { 1 })
+}
+
+fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
+    let bytes = std::fs::read(file)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the saved plan {}", file.display()))?;
+    let saved: SavedPlan = serde_json::from_slice(&bytes)
+        .into_diagnostic()
+        .wrap_err_with(|| {
+            format!(
+                "{} is not a plan saved by `nimbus plan --out`",
+                file.display()
+            )
+        })?;
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(async {
+        let loaded = engine::load(&saved.repository)?;
+        let state_path = loaded.state_path()?;
+        let _lock = LockGuard::acquire(&state_path, "nimbus apply (saved plan)")?;
+        let registry = engine::registry()?;
+        let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
+        let (records, serial) = {
+            let store = engine::lock(&state);
+            (
+                store.records().map_err(|e| miette::miette!("{e}"))?,
+                store.serial().map_err(|e| miette::miette!("{e}"))?,
+            )
+        };
+        let mut stale = Vec::new();
+        if loaded.fingerprint != saved.plan.source_fingerprint {
+            stale.push("the source changed (manifests or files in the repository)".to_owned());
+        }
+        if serial != saved.plan.state_serial {
+            stale.push(format!(
+                "the state changed (serial {} when planned, {serial} now)",
+                saved.plan.state_serial
+            ));
+        }
+        let options = PlanOptions {
+            refresh: saved.refresh,
+            ..PlanOptions::default()
+        };
+        let fresh = engine::make_plan(&loaded, &records, serial, &registry, &options).await;
+        if let Ok(fresh) = &fresh
+            && fresh.observed_fingerprint != saved.plan.observed_fingerprint
+        {
+            stale.push("what the targets show changed since the plan was made".to_owned());
+        }
+        if !stale.is_empty() {
+            miette::bail!(
+                "the saved plan {} is stale: {}; make a new plan",
+                file.display(),
+                stale.join("; and ")
+            );
+        }
+        let parallelism = args.parallelism.unwrap_or_else(|| loaded.parallelism());
+        execute(&saved.plan, &registry, state, true, parallelism, "apply").await
+    })
+}

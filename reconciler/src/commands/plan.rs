@@ -1,0 +1,92 @@
+//! `nimbus plan [DIR]`: what apply would change, as text, JSON or markdown.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use miette::{IntoDiagnostic, Result, WrapErr};
+
+use crate::engine::{self, PlanOptions, SavedPlan};
+use crate::render::print_stdout;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The config repository's root.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Only this resource or instance and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// Save the plan, for `nimbus apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Observe the targets first (the default).
+    #[arg(long, overrides_with = "no_refresh")]
+    pub refresh: bool,
+    /// Plan from state alone, without observing.
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Exit 0 when there is nothing to change and 2 when there is.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Lift the Repository's deletion budget.
+    #[arg(long)]
+    pub allow_deletes: bool,
+}
+
+pub fn run(args: PlanArgs) -> Result<i32> {
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(async {
+        let loaded = engine::load(&args.dir)?;
+        let state = engine::open_state(&loaded.state_path()?)?;
+        let records = state.records().map_err(|e| miette::miette!("{e}"))?;
+        let serial = state.serial().map_err(|e| miette::miette!("{e}"))?;
+        let registry = engine::registry()?;
+        let options = PlanOptions {
+            refresh: !args.no_refresh,
+            targets: args.targets.clone(),
+            allow_deletes: args.allow_deletes,
+            destroy: false,
+        };
+        let plan = engine::make_plan(&loaded, &records, serial, &registry, &options).await?;
+        let rendered = match args.format {
+            PlanFormat::Text => nimbus_planner::render::text(&plan),
+            PlanFormat::Markdown => nimbus_planner::render::markdown(&plan),
+            PlanFormat::Json => format!(
+                "{}\n",
+                serde_json::to_string_pretty(&plan).into_diagnostic()?
+            ),
+        };
+        print_stdout(&rendered);
+        if let Some(out) = &args.out {
+            let saved = SavedPlan {
+                repository: std::fs::canonicalize(&args.dir).into_diagnostic()?,
+                refresh: options.refresh,
+                plan: plan.clone(),
+            };
+            let bytes = serde_json::to_vec_pretty(&saved).into_diagnostic()?;
+            std::fs::write(out, bytes)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot write {}", out.display()))?;
+            crate::render::print_stderr(&format!(
+                "Saved the plan to {}; apply it with `nimbus apply {}`.\n",
+                out.display(),
+                out.display()
+            ));
+        }
+        Ok(if args.detailed_exitcode && plan.has_changes() {
+            2
+        } else {
+            0
+        })
+    })
+}

@@ -1,0 +1,161 @@
+//! `nimbus state list | show ADDR | history | rm ADDR | unprotect ADDR | unlock`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use miette::{IntoDiagnostic, Result};
+
+use crate::engine;
+use crate::render::{print_stderr, print_stdout};
+use crate::state::format_time;
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The config repository's root.
+    #[arg(long, default_value = ".", global = true)]
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: StateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every recorded instance.
+    List,
+    /// One recorded instance: what was last applied, outputs, flags.
+    Show { address: String },
+    /// Past runs and their results.
+    History,
+    /// Forget an instance without touching it.
+    Rm { address: String },
+    /// Lift the protection (nimbus.dev/protect, nimbus.dev/prune) recorded for an instance.
+    Unprotect { address: String },
+    /// Remove the state lock (when its holder is gone).
+    Unlock,
+}
+
+pub fn run(args: StateArgs) -> Result<i32> {
+    let loaded = engine::load(&args.dir)?;
+    let store = engine::open_state(&loaded.state_path()?)?;
+    let error = |e: crate::state::StateError| miette::miette!("{e}");
+    match args.command {
+        StateCommand::List => {
+            let resources = store.resources().map_err(error)?;
+            if args.json {
+                print_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&resources).into_diagnostic()?
+                ));
+            } else {
+                for r in resources {
+                    let mut flags = Vec::new();
+                    if !r.record.owned {
+                        flags.push("not owned");
+                    }
+                    if r.record.protected {
+                        flags.push("protected");
+                    }
+                    if r.record.keep_on_removal {
+                        flags.push("kept on removal");
+                    }
+                    let flags = if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", flags.join(", "))
+                    };
+                    print_stdout(&format!("{}{flags}\n", r.record.address));
+                }
+            }
+        }
+        StateCommand::Show { address } => {
+            let Some(resource) = store
+                .resources()
+                .map_err(error)?
+                .into_iter()
+                .find(|r| r.record.address == address)
+            else {
+                miette::bail!("{address} is not in state; `nimbus state list` shows what is");
+            };
+            if args.json {
+                print_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&resource).into_diagnostic()?
+                ));
+            } else {
+                print_stdout(&format!(
+                    "address:   {}\nkind:      {}\nprovider:  {}\nowned:     {}\nprotected: {}\nupdated:   {}\napplied:\n{}\noutputs:   {}\n",
+                    resource.record.address,
+                    resource.record.kind,
+                    resource.provider,
+                    resource.record.owned,
+                    resource.record.protected,
+                    format_time(resource.updated_at),
+                    serde_json::to_string_pretty(&resource.record.applied).into_diagnostic()?,
+                    resource.outputs
+                ));
+            }
+        }
+        StateCommand::History => {
+            let history = store.history().map_err(error)?;
+            if args.json {
+                print_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&history).into_diagnostic()?
+                ));
+            } else {
+                for run in history {
+                    let applied = run
+                        .results
+                        .iter()
+                        .filter(|r| r.outcome == "applied")
+                        .count();
+                    let failed = run.results.iter().filter(|r| r.outcome == "failed").count();
+                    print_stdout(&format!(
+                        "#{:<4} {}  {:<8} {:<12} {}@{}  {} applied, {} failed\n",
+                        run.id,
+                        format_time(run.started_at),
+                        run.command,
+                        run.outcome.as_deref().unwrap_or("unfinished"),
+                        run.user,
+                        run.host,
+                        applied,
+                        failed
+                    ));
+                }
+            }
+        }
+        StateCommand::Rm { address } => {
+            let _lock = engine::LockGuard::acquire(&loaded.state_path()?, "nimbus state rm")?;
+            if !store.remove(&address).map_err(error)? {
+                miette::bail!("{address} is not in state");
+            }
+            print_stderr(&format!(
+                "Removed {address} from state; nothing was changed on its target.\n"
+            ));
+        }
+        StateCommand::Unprotect { address } => {
+            let _lock =
+                engine::LockGuard::acquire(&loaded.state_path()?, "nimbus state unprotect")?;
+            if !store.unprotect(&address).map_err(error)? {
+                miette::bail!("{address} is not in state");
+            }
+            print_stderr(&format!(
+                "Lifted the protection of {address}; the next plan may delete or replace it.\n"
+            ));
+        }
+        StateCommand::Unlock => match store.force_unlock().map_err(error)? {
+            Some(lock) => print_stderr(&format!(
+                "Removed the lock held by {} (pid {} on {}, since {}).\n",
+                lock.holder,
+                lock.pid,
+                lock.host,
+                format_time(lock.since)
+            )),
+            None => print_stderr("The state was not locked.\n"),
+        },
+    }
+    Ok(0)
+}

@@ -1,0 +1,361 @@
+//! The steps `plan`, `apply` and `destroy` share: load and check the repository, open state,
+//! pick providers, recover interrupted changes, observe, plan, and run the plan.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::graph::ResourceGraph;
+use nimbus_planner::instances::InstanceGraph;
+use nimbus_planner::plan::{self, Action, Observed, Plan, PlanInput, Record};
+use nimbus_planner::{Checked, InputFile};
+use nimbus_providers::Registry;
+use nimbus_providers::memory::MemoryProvider;
+use nimbus_schemas::Spec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::executor::{self, ExecutorOptions, Report};
+use crate::render::{count_phrase, print_stderr, problems_text, stderr_is_terminal};
+use crate::state::{StateError, StateStore};
+use crate::workdir::read_working_tree;
+
+/// The environment variable that points the in-memory provider at a directory; until the
+/// real providers land it is the only backend.
+pub const MEMORY_PROVIDER_ENV: &str = "NIMBUS_MEMORY_PROVIDER";
+
+/// How long a lock lease lasts; the holder renews it at a third of that.
+pub const LOCK_LEASE: Duration = Duration::from_secs(30);
+
+/// A loaded, checked repository and the graph of its instances.
+pub struct Loaded {
+    pub root: PathBuf,
+    pub checked: Checked,
+    pub graph: InstanceGraph,
+    pub fingerprint: String,
+}
+
+/// Loads and checks `root`; a repository with errors prints them and is refused.
+pub fn load(root: &Path) -> Result<Loaded> {
+    let (input, _) = read_working_tree(root)?;
+    let fingerprint = source_fingerprint(&input.manifests, input.other_paths.iter());
+    let checked = nimbus_planner::check(input);
+    if checked.has_errors() {
+        print_stderr(&problems_text(
+            &checked.problems,
+            &checked.model.sources,
+            stderr_is_terminal(),
+        ));
+        miette::bail!(
+            "{}: {}; a repository with errors is never applied, in any part",
+            root.display(),
+            count_phrase(checked.error_count(), checked.warning_count())
+        );
+    }
+    let resources = ResourceGraph::build(&checked.model);
+    let graph = InstanceGraph::build(&checked.model, &resources);
+    Ok(Loaded {
+        root: root.to_owned(),
+        checked,
+        graph,
+        fingerprint,
+    })
+}
+
+/// A digest of every manifest's path and bytes and of every other path.
+pub fn source_fingerprint<'a>(
+    manifests: &[InputFile],
+    other_paths: impl Iterator<Item = &'a String>,
+) -> String {
+    let mut hasher = Sha256::new();
+    let mut files: Vec<&InputFile> = manifests.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    for file in files {
+        hasher.update(file.path.as_bytes());
+        hasher.update([0]);
+        hasher.update((file.bytes.len() as u64).to_le_bytes());
+        hasher.update(&file.bytes);
+    }
+    for path in other_paths {
+        hasher.update(path.as_bytes());
+        hasher.update([1]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Loaded {
+    fn repository(&self) -> Option<&nimbus_schemas::RepositorySpec> {
+        self.checked
+            .model
+            .repository()
+            .and_then(|d| match &d.resource.spec {
+                Spec::Repository(r) => Some(r),
+                _ => None,
+            })
+    }
+
+    /// Where state lives: the Repository's `state.path`, else `.nimbus/state.db`.
+    pub fn state_path(&self) -> Result<PathBuf> {
+        match self.repository().map(|r| &r.state) {
+            Some(settings) if settings.url.is_some() => {
+                miette::bail!(
+                    "a PostgreSQL state backend (state.url) is not supported yet; use state.path (SQLite)"
+                )
+            }
+            Some(settings) => Ok(self
+                .root
+                .join(settings.path.as_deref().unwrap_or(".nimbus/state.db"))),
+            None => Ok(self.root.join(".nimbus/state.db")),
+        }
+    }
+
+    pub fn parallelism(&self) -> usize {
+        self.repository()
+            .map_or(nimbus_schemas::DEFAULT_PARALLELISM, |r| r.parallelism) as usize
+    }
+}
+
+/// The providers of this run.
+pub fn registry() -> Result<Registry> {
+    match std::env::var_os(MEMORY_PROVIDER_ENV) {
+        Some(directory) => {
+            let directory = PathBuf::from(directory);
+            let mut provider = MemoryProvider::persistent(&directory)
+                .into_diagnostic()
+                .wrap_err_with(|| {
+                    format!(
+                        "cannot open the in-memory provider at {}",
+                        directory.display()
+                    )
+                })?;
+            if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                provider = provider.with_delay(Duration::from_millis(ms));
+            }
+            if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
+                for address in list.split(',').filter(|a| !a.is_empty()) {
+                    provider.fail(address);
+                }
+            }
+            Ok(Registry::new().with(Arc::new(provider)))
+        }
+        None => Ok(Registry::new()),
+    }
+}
+
+pub fn open_state(path: &Path) -> Result<StateStore> {
+    StateStore::open(path).map_err(|e| miette::miette!("{e}"))
+}
+
+/// Holds the state lock for as long as it lives, renewing the lease in the background.
+pub struct LockGuard {
+    path: PathBuf,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LockGuard {
+    pub fn acquire(path: &Path, holder: &str) -> Result<Self> {
+        let mut store = open_state(path)?;
+        match store.acquire_lock(holder, LOCK_LEASE) {
+            Ok(Some(previous)) => print_stderr(&format!(
+                "note: took over the state lock left by {} (pid {} on {}), which is no longer running\n",
+                previous.holder, previous.pid, previous.host
+            )),
+            Ok(None) => {}
+            Err(StateError::Locked(info)) => {
+                return Err(miette::miette!("{}", StateError::Locked(info)));
+            }
+            Err(e) => return Err(miette::miette!("{e}")),
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let renewer = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(LOCK_LEASE / 3)
+            {
+                let _ = store.renew_lock(LOCK_LEASE);
+            }
+        });
+        Ok(LockGuard {
+            path: path.to_owned(),
+            stop: Some(stop),
+            renewer: Some(renewer),
+        })
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.join();
+        }
+        if let Ok(store) = StateStore::open(&self.path) {
+            let _ = store.release_lock();
+        }
+    }
+}
+
+/// Finishes the changes an interrupted run started: if the target shows the change was made,
+/// it is recorded now; otherwise the intent is dropped and the plan makes the change again.
+pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<Vec<String>> {
+    let intents = lock(state).intents().map_err(|e| miette::miette!("{e}"))?;
+    let mut notes = Vec::new();
+    for intent in intents {
+        let change = intent.change;
+        let Some(provider) = registry.for_kind(change.kind) else {
+            continue;
+        };
+        let host = change.host.clone();
+        let request = nimbus_providers::ObserveRequest {
+            address: change.address.clone(),
+            kind: change.kind,
+            desired: change.after.clone(),
+        };
+        let observed = provider
+            .observe(host.as_deref(), std::slice::from_ref(&request))
+            .await;
+        let done = match (
+            observed
+                .ok()
+                .and_then(|o| o.into_iter().next())
+                .map(|(_, o)| o),
+            change.action,
+        ) {
+            (Some(Observed::Absent), Action::Delete) => true,
+            (Some(Observed::Present(value)), _) => Some(&value) == change.after.as_ref(),
+            _ => false,
+        };
+        let store = lock(state);
+        if done {
+            let run = store
+                .begin_run("recover", None)
+                .map_err(|e| miette::miette!("{e}"))?;
+            drop(store);
+            let mut store = lock(state);
+            store
+                .complete(run, &change, provider.name(), &serde_json::Value::Null)
+                .map_err(|e| miette::miette!("{e}"))?;
+            store
+                .end_run(run, "recovered")
+                .map_err(|e| miette::miette!("{e}"))?;
+            notes.push(format!(
+                "recovered {}: it was applied before an interruption; now recorded",
+                change.address
+            ));
+        } else {
+            store
+                .forget_intent(&change.address)
+                .map_err(|e| miette::miette!("{e}"))?;
+            notes.push(format!(
+                "{} was interrupted before it took effect; it is planned again",
+                change.address
+            ));
+        }
+    }
+    Ok(notes)
+}
+
+pub fn lock(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Options of `plan`, `apply` and `destroy`.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    pub refresh: bool,
+    pub targets: Vec<String>,
+    pub allow_deletes: bool,
+    pub destroy: bool,
+}
+
+/// Observes (unless told not to) and plans.
+pub async fn make_plan(
+    loaded: &Loaded,
+    records: &[Record],
+    serial: u64,
+    registry: &Registry,
+    options: &PlanOptions,
+) -> Result<Plan> {
+    let observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
+        let extra: Vec<(String, nimbus_schemas::Kind)> = records
+            .iter()
+            .filter(|r| loaded.graph.get(&r.address).is_none())
+            .map(|r| (r.address.clone(), r.kind))
+            .collect();
+        let (observed, problems) =
+            executor::observe(&loaded.checked.model, &loaded.graph, &extra, registry).await;
+        for problem in problems {
+            print_stderr(&format!("warning: {problem}\n"));
+        }
+        observed
+    } else {
+        HashMap::new()
+    };
+    let input = PlanInput {
+        records,
+        observed: &observed,
+        rules: registry,
+        state_serial: serial,
+        source_revision: None,
+        source_fingerprint: loaded.fingerprint.clone(),
+        targets: &options.targets,
+        allow_deletes: options.allow_deletes,
+        destroy: options.destroy,
+    };
+    plan::plan(&loaded.checked.model, &loaded.graph, &input).map_err(|e| miette::miette!("{e}"))
+}
+
+/// A plan saved with `--out`: the plan and the repository it was made from.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub repository: PathBuf,
+    pub refresh: bool,
+    pub plan: Plan,
+}
+
+/// Runs a plan's changes under the caller's lock; Ctrl-C stops it cleanly.
+pub async fn run_plan(
+    plan: &Plan,
+    registry: &Registry,
+    state: Arc<Mutex<StateStore>>,
+    command: &str,
+    parallelism: usize,
+) -> Result<Report> {
+    let run = lock(&state)
+        .begin_run(command, plan.source_revision.as_deref())
+        .map_err(|e| miette::miette!("{e}"))?;
+    let options = ExecutorOptions {
+        parallelism,
+        progress: true,
+        ..ExecutorOptions::default()
+    };
+    let shutdown = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report =
+        executor::execute(plan, registry, Arc::clone(&state), run, &options, shutdown).await;
+    let outcome = if report.interrupted {
+        "interrupted"
+    } else if report.succeeded() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    lock(&state)
+        .end_run(run, outcome)
+        .map_err(|e| miette::miette!("{e}"))?;
+    Ok(report)
+}

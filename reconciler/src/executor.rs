@@ -1,0 +1,443 @@
+//! Observing and applying: the only place that runs providers concurrently.
+//!
+//! `observe` asks each provider once per target for every instance there. `execute` applies
+//! a plan's changes in graph order (the plan already lists deletes first, in reverse), as
+//! many at once as `parallelism` allows, retrying transient failures with backoff. A failed
+//! change skips only the changes that wait for it. Each result is committed to state the
+//! moment it completes. When shutdown is asked for, changes in flight finish and are
+//! recorded, and nothing new starts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nimbus_planner::instances::InstanceGraph;
+use nimbus_planner::load::Model;
+use nimbus_planner::plan::{Action, Change, Observed, Plan, desired_spec};
+use nimbus_providers::{ObserveRequest, ProviderError, Registry};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::state::StateStore;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Failed(String),
+    Skipped(String),
+    /// Not started: the run was asked to stop.
+    NotStarted,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChangeResult {
+    pub address: String,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub elapsed: Duration,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub results: Vec<ChangeResult>,
+    pub interrupted: bool,
+}
+
+impl Report {
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.results.iter().filter(|r| f(&r.outcome)).count()
+    }
+
+    pub fn succeeded(&self) -> bool {
+        !self.interrupted && self.results.iter().all(|r| r.outcome == Outcome::Applied)
+    }
+
+    /// The closing summary: counts, then every failed and skipped change with its reason.
+    pub fn summary(&self) -> String {
+        let applied = self.count(|o| *o == Outcome::Applied);
+        let failed = self.count(|o| matches!(o, Outcome::Failed(_)));
+        let skipped = self.count(|o| matches!(o, Outcome::Skipped(_)));
+        let not_started = self.count(|o| *o == Outcome::NotStarted);
+        let mut out = format!(
+            "Apply {}: {applied} applied, {failed} failed, {skipped} skipped",
+            if self.succeeded() {
+                "complete"
+            } else {
+                "incomplete"
+            }
+        );
+        if not_started > 0 {
+            out.push_str(&format!(", {not_started} not started (interrupted)"));
+        }
+        out.push_str(".\n");
+        for result in &self.results {
+            match &result.outcome {
+                Outcome::Failed(reason) => {
+                    out.push_str(&format!("  failed   {}: {reason}\n", result.address))
+                }
+                Outcome::Skipped(reason) => {
+                    out.push_str(&format!("  skipped  {}: {reason}\n", result.address))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    /// Changes applied at once (`--parallelism`).
+    pub parallelism: usize,
+    /// Further attempts after a transient failure.
+    pub retries: u32,
+    /// The first backoff; it doubles with each attempt.
+    pub backoff: Duration,
+    /// Print a line per change as it starts and ends (to stderr).
+    pub progress: bool,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        ExecutorOptions {
+            parallelism: 10,
+            retries: 3,
+            backoff: Duration::from_millis(200),
+            progress: false,
+        }
+    }
+}
+
+fn verb(action: Action) -> (&'static str, &'static str) {
+    match action {
+        Action::Create => ("creating", "created"),
+        Action::Update => ("updating", "updated"),
+        Action::Replace => ("replacing", "replaced"),
+        Action::Delete => ("destroying", "destroyed"),
+        Action::Read => ("reading", "read"),
+        Action::NoOp => ("checking", "checked"),
+    }
+}
+
+fn lock_state(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Applies the plan's changes. `shutdown` resolving means: finish what is in flight, start
+/// nothing new.
+pub async fn execute(
+    plan: &Plan,
+    registry: &Registry,
+    state: Arc<Mutex<StateStore>>,
+    run: i64,
+    options: &ExecutorOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Report {
+    let changes: Vec<Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .cloned()
+        .collect();
+    let index: HashMap<&str, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.address.as_str(), i))
+        .collect();
+    // What each change waits for, among the changes of this plan (no-ops are already done).
+    let waits_for: Vec<Vec<usize>> = changes
+        .iter()
+        .map(|c| {
+            c.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut outcomes: Vec<Option<ChangeResult>> = vec![None; changes.len()];
+    let mut remaining: Vec<usize> = waits_for.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
+    for (i, list) in waits_for.iter().enumerate() {
+        for &d in list {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..changes.len()).filter(|&i| remaining[i] == 0).collect();
+    // The bound protects the targets (and the provider's connections) from too many changes
+    // at once; it is `--parallelism`.
+    let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
+    let mut tasks: JoinSet<(usize, ChangeResult)> = JoinSet::new();
+    let mut stopping = false;
+    tokio::pin!(shutdown);
+
+    loop {
+        while let Some(i) = ready.pop_front().filter(|_| !stopping) {
+            let change = changes[i].clone();
+            let provider = registry.for_kind(change.kind).cloned();
+            let state = Arc::clone(&state);
+            let permits = Arc::clone(&permits);
+            let options = options.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let (attempts, outcome, elapsed) =
+                    apply_one(&change, provider, &state, run, &options).await;
+                (
+                    i,
+                    ChangeResult {
+                        address: change.address.clone(),
+                        action: change.action,
+                        outcome,
+                        attempts,
+                        elapsed,
+                    },
+                )
+            });
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            finished = tasks.join_next() => {
+                match finished {
+                    Some(Ok((i, result))) => {
+                        let applied = result.outcome == Outcome::Applied;
+                        let address = result.address.clone();
+                        outcomes[i] = Some(result);
+                        if applied {
+                            for &j in &dependents[i] {
+                                remaining[j] -= 1;
+                                if remaining[j] == 0 {
+                                    ready.push_back(j);
+                                }
+                            }
+                        } else {
+                            skip_dependents(i, &address, &dependents, &changes, &mut outcomes, &state, run, options.progress);
+                        }
+                    }
+                    Some(Err(join_error)) => {
+                        // A panicking task is a bug in nimbus; its change is reported failed below.
+                        if options.progress {
+                            eprintln!("  bug in nimbus: a change task ended abnormally: {join_error}");
+                        }
+                    }
+                    None => break,
+                }
+            }
+            () = &mut shutdown, if !stopping => {
+                stopping = true;
+                if options.progress {
+                    eprintln!("  stopping: waiting for {} change(s) in flight; nothing new starts", tasks.len());
+                }
+            }
+        }
+    }
+    let results = outcomes
+        .into_iter()
+        .zip(&changes)
+        .map(|(result, change)| {
+            result.unwrap_or_else(|| ChangeResult {
+                address: change.address.clone(),
+                action: change.action,
+                outcome: if stopping {
+                    Outcome::NotStarted
+                } else {
+                    Outcome::Failed("bug in nimbus: the change never finished".into())
+                },
+                attempts: 0,
+                elapsed: Duration::ZERO,
+            })
+        })
+        .collect();
+    Report {
+        results,
+        interrupted: stopping,
+    }
+}
+
+/// Marks every change that waits, directly or not, for `failed` as skipped, and records it.
+#[allow(clippy::too_many_arguments)]
+fn skip_dependents(
+    failed: usize,
+    address: &str,
+    dependents: &[Vec<usize>],
+    changes: &[Change],
+    outcomes: &mut [Option<ChangeResult>],
+    state: &Mutex<StateStore>,
+    run: i64,
+    progress: bool,
+) {
+    let mut stack: Vec<(usize, String)> = dependents[failed]
+        .iter()
+        .map(|&j| (j, address.to_owned()))
+        .collect();
+    while let Some((j, because)) = stack.pop() {
+        if outcomes[j].is_some() {
+            continue;
+        }
+        let change = &changes[j];
+        let reason = format!("{because} did not apply");
+        let _ = lock_state(state).fail(run, change, "skipped", &reason);
+        if progress {
+            eprintln!("  skipped {}: {reason}", change.address);
+        }
+        outcomes[j] = Some(ChangeResult {
+            address: change.address.clone(),
+            action: change.action,
+            outcome: Outcome::Skipped(reason),
+            attempts: 0,
+            elapsed: Duration::ZERO,
+        });
+        stack.extend(dependents[j].iter().map(|&k| (k, change.address.clone())));
+    }
+}
+
+/// Applies one change with retries, recording the intent first and the result after.
+async fn apply_one(
+    change: &Change,
+    provider: Option<Arc<dyn nimbus_providers::Provider>>,
+    state: &Mutex<StateStore>,
+    run: i64,
+    options: &ExecutorOptions,
+) -> (u32, Outcome, Duration) {
+    let begun = Instant::now();
+    let (doing, done) = verb(change.action);
+    if options.progress {
+        eprintln!("  {doing} {}", change.address);
+    }
+    let Some(provider) = provider else {
+        let reason = format!("no provider serves {} yet", change.kind);
+        let _ = lock_state(state).fail(run, change, "failed", &reason);
+        return (0, Outcome::Failed(reason), begun.elapsed());
+    };
+    if let Err(e) = lock_state(state).intend(run, change) {
+        return (
+            0,
+            Outcome::Failed(format!("cannot record the change in state: {e}")),
+            begun.elapsed(),
+        );
+    }
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        match provider.apply(change).await {
+            Ok(applied) => {
+                break match lock_state(state).complete(
+                    run,
+                    change,
+                    provider.name(),
+                    &applied.outputs,
+                ) {
+                    Ok(()) => Outcome::Applied,
+                    Err(e) => {
+                        Outcome::Failed(format!("applied, but state could not record it: {e}"))
+                    }
+                };
+            }
+            Err(error) if error.is_transient() && attempts <= options.retries => {
+                let wait = options.backoff * 2u32.saturating_pow(attempts - 1);
+                if options.progress {
+                    eprintln!("  retrying {} in {:?}: {error}", change.address, wait);
+                }
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => {
+                let reason = match &error {
+                    ProviderError::Transient(_) => {
+                        format!("{error}; gave up after {attempts} attempts")
+                    }
+                    _ => error.to_string(),
+                };
+                let _ = lock_state(state).fail(run, change, "failed", &reason);
+                break Outcome::Failed(reason);
+            }
+        }
+    };
+    let elapsed = begun.elapsed();
+    if options.progress {
+        match &outcome {
+            Outcome::Applied => eprintln!(
+                "  {done} {} ({:.1}s)",
+                change.address,
+                elapsed.as_secs_f64()
+            ),
+            Outcome::Failed(reason) => eprintln!("  failed {}: {reason}", change.address),
+            _ => {}
+        }
+    }
+    (attempts, outcome, elapsed)
+}
+
+/// What every provider observes of the model's instances (and of recorded instances no
+/// longer in git): one call per provider and target. An unreachable target leaves its
+/// instances unknown and is reported.
+pub async fn observe(
+    model: &Model,
+    graph: &InstanceGraph,
+    extra: &[(String, nimbus_schemas::Kind)],
+    registry: &Registry,
+) -> (HashMap<String, Observed>, Vec<String>) {
+    let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
+    for instance in &graph.instances {
+        let Some(provider) = registry.for_kind(instance.kind) else {
+            continue;
+        };
+        let desired = desired_spec(&model.documents[instance.document].resource.spec);
+        batches
+            .entry((provider.name().to_owned(), instance.host.clone()))
+            .or_default()
+            .push(ObserveRequest {
+                address: instance.address.clone(),
+                kind: instance.kind,
+                desired: Some(desired),
+            });
+    }
+    for (address, kind) in extra {
+        let Some(provider) = registry.for_kind(*kind) else {
+            continue;
+        };
+        let host = address.split_once('@').map(|(_, h)| h.to_owned());
+        batches
+            .entry((provider.name().to_owned(), host))
+            .or_default()
+            .push(ObserveRequest {
+                address: address.clone(),
+                kind: *kind,
+                desired: None,
+            });
+    }
+    let mut observed = HashMap::new();
+    let mut problems = Vec::new();
+    let mut tasks = JoinSet::new();
+    for ((_, host), batch) in batches {
+        let Some(kind) = batch.first().map(|r| r.kind) else {
+            continue;
+        };
+        let Some(provider) = registry.for_kind(kind).cloned() else {
+            continue;
+        };
+        tasks.spawn(async move {
+            let result = provider.observe(host.as_deref(), &batch).await;
+            (host, batch, result)
+        });
+    }
+    while let Some(Ok((host, batch, result))) = tasks.join_next().await {
+        match result {
+            Ok(list) => observed.extend(list),
+            Err(error) => {
+                problems.push(format!(
+                    "cannot observe {}: {error}",
+                    host.as_deref().unwrap_or("cluster-level instances")
+                ));
+                for request in batch {
+                    observed.insert(request.address, Observed::Unknown);
+                }
+            }
+        }
+    }
+    (observed, problems)
+}
