@@ -612,6 +612,7 @@ mod tests {
     #[test]
     fn times_render_as_utc() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_795_312_800), "2026-11-22T00:00:00Z");
+        assert_eq!(format_time(1_795_312_800), "2026-11-22T02:00:00Z");
+        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
     }
 }
