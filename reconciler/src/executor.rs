@@ -173,6 +173,9 @@ pub async fn execute(
     let permits = Arc::new(Semaphore::new(options.parallelism.max(1)));
     let mut tasks: JoinSet<(usize, ChangeResult)> = JoinSet::new();
     let mut stopping = false;
+    // Changes wait for a permit inside their task; those still waiting when a stop is asked
+    // for must not start.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::pin!(shutdown);
 
     loop {
@@ -182,8 +185,22 @@ pub async fn execute(
             let state = Arc::clone(&state);
             let permits = Arc::clone(&permits);
             let options = options.clone();
+            let stop = Arc::clone(&stop);
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let outcome = Outcome::NotStarted;
+                    return (
+                        i,
+                        ChangeResult {
+                            address: change.address.clone(),
+                            action: change.action,
+                            outcome,
+                            attempts: 0,
+                            elapsed: Duration::ZERO,
+                        },
+                    );
+                }
                 let (attempts, outcome, elapsed) =
                     apply_one(&change, provider, &state, run, &options).await;
                 (
@@ -215,7 +232,7 @@ pub async fn execute(
                                     ready.push_back(j);
                                 }
                             }
-                        } else {
+                        } else if outcomes[i].as_ref().is_some_and(|r| r.outcome != Outcome::NotStarted) {
                             skip_dependents(i, &address, &dependents, &changes, &mut outcomes, &state, run, options.progress);
                         }
                     }
@@ -230,6 +247,7 @@ pub async fn execute(
             }
             () = &mut shutdown, if !stopping => {
                 stopping = true;
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 if options.progress {
                     eprintln!("  stopping: waiting for {} change(s) in flight; nothing new starts", tasks.len());
                 }

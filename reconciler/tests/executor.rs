@@ -1,0 +1,277 @@
+//! The executor against the in-memory provider: order, the parallelism bound, failure
+//! isolation, retries and a clean stop.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nimbus::executor::{ExecutorOptions, Outcome, execute};
+use nimbus::state::StateStore;
+use nimbus_planner::plan::{Action, Change, Plan};
+use nimbus_providers::Registry;
+use nimbus_providers::memory::MemoryProvider;
+use nimbus_schemas::Kind;
+
+fn change(address: &str, depends_on: &[&str]) -> Change {
+    Change {
+        address: address.into(),
+        resource: address.into(),
+        kind: Kind::Host,
+        host: None,
+        action: Action::Create,
+        before: None,
+        after: Some(serde_json::json!({"address": address})),
+        fields: Vec::new(),
+        reason: None,
+        depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
+        protected: false,
+        keep_on_removal: false,
+    }
+}
+
+fn plan(changes: Vec<Change>) -> Plan {
+    Plan {
+        format_version: 1,
+        source_revision: None,
+        source_fingerprint: String::new(),
+        state_serial: 0,
+        observed_fingerprint: String::new(),
+        changes,
+    }
+}
+
+struct Bed {
+    _dir: tempfile::TempDir,
+    state: Arc<Mutex<StateStore>>,
+    run: i64,
+}
+
+fn bed() -> Bed {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = StateStore::open(&dir.path().join("state.db")).unwrap_or_else(|e| panic!("{e}"));
+    let run = store
+        .begin_run("test", None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Bed {
+        _dir: dir,
+        state: Arc::new(Mutex::new(store)),
+        run,
+    }
+}
+
+fn options(parallelism: usize) -> ExecutorOptions {
+    ExecutorOptions {
+        parallelism,
+        retries: 3,
+        backoff: Duration::from_millis(1),
+        progress: false,
+    }
+}
+
+fn recorded(bed: &Bed) -> Vec<String> {
+    let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+    store
+        .records()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.address)
+        .collect()
+}
+
+fn applied_in_order(bed: &Bed) -> Vec<String> {
+    let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+    let history = store.history().unwrap_or_default();
+    history
+        .last()
+        .map(|run| {
+            run.results
+                .iter()
+                .filter(|r| r.outcome == "applied")
+                .map(|r| r.address.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn never() -> std::future::Pending<()> {
+    std::future::pending()
+}
+
+#[tokio::test]
+async fn dependencies_apply_first() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new().with_delay(Duration::from_millis(5)));
+    let registry = Registry::new().with(provider.clone());
+    let plan = plan(vec![
+        change("Host/c", &["Host/b"]),
+        change("Host/b", &["Host/a"]),
+        change("Host/a", &[]),
+        change("Host/x", &[]),
+    ]);
+    let report = execute(
+        &plan,
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options(4),
+        never(),
+    )
+    .await;
+    assert!(report.succeeded(), "{}", report.summary());
+    let order = applied_in_order(&bed);
+    let position = |a: &str| {
+        order
+            .iter()
+            .position(|x| x == a)
+            .unwrap_or_else(|| panic!("{a} not applied: {order:?}"))
+    };
+    assert!(
+        position("Host/a") < position("Host/b") && position("Host/b") < position("Host/c"),
+        "{order:?}"
+    );
+    assert_eq!(provider.len(), 4);
+}
+
+#[tokio::test]
+async fn parallelism_bounds_changes_in_flight() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new().with_delay(Duration::from_millis(20)));
+    let registry = Registry::new().with(provider.clone());
+    let changes = (0..24)
+        .map(|i| change(&format!("Host/h{i}"), &[]))
+        .collect();
+    let report = execute(
+        &plan(changes),
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options(3),
+        never(),
+    )
+    .await;
+    assert!(report.succeeded());
+    assert_eq!(
+        provider.peak_in_flight(),
+        3,
+        "the bound is reached and never passed"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_skips_only_its_dependents() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new());
+    provider.fail("Host/b");
+    let registry = Registry::new().with(provider.clone());
+    let plan = plan(vec![
+        change("Host/a", &[]),
+        change("Host/b", &["Host/a"]),
+        change("Host/c", &["Host/b"]),
+        change("Host/d", &["Host/c"]),
+        change("Host/x", &[]),
+    ]);
+    let report = execute(
+        &plan,
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options(2),
+        never(),
+    )
+    .await;
+    assert!(!report.succeeded());
+    let outcome = |a: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| r.address == a)
+            .map(|r| r.outcome.clone())
+            .unwrap_or_else(|| panic!("{a}"))
+    };
+    assert_eq!(outcome("Host/a"), Outcome::Applied);
+    assert!(matches!(outcome("Host/b"), Outcome::Failed(_)));
+    assert_eq!(
+        outcome("Host/c"),
+        Outcome::Skipped("Host/b did not apply".into())
+    );
+    assert_eq!(
+        outcome("Host/d"),
+        Outcome::Skipped("Host/c did not apply".into())
+    );
+    assert_eq!(outcome("Host/x"), Outcome::Applied);
+    assert_eq!(recorded(&bed), ["Host/a", "Host/x"]);
+    let summary = report.summary();
+    assert!(
+        summary.contains("2 applied, 1 failed, 2 skipped")
+            && summary.contains("skipped  Host/c: Host/b did not apply"),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_a_bound() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new());
+    provider.fail_transiently("Host/flaky", 2);
+    provider.fail_transiently("Host/down", 10);
+    let registry = Registry::new().with(provider.clone());
+    let plan = plan(vec![change("Host/flaky", &[]), change("Host/down", &[])]);
+    let report = execute(
+        &plan,
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options(2),
+        never(),
+    )
+    .await;
+    let result = |a: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| r.address == a)
+            .cloned()
+            .unwrap_or_else(|| panic!("{a}"))
+    };
+    assert_eq!(
+        (result("Host/flaky").outcome, result("Host/flaky").attempts),
+        (Outcome::Applied, 3)
+    );
+    let down = result("Host/down");
+    assert_eq!(down.attempts, 4, "one attempt and three retries");
+    assert!(
+        matches!(&down.outcome, Outcome::Failed(reason) if reason.contains("gave up after 4 attempts")),
+        "{:?}",
+        down.outcome
+    );
+}
+
+#[tokio::test]
+async fn stopping_lets_changes_in_flight_finish_and_starts_nothing_new() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new().with_delay(Duration::from_millis(200)));
+    let registry = Registry::new().with(provider.clone());
+    let changes = (0..10)
+        .map(|i| change(&format!("Host/h{i}"), &[]))
+        .collect();
+    let shutdown = tokio::time::sleep(Duration::from_millis(50));
+    let report = execute(
+        &plan(changes),
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options(2),
+        shutdown,
+    )
+    .await;
+    assert!(report.interrupted);
+    let applied = report.count(|o| *o == Outcome::Applied);
+    assert_eq!(applied, 2, "the two in flight finish");
+    assert_eq!(report.count(|o| *o == Outcome::NotStarted), 8);
+    assert_eq!(provider.applies(), 2);
+    assert_eq!(recorded(&bed).len(), 2, "what was applied is recorded");
+    let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        store.intents().unwrap_or_default().is_empty(),
+        "no change is left half-recorded"
+    );
+}
