@@ -33,13 +33,17 @@ impl Bed {
 
     fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
         let memory = self.memory();
-        let mut env = vec![("NIMBUS_MEMORY_PROVIDER", memory.to_str().unwrap_or_default())];
+        let mut env = vec![(
+            "NIMBUS_MEMORY_PROVIDER",
+            memory.to_str().unwrap_or_default(),
+        )];
         env.extend_from_slice(extra);
         nimbus_with(args, &self.repo(), &env)
     }
 
     fn objects(&self) -> serde_json::Map<String, serde_json::Value> {
-        let text = std::fs::read_to_string(self.memory().join("objects.json")).unwrap_or_else(|_| "{}".into());
+        let text = std::fs::read_to_string(self.memory().join("objects.json"))
+            .unwrap_or_else(|_| "{}".into());
         serde_json::from_str(&text).unwrap_or_default()
     }
 
@@ -49,8 +53,11 @@ impl Bed {
             Some(v) => objects.insert(address.into(), v),
             None => objects.remove(address),
         };
-        std::fs::write(self.memory().join("objects.json"), serde_json::to_vec_pretty(&objects).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            self.memory().join("objects.json"),
+            serde_json::to_vec_pretty(&objects).unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 
     fn changes_log(&self) -> Vec<(String, String)> {
@@ -58,7 +65,12 @@ impl Bed {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| (v["address"].as_str().unwrap_or("").to_owned(), v["action"].as_str().unwrap_or("").to_owned()))
+            .map(|v| {
+                (
+                    v["address"].as_str().unwrap_or("").to_owned(),
+                    v["action"].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect()
     }
 }
@@ -72,10 +84,16 @@ fn apply_then_nothing_to_do_then_drift_is_corrected() {
     let bed = Bed::new();
     let output = bed.run(&["plan", "--detailed-exitcode", "."]);
     assert_eq!(output.status.code(), Some(2), "changes: exit 2");
-    assert!(text(&output.stdout).contains("Plan: 7 to add, 0 to change, 0 to replace, 0 to destroy."));
+    assert!(
+        text(&output.stdout).contains("Plan: 7 to add, 0 to change, 0 to replace, 0 to destroy.")
+    );
     let output = bed.run(&["apply", "--auto-approve", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("Apply complete: 7 applied, 0 failed, 0 skipped."), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("Apply complete: 7 applied, 0 failed, 0 skipped."),
+        "{}",
+        text(&output.stdout)
+    );
     assert_eq!(bed.objects().len(), 7);
     let output = bed.run(&["plan", "--detailed-exitcode", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
@@ -85,14 +103,30 @@ fn apply_then_nothing_to_do_then_drift_is_corrected() {
     motd["content"] = "edited by hand\n".into();
     bed.set_object("File/motd@web-2", Some(motd));
     let output = bed.run(&["plan", "."]);
-    assert!(text(&output.stdout).contains("will be updated in place (drift: changed outside nimbus)"), "{}", text(&output.stdout));
-    assert!(text(&output.stdout).contains("~ content: \"edited by hand\\n\" -> \"hello\\n\""), "{}", text(&output.stdout));
-    assert_eq!(bed.run(&["apply", "--auto-approve", "."]).status.code(), Some(0));
+    assert!(
+        text(&output.stdout).contains("will be updated in place (drift: changed outside nimbus)"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stdout).contains("~ content: \"edited by hand\\n\" -> \"hello\\n\""),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
     assert_eq!(bed.objects()["File/motd@web-2"]["content"], "hello\n");
     let output = bed.run(&["state", "list"]);
     assert_eq!(text(&output.stdout).lines().count(), 7);
     let output = bed.run(&["state", "history"]);
-    assert_eq!(text(&output.stdout).lines().count(), 2, "{}", text(&output.stdout));
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        2,
+        "{}",
+        text(&output.stdout)
+    );
 }
 
 #[test]
@@ -100,7 +134,11 @@ fn apply_without_a_terminal_needs_auto_approve() {
     let bed = Bed::new();
     let output = bed.run(&["apply", "."]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("--auto-approve"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("--auto-approve"),
+        "{}",
+        text(&output.stderr)
+    );
     assert!(bed.objects().is_empty(), "nothing was applied");
 }
 
@@ -110,33 +148,60 @@ fn removing_a_manifest_prunes_what_nimbus_created_but_not_what_is_protected() {
     let extra = "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: old}\nspec: {host: web-1, path: /etc/old, content: old}\n---\n\
                  apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata:\n  name: precious\n  annotations: {nimbus.dev/protect: \"true\"}\nspec: {host: web-1, path: /etc/precious, content: keep}\n";
     std::fs::write(bed.repo().join("extra.yaml"), extra).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(bed.run(&["apply", "--auto-approve", "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
     assert_eq!(bed.objects().len(), 9);
     std::fs::remove_file(bed.repo().join("extra.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let output = bed.run(&["apply", "--auto-approve", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let objects = bed.objects();
     assert!(!objects.contains_key("File/old@web-1"), "pruned");
-    assert!(objects.contains_key("File/precious@web-1"), "protected: kept");
-    assert!(text(&output.stdout).contains("protected"), "{}", text(&output.stdout));
+    assert!(
+        objects.contains_key("File/precious@web-1"),
+        "protected: kept"
+    );
+    assert!(
+        text(&output.stdout).contains("protected"),
+        "{}",
+        text(&output.stdout)
+    );
     // Lifting the protection is an explicit step; then it goes.
-    assert_eq!(bed.run(&["state", "unprotect", "File/precious@web-1"]).status.code(), Some(0));
-    assert_eq!(bed.run(&["apply", "--auto-approve", "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["state", "unprotect", "File/precious@web-1"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
     assert!(!bed.objects().contains_key("File/precious@web-1"));
 }
 
 #[test]
 fn a_failed_instance_fails_alone() {
     let bed = Bed::new();
-    let output = bed.run_with(&["apply", "--auto-approve", "."], &[("NIMBUS_MEMORY_FAIL", "Host/web-2")]);
+    let output = bed.run_with(
+        &["apply", "--auto-approve", "."],
+        &[("NIMBUS_MEMORY_FAIL", "Host/web-2")],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("failed   Host/web-2"), "{stdout}");
-    assert!(stdout.contains("skipped  File/motd@web-2: Host/web-2 did not apply"), "{stdout}");
+    assert!(
+        stdout.contains("skipped  File/motd@web-2: Host/web-2 did not apply"),
+        "{stdout}"
+    );
     let objects = bed.objects();
     assert!(objects.contains_key("File/motd@web-1") && !objects.contains_key("File/motd@web-2"));
     // The next run finishes the job.
-    assert_eq!(bed.run(&["apply", "--auto-approve", "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
     assert_eq!(bed.objects().len(), 7);
 }
 
@@ -145,36 +210,70 @@ fn a_saved_plan_applies_exactly_and_refuses_when_stale() {
     let bed = Bed::new();
     let plan_file = bed.dir.path().join("plan.json");
     let plan_path = plan_file.to_str().unwrap_or_default();
-    assert_eq!(bed.run(&["plan", "--out", plan_path, "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["plan", "--out", plan_path, "."]).status.code(),
+        Some(0)
+    );
     let output = bed.run(&["apply", plan_path]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(bed.objects().len(), 7);
     // A plan made, then the repository changes: refused, naming what moved.
-    assert_eq!(bed.run(&["plan", "--out", plan_path, "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["plan", "--out", plan_path, "."]).status.code(),
+        Some(0)
+    );
     let workload = bed.repo().join("workload.yaml");
-    let edited = std::fs::read_to_string(&workload).unwrap_or_default().replace("replicas: 2", "replicas: 3");
+    let edited = std::fs::read_to_string(&workload)
+        .unwrap_or_default()
+        .replace("replicas: 2", "replicas: 3");
     std::fs::write(&workload, edited).unwrap_or_else(|e| panic!("{e}"));
     let output = bed.run(&["apply", plan_path]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("the source changed"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("the source changed"),
+        "{}",
+        text(&output.stderr)
+    );
     // And when state moved under it.
-    assert_eq!(bed.run(&["plan", "--out", plan_path, "."]).status.code(), Some(0));
-    assert_eq!(bed.run(&["apply", "--auto-approve", "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["plan", "--out", plan_path, "."]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
     let output = bed.run(&["apply", plan_path]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("the state changed"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("the state changed"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
 fn destroy_removes_everything_nimbus_created() {
     let bed = Bed::new();
-    assert_eq!(bed.run(&["apply", "--auto-approve", "."]).status.code(), Some(0));
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
     let output = bed.run(&["destroy", "--auto-approve", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(bed.objects().is_empty());
     let log = bed.changes_log();
-    let deleted: Vec<&str> = log.iter().filter(|(_, a)| a == "delete").map(|(addr, _)| addr.as_str()).collect();
-    let position = |a: &str| deleted.iter().position(|x| *x == a).unwrap_or_else(|| panic!("{a} not deleted"));
+    let deleted: Vec<&str> = log
+        .iter()
+        .filter(|(_, a)| a == "delete")
+        .map(|(addr, _)| addr.as_str())
+        .collect();
+    let position = |a: &str| {
+        deleted
+            .iter()
+            .position(|x| *x == a)
+            .unwrap_or_else(|| panic!("{a} not deleted"))
+    };
     assert!(position("Workload/acme/api") < position("Tenant/acme"));
     assert!(position("File/motd@web-1") < position("Host/web-1"));
     assert_eq!(text(&bed.run(&["state", "list"]).stdout), "");

@@ -275,3 +275,32 @@ async fn stopping_lets_changes_in_flight_finish_and_starts_nothing_new() {
         "no change is left half-recorded"
     );
 }
+
+/// An apply killed between the provider's change and the state write leaves an intent; the
+/// next run sees the change took effect and records it instead of doing it again.
+#[tokio::test]
+async fn an_interrupted_change_that_took_effect_is_recorded_not_repeated() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new());
+    let registry = Registry::new().with(provider.clone());
+    let done = change("Host/done", &[]);
+    let lost = change("Host/lost", &[]);
+    {
+        let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .intend(bed.run, &done)
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .intend(bed.run, &lost)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    provider.set("Host/done", done.after.clone());
+    let notes = nimbus::engine::recover(&bed.state, &registry)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert_eq!(recorded(&bed), ["Host/done"]);
+    let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(store.intents().unwrap_or_default().is_empty());
+    assert_eq!(provider.applies(), 0, "nothing was applied again");
+}

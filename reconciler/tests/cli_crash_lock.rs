@@ -1,0 +1,154 @@
+//! Killing `nimbus apply` with SIGKILL mid-run loses nothing and does nothing twice; a second
+//! apply is refused while the first holds the lock, and a dead holder's lock is taken over.
+
+mod common;
+use common::{copy_dir, nimbus_with};
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Bed {
+    dir: tempfile::TempDir,
+}
+
+impl Bed {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/create/repo");
+        copy_dir(&fixture, &dir.path().join("repo"));
+        Bed { dir }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn memory(&self) -> PathBuf {
+        self.dir.path().join("memory")
+    }
+
+    /// Starts a slow `nimbus apply --auto-approve --parallelism 1` in the background.
+    fn spawn_slow_apply(&self, delay_ms: u32) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["apply", "--auto-approve", "--parallelism", "1", "."])
+            .current_dir(self.repo())
+            .env("NIMBUS_MEMORY_PROVIDER", self.memory())
+            .env("NIMBUS_MEMORY_DELAY_MS", delay_ms.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nimbus: {e}"))
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let memory = self.memory();
+        nimbus_with(
+            args,
+            &self.repo(),
+            &[(
+                "NIMBUS_MEMORY_PROVIDER",
+                memory.to_str().unwrap_or_default(),
+            )],
+        )
+    }
+
+    fn changes_applied(&self) -> usize {
+        std::fs::read_to_string(self.memory().join("changes.log")).map_or(0, |t| t.lines().count())
+    }
+
+    /// Waits, with a deadline, until `condition` holds.
+    fn wait_for(&self, what: &str, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn sigkill_mid_apply_loses_nothing_and_repeats_nothing() {
+    let bed = Bed::new();
+    let mut first = bed.spawn_slow_apply(150);
+    bed.wait_for("three changes to be applied", || bed.changes_applied() >= 3);
+    first.kill().unwrap_or_else(|e| panic!("cannot kill: {e}")); // SIGKILL
+    let _ = first.wait();
+    let before_rerun = bed.changes_applied();
+    assert!(
+        before_rerun < 7,
+        "the apply was killed before it finished ({before_rerun} applied)"
+    );
+
+    let output = bed.run(&["apply", "--auto-approve", "."]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        text(&output.stderr).contains("took over the state lock"),
+        "{}",
+        text(&output.stderr)
+    );
+    // Everything exists, each instance was created exactly once, and state knows all of it.
+    let log = std::fs::read_to_string(bed.memory().join("changes.log")).unwrap_or_default();
+    let mut addresses: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["address"].as_str().unwrap_or("").to_owned())
+        .collect();
+    addresses.sort();
+    let mut unique = addresses.clone();
+    unique.dedup();
+    assert_eq!(addresses, unique, "an instance was changed twice: {log}");
+    assert_eq!(unique.len(), 7);
+    let listed = text(&bed.run(&["state", "list"]).stdout);
+    assert_eq!(listed.lines().count(), 7, "{listed}");
+    let plan = bed.run(&["plan", "--detailed-exitcode", "."]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "converged: {}",
+        text(&plan.stdout)
+    );
+}
+
+#[test]
+fn a_second_apply_is_refused_while_the_first_holds_the_lock() {
+    let bed = Bed::new();
+    let mut first = bed.spawn_slow_apply(300);
+    bed.wait_for("the first apply to start changing things", || {
+        bed.changes_applied() >= 1
+    });
+    let second = bed.run(&["apply", "--auto-approve", "."]);
+    assert_eq!(second.status.code(), Some(1));
+    let message = text(&second.stderr);
+    assert!(
+        message.contains("the state is locked by nimbus apply"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", first.id())),
+        "{message}"
+    );
+    assert!(message.contains("nimbus state unlock"), "{message}");
+    // Plans do not need the lock.
+    assert!(matches!(bed.run(&["plan", "."]).status.code(), Some(0)));
+    first.kill().unwrap_or_else(|e| panic!("cannot kill: {e}"));
+    let _ = first.wait();
+    let third = bed.run(&["apply", "--auto-approve", "."]);
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third.stderr));
+    assert!(
+        text(&third.stderr).contains(&format!("pid {}", first.id())),
+        "names the dead holder: {}",
+        text(&third.stderr)
+    );
+}
