@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs `nimbus ARGS` in `dir`, without colour.
+#[allow(dead_code)]
 pub fn nimbus(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nimbus"))
         .args(args)
