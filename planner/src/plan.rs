@@ -404,8 +404,9 @@ pub fn plan(
             Some(current) => {
                 let fields = field_changes(&current, &desired, instance.kind, input.rules);
                 if fields.is_empty() {
+                    // Nothing to do: the plan says so without carrying the spec twice.
                     Change {
-                        before: Some(current),
+                        after: None,
                         ..base
                     }
                 } else {
