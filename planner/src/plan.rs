@@ -85,6 +85,11 @@ pub trait KindRules {
     fn replace_fields(&self, kind: Kind) -> &[&'static str];
     /// Dotted field paths whose values never appear in plans.
     fn sensitive_fields(&self, kind: Kind) -> &[&'static str];
+
+    /// Rewrites a spec into its canonical form, so that equivalent values (a default left
+    /// out, `0644` and `"0644"`, a trailing newline a target adds) do not show as a diff.
+    /// Applied to desired and observed specs alike before they are compared.
+    fn normalize(&self, _kind: Kind, _spec: &mut Value) {}
 }
 
 /// The rules of SPEC §3 where no provider says otherwise.
@@ -329,9 +334,15 @@ pub fn plan(
             }
             stack.extend(matching);
         }
+        // Applying a target needs what it depends on; destroying it first destroys what
+        // depends on it.
         while let Some(i) = stack.pop() {
             if chosen.insert(i) {
-                stack.extend(graph.dependencies(i));
+                if input.destroy {
+                    stack.extend(graph.dependents(i));
+                } else {
+                    stack.extend(graph.dependencies(i));
+                }
             }
         }
         Some(chosen)
@@ -344,7 +355,8 @@ pub fn plan(
         let instance = &graph.instances[i];
         let document = instance.document;
         let spec = &model.documents[document].resource.spec;
-        let desired = desired_spec(spec);
+        let mut desired = desired_spec(spec);
+        input.rules.normalize(instance.kind, &mut desired);
         let record = records.get(instance.address.as_str()).copied();
         let observed = input
             .observed
@@ -386,12 +398,15 @@ pub fn plan(
             }
             continue;
         }
-        let current = match (&observed, record) {
+        let mut current = match (&observed, record) {
             (Observed::Present(value), _) => Some(value.clone()),
             (Observed::Absent, _) => None,
             (Observed::Unknown, Some(record)) => Some(record.applied.clone()),
             (Observed::Unknown, None) => None,
         };
+        if let Some(current) = &mut current {
+            input.rules.normalize(instance.kind, current);
+        }
         let change = match current {
             None => Change {
                 action: Action::Create,

@@ -130,4 +130,11 @@ impl KindRules for Registry {
             None => DefaultRules.sensitive_fields(kind),
         }
     }
+
+    fn normalize(&self, kind: Kind, spec: &mut Value) {
+        match self.for_kind(kind) {
+            Some(p) => p.rules().normalize(kind, spec),
+            None => DefaultRules.normalize(kind, spec),
+        }
+    }
 }

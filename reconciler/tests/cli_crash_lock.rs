@@ -152,3 +152,33 @@ fn a_second_apply_is_refused_while_the_first_holds_the_lock() {
         text(&third.stderr)
     );
 }
+
+#[test]
+fn ctrl_c_finishes_what_is_in_flight_records_it_and_stops() {
+    let bed = Bed::new();
+    let mut apply = bed.spawn_slow_apply(200);
+    bed.wait_for("two changes to be applied", || bed.changes_applied() >= 2);
+    let status = Command::new("kill")
+        .args(["-INT", &apply.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let exit = apply.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        exit.code(),
+        Some(1),
+        "an interrupted apply is not a success"
+    );
+    let applied = bed.changes_applied();
+    assert!((2..7).contains(&applied), "stopped early, after {applied}");
+    // What was applied is recorded: the next plan creates only the rest.
+    let plan = bed.run(&["plan", "."]);
+    let expected = format!("Plan: {} to add", 7 - applied);
+    assert!(
+        text(&plan.stdout).contains(&expected),
+        "{}",
+        text(&plan.stdout)
+    );
+    let history = text(&bed.run(&["state", "history"]).stdout);
+    assert!(history.contains("interrupted"), "{history}");
+}

@@ -304,3 +304,21 @@ async fn an_interrupted_change_that_took_effect_is_recorded_not_repeated() {
     assert!(store.intents().unwrap_or_default().is_empty());
     assert_eq!(provider.applies(), 0, "nothing was applied again");
 }
+
+/// Observation is batched per target: one call per host, not one per instance.
+#[tokio::test]
+async fn observation_is_one_call_per_target() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let (input, _) = nimbus::workdir::read_working_tree(&repo).unwrap_or_else(|e| panic!("{e:?}"));
+    let checked = nimbus_planner::check(input);
+    let resources = nimbus_planner::graph::ResourceGraph::build(&checked.model);
+    let graph = nimbus_planner::instances::InstanceGraph::build(&checked.model, &resources);
+    let provider = Arc::new(MemoryProvider::new());
+    let registry = Registry::new().with(provider.clone());
+    let (observed, problems) =
+        nimbus::executor::observe(&checked.model, &graph, &[], &registry).await;
+    assert!(problems.is_empty());
+    assert_eq!(observed.len(), graph.instances.len());
+    // Three hosts, plus one batch for the instances that are not per host.
+    assert_eq!(provider.observe_calls(), 4);
+}

@@ -301,3 +301,74 @@ fn destroy_deletes_dependents_first() {
         "protected hosts are never destroyed"
     );
 }
+
+#[test]
+fn destroying_a_target_destroys_what_depends_on_it_first() {
+    let plan = check("destroy-target").unwrap_or_else(|| panic!("no plan"));
+    let order: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Delete)
+        .map(|c| c.address.as_str())
+        .collect();
+    assert_eq!(order.last(), Some(&"Host/web-1"), "{order:?}");
+    for dependent in [
+        "File/motd@web-1",
+        "Cluster/prod",
+        "Tenant/acme",
+        "Workload/acme/api",
+    ] {
+        assert!(
+            order.contains(&dependent),
+            "{dependent} depends on Host/web-1: {order:?}"
+        );
+    }
+    assert!(
+        !order.contains(&"Host/web-2") && !order.contains(&"File/motd@web-2"),
+        "{order:?}"
+    );
+}
+
+/// A provider's normalisation makes equivalent values equal before they are compared.
+#[test]
+fn normalisation_hides_equivalent_values() {
+    struct TrimContent;
+    impl plan::KindRules for TrimContent {
+        fn replace_fields(&self, kind: nimbus_schemas::Kind) -> &[&'static str] {
+            DefaultRules.replace_fields(kind)
+        }
+        fn sensitive_fields(&self, _: nimbus_schemas::Kind) -> &[&'static str] {
+            &[]
+        }
+        fn normalize(&self, _: nimbus_schemas::Kind, spec: &mut Value) {
+            if let Some(Value::String(content)) = spec.get_mut("content") {
+                *content = content.trim_end().to_owned();
+            }
+        }
+    }
+    let (model, graph) = load(&cases().join("converged/repo"));
+    let none: Vec<String> = Vec::new();
+    let empty = HashMap::new();
+    let initial = plan::plan(&model, &graph, &input(&[], &empty, &Value::Null, &none))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let records: Vec<Record> = initial.changes.iter().filter_map(|c| c.record()).collect();
+    let mut observed: HashMap<String, Observed> = records
+        .iter()
+        .map(|r| (r.address.clone(), Observed::Present(r.applied.clone())))
+        .collect();
+    if let Some(Observed::Present(motd)) = observed.get_mut("File/motd@web-1") {
+        motd["content"] = "hello".into(); // the target dropped the trailing newline
+    }
+    let mut plain = input(&records, &observed, &Value::Null, &none);
+    assert!(
+        plan::plan(&model, &graph, &plain)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .has_changes()
+    );
+    plain.rules = &TrimContent;
+    assert!(
+        !plan::plan(&model, &graph, &plain)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .has_changes()
+    );
+}
