@@ -131,7 +131,7 @@ fn main() {
         parallelism: 10,
         retries: 0,
         backoff: Duration::ZERO,
-        progress: false,
+        progress: nimbus::executor::Progress::Quiet,
     };
     let start = Instant::now();
     let report = runtime.block_on(execute(

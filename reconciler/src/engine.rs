@@ -335,9 +335,10 @@ pub async fn run_plan(
     let run = lock(&state)
         .begin_run(command, plan.source_revision.as_deref())
         .map_err(|e| miette::miette!("{e}"))?;
+    let total = plan.changes.iter().filter(|c| c.action.is_change()).count();
     let options = ExecutorOptions {
         parallelism,
-        progress: true,
+        progress: executor::Progress::for_stderr(total),
         ..ExecutorOptions::default()
     };
     let shutdown = async {

@@ -87,6 +87,55 @@ impl Report {
     }
 }
 
+/// How a run reports its progress on stderr.
+#[derive(Clone, Debug, Default)]
+pub enum Progress {
+    #[default]
+    Quiet,
+    /// A line per change as it starts and as it ends (logs, CI).
+    Lines,
+    /// The same lines above a bar for the whole run (a terminal).
+    Bar(indicatif::ProgressBar),
+}
+
+impl Progress {
+    /// A bar on a terminal, plain lines otherwise.
+    pub fn for_stderr(total: usize) -> Self {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} changes, {elapsed}")
+            {
+                bar.set_style(style);
+            }
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines
+        }
+    }
+
+    fn line(&self, text: String) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Lines => eprintln!("{text}"),
+            Progress::Bar(bar) => bar.println(text),
+        }
+    }
+
+    fn finished_one(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.inc(1);
+        }
+    }
+
+    fn close(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ExecutorOptions {
     /// Changes applied at once (`--parallelism`).
@@ -95,8 +144,8 @@ pub struct ExecutorOptions {
     pub retries: u32,
     /// The first backoff; it doubles with each attempt.
     pub backoff: Duration,
-    /// Print a line per change as it starts and ends (to stderr).
-    pub progress: bool,
+    /// Lines per change and a bar, on stderr.
+    pub progress: Progress,
 }
 
 impl Default for ExecutorOptions {
@@ -105,7 +154,7 @@ impl Default for ExecutorOptions {
             parallelism: 10,
             retries: 3,
             backoff: Duration::from_millis(200),
-            progress: false,
+            progress: Progress::Quiet,
         }
     }
 }
@@ -233,13 +282,13 @@ pub async fn execute(
                                 }
                             }
                         } else if outcomes[i].as_ref().is_some_and(|r| r.outcome != Outcome::NotStarted) {
-                            skip_dependents(i, &address, &dependents, &changes, &mut outcomes, &state, run, options.progress);
+                            skip_dependents(i, &address, &dependents, &changes, &mut outcomes, &state, run, &options.progress);
                         }
                     }
                     Some(Err(join_error)) => {
                         // A panicking task is a bug in nimbus; its change is reported failed below.
-                        if options.progress {
-                            eprintln!("  bug in nimbus: a change task ended abnormally: {join_error}");
+                        {
+                            options.progress.line(format!("  bug in nimbus: a change task ended abnormally: {join_error}"));
                         }
                     }
                     None => break,
@@ -248,12 +297,13 @@ pub async fn execute(
             () = &mut shutdown, if !stopping => {
                 stopping = true;
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                if options.progress {
-                    eprintln!("  stopping: waiting for {} change(s) in flight; nothing new starts", tasks.len());
+                {
+                    options.progress.line(format!("  stopping: waiting for {} change(s) in flight; nothing new starts", tasks.len()));
                 }
             }
         }
     }
+    options.progress.close();
     let results = outcomes
         .into_iter()
         .zip(&changes)
@@ -287,7 +337,7 @@ fn skip_dependents(
     outcomes: &mut [Option<ChangeResult>],
     state: &Mutex<StateStore>,
     run: i64,
-    progress: bool,
+    progress: &Progress,
 ) {
     let mut stack: Vec<(usize, String)> = dependents[failed]
         .iter()
@@ -300,8 +350,8 @@ fn skip_dependents(
         let change = &changes[j];
         let reason = format!("{because} did not apply");
         let _ = lock_state(state).fail(run, change, "skipped", &reason);
-        if progress {
-            eprintln!("  skipped {}: {reason}", change.address);
+        {
+            progress.line(format!("  skipped {}: {reason}", change.address));
         }
         outcomes[j] = Some(ChangeResult {
             address: change.address.clone(),
@@ -324,8 +374,10 @@ async fn apply_one(
 ) -> (u32, Outcome, Duration) {
     let begun = Instant::now();
     let (doing, done) = verb(change.action);
-    if options.progress {
-        eprintln!("  {doing} {}", change.address);
+    {
+        options
+            .progress
+            .line(format!("  {doing} {}", change.address));
     }
     let Some(provider) = provider else {
         let reason = format!("no provider serves {} yet", change.kind);
@@ -358,8 +410,11 @@ async fn apply_one(
             }
             Err(error) if error.is_transient() && attempts <= options.retries => {
                 let wait = options.backoff * 2u32.saturating_pow(attempts - 1);
-                if options.progress {
-                    eprintln!("  retrying {} in {:?}: {error}", change.address, wait);
+                {
+                    options.progress.line(format!(
+                        "  retrying {} in {:?}: {error}",
+                        change.address, wait
+                    ));
                 }
                 tokio::time::sleep(wait).await;
             }
@@ -376,17 +431,18 @@ async fn apply_one(
         }
     };
     let elapsed = begun.elapsed();
-    if options.progress {
-        match &outcome {
-            Outcome::Applied => eprintln!(
-                "  {done} {} ({:.1}s)",
-                change.address,
-                elapsed.as_secs_f64()
-            ),
-            Outcome::Failed(reason) => eprintln!("  failed {}: {reason}", change.address),
-            _ => {}
-        }
+    match &outcome {
+        Outcome::Applied => options.progress.line(format!(
+            "  {done} {} ({:.1}s)",
+            change.address,
+            elapsed.as_secs_f64()
+        )),
+        Outcome::Failed(reason) => options
+            .progress
+            .line(format!("  failed {}: {reason}", change.address)),
+        _ => {}
     }
+    options.progress.finished_one();
     (attempts, outcome, elapsed)
 }
 

@@ -63,7 +63,7 @@ fn options(parallelism: usize) -> ExecutorOptions {
         parallelism,
         retries: 3,
         backoff: Duration::from_millis(1),
-        progress: false,
+        progress: nimbus::executor::Progress::Quiet,
     }
 }
 
