@@ -372,3 +372,52 @@ fn normalisation_hides_equivalent_values() {
             .has_changes()
     );
 }
+
+/// A field a provider calls sensitive never appears in any rendering of the plan.
+#[test]
+fn sensitive_values_are_redacted_everywhere() {
+    struct SecretContent;
+    impl plan::KindRules for SecretContent {
+        fn replace_fields(&self, kind: nimbus_schemas::Kind) -> &[&'static str] {
+            DefaultRules.replace_fields(kind)
+        }
+        fn sensitive_fields(&self, kind: nimbus_schemas::Kind) -> &[&'static str] {
+            if kind == nimbus_schemas::Kind::File {
+                &["content"]
+            } else {
+                &[]
+            }
+        }
+    }
+    let (before, before_graph) = load(&cases().join("update/before"));
+    let none: Vec<String> = Vec::new();
+    let empty = HashMap::new();
+    let initial = plan::plan(
+        &before,
+        &before_graph,
+        &input(&[], &empty, &Value::Null, &none),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let records: Vec<Record> = initial.changes.iter().filter_map(|c| c.record()).collect();
+    let (model, graph) = load(&cases().join("update/repo"));
+    let mut secret = input(&records, &empty, &Value::Null, &none);
+    secret.rules = &SecretContent;
+    let plan = plan::plan(&model, &graph, &secret).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.count(Update), 2);
+    let renderings = [
+        nimbus_planner::render::text(&plan),
+        nimbus_planner::render::markdown(&plan),
+        serde_json::to_string(&plan).unwrap_or_default(),
+    ];
+    for rendering in &renderings {
+        assert!(
+            !rendering.contains("hello"),
+            "a sensitive value leaked:\n{rendering}"
+        );
+    }
+    assert!(
+        renderings[0].contains("~ content: (sensitive value changed)"),
+        "{}",
+        renderings[0]
+    );
+}
