@@ -183,25 +183,13 @@ impl MemoryProvider {
     }
 }
 
-const ALL_KINDS: [Kind; 9] = [
-    Kind::Host,
-    Kind::File,
-    Kind::Service,
-    Kind::Network,
-    Kind::Cluster,
-    Kind::Tenant,
-    Kind::Workload,
-    Kind::Vm,
-    Kind::Volume,
-];
-
 impl Provider for MemoryProvider {
     fn name(&self) -> &'static str {
         "memory"
     }
 
     fn kinds(&self) -> &[Kind] {
-        &ALL_KINDS
+        Kind::MANAGED
     }
 
     fn observe<'a>(

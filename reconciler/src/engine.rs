@@ -49,7 +49,7 @@ pub fn load(root: &Path) -> Result<Loaded> {
             stderr_is_terminal(),
         ));
         miette::bail!(
-            "{}: {}; a repository with errors is never applied, in any part",
+            "{}: {}; fix them first: a repository with errors is never planned or applied, in any part",
             root.display(),
             count_phrase(checked.error_count(), checked.warning_count())
         );

@@ -152,6 +152,18 @@ fn action_name(action: Action) -> String {
         .unwrap_or_default()
 }
 
+const LOCK_QUERY: &str = "SELECT holder, pid, host, since, lease_until FROM lock WHERE id = 1";
+
+fn lock_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LockInfo> {
+    Ok(LockInfo {
+        holder: r.get(0)?,
+        pid: r.get(1)?,
+        host: r.get(2)?,
+        since: r.get(3)?,
+        lease_until: r.get(4)?,
+    })
+}
+
 pub struct StateStore {
     connection: Connection,
     path: PathBuf,
@@ -505,19 +517,7 @@ impl StateStore {
     pub fn lock_info(&self) -> Result<Option<LockInfo>, StateError> {
         self.db(self
             .connection
-            .query_row(
-                "SELECT holder, pid, host, since, lease_until FROM lock WHERE id = 1",
-                [],
-                |r| {
-                    Ok(LockInfo {
-                        holder: r.get(0)?,
-                        pid: r.get(1)?,
-                        host: r.get(2)?,
-                        since: r.get(3)?,
-                        lease_until: r.get(4)?,
-                    })
-                },
-            )
+            .query_row(LOCK_QUERY, [], lock_row)
             .optional())
     }
 
@@ -538,19 +538,7 @@ impl StateStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(wrap)?;
         let current: Option<LockInfo> = transaction
-            .query_row(
-                "SELECT holder, pid, host, since, lease_until FROM lock WHERE id = 1",
-                [],
-                |r| {
-                    Ok(LockInfo {
-                        holder: r.get(0)?,
-                        pid: r.get(1)?,
-                        host: r.get(2)?,
-                        since: r.get(3)?,
-                        lease_until: r.get(4)?,
-                    })
-                },
-            )
+            .query_row(LOCK_QUERY, [], lock_row)
             .optional()
             .map_err(wrap)?;
         let me = std::process::id();

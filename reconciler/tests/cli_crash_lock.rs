@@ -2,33 +2,17 @@
 //! apply is refused while the first holds the lock, and a dead holder's lock is taken over.
 
 mod common;
-use common::{copy_dir, nimbus_with};
+use common::Bed;
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Bed {
-    dir: tempfile::TempDir,
+trait CrashBed {
+    fn spawn_slow_apply(&self, delay_ms: u32) -> Child;
+    fn wait_for(&self, what: &str, condition: impl Fn() -> bool);
 }
 
-impl Bed {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/create/repo");
-        copy_dir(&fixture, &dir.path().join("repo"));
-        Bed { dir }
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    fn memory(&self) -> PathBuf {
-        self.dir.path().join("memory")
-    }
-
-    /// Starts a slow `nimbus apply --auto-approve --parallelism 1` in the background.
+impl CrashBed for Bed {
     fn spawn_slow_apply(&self, delay_ms: u32) -> Child {
         Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(["apply", "--auto-approve", "--parallelism", "1", "."])
@@ -42,23 +26,6 @@ impl Bed {
             .unwrap_or_else(|e| panic!("cannot start nimbus: {e}"))
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let memory = self.memory();
-        nimbus_with(
-            args,
-            &self.repo(),
-            &[(
-                "NIMBUS_MEMORY_PROVIDER",
-                memory.to_str().unwrap_or_default(),
-            )],
-        )
-    }
-
-    fn changes_applied(&self) -> usize {
-        std::fs::read_to_string(self.memory().join("changes.log")).map_or(0, |t| t.lines().count())
-    }
-
-    /// Waits, with a deadline, until `condition` holds.
     fn wait_for(&self, what: &str, condition: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !condition() {

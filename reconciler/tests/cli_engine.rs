@@ -2,45 +2,15 @@
 //! provider persisted in a directory (NIMBUS_MEMORY_PROVIDER).
 
 mod common;
-use common::{copy_dir, nimbus_with};
+use common::Bed;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
-struct Bed {
-    dir: tempfile::TempDir,
+trait EngineBed {
+    fn objects(&self) -> serde_json::Map<String, serde_json::Value>;
+    fn set_object(&self, address: &str, value: Option<serde_json::Value>);
+    fn changes_log(&self) -> Vec<(String, String)>;
 }
 
-impl Bed {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/create/repo");
-        copy_dir(&fixture, &dir.path().join("repo"));
-        Bed { dir }
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    fn memory(&self) -> PathBuf {
-        self.dir.path().join("memory")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, &[])
-    }
-
-    fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
-        let memory = self.memory();
-        let mut env = vec![(
-            "NIMBUS_MEMORY_PROVIDER",
-            memory.to_str().unwrap_or_default(),
-        )];
-        env.extend_from_slice(extra);
-        nimbus_with(args, &self.repo(), &env)
-    }
-
+impl EngineBed for Bed {
     fn objects(&self) -> serde_json::Map<String, serde_json::Value> {
         let text = std::fs::read_to_string(self.memory().join("objects.json"))
             .unwrap_or_else(|_| "{}".into());

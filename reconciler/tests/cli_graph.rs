@@ -132,6 +132,6 @@ fn a_repository_with_errors_has_no_graph() {
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("no graph for a repository with errors")
+        String::from_utf8_lossy(&output.stderr).contains("fix them first")
     );
 }

@@ -47,6 +47,19 @@ impl Kind {
         Kind::Volume,
     ];
 
+    /// Every kind a provider applies: all but Repository, which is settings.
+    pub const MANAGED: &'static [Kind] = &[
+        Kind::Host,
+        Kind::File,
+        Kind::Service,
+        Kind::Network,
+        Kind::Cluster,
+        Kind::Tenant,
+        Kind::Workload,
+        Kind::Vm,
+        Kind::Volume,
+    ];
+
     /// The name in YAML's `kind:` field.
     pub fn as_str(self) -> &'static str {
         match self {

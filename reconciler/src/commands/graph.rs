@@ -2,13 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::render::print_stdout;
 use clap::{Args, ValueEnum};
 use miette::Result;
-use nimbus_planner::graph::ResourceGraph;
-use nimbus_planner::instances::InstanceGraph;
-
-use crate::render::{count_phrase, print_stderr, print_stdout, problems_text, stderr_is_terminal};
-use crate::workdir::read_working_tree;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
@@ -29,29 +25,13 @@ pub struct GraphArgs {
 
 /// Prints the graph; a repository with errors gets its problems instead, and exit 1.
 pub fn run(args: GraphArgs) -> Result<i32> {
-    let (input, _) = read_working_tree(&args.dir)?;
-    let checked = nimbus_planner::check(input);
-    if checked.has_errors() {
-        print_stderr(&problems_text(
-            &checked.problems,
-            &checked.model.sources,
-            stderr_is_terminal(),
-        ));
-        print_stderr(&format!(
-            "error: {}: {}; no graph for a repository with errors\n",
-            args.dir.display(),
-            count_phrase(checked.error_count(), checked.warning_count())
-        ));
-        return Ok(1);
-    }
-    let resources = ResourceGraph::build(&checked.model);
-    let instances = InstanceGraph::build(&checked.model, &resources);
+    let loaded = crate::engine::load(&args.dir)?;
     let text = match args.format {
-        GraphFormat::Dot => instances.to_dot(),
-        GraphFormat::Mermaid => instances.to_mermaid(),
+        GraphFormat::Dot => loaded.graph.to_dot(),
+        GraphFormat::Mermaid => loaded.graph.to_mermaid(),
         GraphFormat::Json => format!(
             "{}\n",
-            serde_json::to_string_pretty(&instances.to_json()).unwrap_or_default()
+            serde_json::to_string_pretty(&loaded.graph.to_json()).unwrap_or_default()
         ),
     };
     print_stdout(&text);

@@ -48,3 +48,47 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A scratch copy of the `create` plan fixture and an in-memory provider directory beside it.
+#[allow(dead_code)]
+pub struct Bed {
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl Bed {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/create/repo");
+        copy_dir(&fixture, &dir.path().join("repo"));
+        Bed { dir }
+    }
+
+    pub fn repo(&self) -> std::path::PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// The in-memory provider's directory (NIMBUS_MEMORY_PROVIDER).
+    pub fn memory(&self) -> std::path::PathBuf {
+        self.dir.path().join("memory")
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let memory = self.memory();
+        let mut env = vec![(
+            "NIMBUS_MEMORY_PROVIDER",
+            memory.to_str().unwrap_or_default(),
+        )];
+        env.extend_from_slice(extra);
+        nimbus_with(args, &self.repo(), &env)
+    }
+
+    /// The lines of the provider's change log.
+    pub fn changes_applied(&self) -> usize {
+        std::fs::read_to_string(self.memory().join("changes.log")).map_or(0, |t| t.lines().count())
+    }
+}
