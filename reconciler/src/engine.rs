@@ -121,34 +121,35 @@ impl Loaded {
     }
 }
 
-/// The providers of this run.
-pub fn registry() -> Result<Registry> {
-    match std::env::var_os(MEMORY_PROVIDER_ENV) {
-        Some(directory) => {
-            let directory = PathBuf::from(directory);
-            let mut provider = MemoryProvider::persistent(&directory)
-                .into_diagnostic()
-                .wrap_err_with(|| {
-                    format!(
-                        "cannot open the in-memory provider at {}",
-                        directory.display()
-                    )
-                })?;
-            if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                provider = provider.with_delay(Duration::from_millis(ms));
-            }
-            if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
-                for address in list.split(',').filter(|a| !a.is_empty()) {
-                    provider.fail(address);
-                }
-            }
-            Ok(Registry::new().with(Arc::new(provider)))
-        }
-        None => Ok(Registry::new()),
+/// The providers of this run. This release has one backend, the in-memory provider: it keeps
+/// what it applies in `NIMBUS_MEMORY_PROVIDER` if set, else in `memory/` beside the state
+/// database, so that plan, apply and destroy work from the first run. The real providers
+/// (SSH, WireGuard, Docker, Kubernetes, VM) take over their kinds as they land.
+pub fn registry(state_path: &Path) -> Result<(Registry, PathBuf)> {
+    let directory = match std::env::var_os(MEMORY_PROVIDER_ENV) {
+        Some(directory) => PathBuf::from(directory),
+        None => state_path.parent().map_or_else(|| PathBuf::from("memory"), |p| p.join("memory")),
+    };
+    let mut provider = MemoryProvider::persistent(&directory)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the in-memory provider at {}", directory.display()))?;
+    if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        provider = provider.with_delay(Duration::from_millis(ms));
     }
+    if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
+        for address in list.split(',').filter(|a| !a.is_empty()) {
+            provider.fail(address);
+        }
+    }
+    Ok((Registry::new().with(Arc::new(provider)), directory))
+}
+
+/// Says, once per run that changes things, where changes go.
+pub fn note_backend(directory: &Path) {
+    print_stderr(&format!(
+        "note: this release applies to nimbus's in-memory provider, kept in {} (real providers come next)\n",
+        directory.display()
+    ));
 }
 
 pub fn open_state(path: &Path) -> Result<StateStore> {

@@ -248,3 +248,18 @@ fn destroy_removes_everything_nimbus_created() {
     assert!(position("File/motd@web-1") < position("Host/web-1"));
     assert_eq!(text(&bed.run(&["state", "list"]).stdout), "");
 }
+
+/// Without any setting, plan and apply work from the first run: the in-memory provider lives
+/// in `.nimbus/memory/` beside the state, and apply says so.
+#[test]
+fn the_default_backend_needs_no_setting() {
+    let bed = Bed::new();
+    let run = |args: &[&str]| common::nimbus_with(args, &bed.repo(), &[]);
+    let output = run(&["apply", "--auto-approve", "."]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("in-memory provider"), "{}", text(&output.stderr));
+    assert!(bed.repo().join(".nimbus/memory/objects.json").is_file());
+    assert!(bed.repo().join(".nimbus/state.db").is_file());
+    let output = run(&["plan", "--detailed-exitcode", "."]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}

@@ -117,7 +117,8 @@ fn run(
         let loaded = engine::load(dir)?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, &format!("nimbus {command}"))?;
-        let registry = engine::registry()?;
+        let (registry, backend) = engine::registry(&state_path)?;
+        engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
         for note in engine::recover(&state, &registry).await? {
             print_stderr(&format!("note: {note}\n"));
@@ -185,7 +186,8 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         let loaded = engine::load(&saved.repository)?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, "nimbus apply (saved plan)")?;
-        let registry = engine::registry()?;
+        let (registry, backend) = engine::registry(&state_path)?;
+        engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
         let (records, serial) = {
             let store = engine::lock(&state);

@@ -47,10 +47,11 @@ pub fn run(args: PlanArgs) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
         let loaded = engine::load(&args.dir)?;
-        let state = engine::open_state(&loaded.state_path()?)?;
+        let state_path = loaded.state_path()?;
+        let state = engine::open_state(&state_path)?;
         let records = state.records().map_err(|e| miette::miette!("{e}"))?;
         let serial = state.serial().map_err(|e| miette::miette!("{e}"))?;
-        let registry = engine::registry()?;
+        let (registry, _) = engine::registry(&state_path)?;
         let options = PlanOptions {
             refresh: !args.no_refresh,
             targets: args.targets.clone(),
