@@ -56,6 +56,13 @@ pub fn load(root: &Path) -> Result<Loaded> {
     }
     let resources = ResourceGraph::build(&checked.model);
     let graph = InstanceGraph::build(&checked.model, &resources);
+    tracing::info!(
+        repository = %root.display(),
+        documents = checked.model.documents.len(),
+        instances = graph.instances.len(),
+        warnings = checked.warning_count(),
+        "loaded the repository"
+    );
     Ok(Loaded {
         root: root.to_owned(),
         checked,
@@ -128,12 +135,22 @@ impl Loaded {
 pub fn registry(state_path: &Path) -> Result<(Registry, PathBuf)> {
     let directory = match std::env::var_os(MEMORY_PROVIDER_ENV) {
         Some(directory) => PathBuf::from(directory),
-        None => state_path.parent().map_or_else(|| PathBuf::from("memory"), |p| p.join("memory")),
+        None => state_path
+            .parent()
+            .map_or_else(|| PathBuf::from("memory"), |p| p.join("memory")),
     };
     let mut provider = MemoryProvider::persistent(&directory)
         .into_diagnostic()
-        .wrap_err_with(|| format!("cannot open the in-memory provider at {}", directory.display()))?;
-    if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        .wrap_err_with(|| {
+            format!(
+                "cannot open the in-memory provider at {}",
+                directory.display()
+            )
+        })?;
+    if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         provider = provider.with_delay(Duration::from_millis(ms));
     }
     if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
@@ -314,7 +331,17 @@ pub async fn make_plan(
         allow_deletes: options.allow_deletes,
         destroy: options.destroy,
     };
-    plan::plan(&loaded.checked.model, &loaded.graph, &input).map_err(|e| miette::miette!("{e}"))
+    let plan = plan::plan(&loaded.checked.model, &loaded.graph, &input)
+        .map_err(|e| miette::miette!("{e}"))?;
+    tracing::info!(
+        create = plan.count(Action::Create),
+        update = plan.count(Action::Update),
+        replace = plan.count(Action::Replace),
+        delete = plan.count(Action::Delete),
+        observed = input.observed.len(),
+        "planned"
+    );
+    Ok(plan)
 }
 
 /// A plan saved with `--out`: the plan and the repository it was made from.

@@ -394,6 +394,7 @@ async fn apply_one(
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
+        tracing::debug!(address = %change.address, action = ?change.action, attempt = attempts, provider = provider.name(), "applying");
         match provider.apply(change).await {
             Ok(applied) => {
                 break match lock_state(state).complete(
@@ -431,6 +432,15 @@ async fn apply_one(
         }
     };
     let elapsed = begun.elapsed();
+    match &outcome {
+        Outcome::Applied => {
+            tracing::info!(address = %change.address, action = ?change.action, attempts, elapsed_ms = elapsed.as_millis() as u64, "applied")
+        }
+        Outcome::Failed(reason) => {
+            tracing::warn!(address = %change.address, action = ?change.action, attempts, %reason, "failed")
+        }
+        _ => {}
+    }
     match &outcome {
         Outcome::Applied => options.progress.line(format!(
             "  {done} {} ({:.1}s)",

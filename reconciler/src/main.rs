@@ -25,6 +25,12 @@ Docs: docs/ in the nimbus repository (manifests.md, cli.md, architecture.md).";
 #[derive(Debug, Parser)]
 #[command(name = "nimbus", version, about, after_help = EXAMPLES, propagate_version = true)]
 struct Cli {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Logs as text or as JSON lines.
+    #[arg(long, value_enum, default_value_t = nimbus::logging::LogFormat::Text, global = true)]
+    log_format: nimbus::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +65,7 @@ fn main() {
             std::process::exit(code);
         }
     };
+    nimbus::logging::init(cli.verbose, cli.log_format);
     let code = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),

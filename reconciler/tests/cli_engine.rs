@@ -257,9 +257,41 @@ fn the_default_backend_needs_no_setting() {
     let run = |args: &[&str]| common::nimbus_with(args, &bed.repo(), &[]);
     let output = run(&["apply", "--auto-approve", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).contains("in-memory provider"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("in-memory provider"),
+        "{}",
+        text(&output.stderr)
+    );
     assert!(bed.repo().join(".nimbus/memory/objects.json").is_file());
     assert!(bed.repo().join(".nimbus/state.db").is_file());
     let output = run(&["plan", "--detailed-exitcode", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}
+
+#[test]
+fn verbose_json_logs_are_one_object_per_line() {
+    let bed = Bed::new();
+    let output = bed.run(&["apply", "--auto-approve", "-v", "--log-format", "json", "."]);
+    assert_eq!(output.status.code(), Some(0));
+    let logs: Vec<serde_json::Value> = text(&output.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let applied = logs
+        .iter()
+        .filter(|l| l["fields"]["message"] == "applied")
+        .count();
+    assert_eq!(applied, 7, "{}", text(&output.stderr));
+    assert!(
+        logs.iter()
+            .any(|l| l["fields"]["message"] == "planned" && l["fields"]["create"] == 7)
+    );
+    // Without -v, no logs.
+    let quiet = bed.run(&["plan", "."]);
+    assert!(
+        !text(&quiet.stderr).contains("\"level\""),
+        "{}",
+        text(&quiet.stderr)
+    );
 }

@@ -131,7 +131,5 @@ fn a_repository_with_errors_has_no_graph() {
     let output = nimbus(&["graph", "many-mistakes"], &dir);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("fix them first")
-    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("fix them first"));
 }
