@@ -7,6 +7,9 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v git >/dev/null || need_apt+=(git)
 command -v python3 >/dev/null || need_apt+=(python3)
+# The SSH transport is tested against a real sshd on loopback (started and stopped by the tests).
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or install them" >&2

@@ -7,6 +7,7 @@
 //! `reconciler` drives providers; the planner only sees what they observed.
 
 pub mod memory;
+pub mod ssh;
 
 use std::future::Future;
 use std::pin::Pin;

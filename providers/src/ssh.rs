@@ -1,0 +1,198 @@
+//! The SSH transport (russh): one connection per host, opened on first use and shared by
+//! every operation on that host, with several channels at once. Host keys are pinned: a key
+//! that differs from the pinned one is refused, naming both fingerprints. Logins use an
+//! identity file. A connect failure is transient (retried by the executor); a refused key or
+//! login is not.
+//!
+//! This is the transport only; the Host, File and Service provider is built on it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+
+use crate::ProviderError;
+
+/// Where and how to log in to one host.
+#[derive(Clone, Debug)]
+pub struct SshTarget {
+    /// The Host's name, for messages.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// The pinned host key, `ssh-ed25519 AAAA...`.
+    pub host_key: String,
+    /// The private key to log in with.
+    pub identity: PathBuf,
+    pub connect_timeout: Duration,
+}
+
+/// What a remote command did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub status: u32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+struct Pinned {
+    expected: PublicKey,
+    offered: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Pinned {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
+            // Host certificates are not supported: only a pinned key is trusted.
+            return Ok(false);
+        };
+        if let Ok(mut seen) = self.offered.lock() {
+            *seen = Some(key.fingerprint(HashAlg::Sha256).to_string());
+        }
+        Ok(key.key_data() == self.expected.key_data())
+    }
+}
+
+/// An open, authenticated connection to one host.
+pub struct SshSession {
+    handle: Handle<Pinned>,
+    name: String,
+}
+
+impl std::fmt::Debug for SshSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshSession")
+            .field("host", &self.name)
+            .finish()
+    }
+}
+
+impl SshSession {
+    /// Connects, checks the host key against the pinned one, and logs in.
+    pub async fn connect(target: &SshTarget) -> Result<Self, ProviderError> {
+        let name = &target.name;
+        let expected = PublicKey::from_openssh(target.host_key.trim()).map_err(|e| {
+            ProviderError::Failed(format!(
+                "Host/{name}: the pinned host key is not an OpenSSH public key: {e}"
+            ))
+        })?;
+        let offered = Arc::new(Mutex::new(None));
+        let handler = Pinned {
+            expected: expected.clone(),
+            offered: Arc::clone(&offered),
+        };
+        let config = client::Config {
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..client::Config::default()
+        };
+        let address = (target.address.as_str(), target.port);
+        let connecting = client::connect(Arc::new(config), address, handler);
+        let mut handle = match tokio::time::timeout(target.connect_timeout, connecting).await {
+            Err(_) => {
+                return Err(ProviderError::Transient(format!(
+                    "Host/{name}: no answer from {}:{} within {:?}",
+                    target.address, target.port, target.connect_timeout
+                )));
+            }
+            Ok(Err(russh::Error::UnknownKey)) => {
+                let offered = offered
+                    .lock()
+                    .ok()
+                    .and_then(|o| o.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                return Err(ProviderError::Failed(format!(
+                    "Host/{name}: host key mismatch: expected {}, offered {offered}; if the host was rebuilt, update its hostKey",
+                    expected.fingerprint(HashAlg::Sha256)
+                )));
+            }
+            Ok(Err(russh::Error::IO(e))) => {
+                return Err(ProviderError::Transient(format!(
+                    "Host/{name}: cannot connect to {}:{}: {e}",
+                    target.address, target.port
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(ProviderError::Failed(format!(
+                    "Host/{name}: SSH handshake failed: {e}"
+                )));
+            }
+            Ok(Ok(handle)) => handle,
+        };
+        let key = russh::keys::load_secret_key(&target.identity, None).map_err(|e| {
+            ProviderError::Failed(format!(
+                "cannot load the identity {}: {e}",
+                target.identity.display()
+            ))
+        })?;
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        let result = handle
+            .authenticate_publickey(
+                target.user.clone(),
+                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+            )
+            .await
+            .map_err(|e| ProviderError::Failed(format!("Host/{name}: login failed: {e}")))?;
+        if !result.success() {
+            return Err(ProviderError::Failed(format!(
+                "Host/{name}: {}@{} refused the key {}",
+                target.user,
+                target.address,
+                target.identity.display()
+            )));
+        }
+        Ok(SshSession {
+            handle,
+            name: name.clone(),
+        })
+    }
+
+    /// Runs `command` on a new channel of this connection, feeding it `stdin`.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, ProviderError> {
+        let name = &self.name;
+        let lost = |e: russh::Error| {
+            ProviderError::Transient(format!("Host/{name}: connection lost: {e}"))
+        };
+        let mut channel = self.handle.channel_open_session().await.map_err(lost)?;
+        channel.exec(true, command).await.map_err(lost)?;
+        if let Some(input) = stdin {
+            channel.data_bytes(input.to_vec()).await.map_err(lost)?;
+        }
+        channel.eof().await.map_err(lost)?;
+        let mut output = ExecOutput::default();
+        let mut status = None;
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        output.status = status.ok_or_else(|| {
+            ProviderError::Transient(format!(
+                "Host/{name}: the command ended without an exit status"
+            ))
+        })?;
+        Ok(output)
+    }
+}

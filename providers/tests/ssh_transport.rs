@@ -1,0 +1,206 @@
+//! The SSH transport against a real OpenSSH sshd on loopback, started by the test with its
+//! own host key, client key and config, and stopped (by PID) when the test ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nimbus_providers::ProviderError;
+use nimbus_providers::ssh::{SshSession, SshTarget};
+
+struct Sshd {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("ssh-keygen: {e} (install openssh-client)"));
+    assert!(status.success());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn start_sshd() -> Sshd {
+    let sshd = Path::new("/usr/sbin/sshd");
+    assert!(
+        sshd.exists(),
+        "/usr/sbin/sshd is missing: scripts/setup.sh installs openssh-server"
+    );
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    keygen(&dir.path().join("host_key"));
+    keygen(&dir.path().join("client_key"));
+    std::fs::copy(
+        dir.path().join("client_key.pub"),
+        dir.path().join("authorized_keys"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\nPidFile {pid}\n\
+         StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nUseDNS no\nMaxSessions 32\n",
+        host = dir.path().join("host_key").display(),
+        auth = dir.path().join("authorized_keys").display(),
+        pid = dir.path().join("sshd.pid").display(),
+    );
+    std::fs::write(dir.path().join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.path().join("sshd_config"))
+        .stderr(
+            std::fs::File::create(dir.path().join("sshd.log")).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd did not listen: {}",
+            std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Sshd { child, dir, port }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into())
+}
+
+impl Sshd {
+    fn target(&self) -> SshTarget {
+        let host_key =
+            std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap_or_default();
+        SshTarget {
+            name: "web-1".into(),
+            address: "127.0.0.1".into(),
+            port: self.port,
+            user: user(),
+            host_key,
+            identity: self.dir.path().join("client_key"),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[tokio::test]
+async fn commands_run_with_their_output_status_and_input() {
+    let sshd = start_sshd();
+    let session = SshSession::connect(&sshd.target())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = session
+        .exec("echo out; echo err >&2; exit 3", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (out.status, out.stdout.as_slice(), out.stderr.as_slice()),
+        (3, &b"out\n"[..], &b"err\n"[..])
+    );
+    let out = session
+        .exec("wc -c", Some(&[7u8; 100_000]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "100000");
+}
+
+#[tokio::test]
+async fn one_connection_carries_many_channels_at_once() {
+    let sshd = start_sshd();
+    let session = SshSession::connect(&sshd.target())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let runs = (0..8).map(|i| {
+        let session = &session;
+        async move { session.exec(&format!("sleep 0.3; echo {i}"), None).await }
+    });
+    let outputs = futures_join(runs).await;
+    for (i, out) in outputs.into_iter().enumerate() {
+        let out = out.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), i.to_string());
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(8 * 300),
+        "the channels ran one after another"
+    );
+}
+
+/// Runs futures concurrently on the current task and collects their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, future) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => outputs[i] = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[tokio::test]
+async fn a_wrong_host_key_is_refused_naming_both_fingerprints() {
+    let sshd = start_sshd();
+    let other: PathBuf = sshd.dir.path().join("other_key");
+    keygen(&other);
+    let mut target = sshd.target();
+    target.host_key = std::fs::read_to_string(other.with_extension("pub")).unwrap_or_default();
+    let error = SshSession::connect(&target)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("connected despite a wrong key"));
+    let message = error.to_string();
+    assert!(matches!(error, ProviderError::Failed(_)), "{error:?}");
+    assert!(
+        message.contains("Host/web-1: host key mismatch: expected SHA256:"),
+        "{message}"
+    );
+    assert!(message.contains("offered SHA256:"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unreachable_host_is_a_transient_failure() {
+    let sshd = start_sshd();
+    let mut target = sshd.target();
+    target.port = free_port();
+    let error = SshSession::connect(&target)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("connected to nothing"));
+    assert!(error.is_transient(), "{error:?}");
+    assert!(error.to_string().contains("cannot connect"), "{error}");
+}
