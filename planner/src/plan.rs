@@ -355,8 +355,11 @@ pub fn plan(
         let instance = &graph.instances[i];
         let document = instance.document;
         let spec = &model.documents[document].resource.spec;
-        let mut desired = desired_spec(spec);
-        input.rules.normalize(instance.kind, &mut desired);
+        // The plan carries the desired spec as written, for apply; comparisons use the
+        // provider's normal form of both sides.
+        let desired = desired_spec(spec);
+        let mut comparable = desired.clone();
+        input.rules.normalize(instance.kind, &mut comparable);
         let record = records.get(instance.address.as_str()).copied();
         let observed = input
             .observed
@@ -417,7 +420,7 @@ pub fn plan(
                 ..base
             },
             Some(current) => {
-                let fields = field_changes(&current, &desired, instance.kind, input.rules);
+                let fields = field_changes(&current, &comparable, instance.kind, input.rules);
                 if fields.is_empty() {
                     // Nothing to do: the plan says so without carrying the spec twice.
                     Change {
@@ -425,8 +428,11 @@ pub fn plan(
                         ..base
                     }
                 } else {
-                    let drift = record.is_some_and(|r| r.applied == desired)
-                        && matches!(observed, Observed::Present(_));
+                    let drift = record.is_some_and(|r| {
+                        let mut applied = r.applied.clone();
+                        input.rules.normalize(instance.kind, &mut applied);
+                        applied == comparable
+                    }) && matches!(observed, Observed::Present(_));
                     let replacing: Vec<&str> = fields
                         .iter()
                         .filter(|f| f.forces_replacement)
