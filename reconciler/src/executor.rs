@@ -46,6 +46,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// The closing summary of an apply.
+    pub fn summary(&self) -> String {
+        self.summary_of("Apply")
+    }
+
     pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
         self.results.iter().filter(|r| f(&r.outcome)).count()
     }
@@ -54,14 +59,15 @@ impl Report {
         !self.interrupted && self.results.iter().all(|r| r.outcome == Outcome::Applied)
     }
 
-    /// The closing summary: counts, then every failed and skipped change with its reason.
-    pub fn summary(&self) -> String {
+    /// The closing summary of `command` (`Apply`, `Destroy`): counts, then every failed and
+    /// skipped change with its reason.
+    pub fn summary_of(&self, command: &str) -> String {
         let applied = self.count(|o| *o == Outcome::Applied);
         let failed = self.count(|o| matches!(o, Outcome::Failed(_)));
         let skipped = self.count(|o| matches!(o, Outcome::Skipped(_)));
         let not_started = self.count(|o| *o == Outcome::NotStarted);
         let mut out = format!(
-            "Apply {}: {applied} applied, {failed} failed, {skipped} skipped",
+            "{command} {}: {applied} applied, {failed} failed, {skipped} skipped",
             if self.succeeded() {
                 "complete"
             } else {

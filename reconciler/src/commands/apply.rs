@@ -165,7 +165,12 @@ async fn execute(
         return Ok(1);
     }
     let report = engine::run_plan(plan, registry, state, command, parallelism).await?;
-    print_stdout(&format!("\n{}", report.summary()));
+    let title = if command == "destroy" {
+        "Destroy"
+    } else {
+        "Apply"
+    };
+    print_stdout(&format!("\n{}", report.summary_of(title)));
     Ok(if report.succeeded() { 0 } else { 1 })
 }
 
