@@ -6,6 +6,7 @@
 //! says which fields force a replacement and which are sensitive. The executor in
 //! `reconciler` drives providers; the planner only sees what they observed.
 
+pub mod hosts;
 pub mod memory;
 pub mod ssh;
 

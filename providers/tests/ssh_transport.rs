@@ -1,109 +1,14 @@
 //! The SSH transport against a real OpenSSH sshd on loopback, started by the test with its
 //! own host key, client key and config, and stopped (by PID) when the test ends.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+mod common;
+use common::{keygen, start_sshd};
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nimbus_providers::ProviderError;
-use nimbus_providers::ssh::{SshSession, SshTarget};
-
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .unwrap_or_else(|e| panic!("ssh-keygen: {e} (install openssh-client)"));
-    assert!(status.success());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn start_sshd() -> Sshd {
-    let sshd = Path::new("/usr/sbin/sshd");
-    assert!(
-        sshd.exists(),
-        "/usr/sbin/sshd is missing: scripts/setup.sh installs openssh-server"
-    );
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    keygen(&dir.path().join("host_key"));
-    keygen(&dir.path().join("client_key"));
-    std::fs::copy(
-        dir.path().join("client_key.pub"),
-        dir.path().join("authorized_keys"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let port = free_port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\nPidFile {pid}\n\
-         StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nUseDNS no\nMaxSessions 32\n",
-        host = dir.path().join("host_key").display(),
-        auth = dir.path().join("authorized_keys").display(),
-        pid = dir.path().join("sshd.pid").display(),
-    );
-    std::fs::write(dir.path().join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));
-    let child = Command::new(sshd)
-        .args(["-D", "-e", "-f"])
-        .arg(dir.path().join("sshd_config"))
-        .stderr(
-            std::fs::File::create(dir.path().join("sshd.log")).unwrap_or_else(|e| panic!("{e}")),
-        )
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not listen: {}",
-            std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sshd { child, dir, port }
-}
-
-fn user() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "root".into())
-}
-
-impl Sshd {
-    fn target(&self) -> SshTarget {
-        let host_key =
-            std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap_or_default();
-        SshTarget {
-            name: "web-1".into(),
-            address: "127.0.0.1".into(),
-            port: self.port,
-            user: user(),
-            host_key,
-            identity: self.dir.path().join("client_key"),
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
+use nimbus_providers::ssh::SshSession;
 
 #[tokio::test]
 async fn commands_run_with_their_output_status_and_input() {
@@ -196,7 +101,8 @@ async fn a_wrong_host_key_is_refused_naming_both_fingerprints() {
 async fn an_unreachable_host_is_a_transient_failure() {
     let sshd = start_sshd();
     let mut target = sshd.target();
-    target.port = free_port();
+    // Port 1 (tcpmux) has no listener here; a "free" port could be taken by a parallel test.
+    target.port = 1;
     let error = SshSession::connect(&target)
         .await
         .err()

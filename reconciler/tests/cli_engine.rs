@@ -231,7 +231,11 @@ fn destroy_removes_everything_nimbus_created() {
     );
     let output = bed.run(&["destroy", "--auto-approve", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("Destroy complete: 7 applied"), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("Destroy complete: 7 applied"),
+        "{}",
+        text(&output.stdout)
+    );
     assert!(bed.objects().is_empty());
     let log = bed.changes_log();
     let deleted: Vec<&str> = log
