@@ -232,7 +232,7 @@ pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<V
         let Some(provider) = registry.for_kind(change.kind) else {
             continue;
         };
-        let host = change.host.clone();
+        let host = crate::executor::target_of(&change.address, change.kind);
         let request = nimbus_providers::ObserveRequest {
             address: change.address.clone(),
             kind: change.kind,

@@ -462,6 +462,18 @@ async fn apply_one(
     (attempts, outcome, elapsed)
 }
 
+/// The target an instance is observed on: its host for per-host instances, the Host itself
+/// for a Host, and none (cluster-level) otherwise.
+pub fn target_of(address: &str, kind: nimbus_schemas::Kind) -> Option<String> {
+    match address.split_once('@') {
+        Some((_, host)) => Some(host.to_owned()),
+        None if kind == nimbus_schemas::Kind::Host => {
+            address.strip_prefix("Host/").map(str::to_owned)
+        }
+        None => None,
+    }
+}
+
 /// What every provider observes of the model's instances (and of recorded instances no
 /// longer in git): one call per provider and target. An unreachable target leaves its
 /// instances unknown and is reported.
@@ -478,7 +490,10 @@ pub async fn observe(
         };
         let desired = desired_spec(&model.documents[instance.document].resource.spec);
         batches
-            .entry((provider.name().to_owned(), instance.host.clone()))
+            .entry((
+                provider.name().to_owned(),
+                target_of(&instance.address, instance.kind),
+            ))
             .or_default()
             .push(ObserveRequest {
                 address: instance.address.clone(),
@@ -490,9 +505,8 @@ pub async fn observe(
         let Some(provider) = registry.for_kind(*kind) else {
             continue;
         };
-        let host = address.split_once('@').map(|(_, h)| h.to_owned());
         batches
-            .entry((provider.name().to_owned(), host))
+            .entry((provider.name().to_owned(), target_of(address, *kind)))
             .or_default()
             .push(ObserveRequest {
                 address: address.clone(),

@@ -319,6 +319,7 @@ async fn observation_is_one_call_per_target() {
         nimbus::executor::observe(&checked.model, &graph, &[], &registry).await;
     assert!(problems.is_empty());
     assert_eq!(observed.len(), graph.instances.len());
-    // Three hosts, plus one batch for the instances that are not per host.
+    // One batch per host (its Host and its per-host instances), plus one for the instances
+    // that are not per host.
     assert_eq!(provider.observe_calls(), 4);
 }
