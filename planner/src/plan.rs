@@ -46,6 +46,11 @@ impl Action {
     pub fn is_change(self) -> bool {
         !matches!(self, Action::NoOp | Action::Read)
     }
+
+    /// What apply carries out: changes and reads.
+    pub fn is_work(self) -> bool {
+        self != Action::NoOp
+    }
 }
 
 /// What nimbus recorded about an instance the last time it applied it.
@@ -199,6 +204,11 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| c.action.is_change())
     }
+
+    /// Changes, or reads, for apply to carry out.
+    pub fn has_work(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
 }
 
 /// What planning needs besides the model.
@@ -329,7 +339,11 @@ pub fn plan(
                     graph.instances[i].address == *target || graph.instances[i].resource == *target
                 })
                 .collect();
-            if matching.is_empty() && !records.contains_key(target.as_str()) {
+            if matching.is_empty()
+                && !records
+                    .keys()
+                    .any(|a| *a == target.as_str() || a.starts_with(&format!("{target}@")))
+            {
                 return Err(PlanError::UnknownTarget(target.clone()));
             }
             stack.extend(matching);
@@ -421,7 +435,15 @@ pub fn plan(
             },
             Some(current) => {
                 let fields = field_changes(&current, &comparable, instance.kind, input.rules);
-                if fields.is_empty() {
+                if fields.is_empty() && record.is_none() && instance.kind == Kind::Host {
+                    // A Host is observed, not created: on first contact its facts are read
+                    // and recorded.
+                    Change {
+                        action: Action::Read,
+                        reason: Some("first contact: its facts are read and recorded".into()),
+                        ..base
+                    }
+                } else if fields.is_empty() {
                     // Nothing to do: the plan says so without carrying the spec twice.
                     Change {
                         after: None,

@@ -80,6 +80,11 @@ impl SshSession {
     /// Connects, checks the host key against the pinned one, and logs in.
     pub async fn connect(target: &SshTarget) -> Result<Self, ProviderError> {
         let name = &target.name;
+        if target.host_key.trim().is_empty() {
+            return Err(ProviderError::Failed(format!(
+                "Host/{name} has no pinned host key: set its spec.hostKey, or list it in the Repository's ssh.knownHosts file"
+            )));
+        }
         let expected = PublicKey::from_openssh(target.host_key.trim()).map_err(|e| {
             ProviderError::Failed(format!(
                 "Host/{name}: the pinned host key is not an OpenSSH public key: {e}"

@@ -97,7 +97,7 @@ pub fn source_fingerprint<'a>(
 }
 
 impl Loaded {
-    fn repository(&self) -> Option<&nimbus_schemas::RepositorySpec> {
+    pub fn repository(&self) -> Option<&nimbus_schemas::RepositorySpec> {
         self.checked
             .model
             .repository()
@@ -128,11 +128,31 @@ impl Loaded {
     }
 }
 
-/// The providers of this run. This release has one backend, the in-memory provider: it keeps
-/// what it applies in `NIMBUS_MEMORY_PROVIDER` if set, else in `memory/` beside the state
-/// database, so that plan, apply and destroy work from the first run. The real providers
-/// (SSH, WireGuard, Docker, Kubernetes, VM) take over their kinds as they land.
-pub fn registry(state_path: &Path) -> Result<(Registry, PathBuf)> {
+/// Where this run's changes go.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The in-memory provider, kept in this directory.
+    Memory(PathBuf),
+    /// The hosts provider over SSH, for Hosts and Files.
+    Ssh,
+}
+
+/// The providers of this run.
+///
+/// - `NIMBUS_MEMORY_PROVIDER=DIR`: the in-memory provider for every kind, kept in DIR.
+/// - The Repository sets `ssh.identityFile`: the hosts provider over SSH serves Host and File
+///   (Service and the other kinds have no provider yet, and say so).
+/// - Otherwise the in-memory provider for every kind, kept in `memory/` beside the state.
+pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend)> {
+    let identity = loaded
+        .repository()
+        .and_then(|r| r.ssh.identity_file.clone());
+    if std::env::var_os(MEMORY_PROVIDER_ENV).is_none()
+        && let Some(identity) = identity
+    {
+        let provider = hosts_provider(loaded, &loaded.root.join(identity))?;
+        return Ok((Registry::new().with(Arc::new(provider)), Backend::Ssh));
+    }
     let directory = match std::env::var_os(MEMORY_PROVIDER_ENV) {
         Some(directory) => PathBuf::from(directory),
         None => state_path
@@ -158,15 +178,68 @@ pub fn registry(state_path: &Path) -> Result<(Registry, PathBuf)> {
             provider.fail(address);
         }
     }
-    Ok((Registry::new().with(Arc::new(provider)), directory))
+    Ok((
+        Registry::new().with(Arc::new(provider)),
+        Backend::Memory(directory),
+    ))
+}
+
+/// The pinned key of a host: its `hostKey`, else the Repository's known_hosts file.
+fn pinned_key(loaded: &Loaded, name: &str, address: &str) -> Option<String> {
+    let path = loaded
+        .repository()
+        .and_then(|r| r.ssh.known_hosts.clone())?;
+    let text = std::fs::read_to_string(loaded.root.join(path)).ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let hosts = parts.next()?;
+        let (kind, key) = (parts.next()?, parts.next()?);
+        hosts
+            .split(',')
+            .any(|h| h == name || h == address || h == format!("[{address}]:22"))
+            .then(|| format!("{kind} {key}"))
+    })
+}
+
+fn hosts_provider(
+    loaded: &Loaded,
+    identity: &Path,
+) -> Result<nimbus_providers::hosts::HostsProvider> {
+    let timeout = loaded
+        .repository()
+        .and_then(|r| r.ssh.connect_timeout)
+        .unwrap_or(10);
+    let mut targets = Vec::new();
+    for document in &loaded.checked.model.documents {
+        let Spec::Host(host) = &document.resource.spec else {
+            continue;
+        };
+        let name = document.resource.name();
+        let host_key = host
+            .host_key
+            .clone()
+            .or_else(|| pinned_key(loaded, name, &host.address));
+        targets.push(nimbus_providers::ssh::SshTarget {
+            name: name.to_owned(),
+            address: host.address.clone(),
+            port: host.port.0,
+            user: host.user.clone(),
+            host_key: host_key.unwrap_or_default(),
+            identity: identity.to_owned(),
+            connect_timeout: Duration::from_secs(u64::from(timeout)),
+        });
+    }
+    Ok(nimbus_providers::hosts::HostsProvider::new(targets))
 }
 
 /// Says, once per run that changes things, where changes go.
-pub fn note_backend(directory: &Path) {
-    print_stderr(&format!(
-        "note: this release applies to nimbus's in-memory provider, kept in {} (real providers come next)\n",
-        directory.display()
-    ));
+pub fn note_backend(backend: &Backend) {
+    if let Backend::Memory(directory) = backend {
+        print_stderr(&format!(
+            "note: this release applies to nimbus's in-memory provider, kept in {} (real providers come next)\n",
+            directory.display()
+        ));
+    }
 }
 
 pub fn open_state(path: &Path) -> Result<StateStore> {
@@ -363,7 +436,7 @@ pub async fn run_plan(
     let run = lock(&state)
         .begin_run(command, plan.source_revision.as_deref())
         .map_err(|e| miette::miette!("{e}"))?;
-    let total = plan.changes.iter().filter(|c| c.action.is_change()).count();
+    let total = plan.changes.iter().filter(|c| c.action.is_work()).count();
     let options = ExecutorOptions {
         parallelism,
         progress: executor::Progress::for_stderr(total),

@@ -195,7 +195,7 @@ pub async fn execute(
     let changes: Vec<Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action.is_change())
+        .filter(|c| c.action.is_work())
         .cloned()
         .collect();
     let index: HashMap<&str, usize> = changes

@@ -117,7 +117,7 @@ fn run(
         let loaded = engine::load(dir)?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, &format!("nimbus {command}"))?;
-        let (registry, backend) = engine::registry(&state_path)?;
+        let (registry, backend) = engine::registry(&loaded, &state_path)?;
         engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
         for note in engine::recover(&state, &registry).await? {
@@ -152,9 +152,11 @@ async fn execute(
     command: &str,
 ) -> Result<i32> {
     print_stdout(&nimbus_planner::render::text(plan));
-    if !plan.has_changes() {
+    if !plan.has_work() {
         return Ok(0);
     }
+    // Reads alone (a Host's facts on first contact) change nothing: no question to ask.
+    let auto_approve = auto_approve || !plan.has_changes();
     let question = if command == "destroy" {
         "Do you really want to destroy these resources?"
     } else {
@@ -191,7 +193,7 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         let loaded = engine::load(&saved.repository)?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, "nimbus apply (saved plan)")?;
-        let (registry, backend) = engine::registry(&state_path)?;
+        let (registry, backend) = engine::registry(&loaded, &state_path)?;
         engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
         let (records, serial) = {

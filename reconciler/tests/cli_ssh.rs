@@ -1,0 +1,188 @@
+//! `nimbus apply` over SSH, end to end, against a real sshd on loopback standing in for a
+//! host: files land with their content and mode, a second plan is empty, a hand edit is
+//! drift and is corrected, prune removes only what nimbus wrote, an unreachable host fails
+//! alone, and a wrong host key is refused.
+
+mod common;
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(server: &sshd::Sshd) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let target = server.target();
+        let key = target.host_key.trim().to_owned();
+        std::fs::write(
+            dir.path().join("nimbus.yaml"),
+            format!(
+                "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {{name: ssh-test}}\nspec:\n  ssh:\n    identityFile: {}\n    connectTimeout: 3\n",
+                target.identity.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("hosts.yaml"),
+            format!(
+                "apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {{name: local, labels: {{role: web}}}}\nspec: {{address: 127.0.0.1, port: {port}, user: {user}, hostKey: \"{key}\"}}\n---\n\
+                 apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {{name: gone}}\nspec: {{address: 127.0.0.1, port: 1, user: {user}, hostKey: \"{key}\"}}\n",
+                port = server.port,
+                user = target.user,
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let repo = Repo { dir };
+        repo.write_files(server, true);
+        repo
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn out(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join("out").join(name)
+    }
+
+    fn write_files(&self, _server: &sshd::Sshd, with_extra: bool) {
+        let mut text = format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {{name: motd}}\nspec: {{hosts: {{role: web}}, path: {}, mode: \"0640\", content: \"hello from nimbus\\n\"}}\n---\n\
+             apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {{name: banner}}\nspec: {{host: gone, path: {}, content: \"never\\n\"}}\n",
+            self.out("motd").display(),
+            self.out("banner").display()
+        );
+        if with_extra {
+            text.push_str(&format!(
+                "---\napiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {{name: extra}}\nspec: {{host: local, path: {}, content: \"extra\\n\"}}\n",
+                self.out("extra").display()
+            ));
+        }
+        std::fs::write(self.dir.path().join("files.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn nimbus(&self, args: &[&str]) -> std::process::Output {
+        common::nimbus_with(args, self.root(), &[])
+    }
+}
+
+#[test]
+fn apply_over_ssh_converges_and_isolates_failures() {
+    let server = sshd::start_sshd();
+    let repo = Repo::new(&server);
+    // Something that was there before nimbus, next to what it manages: never touched.
+    std::fs::create_dir_all(repo.out("")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(repo.out("not-ours"), "mine\n").unwrap_or_else(|e| panic!("{e}"));
+
+    let output = repo.nimbus(&["apply", "--auto-approve", "."]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the unreachable host fails: {stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("failed   Host/gone"), "{stdout}");
+    assert!(
+        stdout.contains("skipped  File/banner@gone: Host/gone did not apply"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+    assert_eq!(
+        std::fs::metadata(repo.out("motd"))
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0),
+        0o640
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.out("extra")).unwrap_or_default(),
+        "extra\n"
+    );
+    // Facts are in state.
+    let shown = repo.nimbus(&["state", "show", "Host/local"]);
+    let show = format!("{}{}", text(&shown.stdout), text(&shown.stderr));
+    assert!(
+        show.contains("\"cpus\"") && show.contains("\"kernel\""),
+        "{show}"
+    );
+
+    // Without the unreachable host, a second plan is empty.
+    let plan = repo.nimbus(&[
+        "plan",
+        "--detailed-exitcode",
+        "--target",
+        "Host/local",
+        "--target",
+        "File/motd",
+        "--target",
+        "File/extra",
+        ".",
+    ]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+
+    // A hand edit is drift, and apply corrects it.
+    std::fs::write(repo.out("motd"), "defaced\n").unwrap_or_else(|e| panic!("{e}"));
+    let plan = repo.nimbus(&["plan", "--target", "File/motd", "."]);
+    assert!(
+        text(&plan.stdout).contains("drift: changed outside nimbus"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let output = repo.nimbus(&["apply", "--auto-approve", "--target", "File/motd", "."]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+
+    // Removing a File from git removes the file nimbus wrote, and nothing else.
+    repo.write_files(&server, false);
+    let output = repo.nimbus(&["apply", "--auto-approve", "--target", "File/extra", "."]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(!repo.out("extra").exists());
+    assert!(repo.out("motd").exists());
+    assert_eq!(
+        std::fs::read_to_string(repo.out("not-ours")).unwrap_or_default(),
+        "mine\n"
+    );
+}
+
+#[test]
+fn a_wrong_host_key_is_refused() {
+    let server = sshd::start_sshd();
+    let repo = Repo::new(&server);
+    let other = server.dir.path().join("other_key");
+    sshd::keygen(&other);
+    let wrong = std::fs::read_to_string(other.with_extension("pub")).unwrap_or_default();
+    let hosts = std::fs::read_to_string(repo.root().join("hosts.yaml")).unwrap_or_default();
+    let right = server.target().host_key.trim().to_owned();
+    std::fs::write(
+        repo.root().join("hosts.yaml"),
+        hosts.replacen(&right, wrong.trim(), 1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = repo.nimbus(&["apply", "--auto-approve", "--target", "File/motd", "."]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("host key mismatch: expected SHA256:"),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !repo.out("motd").exists(),
+        "nothing was written to a host that failed its key check"
+    );
+}
