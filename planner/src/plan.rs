@@ -225,6 +225,9 @@ pub struct PlanInput<'a> {
     pub allow_deletes: bool,
     /// `nimbus destroy`: every owned instance is to go.
     pub destroy: bool,
+    /// The text of every repository file a File's `source` names, by path: the reconciler
+    /// reads them, so that a changed source file is a changed File.
+    pub sources: &'a HashMap<String, String>,
 }
 
 /// Why a plan could not be made.
@@ -371,7 +374,17 @@ pub fn plan(
         let spec = &model.documents[document].resource.spec;
         // The plan carries the desired spec as written, for apply; comparisons use the
         // provider's normal form of both sides.
-        let desired = desired_spec(spec);
+        let mut desired = desired_spec(spec);
+        if let Spec::File(file) = spec
+            && file.content.is_none()
+            && let Some(text) = file
+                .source
+                .as_deref()
+                .and_then(|path| input.sources.get(path.trim_start_matches("./")))
+            && let Value::Object(map) = &mut desired
+        {
+            map.insert("content".into(), Value::String(text.clone()));
+        }
         let mut comparable = desired.clone();
         input.rules.normalize(instance.kind, &mut comparable);
         let record = records.get(instance.address.as_str()).copied();

@@ -23,6 +23,9 @@ use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
 use nimbus_providers::Registry;
 use nimbus_providers::memory::MemoryProvider;
 
+static NO_SOURCES: std::sync::LazyLock<HashMap<String, String>> =
+    std::sync::LazyLock::new(HashMap::new);
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -58,6 +61,7 @@ fn plan_once(
         targets: &none,
         allow_deletes: false,
         destroy: false,
+        sources: &NO_SOURCES,
     };
     let plan = plan::plan(&checked.model, &graph, &input).unwrap_or_else(|e| panic!("{e}"));
     let rendered = nimbus_planner::render::text(&plan);

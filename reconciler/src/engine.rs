@@ -34,7 +34,10 @@ pub struct Loaded {
     pub root: PathBuf,
     pub checked: Checked,
     pub graph: InstanceGraph,
+    /// A digest of the manifests, every other path, and the content of every `source` file.
     pub fingerprint: String,
+    /// The text of every file a File's `source` names.
+    pub sources: HashMap<String, String>,
 }
 
 /// Loads and checks `root`; a repository with errors prints them and is refused.
@@ -56,6 +59,38 @@ pub fn load(root: &Path) -> Result<Loaded> {
     }
     let resources = ResourceGraph::build(&checked.model);
     let graph = InstanceGraph::build(&checked.model, &resources);
+    let mut sources = HashMap::new();
+    let mut hasher = Sha256::new();
+    hasher.update(fingerprint.as_bytes());
+    for document in &checked.model.documents {
+        let Spec::File(file) = &document.resource.spec else {
+            continue;
+        };
+        let Some(path) = file
+            .source
+            .as_deref()
+            .map(|p| p.trim_start_matches("./").to_owned())
+        else {
+            continue;
+        };
+        if sources.contains_key(&path) {
+            continue;
+        }
+        let bytes = std::fs::read(root.join(&path))
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read the source file {path}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            miette::miette!("{path}, the source of File/{}, is not UTF-8 text; binary files are not supported yet", document.resource.name())
+        })?;
+        hasher.update(path.as_bytes());
+        hasher.update(text.as_bytes());
+        sources.insert(path, text);
+    }
+    let fingerprint: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     tracing::info!(
         repository = %root.display(),
         documents = checked.model.documents.len(),
@@ -68,6 +103,7 @@ pub fn load(root: &Path) -> Result<Loaded> {
         checked,
         graph,
         fingerprint,
+        sources,
     })
 }
 
@@ -403,6 +439,7 @@ pub async fn make_plan(
         targets: &options.targets,
         allow_deletes: options.allow_deletes,
         destroy: options.destroy,
+        sources: &loaded.sources,
     };
     let plan = plan::plan(&loaded.checked.model, &loaded.graph, &input)
         .map_err(|e| miette::miette!("{e}"))?;

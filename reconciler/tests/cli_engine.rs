@@ -300,3 +300,44 @@ fn verbose_json_logs_are_one_object_per_line() {
         text(&quiet.stderr)
     );
 }
+
+/// A File's `source` is part of its desired state: editing the source file is a change.
+#[test]
+fn a_changed_source_file_is_a_changed_file() {
+    let bed = Bed::new();
+    std::fs::create_dir_all(bed.repo().join("conf")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(bed.repo().join("conf/site.conf"), "listen 80;\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let manifest = "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: site}\nspec: {host: web-1, path: /etc/nginx/site.conf, source: conf/site.conf}\n";
+    std::fs::write(bed.repo().join("site.yaml"), manifest).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        bed.run(&["apply", "--auto-approve", "."]).status.code(),
+        Some(0)
+    );
+    let objects: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bed.memory().join("objects.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(objects["File/site@web-1"]["content"], "listen 80;\n");
+    let plan_file = bed.dir.path().join("plan.json");
+    let plan_path = plan_file.to_str().unwrap_or_default();
+    assert_eq!(
+        bed.run(&["plan", "--out", plan_path, "."]).status.code(),
+        Some(0)
+    );
+    std::fs::write(bed.repo().join("conf/site.conf"), "listen 8080;\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = bed.run(&["plan", "."]);
+    assert!(
+        text(&plan.stdout).contains("~ content: \"listen 80;\\n\" -> \"listen 8080;\\n\""),
+        "{}",
+        text(&plan.stdout)
+    );
+    let stale = bed.run(&["apply", plan_path]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(
+        text(&stale.stderr).contains("the source changed"),
+        "{}",
+        text(&stale.stderr)
+    );
+}

@@ -18,6 +18,9 @@ use nimbus_planner::instances::InstanceGraph;
 use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
 use serde_json::Value;
 
+static NO_SOURCES: std::sync::LazyLock<HashMap<String, String>> =
+    std::sync::LazyLock::new(HashMap::new);
+
 fn cases() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans")
 }
@@ -52,6 +55,7 @@ fn input<'a>(
         targets,
         allow_deletes: options["allow_deletes"].as_bool().unwrap_or(false),
         destroy: options["destroy"].as_bool().unwrap_or(false),
+        sources: &NO_SOURCES,
     }
 }
 
