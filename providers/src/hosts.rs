@@ -76,7 +76,8 @@ impl KindRules for HostRules {
 
 pub struct HostsProvider {
     targets: HashMap<String, SshTarget>,
-    sessions: Mutex<HashMap<String, Arc<SshSession>>>,
+    /// One connection per host, made once even when many changes ask at the same time.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<SshSession>>>>>,
     rules: HostRules,
 }
 
@@ -98,19 +99,37 @@ impl HostsProvider {
         }
     }
 
-    /// The connection to `host`, opened on first use.
-    async fn session(&self, host: &str) -> Result<Arc<SshSession>, ProviderError> {
-        let mut sessions = self.sessions.lock().await;
-        if let Some(session) = sessions.get(host) {
-            return Ok(Arc::clone(session));
-        }
-        let target = self
-            .targets
-            .get(host)
-            .ok_or_else(|| ProviderError::Failed(format!("Host/{host} is not declared")))?;
-        let session = Arc::new(SshSession::connect(target).await?);
-        sessions.insert(host.to_owned(), Arc::clone(&session));
-        Ok(session)
+    /// The connection to `host`, opened on first use (through its bastion, if it has one).
+    fn session<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<SshSession>, ProviderError>> {
+        Box::pin(async move {
+            let cell = {
+                let mut sessions = self.sessions.lock().await;
+                Arc::clone(sessions.entry(host.to_owned()).or_default())
+            };
+            let session = cell
+                .get_or_try_init(|| async {
+                    let target = self.targets.get(host).ok_or_else(|| {
+                        ProviderError::Failed(format!("Host/{host} is not declared"))
+                    })?;
+                    let bastion = match &target.via {
+                        Some(via) if via == host => {
+                            return Err(ProviderError::Failed(format!(
+                                "Host/{host} is its own bastion"
+                            )));
+                        }
+                        Some(via) => Some(self.session(via).await?),
+                        None => None,
+                    };
+                    SshSession::connect_via(target, bastion.as_deref())
+                        .await
+                        .map(Arc::new)
+                })
+                .await?;
+            Ok(Arc::clone(session))
+        })
     }
 
     fn host_of(address: &str) -> Option<&str> {

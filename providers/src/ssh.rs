@@ -29,6 +29,8 @@ pub struct SshTarget {
     /// The private key to log in with.
     pub identity: PathBuf,
     pub connect_timeout: Duration,
+    /// A bastion Host (by name) this one is reached through.
+    pub via: Option<String>,
 }
 
 /// What a remote command did.
@@ -79,6 +81,15 @@ impl std::fmt::Debug for SshSession {
 impl SshSession {
     /// Connects, checks the host key against the pinned one, and logs in.
     pub async fn connect(target: &SshTarget) -> Result<Self, ProviderError> {
+        Self::connect_via(target, None).await
+    }
+
+    /// Like `connect`, through `bastion` when given: the connection to the target runs in a
+    /// direct-tcpip channel of the bastion's connection, end to end encrypted.
+    pub async fn connect_via(
+        target: &SshTarget,
+        bastion: Option<&SshSession>,
+    ) -> Result<Self, ProviderError> {
         let name = &target.name;
         if target.host_key.trim().is_empty() {
             return Err(ProviderError::Failed(format!(
@@ -101,8 +112,30 @@ impl SshSession {
             nodelay: true,
             ..client::Config::default()
         };
-        let address = (target.address.as_str(), target.port);
-        let connecting = client::connect(Arc::new(config), address, handler);
+        let connecting = async {
+            match bastion {
+                None => {
+                    client::connect(
+                        Arc::new(config),
+                        (target.address.as_str(), target.port),
+                        handler,
+                    )
+                    .await
+                }
+                Some(bastion) => {
+                    let channel = bastion
+                        .handle
+                        .channel_open_direct_tcpip(
+                            target.address.clone(),
+                            u32::from(target.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await?;
+                    client::connect_stream(Arc::new(config), channel.into_stream(), handler).await
+                }
+            }
+        };
         let mut handle = match tokio::time::timeout(target.connect_timeout, connecting).await {
             Err(_) => {
                 return Err(ProviderError::Transient(format!(
@@ -119,6 +152,13 @@ impl SshSession {
                 return Err(ProviderError::Failed(format!(
                     "Host/{name}: host key mismatch: expected {}, offered {offered}; if the host was rebuilt, update its hostKey",
                     expected.fingerprint(HashAlg::Sha256)
+                )));
+            }
+            Ok(Err(russh::Error::ChannelOpenFailure(reason))) => {
+                let bastion = bastion.map_or("", |b| b.name.as_str());
+                return Err(ProviderError::Transient(format!(
+                    "Host/{name}: Host/{bastion} could not open a connection to {}:{}: {reason:?}",
+                    target.address, target.port
                 )));
             }
             Ok(Err(russh::Error::IO(e))) => {

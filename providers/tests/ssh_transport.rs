@@ -2,7 +2,7 @@
 //! own host key, client key and config, and stopped (by PID) when the test ends.
 
 mod common;
-use common::{keygen, start_sshd};
+use common::{keygen, start_sshd, start_sshd_with};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -109,4 +109,44 @@ async fn an_unreachable_host_is_a_transient_failure() {
         .unwrap_or_else(|| panic!("connected to nothing"));
     assert!(error.is_transient(), "{error:?}");
     assert!(error.to_string().contains("cannot connect"), "{error}");
+}
+
+/// `via`: the connection to a host runs inside a channel of its bastion's connection. A
+/// bastion that refuses forwarding makes the connection fail, which shows the path taken.
+#[tokio::test]
+async fn a_host_is_reached_through_its_bastion() {
+    let target_sshd = start_sshd();
+    let bastion_sshd = start_sshd();
+    let mut bastion = bastion_sshd.target();
+    bastion.name = "bastion".into();
+    let bastion_session = SshSession::connect(&bastion)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut target = target_sshd.target();
+    target.via = Some("bastion".into());
+    let session = SshSession::connect_via(&target, Some(&bastion_session))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = session
+        .exec("echo through", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.stdout, b"through\n");
+
+    let closed_sshd = start_sshd_with("AllowTcpForwarding no\n");
+    let mut closed = closed_sshd.target();
+    closed.name = "closed".into();
+    let closed_session = SshSession::connect(&closed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let error = SshSession::connect_via(&target, Some(&closed_session))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("connected"));
+    assert!(
+        error
+            .to_string()
+            .contains("Host/closed could not open a connection"),
+        "{error}"
+    );
 }

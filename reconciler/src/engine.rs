@@ -263,6 +263,7 @@ fn hosts_provider(
             host_key: host_key.unwrap_or_default(),
             identity: identity.to_owned(),
             connect_timeout: Duration::from_secs(u64::from(timeout)),
+            via: host.via.clone(),
         });
     }
     Ok(nimbus_providers::hosts::HostsProvider::new(targets))

@@ -38,6 +38,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_sshd() -> Sshd {
+    start_sshd_with("")
+}
+
+/// An sshd with extra configuration lines.
+pub fn start_sshd_with(extra: &str) -> Sshd {
     let sshd = Path::new("/usr/sbin/sshd");
     assert!(
         sshd.exists(),
@@ -59,7 +64,7 @@ pub fn start_sshd() -> Sshd {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\nPidFile {pid}\n\
              StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nUseDNS no\nMaxSessions 32\n",
+             KbdInteractiveAuthentication no\nUseDNS no\nMaxSessions 32\n{extra}",
             host = dir.path().join("host_key").display(),
             auth = dir.path().join("authorized_keys").display(),
             pid = dir.path().join("sshd.pid").display(),
@@ -112,6 +117,7 @@ impl Sshd {
             host_key,
             identity: self.dir.path().join("client_key"),
             connect_timeout: Duration::from_secs(5),
+            via: None,
         }
     }
 }
