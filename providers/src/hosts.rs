@@ -274,9 +274,11 @@ impl Provider for HostsProvider {
                         "os": f.get(1), "kernel": f.get(2), "arch": f.get(3), "cpus": number(4),
                         "memory": number(5), "disk": number(6), "hostname": f.get(7), "uptime": number(8),
                     });
+                    // The key the host presented is recorded: with trust on first use, it is
+                    // pinned from then on.
                     Ok(Applied {
                         observed: change.after.clone().unwrap_or(Value::Null),
-                        outputs: json!({"facts": facts}),
+                        outputs: json!({"facts": facts, "hostKey": session.host_key()}),
                     })
                 }
                 (Kind::File, Action::Delete) => {

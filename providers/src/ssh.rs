@@ -31,6 +31,9 @@ pub struct SshTarget {
     pub connect_timeout: Duration,
     /// A bastion Host (by name) this one is reached through.
     pub via: Option<String>,
+    /// With no pinned key, accept the key the host offers (the Repository's
+    /// `ssh.trustOnFirstUse`); the caller records it and pins it from then on.
+    pub trust_on_first_use: bool,
 }
 
 /// What a remote command did.
@@ -42,8 +45,10 @@ pub struct ExecOutput {
 }
 
 struct Pinned {
-    expected: PublicKey,
-    offered: Arc<Mutex<Option<String>>>,
+    /// `None`: trust on first use.
+    expected: Option<PublicKey>,
+    /// The fingerprint and the OpenSSH line of the key the host offered.
+    offered: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl client::Handler for Pinned {
@@ -58,9 +63,15 @@ impl client::Handler for Pinned {
             return Ok(false);
         };
         if let Ok(mut seen) = self.offered.lock() {
-            *seen = Some(key.fingerprint(HashAlg::Sha256).to_string());
+            *seen = Some((
+                key.fingerprint(HashAlg::Sha256).to_string(),
+                key.to_openssh().unwrap_or_default(),
+            ));
         }
-        Ok(key.key_data() == self.expected.key_data())
+        Ok(self
+            .expected
+            .as_ref()
+            .is_none_or(|expected| key.key_data() == expected.key_data()))
     }
 }
 
@@ -68,6 +79,7 @@ impl client::Handler for Pinned {
 pub struct SshSession {
     handle: Handle<Pinned>,
     name: String,
+    host_key: String,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -91,16 +103,23 @@ impl SshSession {
         bastion: Option<&SshSession>,
     ) -> Result<Self, ProviderError> {
         let name = &target.name;
-        if target.host_key.trim().is_empty() {
-            return Err(ProviderError::Failed(format!(
-                "Host/{name} has no pinned host key: set its spec.hostKey, or list it in the Repository's ssh.knownHosts file"
-            )));
-        }
-        let expected = PublicKey::from_openssh(target.host_key.trim()).map_err(|e| {
-            ProviderError::Failed(format!(
-                "Host/{name}: the pinned host key is not an OpenSSH public key: {e}"
-            ))
-        })?;
+        let expected = if target.host_key.trim().is_empty() {
+            if !target.trust_on_first_use {
+                return Err(ProviderError::Failed(format!(
+                    "Host/{name} has no pinned host key: set its spec.hostKey, list it in the Repository's ssh.knownHosts file, \
+                     or set ssh.trustOnFirstUse: true to pin the key it offers on first contact"
+                )));
+            }
+            None
+        } else {
+            Some(
+                PublicKey::from_openssh(target.host_key.trim()).map_err(|e| {
+                    ProviderError::Failed(format!(
+                        "Host/{name}: the pinned host key is not an OpenSSH public key: {e}"
+                    ))
+                })?,
+            )
+        };
         let offered = Arc::new(Mutex::new(None));
         let handler = Pinned {
             expected: expected.clone(),
@@ -148,10 +167,13 @@ impl SshSession {
                     .lock()
                     .ok()
                     .and_then(|o| o.clone())
-                    .unwrap_or_else(|| "unknown".into());
+                    .map_or_else(|| "unknown".into(), |(f, _)| f);
+                let expected = expected.map_or_else(
+                    || "none".into(),
+                    |k| k.fingerprint(HashAlg::Sha256).to_string(),
+                );
                 return Err(ProviderError::Failed(format!(
-                    "Host/{name}: host key mismatch: expected {}, offered {offered}; if the host was rebuilt, update its hostKey",
-                    expected.fingerprint(HashAlg::Sha256)
+                    "Host/{name}: host key mismatch: expected {expected}, offered {offered}; if the host was rebuilt, update its hostKey"
                 )));
             }
             Ok(Err(russh::Error::ChannelOpenFailure(reason))) => {
@@ -201,10 +223,22 @@ impl SshSession {
                 target.identity.display()
             )));
         }
+        let host_key = offered
+            .lock()
+            .ok()
+            .and_then(|o| o.clone())
+            .map(|(_, line)| line)
+            .unwrap_or_default();
         Ok(SshSession {
             handle,
             name: name.clone(),
+            host_key,
         })
+    }
+
+    /// The host key the host presented (and that was accepted), in OpenSSH form.
+    pub fn host_key(&self) -> &str {
+        &self.host_key
     }
 
     /// Runs `command` on a new channel of this connection, feeding it `stdin`.

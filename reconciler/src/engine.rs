@@ -186,7 +186,24 @@ pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend
     if std::env::var_os(MEMORY_PROVIDER_ENV).is_none()
         && let Some(identity) = identity
     {
-        let provider = hosts_provider(loaded, &loaded.root.join(identity))?;
+        // Keys pinned on first contact (trust on first use) are in state, as Host outputs.
+        let recorded: HashMap<String, String> = StateStore::open(state_path)
+            .and_then(|store| store.resources())
+            .map(|resources| {
+                resources
+                    .into_iter()
+                    .filter(|r| r.record.kind == nimbus_schemas::Kind::Host)
+                    .filter_map(|r| {
+                        let key = r.outputs["hostKey"]
+                            .as_str()
+                            .filter(|k| !k.is_empty())?
+                            .to_owned();
+                        Some((r.record.address.trim_start_matches("Host/").to_owned(), key))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let provider = hosts_provider(loaded, &loaded.root.join(identity), &recorded)?;
         return Ok((Registry::new().with(Arc::new(provider)), Backend::Ssh));
     }
     let directory = match std::env::var_os(MEMORY_PROVIDER_ENV) {
@@ -240,7 +257,11 @@ fn pinned_key(loaded: &Loaded, name: &str, address: &str) -> Option<String> {
 fn hosts_provider(
     loaded: &Loaded,
     identity: &Path,
+    recorded: &HashMap<String, String>,
 ) -> Result<nimbus_providers::hosts::HostsProvider> {
+    let trust_on_first_use = loaded
+        .repository()
+        .is_some_and(|r| r.ssh.trust_on_first_use);
     let timeout = loaded
         .repository()
         .and_then(|r| r.ssh.connect_timeout)
@@ -254,7 +275,8 @@ fn hosts_provider(
         let host_key = host
             .host_key
             .clone()
-            .or_else(|| pinned_key(loaded, name, &host.address));
+            .or_else(|| pinned_key(loaded, name, &host.address))
+            .or_else(|| recorded.get(name).cloned());
         targets.push(nimbus_providers::ssh::SshTarget {
             name: name.to_owned(),
             address: host.address.clone(),
@@ -264,6 +286,7 @@ fn hosts_provider(
             identity: identity.to_owned(),
             connect_timeout: Duration::from_secs(u64::from(timeout)),
             via: host.via.clone(),
+            trust_on_first_use,
         });
     }
     Ok(nimbus_providers::hosts::HostsProvider::new(targets))

@@ -186,3 +186,66 @@ fn a_wrong_host_key_is_refused() {
         "nothing was written to a host that failed its key check"
     );
 }
+
+/// With `ssh.trustOnFirstUse`, a host without a pinned key is trusted once: the key it
+/// offers is recorded in state and pinned from then on, so a different key is refused later.
+#[test]
+fn trust_on_first_use_pins_the_first_key_seen() {
+    let first = sshd::start_sshd();
+    let second = sshd::start_sshd();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let target = first.target();
+    // Both sshds accept the same client key.
+    std::fs::copy(
+        first.dir.path().join("authorized_keys"),
+        second.dir.path().join("authorized_keys"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("nimbus.yaml"),
+        format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {{name: tofu}}\nspec:\n  ssh: {{identityFile: {}, trustOnFirstUse: true}}\n",
+            target.identity.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let host = |port: u16| {
+        format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {{name: local}}\nspec: {{address: 127.0.0.1, port: {port}, user: {}}}\n",
+            target.user
+        )
+    };
+    std::fs::write(dir.path().join("hosts.yaml"), host(first.port))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let output = common::nimbus_with(&["apply", "--auto-approve", "."], dir.path(), &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let shown = common::nimbus_with(&["state", "show", "--json", "Host/local"], dir.path(), &[]);
+    let recorded: serde_json::Value = serde_json::from_slice(&shown.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&shown.stdout), text(&shown.stderr)));
+    let first_key =
+        std::fs::read_to_string(first.dir.path().join("host_key.pub")).unwrap_or_default();
+    let first_key: Vec<&str> = first_key.split_whitespace().take(2).collect();
+    assert_eq!(
+        recorded["outputs"]["hostKey"]
+            .as_str()
+            .map(|k| k.split_whitespace().take(2).collect::<Vec<_>>()),
+        Some(first_key),
+        "{recorded}"
+    );
+    // The same name, now answered by a host with another key: refused.
+    std::fs::write(dir.path().join("hosts.yaml"), host(second.port))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = common::nimbus_with(&["plan", "."], dir.path(), &[]);
+    assert!(
+        text(&plan.stderr).contains("host key mismatch"),
+        "{}\n{}",
+        text(&plan.stdout),
+        text(&plan.stderr)
+    );
+}

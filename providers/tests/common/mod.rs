@@ -118,6 +118,7 @@ impl Sshd {
             identity: self.dir.path().join("client_key"),
             connect_timeout: Duration::from_secs(5),
             via: None,
+            trust_on_first_use: false,
         }
     }
 }
