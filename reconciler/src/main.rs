@@ -13,7 +13,7 @@ Examples:
   nimbus init my-infra              scaffold a config repository in ./my-infra
   nimbus validate my-infra          check every manifest; exit 1 on any error
   nimbus validate --format json .   the same problems as a JSON array
-  nimbus plan my-infra               what apply would change
+  nimbus plan my-infra              what apply would change
   nimbus apply --auto-approve my-infra
   nimbus graph my-infra | dot -Tsvg > graph.svg
   nimbus completions bash > /etc/bash_completion.d/nimbus
