@@ -26,8 +26,10 @@ pub struct SshTarget {
     pub user: String,
     /// The pinned host key, `ssh-ed25519 AAAA...`.
     pub host_key: String,
-    /// The private key to log in with.
+    /// The private key to log in with; when empty, the keys of the ssh-agent at `agent`.
     pub identity: PathBuf,
+    /// An ssh-agent's socket (`SSH_AUTH_SOCK`), used when there is no identity file.
+    pub agent: Option<PathBuf>,
     pub connect_timeout: Duration,
     /// A bastion Host (by name) this one is reached through.
     pub via: Option<String>,
@@ -196,32 +198,36 @@ impl SshSession {
             }
             Ok(Ok(handle)) => handle,
         };
-        let key = russh::keys::load_secret_key(&target.identity, None).map_err(|e| {
-            ProviderError::Failed(format!(
-                "cannot load the identity {}: {e}",
-                target.identity.display()
-            ))
-        })?;
-        let hash = handle
-            .best_supported_rsa_hash()
-            .await
-            .ok()
-            .flatten()
-            .flatten();
-        let result = handle
-            .authenticate_publickey(
-                target.user.clone(),
-                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-            )
-            .await
-            .map_err(|e| ProviderError::Failed(format!("Host/{name}: login failed: {e}")))?;
-        if !result.success() {
-            return Err(ProviderError::Failed(format!(
-                "Host/{name}: {}@{} refused the key {}",
-                target.user,
-                target.address,
-                target.identity.display()
-            )));
+        if target.identity.as_os_str().is_empty() {
+            Self::login_with_agent(&mut handle, target).await?;
+        } else {
+            let key = russh::keys::load_secret_key(&target.identity, None).map_err(|e| {
+                ProviderError::Failed(format!(
+                    "cannot load the identity {}: {e}",
+                    target.identity.display()
+                ))
+            })?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten();
+            let result = handle
+                .authenticate_publickey(
+                    target.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
+                .await
+                .map_err(|e| ProviderError::Failed(format!("Host/{name}: login failed: {e}")))?;
+            if !result.success() {
+                return Err(ProviderError::Failed(format!(
+                    "Host/{name}: {}@{} refused the key {}",
+                    target.user,
+                    target.address,
+                    target.identity.display()
+                )));
+            }
         }
         let host_key = offered
             .lock()
@@ -234,6 +240,54 @@ impl SshSession {
             name: name.clone(),
             host_key,
         })
+    }
+
+    /// Logs in with each key of the ssh-agent in turn.
+    async fn login_with_agent(
+        handle: &mut Handle<Pinned>,
+        target: &SshTarget,
+    ) -> Result<(), ProviderError> {
+        let name = &target.name;
+        let socket = target.agent.as_ref().ok_or_else(|| {
+            ProviderError::Failed(format!(
+                "Host/{name}: no identity file and no ssh-agent (SSH_AUTH_SOCK) to log in with"
+            ))
+        })?;
+        let mut agent = russh::keys::agent::client::AgentClient::connect_uds(socket)
+            .await
+            .map_err(|e| {
+                ProviderError::Failed(format!(
+                    "cannot reach the ssh-agent at {}: {e}",
+                    socket.display()
+                ))
+            })?;
+        let identities = agent.request_identities().await.map_err(|e| {
+            ProviderError::Failed(format!(
+                "the ssh-agent at {} did not list its keys: {e}",
+                socket.display()
+            ))
+        })?;
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        for identity in identities {
+            let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = identity else {
+                continue;
+            };
+            let result = handle
+                .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
+                .await;
+            if result.is_ok_and(|r| r.success()) {
+                return Ok(());
+            }
+        }
+        Err(ProviderError::Failed(format!(
+            "Host/{name}: {}@{} accepted none of the ssh-agent's keys",
+            target.user, target.address
+        )))
     }
 
     /// The host key the host presented (and that was accepted), in OpenSSH form.

@@ -150,3 +150,52 @@ async fn a_host_is_reached_through_its_bastion() {
         "{error}"
     );
 }
+
+/// With no identity file, the keys of an ssh-agent log in (a real ssh-agent, started and
+/// stopped by the test).
+#[tokio::test]
+async fn an_ssh_agent_logs_in() {
+    let sshd = start_sshd();
+    let socket = sshd.dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start ssh-agent: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(sshd.dir.path().join("client_key"))
+        .env("SSH_AUTH_SOCK", &socket)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("ssh-add: {e}"));
+    assert!(added.success());
+    let mut target = sshd.target();
+    target.identity = PathBuf::new();
+    target.agent = Some(socket.clone());
+    let result = SshSession::connect(&target).await;
+    // And without an agent, the failure says what is missing.
+    target.agent = None;
+    let missing = SshSession::connect(&target)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let session = result.unwrap_or_else(|e| panic!("{e}"));
+    let out = session
+        .exec("echo agent", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.stdout, b"agent\n");
+    assert!(
+        missing.contains("no identity file and no ssh-agent"),
+        "{missing}"
+    );
+}

@@ -287,6 +287,7 @@ fn hosts_provider(
             connect_timeout: Duration::from_secs(u64::from(timeout)),
             via: host.via.clone(),
             trust_on_first_use,
+            agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         });
     }
     Ok(nimbus_providers::hosts::HostsProvider::new(targets))

@@ -119,6 +119,7 @@ impl Sshd {
             connect_timeout: Duration::from_secs(5),
             via: None,
             trust_on_first_use: false,
+            agent: None,
         }
     }
 }
