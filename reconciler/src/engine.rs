@@ -359,7 +359,9 @@ impl Drop for LockGuard {
 /// Finishes the changes an interrupted run started: if the target shows the change was made,
 /// it is recorded now; otherwise the intent is dropped and the plan makes the change again.
 pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<Vec<String>> {
-    let intents = lock(state).intents().map_err(|e| miette::miette!("{e}"))?;
+    let intents = crate::executor::lock_state(state)
+        .intents()
+        .map_err(|e| miette::miette!("{e}"))?;
     let mut notes = Vec::new();
     for intent in intents {
         let change = intent.change;
@@ -386,13 +388,13 @@ pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<V
             (Some(Observed::Present(value)), _) => Some(&value) == change.after.as_ref(),
             _ => false,
         };
-        let store = lock(state);
+        let store = crate::executor::lock_state(state);
         if done {
             let run = store
                 .begin_run("recover", None)
                 .map_err(|e| miette::miette!("{e}"))?;
             drop(store);
-            let mut store = lock(state);
+            let mut store = crate::executor::lock_state(state);
             store
                 .complete(run, &change, provider.name(), &serde_json::Value::Null)
                 .map_err(|e| miette::miette!("{e}"))?;
@@ -414,12 +416,6 @@ pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<V
         }
     }
     Ok(notes)
-}
-
-pub fn lock(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Options of `plan`, `apply` and `destroy`.
@@ -495,7 +491,7 @@ pub async fn run_plan(
     command: &str,
     parallelism: usize,
 ) -> Result<Report> {
-    let run = lock(&state)
+    let run = crate::executor::lock_state(&state)
         .begin_run(command, plan.source_revision.as_deref())
         .map_err(|e| miette::miette!("{e}"))?;
     let total = plan.changes.iter().filter(|c| c.action.is_work()).count();
@@ -518,7 +514,7 @@ pub async fn run_plan(
     } else {
         "failed"
     };
-    lock(&state)
+    crate::executor::lock_state(&state)
         .end_run(run, outcome)
         .map_err(|e| miette::miette!("{e}"))?;
     Ok(report)

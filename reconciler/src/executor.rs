@@ -176,7 +176,8 @@ fn verb(action: Action) -> (&'static str, &'static str) {
     }
 }
 
-fn lock_state(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
+/// The state store, even if a thread panicked while holding it.
+pub fn lock_state(state: &Mutex<StateStore>) -> std::sync::MutexGuard<'_, StateStore> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -306,6 +306,11 @@ impl StateStore {
         Ok(self.resources()?.into_iter().map(|r| r.record).collect())
     }
 
+    /// Every record and the serial, read together for planning.
+    pub fn snapshot(&self) -> Result<(Vec<Record>, u64), StateError> {
+        Ok((self.records()?, self.serial()?))
+    }
+
     pub fn begin_run(&self, command: &str, revision: Option<&str>) -> Result<i64, StateError> {
         self.db(self.connection.execute(
             "INSERT INTO runs (command, revision, user, host, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -3,6 +3,7 @@
 
 mod common;
 use common::Bed;
+use common::text;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,10 +34,6 @@ impl CrashBed for Bed {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

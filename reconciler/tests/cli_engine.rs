@@ -3,6 +3,7 @@
 
 mod common;
 use common::Bed;
+use common::text;
 
 trait EngineBed {
     fn objects(&self) -> serde_json::Map<String, serde_json::Value>;
@@ -43,10 +44,6 @@ impl EngineBed for Bed {
             })
             .collect()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

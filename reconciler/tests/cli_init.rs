@@ -2,10 +2,7 @@
 
 mod common;
 use common::nimbus;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::text;
 
 #[test]
 fn init_scaffolds_a_repository_that_validates_cleanly() {

@@ -4,15 +4,12 @@
 //! alone, and a wrong host key is refused.
 
 mod common;
+use common::text;
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 struct Repo {
     dir: tempfile::TempDir,

@@ -123,13 +123,9 @@ fn run(
         for note in engine::recover(&state, &registry).await? {
             print_stderr(&format!("note: {note}\n"));
         }
-        let (records, serial) = {
-            let store = engine::lock(&state);
-            (
-                store.records().map_err(|e| miette::miette!("{e}"))?,
-                store.serial().map_err(|e| miette::miette!("{e}"))?,
-            )
-        };
+        let (records, serial) = crate::executor::lock_state(&state)
+            .snapshot()
+            .map_err(|e| miette::miette!("{e}"))?;
         let plan = engine::make_plan(&loaded, &records, serial, &registry, &options).await?;
         execute(
             &plan,
@@ -196,13 +192,9 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         let (registry, backend) = engine::registry(&loaded, &state_path)?;
         engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
-        let (records, serial) = {
-            let store = engine::lock(&state);
-            (
-                store.records().map_err(|e| miette::miette!("{e}"))?,
-                store.serial().map_err(|e| miette::miette!("{e}"))?,
-            )
-        };
+        let (records, serial) = crate::executor::lock_state(&state)
+            .snapshot()
+            .map_err(|e| miette::miette!("{e}"))?;
         let mut stale = Vec::new();
         if loaded.fingerprint != saved.plan.source_fingerprint {
             stale.push("the source changed (manifests or files in the repository)".to_owned());

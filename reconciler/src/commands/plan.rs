@@ -49,8 +49,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         let loaded = engine::load(&args.dir)?;
         let state_path = loaded.state_path()?;
         let state = engine::open_state(&state_path)?;
-        let records = state.records().map_err(|e| miette::miette!("{e}"))?;
-        let serial = state.serial().map_err(|e| miette::miette!("{e}"))?;
+        let (records, serial) = state.snapshot().map_err(|e| miette::miette!("{e}"))?;
         let (registry, _) = engine::registry(&loaded, &state_path)?;
         let options = PlanOptions {
             refresh: !args.no_refresh,

@@ -92,3 +92,9 @@ impl Bed {
         std::fs::read_to_string(self.memory().join("changes.log")).map_or(0, |t| t.lines().count())
     }
 }
+
+/// Output bytes as text.
+#[allow(dead_code)]
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
