@@ -75,6 +75,12 @@ ip link add "$BR" type bridge
 sysctl -qw "net.ipv6.conf.$BR.disable_ipv6=1" "net.ipv4.conf.$BR.forwarding=0"
 ip addr add "$NET.1/24" dev "$BR"
 ip link set "$BR" up
+# Hosts talk to each other across the bridge (a bastion to its hosts, WireGuard peers). With a
+# Docker engine on the machine, br_netfilter sends bridged frames through iptables' FORWARD
+# chain, whose policy the engine sets to DROP: accept this bridge's own traffic, and only it.
+if command -v iptables >/dev/null && [ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)" = 1 ]; then
+  iptables -C FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null || iptables -I FORWARD 1 -i "$BR" -o "$BR" -j ACCEPT
+fi
 
 BED_HOSTS="$NET.1 controller"$'\n'
 for k in $(seq 1 "$N"); do BED_HOSTS+="$NET.$((10+k)) h$k"$'\n'; done

@@ -158,6 +158,10 @@ pub struct Change {
     pub protected: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_on_removal: bool,
+    /// A Service's `restartOn` Files that this plan changes on its host: the service is
+    /// restarted after them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_for: Vec<String>,
 }
 
 /// A plan: the changes in apply order, and what it was made from.
@@ -419,6 +423,7 @@ pub fn plan(
             depends_on,
             protected,
             keep_on_removal,
+            restart_for: Vec::new(),
         };
         if input.destroy {
             if let Some(record) = record
@@ -508,6 +513,12 @@ pub fn plan(
                 }
             }
         };
+        let change = match spec {
+            Spec::Service(service) => {
+                restart_if_changed(change, &desired, &service.restart_on, &changes)
+            }
+            _ => change,
+        };
         changes.push(change);
     }
 
@@ -551,6 +562,7 @@ pub fn plan(
                 depends_on: Vec::new(),
                 protected: record.protected,
                 keep_on_removal: record.keep_on_removal,
+                restart_for: Vec::new(),
             };
             if !record.owned {
                 continue;
@@ -671,6 +683,42 @@ fn redact_path(value: &mut Value, path: &str) {
         }
         current = next;
     }
+}
+
+/// A running Service whose `restartOn` Files change on its host in this plan is restarted
+/// after them (they come first: `restartOn` is a dependency). An otherwise unchanged service
+/// becomes an update that only restarts it.
+fn restart_if_changed(
+    mut change: Change,
+    desired: &Value,
+    restart_on: &[String],
+    planned: &[Change],
+) -> Change {
+    let running = desired["state"].as_str() != Some("stopped");
+    if restart_on.is_empty() || !running || change.action == Action::Create {
+        return change;
+    }
+    let changed: Vec<String> = planned
+        .iter()
+        .filter(|c| {
+            matches!(c.action, Action::Create | Action::Update | Action::Replace)
+                && c.host == change.host
+                && restart_on.contains(&c.resource)
+        })
+        .map(|c| c.address.clone())
+        .collect();
+    if changed.is_empty() {
+        return change;
+    }
+    if change.action == Action::NoOp && change.reason.is_none() {
+        change.action = Action::Update;
+        change.after = Some(desired.clone());
+        change.reason = Some(format!("restart: {} changed", changed.join(", ")));
+    }
+    if change.action == Action::Update {
+        change.restart_for = changed;
+    }
+    change
 }
 
 fn delete_change(base: Change, record: &Record, protected: bool, observed: &Observed) -> Change {

@@ -1,10 +1,7 @@
-//! The hosts provider, over SSH: Host (facts) and File so far; Service follows with the
-//! nspawn test bed. One connection per host, opened on first use and shared by every
-//! operation on that host. Observing all of a host's instances is one command, whatever their
-//! number. Content is never fetched to compare it: files are compared by SHA-256.
-//!
-//! Not yet registered by the `nimbus` binary: it serves the kinds once the Host, File and
-//! Service support and its tests on real systemd hosts are complete (issue 4).
+//! The hosts provider, over SSH: Host (facts), File and Service (systemd). One connection per
+//! host, opened on first use and shared by every operation on that host. Observing all of a
+//! host's instances is one command, whatever their number. Content is never fetched to compare
+//! it: files and unit files are compared by SHA-256.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -45,28 +42,31 @@ impl KindRules for HostRules {
     }
 
     /// A File compares as what can be seen on the host: path, content digest, and the mode,
-    /// owner and group it sets. A Host compares as its connection settings.
+    /// owner and group it sets. A Service compares as its unit file's digest, whether it is
+    /// enabled, and whether it runs. A Host compares as its connection settings.
     fn normalize(&self, kind: Kind, spec: &mut Value) {
-        if kind != Kind::File {
-            return;
-        }
+        let (fields, text_field): (&[&str], &str) = match kind {
+            Kind::File => (&["path", "mode", "owner", "group"], "content"),
+            Kind::Service => (&["enabled", "state"], "unit"),
+            _ => return,
+        };
         let Value::Object(map) = spec else { return };
         let mut comparable = Map::new();
-        for key in ["path", "mode", "owner", "group"] {
+        for &key in fields {
             if let Some(value) = map.get(key).filter(|v| !v.is_null()) {
                 comparable.insert(key.into(), value.clone());
             }
         }
         // Content compares by digest, `{"sha256": ...}`; an observed spec already has it.
-        match map.get("content") {
+        match map.get(text_field) {
             Some(Value::String(text)) => {
                 comparable.insert(
-                    "content".into(),
+                    text_field.into(),
                     json!({"sha256": sha256_hex(text.as_bytes())}),
                 );
             }
             Some(digest @ Value::Object(_)) => {
-                comparable.insert("content".into(), digest.clone());
+                comparable.insert(text_field.into(), digest.clone());
             }
             _ => {}
         }
@@ -143,6 +143,94 @@ impl HostsProvider {
 /// The facts script: one line of tab-separated values.
 const FACTS: &str = r#"( . /etc/os-release 2>/dev/null; printf 'H\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${PRETTY_NAME:-unknown}" "$(uname -r)" "$(uname -m)" "$(nproc)" "$(awk '/^MemTotal:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" "$(df -P -B1 / | awk 'NR==2{print $2}')" "$(hostname)" "$(cut -d. -f1 /proc/uptime)" )"#;
 
+/// The unit name of `Service/NAME`.
+fn unit_name(resource: &str) -> String {
+    let name = resource.strip_prefix("Service/").unwrap_or(resource);
+    if name.ends_with(".service") {
+        name.to_owned()
+    } else {
+        format!("{name}.service")
+    }
+}
+
+const UNIT_DIR: &str = "/etc/systemd/system";
+
+fn service_probe(index: usize, unit: &str) -> String {
+    let n = shell_quote(unit);
+    format!(
+        "if command -v systemctl >/dev/null; then u={UNIT_DIR}/{n}; if [ -f \"$u\" ]; then d=$(sha256sum < \"$u\" | cut -d' ' -f1); else d=-; fi; printf 'S\\t{index}\\t%s\\t%s\\n' \"$d\" \"$(systemctl show -p LoadState -p ActiveState -p UnitFileState {n} 2>/dev/null | tr '\\n' ' ')\"; else printf 'N\\t{index}\\n'; fi\n"
+    )
+}
+
+/// What `systemctl show` says of a service, as the manifest would say it.
+fn observed_service(desired: &Value, digest: &str, properties: &str) -> Observed {
+    let property = |key: &str| {
+        properties
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+    };
+    let wants_unit = desired["unit"].is_string();
+    if (wants_unit && digest == "-") || (!wants_unit && property("LoadState") == "not-found") {
+        return Observed::Absent;
+    }
+    let mut value = Map::new();
+    if wants_unit {
+        value.insert("unit".into(), json!({"sha256": digest}));
+    }
+    // A static, generated or transient unit cannot be enabled or disabled: it is as wanted.
+    let enabled = match property("UnitFileState") {
+        "enabled" | "enabled-runtime" | "alias" | "linked" | "linked-runtime" => true,
+        "static" | "generated" | "transient" | "indirect" => {
+            desired["enabled"].as_bool().unwrap_or(true)
+        }
+        _ => false,
+    };
+    value.insert("enabled".into(), Value::Bool(enabled));
+    let running = matches!(
+        property("ActiveState"),
+        "active" | "activating" | "reloading"
+    );
+    value.insert(
+        "state".into(),
+        Value::String(if running { "running" } else { "stopped" }.into()),
+    );
+    Observed::Present(Value::Object(value))
+}
+
+/// The script that brings a service to its desired spec; the unit file's content, if any, is
+/// its standard input. The unit is written (atomically) and systemd reloaded only when the
+/// content differs; a running service is restarted when its unit changed or `restart` is set.
+fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
+    let n = shell_quote(unit);
+    let mut script = format!(
+        "set -e\nn={n}\nu={UNIT_DIR}/$n\nchanged=0\n\
+         command -v systemctl >/dev/null || {{ echo \"this host has no systemctl: a Service needs a host that runs systemd\" >&2; exit 1; }}\n"
+    );
+    if desired["unit"].is_string() {
+        script.push_str(
+            "mkdir -p \"$(dirname \"$u\")\"\nt=$(mktemp \"$(dirname \"$u\")/.nimbus.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n\
+             if [ -f \"$u\" ] && cmp -s \"$t\" \"$u\"; then rm -f \"$t\"; else chmod 0644 \"$t\"; sync \"$t\"; mv -f \"$t\" \"$u\"; changed=1; fi\n\
+             trap - EXIT\nif [ $changed = 1 ]; then systemctl daemon-reload; fi\n",
+        );
+    }
+    if desired["enabled"].as_bool().unwrap_or(true) {
+        script.push_str("systemctl enable --quiet \"$n\"\n");
+    } else {
+        script.push_str("systemctl disable --quiet \"$n\"\n");
+    }
+    if desired["state"].as_str() == Some("stopped") {
+        script.push_str("systemctl stop \"$n\"\n");
+    } else {
+        let _ = writeln!(
+            script,
+            "if [ $changed = 1 ] || [ {restart} = true ]; then systemctl restart \"$n\"; else systemctl start \"$n\"; fi\n\
+             if ! systemctl is-active --quiet \"$n\"; then echo \"$n is not running after start:\" >&2; systemctl status --no-pager --lines=5 \"$n\" >&2 || true; exit 1; fi"
+        );
+    }
+    script
+}
+
 fn file_probe(index: usize, path: &str) -> String {
     let p = shell_quote(path);
     format!(
@@ -156,7 +244,7 @@ impl Provider for HostsProvider {
     }
 
     fn kinds(&self) -> &[Kind] {
-        &[Kind::Host, Kind::File]
+        &[Kind::Host, Kind::File, Kind::Service]
     }
 
     fn rules(&self) -> &dyn KindRules {
@@ -190,6 +278,10 @@ impl Provider for HostsProvider {
                             .and_then(|d| d["path"].as_str())
                             .unwrap_or("/nonexistent");
                         script.push_str(&file_probe(i, path));
+                    }
+                    Kind::Service => {
+                        let resource = request.address.split('@').next().unwrap_or_default();
+                        script.push_str(&service_probe(i, &unit_name(resource)));
                     }
                     _ => {}
                 }
@@ -240,6 +332,19 @@ impl Provider for HostsProvider {
                             Observed::Present(Value::Object(value)),
                         ));
                     }
+                    ["S", index, digest, properties] => {
+                        if let Some(request) =
+                            index.parse::<usize>().ok().and_then(|i| batch.get(i))
+                        {
+                            let desired = request.desired.clone().unwrap_or(Value::Null);
+                            observed.push((
+                                request.address.clone(),
+                                observed_service(&desired, digest, properties),
+                            ));
+                        }
+                    }
+                    // No systemd: left unknown here; applying says why it cannot be done.
+                    ["N", _] => {}
                     ["A", index] => {
                         if let Some(request) =
                             index.parse::<usize>().ok().and_then(|i| batch.get(i))
@@ -357,6 +462,55 @@ impl Provider for HostsProvider {
                     }
                     let mut observed = after.clone();
                     self.rules.normalize(Kind::File, &mut observed);
+                    Ok(Applied {
+                        observed,
+                        outputs: Value::Null,
+                    })
+                }
+                (Kind::Service, Action::Delete) => {
+                    let unit = unit_name(&change.resource);
+                    // Stop and disable; the unit file goes only if nimbus wrote it.
+                    let wrote_unit = change.before.as_ref().is_some_and(|b| !b["unit"].is_null());
+                    let mut script = format!(
+                        "n={}\nsystemctl disable --now --quiet \"$n\" 2>/dev/null || true\n",
+                        shell_quote(&unit)
+                    );
+                    if wrote_unit {
+                        let _ = writeln!(
+                            script,
+                            "rm -f {UNIT_DIR}/\"$n\"\nsystemctl daemon-reload\nsystemctl reset-failed \"$n\" 2>/dev/null || true"
+                        );
+                    }
+                    let output = session.exec(&script, None).await?;
+                    if output.status != 0 {
+                        return Err(ProviderError::Failed(format!(
+                            "{}: removing {unit} failed: {}",
+                            change.address,
+                            String::from_utf8_lossy(&output.stderr).trim()
+                        )));
+                    }
+                    Ok(Applied {
+                        observed: Value::Null,
+                        outputs: Value::Null,
+                    })
+                }
+                (Kind::Service, _) => {
+                    let after = change.after.as_ref().ok_or_else(|| {
+                        ProviderError::Bug(format!("{} has no desired spec", change.address))
+                    })?;
+                    let unit = unit_name(&change.resource);
+                    let script = service_script(&unit, after, !change.restart_for.is_empty());
+                    let input = after["unit"].as_str().map(str::as_bytes);
+                    let output = session.exec(&script, input).await?;
+                    if output.status != 0 {
+                        return Err(ProviderError::Failed(format!(
+                            "{}: {}",
+                            change.address,
+                            String::from_utf8_lossy(&output.stderr).trim()
+                        )));
+                    }
+                    let mut observed = after.clone();
+                    self.rules.normalize(Kind::Service, &mut observed);
                     Ok(Applied {
                         observed,
                         outputs: Value::Null,

@@ -27,6 +27,7 @@ fn file_change(action: Action, path: &str, content: &str, before: Option<Value>)
         depends_on: Vec::new(),
         protected: false,
         keep_on_removal: false,
+        restart_for: Vec::new(),
     }
 }
 
@@ -165,6 +166,7 @@ async fn a_host_reports_its_facts() {
         depends_on: Vec::new(),
         protected: false,
         keep_on_removal: false,
+        restart_for: Vec::new(),
     };
     let applied = provider
         .apply(&change)

@@ -169,15 +169,17 @@ impl Loaded {
 pub enum Backend {
     /// The in-memory provider, kept in this directory.
     Memory(PathBuf),
-    /// The hosts provider over SSH, for Hosts and Files.
-    Ssh,
+    /// The hosts provider over SSH for Host, File and Service; the kinds whose providers are
+    /// still to come go to the in-memory provider in this directory, when the model has any.
+    Ssh(Option<PathBuf>),
 }
 
 /// The providers of this run.
 ///
 /// - `NIMBUS_MEMORY_PROVIDER=DIR`: the in-memory provider for every kind, kept in DIR.
-/// - The Repository sets `ssh.identityFile`: the hosts provider over SSH serves Host and File
-///   (Service and the other kinds have no provider yet, and say so).
+/// - The Repository sets `ssh.identityFile`: the hosts provider over SSH serves Host, File and
+///   Service; the other kinds, whose providers are still to come, go to the in-memory provider
+///   kept in `memory/` beside the state.
 /// - Otherwise the in-memory provider for every kind, kept in `memory/` beside the state.
 pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend)> {
     let identity = loaded
@@ -204,13 +206,30 @@ pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend
             })
             .unwrap_or_default();
         let provider = hosts_provider(loaded, &loaded.root.join(identity), &recorded)?;
-        return Ok((Registry::new().with(Arc::new(provider)), Backend::Ssh));
+        let registry = Registry::new().with(Arc::new(provider));
+        let served = registry.clone();
+        let others = loaded
+            .graph
+            .instances
+            .iter()
+            .any(|i| served.for_kind(i.kind).is_none());
+        let directory = memory_directory(state_path);
+        let memory = MemoryProvider::persistent(&directory)
+            .into_diagnostic()
+            .wrap_err_with(|| {
+                format!(
+                    "cannot open the in-memory provider at {}",
+                    directory.display()
+                )
+            })?;
+        return Ok((
+            registry.with(Arc::new(memory)),
+            Backend::Ssh(others.then_some(directory)),
+        ));
     }
     let directory = match std::env::var_os(MEMORY_PROVIDER_ENV) {
         Some(directory) => PathBuf::from(directory),
-        None => state_path
-            .parent()
-            .map_or_else(|| PathBuf::from("memory"), |p| p.join("memory")),
+        None => memory_directory(state_path),
     };
     let mut provider = MemoryProvider::persistent(&directory)
         .into_diagnostic()
@@ -235,6 +254,13 @@ pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend
         Registry::new().with(Arc::new(provider)),
         Backend::Memory(directory),
     ))
+}
+
+/// The in-memory provider's directory beside the state: `memory/`.
+fn memory_directory(state_path: &Path) -> PathBuf {
+    state_path
+        .parent()
+        .map_or_else(|| PathBuf::from("memory"), |p| p.join("memory"))
 }
 
 /// The pinned key of a host: its `hostKey`, else the Repository's known_hosts file.
@@ -295,11 +321,16 @@ fn hosts_provider(
 
 /// Says, once per run that changes things, where changes go.
 pub fn note_backend(backend: &Backend) {
-    if let Backend::Memory(directory) = backend {
-        print_stderr(&format!(
+    match backend {
+        Backend::Memory(directory) => print_stderr(&format!(
             "note: this release applies to nimbus's in-memory provider, kept in {} (real providers come next)\n",
             directory.display()
-        ));
+        )),
+        Backend::Ssh(Some(directory)) => print_stderr(&format!(
+            "note: Host, File and Service are applied over SSH; the other kinds go to nimbus's in-memory provider, kept in {} (their providers come next)\n",
+            directory.display()
+        )),
+        Backend::Ssh(None) => {}
     }
 }
 

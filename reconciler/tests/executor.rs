@@ -25,6 +25,7 @@ fn change(address: &str, depends_on: &[&str]) -> Change {
         depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
         protected: false,
         keep_on_removal: false,
+        restart_for: Vec::new(),
     }
 }
 

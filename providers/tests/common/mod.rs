@@ -2,6 +2,8 @@
 //! config in a temporary directory, started by the test and stopped (by PID) when dropped.
 #![allow(dead_code)]
 
+pub mod bed;
+
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

@@ -1,0 +1,201 @@
+//! A test bed of real hosts for a test: systemd-nspawn containers booting systemd, each in its
+//! own network namespace with its own sshd, brought up by `testbed/hosts-up.sh` and torn down
+//! (by the PIDs it recorded) when the `Bed` is dropped.
+//!
+//! Each bed takes a free bed number (its own /24 and bridge), so tests in parallel processes
+//! get beds of their own. The Debian root file system is built once and shared, under
+//! `NIMBUS_TESTBED_CACHE` (default `/var/tmp/nimbus-testbed`).
+//!
+//! The bed needs root and systemd-nspawn (`testbed/setup.sh` installs it): a test that cannot
+//! have its bed fails, saying why; it never passes without its hosts.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn testbed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed")
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("NIMBUS_TESTBED_CACHE")
+        .map_or_else(|| PathBuf::from("/var/tmp/nimbus-testbed"), PathBuf::from)
+}
+
+/// One host of a bed, as `hosts.json` lists it.
+#[derive(Clone, Debug)]
+pub struct BedHost {
+    pub name: String,
+    pub address: String,
+    pub host_key: String,
+    /// The container's overlay upper directory: what the host wrote, readable from outside.
+    pub upper: PathBuf,
+}
+
+pub struct Bed {
+    pub number: u32,
+    pub tb: PathBuf,
+    pub hosts: Vec<BedHost>,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub ssh_config: PathBuf,
+    claim: PathBuf,
+}
+
+fn run(command: &mut Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Claims a free bed number: a directory under /run/nimbus-beds with the claiming PID in it.
+/// A claim whose process is gone is taken over.
+fn claim_bed() -> (u32, PathBuf) {
+    let root = Path::new("/run/nimbus-beds");
+    std::fs::create_dir_all(root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let start = 20 + std::process::id() % 60;
+    for offset in 0..80 {
+        let number = 20 + (start - 20 + offset) % 80;
+        let claim = root.join(number.to_string());
+        if std::fs::create_dir(&claim).is_err() {
+            let holder = std::fs::read_to_string(claim.join("pid")).unwrap_or_default();
+            let alive = holder
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive {
+                continue;
+            }
+            // Stale: its process is gone. Take it over.
+        }
+        if std::fs::write(claim.join("pid"), std::process::id().to_string()).is_ok() {
+            return (number, claim);
+        }
+    }
+    panic!("no free test bed number under /run/nimbus-beds");
+}
+
+impl Bed {
+    /// Brings up `n` hosts and waits until systemd runs on each.
+    pub fn up(n: usize) -> Bed {
+        assert!(
+            nix_is_root(),
+            "the host test bed needs root (network namespaces, systemd-nspawn)"
+        );
+        let dir = testbed_dir();
+        let cache = cache_dir();
+        std::fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{}: {e}", cache.display()));
+        // One rootfs for every bed, built by one test at a time.
+        run(
+            Command::new("flock")
+                .arg(cache.join(".lock"))
+                .arg("bash")
+                .arg(dir.join("rootfs-systemd.sh"))
+                .env("TB", &cache),
+            "testbed/rootfs-systemd.sh",
+        );
+        let (number, claim) = claim_bed();
+        let tb = std::env::temp_dir().join(format!("nimbus-test-bed-{number}"));
+        let mut bed = Bed {
+            number,
+            tb: tb.clone(),
+            hosts: Vec::new(),
+            key: tb.join("keys/id_ed25519"),
+            known_hosts: tb.join("known_hosts"),
+            ssh_config: tb.join("ssh_config"),
+            claim,
+        };
+        // From here on, dropping `bed` tears down whatever was started.
+        run(
+            Command::new("bash")
+                .arg(dir.join("hosts-up.sh"))
+                .env("N", n.to_string())
+                .env("BED", number.to_string())
+                .env("TB", &tb)
+                .env("ROOTFS", cache.join("rootfs-systemd")),
+            "testbed/hosts-up.sh",
+        );
+        let listing = std::fs::read_to_string(tb.join("hosts.json"))
+            .unwrap_or_else(|e| panic!("hosts.json: {e}"));
+        let listing: Value =
+            serde_json::from_str(&listing).unwrap_or_else(|e| panic!("hosts.json: {e}"));
+        let hosts = listing["hosts"]
+            .as_array()
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .map(|h| BedHost {
+                        name: h["name"].as_str().unwrap_or_default().to_owned(),
+                        address: h["address"].as_str().unwrap_or_default().to_owned(),
+                        host_key: h["host_key"].as_str().unwrap_or_default().to_owned(),
+                        upper: PathBuf::from(h["upper"].as_str().unwrap_or_default()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        bed.hosts = hosts;
+        bed
+    }
+
+    /// An address on this bed's network where no host answers.
+    pub fn unreachable_address(&self) -> String {
+        format!("10.233.{}.250", self.number)
+    }
+
+    /// Runs `command` on `host` with the system's ssh client (pinned keys, key auth).
+    pub fn ssh(&self, host: &str, command: &str) -> Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(&self.ssh_config)
+            .arg(host)
+            .arg(command)
+            .output()
+            .unwrap_or_else(|e| panic!("ssh {host}: {e}"))
+    }
+
+    /// The standard output of `command` on `host`, which must succeed.
+    pub fn ssh_ok(&self, host: &str, command: &str) -> String {
+        let output = self.ssh(host, command);
+        assert!(
+            output.status.success(),
+            "ssh {host} {command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+fn nix_is_root() -> bool {
+    // The effective uid from /proc, without a libc dependency.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(testbed_dir().join("hosts-down.sh"))
+            .env("BED", self.number.to_string())
+            .env("TB", &self.tb)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.tb);
+        let _ = std::fs::remove_dir_all(&self.claim);
+    }
+}
