@@ -24,3 +24,11 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
+# The host test bed (systemd-nspawn containers with systemd and sshd) for the integration tests
+# and the demo: systemd-container, debootstrap, zstd, iproute2. Its Debian root file system is
+# built on first use (testbed/rootfs-systemd.sh).
+if [ "$(id -u)" -eq 0 ]; then
+  bash "$(dirname "$0")/../testbed/setup.sh"
+else
+  echo "setup: not root; the host test bed (testbed/setup.sh) needs root and is not installed" >&2
+fi

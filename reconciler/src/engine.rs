@@ -467,10 +467,11 @@ pub async fn make_plan(
     options: &PlanOptions,
 ) -> Result<Plan> {
     let observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
-        let extra: Vec<(String, nimbus_schemas::Kind)> = records
+        // Recorded instances no longer in git are observed as they were applied.
+        let extra: Vec<(String, nimbus_schemas::Kind, serde_json::Value)> = records
             .iter()
             .filter(|r| loaded.graph.get(&r.address).is_none())
-            .map(|r| (r.address.clone(), r.kind))
+            .map(|r| (r.address.clone(), r.kind, r.applied.clone()))
             .collect();
         let (observed, problems) =
             executor::observe(&loaded.checked.model, &loaded.graph, &extra, registry).await;

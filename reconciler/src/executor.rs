@@ -476,12 +476,12 @@ pub fn target_of(address: &str, kind: nimbus_schemas::Kind) -> Option<String> {
 }
 
 /// What every provider observes of the model's instances (and of recorded instances no
-/// longer in git): one call per provider and target. An unreachable target leaves its
+/// longer in git, with the spec they were applied with): one call per provider and target. An unreachable target leaves its
 /// instances unknown and is reported.
 pub async fn observe(
     model: &Model,
     graph: &InstanceGraph,
-    extra: &[(String, nimbus_schemas::Kind)],
+    extra: &[(String, nimbus_schemas::Kind, serde_json::Value)],
     registry: &Registry,
 ) -> (HashMap<String, Observed>, Vec<String>) {
     let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
@@ -502,7 +502,7 @@ pub async fn observe(
                 desired: Some(desired),
             });
     }
-    for (address, kind) in extra {
+    for (address, kind, applied) in extra {
         let Some(provider) = registry.for_kind(*kind) else {
             continue;
         };
@@ -512,7 +512,7 @@ pub async fn observe(
             .push(ObserveRequest {
                 address: address.clone(),
                 kind: *kind,
-                desired: None,
+                desired: Some(applied.clone()),
             });
     }
     let mut observed = HashMap::new();
