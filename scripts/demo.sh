@@ -1,44 +1,69 @@
 #!/usr/bin/env bash
-# The quick start: builds nimbus and reconciles examples-repo. Until the SSH provider lands
-# (next release: test hosts with real sshd and systemd), the "infrastructure" is nimbus's
-# in-memory provider, persisted in a scratch directory, so every step is real nimbus:
-# validate, plan, apply, a hand edit detected as drift and corrected, and destroy.
+# The quick start: builds nimbus, brings up three local test hosts (systemd-nspawn containers
+# booting real systemd and sshd, each in its own network namespace: testbed/), and reconciles
+# the demo repository (demo/) onto them over SSH, on the embedded SQLite state: validate,
+# plan, apply, a second plan with nothing to do, a hand edit on a host detected as drift and
+# corrected, a config change that restarts the service it belongs to, the facts in state.
+# The hosts are torn down at the end (KEEP=1 keeps them, and prints how to reach them).
+# Needs root (network namespaces, nspawn). Everything it needs is installed by setup scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+here=$(pwd)
 bash scripts/setup.sh
 cargo build --release -q -p nimbus
-nimbus=$(pwd)/${CARGO_TARGET_DIR:-target}/release/nimbus
+nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
 "$nimbus" --version
 
+export TB=${TB:-/tmp/nimbus-demo-bed} BED=${BED:-0}
+cache=${NIMBUS_TESTBED_CACHE:-/var/tmp/nimbus-testbed}
 scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-cp -r examples-repo "$scratch/repo"
-export NIMBUS_MEMORY_PROVIDER="$scratch/infrastructure"
-cd "$scratch/repo"
+cleanup() {
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "kept: the hosts (ssh -F $TB/ssh_config h1) and the repository in $scratch/repo;"
+    echo "      tear down with: TB=$TB BED=$BED bash testbed/hosts-down.sh"
+  else
+    bash "$here/testbed/hosts-down.sh" >/dev/null 2>&1 || true
+    rm -rf "$scratch"
+  fi
+}
+trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
-step "nimbus validate (examples-repo, and its KDL twin)"
+step "three local hosts: systemd-nspawn containers with systemd and sshd (testbed/hosts-up.sh)"
+mkdir -p "$cache"
+flock "$cache/.lock" env TB="$cache" bash testbed/rootfs-systemd.sh
+N=3 ROOTFS="$cache/rootfs-systemd" bash testbed/hosts-up.sh
+
+cp -r demo "$scratch/repo"
+mkdir -p "$scratch/repo/.bed"
+cp "$TB/keys/id_ed25519" "$TB/known_hosts" "$scratch/repo/.bed/"
+cd "$scratch/repo"
+git init -q . && git add -A && git -c user.name=demo -c user.email=demo@example.invalid commit -qm "demo infrastructure"
+
+step "nimbus validate"
 "$nimbus" validate .
-"$nimbus" validate kdl
 step "nimbus plan"
-"$nimbus" plan . | tail -n 12
+"$nimbus" plan .
 step "nimbus apply --auto-approve"
-"$nimbus" apply --auto-approve . 2>/dev/null | tail -n 3
+"$nimbus" apply --auto-approve .
+step "the web server nimbus set up answers on web-1 and web-2"
+for ip in 10.233.$BED.11 10.233.$BED.12; do
+  python3 -c "import sys, urllib.request; print(sys.argv[1], urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())" "http://$ip:8080/"
+done
 step "nimbus plan again: nothing to do"
-"$nimbus" plan .
-step "someone edits /etc/motd on web-2 by hand"
-python3 - "$NIMBUS_MEMORY_PROVIDER/objects.json" <<'PY'
-import json, sys
-objects = json.load(open(sys.argv[1]))
-objects["File/motd@web-2"]["content"] = "hacked\n"
-json.dump(objects, open(sys.argv[1], "w"), indent=2)
-PY
-"$nimbus" plan .
+"$nimbus" plan --detailed-exitcode . && echo "(exit code 0: no changes)"
+step "someone edits /etc/motd on web-2 and stops the edge service by hand"
+ssh -F "$TB/ssh_config" h2 'echo hacked > /etc/motd; systemctl stop edge'
+"$nimbus" plan . || true
 step "nimbus apply corrects the drift"
-"$nimbus" apply --auto-approve . 2>/dev/null | tail -n 2
-step "nimbus state list | head; nimbus state history"
-"$nimbus" state list | head -n 5
+"$nimbus" apply --auto-approve .
+ssh -F "$TB/ssh_config" h2 'cat /etc/motd; systemctl is-active edge'
+step "a change in git: the edge service moves to port 8081 (File/edge-env), and restarts on it"
+printf 'PORT=8081\n' >files/edge.env
+git commit -qam "edge on 8081"
+"$nimbus" plan .
+"$nimbus" apply --auto-approve .
+python3 -c "import sys, urllib.request; print(sys.argv[1], urllib.request.urlopen(sys.argv[1], timeout=5).status)" "http://10.233.$BED.11:8081/"
+step "nimbus state show Host/web-1 (facts observed over SSH); nimbus state history"
+"$nimbus" state show Host/web-1
 "$nimbus" state history
-step "nimbus destroy --auto-approve (db-1 is protected and stays)"
-"$nimbus" destroy --auto-approve . 2>/dev/null | tail -n 2
-"$nimbus" state list
