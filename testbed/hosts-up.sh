@@ -71,6 +71,12 @@ KEY=$TB/keys/id_ed25519
 #  * a lowest-priority "unreachable 10.233.0.0/16" keeps root-ns traffic for any bed/overlay
 #    address off the default gateway, even when a bed's bridge is missing.
 ip route replace unreachable 10.233.0.0/16 metric 65535
+# Each container's systemd takes several inotify instances (all containers run as root on the
+# one kernel): Debian's default of 128 stops the twentieth or so at boot ("Too many open
+# files"). Raise the limits for the machine, never lower them.
+want=$(( 64 + 16 * N )); [ "$want" -lt 1024 ] && want=1024
+[ "$(cat /proc/sys/fs/inotify/max_user_instances)" -ge "$want" ] || sysctl -qw fs.inotify.max_user_instances="$want"
+[ "$(cat /proc/sys/fs/inotify/max_user_watches)" -ge 524288 ] || sysctl -qw fs.inotify.max_user_watches=524288
 ip link add "$BR" type bridge
 sysctl -qw "net.ipv6.conf.$BR.disable_ipv6=1" "net.ipv4.conf.$BR.forwarding=0"
 ip addr add "$NET.1/24" dev "$BR"

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use nimbus_planner::plan::{Action, Change, DefaultRules, KindRules, Observed};
 use nimbus_schemas::Kind;
 use serde_json::{Map, Value, json};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use crate::ssh::{SshSession, SshTarget};
 use crate::{Applied, BoxFuture, ObserveRequest, Provider, ProviderError};
@@ -74,8 +74,18 @@ impl KindRules for HostRules {
     }
 }
 
+/// A File write waiting to go to its host with the others that arrive with it.
+struct PendingWrite {
+    change: Change,
+    reply: oneshot::Sender<Result<Applied, ProviderError>>,
+}
+
 pub struct HostsProvider {
     targets: HashMap<String, SshTarget>,
+    /// File writes per host, gathered while the first of them waits for its connection.
+    pending: std::sync::Mutex<HashMap<String, Vec<PendingWrite>>>,
+    /// Remote commands run so far, over every host.
+    commands: std::sync::atomic::AtomicUsize,
     /// One connection per host, made once even when many changes ask at the same time.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<SshSession>>>>>,
     rules: HostRules,
@@ -95,6 +105,8 @@ impl HostsProvider {
         HostsProvider {
             targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
             sessions: Mutex::new(HashMap::new()),
+            pending: std::sync::Mutex::new(HashMap::new()),
+            commands: std::sync::atomic::AtomicUsize::new(0),
             rules: HostRules,
         }
     }
@@ -132,6 +144,148 @@ impl HostsProvider {
         })
     }
 
+    /// How many remote commands this provider has run, over every host: observing a host is
+    /// one, a batch of File writes is one.
+    pub fn commands_run(&self) -> usize {
+        self.commands.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn exec(
+        &self,
+        session: &SshSession,
+        script: &str,
+        input: Option<&[u8]>,
+    ) -> Result<crate::ssh::ExecOutput, ProviderError> {
+        self.commands
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        session.exec(script, input).await
+    }
+
+    /// Writes a File, in one command with every other File write to the same host that is
+    /// under way at the same time: the executor only runs changes together whose
+    /// dependencies are done, so their order among themselves does not matter.
+    async fn write_file(&self, host: &str, change: &Change) -> Result<Applied, ProviderError> {
+        let (reply, answer) = oneshot::channel();
+        let leader = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = pending.entry(host.to_owned()).or_default();
+            queue.push(PendingWrite {
+                change: change.clone(),
+                reply,
+            });
+            queue.len() == 1
+        };
+        if leader {
+            // The connection (opened on first use) is the natural moment to gather: writes
+            // dispatched with this one join its batch meanwhile.
+            let session = self.session(host).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let batch = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(host)
+                .unwrap_or_default();
+            match session {
+                Ok(session) => self.write_batch(&session, batch).await,
+                Err(e) => {
+                    for write in batch {
+                        let _ = write.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(ProviderError::Bug(format!(
+                "{}: the batch of writes ended without an answer",
+                change.address
+            )))
+        })
+    }
+
+    async fn write_batch(&self, session: &SshSession, batch: Vec<PendingWrite>) {
+        let mut files = Vec::new();
+        let mut input = Vec::new();
+        let mut accepted = Vec::new();
+        for write in batch {
+            let after = write.change.after.as_ref();
+            let (Some(path), Some(content)) = (
+                after.and_then(|a| a["path"].as_str()),
+                after.and_then(|a| a["content"].as_str()),
+            ) else {
+                let _ = write.reply.send(Err(ProviderError::Failed(format!(
+                    "{}: no content to write (a File needs content, source or secret)",
+                    write.change.address
+                ))));
+                continue;
+            };
+            let after = after.cloned().unwrap_or(Value::Null);
+            let chown = match (after["owner"].as_str(), after["group"].as_str()) {
+                (Some(o), Some(g)) => format!("{o}:{g}"),
+                (Some(o), None) => o.to_owned(),
+                (None, Some(g)) => format!(":{g}"),
+                (None, None) => String::new(),
+            };
+            files.push(FileWrite {
+                path: path.to_owned(),
+                len: content.len(),
+                mode: after["mode"].as_str().unwrap_or("0644").to_owned(),
+                chown,
+            });
+            input.extend_from_slice(content.as_bytes());
+            accepted.push((write, after));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let script = write_files_script(&files);
+        let output = self.exec(session, &script, Some(&input)).await;
+        let stdout = match &output {
+            Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+            Err(_) => String::new(),
+        };
+        let mut results: HashMap<usize, Result<(), String>> = HashMap::new();
+        for line in stdout.lines() {
+            match line.split('\t').collect::<Vec<_>>().as_slice() {
+                ["W", index, "ok"] => {
+                    if let Ok(i) = index.parse() {
+                        results.insert(i, Ok(()));
+                    }
+                }
+                ["W", index, "err", message] => {
+                    if let Ok(i) = index.parse() {
+                        results.insert(i, Err((*message).trim().to_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (i, (write, after)) in accepted.into_iter().enumerate() {
+            let result = match (&output, results.remove(&i)) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(_), Some(Ok(()))) => {
+                    let mut observed = after;
+                    self.rules.normalize(Kind::File, &mut observed);
+                    Ok(Applied {
+                        observed,
+                        outputs: Value::Null,
+                    })
+                }
+                (Ok(_), Some(Err(message))) => Err(ProviderError::Failed(format!(
+                    "{}: writing {} failed: {message}",
+                    write.change.address, files[i].path
+                ))),
+                (Ok(output), None) => Err(ProviderError::Failed(format!(
+                    "{}: writing {} did not finish: {}",
+                    write.change.address,
+                    files[i].path,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ))),
+            };
+            let _ = write.reply.send(result);
+        }
+    }
+
     fn host_of(address: &str) -> Option<&str> {
         address
             .split_once('@')
@@ -155,11 +309,192 @@ fn unit_name(resource: &str) -> String {
 
 const UNIT_DIR: &str = "/etc/systemd/system";
 
-fn service_probe(index: usize, unit: &str) -> String {
-    let n = shell_quote(unit);
-    format!(
-        "if command -v systemctl >/dev/null; then u={UNIT_DIR}/{n}; if [ -f \"$u\" ]; then d=$(sha256sum < \"$u\" | cut -d' ' -f1); else d=-; fi; printf 'S\\t{index}\\t%s\\t%s\\n' \"$d\" \"$(systemctl show -p LoadState -p ActiveState -p UnitFileState {n} 2>/dev/null | tr '\\n' ' ')\"; else printf 'N\\t{index}\\n'; fi\n"
-    )
+/// What observing one host's instances asks of it: one command of a few processes, whatever
+/// the number of instances. Every file and unit file is `stat`ed in one call and hashed in
+/// another; every service is shown by one `systemctl show`. (Paths with a newline or a
+/// backslash, which `sha256sum` escapes, are probed on their own.)
+struct Probe {
+    /// File paths to stat and hash, with the requests that want each.
+    files: Vec<(String, Vec<usize>)>,
+    /// Unit names to show, with the requests that want each.
+    units: Vec<(String, Vec<usize>)>,
+    host: bool,
+}
+
+const STAT_FORMAT: &str = "F\\t%a\\t%U\\t%G\\t%F\\t%n\\n";
+
+impl Probe {
+    fn new(batch: &[ObserveRequest]) -> Self {
+        let mut probe = Probe {
+            files: Vec::new(),
+            units: Vec::new(),
+            host: false,
+        };
+        let add = |list: &mut Vec<(String, Vec<usize>)>, key: String, i: usize| match list
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+        {
+            Some((_, wanted)) => wanted.push(i),
+            None => list.push((key, vec![i])),
+        };
+        for (i, request) in batch.iter().enumerate() {
+            match request.kind {
+                Kind::Host => probe.host = true,
+                Kind::File => {
+                    let path = request
+                        .desired
+                        .as_ref()
+                        .and_then(|d| d["path"].as_str())
+                        .unwrap_or("/nonexistent");
+                    add(&mut probe.files, path.to_owned(), i);
+                }
+                Kind::Service => {
+                    let resource = request.address.split('@').next().unwrap_or_default();
+                    let unit = unit_name(resource);
+                    add(&mut probe.files, format!("{UNIT_DIR}/{unit}"), i);
+                    add(&mut probe.units, unit, i);
+                }
+                _ => {}
+            }
+        }
+        probe
+    }
+
+    fn script(&self) -> String {
+        let mut script = String::from("set +e\n");
+        if self.host {
+            script.push_str("printf 'H\\n'\n");
+        }
+        let plain: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| !p.contains(['\n', '\\']))
+            .map(|p| shell_quote(p))
+            .collect();
+        if !plain.is_empty() {
+            let list = plain.join(" ");
+            let _ = writeln!(
+                script,
+                "stat --printf '{STAT_FORMAT}' -- {list} 2>/dev/null\nsha256sum -- {list} 2>/dev/null"
+            );
+        }
+        for (path, _) in self.files.iter().filter(|(p, _)| p.contains(['\n', '\\'])) {
+            // Rare: one path at a time, its name given back as an index into `files`.
+            let index = self.files.iter().position(|(p, _)| p == path).unwrap_or(0);
+            let p = shell_quote(path);
+            let _ = writeln!(
+                script,
+                "if [ -f {p} ]; then printf 'X\\t{index}\\t%s\\t%s\\n' \"$(stat -c '%a %U %G' {p})\" \"$(sha256sum < {p} | cut -d' ' -f1)\"; fi"
+            );
+        }
+        if !self.units.is_empty() {
+            let list: Vec<String> = self.units.iter().map(|(u, _)| shell_quote(u)).collect();
+            let _ = writeln!(
+                script,
+                "if command -v systemctl >/dev/null; then systemctl show -p Id -p LoadState -p ActiveState -p UnitFileState -- {} 2>/dev/null; fi",
+                list.join(" ")
+            );
+        }
+        script
+    }
+
+    /// Reads the command's output back into one observation per request.
+    fn read(&self, batch: &[ObserveRequest], stdout: &str) -> Vec<(String, Observed)> {
+        // path -> (mode, owner, group, regular file?), path -> digest, unit -> properties
+        let mut stats: HashMap<&str, (&str, &str, &str, bool)> = HashMap::new();
+        let mut digests: HashMap<&str, &str> = HashMap::new();
+        let mut shown: HashMap<String, String> = HashMap::new();
+        let mut reachable = false;
+        let mut unit_block: Vec<&str> = Vec::new();
+        let flush = |block: &mut Vec<&str>, shown: &mut HashMap<String, String>| {
+            if let Some(id) = block.iter().find_map(|l| l.strip_prefix("Id=")) {
+                shown.insert(id.to_owned(), block.join(" "));
+            }
+            block.clear();
+        };
+        for line in stdout.lines() {
+            if line == "H" {
+                reachable = true;
+            } else if let Some(rest) = line.strip_prefix("F\t") {
+                let f: Vec<&str> = rest.splitn(5, '\t').collect();
+                if let [mode, owner, group, kind, path] = f.as_slice() {
+                    stats.insert(path, (mode, owner, group, kind.starts_with("regular")));
+                }
+            } else if let Some(rest) = line.strip_prefix("X\t") {
+                let f: Vec<&str> = rest.split('\t').collect();
+                if let [index, ownership, digest] = f.as_slice()
+                    && let Some((path, _)) =
+                        index.parse::<usize>().ok().and_then(|i| self.files.get(i))
+                {
+                    let mut parts = ownership.split_whitespace();
+                    let (mode, owner, group) = (
+                        parts.next().unwrap_or("0"),
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or(""),
+                    );
+                    stats.insert(path.as_str(), (mode, owner, group, true));
+                    digests.insert(path.as_str(), digest);
+                }
+            } else if line.contains('=') && !line.contains("  ") {
+                unit_block.push(line);
+            } else if line.is_empty() {
+                flush(&mut unit_block, &mut shown);
+            } else if let Some((digest, path)) = line.split_once("  ")
+                && digest.len() == 64
+            {
+                digests.insert(path, digest);
+            }
+        }
+        flush(&mut unit_block, &mut shown);
+
+        let mut observed = Vec::new();
+        for request in batch {
+            let desired = request.desired.clone().unwrap_or(Value::Null);
+            let observation = match request.kind {
+                // A reachable Host is as declared; its facts go to outputs on apply.
+                Kind::Host if reachable => Observed::Present(desired),
+                Kind::File => {
+                    let path = desired["path"].as_str().unwrap_or("/nonexistent");
+                    match (stats.get(path), digests.get(path)) {
+                        (Some(&(mode, owner, group, true)), Some(digest)) => {
+                            let mut value = Map::new();
+                            value.insert("path".into(), desired["path"].clone());
+                            value.insert("content".into(), json!({"sha256": digest}));
+                            // Only what the manifest sets is compared.
+                            if !desired["mode"].is_null() {
+                                value.insert("mode".into(), Value::String(format!("{mode:0>4}")));
+                            }
+                            if !desired["owner"].is_null() {
+                                value.insert("owner".into(), Value::String(owner.into()));
+                            }
+                            if !desired["group"].is_null() {
+                                value.insert("group".into(), Value::String(group.into()));
+                            }
+                            Observed::Present(Value::Object(value))
+                        }
+                        _ => Observed::Absent,
+                    }
+                }
+                Kind::Service => {
+                    let resource = request.address.split('@').next().unwrap_or_default();
+                    let unit = unit_name(resource);
+                    match shown.get(&unit) {
+                        Some(properties) => {
+                            let path = format!("{UNIT_DIR}/{unit}");
+                            let digest = digests.get(path.as_str()).copied().unwrap_or("-");
+                            observed_service(&desired, digest, properties)
+                        }
+                        // No systemd: left unknown here; applying says why it cannot be done.
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            observed.push((request.address.clone(), observation));
+        }
+        observed
+    }
 }
 
 /// What `systemctl show` says of a service, as the manifest would say it.
@@ -211,14 +546,17 @@ fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
         script.push_str(
             "mkdir -p \"$(dirname \"$u\")\"\nt=$(mktemp \"$(dirname \"$u\")/.nimbus.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n\
              if [ -f \"$u\" ] && cmp -s \"$t\" \"$u\"; then rm -f \"$t\"; else chmod 0644 \"$t\"; sync \"$t\"; mv -f \"$t\" \"$u\"; changed=1; fi\n\
-             trap - EXIT\nif [ $changed = 1 ]; then systemctl daemon-reload; fi\n",
+             trap - EXIT\n",
         );
     }
+    // Enabling only links the unit into its targets: both it and a new unit file take one
+    // daemon-reload, done once, and only when something changed.
     if desired["enabled"].as_bool().unwrap_or(true) {
-        script.push_str("systemctl enable --quiet \"$n\"\n");
+        script.push_str("reload=$changed\nif ! systemctl is-enabled --quiet \"$n\" 2>/dev/null; then systemctl enable --no-reload --quiet \"$n\"; reload=1; fi\n");
     } else {
-        script.push_str("systemctl disable --quiet \"$n\"\n");
+        script.push_str("reload=$changed\nif systemctl is-enabled --quiet \"$n\" 2>/dev/null; then systemctl disable --no-reload --quiet \"$n\"; reload=1; fi\n");
     }
+    script.push_str("if [ $reload = 1 ]; then systemctl daemon-reload; fi\n");
     if desired["state"].as_str() == Some("stopped") {
         script.push_str("systemctl stop \"$n\"\n");
     } else {
@@ -231,11 +569,45 @@ fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
     script
 }
 
-fn file_probe(index: usize, path: &str) -> String {
-    let p = shell_quote(path);
-    format!(
-        "if [ -f {p} ]; then printf 'F\\t{index}\\t%s\\t%s\\n' \"$(stat -c '%a %U %G' {p})\" \"$(sha256sum < {p} | cut -d' ' -f1)\"; else printf 'A\\t{index}\\n'; fi\n"
-    )
+/// One file of a batch: its content is the next `len` bytes of the batch's standard input.
+struct FileWrite {
+    path: String,
+    len: usize,
+    mode: String,
+    /// `owner:group`, `owner`, `:group`, or empty to leave them.
+    chown: String,
+}
+
+/// The script that writes a batch of files, each atomically: first every content is read, in
+/// order, from standard input into a temporary file beside its destination (parents created),
+/// then each is given its mode and owner, fsynced, and renamed over the destination. Prints
+/// `W<TAB>i<TAB>ok` or `W<TAB>i<TAB>err<TAB>message` for each file; one failure stops no other.
+fn write_files_script(files: &[FileWrite]) -> String {
+    let mut script = String::from(
+        "set +e\n\
+         stage() { d=$(dirname \"$1\"); if mkdir -p \"$d\" 2>/dev/null && T=$(mktemp \"$d/.nimbus.XXXXXX\" 2>/dev/null); then head -c \"$2\" > \"$T\"; else T=; head -c \"$2\" > /dev/null; fi; }\n\
+         fin() { if [ -z \"$2\" ]; then printf 'W\\t%s\\terr\\tcannot create %s or a temporary file in it\\n' \"$1\" \"$(dirname \"$3\")\"; return; fi; \
+         err=$( { chmod \"$4\" \"$2\" && { [ -z \"$5\" ] || chown \"$5\" \"$2\"; } && sync \"$2\" && mv -f \"$2\" \"$3\"; } 2>&1 ); \
+         if [ $? -eq 0 ]; then printf 'W\\t%s\\tok\\n' \"$1\"; else rm -f \"$2\"; printf 'W\\t%s\\terr\\t%s\\n' \"$1\" \"$(printf %s \"$err\" | tr '\\n\\t' '  ')\"; fi; }\n",
+    );
+    for (i, file) in files.iter().enumerate() {
+        let _ = writeln!(
+            script,
+            "stage {} {}; t{i}=$T",
+            shell_quote(&file.path),
+            file.len
+        );
+    }
+    for (i, file) in files.iter().enumerate() {
+        let _ = writeln!(
+            script,
+            "fin {i} \"$t{i}\" {} {} {}",
+            shell_quote(&file.path),
+            shell_quote(&file.mode),
+            shell_quote(&file.chown)
+        );
+    }
+    script
 }
 
 impl Provider for HostsProvider {
@@ -265,97 +637,10 @@ impl Provider for HostsProvider {
                     None => return Ok(Vec::new()),
                 },
             };
-            let mut script = String::from("set +e\n");
-            for (i, request) in batch.iter().enumerate() {
-                match request.kind {
-                    Kind::Host => {
-                        let _ = writeln!(script, "{FACTS}");
-                    }
-                    Kind::File => {
-                        let path = request
-                            .desired
-                            .as_ref()
-                            .and_then(|d| d["path"].as_str())
-                            .unwrap_or("/nonexistent");
-                        script.push_str(&file_probe(i, path));
-                    }
-                    Kind::Service => {
-                        let resource = request.address.split('@').next().unwrap_or_default();
-                        script.push_str(&service_probe(i, &unit_name(resource)));
-                    }
-                    _ => {}
-                }
-            }
+            let probe = Probe::new(batch);
             let session = self.session(&host).await?;
-            let output = session.exec(&script, None).await?;
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let mut observed = Vec::new();
-            for line in stdout.lines() {
-                let fields: Vec<&str> = line.split('\t').collect();
-                match fields.as_slice() {
-                    ["H", ..] => {
-                        for request in batch.iter().filter(|r| r.kind == Kind::Host) {
-                            // A reachable Host is as declared; its facts go to outputs on apply.
-                            observed.push((
-                                request.address.clone(),
-                                Observed::Present(request.desired.clone().unwrap_or(Value::Null)),
-                            ));
-                        }
-                    }
-                    ["F", index, ownership, digest] => {
-                        let mut parts = ownership.split_whitespace();
-                        let (mode, owner, group) = (
-                            parts.next().unwrap_or("0"),
-                            parts.next().unwrap_or(""),
-                            parts.next().unwrap_or(""),
-                        );
-                        let Some(request) = index.parse::<usize>().ok().and_then(|i| batch.get(i))
-                        else {
-                            continue;
-                        };
-                        let desired = request.desired.clone().unwrap_or(Value::Null);
-                        let mut value = Map::new();
-                        value.insert("path".into(), desired["path"].clone());
-                        value.insert("content".into(), json!({"sha256": digest}));
-                        // Only what the manifest sets is compared.
-                        if !desired["mode"].is_null() {
-                            value.insert("mode".into(), Value::String(format!("{:0>4}", mode)));
-                        }
-                        if !desired["owner"].is_null() {
-                            value.insert("owner".into(), Value::String((*owner).into()));
-                        }
-                        if !desired["group"].is_null() {
-                            value.insert("group".into(), Value::String((*group).into()));
-                        }
-                        observed.push((
-                            request.address.clone(),
-                            Observed::Present(Value::Object(value)),
-                        ));
-                    }
-                    ["S", index, digest, properties] => {
-                        if let Some(request) =
-                            index.parse::<usize>().ok().and_then(|i| batch.get(i))
-                        {
-                            let desired = request.desired.clone().unwrap_or(Value::Null);
-                            observed.push((
-                                request.address.clone(),
-                                observed_service(&desired, digest, properties),
-                            ));
-                        }
-                    }
-                    // No systemd: left unknown here; applying says why it cannot be done.
-                    ["N", _] => {}
-                    ["A", index] => {
-                        if let Some(request) =
-                            index.parse::<usize>().ok().and_then(|i| batch.get(i))
-                        {
-                            observed.push((request.address.clone(), Observed::Absent));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok(observed)
+            let output = self.exec(&session, &probe.script(), None).await?;
+            Ok(probe.read(batch, &String::from_utf8_lossy(&output.stdout)))
         })
     }
 
@@ -364,6 +649,9 @@ impl Provider for HostsProvider {
             let host = Self::host_of(&change.address)
                 .ok_or_else(|| ProviderError::Bug(format!("{} names no host", change.address)))?
                 .to_owned();
+            if change.kind == Kind::File && change.action != Action::Delete {
+                return self.write_file(&host, change).await;
+            }
             let session = self.session(&host).await?;
             match (change.kind, change.action) {
                 (Kind::Host, Action::Delete) => Ok(Applied {
@@ -371,7 +659,7 @@ impl Provider for HostsProvider {
                     outputs: Value::Null,
                 }),
                 (Kind::Host, _) => {
-                    let output = session.exec(FACTS, None).await?;
+                    let output = self.exec(&session, FACTS, None).await?;
                     let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
                     let f: Vec<&str> = line.split('\t').collect();
                     let number = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
@@ -398,8 +686,8 @@ impl Provider for HostsProvider {
                             change.address
                         )));
                     }
-                    let output = session
-                        .exec(&format!("rm -f {}", shell_quote(path)), None)
+                    let output = self
+                        .exec(&session, &format!("rm -f {}", shell_quote(path)), None)
                         .await?;
                     if output.status != 0 {
                         return Err(ProviderError::Failed(format!(
@@ -410,60 +698,6 @@ impl Provider for HostsProvider {
                     }
                     Ok(Applied {
                         observed: Value::Null,
-                        outputs: Value::Null,
-                    })
-                }
-                (Kind::File, _) => {
-                    let after = change.after.as_ref().ok_or_else(|| {
-                        ProviderError::Bug(format!("{} has no desired spec", change.address))
-                    })?;
-                    let path = after["path"].as_str().unwrap_or_default();
-                    let content = after["content"].as_str().ok_or_else(|| {
-                        ProviderError::Failed(format!(
-                            "{}: only inline `content` is supported by this provider so far",
-                            change.address
-                        ))
-                    })?;
-                    let mut script = format!(
-                        "set -e\np={p}\nd=$(dirname \"$p\")\nmkdir -p \"$d\"\nt=$(mktemp \"$d/.nimbus.XXXXXX\")\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\n",
-                        p = shell_quote(path)
-                    );
-                    if let Some(mode) = after["mode"].as_str() {
-                        let _ = writeln!(script, "chmod {} \"$t\"", shell_quote(mode));
-                    } else {
-                        script.push_str("chmod 0644 \"$t\"\n");
-                    }
-                    match (after["owner"].as_str(), after["group"].as_str()) {
-                        (Some(o), Some(g)) => {
-                            let _ = writeln!(
-                                script,
-                                "chown {}:{} \"$t\"",
-                                shell_quote(o),
-                                shell_quote(g)
-                            );
-                        }
-                        (Some(o), None) => {
-                            let _ = writeln!(script, "chown {} \"$t\"", shell_quote(o));
-                        }
-                        (None, Some(g)) => {
-                            let _ = writeln!(script, "chgrp {} \"$t\"", shell_quote(g));
-                        }
-                        (None, None) => {}
-                    }
-                    // Atomic: fsync the temporary file, then rename it over the old one.
-                    script.push_str("sync \"$t\"\nmv -f \"$t\" \"$p\"\ntrap - EXIT\n");
-                    let output = session.exec(&script, Some(content.as_bytes())).await?;
-                    if output.status != 0 {
-                        return Err(ProviderError::Failed(format!(
-                            "{}: writing {path} failed: {}",
-                            change.address,
-                            String::from_utf8_lossy(&output.stderr).trim()
-                        )));
-                    }
-                    let mut observed = after.clone();
-                    self.rules.normalize(Kind::File, &mut observed);
-                    Ok(Applied {
-                        observed,
                         outputs: Value::Null,
                     })
                 }
@@ -481,7 +715,7 @@ impl Provider for HostsProvider {
                             "rm -f {UNIT_DIR}/\"$n\"\nsystemctl daemon-reload\nsystemctl reset-failed \"$n\" 2>/dev/null || true"
                         );
                     }
-                    let output = session.exec(&script, None).await?;
+                    let output = self.exec(&session, &script, None).await?;
                     if output.status != 0 {
                         return Err(ProviderError::Failed(format!(
                             "{}: removing {unit} failed: {}",
@@ -501,7 +735,7 @@ impl Provider for HostsProvider {
                     let unit = unit_name(&change.resource);
                     let script = service_script(&unit, after, !change.restart_for.is_empty());
                     let input = after["unit"].as_str().map(str::as_bytes);
-                    let output = session.exec(&script, input).await?;
+                    let output = self.exec(&session, &script, input).await?;
                     if output.status != 0 {
                         return Err(ProviderError::Failed(format!(
                             "{}: {}",

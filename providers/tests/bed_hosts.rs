@@ -167,6 +167,46 @@ async fn the_hosts_provider_contract_on_systemd_hosts() {
     apply(&provider, &delete).await;
     assert_eq!(observe(&provider, &create, &file).await, Observed::Absent);
 
+    // --- Writes under way together go to the host as one batch; a failure in it is that
+    // file's alone. /proc/sys cannot take a new file; the others land.
+    let batch: Vec<Change> = ["/srv/batch/a", "/proc/sys/nimbus/b", "/srv/batch/c"]
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            change(
+                Kind::File,
+                &format!("File/batch-{i}"),
+                &h1,
+                Action::Create,
+                Some(json!({"path": path, "content": format!("{i}\n"), "owner": "daemon"})),
+            )
+        })
+        .collect();
+    let commands = provider.commands_run();
+    let (a, b, c) = tokio::join!(
+        provider.apply(&batch[0]),
+        provider.apply(&batch[1]),
+        provider.apply(&batch[2])
+    );
+    assert_eq!(
+        provider.commands_run(),
+        commands + 1,
+        "one command wrote all three"
+    );
+    assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+    let error = b.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("File/batch-1@h1") && error.contains("/proc/sys/nimbus"),
+        "{error}"
+    );
+    assert_eq!(
+        bed.ssh_ok(
+            &h1,
+            "cat /srv/batch/a /srv/batch/c; stat -c '%U %a' /srv/batch/a; ls -A /srv/batch | wc -l"
+        ),
+        "0\n2\ndaemon 644\n2\n"
+    );
+
     // --- Service: unit written, daemon reloaded, enabled and running.
     let service = json!({"unit": UNIT, "enabled": true, "state": "running"});
     let create = change(

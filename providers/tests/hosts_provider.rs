@@ -198,9 +198,81 @@ async fn a_host_reports_its_facts() {
         desired: Some(json!({"path": format!("/nonexistent/{i}"), "content": "x"})),
     }))
     .collect();
+    let commands = provider.commands_run();
     let observed = provider
         .observe(Some("local"), &requests)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(observed.len(), 4, "{observed:?}");
+    assert_eq!(
+        provider.commands_run(),
+        commands + 1,
+        "one command observed all four"
+    );
+}
+
+/// One observation of many files, whatever their names: spaces, tabs, `=`, a newline or a
+/// backslash, a directory where a file should be, and one that does not exist.
+#[tokio::test]
+async fn odd_paths_are_observed_exactly() {
+    let sshd = start_sshd();
+    let mut target = sshd.target();
+    target.name = "local".into();
+    let provider = HostsProvider::new([target]);
+    let dir = sshd.dir.path().join("odd");
+    std::fs::create_dir_all(dir.join("a directory")).unwrap_or_else(|e| panic!("{e}"));
+    let names = [
+        "plain",
+        "with space",
+        "tab\there",
+        "a=b  c",
+        "new\nline",
+        "back\\slash",
+    ];
+    for name in names {
+        std::fs::write(dir.join(name), format!("{name}\n")).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut requests: Vec<ObserveRequest> = names
+        .iter()
+        .chain(["a directory", "missing"].iter())
+        .enumerate()
+        .map(|(i, name)| ObserveRequest {
+            address: format!("File/f{i}@local"),
+            kind: Kind::File,
+            desired: Some(
+                json!({"path": dir.join(name).to_string_lossy(), "content": format!("{name}\n")}),
+            ),
+        })
+        .collect();
+    requests.reverse();
+    let commands = provider.commands_run();
+    let observed: std::collections::HashMap<String, Observed> = provider
+        .observe(Some("local"), &requests)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect();
+    assert_eq!(provider.commands_run(), commands + 1);
+    for (i, name) in names.iter().enumerate() {
+        let request = requests
+            .iter()
+            .find(|r| r.address == format!("File/f{i}@local"))
+            .unwrap_or_else(|| panic!("no request {i}"));
+        let desired = request.desired.clone().unwrap_or(Value::Null);
+        let got = observed
+            .get(&request.address)
+            .cloned()
+            .unwrap_or(Observed::Unknown);
+        assert!(diff(&desired, &got).is_empty(), "{name:?}: {got:?}");
+    }
+    assert_eq!(
+        observed.get("File/f6@local"),
+        Some(&Observed::Absent),
+        "a directory"
+    );
+    assert_eq!(
+        observed.get("File/f7@local"),
+        Some(&Observed::Absent),
+        "missing"
+    );
 }

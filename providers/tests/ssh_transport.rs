@@ -2,7 +2,7 @@
 //! own host key, client key and config, and stopped (by PID) when the test ends.
 
 mod common;
-use common::{keygen, start_sshd, start_sshd_with};
+use common::{keygen, start_agent, start_sshd, start_sshd_with};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -156,25 +156,8 @@ async fn a_host_is_reached_through_its_bastion() {
 #[tokio::test]
 async fn an_ssh_agent_logs_in() {
     let sshd = start_sshd();
-    let socket = sshd.dir.path().join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .args(["-D", "-a"])
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start ssh-agent: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "ssh-agent did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let added = std::process::Command::new("ssh-add")
-        .arg(sshd.dir.path().join("client_key"))
-        .env("SSH_AUTH_SOCK", &socket)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("ssh-add: {e}"));
-    assert!(added.success());
+    let agent = start_agent(&sshd);
+    let socket = agent.socket.clone();
     let mut target = sshd.target();
     target.identity = PathBuf::new();
     target.agent = Some(socket.clone());
@@ -186,8 +169,7 @@ async fn an_ssh_agent_logs_in() {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     let session = result.unwrap_or_else(|e| panic!("{e}"));
     let out = session
         .exec("echo agent", None)

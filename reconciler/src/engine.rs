@@ -177,14 +177,28 @@ pub enum Backend {
 /// The providers of this run.
 ///
 /// - `NIMBUS_MEMORY_PROVIDER=DIR`: the in-memory provider for every kind, kept in DIR.
-/// - The Repository sets `ssh.identityFile`: the hosts provider over SSH serves Host, File and
-///   Service; the other kinds, whose providers are still to come, go to the in-memory provider
+/// - The Repository sets `ssh.identityFile` (or `ssh.agent`): the hosts provider over SSH
+///   serves Host, File and Service; the other kinds, whose providers are still to come, go to the in-memory provider
 ///   kept in `memory/` beside the state.
 /// - Otherwise the in-memory provider for every kind, kept in `memory/` beside the state.
 pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend)> {
-    let identity = loaded
+    let ssh = loaded
         .repository()
-        .and_then(|r| r.ssh.identity_file.clone());
+        .map(|r| r.ssh.clone())
+        .unwrap_or_default();
+    let identity = match (&ssh.identity_file, ssh.agent) {
+        (Some(file), _) => Some(loaded.root.join(file)),
+        (None, true) => {
+            if std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
+                miette::bail!(
+                    "the Repository sets ssh.agent, but SSH_AUTH_SOCK names no ssh-agent: start one (eval $(ssh-agent); ssh-add KEY) or set ssh.identityFile"
+                );
+            }
+            // No identity file: the agent's keys log in.
+            Some(PathBuf::new())
+        }
+        (None, false) => None,
+    };
     if std::env::var_os(MEMORY_PROVIDER_ENV).is_none()
         && let Some(identity) = identity
     {
@@ -205,7 +219,7 @@ pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend
                     .collect()
             })
             .unwrap_or_default();
-        let provider = hosts_provider(loaded, &loaded.root.join(identity), &recorded)?;
+        let provider = hosts_provider(loaded, &identity, &recorded)?;
         let registry = Registry::new().with(Arc::new(provider));
         let served = registry.clone();
         let others = loaded
@@ -307,7 +321,11 @@ fn hosts_provider(
             name: name.to_owned(),
             address: host.address.clone(),
             port: host.port.0,
-            user: host.user.clone(),
+            user: host
+                .user
+                .clone()
+                .or_else(|| loaded.repository().and_then(|r| r.ssh.user.clone()))
+                .unwrap_or_else(|| nimbus_schemas::DEFAULT_SSH_USER.to_owned()),
             host_key: host_key.unwrap_or_default(),
             identity: identity.to_owned(),
             connect_timeout: Duration::from_secs(u64::from(timeout)),

@@ -246,3 +246,43 @@ fn trust_on_first_use_pins_the_first_key_seen() {
         text(&plan.stderr)
     );
 }
+
+/// `ssh.agent: true` and no identity file: the keys of the ssh-agent at `SSH_AUTH_SOCK` log in;
+/// without an agent, the run stops before anything is planned and says what is missing.
+#[test]
+fn the_keys_of_an_ssh_agent_log_in() {
+    let server = sshd::start_sshd();
+    let agent = sshd::start_agent(&server);
+    let repo = Repo::new(&server);
+    let manifest = std::fs::read_to_string(repo.root().join("nimbus.yaml")).unwrap_or_default();
+    let identity = server.target().identity.display().to_string();
+    std::fs::write(
+        repo.root().join("nimbus.yaml"),
+        manifest.replace(&format!("identityFile: {identity}"), "agent: true"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let socket = agent.socket.display().to_string();
+    let output = common::nimbus_with(
+        &["apply", "--auto-approve", "--target", "File/motd", "."],
+        repo.root(),
+        &[("SSH_AUTH_SOCK", &socket)],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+    let output = common::nimbus_with(&["plan", "."], repo.root(), &[("SSH_AUTH_SOCK", "")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("SSH_AUTH_SOCK names no ssh-agent"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -19,9 +19,6 @@ pub const DEFAULT_PARALLELISM: u32 = 10;
 fn default_ssh_port() -> Port {
     Port(DEFAULT_SSH_PORT)
 }
-fn default_ssh_user() -> String {
-    DEFAULT_SSH_USER.to_owned()
-}
 fn default_overlay_subnet() -> Cidr {
     match DEFAULT_OVERLAY_SUBNET.parse() {
         Ok(cidr) => cidr,
@@ -119,6 +116,10 @@ pub struct SshSettings {
     /// Private key used to log in, relative to the repository or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_file: Option<String>,
+    /// Log in with the keys of the ssh-agent that `SSH_AUTH_SOCK` names (when there is no
+    /// `identityFile`). Either one turns SSH on for Host, File and Service.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub agent: bool,
     /// A known_hosts file whose keys pin the hosts' keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<String>,
@@ -215,8 +216,9 @@ pub struct HostSpec {
     pub address: String,
     #[serde(default = "default_ssh_port")]
     pub port: Port,
-    #[serde(default = "default_ssh_user")]
-    pub user: String,
+    /// The login user; the Repository's `ssh.user`, else `root`, when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The host's public key, pinned: `ssh-ed25519 AAAA...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,

@@ -125,3 +125,41 @@ impl Sshd {
         }
     }
 }
+
+/// A real ssh-agent holding the sshd's client key, listening on a socket in the sshd's
+/// directory; stopped (by PID) when dropped.
+pub struct Agent {
+    child: Child,
+    pub socket: std::path::PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_agent(sshd: &Sshd) -> Agent {
+    let socket = sshd.dir.path().join("agent.sock");
+    let child = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start ssh-agent: {e}"));
+    let agent = Agent { child, socket };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(sshd.dir.path().join("client_key"))
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("ssh-add: {e}"));
+    assert!(added.success(), "ssh-add failed");
+    agent
+}
