@@ -232,6 +232,134 @@ pub struct PlanInput<'a> {
     /// The text of every repository file a File's `source` names, by path: the reconciler
     /// reads them, so that a changed source file is a changed File.
     pub sources: &'a HashMap<String, String>,
+    /// The keyed fingerprint of every secret reference (`NAME`, `NAME#key`) the reconciler
+    /// could decrypt, or why it could not. Plans carry fingerprints, never values.
+    pub secrets: &'a HashMap<String, Result<String, String>>,
+}
+
+/// The fingerprint of a secret that could not be decrypted: such an instance plans as a
+/// change, and applying it fails with the reason.
+pub const UNRESOLVED_SECRET: &str = "(cannot decrypt)";
+
+/// Where a spec refers to secrets: (location in the spec, reference). A File's `secret` stands
+/// for its `content`; elsewhere (`env.KEY`, `cloudInit`) an object `{secret: NAME}` is the
+/// location.
+pub fn secret_references(kind: Kind, spec: &Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    if kind == Kind::File {
+        if let Some(reference) = spec["secret"].as_str() {
+            found.push(("content".to_owned(), reference.to_owned()));
+        }
+        return found;
+    }
+    fn walk(path: &str, value: &Value, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(reference)) = map.get("secret") {
+                    found.push((path.to_owned(), reference.clone()));
+                    return;
+                }
+                for (key, child) in map {
+                    let next = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(&next, child, found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), child, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk("", spec, &mut found);
+    found
+}
+
+/// Puts each secret's fingerprint into the desired spec, at its location: a File's content
+/// becomes `{"fingerprint": ...}`, an `{secret: NAME}` object gains `"fingerprint"`. Returns
+/// the locations, and the first reason a reference could not be decrypted.
+fn attach_fingerprints(
+    kind: Kind,
+    desired: &mut Value,
+    secrets: &HashMap<String, Result<String, String>>,
+) -> (Vec<String>, Option<String>) {
+    let references = secret_references(kind, desired);
+    let mut problem = None;
+    let mut locations = Vec::new();
+    for (location, reference) in references {
+        let fingerprint = match secrets.get(&reference) {
+            Some(Ok(fingerprint)) => fingerprint.clone(),
+            Some(Err(e)) => {
+                problem.get_or_insert_with(|| e.clone());
+                UNRESOLVED_SECRET.to_owned()
+            }
+            None => {
+                problem.get_or_insert_with(|| format!("secret `{reference}` was not resolved"));
+                UNRESOLVED_SECRET.to_owned()
+            }
+        };
+        let value = serde_json::json!(fingerprint);
+        if kind == Kind::File && location == "content" {
+            desired["content"] = serde_json::json!({ "fingerprint": value });
+        } else if let Some(Value::Object(map)) = pointer_mut(desired, &location) {
+            map.insert("fingerprint".into(), value);
+        }
+        locations.push(location);
+    }
+    (locations, problem)
+}
+
+/// The value at a dotted path with `[i]` indices.
+fn pointer_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    let mut current = value;
+    for part in path.split('.') {
+        let (key, indices) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            current = current.get_mut(key)?;
+        }
+        for index in indices
+            .split(['[', ']'])
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse::<usize>().ok())
+        {
+            current = current.get_mut(index)?;
+        }
+    }
+    Some(current)
+}
+
+/// Field changes under a secret's location are one sensitive change of that location:
+/// `~ content: (sensitive value changed)`.
+fn fold_secret_fields(fields: Vec<FieldChange>, locations: &[String]) -> Vec<FieldChange> {
+    if locations.is_empty() {
+        return fields;
+    }
+    let mut out: Vec<FieldChange> = Vec::new();
+    for mut field in fields {
+        if let Some(location) = locations.iter().find(|l| {
+            field.path == **l
+                || field.path.starts_with(&format!("{l}."))
+                || field.path.starts_with(&format!("{l}["))
+        }) {
+            if out.iter().any(|f| f.path == *location) {
+                continue;
+            }
+            field.path = location.clone();
+            field.sensitive = true;
+            field.before = field.before.map(|_| Value::String(SENSITIVE.into()));
+            field.after = field.after.map(|_| Value::String(SENSITIVE.into()));
+        }
+        out.push(field);
+    }
+    out
 }
 
 /// Why a plan could not be made.
@@ -389,6 +517,8 @@ pub fn plan(
         {
             map.insert("content".into(), Value::String(text.clone()));
         }
+        let (secret_locations, secret_problem) =
+            attach_fingerprints(instance.kind, &mut desired, input.secrets);
         let mut comparable = desired.clone();
         input.rules.normalize(instance.kind, &mut comparable);
         let record = records.get(instance.address.as_str()).copied();
@@ -452,7 +582,10 @@ pub fn plan(
                 ..base
             },
             Some(current) => {
-                let fields = field_changes(&current, &comparable, instance.kind, input.rules);
+                let fields = fold_secret_fields(
+                    field_changes(&current, &comparable, instance.kind, input.rules),
+                    &secret_locations,
+                );
                 if fields.is_empty() && record.is_none() && instance.kind == Kind::Host {
                     // A Host is observed, not created: on first contact its facts are read
                     // and recorded.
@@ -512,6 +645,13 @@ pub fn plan(
                     }
                 }
             }
+        };
+        let change = match secret_problem {
+            Some(problem) if change.action != Action::NoOp && change.reason.is_none() => Change {
+                reason: Some(problem),
+                ..change
+            },
+            _ => change,
         };
         let change = match spec {
             Spec::Service(service) => {

@@ -7,10 +7,31 @@ use serde_json::Value;
 
 use crate::plan::{Action, Change, FieldChange, Plan, SENSITIVE};
 
+/// A value as shown: a secret (a File's `{"fingerprint": ...}` content, an `{secret, fingerprint}`
+/// reference) shows as `(sensitive)`, and so does anything redacted.
 fn show(value: &Value) -> String {
     match value {
         Value::String(s) if s == SENSITIVE => SENSITIVE.to_owned(),
+        Value::Object(map) if map.contains_key("fingerprint") => SENSITIVE.to_owned(),
+        Value::Object(map) if map.values().any(has_secret) => {
+            let shown: Vec<String> = map
+                .iter()
+                .map(|(k, v)| {
+                    let key = serde_json::to_string(k).unwrap_or_default();
+                    format!("{key}:{}", show(v))
+                })
+                .collect();
+            format!("{{{}}}", shown.join(","))
+        }
         other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+fn has_secret(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key("fingerprint") || map.values().any(has_secret),
+        Value::Array(items) => items.iter().any(has_secret),
+        _ => false,
     }
 }
 

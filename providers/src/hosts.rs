@@ -623,6 +623,11 @@ impl Provider for HostsProvider {
         &self.rules
     }
 
+    /// A File's content is written to the host, secret or not.
+    fn wants_secret_values(&self) -> bool {
+        true
+    }
+
     fn observe<'a>(
         &'a self,
         target: Option<&'a str>,

@@ -81,6 +81,12 @@ pub trait Provider: Send + Sync {
     fn rules(&self) -> &dyn KindRules {
         &DefaultRules
     }
+
+    /// Whether `apply` is to be given the values of secrets (a File's content) rather than
+    /// their references and fingerprints. The value is in the change only for that call.
+    fn wants_secret_values(&self) -> bool {
+        false
+    }
 }
 
 /// The providers of a run, by kind.

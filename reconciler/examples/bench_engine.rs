@@ -23,6 +23,8 @@ use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
 use nimbus_providers::Registry;
 use nimbus_providers::memory::MemoryProvider;
 
+static NO_SECRETS: std::sync::LazyLock<HashMap<String, Result<String, String>>> =
+    std::sync::LazyLock::new(HashMap::new);
 static NO_SOURCES: std::sync::LazyLock<HashMap<String, String>> =
     std::sync::LazyLock::new(HashMap::new);
 
@@ -62,6 +64,7 @@ fn plan_once(
         allow_deletes: false,
         destroy: false,
         sources: &NO_SOURCES,
+        secrets: &NO_SECRETS,
     };
     let plan = plan::plan(&checked.model, &graph, &input).unwrap_or_else(|e| panic!("{e}"));
     let rendered = nimbus_planner::render::text(&plan);

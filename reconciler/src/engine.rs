@@ -476,6 +476,119 @@ pub struct PlanOptions {
     pub destroy: bool,
 }
 
+/// The secrets of a run: every reference the repository makes, decrypted once; what plans
+/// see of them (keyed fingerprints) and what providers are given (values, in memory).
+#[derive(Default)]
+pub struct RunSecrets {
+    pub fingerprints: HashMap<String, Result<String, String>>,
+    pub values: Arc<crate::executor::SecretValues>,
+}
+
+/// Decrypts every secret the repository refers to, with the identity from `--identity`,
+/// `NIMBUS_AGE_IDENTITY` or the Repository's `secrets.identityFile`. A secret that cannot be
+/// decrypted is an error only for the instances that use it; without references, nothing is
+/// read at all.
+pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSecrets> {
+    let mut references: Vec<String> = loaded
+        .checked
+        .model
+        .documents
+        .iter()
+        .flat_map(|d| {
+            nimbus_planner::plan::secret_references(
+                d.resource.kind,
+                &nimbus_planner::plan::desired_spec(&d.resource.spec),
+            )
+        })
+        .map(|(_, reference)| reference)
+        .collect();
+    references.sort();
+    references.dedup();
+    if references.is_empty() {
+        return Ok(RunSecrets::default());
+    }
+    let key = open_state(&loaded.state_path()?)?
+        .secret_key()
+        .map_err(|e| miette::miette!("{e}"))?;
+    let identity = crate::secrets::identity_path(
+        identity,
+        &loaded.root,
+        loaded
+            .repository()
+            .and_then(|r| r.secrets.identity_file.as_deref()),
+    );
+    let mut secrets = crate::secrets::Secrets::new(&loaded.root, identity);
+    let mut fingerprints = HashMap::new();
+    let mut values = HashMap::new();
+    for reference in references {
+        match secrets.value(&reference) {
+            Ok(value) => {
+                fingerprints.insert(
+                    reference.clone(),
+                    Ok(crate::secrets::fingerprint(&key, value.bytes())),
+                );
+                values.insert(
+                    reference,
+                    Ok(crate::secrets::Plaintext::new(value.bytes().to_vec())),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(secret = %reference, "a secret cannot be decrypted");
+                fingerprints.insert(reference.clone(), Err(e.clone()));
+                values.insert(reference, Err(e));
+            }
+        }
+    }
+    Ok(RunSecrets {
+        fingerprints,
+        values: Arc::new(values),
+    })
+}
+
+/// What the host shows of a File whose content is a secret, as its fingerprint: the host's
+/// SHA-256 is compared with the value's, in memory, and neither goes further.
+fn observed_secret_files(
+    loaded: &Loaded,
+    secrets: &RunSecrets,
+    observed: &mut HashMap<String, Observed>,
+) {
+    for instance in &loaded.graph.instances {
+        let Spec::File(file) = &loaded.checked.model.documents[instance.document]
+            .resource
+            .spec
+        else {
+            continue;
+        };
+        let Some(reference) = &file.secret else {
+            continue;
+        };
+        let Some(Observed::Present(value)) = observed.get_mut(&instance.address) else {
+            continue;
+        };
+        let Some(host_digest) = value["content"]["sha256"].as_str() else {
+            continue;
+        };
+        let fingerprint = match (
+            secrets.values.get(&reference.0),
+            secrets.fingerprints.get(&reference.0),
+        ) {
+            (Some(Ok(plaintext)), Some(Ok(fingerprint))) => {
+                let digest: String = Sha256::digest(plaintext.bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if digest == host_digest {
+                    fingerprint.clone()
+                } else {
+                    "(another value)".to_owned()
+                }
+            }
+            _ => nimbus_planner::plan::UNRESOLVED_SECRET.to_owned(),
+        };
+        value["content"] = serde_json::json!({ "fingerprint": fingerprint });
+    }
+}
+
 /// Observes (unless told not to) and plans.
 pub async fn make_plan(
     loaded: &Loaded,
@@ -483,8 +596,9 @@ pub async fn make_plan(
     serial: u64,
     registry: &Registry,
     options: &PlanOptions,
+    secrets: &RunSecrets,
 ) -> Result<Plan> {
-    let observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
+    let mut observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
         // Recorded instances no longer in git are observed as they were applied.
         let extra: Vec<(String, nimbus_schemas::Kind, serde_json::Value)> = records
             .iter()
@@ -500,6 +614,7 @@ pub async fn make_plan(
     } else {
         HashMap::new()
     };
+    observed_secret_files(loaded, secrets, &mut observed);
     let input = PlanInput {
         records,
         observed: &observed,
@@ -511,6 +626,7 @@ pub async fn make_plan(
         allow_deletes: options.allow_deletes,
         destroy: options.destroy,
         sources: &loaded.sources,
+        secrets: &secrets.fingerprints,
     };
     let plan = plan::plan(&loaded.checked.model, &loaded.graph, &input)
         .map_err(|e| miette::miette!("{e}"))?;
@@ -540,6 +656,7 @@ pub async fn run_plan(
     state: Arc<Mutex<StateStore>>,
     command: &str,
     parallelism: usize,
+    secrets: &RunSecrets,
 ) -> Result<Report> {
     let run = crate::executor::lock_state(&state)
         .begin_run(command, plan.source_revision.as_deref())
@@ -548,6 +665,7 @@ pub async fn run_plan(
     let options = ExecutorOptions {
         parallelism,
         progress: executor::Progress::for_stderr(total),
+        secrets: Arc::clone(&secrets.values),
         ..ExecutorOptions::default()
     };
     let shutdown = async {

@@ -152,7 +152,13 @@ pub struct ExecutorOptions {
     pub backoff: Duration,
     /// Lines per change and a bar, on stderr.
     pub progress: Progress,
+    /// The decrypted secrets of this run, by reference, handed to a provider only inside
+    /// the change it applies (never to state, the plan or logs).
+    pub secrets: Arc<SecretValues>,
 }
+
+/// Every secret reference of a run: its value, or why it could not be decrypted.
+pub type SecretValues = HashMap<String, Result<crate::secrets::Plaintext, String>>;
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
@@ -161,8 +167,46 @@ impl Default for ExecutorOptions {
             retries: 3,
             backoff: Duration::from_millis(200),
             progress: Progress::Quiet,
+            secrets: Arc::new(HashMap::new()),
         }
     }
+}
+
+/// The change a provider is given: with the values of its secrets in place when the provider
+/// delivers them (a File's content over SSH), else as planned. A secret that could not be
+/// decrypted fails the change, with the reason.
+fn with_secret_values(
+    change: &Change,
+    provider: &dyn nimbus_providers::Provider,
+    secrets: &SecretValues,
+) -> Result<Option<Change>, String> {
+    let Some(after) = &change.after else {
+        return Ok(None);
+    };
+    let references = nimbus_planner::plan::secret_references(change.kind, after);
+    if references.is_empty() {
+        return Ok(None);
+    }
+    let mut resolved = change.clone();
+    for (location, reference) in &references {
+        let value = match secrets.get(reference) {
+            Some(Ok(value)) => value,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err(format!("secret `{reference}` was not resolved")),
+        };
+        if provider.wants_secret_values()
+            && change.kind == nimbus_schemas::Kind::File
+            && location == "content"
+        {
+            let text = value
+                .text()
+                .map_err(|e| format!("secret `{reference}` {e}; a File's content must be text"))?;
+            if let Some(after) = resolved.after.as_mut() {
+                after["content"] = serde_json::Value::String(text.to_owned());
+            }
+        }
+    }
+    Ok(provider.wants_secret_values().then_some(resolved))
 }
 
 fn verb(action: Action) -> (&'static str, &'static str) {
@@ -391,6 +435,13 @@ async fn apply_one(
         let _ = lock_state(state).fail(run, change, "failed", &reason);
         return (0, Outcome::Failed(reason), begun.elapsed());
     };
+    let resolved = match with_secret_values(change, provider.as_ref(), &options.secrets) {
+        Ok(resolved) => resolved,
+        Err(reason) => {
+            let _ = lock_state(state).fail(run, change, "failed", &reason);
+            return (0, Outcome::Failed(reason), begun.elapsed());
+        }
+    };
     if let Err(e) = lock_state(state).intend(run, change) {
         return (
             0,
@@ -402,7 +453,7 @@ async fn apply_one(
     let outcome = loop {
         attempts += 1;
         tracing::debug!(address = %change.address, action = ?change.action, attempt = attempts, provider = provider.name(), "applying");
-        match provider.apply(change).await {
+        match provider.apply(resolved.as_ref().unwrap_or(change)).await {
             Ok(applied) => {
                 break match lock_state(state).complete(
                     run,

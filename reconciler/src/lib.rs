@@ -7,5 +7,6 @@ pub mod executor;
 pub mod logging;
 pub mod render;
 pub mod scaffold;
+pub mod secrets;
 pub mod state;
 pub mod workdir;

@@ -1,7 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands each command to its module.
 
 use clap::{Parser, Subcommand};
-use nimbus::commands::{apply, completions, graph, init, plan, state, validate};
+use nimbus::commands::{apply, completions, graph, init, plan, secret, state, validate};
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
 /// parsed documents; mimalloc halves that.
@@ -16,6 +16,8 @@ Examples:
   nimbus plan my-infra              what apply would change
   nimbus apply --auto-approve my-infra
   nimbus graph my-infra | dot -Tsvg > graph.svg
+  nimbus secret encrypt db-password < password.txt
+  nimbus secret edit db-password
   nimbus completions bash > /etc/bash_completion.d/nimbus
 
 Docs: docs/ in the nimbus repository (manifests.md, cli.md, architecture.md).";
@@ -49,6 +51,8 @@ enum Command {
     Destroy(apply::DestroyArgs),
     /// Inspect and repair state.
     State(state::StateArgs),
+    /// Manage the age-encrypted secrets under secrets/.
+    Secret(secret::SecretArgs),
     /// Print the dependency graph of the instances (dot, mermaid or json).
     Graph(graph::GraphArgs),
     /// Print a shell completion script (bash, zsh or fish).
@@ -74,6 +78,7 @@ fn main() {
         Command::Apply(args) => apply::apply(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::State(args) => state::run(args),
+        Command::Secret(args) => secret::run(args),
         Command::Completions(args) => Ok(completions::run::<Cli>(args)),
     };
     match code {

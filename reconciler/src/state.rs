@@ -306,6 +306,43 @@ impl StateStore {
         Ok(self.resources()?.into_iter().map(|r| r.record).collect())
     }
 
+    /// The key of the secrets' keyed fingerprints (HMAC-SHA256), made on first use: random,
+    /// and kept only here, so that a fingerprint tells nothing of a value to whoever lacks the
+    /// state.
+    pub fn secret_key(&self) -> Result<Vec<u8>, StateError> {
+        let existing: Option<String> = self.db(self
+            .connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'secret_fingerprint_key'",
+                [],
+                |r| r.get(0),
+            )
+            .optional())?;
+        let hex = match existing {
+            Some(hex) => hex,
+            None => {
+                let key = crate::secrets::random_key().map_err(|e| StateError::Database {
+                    path: self.path.display().to_string(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                // Two runs may race to make it: the first one wins, both use it.
+                self.db(self.connection.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('secret_fingerprint_key', ?1)",
+                    params![hex],
+                ))?;
+                self.db(self.connection.query_row(
+                    "SELECT value FROM meta WHERE key = 'secret_fingerprint_key'",
+                    [],
+                    |r| r.get(0),
+                ))?
+            }
+        };
+        Ok((0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect())
+    }
+
     /// Every record and the serial, read together for planning.
     pub fn snapshot(&self) -> Result<(Vec<Record>, u64), StateError> {
         Ok((self.records()?, self.serial()?))

@@ -18,6 +18,8 @@ use nimbus_planner::instances::InstanceGraph;
 use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
 use serde_json::Value;
 
+static NO_SECRETS: std::sync::LazyLock<HashMap<String, Result<String, String>>> =
+    std::sync::LazyLock::new(HashMap::new);
 static NO_SOURCES: std::sync::LazyLock<HashMap<String, String>> =
     std::sync::LazyLock::new(HashMap::new);
 
@@ -56,6 +58,7 @@ fn input<'a>(
         allow_deletes: options["allow_deletes"].as_bool().unwrap_or(false),
         destroy: options["destroy"].as_bool().unwrap_or(false),
         sources: &NO_SOURCES,
+        secrets: &NO_SECRETS,
     }
 }
 

@@ -31,6 +31,10 @@ pub struct ApplyArgs {
     /// Lift the Repository's deletion budget.
     #[arg(long)]
     pub allow_deletes: bool,
+    /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
+    /// Repository's secrets.identityFile).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +50,9 @@ pub struct DestroyArgs {
     pub targets: Vec<String>,
     #[arg(long)]
     pub parallelism: Option<usize>,
+    /// The age identity that decrypts secrets.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 /// Asks for `yes` on a terminal; refuses without one rather than hang.
@@ -85,6 +92,7 @@ pub fn apply(args: ApplyArgs) -> Result<i32> {
         options,
         args.auto_approve,
         args.parallelism,
+        args.identity.as_deref(),
         "apply",
     )
 }
@@ -101,6 +109,7 @@ pub fn destroy(args: DestroyArgs) -> Result<i32> {
         options,
         args.auto_approve,
         args.parallelism,
+        args.identity.as_deref(),
         "destroy",
     )
 }
@@ -110,6 +119,7 @@ fn run(
     options: PlanOptions,
     auto_approve: bool,
     parallelism: Option<usize>,
+    identity: Option<&Path>,
     command: &str,
 ) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
@@ -126,7 +136,9 @@ fn run(
         let (records, serial) = crate::executor::lock_state(&state)
             .snapshot()
             .map_err(|e| miette::miette!("{e}"))?;
-        let plan = engine::make_plan(&loaded, &records, serial, &registry, &options).await?;
+        let secrets = engine::resolve_secrets(&loaded, identity)?;
+        let plan =
+            engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets).await?;
         execute(
             &plan,
             &registry,
@@ -134,6 +146,7 @@ fn run(
             auto_approve,
             parallelism.unwrap_or_else(|| loaded.parallelism()),
             command,
+            &secrets,
         )
         .await
     })
@@ -146,6 +159,7 @@ async fn execute(
     auto_approve: bool,
     parallelism: usize,
     command: &str,
+    secrets: &engine::RunSecrets,
 ) -> Result<i32> {
     print_stdout(&nimbus_planner::render::text(plan));
     if !plan.has_work() {
@@ -162,7 +176,7 @@ async fn execute(
         print_stderr(&format!("{command} cancelled.\n"));
         return Ok(1);
     }
-    let report = engine::run_plan(plan, registry, state, command, parallelism).await?;
+    let report = engine::run_plan(plan, registry, state, command, parallelism, secrets).await?;
     let title = if command == "destroy" {
         "Destroy"
     } else {
@@ -209,7 +223,9 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
             refresh: saved.refresh,
             ..PlanOptions::default()
         };
-        let fresh = engine::make_plan(&loaded, &records, serial, &registry, &options).await;
+        let secrets = engine::resolve_secrets(&loaded, args.identity.as_deref())?;
+        let fresh =
+            engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets).await;
         if let Ok(fresh) = &fresh
             && fresh.observed_fingerprint != saved.plan.observed_fingerprint
         {
@@ -223,6 +239,15 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
             );
         }
         let parallelism = args.parallelism.unwrap_or_else(|| loaded.parallelism());
-        execute(&saved.plan, &registry, state, true, parallelism, "apply").await
+        execute(
+            &saved.plan,
+            &registry,
+            state,
+            true,
+            parallelism,
+            "apply",
+            &secrets,
+        )
+        .await
     })
 }

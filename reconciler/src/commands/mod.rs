@@ -5,5 +5,6 @@ pub mod completions;
 pub mod graph;
 pub mod init;
 pub mod plan;
+pub mod secret;
 pub mod state;
 pub mod validate;

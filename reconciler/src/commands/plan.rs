@@ -41,6 +41,10 @@ pub struct PlanArgs {
     /// Lift the Repository's deletion budget.
     #[arg(long)]
     pub allow_deletes: bool,
+    /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
+    /// Repository's secrets.identityFile).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 pub fn run(args: PlanArgs) -> Result<i32> {
@@ -57,7 +61,9 @@ pub fn run(args: PlanArgs) -> Result<i32> {
             allow_deletes: args.allow_deletes,
             destroy: false,
         };
-        let plan = engine::make_plan(&loaded, &records, serial, &registry, &options).await?;
+        let secrets = engine::resolve_secrets(&loaded, args.identity.as_deref())?;
+        let plan =
+            engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets).await?;
         let rendered = match args.format {
             PlanFormat::Text => nimbus_planner::render::text(&plan),
             PlanFormat::Markdown => nimbus_planner::render::markdown(&plan),
