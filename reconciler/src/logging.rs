@@ -21,7 +21,9 @@ pub fn init(verbose: u8, format: LogFormat) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},nimbus={level}")));
+        // The SSH library stays at warnings whatever -v says: its traces would hold what
+        // goes over the wire, secrets included.
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},nimbus={level},russh=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -205,7 +205,8 @@ pub fn stanzas(file: &[u8]) -> Result<Vec<(String, Vec<String>)>, String> {
         }
         if let Some(stanza) = line.strip_prefix("-> ") {
             let mut parts = stanza.split(' ').map(str::to_owned);
-            if let Some(kind) = parts.next() {
+            // age adds a random "grease" stanza to every file; it is no recipient.
+            if let Some(kind) = parts.next().filter(|k| !k.ends_with("-grease")) {
                 found.push((kind, parts.collect()));
             }
         }
@@ -410,4 +411,42 @@ mod tests {
         assert!(check_name(".hidden").is_err());
         assert!(check_name("a/b").is_err());
     }
+}
+
+/// Warnings for secret files that are not encrypted to any recipient the Repository lists,
+/// read from their headers (nothing is decrypted).
+pub fn recipient_warnings(root: &Path, recipients: &[String]) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(root.join("secrets")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "age"))
+        .collect();
+    files.sort();
+    let mut warnings = Vec::new();
+    for path in files {
+        let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        match stanzas(&bytes) {
+            Ok(_) if recipients.is_empty() => warnings.push((
+                shown.clone(),
+                format!(
+                    "{shown}: the Repository lists no secrets.recipients; add the public keys secrets are encrypted to, then run `nimbus secret rekey`"
+                ),
+            )),
+            Ok(found) if !encrypted_to_any(&found, recipients) => warnings.push((
+                shown.clone(),
+                format!(
+                    "{shown} is not encrypted to any recipient the Repository lists (secrets.recipients); run `nimbus secret rekey` with an identity that can decrypt it"
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => warnings.push((shown.clone(), format!("{shown}: {e}"))),
+        }
+    }
+    warnings
 }

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use miette::Result;
+use miette::{IntoDiagnostic, Result};
 
 use crate::render::{
-    count_phrase, print_stderr, print_stdout, problems_json, problems_text, stderr_is_terminal,
+    count_phrase, print_stderr, print_stdout, problems_text, stderr_is_terminal,
 };
 use crate::workdir::read_working_tree;
 
@@ -32,13 +32,45 @@ pub fn run(args: ValidateArgs) -> Result<i32> {
     let (input, invalid_patterns) = read_working_tree(&args.dir)?;
     let file_count = input.manifests.len();
     let checked = nimbus_planner::check(input);
-    let (errors, warnings) = (checked.error_count(), checked.warning_count());
+    // Secret files whose headers show none of the listed recipients (nothing is decrypted).
+    let recipients = match checked.model.repository().map(|d| &d.resource.spec) {
+        Some(nimbus_schemas::Spec::Repository(r)) => r.secrets.recipients.clone(),
+        _ => Vec::new(),
+    };
+    let secret_warnings = crate::secrets::recipient_warnings(&args.dir, &recipients);
+    let (errors, warnings) = (
+        checked.error_count(),
+        checked.warning_count() + secret_warnings.len(),
+    );
     match args.format {
-        ProblemFormat::Json => print_stdout(&format!(
-            "{}\n",
-            problems_json(&checked.problems, &checked.model.sources)
-        )),
+        ProblemFormat::Json => {
+            let mut items: Vec<serde_json::Value> = checked
+                .problems
+                .iter()
+                .map(|p| serde_json::to_value(p.to_json(&checked.model.sources)))
+                .collect::<Result<_, _>>()
+                .into_diagnostic()?;
+            for (file, warning) in &secret_warnings {
+                items.push(serde_json::json!({
+                    "code": "nimbus::secret::recipients",
+                    "severity": "warning",
+                    "message": warning,
+                    "file": file,
+                    "line": 1,
+                    "column": 1,
+                    "help": "nimbus secret rekey re-encrypts every secret to the current recipients",
+                    "labels": [],
+                }));
+            }
+            print_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&items).into_diagnostic()?
+            ));
+        }
         ProblemFormat::Text => {
+            for (_, warning) in &secret_warnings {
+                print_stderr(&format!("warning: {warning}\n"));
+            }
             for pattern in invalid_patterns {
                 print_stderr(&format!(
                     "warning: .nimbusignore: `{pattern}` is not a valid pattern and is ignored\n"
