@@ -139,6 +139,7 @@ fn main() {
         retries: 0,
         backoff: Duration::ZERO,
         progress: nimbus::executor::Progress::Quiet,
+        ..ExecutorOptions::default()
     };
     let start = Instant::now();
     let report = runtime.block_on(execute(

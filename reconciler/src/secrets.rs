@@ -381,6 +381,48 @@ impl Secrets {
     }
 }
 
+/// Warnings for secret files that are not encrypted to any recipient the Repository lists,
+/// read from their headers (nothing is decrypted).
+pub fn recipient_warnings(root: &Path, recipients: &[String]) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(root.join("secrets")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "age"))
+        .collect();
+    files.sort();
+    let mut warnings = Vec::new();
+    for path in files {
+        let shown = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        match stanzas(&bytes) {
+            Ok(_) if recipients.is_empty() => warnings.push((
+                shown.clone(),
+                format!(
+                    "{shown}: the Repository lists no secrets.recipients; add the public keys secrets are encrypted to, then run `nimbus secret rekey`"
+                ),
+            )),
+            Ok(found) if !encrypted_to_any(&found, recipients) => warnings.push((
+                shown.clone(),
+                format!(
+                    "{shown} is not encrypted to any recipient the Repository lists (secrets.recipients); run `nimbus secret rekey` with an identity that can decrypt it"
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => warnings.push((shown.clone(), format!("{shown}: {e}"))),
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +446,45 @@ mod tests {
         assert_eq!(base64_encode_unpadded(b"fo"), "Zm8");
     }
 
+    /// An age X25519 identity file and recipient: encrypt, read the header, decrypt.
+    #[test]
+    fn x25519_round_trip_and_header() {
+        use age::secrecy::ExposeSecret;
+        let identity = age::x25519::Identity::generate();
+        let recipient = identity.to_public().to_string();
+        let dir = std::env::temp_dir().join(format!("nimbus-x25519-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let key_file = dir.join("key.txt");
+        std::fs::write(
+            &key_file,
+            format!(
+                "# created: by a test\n# public key: {recipient}\n{}\n",
+                identity.to_string().expose_secret()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let listed = vec![recipient.clone()];
+        let armored = encrypt(
+            &recipients(&listed).unwrap_or_else(|e| panic!("{e}")),
+            b"value",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let found = stanzas(armored.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(encrypted_to_any(&found, &listed));
+        assert!(!encrypted_to_any(
+            &found,
+            &["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK5".into()]
+        ));
+        let identities = load_identities(&key_file).unwrap_or_else(|e| panic!("{e}"));
+        let plain = decrypt(&identities, armored.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.bytes(), b"value");
+        assert_eq!(format!("{plain:?}"), "(sensitive)");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(recipients(&["age1nope".into()]).is_err());
+        assert!(recipients(&[]).is_err());
+    }
+
     #[test]
     fn secret_names_are_path_segments() {
         assert!(check_name("db-password").is_ok());
@@ -411,42 +492,4 @@ mod tests {
         assert!(check_name(".hidden").is_err());
         assert!(check_name("a/b").is_err());
     }
-}
-
-/// Warnings for secret files that are not encrypted to any recipient the Repository lists,
-/// read from their headers (nothing is decrypted).
-pub fn recipient_warnings(root: &Path, recipients: &[String]) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(root.join("secrets")) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "age"))
-        .collect();
-    files.sort();
-    let mut warnings = Vec::new();
-    for path in files {
-        let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        match stanzas(&bytes) {
-            Ok(_) if recipients.is_empty() => warnings.push((
-                shown.clone(),
-                format!(
-                    "{shown}: the Repository lists no secrets.recipients; add the public keys secrets are encrypted to, then run `nimbus secret rekey`"
-                ),
-            )),
-            Ok(found) if !encrypted_to_any(&found, recipients) => warnings.push((
-                shown.clone(),
-                format!(
-                    "{shown} is not encrypted to any recipient the Repository lists (secrets.recipients); run `nimbus secret rekey` with an identity that can decrypt it"
-                ),
-            )),
-            Ok(_) => {}
-            Err(e) => warnings.push((shown.clone(), format!("{shown}: {e}"))),
-        }
-    }
-    warnings
 }

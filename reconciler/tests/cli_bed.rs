@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+const SECRET: &str = "bed-S3CRET-password-4242\n";
 
 struct Repo {
     dir: tempfile::TempDir,
@@ -46,10 +47,30 @@ fn repo_for(bed: &hostbed::Bed) -> Repo {
     repo.write(
         "nimbus.yaml",
         &format!(
-            "{HEADER}kind: Repository\nmetadata: {{name: bed}}\nspec:\n  ssh:\n    identityFile: {}\n    knownHosts: known_hosts\n    connectTimeout: 3\n",
-            bed.key.display()
+            "{HEADER}kind: Repository\nmetadata: {{name: bed}}\nspec:\n  ssh:\n    identityFile: {key}\n    knownHosts: known_hosts\n    connectTimeout: 3\n  secrets:\n    recipients: [\"{public}\"]\n    identityFile: {key}\n",
+            key = bed.key.display(),
+            public = std::fs::read_to_string(bed.key.with_extension("pub"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     );
+    // A secret, encrypted to the bed's client key (an ssh-ed25519 age recipient).
+    let mut encrypt = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["secret", "encrypt", "db-password"])
+        .current_dir(repo.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = encrypt.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(SECRET.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(encrypt.wait().is_ok_and(|s| s.success()));
     let mut hosts = String::new();
     for (i, host) in bed.hosts.iter().enumerate() {
         let role = if i < 2 { "web" } else { "db" };
@@ -81,6 +102,13 @@ fn repo_for(bed: &hostbed::Bed) -> Repo {
         &format!(
             "{HEADER}kind: File\nmetadata: {{name: db-config}}\nspec: {{host: {}, path: /etc/demo/db.conf, content: \"max_connections = 10\\n\", mode: \"0600\"}}\n",
             bed.hosts[2].name
+        ),
+    );
+    repo.write(
+        "secret.yaml",
+        &format!(
+            "{HEADER}kind: File\nmetadata: {{name: db-password}}\nspec: {{host: {}, path: /etc/demo/db.password, secret: db-password, mode: \"0600\", owner: root, group: daemon}}\n",
+            bed.hosts[0].name
         ),
     );
     repo.write(
@@ -125,13 +153,29 @@ fn apply_configures_real_hosts_over_ssh() {
     );
 
     // --- First apply: everything lands but what needs the host that does not answer.
-    let output = repo.nimbus(&["apply", "--auto-approve", "."]);
+    let output = repo.nimbus(&["apply", "--auto-approve", "-vvv", "."]);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
         Some(1),
         "only the unreachable host fails: {stdout}\n{}",
         text(&output.stderr)
+    );
+    // The secret reached its host, with its mode and owner, and nowhere else.
+    let secret_file = upper(&bed, 0, "/etc/demo/db.password");
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap_or_default(),
+        SECRET
+    );
+    assert_eq!(mode(&secret_file), 0o600);
+    assert_eq!(
+        bed.ssh_ok(h1, "stat -c '%U %G' /etc/demo/db.password"),
+        "root daemon\n"
+    );
+    let secret_value = SECRET.trim();
+    assert!(
+        !stdout.contains(secret_value) && !text(&output.stderr).contains(secret_value),
+        "the secret is in apply's output"
     );
     assert!(stdout.contains("failed   Host/gone"), "{stdout}");
     assert!(
@@ -188,6 +232,28 @@ fn apply_configures_real_hosts_over_ssh() {
         text(&plan.stdout),
         text(&plan.stderr)
     );
+
+    // --- A hand edit of the secret is drift, shown without any value, and corrected.
+    bed.ssh_ok(h1, "echo guessed > /etc/demo/db.password");
+    let planned = ok(&repo.nimbus(&["plan", "."]));
+    assert!(
+        planned.contains("~ content: (sensitive value changed)")
+            && planned.contains("drift: changed outside nimbus"),
+        "{planned}"
+    );
+    assert!(!planned.contains("guessed") && !planned.contains(secret_value));
+    ok(&repo.nimbus(&["apply", "--auto-approve", "."]));
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap_or_default(),
+        SECRET
+    );
+    for file in ["state.db", "state.db-wal"] {
+        let state = std::fs::read(repo.dir.path().join(".nimbus").join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&state).contains(secret_value),
+            "{file}"
+        );
+    }
 
     // --- A hand edit is detected and corrected; so is a service stopped by hand.
     bed.ssh_ok(h2, "echo defaced > /etc/demo/motd; systemctl stop demo-app");

@@ -27,7 +27,10 @@ fn keygen(path: &Path) {
 
 fn public_key(path: &Path) -> String {
     let text = std::fs::read_to_string(path.with_extension("pub")).unwrap_or_default();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Repo {
@@ -155,7 +158,11 @@ fn secret_commands_identities_and_rekey() {
     );
 
     // decrypt: --identity, then NIMBUS_AGE_IDENTITY, then secrets.identityFile.
-    let out = repo.ok(&["secret", "decrypt", "db", "--identity", &alice], &[], None);
+    let out = repo.ok(
+        &["secret", "decrypt", "db", "--identity", &alice],
+        &[],
+        None,
+    );
     assert_eq!(text(&out.stdout), DB_PASSWORD);
     let out = repo.ok(
         &["secret", "decrypt", "db"],
@@ -193,7 +200,11 @@ fn secret_commands_identities_and_rekey() {
         "{message}"
     );
     assert!(!message.contains(DB_PASSWORD));
-    let out = repo.nimbus(&["secret", "decrypt", "nope", "--identity", &alice], &[], None);
+    let out = repo.nimbus(
+        &["secret", "decrypt", "nope", "--identity", &alice],
+        &[],
+        None,
+    );
     assert!(
         text(&out.stderr).contains("nimbus secret encrypt nope"),
         "{}",
@@ -247,8 +258,15 @@ fn secret_commands_identities_and_rekey() {
         text(&out.stderr)
     );
     let out = repo.ok(&["secret", "decrypt", "app", "--identity", &bob], &[], None);
-    assert_eq!(text(&out.stdout), format!("apiKey: {API_KEY}\nregion: eu\n"));
-    let out = repo.nimbus(&["secret", "decrypt", "db", "--identity", &alice], &[], None);
+    assert_eq!(
+        text(&out.stdout),
+        format!("apiKey: {API_KEY}\nregion: eu\n")
+    );
+    let out = repo.nimbus(
+        &["secret", "decrypt", "db", "--identity", &alice],
+        &[],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
 
     // edit: $EDITOR gets a 0600 file in a private directory, which is gone afterwards.
@@ -331,7 +349,9 @@ fn no_secret_value_appears_in_any_output() {
     let workload = std::fs::read_to_string(repo.root().join("workload.yaml")).unwrap_or_default();
     repo.write(
         "workload.yaml",
-        &format!("{workload}  env:\n    LOG_LEVEL: info\n    API_KEY: {{secret: \"app#apiKey\"}}\n"),
+        &format!(
+            "{workload}  env:\n    LOG_LEVEL: info\n    API_KEY: {{secret: \"app#apiKey\"}}\n"
+        ),
     );
     let id = [("NIMBUS_AGE_IDENTITY", alice.as_str())];
     let saved = repo.dir.path().join("saved.json");
@@ -358,10 +378,19 @@ fn no_secret_value_appears_in_any_output() {
     let out = run(&["apply", "-vvv", "--log-format", "json", &saved_arg], &id);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = run(&["plan", "--detailed-exitcode", "-vvv", "."], &id);
-    assert_eq!(out.status.code(), Some(0), "converged: {}", text(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "converged: {}",
+        text(&out.stdout)
+    );
 
     // A new value of the secret is a change, shown without the value.
-    repo.ok(&["secret", "encrypt", "db"], &[], Some("db-S3CRET-rotated-5500"));
+    repo.ok(
+        &["secret", "encrypt", "db"],
+        &[],
+        Some("db-S3CRET-rotated-5500"),
+    );
     let out = run(&["plan", "--detailed-exitcode", "."], &id);
     assert_eq!(out.status.code(), Some(2));
     let planned = text(&out.stdout);
@@ -369,7 +398,10 @@ fn no_secret_value_appears_in_any_output() {
         planned.contains("~ content: (sensitive value changed)"),
         "{planned}"
     );
-    assert!(!planned.contains("API_KEY"), "only the changed secret: {planned}");
+    assert!(
+        !planned.contains("API_KEY"),
+        "only the changed secret: {planned}"
+    );
     run(&["plan", "--format", "markdown", "."], &id);
     run(&["plan", "--format", "json", "."], &id);
     let out = run(&["apply", "--auto-approve", "-vvv", "."], &id);
@@ -379,7 +411,11 @@ fn no_secret_value_appears_in_any_output() {
     run(&["state", "history"], &[]);
 
     // Without the identity, only the instances that use a secret fail, saying why.
-    repo.ok(&["secret", "encrypt", "db"], &[], Some("db-S3CRET-third-1212"));
+    repo.ok(
+        &["secret", "encrypt", "db"],
+        &[],
+        Some("db-S3CRET-third-1212"),
+    );
     let motd = std::fs::read_to_string(repo.root().join("files.yaml")).unwrap_or_default();
     repo.write("files.yaml", &motd.replace("hello", "hello again"));
     let out = run(&["apply", "--auto-approve", "-vvv", "."], &[]);
@@ -389,7 +425,10 @@ fn no_secret_value_appears_in_any_output() {
         applied.contains("failed   File/db-password@web-1: secret `db`: no age identity"),
         "{applied}"
     );
-    assert!(applied.contains("updated File/motd@web-1") || text(&out.stderr).contains("updated File/motd@web-1"));
+    assert!(
+        applied.contains("updated File/motd@web-1")
+            || text(&out.stderr).contains("updated File/motd@web-1")
+    );
     // A wrong identity: the same, with its own reason.
     let carol = identity_arg(&repo, "carol");
     let out = run(&["apply", "--auto-approve", "--identity", &carol, "."], &[]);
@@ -401,9 +440,15 @@ fn no_secret_value_appears_in_any_output() {
     );
 
     let saved_plan = std::fs::read_to_string(&saved).unwrap_or_default();
-    assert!(saved_plan.contains("hmac-sha256:"), "the saved plan carries fingerprints");
+    assert!(
+        saved_plan.contains("hmac-sha256:"),
+        "the saved plan carries fingerprints"
+    );
     let stored = state_bytes(&repo.root());
-    assert!(stored.contains("hmac-sha256:"), "state carries fingerprints");
+    assert!(
+        stored.contains("hmac-sha256:"),
+        "state carries fingerprints"
+    );
     for secret in [
         DB_PASSWORD,
         API_KEY,

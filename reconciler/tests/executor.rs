@@ -65,6 +65,7 @@ fn options(parallelism: usize) -> ExecutorOptions {
         retries: 3,
         backoff: Duration::from_millis(1),
         progress: nimbus::executor::Progress::Quiet,
+        ..ExecutorOptions::default()
     }
 }
 
@@ -323,4 +324,119 @@ async fn observation_is_one_call_per_target() {
     // One batch per host (its Host and its per-host instances), plus one for the instances
     // that are not per host.
     assert_eq!(provider.observe_calls(), 4);
+}
+
+/// A provider that delivers secret values and remembers the File content it was given.
+struct Delivering {
+    received: Mutex<Vec<serde_json::Value>>,
+}
+
+impl nimbus_providers::Provider for Delivering {
+    fn name(&self) -> &'static str {
+        "delivering"
+    }
+    fn kinds(&self) -> &[Kind] {
+        &[Kind::File]
+    }
+    fn observe<'a>(
+        &'a self,
+        _target: Option<&'a str>,
+        _batch: &'a [nimbus_providers::ObserveRequest],
+    ) -> nimbus_providers::BoxFuture<
+        'a,
+        Result<Vec<(String, nimbus_planner::plan::Observed)>, nimbus_providers::ProviderError>,
+    > {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+    ) -> nimbus_providers::BoxFuture<
+        'a,
+        Result<nimbus_providers::Applied, nimbus_providers::ProviderError>,
+    > {
+        Box::pin(async move {
+            if let Some(after) = &change.after {
+                self.received
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(after["content"].clone());
+            }
+            Ok(nimbus_providers::Applied::default())
+        })
+    }
+    fn wants_secret_values(&self) -> bool {
+        true
+    }
+}
+
+fn secret_file(address: &str, secret: &str) -> Change {
+    Change {
+        kind: Kind::File,
+        after: Some(serde_json::json!({
+            "path": "/etc/p", "secret": secret,
+            "content": {"fingerprint": "hmac-sha256:00"}
+        })),
+        ..change(address, &[])
+    }
+}
+
+/// A secret's value reaches the provider that delivers it, inside that one call; state keeps
+/// the reference and fingerprint. A secret that could not be decrypted fails its instance
+/// alone, with the reason.
+#[tokio::test]
+async fn secret_values_reach_only_the_delivering_call() {
+    let bed = bed();
+    let provider = Arc::new(Delivering {
+        received: Mutex::new(Vec::new()),
+    });
+    let registry = Registry::new().with(provider.clone());
+    let mut values = nimbus::executor::SecretValues::new();
+    values.insert(
+        "db".into(),
+        Ok(nimbus::secrets::Plaintext::new(b"pa55-value".to_vec())),
+    );
+    values.insert("gone".into(), Err("secret `gone`: no age identity".into()));
+    let options = ExecutorOptions {
+        secrets: Arc::new(values),
+        ..options(2)
+    };
+    let plan = plan(vec![
+        secret_file("File/a@h", "db"),
+        secret_file("File/b@h", "gone"),
+    ]);
+    let report = execute(
+        &plan,
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options,
+        never(),
+    )
+    .await;
+    let outcome_of = |address: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| r.address == address)
+            .map(|r| r.outcome.clone())
+    };
+    assert_eq!(
+        outcome_of("File/a@h"),
+        Some(Outcome::Applied),
+        "{}",
+        report.summary()
+    );
+    assert_eq!(
+        outcome_of("File/b@h"),
+        Some(Outcome::Failed("secret `gone`: no age identity".into()))
+    );
+    assert_eq!(
+        *provider.received.lock().unwrap_or_else(|e| e.into_inner()),
+        [serde_json::json!("pa55-value")]
+    );
+    let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+    let records = serde_json::to_string(&store.records().unwrap_or_default()).unwrap_or_default();
+    assert!(records.contains("hmac-sha256:00"), "{records}");
+    assert!(!records.contains("pa55"), "{records}");
 }

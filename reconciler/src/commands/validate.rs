@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result};
 
-use crate::render::{
-    count_phrase, print_stderr, print_stdout, problems_text, stderr_is_terminal,
-};
+use crate::render::{count_phrase, print_stderr, print_stdout, problems_text, stderr_is_terminal};
 use crate::workdir::read_working_tree;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
