@@ -155,7 +155,17 @@ pub fn markdown(plan: &Plan) -> String {
         out.push_str("No changes. The observed state matches the repository.\n");
         return out;
     }
-    out.push_str("| action | count |\n|---|---:|\n");
+    out.push_str(&markdown_summary(plan));
+    for change in plan.changes.iter().filter(|c| c.action.is_change()) {
+        out.push_str(&markdown_section(change));
+    }
+    let _ = writeln!(out, "{}", summary(plan));
+    out
+}
+
+/// The top of a markdown plan: counts by action, then every deletion and replacement.
+pub fn markdown_summary(plan: &Plan) -> String {
+    let mut out = String::from("| action | count |\n|---|---:|\n");
     for (action, label) in [
         (Action::Create, "create"),
         (Action::Update, "update"),
@@ -181,25 +191,28 @@ pub fn markdown(plan: &Plan) -> String {
         }
     }
     out.push('\n');
-    for change in plan.changes.iter().filter(|c| c.action.is_change()) {
-        let _ = writeln!(
-            out,
-            "<details><summary><code>{} {}</code></summary>\n",
-            change.action.symbol(),
-            change.address
-        );
-        let _ = writeln!(out, "{}\n", headline(change));
-        let lines = field_lines(change);
-        if !lines.is_empty() {
-            out.push_str("```diff\n");
-            for line in lines {
-                // diff highlighting wants the sign in the first column.
-                let _ = writeln!(out, "{line}");
-            }
-            out.push_str("```\n");
+    out
+}
+
+/// One changed instance as a collapsible markdown section with its field changes.
+pub fn markdown_section(change: &Change) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<details><summary><code>{} {}</code></summary>\n",
+        change.action.symbol(),
+        change.address
+    );
+    let _ = writeln!(out, "{}\n", headline(change));
+    let lines = field_lines(change);
+    if !lines.is_empty() {
+        out.push_str("```diff\n");
+        for line in lines {
+            // diff highlighting wants the sign in the first column.
+            let _ = writeln!(out, "{line}");
         }
-        out.push_str("</details>\n\n");
+        out.push_str("```\n");
     }
-    let _ = writeln!(out, "{}", summary(plan));
+    out.push_str("</details>\n\n");
     out
 }

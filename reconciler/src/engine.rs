@@ -38,11 +38,37 @@ pub struct Loaded {
     pub fingerprint: String,
     /// The text of every file a File's `source` names.
     pub sources: HashMap<String, String>,
+    /// The git commit the repository was read at (`--rev`); `None` for the working tree.
+    pub revision: Option<String>,
+    /// Where the repository's other files (sources, secrets) are read from.
+    files: Option<crate::gitsource::RevisionFiles>,
 }
 
-/// Loads and checks `root`; a repository with errors prints them and is refused.
+impl Loaded {
+    /// A repository file by its path: from the revision, else from the working tree.
+    pub fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        match &self.files {
+            Some(files) => files.read(path),
+            None => std::fs::read(self.root.join(path)),
+        }
+    }
+}
+
+/// Loads and checks `root`'s working tree; a repository with errors prints them and is
+/// refused.
 pub fn load(root: &Path) -> Result<Loaded> {
-    let (input, _) = read_working_tree(root)?;
+    load_at(root, None)
+}
+
+/// Loads and checks `root` at a git revision (`--rev`), or its working tree.
+pub fn load_at(root: &Path, rev: Option<&str>) -> Result<Loaded> {
+    let (input, files, revision) = match rev {
+        Some(rev) => {
+            let revision = crate::gitsource::read_revision(root, rev)?;
+            (revision.input, Some(revision.files), Some(revision.commit))
+        }
+        None => (read_working_tree(root)?.0, None, None),
+    };
     let fingerprint = source_fingerprint(&input.manifests, input.other_paths.iter());
     let checked = nimbus_planner::check(input);
     if checked.has_errors() {
@@ -76,9 +102,12 @@ pub fn load(root: &Path) -> Result<Loaded> {
         if sources.contains_key(&path) {
             continue;
         }
-        let bytes = std::fs::read(root.join(&path))
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read the source file {path}"))?;
+        let bytes = match &files {
+            Some(files) => files.read(&path),
+            None => std::fs::read(root.join(&path)),
+        }
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the source file {path}"))?;
         let text = String::from_utf8(bytes).map_err(|_| {
             miette::miette!("{path}, the source of File/{}, is not UTF-8 text; binary files are not supported yet", document.resource.name())
         })?;
@@ -104,6 +133,8 @@ pub fn load(root: &Path) -> Result<Loaded> {
         graph,
         fingerprint,
         sources,
+        revision,
+        files,
     })
 }
 
@@ -489,6 +520,17 @@ pub struct RunSecrets {
 /// decrypted is an error only for the instances that use it; without references, nothing is
 /// read at all.
 pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSecrets> {
+    if secret_references(loaded).is_empty() {
+        return Ok(RunSecrets::default());
+    }
+    let key = open_state(&loaded.state_path()?)?
+        .secret_key()
+        .map_err(|e| miette::miette!("{e}"))?;
+    resolve_secrets_with_key(loaded, identity, &key)
+}
+
+/// Every secret reference the repository makes, sorted, once each.
+fn secret_references(loaded: &Loaded) -> Vec<String> {
     let mut references: Vec<String> = loaded
         .checked
         .model
@@ -504,12 +546,20 @@ pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSe
         .collect();
     references.sort();
     references.dedup();
+    references
+}
+
+/// As [`resolve_secrets`], with the fingerprints keyed by `key` (a preview makes its own, so
+/// that it writes no state).
+pub fn resolve_secrets_with_key(
+    loaded: &Loaded,
+    identity: Option<&Path>,
+    key: &[u8],
+) -> Result<RunSecrets> {
+    let references = secret_references(loaded);
     if references.is_empty() {
         return Ok(RunSecrets::default());
     }
-    let key = open_state(&loaded.state_path()?)?
-        .secret_key()
-        .map_err(|e| miette::miette!("{e}"))?;
     let identity = crate::secrets::identity_path(
         identity,
         &loaded.root,
@@ -517,7 +567,8 @@ pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSe
             .repository()
             .and_then(|r| r.secrets.identity_file.as_deref()),
     );
-    let mut secrets = crate::secrets::Secrets::new(&loaded.root, identity);
+    let mut secrets =
+        crate::secrets::Secrets::new(Box::new(|path| loaded.read_file(path)), identity);
     let mut fingerprints = HashMap::new();
     let mut values = HashMap::new();
     for reference in references {
@@ -525,7 +576,7 @@ pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSe
             Ok(value) => {
                 fingerprints.insert(
                     reference.clone(),
-                    Ok(crate::secrets::fingerprint(&key, value.bytes())),
+                    Ok(crate::secrets::fingerprint(key, value.bytes())),
                 );
                 values.insert(
                     reference,
@@ -620,7 +671,7 @@ pub async fn make_plan(
         observed: &observed,
         rules: registry,
         state_serial: serial,
-        source_revision: None,
+        source_revision: loaded.revision.clone(),
         source_fingerprint: loaded.fingerprint.clone(),
         targets: &options.targets,
         allow_deletes: options.allow_deletes,
@@ -645,6 +696,9 @@ pub async fn make_plan(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SavedPlan {
     pub repository: PathBuf,
+    /// The revision the plan was made from (`--rev`), applied at that same commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     pub refresh: bool,
     pub plan: Plan,
 }

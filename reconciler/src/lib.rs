@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod engine;
 pub mod executor;
+pub mod gitsource;
 pub mod logging;
 pub mod render;
 pub mod scaffold;

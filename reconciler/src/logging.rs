@@ -20,10 +20,11 @@ pub fn init(verbose: u8, format: LogFormat) {
         2 => "debug",
         _ => "trace",
     };
+    // The SSH library stays at warnings whatever -v or RUST_LOG say: its traces would hold
+    // what goes over the wire, secrets included.
     let filter = EnvFilter::try_from_default_env()
-        // The SSH library stays at warnings whatever -v says: its traces would hold what
-        // goes over the wire, secrets included.
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},nimbus={level},russh=warn")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},nimbus={level}")))
+        .add_directive("russh=warn".parse().unwrap_or_default());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

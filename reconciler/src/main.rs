@@ -1,7 +1,7 @@
 //! The `nimbus` binary: parses the command line and hands each command to its module.
 
 use clap::{Parser, Subcommand};
-use nimbus::commands::{apply, completions, graph, init, plan, secret, state, validate};
+use nimbus::commands::{apply, completions, graph, init, plan, preview, secret, state, validate};
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
 /// parsed documents; mimalloc halves that.
@@ -14,6 +14,8 @@ Examples:
   nimbus validate my-infra          check every manifest; exit 1 on any error
   nimbus validate --format json .   the same problems as a JSON array
   nimbus plan my-infra              what apply would change
+  nimbus plan --rev origin/main .   the same, for a git revision (no checkout)
+  nimbus preview --base origin/main --head HEAD   a pull request's plan as markdown
   nimbus apply --auto-approve my-infra
   nimbus graph my-infra | dot -Tsvg > graph.svg
   nimbus secret encrypt db-password < password.txt
@@ -45,6 +47,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show what apply would change.
     Plan(plan::PlanArgs),
+    /// The plan of a pull request (head as if base were applied), as a PR comment.
+    Preview(preview::PreviewArgs),
     /// Show the plan, ask, and apply it (or apply a saved plan exactly).
     Apply(apply::ApplyArgs),
     /// Destroy every instance nimbus created (or the targets).
@@ -75,6 +79,7 @@ fn main() {
         Command::Validate(args) => validate::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Preview(args) => preview::run(args),
         Command::Apply(args) => apply::apply(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::State(args) => state::run(args),

@@ -301,17 +301,21 @@ fn base64_encode_unpadded(bytes: &[u8]) -> String {
     out
 }
 
+/// Reads a repository file by its path in the repository (working tree or git revision).
+pub type ReadFile<'a> = Box<dyn Fn(&str) -> std::io::Result<Vec<u8>> + 'a>;
+
 /// The secrets of one run: decrypted on first use, kept in memory for the run.
-pub struct Secrets {
-    root: PathBuf,
+pub struct Secrets<'a> {
+    read: ReadFile<'a>,
     identities: Result<Vec<Box<dyn age::Identity>>, String>,
     cache: HashMap<String, Result<Plaintext, String>>,
 }
 
-impl Secrets {
-    /// `identity`: the identity file and where it was named; `None` when no identity is
-    /// given anywhere (an error only for the instances that need a secret).
-    pub fn new(root: &Path, identity: Option<(PathBuf, &'static str)>) -> Self {
+impl<'a> Secrets<'a> {
+    /// `read` reads `secrets/NAME.age`; `identity`: the identity file and where it was named,
+    /// `None` when no identity is given anywhere (an error only for the instances that need a
+    /// secret).
+    pub fn new(read: ReadFile<'a>, identity: Option<(PathBuf, &'static str)>) -> Self {
         let identities = match identity {
             Some((path, origin)) => {
                 load_identities(&path).map_err(|e| format!("{e} (from {origin})"))
@@ -321,7 +325,7 @@ impl Secrets {
             )),
         };
         Secrets {
-            root: root.to_owned(),
+            read,
             identities,
             cache: HashMap::new(),
         }
@@ -349,9 +353,9 @@ impl Secrets {
             .identities
             .as_ref()
             .map_err(|e| format!("secret `{name}`: {e}"))?;
-        let path = secret_path(&self.root, name);
-        let file = std::fs::read(&path)
-            .map_err(|e| format!("secret `{name}`: cannot read {}: {e}", path.display()))?;
+        let path = format!("secrets/{name}.age");
+        let file =
+            (self.read)(&path).map_err(|e| format!("secret `{name}`: cannot read {path}: {e}"))?;
         let whole = decrypt(identities, &file).map_err(|e| format!("secret `{name}`: {e}"))?;
         let Some(key) = key else {
             return Ok(whole);

@@ -16,6 +16,10 @@ pub struct ApplyArgs {
     /// The config repository's root, or a plan saved with `nimbus plan --out`.
     #[arg(default_value = ".")]
     pub source: PathBuf,
+    /// Apply a git revision of the repository (read from its object database, no checkout)
+    /// instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
     /// Apply without asking.
     #[arg(long)]
     pub auto_approve: bool,
@@ -89,6 +93,7 @@ pub fn apply(args: ApplyArgs) -> Result<i32> {
     };
     run(
         &args.source,
+        args.rev.as_deref(),
         options,
         args.auto_approve,
         args.parallelism,
@@ -106,6 +111,7 @@ pub fn destroy(args: DestroyArgs) -> Result<i32> {
     };
     run(
         &args.dir,
+        None,
         options,
         args.auto_approve,
         args.parallelism,
@@ -114,8 +120,10 @@ pub fn destroy(args: DestroyArgs) -> Result<i32> {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     dir: &Path,
+    rev: Option<&str>,
     options: PlanOptions,
     auto_approve: bool,
     parallelism: Option<usize>,
@@ -124,7 +132,7 @@ fn run(
 ) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
-        let loaded = engine::load(dir)?;
+        let loaded = engine::load_at(dir, rev)?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, &format!("nimbus {command}"))?;
         let (registry, backend) = engine::registry(&loaded, &state_path)?;
@@ -200,7 +208,7 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         })?;
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
-        let loaded = engine::load(&saved.repository)?;
+        let loaded = engine::load_at(&saved.repository, saved.revision.as_deref())?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, "nimbus apply (saved plan)")?;
         let (registry, backend) = engine::registry(&loaded, &state_path)?;

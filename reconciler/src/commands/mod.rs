@@ -5,6 +5,7 @@ pub mod completions;
 pub mod graph;
 pub mod init;
 pub mod plan;
+pub mod preview;
 pub mod secret;
 pub mod state;
 pub mod validate;

@@ -21,6 +21,10 @@ pub struct PlanArgs {
     /// The config repository's root.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Plan a git revision of the repository (a branch, tag, `HEAD~1`, a commit), read from
+    /// its object database without a checkout, instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Only this resource or instance and what it depends on (repeatable).
@@ -50,7 +54,7 @@ pub struct PlanArgs {
 pub fn run(args: PlanArgs) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
-        let loaded = engine::load(&args.dir)?;
+        let loaded = engine::load_at(&args.dir, args.rev.as_deref())?;
         let state_path = loaded.state_path()?;
         let state = engine::open_state(&state_path)?;
         let (records, serial) = state.snapshot().map_err(|e| miette::miette!("{e}"))?;
@@ -76,6 +80,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         if let Some(out) = &args.out {
             let saved = SavedPlan {
                 repository: std::fs::canonicalize(&args.dir).into_diagnostic()?,
+                revision: loaded.revision.clone(),
                 refresh: options.refresh,
                 plan: plan.clone(),
             };

@@ -23,11 +23,21 @@ pub struct ValidateArgs {
     /// `json` prints the problems as a JSON array on stdout.
     #[arg(long, value_enum, default_value_t = ProblemFormat::Text)]
     pub format: ProblemFormat,
+    /// Validate a git revision (read from the object database, no checkout) instead of the
+    /// working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 /// Returns the process exit code: 1 when there is any error, 0 otherwise.
 pub fn run(args: ValidateArgs) -> Result<i32> {
-    let (input, invalid_patterns) = read_working_tree(&args.dir)?;
+    let (input, invalid_patterns) = match &args.rev {
+        Some(rev) => {
+            let revision = crate::gitsource::read_revision(&args.dir, rev)?;
+            (revision.input, revision.invalid_patterns)
+        }
+        None => read_working_tree(&args.dir)?,
+    };
     let file_count = input.manifests.len();
     let checked = nimbus_planner::check(input);
     // Secret files whose headers show none of the listed recipients (nothing is decrypted).

@@ -1,0 +1,241 @@
+//! `nimbus preview --base REV --head REV`: the plan of a pull request, as the comment a CI job
+//! posts: what head would change if base were applied (desired against desired), read from
+//! the git object database without a checkout.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::plan::{Action, Plan};
+use nimbus_planner::render;
+use nimbus_providers::Registry;
+
+use crate::engine::{self, PlanOptions, RunSecrets};
+use crate::render::{print_stderr, print_stdout, problems_text};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PreviewFormat {
+    #[default]
+    Markdown,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The revision the pull request goes into (its target branch, or the merge base).
+    #[arg(long, value_name = "REV")]
+    pub base: String,
+    /// The pull request's revision.
+    #[arg(long, value_name = "REV")]
+    pub head: String,
+    /// The config repository (a directory in a git repository).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    #[arg(long, value_enum, default_value_t = PreviewFormat::Markdown)]
+    pub format: PreviewFormat,
+    /// Also write the whole plan there, as plan.json and plan.txt (for a CI artifact).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The longest markdown comment to print; past it, sections are left out with a note.
+    #[arg(long, default_value_t = 60_000, value_name = "CHARS")]
+    pub max_chars: usize,
+    /// Exit 0 when the pull request changes nothing and 2 when it does.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// The age identity that decrypts secrets, so that a changed secret shows (as
+    /// "sensitive value changed"); else NIMBUS_AGE_IDENTITY, else secrets.identityFile.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+pub fn run(args: PreviewArgs) -> Result<i32> {
+    // Head's problems are the first thing a reviewer needs: shown, and the preview fails.
+    let head = crate::gitsource::read_revision(&args.repo, &args.head)?;
+    let checked = nimbus_planner::check(head.input);
+    if checked.has_errors() {
+        let problems = problems_text(&checked.problems, &checked.model.sources, false);
+        let mut out = format!(
+            "### nimbus preview `{}`\n\n**{} in the head revision; nothing can be planned until they are fixed.**\n\n```\n",
+            short(&head.commit),
+            crate::render::count_phrase(checked.error_count(), checked.warning_count())
+        );
+        out.push_str(&problems);
+        out.push_str("```\n");
+        match args.format {
+            PreviewFormat::Json => {
+                print_stdout(&format!(
+                    "{}\n",
+                    crate::render::problems_json(&checked.problems, &checked.model.sources)
+                ));
+            }
+            _ => print_stdout(&truncate(&out, args.max_chars)),
+        }
+        return Ok(1);
+    }
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(async {
+        let head = engine::load_at(&args.repo, Some(&args.head))?;
+        // One fingerprint key for both sides, made for this preview: nothing is written.
+        let key = crate::secrets::random_key().into_diagnostic()?;
+        let head_secrets = engine::resolve_secrets_with_key(&head, args.identity.as_deref(), &key)?;
+        let registry = Registry::new();
+        let options = PlanOptions {
+            refresh: false,
+            targets: Vec::new(),
+            allow_deletes: true,
+            destroy: false,
+        };
+        // Base, as if applied: every instance recorded as base declares it.
+        let records = match engine::load_at(&args.repo, Some(&args.base)) {
+            Ok(base) => {
+                let base_secrets =
+                    engine::resolve_secrets_with_key(&base, args.identity.as_deref(), &key)?;
+                let plan = engine::make_plan(&base, &[], 0, &registry, &options, &base_secrets)
+                    .await?;
+                plan.changes.iter().filter_map(|c| c.record()).collect()
+            }
+            Err(e) => {
+                print_stderr(&format!(
+                    "warning: the base revision `{}` does not load ({e}); previewing against nothing\n",
+                    args.base
+                ));
+                Vec::new()
+            }
+        };
+        let plan = engine::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?;
+        let base_commit = crate::gitsource::read_revision(&args.repo, &args.base)
+            .map(|r| r.commit)
+            .unwrap_or_else(|_| args.base.clone());
+        if let Some(dir) = &args.out_dir {
+            write_artifacts(dir, &plan)?;
+        }
+        let rendered = match args.format {
+            PreviewFormat::Markdown => comment(&plan, &base_commit, &head_secrets, &args),
+            PreviewFormat::Text => render::text(&plan),
+            PreviewFormat::Json => format!(
+                "{}\n",
+                serde_json::to_string_pretty(&plan).into_diagnostic()?
+            ),
+        };
+        print_stdout(&rendered);
+        Ok(if args.detailed_exitcode && plan.has_changes() {
+            2
+        } else {
+            0
+        })
+    })
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn write_artifacts(dir: &std::path::Path, plan: &Plan) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join("plan.json"),
+        serde_json::to_vec_pretty(plan).into_diagnostic()?,
+    )
+    .and_then(|()| std::fs::write(dir.join("plan.txt"), render::text(plan)))
+    .into_diagnostic()
+    .wrap_err_with(|| format!("cannot write the plan into {}", dir.display()))
+}
+
+/// The tenant of an address (`Workload/acme/api` → acme), or the infrastructure.
+fn tenant(address: &str) -> &str {
+    let resource = address.split('@').next().unwrap_or(address);
+    let parts: Vec<&str> = resource.split('/').collect();
+    if parts.len() == 3 { parts[1] } else { "" }
+}
+
+/// The PR comment: summary first (counts, deletions and replacements, resources by tenant),
+/// then a collapsible section per changed resource, under `max_chars`.
+fn comment(plan: &Plan, base: &str, secrets: &RunSecrets, args: &PreviewArgs) -> String {
+    let commit = plan.source_revision.as_deref().unwrap_or(&args.head);
+    let mut head = format!(
+        "### nimbus preview: `{}` → `{}`\n\n",
+        short(base),
+        short(commit)
+    );
+    if !plan.has_changes() {
+        head.push_str("No changes: this revision plans nothing new against its base.\n");
+        return head;
+    }
+    head.push_str(&render::markdown_summary(plan));
+    // Resources by tenant.
+    let mut tenants: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    for change in plan.changes.iter().filter(|c| c.action.is_change()) {
+        let counts = tenants.entry(tenant(&change.address)).or_default();
+        let column = match change.action {
+            Action::Create => 0,
+            Action::Update => 1,
+            Action::Replace => 2,
+            _ => 3,
+        };
+        counts[column] += 1;
+    }
+    head.push_str("| tenant | create | update | replace | destroy |\n|---|---:|---:|---:|---:|\n");
+    for (name, [c, u, r, d]) in &tenants {
+        let name = if name.is_empty() {
+            "(infrastructure)"
+        } else {
+            name
+        };
+        let _ = writeln!(head, "| {name} | {c} | {u} | {r} | {d} |");
+    }
+    head.push('\n');
+    if secrets.fingerprints.values().any(Result::is_err) {
+        head.push_str("_Some secrets could not be decrypted here (no identity); a change of their values does not show._\n\n");
+    }
+    let footer = format!("{}\n", render::summary(plan));
+    let sections: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .map(render::markdown_section)
+        .collect();
+    let mut out = head;
+    let budget = args.max_chars.saturating_sub(footer.len() + 400);
+    let mut shown = 0;
+    for section in &sections {
+        if out.len() + section.len() > budget {
+            break;
+        }
+        out.push_str(section);
+        shown += 1;
+    }
+    if shown < sections.len() {
+        let _ = writeln!(
+            out,
+            "_{} more changed resources are not shown, to keep this comment under {} characters. The whole plan is in plan.json and plan.txt{}._\n",
+            sections.len() - shown,
+            args.max_chars,
+            match &args.out_dir {
+                Some(dir) => format!(" in `{}` (the CI job's artifact)", dir.display()),
+                None => " (`nimbus preview --out-dir DIR`)".to_owned(),
+            }
+        );
+    }
+    out.push_str(&footer);
+    out
+}
+
+/// Cuts text to `max` characters at a line boundary, with a note.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max.saturating_sub(200);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let cut = text[..cut].rfind('\n').unwrap_or(cut);
+    format!(
+        "{}\n```\n_…cut to stay under {max} characters._\n",
+        &text[..cut]
+    )
+}

@@ -1,0 +1,129 @@
+//! Reading a config repository at a git revision straight from the object database (gix),
+//! with no checkout: the manifests as (path, bytes) pairs, and every other file by path for
+//! `source:` files and secrets.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::{InputFile, ManifestFilter, RepositoryInput};
+
+/// The files of one revision that are not manifests, read on demand.
+pub struct RevisionFiles {
+    repository: PathBuf,
+    blobs: HashMap<String, gix::ObjectId>,
+}
+
+impl RevisionFiles {
+    pub fn read(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        let id = self.blobs.get(path).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no {path} at this revision"),
+            )
+        })?;
+        let repo = gix::open(&self.repository).map_err(std::io::Error::other)?;
+        let object = repo.find_object(*id).map_err(std::io::Error::other)?;
+        Ok(object.data.clone())
+    }
+}
+
+/// A revision, read: its commit id, the loader's input and its other files.
+pub struct Revision {
+    pub commit: String,
+    pub input: RepositoryInput,
+    pub invalid_patterns: Vec<String>,
+    pub files: RevisionFiles,
+}
+
+/// Reads `rev` (anything `git rev-parse` takes: a branch, a tag, `HEAD~2`, an id) of the git
+/// repository that `dir` is in. `dir` may be a subdirectory of the repository; paths are
+/// then relative to it, as in the working tree.
+pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
+    let repo = gix::discover(dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("{} is not in a git repository", dir.display()))?;
+    let workdir = repo
+        .workdir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo.git_dir().to_path_buf());
+    let prefix = std::fs::canonicalize(dir)
+        .ok()
+        .zip(std::fs::canonicalize(&workdir).ok())
+        .and_then(|(dir, top)| {
+            dir.strip_prefix(&top)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{p}/"))
+        .unwrap_or_default();
+    let commit = repo
+        .rev_parse_single(rev)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("no revision `{rev}` in {}", workdir.display()))?
+        .object()
+        .into_diagnostic()?
+        .peel_to_commit()
+        .into_diagnostic()
+        .wrap_err_with(|| format!("`{rev}` is not a commit"))?;
+    let tree = commit.tree().into_diagnostic()?;
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    tree.traverse()
+        .breadthfirst(&mut recorder)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the tree of `{rev}`"))?;
+    let mut blobs: HashMap<String, gix::ObjectId> = HashMap::new();
+    for entry in recorder.records {
+        if !entry.mode.is_blob() {
+            continue;
+        }
+        let path = entry.filepath.to_string();
+        let Some(relative) = path.strip_prefix(&prefix) else {
+            continue;
+        };
+        blobs.insert(relative.to_owned(), entry.oid);
+    }
+    let read = |id: &gix::ObjectId| -> Result<Vec<u8>> {
+        Ok(repo.find_object(*id).into_diagnostic()?.data.clone())
+    };
+    let ignore_text = match blobs.get(".nimbusignore") {
+        Some(id) => Some(String::from_utf8_lossy(&read(id)?).into_owned()),
+        None => None,
+    };
+    let (filter, invalid_patterns) = ManifestFilter::new(ignore_text.as_deref());
+    let mut input = RepositoryInput {
+        manifests: Vec::new(),
+        other_paths: BTreeSet::new(),
+    };
+    let mut paths: Vec<&String> = blobs.keys().collect();
+    paths.sort();
+    for path in paths {
+        // As in the working tree: hidden paths are skipped, ignored directories pruned.
+        let parts: Vec<&str> = path.split('/').collect();
+        if parts.iter().any(|p| ManifestFilter::is_hidden(p)) {
+            continue;
+        }
+        let ignored_dir = (1..parts.len()).any(|n| filter.is_ignored(&parts[..n].join("/"), true));
+        if ignored_dir {
+            continue;
+        }
+        if filter.is_manifest(path) {
+            input.manifests.push(InputFile {
+                path: path.clone(),
+                bytes: read(&blobs[path])?,
+            });
+        } else {
+            input.other_paths.insert(path.clone());
+        }
+    }
+    Ok(Revision {
+        commit: commit.id.to_string(),
+        input,
+        invalid_patterns,
+        files: RevisionFiles {
+            repository: repo.git_dir().to_path_buf(),
+            blobs,
+        },
+    })
+}
