@@ -208,18 +208,26 @@ pub enum Backend {
 /// The providers of this run.
 ///
 /// - `NIMBUS_MEMORY_PROVIDER=DIR`: the in-memory provider for every kind, kept in DIR.
-/// - The Repository sets `ssh.identityFile` (or `ssh.agent`): the hosts provider over SSH
-///   serves Host, File and Service; the other kinds, whose providers are still to come, go to the in-memory provider
+/// - `--identity` names an SSH private key, or the Repository sets `ssh.identityFile` (or
+///   `ssh.agent`): the hosts provider over SSH serves Host, File and Service; the other kinds, whose providers are still to come, go to the in-memory provider
 ///   kept in `memory/` beside the state.
 /// - Otherwise the in-memory provider for every kind, kept in `memory/` beside the state.
-pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend)> {
+pub fn registry(
+    loaded: &Loaded,
+    state_path: &Path,
+    cli_identity: Option<&Path>,
+) -> Result<(Registry, Backend)> {
     let ssh = loaded
         .repository()
         .map(|r| r.ssh.clone())
         .unwrap_or_default();
-    let identity = match (&ssh.identity_file, ssh.agent) {
-        (Some(file), _) => Some(loaded.root.join(file)),
-        (None, true) => {
+    // `--identity` is the user's private key: when it is an SSH key, it logs in (before the
+    // Repository's ssh.identityFile) as well as decrypting secrets.
+    let cli_key = cli_identity.filter(|path| is_ssh_private_key(path));
+    let identity = match (cli_key, &ssh.identity_file, ssh.agent) {
+        (Some(key), _, _) => Some(key.to_owned()),
+        (None, Some(file), _) => Some(loaded.root.join(file)),
+        (None, None, true) => {
             if std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
                 miette::bail!(
                     "the Repository sets ssh.agent, but SSH_AUTH_SOCK names no ssh-agent: start one (eval $(ssh-agent); ssh-add KEY) or set ssh.identityFile"
@@ -228,7 +236,7 @@ pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend
             // No identity file: the agent's keys log in.
             Some(PathBuf::new())
         }
-        (None, false) => None,
+        (None, None, false) => None,
     };
     if std::env::var_os(MEMORY_PROVIDER_ENV).is_none()
         && let Some(identity) = identity
@@ -299,6 +307,14 @@ pub fn registry(loaded: &Loaded, state_path: &Path) -> Result<(Registry, Backend
         Registry::new().with(Arc::new(provider)),
         Backend::Memory(directory),
     ))
+}
+
+/// Whether a file is an SSH private key (OpenSSH or PEM), rather than an age identity.
+fn is_ssh_private_key(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+            || (text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----"))
+    })
 }
 
 /// The in-memory provider's directory beside the state: `memory/`.

@@ -431,7 +431,10 @@ fn no_secret_value_appears_in_any_output() {
     );
     // A wrong identity: the same, with its own reason.
     let carol = identity_arg(&repo, "carol");
-    let out = run(&["apply", "--auto-approve", "--identity", &carol, "."], &[]);
+    let out = run(
+        &["apply", "--auto-approve", "."],
+        &[("NIMBUS_AGE_IDENTITY", carol.as_str())],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("not one of its recipients"),

@@ -286,3 +286,43 @@ fn the_keys_of_an_ssh_agent_log_in() {
         text(&output.stderr)
     );
 }
+
+/// `--identity KEY` with an SSH private key logs in, with no `ssh.identityFile` in the
+/// Repository (the same key would also decrypt secrets encrypted to it).
+#[test]
+fn the_identity_flag_logs_in() {
+    let server = sshd::start_sshd();
+    let repo = Repo::new(&server);
+    let manifest = std::fs::read_to_string(repo.root().join("nimbus.yaml")).unwrap_or_default();
+    let identity = server.target().identity.display().to_string();
+    std::fs::write(
+        repo.root().join("nimbus.yaml"),
+        manifest.replace(&format!("    identityFile: {identity}\n"), ""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !std::fs::read_to_string(repo.root().join("nimbus.yaml"))
+            .unwrap_or_default()
+            .contains("identityFile")
+    );
+    let output = repo.nimbus(&[
+        "apply",
+        "--auto-approve",
+        "--identity",
+        &identity,
+        "--target",
+        "File/motd",
+        ".",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+}

@@ -135,7 +135,7 @@ fn run(
         let loaded = engine::load_at(dir, rev)?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, &format!("nimbus {command}"))?;
-        let (registry, backend) = engine::registry(&loaded, &state_path)?;
+        let (registry, backend) = engine::registry(&loaded, &state_path, identity)?;
         engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
         for note in engine::recover(&state, &registry).await? {
@@ -211,7 +211,7 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         let loaded = engine::load_at(&saved.repository, saved.revision.as_deref())?;
         let state_path = loaded.state_path()?;
         let _lock = LockGuard::acquire(&state_path, "nimbus apply (saved plan)")?;
-        let (registry, backend) = engine::registry(&loaded, &state_path)?;
+        let (registry, backend) = engine::registry(&loaded, &state_path, args.identity.as_deref())?;
         engine::note_backend(&backend);
         let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
         let (records, serial) = crate::executor::lock_state(&state)

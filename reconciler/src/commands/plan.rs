@@ -58,7 +58,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         let state_path = loaded.state_path()?;
         let state = engine::open_state(&state_path)?;
         let (records, serial) = state.snapshot().map_err(|e| miette::miette!("{e}"))?;
-        let (registry, _) = engine::registry(&loaded, &state_path)?;
+        let (registry, _) = engine::registry(&loaded, &state_path, args.identity.as_deref())?;
         let options = PlanOptions {
             refresh: !args.no_refresh,
             targets: args.targets.clone(),
