@@ -62,9 +62,19 @@ pub fn load(root: &Path) -> Result<Loaded> {
 
 /// Loads and checks `root` at a git revision (`--rev`), or its working tree.
 pub fn load_at(root: &Path, rev: Option<&str>) -> Result<Loaded> {
+    load_from(root, rev, root)
+}
+
+/// Loads and checks revision `rev` of the git repository at `repository` (a mirror, say),
+/// with state and relative settings under `root`.
+pub fn load_revision(repository: &Path, rev: &str, root: &Path) -> Result<Loaded> {
+    load_from(repository, Some(rev), root)
+}
+
+fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded> {
     let (input, files, revision) = match rev {
         Some(rev) => {
-            let revision = crate::gitsource::read_revision(root, rev)?;
+            let revision = crate::gitsource::read_revision(repository, rev)?;
             (revision.input, Some(revision.files), Some(revision.commit))
         }
         None => (read_working_tree(root)?.0, None, None),
@@ -738,9 +748,25 @@ pub async fn run_plan(
         secrets: Arc::clone(&secrets.values),
         ..ExecutorOptions::default()
     };
+    // Ctrl-C or SIGTERM: the changes under way finish and are recorded; nothing new starts.
     let shutdown = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match terminate.as_mut() {
+                Some(stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => {
+                if interrupted.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            () = term => {}
         }
     };
     let report =

@@ -127,3 +127,81 @@ pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
         },
     })
 }
+
+/// A bare mirror of a remote config repository in a cache directory: cloned on first use,
+/// then fetched incrementally (only the objects the remote has and the mirror lacks).
+pub struct Mirror {
+    pub url: String,
+    pub path: PathBuf,
+}
+
+impl Mirror {
+    /// The mirror of `url` under `cache`, cloned if it is not there yet.
+    pub fn open(url: &str, cache: &Path) -> Result<Mirror> {
+        let name: String = url
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mirror = Mirror {
+            url: url.to_owned(),
+            path: cache.join(&name),
+        };
+        if !mirror.path.join("HEAD").exists() {
+            std::fs::create_dir_all(cache)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot create the cache {}", cache.display()))?;
+            let interrupt = std::sync::atomic::AtomicBool::new(false);
+            let temporary = cache.join(format!(".{name}.cloning"));
+            let _ = std::fs::remove_dir_all(&temporary);
+            gix::prepare_clone_bare(url, &temporary)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot clone {url}"))?
+                .fetch_only(gix::progress::Discard, &interrupt)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot clone {url}"))?;
+            std::fs::rename(&temporary, &mirror.path)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot move the clone of {url} into place"))?;
+        }
+        Ok(mirror)
+    }
+
+    /// Fetches, and returns the commit `branch` points at on the remote.
+    pub fn fetch(&self, branch: &str) -> Result<String> {
+        let repo = gix::open(&self.path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot open the mirror {}", self.path.display()))?;
+        let interrupt = std::sync::atomic::AtomicBool::new(false);
+        repo.find_remote("origin")
+            .into_diagnostic()?
+            .connect(gix::remote::Direction::Fetch)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot reach {}", self.url))?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot fetch from {}", self.url))?
+            .receive(gix::progress::Discard, &interrupt)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot fetch from {}", self.url))?;
+        branch_tip(&self.path, branch)
+    }
+}
+
+/// The commit a branch points at in a repository: `refs/remotes/origin/BRANCH` in a mirror,
+/// else `refs/heads/BRANCH`.
+pub fn branch_tip(repository: &Path, branch: &str) -> Result<String> {
+    let repo = gix::open(repository)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("{} is not a git repository", repository.display()))?;
+    for name in [
+        format!("refs/remotes/origin/{branch}"),
+        format!("refs/heads/{branch}"),
+    ] {
+        if let Ok(Some(mut reference)) = repo.try_find_reference(name.as_str())
+            && let Ok(id) = reference.peel_to_id()
+        {
+            return Ok(id.to_string());
+        }
+    }
+    miette::bail!("no branch `{branch}` in {}", repository.display())
+}

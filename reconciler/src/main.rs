@@ -1,7 +1,9 @@
 //! The `nimbus` binary: parses the command line and hands each command to its module.
 
 use clap::{Parser, Subcommand};
-use nimbus::commands::{apply, completions, graph, init, plan, preview, secret, state, validate};
+use nimbus::commands::{
+    apply, completions, graph, init, plan, preview, reconcile, secret, state, validate,
+};
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
 /// parsed documents; mimalloc halves that.
@@ -53,6 +55,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Destroy every instance nimbus created (or the targets).
     Destroy(apply::DestroyArgs),
+    /// The GitOps daemon: apply each new commit of a branch, correct drift, serve status.
+    Reconcile(reconcile::ReconcileArgs),
     /// Inspect and repair state.
     State(state::StateArgs),
     /// Manage the age-encrypted secrets under secrets/.
@@ -82,6 +86,7 @@ fn main() {
         Command::Preview(args) => preview::run(args),
         Command::Apply(args) => apply::apply(args),
         Command::Destroy(args) => apply::destroy(args),
+        Command::Reconcile(args) => reconcile::run(args),
         Command::State(args) => state::run(args),
         Command::Secret(args) => secret::run(args),
         Command::Completions(args) => Ok(completions::run::<Cli>(args)),

@@ -6,6 +6,7 @@ pub mod graph;
 pub mod init;
 pub mod plan;
 pub mod preview;
+pub mod reconcile;
 pub mod secret;
 pub mod state;
 pub mod validate;
