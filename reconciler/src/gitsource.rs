@@ -174,6 +174,13 @@ impl Mirror {
         let interrupt = std::sync::atomic::AtomicBool::new(false);
         repo.find_remote("origin")
             .into_diagnostic()?
+            // Every branch, force-updated, into refs/remotes/origin/ (a bare clone has no
+            // fetch refspec of its own).
+            .with_refspecs(
+                ["+refs/heads/*:refs/remotes/origin/*"],
+                gix::remote::Direction::Fetch,
+            )
+            .into_diagnostic()?
             .connect(gix::remote::Direction::Fetch)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot reach {}", self.url))?

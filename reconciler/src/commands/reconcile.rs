@@ -273,8 +273,10 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
     loop {
         if !first {
             let jitter = args.interval.mul_f64(jitter_fraction() * 0.1);
+            // Wake for the next fetch, or for the next drift check if that comes first.
+            let drift_in = args.drift_interval.saturating_sub(last_drift.elapsed());
             tokio::select! {
-                () = tokio::time::sleep(args.interval + jitter) => {}
+                () = tokio::time::sleep((args.interval + jitter).min(drift_in)) => {}
                 () = wake.notified() => {}
                 _ = terminate.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
@@ -418,6 +420,15 @@ async fn apply_commit(
             .map_err(|e| format!("{e:?}"))?,
         )
     } else {
+        // A new commit with nothing to change is still recorded as a run, with its revision
+        // (a drift check that finds nothing is not).
+        if !drift {
+            let store = crate::executor::lock_state(&state);
+            let run = store
+                .begin_run("reconcile", Some(commit))
+                .map_err(|e| e.to_string())?;
+            store.end_run(run, "succeeded").map_err(|e| e.to_string())?;
+        }
         None
     };
     let succeeded = report.as_ref().is_none_or(|r| r.succeeded());

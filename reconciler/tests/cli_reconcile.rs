@@ -1,0 +1,470 @@
+//! `nimbus reconcile` end to end against real git servers on loopback: `git daemon` (git://)
+//! and smart HTTP (`git http-backend` behind testbed/git-http.py), both started and stopped
+//! by the test. A push with a signed webhook is applied; a broken commit is not, and /status
+//! shows its diagnostics; the fix is applied; a wrong signature is refused with 401 and
+//! fetches nothing; drift is corrected; /metrics parses as Prometheus text; SIGTERM stops it.
+
+mod common;
+use common::{copy_dir, text};
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process stopped (by its PID) when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("git: {e}"));
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout).trim().to_owned()
+}
+
+/// One HTTP request; returns the status code and the body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}"));
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn status(port: u16) -> serde_json::Value {
+    let (code, body) = http(port, "GET", "/status", &[], "");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Waits until /status satisfies `ok`.
+fn wait_status(
+    port: u16,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = status(port);
+        if ok(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {now:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sign(secret: &str, body: &str) -> String {
+    // HMAC-SHA256 computed independently of nimbus (python's hmac module).
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())",
+            secret,
+            body,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    format!("sha256={}", text(&output.stdout).trim())
+}
+
+/// Checks Prometheus' text exposition format: comments, and `name{labels} value` samples.
+fn assert_prometheus(metrics: &str) {
+    let mut samples = 0;
+    for line in metrics.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let kind = comment.split_whitespace().next().unwrap_or("");
+            assert!(kind == "HELP" || kind == "TYPE", "bad comment: {line}");
+            if kind == "TYPE" {
+                let t = comment.split_whitespace().nth(2).unwrap_or("");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                    "{line}"
+                );
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "bad value: {line}"
+        );
+        let name = series.split('{').next().unwrap_or("");
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "bad labels: {line}"
+            );
+        }
+        samples += 1;
+    }
+    assert!(samples > 10, "{metrics}");
+}
+
+struct Servers {
+    dir: tempfile::TempDir,
+    _daemon: Running,
+    _http: Running,
+    git_port: u16,
+    http_port: u16,
+}
+
+impl Servers {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let repos = dir.path().join("repos");
+        std::fs::create_dir_all(&repos).unwrap_or_else(|e| panic!("{e}"));
+        git(&repos, &["init", "-q", "--bare", "-b", "main", "infra.git"]);
+        let git_port = free_port();
+        let daemon = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={git_port}"),
+                &format!("--base-path={}", repos.display()),
+            ])
+            .arg(&repos)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("git daemon: {e}"));
+        let daemon = Running(daemon);
+        let http_port = free_port();
+        let server = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed/git-http.py"))
+            .args([
+                "--root",
+                &repos.display().to_string(),
+                "--port",
+                &http_port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("git-http.py: {e}"));
+        let http = Running(server);
+        wait_port(git_port);
+        wait_port(http_port);
+        // A working clone, seeded with the create fixture.
+        let work = dir.path().join("work");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/create/repo"),
+            &work,
+        );
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", "first"]);
+        git(
+            &work,
+            &[
+                "remote",
+                "add",
+                "origin",
+                &repos.join("infra.git").display().to_string(),
+            ],
+        );
+        git(&work, &["push", "-q", "origin", "main"]);
+        Servers {
+            dir,
+            _daemon: daemon,
+            _http: http,
+            git_port,
+            http_port,
+        }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Edits the working clone, commits and pushes; returns the commit.
+    fn push(&self, file: &str, content: &str) -> String {
+        std::fs::write(self.work().join(file), content).unwrap_or_else(|e| panic!("{e}"));
+        git(&self.work(), &["add", "-A"]);
+        git(&self.work(), &["commit", "-q", "-m", file]);
+        git(&self.work(), &["push", "-q", "origin", "main"]);
+        git(&self.work(), &["rev-parse", "HEAD"])
+    }
+
+    fn reconcile(&self, url: &str, name: &str, extra: &[&str]) -> (Running, u16, PathBuf) {
+        let port = free_port();
+        let workdir = self.dir.path().join(name);
+        std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(workdir.join("hook-secret"), "s3cret-hook\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["reconcile", "--repo", url, "--branch", "main"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--workdir")
+            .arg(&workdir)
+            .arg("--webhook-secret-file")
+            .arg(workdir.join("hook-secret"))
+            .args(extra)
+            .env("NIMBUS_MEMORY_PROVIDER", workdir.join("infrastructure"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(workdir.join("log")).unwrap_or_else(|e| panic!("{e}")))
+            .spawn()
+            .unwrap_or_else(|e| panic!("nimbus reconcile: {e}"));
+        let running = Running(child);
+        wait_port(port);
+        (running, port, workdir)
+    }
+}
+
+#[test]
+fn pushes_are_applied_through_a_verified_webhook() {
+    let servers = Servers::start();
+    let first = git(&servers.work(), &["rev-parse", "HEAD"]);
+    let url = format!("git://127.0.0.1:{}/infra.git", servers.git_port);
+    // Polling is slow here (1 h): only the webhook makes it fetch.
+    let (mut daemon, port, workdir) =
+        servers.reconcile(&url, "git", &["--interval", "1h", "--drift-interval", "1h"]);
+    wait_status(port, "the first commit applied", |s| {
+        s["revision_applied"] == first.as_str()
+    });
+
+    // A push and a signed webhook: applied.
+    let workload =
+        std::fs::read_to_string(servers.work().join("workload.yaml")).unwrap_or_default();
+    let second = servers.push(
+        "workload.yaml",
+        &workload.replace("replicas: 2", "replicas: 3"),
+    );
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let (code, _) = http(
+        port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        body,
+    );
+    assert_eq!(code, 202);
+    let now = wait_status(port, "the second commit applied", |s| {
+        s["revision_applied"] == second.as_str()
+    });
+    assert_eq!(now["resources"]["Workload/acme/api"], "applied", "{now:#}");
+    let objects =
+        std::fs::read_to_string(workdir.join("infrastructure/objects.json")).unwrap_or_default();
+    assert!(objects.contains("\"replicas\": 3"), "{objects}");
+
+    // A wrong signature: 401, and nothing is fetched.
+    let third = servers.push("notes.txt", "not a manifest\n");
+    let fetches = |port: u16| -> String {
+        let (_, metrics) = http(port, "GET", "/metrics", &[], "");
+        metrics
+            .lines()
+            .find(|l| l.starts_with("nimbus_fetch_duration_seconds_count"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = fetches(port);
+    for headers in [
+        vec![("X-Hub-Signature-256", "sha256=0000")],
+        vec![("X-Gitlab-Token", "guess")],
+        vec![],
+    ] {
+        let (code, _) = http(port, "POST", "/hooks/git", &headers, body);
+        assert_eq!(code, 401);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fetches(port), before, "a refused webhook fetched");
+    assert_eq!(status(port)["revision_seen"], second.as_str());
+    // GitLab's token is accepted too.
+    let (code, _) = http(
+        port,
+        "POST",
+        "/hooks/git",
+        &[("X-Gitlab-Token", "s3cret-hook")],
+        body,
+    );
+    assert_eq!(code, 202);
+    wait_status(port, "the third commit", |s| {
+        s["revision_applied"] == third.as_str()
+    });
+
+    // A broken commit: not applied, its diagnostics in /status, the last good one in force.
+    let broken = servers.push(
+        "broken.yaml",
+        "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: x}\nspec: {host: web-9, path: /x, content: y}\n",
+    );
+    http(
+        port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        body,
+    );
+    let now = wait_status(port, "the broken commit seen", |s| {
+        s["revision_seen"] == broken.as_str()
+            && s["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    assert_eq!(now["revision_applied"], third.as_str());
+    let errors = now["errors"].to_string();
+    assert!(
+        errors.contains("broken.yaml:4") && errors.contains("Host/web-9"),
+        "{errors}"
+    );
+    let (code, page) = http(port, "GET", "/", &[], "");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("http-equiv=\"refresh\"") && page.contains("broken.yaml"),
+        "{page}"
+    );
+
+    // The fix: applied.
+    std::fs::remove_file(servers.work().join("broken.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let fixed = servers.push("notes.txt", "fixed\n");
+    http(
+        port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        body,
+    );
+    let now = wait_status(port, "the fix applied", |s| {
+        s["revision_applied"] == fixed.as_str()
+    });
+    assert_eq!(now["errors"], serde_json::json!([]));
+
+    // Runs are recorded with their revisions, and the metrics parse.
+    let (code, runs) = http(port, "GET", "/runs", &[], "");
+    assert_eq!(code, 200);
+    assert!(runs.contains(&second) && runs.contains(&fixed), "{runs}");
+    let (_, metrics) = http(port, "GET", "/metrics", &[], "");
+    assert_prometheus(&metrics);
+    assert!(
+        metrics.contains("nimbus_runs_total{outcome=\"invalid\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nimbus_webhooks_refused_total 3"),
+        "{metrics}"
+    );
+
+    // SIGTERM: it stops, cleanly.
+    let pid = daemon.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Ok(Some(code)) = daemon.0.try_wait() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+}
+
+#[test]
+fn polling_over_smart_http_applies_and_corrects_drift() {
+    let servers = Servers::start();
+    let url = format!("http://127.0.0.1:{}/git/infra.git", servers.http_port);
+    let (_daemon, port, workdir) = servers.reconcile(
+        &url,
+        "http",
+        &["--interval", "300ms", "--drift-interval", "1s"],
+    );
+    let first = git(&servers.work(), &["rev-parse", "HEAD"]);
+    wait_status(port, "the first commit applied", |s| {
+        s["revision_applied"] == first.as_str()
+    });
+    // A push, found by polling.
+    let files = std::fs::read_to_string(servers.work().join("files.yaml")).unwrap_or_default();
+    let second = servers.push("files.yaml", &files.replace("hello", "hello again"));
+    wait_status(port, "the push applied", |s| {
+        s["revision_applied"] == second.as_str()
+    });
+    // A hand edit of what nimbus applied: corrected by the drift check, and counted.
+    let path = workdir.join("infrastructure/objects.json");
+    let objects = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(objects.contains("hello again"), "{objects}");
+    std::fs::write(&path, objects.replace("hello again", "defaced"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_status(port, "drift corrected", |s| {
+        s["drift_events"].as_u64().is_some_and(|n| n >= 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .contains("hello again")
+    {
+        assert!(Instant::now() < deadline, "the drift was not corrected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
