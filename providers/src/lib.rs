@@ -10,6 +10,9 @@ pub mod hosts;
 pub mod memory;
 pub mod ssh;
 
+/// OpenSSH keys and signatures (sshsig), for verifying signed commits.
+pub use russh::keys::ssh_key;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -212,3 +212,44 @@ pub fn branch_tip(repository: &Path, branch: &str) -> Result<String> {
     }
     miette::bail!("no branch `{branch}` in {}", repository.display())
 }
+
+/// Checks that `commit` carries an SSH signature (git's `gpg.format=ssh`, namespace `git`)
+/// made by one of `allowed` (OpenSSH public keys, as in git's allowedSignersFile). Verified
+/// in-process; nothing is spawned.
+pub fn verify_commit_signature(
+    repository: &Path,
+    commit: &str,
+    allowed: &[String],
+) -> std::result::Result<String, String> {
+    use nimbus_providers::ssh_key::{PublicKey, SshSig};
+    let repo = gix::open(repository).map_err(|e| e.to_string())?;
+    let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| e.to_string())?;
+    let commit_object = repo
+        .find_object(id)
+        .map_err(|e| e.to_string())?
+        .try_into_commit()
+        .map_err(|e| e.to_string())?;
+    let Some((signature, signed)) = commit_object.signature().map_err(|e| e.to_string())? else {
+        return Err(format!("commit {commit} is not signed"));
+    };
+    let signature = SshSig::from_pem(signature.as_ref() as &[u8]).map_err(|_| {
+        format!("commit {commit} is not signed with an SSH key (only SSH signatures are accepted)")
+    })?;
+    let message = signed.to_bstring();
+    for line in allowed {
+        // An allowed-signers line may start with principals: take the key from its type on.
+        let Some(at) = line.find("ssh-").or_else(|| line.find("ecdsa-")) else {
+            continue;
+        };
+        let Ok(key) = PublicKey::from_openssh(line[at..].trim()) else {
+            continue;
+        };
+        if key.verify("git", &message, &signature).is_ok() {
+            return Ok(key.fingerprint(Default::default()).to_string());
+        }
+    }
+    Err(format!(
+        "commit {commit} is signed by {}, which is not an allowed signer (policy.allowedSigners)",
+        signature.public_key().fingerprint(Default::default())
+    ))
+}

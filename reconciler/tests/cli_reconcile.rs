@@ -468,3 +468,109 @@ fn polling_over_smart_http_applies_and_corrects_drift() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `policy.requireSignedCommits`: only commits with an SSH signature by one of
+/// `policy.allowedSigners` are applied (verified in-process); an unsigned commit and one
+/// signed by another key are refused, say so in /status, and leave the last good one.
+#[test]
+fn unsigned_commits_are_refused_under_the_signature_policy() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let work = dir.path().join("work");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/create/repo"),
+        &work,
+    );
+    for who in ["alice", "mallory"] {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", who, "-f"])
+            .arg(dir.path().join(who))
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success());
+    }
+    let alice = std::fs::read_to_string(dir.path().join("alice.pub")).unwrap_or_default();
+    std::fs::write(
+        work.join("nimbus.yaml"),
+        format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {{name: signed}}\nspec:\n  policy:\n    requireSignedCommits: true\n    allowedSigners: [\"{}\"]\n",
+            alice.trim()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    git(&work, &["init", "-q", "-b", "main"]);
+    let commit = |signer: Option<&str>, file: &str, content: &str| -> String {
+        std::fs::write(work.join(file), content).unwrap_or_else(|e| panic!("{e}"));
+        git(&work, &["add", "-A"]);
+        match signer {
+            Some(who) => {
+                let key = dir.path().join(format!("{who}.pub")).display().to_string();
+                git(
+                    &work,
+                    &[
+                        "-c",
+                        "gpg.format=ssh",
+                        "-c",
+                        &format!("user.signingkey={key}"),
+                        "commit",
+                        "-q",
+                        "-S",
+                        "-m",
+                        file,
+                    ],
+                )
+            }
+            None => git(&work, &["commit", "-q", "-m", file]),
+        };
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let first = commit(Some("alice"), "notes.txt", "one\n");
+    let port = free_port();
+    let workdir = dir.path().join("state");
+    std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args([
+            "reconcile",
+            "--repo",
+            &work.display().to_string(),
+            "--interval",
+            "200ms",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--workdir")
+        .arg(&workdir)
+        .env("NIMBUS_MEMORY_PROVIDER", workdir.join("infrastructure"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _daemon = Running(child);
+    wait_port(port);
+    wait_status(port, "the signed commit applied", |s| {
+        s["revision_applied"] == first.as_str()
+    });
+
+    let unsigned = commit(None, "notes.txt", "two\n");
+    let now = wait_status(port, "the unsigned commit refused", |s| {
+        s["revision_seen"] == unsigned.as_str()
+            && s["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    assert_eq!(now["revision_applied"], first.as_str());
+    assert!(
+        now["errors"].to_string().contains("is not signed"),
+        "{now:#}"
+    );
+
+    let forged = commit(Some("mallory"), "notes.txt", "three\n");
+    let now = wait_status(port, "mallory's commit refused", |s| {
+        s["revision_seen"] == forged.as_str()
+            && s["errors"].to_string().contains("not an allowed signer")
+    });
+    assert_eq!(now["revision_applied"], first.as_str());
+
+    let good = commit(Some("alice"), "notes.txt", "four\n");
+    let now = wait_status(port, "alice's commit applied", |s| {
+        s["revision_applied"] == good.as_str()
+    });
+    assert_eq!(now["errors"], serde_json::json!([]));
+}

@@ -100,6 +100,9 @@ struct Status {
     fetch_seconds: Vec<f64>,
     fetch_error: Option<String>,
     webhooks_refused: u64,
+    /// The signature policy of the revision in force: (required, allowed signers). A new
+    /// commit is held to it, so that it cannot lift the policy or add its own signer.
+    policy: Option<(bool, Vec<String>)>,
 }
 
 const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -379,6 +382,29 @@ async fn apply_commit(
             false,
         ));
     }
+    // Signed commits: the policy in force (else the commit's own, for the first one).
+    let own = match checked.model.repository().map(|d| &d.resource.spec) {
+        Some(nimbus_schemas::Spec::Repository(r)) => (
+            r.policy.require_signed_commits,
+            r.policy.allowed_signers.clone(),
+        ),
+        _ => (false, Vec::new()),
+    };
+    let in_force = status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .policy
+        .clone();
+    let (required, signers) = match in_force {
+        Some((required, signers)) => (required || own.0, signers),
+        None => own.clone(),
+    };
+    if required && !drift {
+        let signer =
+            crate::gitsource::verify_commit_signature(source.repository(), commit, &signers)
+                .map_err(|e| format!("refused: {e}; the last good revision stays in force"))?;
+        tracing::info!(revision = %commit, %signer, "signature verified");
+    }
     let loaded = engine::load_revision(source.repository(), commit, &args.workdir)
         .map_err(|e| format!("{e:?}"))?;
     let state_path = loaded.state_path().map_err(|e| format!("{e:?}"))?;
@@ -459,6 +485,7 @@ async fn apply_commit(
     if succeeded {
         status.revision_applied = Some(commit.to_owned());
         status.applied_at = Some(now());
+        status.policy = Some(own);
     }
     status.last_run = Some(json!({
         "revision": commit,
