@@ -5,7 +5,7 @@ Every group of 10 resources is: 2 Hosts, 3 Files (by host name, by selector, inl
 1 Service (selector, restartOn), 1 Cluster, 1 Tenant with a quota, 2 Workloads of that
 tenant. Files hold 100 documents each, in folders of 100 files.
 
-usage: gen_repo.py DIR COUNT yaml|kdl
+usage: gen_repo.py DIR COUNT yaml|kdl      (PER_FILE=N documents per file, default 100)
 """
 import os
 import sys
@@ -199,7 +199,7 @@ def group_kdl(g):
 def main():
     root, count, syntax = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     os.makedirs(root, exist_ok=True)
-    per_file = 100
+    per_file = int(os.environ.get("PER_FILE", "100"))
     documents = []
     for g in range(count // 10):
         documents.extend(group_yaml(g) if syntax == "yaml" else group_kdl(g))

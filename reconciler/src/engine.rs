@@ -339,7 +339,13 @@ fn pinned_key(loaded: &Loaded, name: &str, address: &str) -> Option<String> {
     let path = loaded
         .repository()
         .and_then(|r| r.ssh.known_hosts.clone())?;
-    let text = std::fs::read_to_string(loaded.root.join(path)).ok()?;
+    // In the repository (at the revision being applied), unless the path is absolute.
+    let bytes = if Path::new(&path).is_absolute() {
+        std::fs::read(&path).ok()?
+    } else {
+        loaded.read_file(path.trim_start_matches("./")).ok()?
+    };
+    let text = String::from_utf8_lossy(&bytes);
     text.lines().find_map(|line| {
         let mut parts = line.split_whitespace();
         let hosts = parts.next()?;
