@@ -326,3 +326,66 @@ fn the_identity_flag_logs_in() {
         "hello from nimbus\n"
     );
 }
+
+/// With `--rev`, the Repository's `ssh.knownHosts` file is read from that revision, like the
+/// manifests: the working tree may not have it at all.
+#[test]
+fn known_hosts_come_from_the_revision() {
+    let server = sshd::start_sshd();
+    let repo = Repo::new(&server);
+    let key = server.target().host_key.trim().to_owned();
+    let hosts = std::fs::read_to_string(repo.root().join("hosts.yaml")).unwrap_or_default();
+    std::fs::write(
+        repo.root().join("hosts.yaml"),
+        hosts.replace(&format!(", hostKey: \"{key}\""), ""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        repo.root().join("known_hosts"),
+        format!("127.0.0.1 {key}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let manifest = std::fs::read_to_string(repo.root().join("nimbus.yaml")).unwrap_or_default();
+    std::fs::write(
+        repo.root().join("nimbus.yaml"),
+        format!("{manifest}    knownHosts: known_hosts\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.root())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("git: {e}"));
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "pinned by known_hosts"]);
+    std::fs::remove_file(repo.root().join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
+    let output = repo.nimbus(&[
+        "apply",
+        "--rev",
+        "HEAD",
+        "--auto-approve",
+        "--target",
+        "File/motd",
+        ".",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+}
