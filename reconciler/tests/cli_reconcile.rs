@@ -6,6 +6,8 @@
 
 mod common;
 use common::{copy_dir, text};
+#[path = "../../providers/tests/common/bed.rs"]
+mod hostbed;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -573,4 +575,106 @@ fn unsigned_commits_are_refused_under_the_signature_policy() {
         s["revision_applied"] == good.as_str()
     });
     assert_eq!(now["errors"], serde_json::json!([]));
+}
+
+/// The loop on real hosts over SSH: a push is applied to them, and a hand edit on a host is
+/// found by the drift check and corrected.
+#[test]
+fn pushes_reach_real_hosts_and_hand_edits_are_corrected() {
+    let bed = hostbed::Bed::up(2);
+    let servers = Servers::start();
+    let work = servers.work();
+    // Replace the fixture with a repository for the bed's hosts.
+    for entry in std::fs::read_dir(&work).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "yaml") {
+            std::fs::remove_file(entry.path()).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    std::fs::copy(&bed.known_hosts, work.join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        work.join("nimbus.yaml"),
+        format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {{name: loop}}\nspec:\n  ssh: {{identityFile: {}, knownHosts: known_hosts}}\n",
+            bed.key.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut hosts = String::new();
+    for host in &bed.hosts {
+        hosts.push_str(&format!(
+            "---\napiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {{name: {}, labels: {{fleet: loop}}}}\nspec: {{address: {}}}\n",
+            host.name, host.address
+        ));
+    }
+    std::fs::write(work.join("hosts.yaml"), hosts).unwrap_or_else(|e| panic!("{e}"));
+    let file = |version: u32| {
+        format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {{name: app}}\nspec: {{hosts: {{fleet: loop}}, path: /etc/loop/app.conf, content: \"version {version}\\n\", mode: \"0640\"}}\n"
+        )
+    };
+    let first = servers.push("app.yaml", &file(1));
+    let url = format!("git://127.0.0.1:{}/infra.git", servers.git_port);
+    let port = free_port();
+    let workdir = servers.dir.path().join("bed-loop");
+    std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args([
+            "reconcile",
+            "--repo",
+            &url,
+            "--interval",
+            "300ms",
+            "--drift-interval",
+            "1s",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--workdir")
+        .arg(&workdir)
+        .env_remove("NIMBUS_MEMORY_PROVIDER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(workdir.join("log")).unwrap_or_else(|e| panic!("{e}")))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _daemon = Running(child);
+    wait_port(port);
+    let on_host = |i: usize| {
+        std::fs::read_to_string(bed.hosts[i].upper.join("etc/loop/app.conf")).unwrap_or_default()
+    };
+    wait_status(port, "the first commit applied", |s| {
+        s["revision_applied"] == first.as_str()
+    });
+    assert_eq!(
+        (on_host(0), on_host(1)),
+        ("version 1\n".into(), "version 1\n".into())
+    );
+
+    // A push: applied to both hosts.
+    let second = servers.push("app.yaml", &file(2));
+    wait_status(port, "the push applied", |s| {
+        s["revision_applied"] == second.as_str()
+    });
+    assert_eq!(
+        (on_host(0), on_host(1)),
+        ("version 2\n".into(), "version 2\n".into())
+    );
+
+    // A hand edit on a host: found by the drift check and corrected.
+    bed.ssh_ok(&bed.hosts[1].name, "echo edited > /etc/loop/app.conf");
+    wait_status(port, "the drift counted", |s| {
+        s["drift_events"].as_u64().is_some_and(|n| n >= 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while on_host(1) != "version 2\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the hand edit was not corrected: {:?}",
+            on_host(1)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        bed.ssh_ok(&bed.hosts[1].name, "stat -c %a /etc/loop/app.conf"),
+        "640\n"
+    );
 }
