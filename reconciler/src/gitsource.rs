@@ -133,11 +133,29 @@ pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
 pub struct Mirror {
     pub url: String,
     pub path: PathBuf,
+    /// `core.sshCommand` for ssh:// remotes: the ssh client with the pinned known_hosts file
+    /// and key, never trusting a new host key.
+    ssh_command: Option<String>,
+}
+
+/// The ssh command a mirror of an ssh:// remote fetches with: strict host-key checking
+/// against `known_hosts` only (pinned; never trust on first use), batch mode, and `key` if
+/// given.
+pub fn pinned_ssh_command(known_hosts: &Path, key: Option<&Path>) -> String {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let mut command = format!(
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null -o UserKnownHostsFile={}",
+        quote(known_hosts)
+    );
+    if let Some(key) = key {
+        command.push_str(&format!(" -o IdentitiesOnly=yes -i {}", quote(key)));
+    }
+    command
 }
 
 impl Mirror {
     /// The mirror of `url` under `cache`, cloned if it is not there yet.
-    pub fn open(url: &str, cache: &Path) -> Result<Mirror> {
+    pub fn open(url: &str, cache: &Path, ssh_command: Option<String>) -> Result<Mirror> {
         let name: String = url
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -145,6 +163,7 @@ impl Mirror {
         let mirror = Mirror {
             url: url.to_owned(),
             path: cache.join(&name),
+            ssh_command,
         };
         if !mirror.path.join("HEAD").exists() {
             std::fs::create_dir_all(cache)
@@ -156,6 +175,7 @@ impl Mirror {
             gix::prepare_clone_bare(url, &temporary)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("cannot clone {url}"))?
+                .with_in_memory_config_overrides(mirror.overrides())
                 .fetch_only(gix::progress::Discard, &interrupt)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("cannot clone {url}"))?;
@@ -166,11 +186,21 @@ impl Mirror {
         Ok(mirror)
     }
 
+    fn overrides(&self) -> Vec<String> {
+        self.ssh_command
+            .iter()
+            .map(|c| format!("core.sshCommand={c}"))
+            .collect()
+    }
+
     /// Fetches, and returns the commit `branch` points at on the remote.
     pub fn fetch(&self, branch: &str) -> Result<String> {
-        let repo = gix::open(&self.path)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot open the mirror {}", self.path.display()))?;
+        let repo = gix::open_opts(
+            &self.path,
+            gix::open::Options::default().config_overrides(self.overrides()),
+        )
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the mirror {}", self.path.display()))?;
         let interrupt = std::sync::atomic::AtomicBool::new(false);
         repo.find_remote("origin")
             .into_diagnostic()?

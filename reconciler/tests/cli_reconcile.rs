@@ -8,6 +8,8 @@ mod common;
 use common::{copy_dir, text};
 #[path = "../../providers/tests/common/bed.rs"]
 mod hostbed;
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -676,5 +678,103 @@ fn pushes_reach_real_hosts_and_hand_edits_are_corrected() {
     assert_eq!(
         bed.ssh_ok(&bed.hosts[1].name, "stat -c %a /etc/loop/app.conf"),
         "640\n"
+    );
+}
+
+/// An ssh:// remote, fetched with the git server's key pinned by --known-hosts: applied; a
+/// wrong pinned key fetches nothing; no --known-hosts at all is refused at start.
+#[test]
+fn ssh_remotes_are_fetched_with_a_pinned_host_key() {
+    let server = sshd::start_sshd();
+    let servers = Servers::start();
+    let target = server.target();
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        target.user,
+        target.port,
+        servers.dir.path().join("repos/infra.git").display()
+    );
+    let pinned = servers.dir.path().join("known_hosts");
+    std::fs::write(
+        &pinned,
+        format!("[127.0.0.1]:{} {}\n", target.port, target.host_key.trim()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let key = target.identity.display().to_string();
+    let first = git(&servers.work(), &["rev-parse", "HEAD"]);
+    let (_daemon, port, _) = servers.reconcile(
+        &url,
+        "ssh",
+        &[
+            "--known-hosts",
+            pinned.to_str().unwrap_or_default(),
+            "--ssh-key",
+            &key,
+            "--interval",
+            "300ms",
+        ],
+    );
+    wait_status(port, "the first commit applied over ssh://", |s| {
+        s["revision_applied"] == first.as_str()
+    });
+
+    // Without --known-hosts: refused before anything is fetched.
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args([
+            "reconcile",
+            "--repo",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--workdir",
+        ])
+        .arg(servers.dir.path().join("unpinned"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("needs --known-hosts"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A different pinned key: the clone fails, nothing is applied.
+    let other = server.dir.path().join("other_key");
+    sshd::keygen(&other);
+    let wrong = servers.dir.path().join("wrong_known_hosts");
+    std::fs::write(
+        &wrong,
+        format!(
+            "[127.0.0.1]:{} {}",
+            target.port,
+            std::fs::read_to_string(other.with_extension("pub")).unwrap_or_default()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args([
+            "reconcile",
+            "--repo",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--workdir",
+        ])
+        .arg(servers.dir.path().join("wrong"))
+        .args([
+            "--known-hosts",
+            wrong.to_str().unwrap_or_default(),
+            "--ssh-key",
+            &key,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot clone"),
+        "{}",
+        text(&out.stderr)
     );
 }

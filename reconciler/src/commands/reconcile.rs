@@ -48,6 +48,13 @@ pub struct ReconcileArgs {
     /// Where remote repositories are mirrored.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// For an ssh:// remote: the known_hosts file that pins the git server's key (required;
+    /// a key is never trusted on first use).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// For an ssh:// remote: the private key to log in with (else ssh's defaults and agent).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
     /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
     /// Repository's secrets.identityFile); an SSH key also logs in to hosts.
     #[arg(long, value_name = "FILE")]
@@ -219,10 +226,25 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
             .clone()
             .unwrap_or_else(|| args.workdir.join(".nimbus/cache"));
         let url = args.repo.clone();
-        let mirror =
-            tokio::task::spawn_blocking(move || crate::gitsource::Mirror::open(&url, &cache))
-                .await
-                .into_diagnostic()??;
+        let ssh_command = if url.starts_with("ssh://") {
+            let known_hosts = args.known_hosts.as_deref().ok_or_else(|| {
+                miette::miette!(
+                    "{url}: an ssh:// remote needs --known-hosts FILE, which pins the git server's host key (it is never trusted on first use)"
+                )
+            })?;
+            let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+            Some(crate::gitsource::pinned_ssh_command(
+                &absolute(known_hosts),
+                args.ssh_key.as_deref().map(absolute).as_deref(),
+            ))
+        } else {
+            None
+        };
+        let mirror = tokio::task::spawn_blocking(move || {
+            crate::gitsource::Mirror::open(&url, &cache, ssh_command)
+        })
+        .await
+        .into_diagnostic()??;
         Source::Remote(mirror)
     } else {
         Source::Local(PathBuf::from(&args.repo))
