@@ -6,8 +6,6 @@
 
 mod common;
 use common::{copy_dir, text};
-#[path = "../../providers/tests/common/bed.rs"]
-mod hostbed;
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 
@@ -583,7 +581,7 @@ fn unsigned_commits_are_refused_under_the_signature_policy() {
 /// found by the drift check and corrected.
 #[test]
 fn pushes_reach_real_hosts_and_hand_edits_are_corrected() {
-    let bed = hostbed::Bed::up(2);
+    let bed = sshd::bed::Bed::up(2);
     let servers = Servers::start();
     let work = servers.work();
     // Replace the fixture with a repository for the bed's hosts.
