@@ -308,6 +308,12 @@ pub fn registry(
     {
         provider = provider.with_delay(Duration::from_millis(ms));
     }
+    if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL_TRANSIENT") {
+        for item in list.split(',').filter(|a| !a.is_empty()) {
+            let (address, times) = item.rsplit_once(':').unwrap_or((item, "1"));
+            provider.fail_transiently(address, times.parse().unwrap_or(1));
+        }
+    }
     if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
         for address in list.split(',').filter(|a| !a.is_empty()) {
             provider.fail(address);
@@ -744,15 +750,44 @@ pub async fn run_plan(
     parallelism: usize,
     secrets: &RunSecrets,
 ) -> Result<Report> {
+    run_plan_until(
+        plan,
+        registry,
+        state,
+        command,
+        parallelism,
+        secrets,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// As [`run_plan`], also stopping (cleanly) when `superseded` completes: the reconcile
+/// daemon's newer commit.
+pub async fn run_plan_until(
+    plan: &Plan,
+    registry: &Registry,
+    state: Arc<Mutex<StateStore>>,
+    command: &str,
+    parallelism: usize,
+    secrets: &RunSecrets,
+    superseded: impl std::future::Future<Output = ()>,
+) -> Result<Report> {
     let run = crate::executor::lock_state(&state)
         .begin_run(command, plan.source_revision.as_deref())
         .map_err(|e| miette::miette!("{e}"))?;
     let total = plan.changes.iter().filter(|c| c.action.is_work()).count();
+    let defaults = ExecutorOptions::default();
     let options = ExecutorOptions {
         parallelism,
         progress: executor::Progress::for_stderr(total),
         secrets: Arc::clone(&secrets.values),
-        ..ExecutorOptions::default()
+        // For tests and demos: the first wait before a retry (it doubles each time).
+        backoff: std::env::var("NIMBUS_RETRY_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(defaults.backoff, Duration::from_millis),
+        ..defaults
     };
     // Ctrl-C or SIGTERM: the changes under way finish and are recorded; nothing new starts.
     let shutdown = async {
@@ -773,6 +808,9 @@ pub async fn run_plan(
                 }
             }
             () = term => {}
+            () = superseded => {
+                tracing::info!("a newer revision supersedes this run");
+            }
         }
     };
     let report =

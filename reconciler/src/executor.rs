@@ -302,7 +302,7 @@ pub async fn execute(
                     );
                 }
                 let (attempts, outcome, elapsed) =
-                    apply_one(&change, provider, &state, run, &options).await;
+                    apply_one(&change, provider, &state, run, &options, &stop).await;
                 (
                     i,
                     ChangeResult {
@@ -422,6 +422,7 @@ async fn apply_one(
     state: &Mutex<StateStore>,
     run: i64,
     options: &ExecutorOptions,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> (u32, Outcome, Duration) {
     let begun = Instant::now();
     let (doing, done) = verb(change.action);
@@ -475,7 +476,18 @@ async fn apply_one(
                         change.address, wait
                     ));
                 }
-                tokio::time::sleep(wait).await;
+                // A stop (Ctrl-C, SIGTERM, or a newer commit superseding this run) ends the
+                // wait: a change that has not taken effect is not retried.
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(50)))
+                        .await;
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let reason = format!("{error}; not retried: the run was stopped");
+                    let _ = lock_state(state).fail(run, change, "failed", &reason);
+                    break Outcome::Failed(reason);
+                }
             }
             Err(error) => {
                 let reason = match &error {

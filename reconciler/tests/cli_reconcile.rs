@@ -263,6 +263,16 @@ impl Servers {
     }
 
     fn reconcile(&self, url: &str, name: &str, extra: &[&str]) -> (Running, u16, PathBuf) {
+        self.reconcile_with(url, name, extra, &[])
+    }
+
+    fn reconcile_with(
+        &self,
+        url: &str,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Running, u16, PathBuf) {
         let port = free_port();
         let workdir = self.dir.path().join(name);
         std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
@@ -277,6 +287,7 @@ impl Servers {
             .arg(workdir.join("hook-secret"))
             .args(extra)
             .env("NIMBUS_MEMORY_PROVIDER", workdir.join("infrastructure"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(workdir.join("log")).unwrap_or_else(|e| panic!("{e}")))
@@ -775,4 +786,53 @@ fn ssh_remotes_are_fetched_with_a_pinned_host_key() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A newer commit supersedes a run that is waiting on retries: the waiting change gives up,
+/// the run ends as interrupted, and the newer commit is applied at once rather than after
+/// the retries (which would take 5 + 10 + 20 s here).
+#[test]
+fn a_newer_commit_supersedes_a_run_waiting_on_retries() {
+    let servers = Servers::start();
+    let url = format!("git://127.0.0.1:{}/infra.git", servers.git_port);
+    let (_daemon, port, workdir) = servers.reconcile_with(
+        &url,
+        "supersede",
+        &["--interval", "1h", "--drift-interval", "1h"],
+        &[
+            ("NIMBUS_MEMORY_FAIL_TRANSIENT", "Workload/acme/api:1000"),
+            ("NIMBUS_RETRY_BACKOFF_MS", "5000"),
+        ],
+    );
+    // The first run is now waiting to retry the workload.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(status(port)["revision_applied"], serde_json::Value::Null);
+    std::fs::remove_file(servers.work().join("workload.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let newer = servers.push("notes.txt", "without the workload\n");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let pushed = Instant::now();
+    let (code, _) = http(
+        port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        body,
+    );
+    assert_eq!(code, 202);
+    wait_status(port, "the newer commit applied", |s| {
+        s["revision_applied"] == newer.as_str()
+    });
+    assert!(
+        pushed.elapsed() < Duration::from_secs(10),
+        "the newer commit waited for the old run's retries: {:?}",
+        pushed.elapsed()
+    );
+    let (_, runs) = http(port, "GET", "/runs", &[], "");
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap_or_else(|e| panic!("{e}"));
+    let outcomes: Vec<&str> = runs
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(outcomes.first(), Some(&"interrupted"), "{runs:#}");
+    let _ = workdir;
 }

@@ -343,10 +343,10 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .revision_seen = Some(commit.clone());
-            reconcile(&args, &source, &commit, &status, false).await;
+            reconcile(&args, &source, &commit, &status, false, &wake).await;
             last_drift = Instant::now();
         } else if drift_due && let Some(applied) = applied {
-            reconcile(&args, &source, &applied, &status, true).await;
+            reconcile(&args, &source, &applied, &status, true, &wake).await;
             last_drift = Instant::now();
         }
     }
@@ -364,13 +364,14 @@ fn jitter_fraction() -> f64 {
 /// what had drifted.
 async fn reconcile(
     args: &ReconcileArgs,
-    source: &Source,
+    source: &Arc<Source>,
     commit: &str,
     status: &Mutex<Status>,
     drift: bool,
+    wake: &Arc<Notify>,
 ) {
     let started = Instant::now();
-    let outcome = apply_commit(args, source, commit, status, drift).await;
+    let outcome = apply_commit(args, source, commit, status, drift, wake).await;
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
     status.run_durations.push(started.elapsed().as_secs_f64());
     let label = match &outcome {
@@ -389,10 +390,11 @@ async fn reconcile(
 /// validate or cannot be planned (nothing is applied).
 async fn apply_commit(
     args: &ReconcileArgs,
-    source: &Source,
+    source: &Arc<Source>,
     commit: &str,
     status: &Mutex<Status>,
     drift: bool,
+    wake: &Arc<Notify>,
 ) -> std::result::Result<bool, String> {
     let revision = crate::gitsource::read_revision(source.repository(), commit)
         .map_err(|e| format!("{e:?}"))?;
@@ -452,7 +454,7 @@ async fn apply_commit(
     let changes = plan.changes.iter().filter(|c| c.action.is_change()).count();
     let report = if plan.has_work() {
         Some(
-            engine::run_plan(
+            engine::run_plan_until(
                 &plan,
                 &registry,
                 Arc::clone(&state),
@@ -463,6 +465,13 @@ async fn apply_commit(
                 },
                 loaded.parallelism(),
                 &secrets,
+                newer_commit(
+                    Arc::clone(source),
+                    args.branch.clone(),
+                    commit.to_owned(),
+                    Arc::clone(wake),
+                    args.interval,
+                ),
             )
             .await
             .map_err(|e| format!("{e:?}"))?,
@@ -480,6 +489,7 @@ async fn apply_commit(
         None
     };
     let succeeded = report.as_ref().is_none_or(|r| r.succeeded());
+    let superseded = report.as_ref().is_some_and(|r| r.interrupted);
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
     status.errors.clear();
     if drift {
@@ -515,9 +525,38 @@ async fn apply_commit(
         "changes": changes,
         "succeeded": succeeded,
         "summary": report.as_ref().map(|r| r.summary()),
+        "interrupted": superseded,
         "at": now(),
     }));
     Ok(succeeded)
+}
+
+/// Completes when the branch moves past `commit` (checked on every webhook and every
+/// interval while a run is under way): a newer commit supersedes the run, whose changes
+/// waiting on retries then give up, so that the newer one is applied at once.
+async fn newer_commit(
+    source: Arc<Source>,
+    branch: String,
+    commit: String,
+    wake: Arc<Notify>,
+    interval: Duration,
+) {
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        let source = Arc::clone(&source);
+        let branch = branch.clone();
+        let tip = tokio::task::spawn_blocking(move || source.tip(&branch)).await;
+        if let Ok(Ok(tip)) = tip
+            && tip != commit
+        {
+            // The main loop fetches again at once.
+            wake.notify_one();
+            return;
+        }
+    }
 }
 
 /// A constant-time comparison.
