@@ -143,6 +143,11 @@ impl Sources {
         self.files.len()
     }
 
+    /// The first file, taken out (a single file's load).
+    pub fn take_first(&mut self) -> Option<SourceText> {
+        (!self.files.is_empty()).then(|| self.files.remove(0))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }

@@ -47,7 +47,12 @@ impl Checked {
 /// Loads and validates a repository. Validation runs on every document that loaded, so one
 /// broken file does not hide the problems of the others.
 pub fn check(input: RepositoryInput) -> Checked {
-    let (model, mut problems) = load::load(input);
+    let (model, problems) = load::load(input);
+    check_loaded(model, problems)
+}
+
+/// Validates a model loaded by [`load::load`] or [`load::load_files`].
+pub fn check_loaded(model: load::Model, mut problems: Vec<diagnostics::Problem>) -> Checked {
     problems.extend(validate::validate(&model));
     diagnostics::sort_problems(&mut problems, &model.sources);
     Checked { model, problems }

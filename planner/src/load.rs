@@ -224,6 +224,79 @@ pub fn load(input: RepositoryInput) -> (Model, Vec<Problem>) {
     (model, problems)
 }
 
+/// One manifest loaded on its own, as file 0: what it declares and its problems. Nothing in
+/// it depends on the other files, so it can be kept by content (a git blob id) and merged into
+/// the model of any revision that holds the same file at the same path.
+#[derive(Clone, Debug)]
+pub struct LoadedFile {
+    source: SourceText,
+    documents: Vec<Document>,
+    declared: Vec<Declared>,
+    problems: Vec<Problem>,
+}
+
+impl LoadedFile {
+    pub fn load(file: InputFile) -> LoadedFile {
+        let path = file.path.clone();
+        let mut model = Model::default();
+        let mut problems = Vec::new();
+        load_file(file, &mut model, &mut problems);
+        let source = model
+            .sources
+            .take_first()
+            .unwrap_or_else(|| SourceText::new(path, ""));
+        LoadedFile {
+            source,
+            documents: model.documents,
+            declared: model.declared,
+            problems,
+        }
+    }
+
+    fn merge_into(&self, model: &mut Model, problems: &mut Vec<Problem>) {
+        let id = model.sources.add(self.source.clone());
+        model.paths.insert(self.source.path.clone());
+        model
+            .documents
+            .extend(self.documents.iter().cloned().map(|mut d| {
+                d.file = id;
+                d
+            }));
+        model
+            .declared
+            .extend(self.declared.iter().cloned().map(|mut d| {
+                d.file = id;
+                d
+            }));
+        problems.extend(self.problems.iter().cloned().map(|mut p| {
+            p.primary.file = id;
+            for label in &mut p.secondary {
+                label.file = id;
+            }
+            p
+        }));
+    }
+}
+
+/// As [`load`], from manifests already loaded one by one (by [`LoadedFile::load`], or from a
+/// cache), in any order.
+pub fn load_files(
+    mut files: Vec<std::sync::Arc<LoadedFile>>,
+    other_paths: BTreeSet<String>,
+) -> (Model, Vec<Problem>) {
+    let mut model = Model {
+        paths: other_paths,
+        ..Model::default()
+    };
+    let mut problems = Vec::new();
+    files.sort_by(|a, b| a.source.path.cmp(&b.source.path));
+    for file in files {
+        file.merge_into(&mut model, &mut problems);
+    }
+    sort_problems(&mut problems, &model.sources);
+    (model, problems)
+}
+
 fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
     let format = ManifestFilter::format_of(&file.path).unwrap_or(Format::Yaml);
     let InputFile { path, bytes } = file;
@@ -782,6 +855,58 @@ fn typed<'a, T: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+
+    /// Loading files one by one and merging them gives the same model and problems as
+    /// loading them together: the cache of parsed files changes nothing but speed.
+    #[test]
+    fn files_loaded_alone_merge_into_the_same_model() {
+        let files = vec![
+            InputFile { path: "b.yaml".into(), bytes: b"apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {name: web-1}\nspec: {address: 10.0.0.1}\n---\napiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: motd}\nspec: {host: web-1, path: /etc/motd, content: hi, colour: red}\n".to_vec() },
+            InputFile { path: "a.kdl".into(), bytes: b"host web-2 {\n    address \"10.0.0.2\"\n}\n".to_vec() },
+            InputFile { path: "c.yaml".into(), bytes: b"kind: [\n".to_vec() },
+            InputFile { path: "d.yaml".into(), bytes: vec![0xff, 0xfe, 0x00] },
+        ];
+        let other: BTreeSet<String> = ["files/x.conf".to_owned()].into();
+        let (whole, whole_problems) = load(RepositoryInput {
+            manifests: files.clone(),
+            other_paths: other.clone(),
+        });
+        let alone: Vec<std::sync::Arc<LoadedFile>> = files
+            .into_iter()
+            .rev()
+            .map(|f| std::sync::Arc::new(LoadedFile::load(f)))
+            .collect();
+        let (merged, merged_problems) = load_files(alone, other);
+        let summary = |model: &Model, problems: &[Problem]| {
+            (
+                model
+                    .documents
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.resource.address(),
+                            model.sources.path(d.file).to_owned(),
+                            d.span,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                model
+                    .declared
+                    .iter()
+                    .map(|d| (d.address.clone(), model.sources.path(d.file).to_owned()))
+                    .collect::<Vec<_>>(),
+                problems
+                    .iter()
+                    .map(|p| serde_json::to_string(&p.to_json(&model.sources)).unwrap_or_default())
+                    .collect::<Vec<_>>(),
+                model.paths.clone(),
+            )
+        };
+        let expected = summary(&whole, &whole_problems);
+        assert_eq!(summary(&merged, &merged_problems), expected);
+        assert_eq!(expected.2.len(), 3, "{:?}", expected.2);
+    }
+
     use super::*;
 
     #[test]

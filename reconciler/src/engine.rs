@@ -72,15 +72,25 @@ pub fn load_revision(repository: &Path, rev: &str, root: &Path) -> Result<Loaded
 }
 
 fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded> {
-    let (input, files, revision) = match rev {
+    let (checked, files, revision, fingerprint) = match rev {
         Some(rev) => {
-            let revision = crate::gitsource::read_revision(repository, rev)?;
-            (revision.input, Some(revision.files), Some(revision.commit))
+            // Manifests a previous load in this process already parsed are not parsed again;
+            // the tree id stands for the content of every file.
+            let revision = crate::gitsource::load_revision(repository, rev)?;
+            tracing::debug!(commit = %revision.commit, parsed = revision.parsed, "read the revision");
+            (
+                nimbus_planner::check_loaded(revision.model, revision.problems),
+                Some(revision.files),
+                Some(revision.commit),
+                format!("git-tree:{}", revision.tree),
+            )
         }
-        None => (read_working_tree(root)?.0, None, None),
+        None => {
+            let (input, _) = read_working_tree(root)?;
+            let fingerprint = source_fingerprint(&input.manifests, input.other_paths.iter());
+            (nimbus_planner::check(input), None, None, fingerprint)
+        }
     };
-    let fingerprint = source_fingerprint(&input.manifests, input.other_paths.iter());
-    let checked = nimbus_planner::check(input);
     if checked.has_errors() {
         print_stderr(&problems_text(
             &checked.problems,

@@ -28,6 +28,77 @@ impl RevisionFiles {
     }
 }
 
+/// Manifests loaded on their own, by path and blob id, kept for the life of the process: a
+/// new commit loads only the files it changed. Entries a revision no longer has are dropped.
+type LoadedFiles =
+    HashMap<(String, gix::ObjectId), std::sync::Arc<nimbus_planner::load::LoadedFile>>;
+static LOADED: std::sync::LazyLock<std::sync::Mutex<LoadedFiles>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A revision, loaded: the model and its problems (before validation), its other files, the
+/// commit, and the tree id (which changes exactly when any file's content does).
+pub struct LoadedRevision {
+    pub model: nimbus_planner::load::Model,
+    pub problems: Vec<nimbus_planner::Problem>,
+    pub files: RevisionFiles,
+    pub commit: String,
+    pub tree: String,
+    /// How many manifests had to be parsed (the others came from the cache).
+    pub parsed: usize,
+}
+
+/// Loads `rev` like [`read_revision`] and `nimbus_planner::load::load`, parsing only the
+/// manifests whose (path, blob id) is not loaded already.
+pub fn load_revision(dir: &Path, rev: &str) -> Result<LoadedRevision> {
+    let listing = list_revision(dir, rev)?;
+    let repo = gix::open(&listing.files.repository).into_diagnostic()?;
+    let mut cache = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut loaded = Vec::new();
+    let mut keep = std::collections::HashSet::new();
+    let mut parsed = 0;
+    for path in &listing.manifests {
+        let id = listing.files.blobs[path];
+        let key = (path.clone(), id);
+        let file = match cache.get(&key) {
+            Some(file) => std::sync::Arc::clone(file),
+            None => {
+                let bytes = repo.find_object(id).into_diagnostic()?.data.clone();
+                parsed += 1;
+                let file = std::sync::Arc::new(nimbus_planner::load::LoadedFile::load(InputFile {
+                    path: path.clone(),
+                    bytes,
+                }));
+                cache.insert(key.clone(), std::sync::Arc::clone(&file));
+                file
+            }
+        };
+        keep.insert(key);
+        loaded.push(file);
+    }
+    cache.retain(|key, _| keep.contains(key));
+    drop(cache);
+    let (model, problems) = nimbus_planner::load::load_files(loaded, listing.other_paths);
+    Ok(LoadedRevision {
+        model,
+        problems,
+        files: listing.files,
+        commit: listing.commit,
+        tree: listing.tree,
+        parsed,
+    })
+}
+
+/// A revision's files: manifests and other paths (as the working tree reader sorts them),
+/// nothing read yet.
+struct Listing {
+    commit: String,
+    tree: String,
+    manifests: Vec<String>,
+    other_paths: BTreeSet<String>,
+    invalid_patterns: Vec<String>,
+    files: RevisionFiles,
+}
+
 /// A revision, read: its commit id, the loader's input and its other files.
 pub struct Revision {
     pub commit: String,
@@ -40,6 +111,28 @@ pub struct Revision {
 /// repository that `dir` is in. `dir` may be a subdirectory of the repository; paths are
 /// then relative to it, as in the working tree.
 pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
+    let listing = list_revision(dir, rev)?;
+    let repo = gix::open(&listing.files.repository).into_diagnostic()?;
+    let mut input = RepositoryInput {
+        manifests: Vec::new(),
+        other_paths: listing.other_paths,
+    };
+    for path in listing.manifests {
+        let id = listing.files.blobs[&path];
+        input.manifests.push(InputFile {
+            bytes: repo.find_object(id).into_diagnostic()?.data.clone(),
+            path,
+        });
+    }
+    Ok(Revision {
+        commit: listing.commit,
+        input,
+        invalid_patterns: listing.invalid_patterns,
+        files: listing.files,
+    })
+}
+
+fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
     let repo = gix::discover(dir)
         .into_diagnostic()
         .wrap_err_with(|| format!("{} is not in a git repository", dir.display()))?;
@@ -84,18 +177,15 @@ pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
         };
         blobs.insert(relative.to_owned(), entry.oid);
     }
-    let read = |id: &gix::ObjectId| -> Result<Vec<u8>> {
-        Ok(repo.find_object(*id).into_diagnostic()?.data.clone())
-    };
     let ignore_text = match blobs.get(".nimbusignore") {
-        Some(id) => Some(String::from_utf8_lossy(&read(id)?).into_owned()),
+        Some(id) => Some(
+            String::from_utf8_lossy(&repo.find_object(*id).into_diagnostic()?.data).into_owned(),
+        ),
         None => None,
     };
     let (filter, invalid_patterns) = ManifestFilter::new(ignore_text.as_deref());
-    let mut input = RepositoryInput {
-        manifests: Vec::new(),
-        other_paths: BTreeSet::new(),
-    };
+    let mut manifests = Vec::new();
+    let mut other_paths = BTreeSet::new();
     let mut paths: Vec<&String> = blobs.keys().collect();
     paths.sort();
     for path in paths {
@@ -109,17 +199,25 @@ pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
             continue;
         }
         if filter.is_manifest(path) {
-            input.manifests.push(InputFile {
-                path: path.clone(),
-                bytes: read(&blobs[path])?,
-            });
+            manifests.push(path.clone());
         } else {
-            input.other_paths.insert(path.clone());
+            other_paths.insert(path.clone());
         }
     }
-    Ok(Revision {
+    // The tree of the directory read (the whole commit's tree when it is the top).
+    let tree_id = if prefix.is_empty() {
+        tree.id.to_string()
+    } else {
+        tree.lookup_entry_by_path(prefix.trim_end_matches('/'))
+            .ok()
+            .flatten()
+            .map_or_else(|| tree.id.to_string(), |e| e.oid().to_string())
+    };
+    Ok(Listing {
         commit: commit.id.to_string(),
-        input,
+        tree: tree_id,
+        manifests,
+        other_paths,
         invalid_patterns,
         files: RevisionFiles {
             repository: repo.git_dir().to_path_buf(),

@@ -245,3 +245,51 @@ fn preview_prints_a_pull_requests_plan_as_a_comment() {
     assert!(comment.contains("broken.yaml:4"), "{comment}");
     assert!(comment.contains("Host/web-9"), "{comment}");
 }
+
+/// Parsed manifests are kept by path and blob id: loading the next commit parses only the
+/// files it changed, and gives the same model as reading everything again.
+#[test]
+fn a_new_commit_parses_only_the_files_it_changed() {
+    let git = Git::new();
+    let first =
+        nimbus::gitsource::load_revision(&git.root(), "HEAD").unwrap_or_else(|e| panic!("{e:?}"));
+    let manifests = first.model.sources.len();
+    assert_eq!(first.parsed, manifests);
+    assert!(manifests >= 5, "{manifests}");
+    let workload = std::fs::read_to_string(git.root().join("workload.yaml")).unwrap_or_default();
+    git.write(
+        "workload.yaml",
+        &workload.replace("replicas: 2", "replicas: 3"),
+    );
+    git.commit("one file");
+    let second =
+        nimbus::gitsource::load_revision(&git.root(), "HEAD").unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(second.parsed, 1);
+    assert_ne!(second.tree, first.tree);
+    // The same model as a full read and parse.
+    let full = nimbus_planner::check(
+        nimbus::gitsource::read_revision(&git.root(), "HEAD")
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .input,
+    );
+    let cached = nimbus_planner::check_loaded(second.model, second.problems);
+    let specs = |c: &nimbus_planner::Checked| -> Vec<String> {
+        c.model
+            .documents
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d.resource.address(),
+                    serde_json::to_string(&d.resource.spec).unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(specs(&cached), specs(&full));
+    assert!(specs(&cached).iter().any(|s| s.contains("\"replicas\":3")));
+    // Loading the same commit again parses nothing.
+    let again =
+        nimbus::gitsource::load_revision(&git.root(), "HEAD").unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(again.parsed, 0);
+}

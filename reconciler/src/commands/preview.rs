@@ -52,8 +52,8 @@ pub struct PreviewArgs {
 
 pub fn run(args: PreviewArgs) -> Result<i32> {
     // Head's problems are the first thing a reviewer needs: shown, and the preview fails.
-    let head = crate::gitsource::read_revision(&args.repo, &args.head)?;
-    let checked = nimbus_planner::check(head.input);
+    let head = crate::gitsource::load_revision(&args.repo, &args.head)?;
+    let checked = nimbus_planner::check_loaded(head.model, head.problems);
     if checked.has_errors() {
         let problems = problems_text(&checked.problems, &checked.model.sources, false);
         let mut out = format!(

@@ -396,9 +396,9 @@ async fn apply_commit(
     drift: bool,
     wake: &Arc<Notify>,
 ) -> std::result::Result<bool, String> {
-    let revision = crate::gitsource::read_revision(source.repository(), commit)
+    let revision = crate::gitsource::load_revision(source.repository(), commit)
         .map_err(|e| format!("{e:?}"))?;
-    let checked = nimbus_planner::check(revision.input);
+    let checked = nimbus_planner::check_loaded(revision.model, revision.problems);
     if checked.has_errors() {
         return Err(problems_text(
             &checked.problems,
