@@ -293,3 +293,39 @@ fn a_new_commit_parses_only_the_files_it_changed() {
         nimbus::gitsource::load_revision(&git.root(), "HEAD").unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(again.parsed, 0);
 }
+
+/// With --refresh, a preview observes the live targets: a change made outside nimbus shows,
+/// which a desired-against-desired preview cannot see.
+#[test]
+fn a_refreshed_preview_sees_the_live_targets() {
+    let git = Git::new();
+    let out = git.nimbus(&["apply", "--rev", "main", "--auto-approve", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let objects = git.dir.path().join("memory/objects.json");
+    let live = std::fs::read_to_string(&objects).unwrap_or_default();
+    assert!(live.contains("hello"), "{live}");
+    std::fs::write(&objects, live.replacen("hello", "edited by hand", 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = git.nimbus(&[
+        "preview",
+        "--base",
+        "main",
+        "--head",
+        "main",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = git.nimbus(&[
+        "preview",
+        "--base",
+        "main",
+        "--head",
+        "main",
+        "--refresh",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let comment = text(&out.stdout);
+    assert!(comment.contains("File/motd@web-"), "{comment}");
+    assert!(comment.contains("drift"), "{comment}");
+}

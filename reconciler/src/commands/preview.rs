@@ -48,6 +48,10 @@ pub struct PreviewArgs {
     /// "sensitive value changed"); else NIMBUS_AGE_IDENTITY, else secrets.identityFile.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Also observe the live targets (needs the credentials `nimbus plan` needs): head
+    /// against what is there, as recorded in state, rather than against base.
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 pub fn run(args: PreviewArgs) -> Result<i32> {
@@ -104,7 +108,33 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
                 Vec::new()
             }
         };
-        let plan = engine::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?;
+        // State, where there is one: what it records that base does not declare is planned
+        // too (as a deletion, or with --refresh against what is observed).
+        let state_path = head.state_path()?;
+        let stored = if state_path.exists() {
+            engine::open_state(&state_path)?
+                .snapshot()
+                .map_err(|e| miette::miette!("{e}"))?
+                .0
+        } else {
+            Vec::new()
+        };
+        let mut records = records;
+        for record in stored {
+            if !records.iter().any(|r| r.address == record.address) {
+                records.push(record);
+            }
+        }
+        let plan = if args.refresh {
+            let (live, _) = engine::registry(&head, &state_path, args.identity.as_deref())?;
+            let options = PlanOptions {
+                refresh: true,
+                ..options
+            };
+            engine::make_plan(&head, &records, 0, &live, &options, &head_secrets).await?
+        } else {
+            engine::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?
+        };
         let base_commit = crate::gitsource::read_revision(&args.repo, &args.base)
             .map(|r| r.commit)
             .unwrap_or_else(|_| args.base.clone());
