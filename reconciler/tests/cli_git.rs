@@ -97,6 +97,9 @@ fn plan_and_apply_read_a_revision_without_a_checkout() {
     assert_eq!(git.nimbus(&["validate", "."]).status.code(), Some(1));
     let out = git.nimbus(&["validate", "--rev", "HEAD~1", "."]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = git.nimbus(&["graph", "--rev", "HEAD~1", "--format", "json", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Workload/acme/api"));
 
     let out = git.nimbus(&["plan", "--rev", "HEAD~1", "--format", "json", "."]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -57,6 +57,10 @@ pub struct DestroyArgs {
     /// The age identity that decrypts secrets.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Read the repository at a git revision (its Repository settings and what it declares)
+    /// instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 /// Asks for `yes` on a terminal; refuses without one rather than hang.
@@ -111,7 +115,7 @@ pub fn destroy(args: DestroyArgs) -> Result<i32> {
     };
     run(
         &args.dir,
-        None,
+        args.rev.as_deref(),
         options,
         args.auto_approve,
         args.parallelism,

@@ -21,11 +21,14 @@ pub struct GraphArgs {
     pub dir: PathBuf,
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+    /// The graph of a git revision (read from the object database, no checkout).
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 /// Prints the graph; a repository with errors gets its problems instead, and exit 1.
 pub fn run(args: GraphArgs) -> Result<i32> {
-    let loaded = crate::engine::load(&args.dir)?;
+    let loaded = crate::engine::load_at(&args.dir, args.rev.as_deref())?;
     let text = match args.format {
         GraphFormat::Dot => loaded.graph.to_dot(),
         GraphFormat::Mermaid => loaded.graph.to_mermaid(),
