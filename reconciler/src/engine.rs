@@ -47,10 +47,7 @@ pub struct Loaded {
 impl Loaded {
     /// A repository file by its path: from the revision, else from the working tree.
     pub fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
-        match &self.files {
-            Some(files) => files.read(path),
-            None => std::fs::read(self.root.join(path)),
-        }
+        read_repository_file(self.files.as_ref(), &self.root, path)
     }
 }
 
@@ -65,13 +62,40 @@ pub fn load_at(root: &Path, rev: Option<&str>) -> Result<Loaded> {
     load_from(root, rev, root)
 }
 
-/// Loads and checks revision `rev` of the git repository at `repository` (a mirror, say),
-/// with state and relative settings under `root`.
-pub fn load_revision(repository: &Path, rev: &str, root: &Path) -> Result<Loaded> {
-    load_from(repository, Some(rev), root)
+fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded> {
+    match load_checked(repository, rev, root)? {
+        Ok(loaded) => Ok(loaded),
+        Err(invalid) => {
+            let checked = &invalid.checked;
+            print_stderr(&problems_text(
+                &checked.problems,
+                &checked.model.sources,
+                stderr_is_terminal(),
+            ));
+            miette::bail!(
+                "{}: {}; fix them first: a repository with errors is never planned or applied, in any part",
+                root.display(),
+                count_phrase(checked.error_count(), checked.warning_count())
+            );
+        }
+    }
 }
 
-fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded> {
+/// A repository (or revision) that does not validate: its problems, for the caller to show.
+pub struct Invalid {
+    pub checked: Checked,
+    /// The commit, when a revision was read.
+    pub revision: Option<String>,
+}
+
+/// Loads and checks revision `rev` of `repository` (or, without one, the working tree of
+/// `root`), with state and relative settings under `root`. A repository with errors comes
+/// back as `Err(Invalid)` for the caller to show; nothing is printed.
+pub fn load_checked(
+    repository: &Path,
+    rev: Option<&str>,
+    root: &Path,
+) -> Result<std::result::Result<Loaded, Box<Invalid>>> {
     let (checked, files, revision, fingerprint) = match rev {
         Some(rev) => {
             // Manifests a previous load in this process already parsed are not parsed again;
@@ -92,16 +116,7 @@ fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded
         }
     };
     if checked.has_errors() {
-        print_stderr(&problems_text(
-            &checked.problems,
-            &checked.model.sources,
-            stderr_is_terminal(),
-        ));
-        miette::bail!(
-            "{}: {}; fix them first: a repository with errors is never planned or applied, in any part",
-            root.display(),
-            count_phrase(checked.error_count(), checked.warning_count())
-        );
+        return Ok(Err(Box::new(Invalid { checked, revision })));
     }
     let resources = ResourceGraph::build(&checked.model);
     let graph = InstanceGraph::build(&checked.model, &resources);
@@ -122,12 +137,9 @@ fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded
         if sources.contains_key(&path) {
             continue;
         }
-        let bytes = match &files {
-            Some(files) => files.read(&path),
-            None => std::fs::read(root.join(&path)),
-        }
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read the source file {path}"))?;
+        let bytes = read_repository_file(files.as_ref(), root, &path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read the source file {path}"))?;
         let text = String::from_utf8(bytes).map_err(|_| {
             miette::miette!("{path}, the source of File/{}, is not UTF-8 text; binary files are not supported yet", document.resource.name())
         })?;
@@ -147,7 +159,7 @@ fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded
         warnings = checked.warning_count(),
         "loaded the repository"
     );
-    Ok(Loaded {
+    Ok(Ok(Loaded {
         root: root.to_owned(),
         checked,
         graph,
@@ -155,7 +167,19 @@ fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded
         sources,
         revision,
         files,
-    })
+    }))
+}
+
+/// A repository file by its path: from the revision's files, else from the working tree.
+fn read_repository_file(
+    files: Option<&crate::gitsource::RevisionFiles>,
+    root: &Path,
+    path: &str,
+) -> std::io::Result<Vec<u8>> {
+    match files {
+        Some(files) => files.read(path),
+        None => std::fs::read(root.join(path)),
+    }
 }
 
 /// A digest of every manifest's path and bytes and of every other path.
@@ -280,12 +304,11 @@ pub fn registry(
             .unwrap_or_default();
         let provider = hosts_provider(loaded, &identity, &recorded)?;
         let registry = Registry::new().with(Arc::new(provider));
-        let served = registry.clone();
         let others = loaded
             .graph
             .instances
             .iter()
-            .any(|i| served.for_kind(i.kind).is_none());
+            .any(|i| registry.for_kind(i.kind).is_none());
         let directory = memory_directory(state_path);
         let memory = MemoryProvider::persistent(&directory)
             .into_diagnostic()

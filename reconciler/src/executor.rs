@@ -187,26 +187,25 @@ fn with_secret_values(
     if references.is_empty() {
         return Ok(None);
     }
-    let mut resolved = change.clone();
+    let delivers = provider.wants_secret_values();
+    let mut resolved = delivers.then(|| change.clone());
     for (location, reference) in &references {
         let value = match secrets.get(reference) {
             Some(Ok(value)) => value,
             Some(Err(e)) => return Err(e.clone()),
             None => return Err(format!("secret `{reference}` was not resolved")),
         };
-        if provider.wants_secret_values()
+        if let Some(after) = resolved.as_mut().and_then(|c| c.after.as_mut())
             && change.kind == nimbus_schemas::Kind::File
             && location == "content"
         {
             let text = value
                 .text()
                 .map_err(|e| format!("secret `{reference}` {e}; a File's content must be text"))?;
-            if let Some(after) = resolved.after.as_mut() {
-                after["content"] = serde_json::Value::String(text.to_owned());
-            }
+            after["content"] = serde_json::Value::String(text.to_owned());
         }
     }
-    Ok(provider.wants_secret_values().then_some(resolved))
+    Ok(resolved)
 }
 
 fn verb(action: Action) -> (&'static str, &'static str) {

@@ -6,7 +6,7 @@ mod common;
 use common::{copy_dir, text};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 struct Git {
     dir: tempfile::TempDir,
@@ -44,22 +44,7 @@ impl Git {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(self.root())
-            .env("GIT_AUTHOR_NAME", "test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-            .env("GIT_COMMITTER_NAME", "test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("git: {e}"));
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            text(&output.stderr)
-        );
-        text(&output.stdout).trim().to_owned()
+        common::git(&self.root(), args)
     }
 
     fn commit(&self, message: &str) -> String {

@@ -5,7 +5,8 @@
 //! fetches nothing; drift is corrected; /metrics parses as Prometheus text; SIGTERM stops it.
 
 mod common;
-use common::{copy_dir, text};
+use common::{copy_dir, git, text};
+use sshd::free_port;
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 
@@ -25,38 +26,12 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn wait_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("git: {e}"));
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        text(&output.stderr)
-    );
-    text(&output.stdout).trim().to_owned()
 }
 
 /// One HTTP request; returns the status code and the body.

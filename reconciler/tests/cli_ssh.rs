@@ -351,19 +351,7 @@ fn known_hosts_come_from_the_revision() {
         format!("{manifest}    knownHosts: known_hosts\n"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let git = |args: &[&str]| {
-        let status = std::process::Command::new("git")
-            .args(args)
-            .current_dir(repo.root())
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("git: {e}"));
-        assert!(status.success(), "git {args:?}");
-    };
+    let git = |args: &[&str]| common::git(repo.root(), args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "pinned by known_hosts"]);

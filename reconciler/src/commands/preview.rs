@@ -56,31 +56,33 @@ pub struct PreviewArgs {
 
 pub fn run(args: PreviewArgs) -> Result<i32> {
     // Head's problems are the first thing a reviewer needs: shown, and the preview fails.
-    let head = crate::gitsource::load_revision(&args.repo, &args.head)?;
-    let checked = nimbus_planner::check_loaded(head.model, head.problems);
-    if checked.has_errors() {
-        let problems = problems_text(&checked.problems, &checked.model.sources, false);
-        let mut out = format!(
-            "### nimbus preview `{}`\n\n**{} in the head revision; nothing can be planned until they are fixed.**\n\n```\n",
-            short(&head.commit),
-            crate::render::count_phrase(checked.error_count(), checked.warning_count())
-        );
-        out.push_str(&problems);
-        out.push_str("```\n");
-        match args.format {
-            PreviewFormat::Json => {
-                print_stdout(&format!(
-                    "{}\n",
-                    crate::render::problems_json(&checked.problems, &checked.model.sources)
-                ));
+    let head = match engine::load_checked(&args.repo, Some(&args.head), &args.repo)? {
+        Ok(head) => head,
+        Err(invalid) => {
+            let checked = &invalid.checked;
+            let commit = invalid.revision.as_deref().unwrap_or(&args.head);
+            let problems = problems_text(&checked.problems, &checked.model.sources, false);
+            let mut out = format!(
+                "### nimbus preview `{}`\n\n**{} in the head revision; nothing can be planned until they are fixed.**\n\n```\n",
+                short(commit),
+                crate::render::count_phrase(checked.error_count(), checked.warning_count())
+            );
+            out.push_str(&problems);
+            out.push_str("```\n");
+            match args.format {
+                PreviewFormat::Json => {
+                    print_stdout(&format!(
+                        "{}\n",
+                        crate::render::problems_json(&checked.problems, &checked.model.sources)
+                    ));
+                }
+                _ => print_stdout(&truncate(&out, args.max_chars)),
             }
-            _ => print_stdout(&truncate(&out, args.max_chars)),
+            return Ok(1);
         }
-        return Ok(1);
-    }
+    };
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
-        let head = engine::load_at(&args.repo, Some(&args.head))?;
         // One fingerprint key for both sides, made for this preview: nothing is written.
         let key = crate::secrets::random_key().into_diagnostic()?;
         let head_secrets = engine::resolve_secrets_with_key(&head, args.identity.as_deref(), &key)?;
@@ -92,22 +94,27 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
             destroy: false,
         };
         // Base, as if applied: every instance recorded as base declares it.
-        let records = match engine::load_at(&args.repo, Some(&args.base)) {
+        let (records, base_commit) = match engine::load_at(&args.repo, Some(&args.base)) {
             Ok(base) => {
                 let base_secrets =
                     engine::resolve_secrets_with_key(&base, args.identity.as_deref(), &key)?;
                 let plan = engine::make_plan(&base, &[], 0, &registry, &options, &base_secrets)
                     .await?;
-                plan.changes.iter().filter_map(|c| c.record()).collect()
+                let records: Vec<_> = plan.changes.iter().filter_map(|c| c.record()).collect();
+                (records, base.revision.clone())
             }
             Err(e) => {
                 print_stderr(&format!(
                     "warning: the base revision `{}` does not load ({e}); previewing against nothing\n",
                     args.base
                 ));
-                Vec::new()
+                let commit = crate::gitsource::read_revision(&args.repo, &args.base)
+                    .ok()
+                    .map(|r| r.commit);
+                (Vec::new(), commit)
             }
         };
+        let base_commit = base_commit.unwrap_or_else(|| args.base.clone());
         // State, where there is one: what it records that base does not declare is planned
         // too (as a deletion, or with --refresh against what is observed).
         let state_path = head.state_path()?;
@@ -135,9 +142,6 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
         } else {
             engine::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?
         };
-        let base_commit = crate::gitsource::read_revision(&args.repo, &args.base)
-            .map(|r| r.commit)
-            .unwrap_or_else(|_| args.base.clone());
         if let Some(dir) = &args.out_dir {
             write_artifacts(dir, &plan)?;
         }

@@ -396,24 +396,25 @@ async fn apply_commit(
     drift: bool,
     wake: &Arc<Notify>,
 ) -> std::result::Result<bool, String> {
-    let revision = crate::gitsource::load_revision(source.repository(), commit)
-        .map_err(|e| format!("{e:?}"))?;
-    let checked = nimbus_planner::check_loaded(revision.model, revision.problems);
-    if checked.has_errors() {
-        return Err(problems_text(
-            &checked.problems,
-            &checked.model.sources,
-            false,
-        ));
-    }
+    // One load: the commit validated, and ready to plan if it does.
+    let loaded = match engine::load_checked(source.repository(), Some(commit), &args.workdir) {
+        Err(e) => return Err(format!("{e:?}")),
+        Ok(Err(invalid)) => {
+            return Err(problems_text(
+                &invalid.checked.problems,
+                &invalid.checked.model.sources,
+                false,
+            ));
+        }
+        Ok(Ok(loaded)) => loaded,
+    };
     // Signed commits: the policy in force (else the commit's own, for the first one).
-    let own = match checked.model.repository().map(|d| &d.resource.spec) {
-        Some(nimbus_schemas::Spec::Repository(r)) => (
+    let own = loaded.repository().map_or((false, Vec::new()), |r| {
+        (
             r.policy.require_signed_commits,
             r.policy.allowed_signers.clone(),
-        ),
-        _ => (false, Vec::new()),
-    };
+        )
+    });
     let in_force = status
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -429,8 +430,6 @@ async fn apply_commit(
                 .map_err(|e| format!("refused: {e}; the last good revision stays in force"))?;
         tracing::info!(revision = %commit, %signer, "signature verified");
     }
-    let loaded = engine::load_revision(source.repository(), commit, &args.workdir)
-        .map_err(|e| format!("{e:?}"))?;
     let state_path = loaded.state_path().map_err(|e| format!("{e:?}"))?;
     let _lock =
         LockGuard::acquire(&state_path, "nimbus reconcile").map_err(|e| format!("{e:?}"))?;
@@ -657,15 +656,7 @@ async fn serve(
         }
         ("GET", "/status") => {
             let body = status.lock().unwrap_or_else(|e| e.into_inner()).json();
-            respond(
-                &mut stream,
-                200,
-                "application/json",
-                serde_json::to_string_pretty(&body)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )
-            .await
+            respond_json(&mut stream, &body).await
         }
         ("GET", "/metrics") => {
             let body = status.lock().unwrap_or_else(|e| e.into_inner()).metrics();
@@ -688,17 +679,7 @@ async fn serve(
                 None => Some(runs),
             };
             match body {
-                Some(body) => {
-                    respond(
-                        &mut stream,
-                        200,
-                        "application/json",
-                        serde_json::to_string_pretty(&body)
-                            .unwrap_or_default()
-                            .as_bytes(),
-                    )
-                    .await
-                }
+                Some(body) => respond_json(&mut stream, &body).await,
                 None => respond(&mut stream, 404, "text/plain", b"no such run\n").await,
             }
         }
@@ -771,6 +752,11 @@ fn page(status: &Status) -> String {
     }
     out.push_str("</table></body></html>\n");
     out
+}
+
+async fn respond_json(stream: &mut tokio::net::TcpStream, body: &Value) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(body).unwrap_or_default();
+    respond(stream, 200, "application/json", text.as_bytes()).await
 }
 
 async fn respond(
