@@ -314,10 +314,10 @@ const UNIT_DIR: &str = "/etc/systemd/system";
 /// another; every service is shown by one `systemctl show`. (Paths with a newline or a
 /// backslash, which `sha256sum` escapes, are probed on their own.)
 struct Probe {
-    /// File paths to stat and hash, with the requests that want each.
-    files: Vec<(String, Vec<usize>)>,
-    /// Unit names to show, with the requests that want each.
-    units: Vec<(String, Vec<usize>)>,
+    /// File paths to stat and hash, once each.
+    files: Vec<String>,
+    /// Unit names to show, once each.
+    units: Vec<String>,
     host: bool,
 }
 
@@ -330,14 +330,12 @@ impl Probe {
             units: Vec::new(),
             host: false,
         };
-        let add = |list: &mut Vec<(String, Vec<usize>)>, key: String, i: usize| match list
-            .iter_mut()
-            .find(|(k, _)| *k == key)
-        {
-            Some((_, wanted)) => wanted.push(i),
-            None => list.push((key, vec![i])),
+        let add = |list: &mut Vec<String>, key: String| {
+            if !list.contains(&key) {
+                list.push(key);
+            }
         };
-        for (i, request) in batch.iter().enumerate() {
+        for request in batch {
             match request.kind {
                 Kind::Host => probe.host = true,
                 Kind::File => {
@@ -346,13 +344,13 @@ impl Probe {
                         .as_ref()
                         .and_then(|d| d["path"].as_str())
                         .unwrap_or("/nonexistent");
-                    add(&mut probe.files, path.to_owned(), i);
+                    add(&mut probe.files, path.to_owned());
                 }
                 Kind::Service => {
                     let resource = request.address.split('@').next().unwrap_or_default();
                     let unit = unit_name(resource);
-                    add(&mut probe.files, format!("{UNIT_DIR}/{unit}"), i);
-                    add(&mut probe.units, unit, i);
+                    add(&mut probe.files, format!("{UNIT_DIR}/{unit}"));
+                    add(&mut probe.units, unit);
                 }
                 _ => {}
             }
@@ -368,7 +366,6 @@ impl Probe {
         let plain: Vec<String> = self
             .files
             .iter()
-            .map(|(p, _)| p)
             .filter(|p| !p.contains(['\n', '\\']))
             .map(|p| shell_quote(p))
             .collect();
@@ -379,9 +376,11 @@ impl Probe {
                 "stat --printf '{STAT_FORMAT}' -- {list} 2>/dev/null\nsha256sum -- {list} 2>/dev/null"
             );
         }
-        for (path, _) in self.files.iter().filter(|(p, _)| p.contains(['\n', '\\'])) {
+        for (index, path) in self.files.iter().enumerate() {
+            if !path.contains(['\n', '\\']) {
+                continue;
+            }
             // Rare: one path at a time, its name given back as an index into `files`.
-            let index = self.files.iter().position(|(p, _)| p == path).unwrap_or(0);
             let p = shell_quote(path);
             let _ = writeln!(
                 script,
@@ -389,7 +388,7 @@ impl Probe {
             );
         }
         if !self.units.is_empty() {
-            let list: Vec<String> = self.units.iter().map(|(u, _)| shell_quote(u)).collect();
+            let list: Vec<String> = self.units.iter().map(|u| shell_quote(u)).collect();
             let _ = writeln!(
                 script,
                 "if command -v systemctl >/dev/null; then systemctl show -p Id -p LoadState -p ActiveState -p UnitFileState -- {} 2>/dev/null; fi",
@@ -424,8 +423,7 @@ impl Probe {
             } else if let Some(rest) = line.strip_prefix("X\t") {
                 let f: Vec<&str> = rest.split('\t').collect();
                 if let [index, ownership, digest] = f.as_slice()
-                    && let Some((path, _)) =
-                        index.parse::<usize>().ok().and_then(|i| self.files.get(i))
+                    && let Some(path) = index.parse::<usize>().ok().and_then(|i| self.files.get(i))
                 {
                     let mut parts = ownership.split_whitespace();
                     let (mode, owner, group) = (
