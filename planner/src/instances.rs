@@ -27,6 +27,8 @@ pub struct Instance {
     /// The host a per-host instance is applied to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The provider that applies it (SPEC §11), chosen from the manifests.
+    pub provider: String,
 }
 
 /// The instances of a model and their dependencies: an edge points from an instance to one
@@ -81,6 +83,7 @@ impl InstanceGraph {
             .map(|(i, _)| (model.documents[*i].resource.name(), *i))
             .collect();
 
+        let providers = crate::rules::providers_of(model);
         let mut instances = Vec::new();
         // For every document, its instances, and for per-host ones, by host document.
         let mut of_document: Vec<Vec<usize>> = vec![Vec::new(); model.documents.len()];
@@ -108,6 +111,7 @@ impl InstanceGraph {
                         kind: resource.kind,
                         document: d,
                         host: None,
+                        provider: providers[d].clone(),
                     });
                 }
                 Some(targets) => {
@@ -121,6 +125,7 @@ impl InstanceGraph {
                             kind: resource.kind,
                             document: d,
                             host: Some(host),
+                            provider: providers[d].clone(),
                         });
                     }
                 }

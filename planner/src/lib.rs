@@ -9,6 +9,7 @@ pub mod kdl;
 pub mod load;
 pub mod plan;
 pub mod render;
+pub mod rules;
 pub mod tree;
 pub mod validate;
 pub mod yaml;

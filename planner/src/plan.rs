@@ -70,6 +70,9 @@ pub struct Record {
     /// after its manifest is gone.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// The provider that applied it; empty in state written before providers were recorded.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// What a provider saw of an instance.
@@ -83,41 +86,7 @@ pub enum Observed {
     Unknown,
 }
 
-/// How a kind's specs compare: which fields force a replacement and which are sensitive.
-/// Providers supply these; the planner only applies them.
-pub trait KindRules {
-    /// Top-level spec fields whose change needs the instance destroyed and created again.
-    fn replace_fields(&self, kind: Kind) -> &[&'static str];
-    /// Dotted field paths whose values never appear in plans.
-    fn sensitive_fields(&self, kind: Kind) -> &[&'static str];
-
-    /// Rewrites a spec into its canonical form, so that equivalent values (a default left
-    /// out, `0644` and `"0644"`, a trailing newline a target adds) do not show as a diff.
-    /// Applied to desired and observed specs alike before they are compared.
-    fn normalize(&self, _kind: Kind, _spec: &mut Value) {}
-}
-
-/// The rules of SPEC §3 where no provider says otherwise.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DefaultRules;
-
-impl KindRules for DefaultRules {
-    fn replace_fields(&self, kind: Kind) -> &[&'static str] {
-        match kind {
-            Kind::Vm => &["disk.image", "runtime", "host"],
-            Kind::Volume => &["type", "host", "tenant"],
-            Kind::Cluster => &["type"],
-            Kind::Workload => &["tenant"],
-            Kind::Tenant => &["cluster"],
-            Kind::File => &["path"],
-            _ => &[],
-        }
-    }
-
-    fn sensitive_fields(&self, _kind: Kind) -> &[&'static str] {
-        &[]
-    }
-}
+pub use crate::rules::{KindSchema, ProviderSchema, Rules};
 
 /// One field that differs, by dotted path (`disk.image`, `env.LOG_LEVEL`, `ports[0]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +110,13 @@ pub struct Change {
     pub kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The provider that applies it (SPEC §11).
+    #[serde(default)]
+    pub provider: String,
+    /// The provider it was recorded under, when that is another one: the change is then a
+    /// replace across providers (deleted there, created here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_provider: Option<String>,
     pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
@@ -162,6 +138,10 @@ pub struct Change {
     /// restarted after them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_for: Vec<String>,
+    /// Why this instance cannot be planned (a secret that cannot be decrypted): it is not
+    /// applied, and the run fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A plan: the changes in apply order, and what it was made from.
@@ -177,6 +157,10 @@ pub struct Plan {
     pub state_serial: u64,
     /// A digest of everything observed.
     pub observed_fingerprint: String,
+    /// What the reader must know before the changes (the in-memory provider is in use, ...):
+    /// the first lines of every rendering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub changes: Vec<Change>,
 }
 
@@ -196,7 +180,13 @@ impl Change {
             protected: self.protected,
             keep_on_removal: self.keep_on_removal,
             depends_on: self.depends_on.clone(),
+            provider: self.provider.clone(),
         })
+    }
+
+    /// Whether apply carries it out (or, for an unplannable instance, reports it failed).
+    pub fn is_work(&self) -> bool {
+        self.action.is_work() || self.error.is_some()
     }
 }
 
@@ -211,7 +201,12 @@ impl Plan {
 
     /// Changes, or reads, for apply to carry out.
     pub fn has_work(&self) -> bool {
-        self.changes.iter().any(|c| c.action != Action::NoOp)
+        self.changes.iter().any(Change::is_work)
+    }
+
+    /// Instances that cannot be planned: the run that carries this plan fails.
+    pub fn errors(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.error.is_some())
     }
 }
 
@@ -219,7 +214,7 @@ impl Plan {
 pub struct PlanInput<'a> {
     pub records: &'a [Record],
     pub observed: &'a HashMap<String, Observed>,
-    pub rules: &'a dyn KindRules,
+    pub rules: &'a Rules,
     pub state_serial: u64,
     pub source_revision: Option<String>,
     pub source_fingerprint: String,
@@ -315,7 +310,7 @@ fn attach_fingerprints(
 }
 
 /// The value at a dotted path with `[i]` indices.
-fn pointer_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+pub fn pointer_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
     let mut current = value;
     for part in path.split('.') {
         let (key, indices) = match part.find('[') {
@@ -399,25 +394,14 @@ fn annotation(model: &Model, document: usize, key: &str) -> Option<String> {
         .cloned()
 }
 
-/// Compares two JSON values field by field.
-pub fn field_changes(
-    before: &Value,
-    after: &Value,
-    kind: Kind,
-    rules: &dyn KindRules,
-) -> Vec<FieldChange> {
+/// Compares two JSON values field by field, marking what the kind's schema says is sensitive
+/// or forces a replacement.
+pub fn field_changes(before: &Value, after: &Value, schema: &KindSchema) -> Vec<FieldChange> {
     let mut out = Vec::new();
     walk("", Some(before), Some(after), &mut out);
-    let sensitive = rules.sensitive_fields(kind);
-    let replace = rules.replace_fields(kind);
     for change in &mut out {
-        let matches = |field: &&str| {
-            change.path == *field
-                || change.path.starts_with(&format!("{field}."))
-                || change.path.starts_with(&format!("{field}["))
-        };
-        change.sensitive = sensitive.iter().any(matches);
-        change.forces_replacement = replace.iter().any(matches);
+        change.sensitive = schema.is_sensitive(&change.path);
+        change.forces_replacement = schema.forces_replacement(&change.path);
     }
     out
 }
@@ -519,8 +503,9 @@ pub fn plan(
         }
         let (secret_locations, secret_problem) =
             attach_fingerprints(instance.kind, &mut desired, input.secrets);
+        let schema = input.rules.get(&instance.provider, instance.kind);
         let mut comparable = desired.clone();
-        input.rules.normalize(instance.kind, &mut comparable);
+        schema.normalize(&mut comparable);
         let record = records.get(instance.address.as_str()).copied();
         let observed = input
             .observed
@@ -545,6 +530,8 @@ pub fn plan(
             resource: instance.resource.clone(),
             kind: instance.kind,
             host: instance.host.clone(),
+            provider: instance.provider.clone(),
+            previous_provider: None,
             action: Action::NoOp,
             before: None,
             after: Some(desired.clone()),
@@ -554,6 +541,7 @@ pub fn plan(
             protected,
             keep_on_removal,
             restart_for: Vec::new(),
+            error: None,
         };
         if input.destroy {
             if let Some(record) = record
@@ -570,7 +558,7 @@ pub fn plan(
             (Observed::Unknown, None) => None,
         };
         if let Some(current) = &mut current {
-            input.rules.normalize(instance.kind, current);
+            schema.normalize(current);
         }
         let change = match current {
             None => Change {
@@ -583,9 +571,10 @@ pub fn plan(
             },
             Some(current) => {
                 let fields = fold_secret_fields(
-                    field_changes(&current, &comparable, instance.kind, input.rules),
+                    field_changes(&current, &comparable, schema),
                     &secret_locations,
                 );
+                let fields = texts_for_digests(fields, schema, record, &desired);
                 if fields.is_empty() && record.is_none() && instance.kind == Kind::Host {
                     // A Host is observed, not created: on first contact its facts are read
                     // and recorded.
@@ -603,7 +592,7 @@ pub fn plan(
                 } else {
                     let drift = record.is_some_and(|r| {
                         let mut applied = r.applied.clone();
-                        input.rules.normalize(instance.kind, &mut applied);
+                        schema.normalize(&mut applied);
                         applied == comparable
                     }) && matches!(observed, Observed::Present(_));
                     let replacing: Vec<&str> = fields
@@ -646,12 +635,39 @@ pub fn plan(
                 }
             }
         };
+        // Recorded under another provider: never silently planned under this one; it is
+        // replaced (deleted there, created here), visibly.
+        let change = match record {
+            Some(record)
+                if !record.provider.is_empty()
+                    && record.provider != instance.provider
+                    && change.action != Action::Create =>
+            {
+                Change {
+                    action: Action::Replace,
+                    before: change.before.clone().or_else(|| Some(record.applied.clone())),
+                    previous_provider: Some(record.provider.clone()),
+                    reason: Some(format!(
+                        "provider changed: recorded under `{}`, now served by `{}`",
+                        record.provider, instance.provider
+                    )),
+                    ..change
+                }
+            }
+            _ => change,
+        };
+        // A secret that cannot be decrypted leaves the instance unknown: it is not planned,
+        // whatever the target shows, and the run fails with the reason.
         let change = match secret_problem {
-            Some(problem) if change.action != Action::NoOp && change.reason.is_none() => Change {
-                reason: Some(problem),
+            Some(problem) => Change {
+                error: Some(format!(
+                    "{problem}; nimbus cannot tell whether it changed, so it is not applied. \
+                     Give the identity that decrypts it with --identity FILE, \
+                     NIMBUS_AGE_IDENTITY=FILE or the Repository's secrets.identityFile"
+                )),
                 ..change
             },
-            _ => change,
+            None => change,
         };
         let change = match spec {
             Spec::Service(service) => {
@@ -694,6 +710,8 @@ pub fn plan(
                     .to_owned(),
                 kind: record.kind,
                 host: record.address.split_once('@').map(|(_, h)| h.to_owned()),
+                provider: record.provider.clone(),
+                previous_provider: None,
                 action: Action::NoOp,
                 before: None,
                 after: None,
@@ -703,6 +721,7 @@ pub fn plan(
                 protected: record.protected,
                 keep_on_removal: record.keep_on_removal,
                 restart_for: Vec::new(),
+                error: None,
             };
             if !record.owned {
                 continue;
@@ -727,8 +746,52 @@ pub fn plan(
         source_fingerprint: input.source_fingerprint.clone(),
         state_serial: input.state_serial,
         observed_fingerprint,
+        notes: Vec::new(),
         changes,
     })
+}
+
+/// A text field a provider compares by digest (a File's content over SSH) changes as
+/// `content.sha256: A -> B`; when the text last applied is recorded and has digest A, the
+/// change is shown as that text against the desired one, line by line.
+fn texts_for_digests(
+    fields: Vec<FieldChange>,
+    schema: &KindSchema,
+    record: Option<&Record>,
+    desired: &Value,
+) -> Vec<FieldChange> {
+    let Some(record) = record else {
+        return fields;
+    };
+    fields
+        .into_iter()
+        .map(|field| {
+            let Some(name) = field.path.strip_suffix(".sha256") else {
+                return field;
+            };
+            let (Some(Value::String(before)), Some(Value::String(after))) =
+                (record.applied.get(name), desired.get(name))
+            else {
+                return field;
+            };
+            let digest: String = Sha256::digest(before.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if !schema.digest_fields.iter().any(|f| f == name)
+                || field.sensitive
+                || field.before.as_ref().and_then(Value::as_str) != Some(digest.as_str())
+            {
+                return field;
+            }
+            FieldChange {
+                path: name.to_owned(),
+                before: Some(Value::String(before.clone())),
+                after: Some(Value::String(after.clone())),
+                ..field
+            }
+        })
+        .collect()
 }
 
 /// Deletes go first, each after the deletes of what depended on it (its `depends_on` becomes
@@ -783,9 +846,9 @@ fn order_deletes_first(changes: Vec<Change>, records: &[Record]) -> Vec<Change> 
 
 /// Replaces every sensitive value in a change by `(sensitive)`, so that no plan, saved plan
 /// or rendering ever holds one.
-fn redact(mut changes: Vec<Change>, rules: &dyn KindRules) -> Vec<Change> {
+fn redact(mut changes: Vec<Change>, rules: &Rules) -> Vec<Change> {
     for change in &mut changes {
-        let sensitive = rules.sensitive_fields(change.kind);
+        let sensitive = &rules.get(&change.provider, change.kind).sensitive_fields;
         if sensitive.is_empty() {
             continue;
         }

@@ -48,31 +48,47 @@ fn headline(change: &Change) -> String {
         Action::Read => "will be read".to_owned(),
         Action::NoOp => "is left as it is".to_owned(),
     };
+    let what = if change.error.is_some() {
+        "cannot be planned".to_owned()
+    } else if change.provider.is_empty() {
+        what
+    } else {
+        format!("{what} by {}", change.provider)
+    };
     match &change.reason {
-        Some(reason) => format!("{subject} {what} ({reason})"),
-        None => format!("{subject} {what}"),
+        Some(reason) if change.error.is_none() => format!("{subject} {what} ({reason})"),
+        _ => format!("{subject} {what}"),
     }
+}
+
+/// Whether a field is the selector that made a per-host instance: noise on every instance.
+fn is_selector(change: &Change, path: &str) -> bool {
+    change.host.is_some() && matches!(path, "hosts" | "host" | "members")
+        || change.host.is_some() && (path.starts_with("hosts.") || path.starts_with("members."))
 }
 
 /// The lines under a change's address: one per field.
 fn field_lines(change: &Change) -> Vec<String> {
     match change.action {
-        Action::Create => top_level_fields(change.after.as_ref(), "+"),
+        Action::Create => top_level_fields(change, "+"),
         Action::Delete => Vec::new(),
         Action::Update | Action::Replace | Action::NoOp => {
-            let width = change
+            let fields: Vec<&FieldChange> = change
                 .fields
                 .iter()
-                .map(|f| f.path.len())
-                .max()
-                .unwrap_or(0);
-            change.fields.iter().map(|f| field_line(f, width)).collect()
+                .filter(|f| !is_selector(change, &f.path))
+                .collect();
+            let width = fields.iter().map(|f| f.path.len()).max().unwrap_or(0);
+            fields
+                .into_iter()
+                .flat_map(|f| field_line(f, width))
+                .collect()
         }
         Action::Read => Vec::new(),
     }
 }
 
-fn field_line(field: &FieldChange, width: usize) -> String {
+fn field_line(field: &FieldChange, width: usize) -> Vec<String> {
     let name = format!("{}:", field.path);
     let suffix = if field.forces_replacement {
         " # forces replacement"
@@ -80,12 +96,21 @@ fn field_line(field: &FieldChange, width: usize) -> String {
         ""
     };
     if field.sensitive {
-        return format!(
+        return vec![format!(
             "~ {name:<w$} (sensitive value changed){suffix}",
             w = width + 1
-        );
+        )];
     }
-    match (&field.before, &field.after) {
+    // Multi-line text (a unit, a config file) as a line diff, as Terraform shows heredocs.
+    if let (Some(Value::String(before)), Some(Value::String(after))) = (&field.before, &field.after)
+        && (before.contains('\n') || after.contains('\n'))
+    {
+        let mut lines = vec![format!("~ {name} <<-EOT{suffix}")];
+        lines.extend(line_diff(before, after));
+        lines.push("  EOT".to_owned());
+        return lines;
+    }
+    vec![match (&field.before, &field.after) {
         (None, Some(after)) => format!("+ {name:<w$} {}{suffix}", show(after), w = width + 1),
         (Some(before), None) => format!("- {name:<w$} {}{suffix}", show(before), w = width + 1),
         (Some(before), Some(after)) => format!(
@@ -95,41 +120,135 @@ fn field_line(field: &FieldChange, width: usize) -> String {
             w = width + 1
         ),
         (None, None) => format!("~ {name}"),
-    }
+    }]
 }
 
-fn top_level_fields(value: Option<&Value>, sign: &str) -> Vec<String> {
-    let Some(Value::Object(map)) = value else {
+/// The lines of `before` and `after` as a diff: `  ` kept, `- ` removed, `+ ` added (longest
+/// common subsequence; past a size where that is too dear, everything removed then added).
+pub fn line_diff(before: &str, after: &str) -> Vec<String> {
+    let a: Vec<&str> = before.lines().collect();
+    let b: Vec<&str> = after.lines().collect();
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        return a
+            .iter()
+            .map(|l| format!("- {l}"))
+            .chain(b.iter().map(|l| format!("+ {l}")))
+            .collect();
+    }
+    // common[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut common = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            common[i][j] = if a[i] == b[j] {
+                common[i + 1][j + 1] + 1
+            } else {
+                common[i + 1][j].max(common[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || common[i][j + 1] >= common[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn top_level_fields(change: &Change, sign: &str) -> Vec<String> {
+    let Some(Value::Object(map)) = change.after.as_ref() else {
         return Vec::new();
     };
-    let width = map.keys().map(String::len).max().unwrap_or(0);
-    map.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| format!("{sign} {:<w$} {}", format!("{k}:"), show(v), w = width + 1))
-        .collect()
+    let shown: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, v)| !v.is_null() && !is_selector(change, k))
+        .collect();
+    let width = shown.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for (k, v) in shown {
+        match v {
+            Value::String(text) if text.contains('\n') => {
+                out.push(format!("{sign} {k}: <<-EOT"));
+                out.extend(text.lines().map(|l| format!("  {l}")));
+                out.push("  EOT".to_owned());
+            }
+            _ => out.push(format!(
+                "{sign} {:<w$} {}",
+                format!("{k}:"),
+                show(v),
+                w = width + 1
+            )),
+        }
+    }
+    out
 }
 
-/// `Plan: 1 to add, 1 to change, 1 to replace, 0 to destroy.`
+/// `Plan: 1 to add, 1 to change, 1 to replace, 0 to destroy.`, and the instances that
+/// cannot be planned.
 pub fn summary(plan: &Plan) -> String {
-    format!(
+    let mut line = format!(
         "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
         plan.count(Action::Create),
         plan.count(Action::Update),
         plan.count(Action::Replace),
         plan.count(Action::Delete)
-    )
+    );
+    let errors = plan.errors().count();
+    if errors > 0 {
+        let _ = write!(
+            line,
+            " {errors} {} cannot be planned: the run fails.",
+            if errors == 1 { "instance" } else { "instances" }
+        );
+    }
+    line
+}
+
+/// The plan's notes, one `note:` line each: what the reader must know first.
+fn notes(plan: &Plan) -> String {
+    plan.notes.iter().map(|n| format!("note: {n}\n")).collect()
+}
+
+/// The instances that cannot be planned, each with its reason.
+fn errors_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for change in plan.errors() {
+        let _ = writeln!(
+            out,
+            "\n  # {}\n  ! {}\n      error: {}",
+            headline(change),
+            change.address,
+            change.error.as_deref().unwrap_or_default()
+        );
+    }
+    out
 }
 
 /// The text plan of SPEC §6.
 pub fn text(plan: &Plan) -> String {
-    let mut out = String::new();
+    let mut out = notes(plan);
     let shown: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action.is_change() || c.reason.is_some())
+        .filter(|c| c.error.is_none() && (c.action.is_change() || c.reason.is_some()))
         .collect();
     if !plan.has_changes() {
-        out.push_str("No changes. The observed state matches the repository.\n");
+        if plan.errors().next().is_some() {
+            out.push_str("No changes can be made, and some instances cannot be planned:\n");
+            out.push_str(&errors_text(plan));
+            let _ = writeln!(out, "\n{}", summary(plan));
+        } else {
+            out.push_str("No changes. The observed state matches the repository.\n");
+        }
         for change in shown {
             let _ = writeln!(out, "\n  # {}", headline(change));
         }
@@ -144,16 +263,29 @@ pub fn text(plan: &Plan) -> String {
             let _ = writeln!(out, "      {line}");
         }
     }
+    out.push_str(&errors_text(plan));
     let _ = writeln!(out, "\n{}", summary(plan));
     out
 }
 
 /// A pull-request comment: a summary table, then one collapsible section per change.
 pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::from("### nimbus plan\n\n");
-    if !plan.has_changes() {
+    let mut out: String = plan.notes.iter().map(|n| format!("> **note:** {n}\n")).collect();
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str("### nimbus plan\n\n");
+    if !plan.has_changes() && plan.errors().next().is_none() {
         out.push_str("No changes. The observed state matches the repository.\n");
         return out;
+    }
+    for change in plan.errors() {
+        let _ = writeln!(
+            out,
+            "> **error:** `{}` cannot be planned: {}\n",
+            change.address,
+            change.error.as_deref().unwrap_or_default()
+        );
     }
     out.push_str(&markdown_summary(plan));
     for change in plan.changes.iter().filter(|c| c.action.is_change()) {

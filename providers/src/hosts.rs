@@ -7,72 +7,54 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use nimbus_planner::plan::{Action, Change, DefaultRules, KindRules, Observed};
+use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
 use nimbus_schemas::Kind;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::ssh::{SshSession, SshTarget};
-use crate::{Applied, BoxFuture, ObserveRequest, Provider, ProviderError};
+use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
 
 /// Single-quotes a string for the remote shell.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
-/// The rules of Host and File as this provider sees them.
-#[derive(Debug, Default)]
-pub struct HostRules;
-
-impl KindRules for HostRules {
-    fn replace_fields(&self, kind: Kind) -> &[&'static str] {
-        DefaultRules.replace_fields(kind)
-    }
-
-    fn sensitive_fields(&self, kind: Kind) -> &[&'static str] {
-        DefaultRules.sensitive_fields(kind)
-    }
-
-    /// A File compares as what can be seen on the host: path, content digest, and the mode,
-    /// owner and group it sets. A Service compares as its unit file's digest, whether it is
-    /// enabled, and whether it runs. A Host compares as its connection settings.
-    fn normalize(&self, kind: Kind, spec: &mut Value) {
-        let (fields, text_field): (&[&str], &str) = match kind {
-            Kind::File => (&["path", "mode", "owner", "group"], "content"),
-            Kind::Service => (&["enabled", "state"], "unit"),
-            _ => return,
-        };
-        let Value::Object(map) = spec else { return };
-        let mut comparable = Map::new();
-        for &key in fields {
-            if let Some(value) = map.get(key).filter(|v| !v.is_null()) {
-                comparable.insert(key.into(), value.clone());
-            }
-        }
-        // Content compares by digest, `{"sha256": ...}`; an observed spec already has it.
-        match map.get(text_field) {
-            Some(Value::String(text)) => {
-                comparable.insert(
-                    text_field.into(),
-                    json!({"sha256": sha256_hex(text.as_bytes())}),
-                );
-            }
-            Some(digest @ Value::Object(_)) => {
-                comparable.insert(text_field.into(), digest.clone());
-            }
-            _ => {}
-        }
-        *map = comparable;
+/// How this provider compares its kinds, as data. A File compares as what can be seen on
+/// the host: path, content digest, and the mode, owner and group it sets. A Service compares
+/// as its unit file's digest, whether it is enabled, and whether it runs. A Host compares as
+/// its connection settings. A File's content is written to the host, secret or not.
+pub fn schema() -> ProviderSchema {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let file = KindSchema {
+        compare_fields: Some(strings(&["path", "mode", "owner", "group", "content"])),
+        digest_fields: strings(&["content"]),
+        delivers_secrets: true,
+        ..KindSchema::default_for(Kind::File)
+    };
+    let service = KindSchema {
+        compare_fields: Some(strings(&["enabled", "state", "unit"])),
+        digest_fields: strings(&["unit"]),
+        ..KindSchema::default_for(Kind::Service)
+    };
+    ProviderSchema {
+        provider: PROVIDER.to_owned(),
+        kinds: vec![KindSchema::default_for(Kind::Host), file, service],
     }
 }
+
+/// The schema of one of this provider's kinds.
+pub fn kind_schema(kind: Kind) -> KindSchema {
+    schema()
+        .kinds
+        .into_iter()
+        .find(|k| k.kind == kind)
+        .unwrap_or_else(|| KindSchema::default_for(kind))
+}
+
+/// This provider's id.
+pub const PROVIDER: &str = nimbus_planner::rules::SSH;
 
 /// A File write waiting to go to its host with the others that arrive with it.
 struct PendingWrite {
@@ -88,7 +70,8 @@ pub struct HostsProvider {
     commands: std::sync::atomic::AtomicUsize,
     /// One connection per host, made once even when many changes ask at the same time.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<SshSession>>>>>,
-    rules: HostRules,
+    file_schema: KindSchema,
+    service_schema: KindSchema,
 }
 
 impl std::fmt::Debug for HostsProvider {
@@ -107,7 +90,8 @@ impl HostsProvider {
             sessions: Mutex::new(HashMap::new()),
             pending: std::sync::Mutex::new(HashMap::new()),
             commands: std::sync::atomic::AtomicUsize::new(0),
-            rules: HostRules,
+            file_schema: kind_schema(Kind::File),
+            service_schema: kind_schema(Kind::Service),
         }
     }
 
@@ -265,7 +249,7 @@ impl HostsProvider {
                 (Err(e), _) => Err(e.clone()),
                 (Ok(_), Some(Ok(()))) => {
                     let mut observed = after;
-                    self.rules.normalize(Kind::File, &mut observed);
+                    self.file_schema.normalize(&mut observed);
                     Ok(Applied {
                         observed,
                         outputs: Value::Null,
@@ -609,21 +593,12 @@ fn write_files_script(files: &[FileWrite]) -> String {
 }
 
 impl Provider for HostsProvider {
-    fn name(&self) -> &'static str {
-        "ssh"
+    fn name(&self) -> &str {
+        PROVIDER
     }
 
-    fn kinds(&self) -> &[Kind] {
-        &[Kind::Host, Kind::File, Kind::Service]
-    }
-
-    fn rules(&self) -> &dyn KindRules {
-        &self.rules
-    }
-
-    /// A File's content is written to the host, secret or not.
-    fn wants_secret_values(&self) -> bool {
-        true
+    fn describe(&self) -> ProviderSchema {
+        schema()
     }
 
     fn observe<'a>(
@@ -647,7 +622,11 @@ impl Provider for HostsProvider {
         })
     }
 
-    fn apply<'a>(&'a self, change: &'a Change) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        _cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
             let host = Self::host_of(&change.address)
                 .ok_or_else(|| ProviderError::Bug(format!("{} names no host", change.address)))?
@@ -747,7 +726,7 @@ impl Provider for HostsProvider {
                         )));
                     }
                     let mut observed = after.clone();
-                    self.rules.normalize(Kind::Service, &mut observed);
+                    self.service_schema.normalize(&mut observed);
                     Ok(Applied {
                         observed,
                         outputs: Value::Null,

@@ -14,11 +14,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use nimbus_planner::plan::{Action, Change, Observed};
+use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
 use nimbus_schemas::Kind;
 use serde_json::Value;
 
-use crate::{Applied, BoxFuture, ObserveRequest, Provider, ProviderError};
+use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
 
 #[derive(Debug, Default)]
 struct Faults {
@@ -184,12 +184,18 @@ impl MemoryProvider {
 }
 
 impl Provider for MemoryProvider {
-    fn name(&self) -> &'static str {
-        "memory"
+    fn name(&self) -> &str {
+        nimbus_planner::rules::MEMORY
     }
 
-    fn kinds(&self) -> &[Kind] {
-        Kind::MANAGED
+    fn describe(&self) -> ProviderSchema {
+        ProviderSchema {
+            provider: nimbus_planner::rules::MEMORY.to_owned(),
+            kinds: Kind::MANAGED
+                .iter()
+                .map(|k| KindSchema::default_for(*k))
+                .collect(),
+        }
     }
 
     fn observe<'a>(
@@ -212,7 +218,11 @@ impl Provider for MemoryProvider {
         })
     }
 
-    fn apply<'a>(&'a self, change: &'a Change) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        _cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak_in_flight.fetch_max(now, Ordering::SeqCst);

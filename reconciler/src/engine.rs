@@ -1,5 +1,5 @@
-//! The steps `plan`, `apply` and `destroy` share: load and check the repository, open state,
-//! pick providers, recover interrupted changes, observe, plan, and run the plan.
+//! The pieces a session (`ops`) is made of: loading and checking a repository (working tree
+//! or revision), state and its lock, the run's secrets, saved plans, and running a plan.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,10 +9,9 @@ use std::time::Duration;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use nimbus_planner::graph::ResourceGraph;
 use nimbus_planner::instances::InstanceGraph;
-use nimbus_planner::plan::{self, Action, Observed, Plan, PlanInput, Record};
+use nimbus_planner::plan::{Observed, Plan};
 use nimbus_planner::{Checked, InputFile};
 use nimbus_providers::Registry;
-use nimbus_providers::memory::MemoryProvider;
 use nimbus_schemas::Spec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,10 +20,6 @@ use crate::executor::{self, ExecutorOptions, Report};
 use crate::render::{count_phrase, print_stderr, problems_text, stderr_is_terminal};
 use crate::state::{StateError, StateStore};
 use crate::workdir::read_working_tree;
-
-/// The environment variable that points the in-memory provider at a directory; until the
-/// real providers land it is the only backend.
-pub const MEMORY_PROVIDER_ENV: &str = "NIMBUS_MEMORY_PROVIDER";
 
 /// How long a lock lease lasts; the holder renews it at a third of that.
 pub const LOCK_LEASE: Duration = Duration::from_secs(30);
@@ -182,6 +177,38 @@ fn read_repository_file(
     }
 }
 
+/// Where state lives for a repository's settings: `state.path` (relative to `root`), else
+/// `.nimbus/state.db`.
+pub fn state_path_in(
+    repository: Option<&nimbus_schemas::RepositorySpec>,
+    root: &Path,
+) -> Result<PathBuf> {
+    match repository.map(|r| &r.state) {
+        Some(settings) if settings.url.is_some() => {
+            miette::bail!(
+                "a PostgreSQL state backend (state.url) is not supported yet; use state.path (SQLite)"
+            )
+        }
+        Some(settings) => Ok(root.join(settings.path.as_deref().unwrap_or(".nimbus/state.db"))),
+        None => Ok(root.join(".nimbus/state.db")),
+    }
+}
+
+/// Where state lives for a repository (or revision) that may not validate: its Repository
+/// settings as far as they loaded. For commands that must work on a broken repository
+/// (`nimbus state unlock`) and for the daemon's start.
+pub fn state_path_of(repository: &Path, rev: Option<&str>, root: &Path) -> Result<PathBuf> {
+    let model = match load_checked(repository, rev, root)? {
+        Ok(loaded) => return loaded.state_path(),
+        Err(invalid) => invalid.checked.model,
+    };
+    let settings = model.repository().and_then(|d| match &d.resource.spec {
+        Spec::Repository(r) => Some(r),
+        _ => None,
+    });
+    state_path_in(settings, root)
+}
+
 /// A digest of every manifest's path and bytes and of every other path.
 pub fn source_fingerprint<'a>(
     manifests: &[InputFile],
@@ -220,237 +247,12 @@ impl Loaded {
 
     /// Where state lives: the Repository's `state.path`, else `.nimbus/state.db`.
     pub fn state_path(&self) -> Result<PathBuf> {
-        match self.repository().map(|r| &r.state) {
-            Some(settings) if settings.url.is_some() => {
-                miette::bail!(
-                    "a PostgreSQL state backend (state.url) is not supported yet; use state.path (SQLite)"
-                )
-            }
-            Some(settings) => Ok(self
-                .root
-                .join(settings.path.as_deref().unwrap_or(".nimbus/state.db"))),
-            None => Ok(self.root.join(".nimbus/state.db")),
-        }
+        state_path_in(self.repository(), &self.root)
     }
 
     pub fn parallelism(&self) -> usize {
         self.repository()
             .map_or(nimbus_schemas::DEFAULT_PARALLELISM, |r| r.parallelism) as usize
-    }
-}
-
-/// Where this run's changes go.
-#[derive(Clone, Debug)]
-pub enum Backend {
-    /// The in-memory provider, kept in this directory.
-    Memory(PathBuf),
-    /// The hosts provider over SSH for Host, File and Service; the kinds whose providers are
-    /// still to come go to the in-memory provider in this directory, when the model has any.
-    Ssh(Option<PathBuf>),
-}
-
-/// The providers of this run.
-///
-/// - `NIMBUS_MEMORY_PROVIDER=DIR`: the in-memory provider for every kind, kept in DIR.
-/// - `--identity` names an SSH private key, or the Repository sets `ssh.identityFile` (or
-///   `ssh.agent`): the hosts provider over SSH serves Host, File and Service; the other kinds, whose providers are still to come, go to the in-memory provider
-///   kept in `memory/` beside the state.
-/// - Otherwise the in-memory provider for every kind, kept in `memory/` beside the state.
-pub fn registry(
-    loaded: &Loaded,
-    state_path: &Path,
-    cli_identity: Option<&Path>,
-) -> Result<(Registry, Backend)> {
-    let ssh = loaded
-        .repository()
-        .map(|r| r.ssh.clone())
-        .unwrap_or_default();
-    // `--identity` is the user's private key: when it is an SSH key, it logs in (before the
-    // Repository's ssh.identityFile) as well as decrypting secrets.
-    let cli_key = cli_identity.filter(|path| is_ssh_private_key(path));
-    let identity = match (cli_key, &ssh.identity_file, ssh.agent) {
-        (Some(key), _, _) => Some(key.to_owned()),
-        (None, Some(file), _) => Some(loaded.root.join(file)),
-        (None, None, true) => {
-            if std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
-                miette::bail!(
-                    "the Repository sets ssh.agent, but SSH_AUTH_SOCK names no ssh-agent: start one (eval $(ssh-agent); ssh-add KEY) or set ssh.identityFile"
-                );
-            }
-            // No identity file: the agent's keys log in.
-            Some(PathBuf::new())
-        }
-        (None, None, false) => None,
-    };
-    if std::env::var_os(MEMORY_PROVIDER_ENV).is_none()
-        && let Some(identity) = identity
-    {
-        // Keys pinned on first contact (trust on first use) are in state, as Host outputs.
-        let recorded: HashMap<String, String> = StateStore::open(state_path)
-            .and_then(|store| store.resources())
-            .map(|resources| {
-                resources
-                    .into_iter()
-                    .filter(|r| r.record.kind == nimbus_schemas::Kind::Host)
-                    .filter_map(|r| {
-                        let key = r.outputs["hostKey"]
-                            .as_str()
-                            .filter(|k| !k.is_empty())?
-                            .to_owned();
-                        Some((r.record.address.trim_start_matches("Host/").to_owned(), key))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let provider = hosts_provider(loaded, &identity, &recorded)?;
-        let registry = Registry::new().with(Arc::new(provider));
-        let others = loaded
-            .graph
-            .instances
-            .iter()
-            .any(|i| registry.for_kind(i.kind).is_none());
-        let directory = memory_directory(state_path);
-        let memory = MemoryProvider::persistent(&directory)
-            .into_diagnostic()
-            .wrap_err_with(|| {
-                format!(
-                    "cannot open the in-memory provider at {}",
-                    directory.display()
-                )
-            })?;
-        return Ok((
-            registry.with(Arc::new(memory)),
-            Backend::Ssh(others.then_some(directory)),
-        ));
-    }
-    let directory = match std::env::var_os(MEMORY_PROVIDER_ENV) {
-        Some(directory) => PathBuf::from(directory),
-        None => memory_directory(state_path),
-    };
-    let mut provider = MemoryProvider::persistent(&directory)
-        .into_diagnostic()
-        .wrap_err_with(|| {
-            format!(
-                "cannot open the in-memory provider at {}",
-                directory.display()
-            )
-        })?;
-    if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        provider = provider.with_delay(Duration::from_millis(ms));
-    }
-    if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL_TRANSIENT") {
-        for item in list.split(',').filter(|a| !a.is_empty()) {
-            let (address, times) = item.rsplit_once(':').unwrap_or((item, "1"));
-            provider.fail_transiently(address, times.parse().unwrap_or(1));
-        }
-    }
-    if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
-        for address in list.split(',').filter(|a| !a.is_empty()) {
-            provider.fail(address);
-        }
-    }
-    Ok((
-        Registry::new().with(Arc::new(provider)),
-        Backend::Memory(directory),
-    ))
-}
-
-/// Whether a file is an SSH private key (OpenSSH or PEM), rather than an age identity.
-fn is_ssh_private_key(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
-            || (text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----"))
-    })
-}
-
-/// The in-memory provider's directory beside the state: `memory/`.
-fn memory_directory(state_path: &Path) -> PathBuf {
-    state_path
-        .parent()
-        .map_or_else(|| PathBuf::from("memory"), |p| p.join("memory"))
-}
-
-/// The pinned key of a host: its `hostKey`, else the Repository's known_hosts file.
-fn pinned_key(loaded: &Loaded, name: &str, address: &str) -> Option<String> {
-    let path = loaded
-        .repository()
-        .and_then(|r| r.ssh.known_hosts.clone())?;
-    // In the repository (at the revision being applied), unless the path is absolute.
-    let bytes = if Path::new(&path).is_absolute() {
-        std::fs::read(&path).ok()?
-    } else {
-        loaded.read_file(path.trim_start_matches("./")).ok()?
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    text.lines().find_map(|line| {
-        let mut parts = line.split_whitespace();
-        let hosts = parts.next()?;
-        let (kind, key) = (parts.next()?, parts.next()?);
-        hosts
-            .split(',')
-            .any(|h| h == name || h == address || h == format!("[{address}]:22"))
-            .then(|| format!("{kind} {key}"))
-    })
-}
-
-fn hosts_provider(
-    loaded: &Loaded,
-    identity: &Path,
-    recorded: &HashMap<String, String>,
-) -> Result<nimbus_providers::hosts::HostsProvider> {
-    let trust_on_first_use = loaded
-        .repository()
-        .is_some_and(|r| r.ssh.trust_on_first_use);
-    let timeout = loaded
-        .repository()
-        .and_then(|r| r.ssh.connect_timeout)
-        .unwrap_or(10);
-    let mut targets = Vec::new();
-    for document in &loaded.checked.model.documents {
-        let Spec::Host(host) = &document.resource.spec else {
-            continue;
-        };
-        let name = document.resource.name();
-        let host_key = host
-            .host_key
-            .clone()
-            .or_else(|| pinned_key(loaded, name, &host.address))
-            .or_else(|| recorded.get(name).cloned());
-        targets.push(nimbus_providers::ssh::SshTarget {
-            name: name.to_owned(),
-            address: host.address.clone(),
-            port: host.port.0,
-            user: host
-                .user
-                .clone()
-                .or_else(|| loaded.repository().and_then(|r| r.ssh.user.clone()))
-                .unwrap_or_else(|| nimbus_schemas::DEFAULT_SSH_USER.to_owned()),
-            host_key: host_key.unwrap_or_default(),
-            identity: identity.to_owned(),
-            connect_timeout: Duration::from_secs(u64::from(timeout)),
-            via: host.via.clone(),
-            trust_on_first_use,
-            agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
-        });
-    }
-    Ok(nimbus_providers::hosts::HostsProvider::new(targets))
-}
-
-/// Says, once per run that changes things, where changes go.
-pub fn note_backend(backend: &Backend) {
-    match backend {
-        Backend::Memory(directory) => print_stderr(&format!(
-            "note: this release applies to nimbus's in-memory provider, kept in {} (real providers come next)\n",
-            directory.display()
-        )),
-        Backend::Ssh(Some(directory)) => print_stderr(&format!(
-            "note: Host, File and Service are applied over SSH; the other kinds go to nimbus's in-memory provider, kept in {} (their providers come next)\n",
-            directory.display()
-        )),
-        Backend::Ssh(None) => {}
     }
 }
 
@@ -505,68 +307,6 @@ impl Drop for LockGuard {
             let _ = store.release_lock();
         }
     }
-}
-
-/// Finishes the changes an interrupted run started: if the target shows the change was made,
-/// it is recorded now; otherwise the intent is dropped and the plan makes the change again.
-pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<Vec<String>> {
-    let intents = crate::executor::lock_state(state)
-        .intents()
-        .map_err(|e| miette::miette!("{e}"))?;
-    let mut notes = Vec::new();
-    for intent in intents {
-        let change = intent.change;
-        let Some(provider) = registry.for_kind(change.kind) else {
-            continue;
-        };
-        let host = crate::executor::target_of(&change.address, change.kind);
-        let request = nimbus_providers::ObserveRequest {
-            address: change.address.clone(),
-            kind: change.kind,
-            desired: change.after.clone(),
-        };
-        let observed = provider
-            .observe(host.as_deref(), std::slice::from_ref(&request))
-            .await;
-        let done = match (
-            observed
-                .ok()
-                .and_then(|o| o.into_iter().next())
-                .map(|(_, o)| o),
-            change.action,
-        ) {
-            (Some(Observed::Absent), Action::Delete) => true,
-            (Some(Observed::Present(value)), _) => Some(&value) == change.after.as_ref(),
-            _ => false,
-        };
-        let store = crate::executor::lock_state(state);
-        if done {
-            let run = store
-                .begin_run("recover", None)
-                .map_err(|e| miette::miette!("{e}"))?;
-            drop(store);
-            let mut store = crate::executor::lock_state(state);
-            store
-                .complete(run, &change, provider.name(), &serde_json::Value::Null)
-                .map_err(|e| miette::miette!("{e}"))?;
-            store
-                .end_run(run, "recovered")
-                .map_err(|e| miette::miette!("{e}"))?;
-            notes.push(format!(
-                "recovered {}: it was applied before an interruption; now recorded",
-                change.address
-            ));
-        } else {
-            store
-                .forget_intent(&change.address)
-                .map_err(|e| miette::miette!("{e}"))?;
-            notes.push(format!(
-                "{} was interrupted before it took effect; it is planned again",
-                change.address
-            ));
-        }
-    }
-    Ok(notes)
 }
 
 /// Options of `plan`, `apply` and `destroy`.
@@ -669,7 +409,7 @@ pub fn resolve_secrets_with_key(
 
 /// What the host shows of a File whose content is a secret, as its fingerprint: the host's
 /// SHA-256 is compared with the value's, in memory, and neither goes further.
-fn observed_secret_files(
+pub fn observed_secret_files(
     loaded: &Loaded,
     secrets: &RunSecrets,
     observed: &mut HashMap<String, Observed>,
@@ -711,58 +451,6 @@ fn observed_secret_files(
     }
 }
 
-/// Observes (unless told not to) and plans.
-pub async fn make_plan(
-    loaded: &Loaded,
-    records: &[Record],
-    serial: u64,
-    registry: &Registry,
-    options: &PlanOptions,
-    secrets: &RunSecrets,
-) -> Result<Plan> {
-    let mut observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
-        // Recorded instances no longer in git are observed as they were applied.
-        let extra: Vec<(String, nimbus_schemas::Kind, serde_json::Value)> = records
-            .iter()
-            .filter(|r| loaded.graph.get(&r.address).is_none())
-            .map(|r| (r.address.clone(), r.kind, r.applied.clone()))
-            .collect();
-        let (observed, problems) =
-            executor::observe(&loaded.checked.model, &loaded.graph, &extra, registry).await;
-        for problem in problems {
-            print_stderr(&format!("warning: {problem}\n"));
-        }
-        observed
-    } else {
-        HashMap::new()
-    };
-    observed_secret_files(loaded, secrets, &mut observed);
-    let input = PlanInput {
-        records,
-        observed: &observed,
-        rules: registry,
-        state_serial: serial,
-        source_revision: loaded.revision.clone(),
-        source_fingerprint: loaded.fingerprint.clone(),
-        targets: &options.targets,
-        allow_deletes: options.allow_deletes,
-        destroy: options.destroy,
-        sources: &loaded.sources,
-        secrets: &secrets.fingerprints,
-    };
-    let plan = plan::plan(&loaded.checked.model, &loaded.graph, &input)
-        .map_err(|e| miette::miette!("{e}"))?;
-    tracing::info!(
-        create = plan.count(Action::Create),
-        update = plan.count(Action::Update),
-        replace = plan.count(Action::Replace),
-        delete = plan.count(Action::Delete),
-        observed = input.observed.len(),
-        "planned"
-    );
-    Ok(plan)
-}
-
 /// A plan saved with `--out`: the plan and the repository it was made from.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SavedPlan {
@@ -774,29 +462,8 @@ pub struct SavedPlan {
     pub plan: Plan,
 }
 
-/// Runs a plan's changes under the caller's lock; Ctrl-C stops it cleanly.
-pub async fn run_plan(
-    plan: &Plan,
-    registry: &Registry,
-    state: Arc<Mutex<StateStore>>,
-    command: &str,
-    parallelism: usize,
-    secrets: &RunSecrets,
-) -> Result<Report> {
-    run_plan_until(
-        plan,
-        registry,
-        state,
-        command,
-        parallelism,
-        secrets,
-        std::future::pending(),
-    )
-    .await
-}
-
-/// As [`run_plan`], also stopping (cleanly) when `superseded` completes: the reconcile
-/// daemon's newer commit.
+/// Runs a plan's changes under the caller's lock: Ctrl-C and SIGTERM stop it cleanly, and
+/// so does `superseded` completing (the reconcile daemon's newer commit).
 pub async fn run_plan_until(
     plan: &Plan,
     registry: &Registry,

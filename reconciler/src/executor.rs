@@ -172,9 +172,10 @@ impl Default for ExecutorOptions {
     }
 }
 
-/// The change a provider is given: with the values of its secrets in place when the provider
-/// delivers them (a File's content over SSH), else as planned. A secret that could not be
-/// decrypted fails the change, with the reason.
+/// The change a provider is given: with the values of its secrets in place, at their
+/// locations in the spec, when the provider's schema says it delivers them (a File's content
+/// over SSH; `{secret, fingerprint}` objects gain `"value"` elsewhere), else as planned. A
+/// secret that could not be decrypted fails the change, with the reason.
 fn with_secret_values(
     change: &Change,
     provider: &dyn nimbus_providers::Provider,
@@ -187,7 +188,11 @@ fn with_secret_values(
     if references.is_empty() {
         return Ok(None);
     }
-    let delivers = provider.wants_secret_values();
+    let delivers = provider
+        .describe()
+        .kinds
+        .iter()
+        .any(|k| k.kind == change.kind && k.delivers_secrets);
     let mut resolved = delivers.then(|| change.clone());
     for (location, reference) in &references {
         let value = match secrets.get(reference) {
@@ -195,14 +200,18 @@ fn with_secret_values(
             Some(Err(e)) => return Err(e.clone()),
             None => return Err(format!("secret `{reference}` was not resolved")),
         };
-        if let Some(after) = resolved.as_mut().and_then(|c| c.after.as_mut())
-            && change.kind == nimbus_schemas::Kind::File
-            && location == "content"
-        {
-            let text = value
-                .text()
-                .map_err(|e| format!("secret `{reference}` {e}; a File's content must be text"))?;
+        let Some(after) = resolved.as_mut().and_then(|c| c.after.as_mut()) else {
+            continue;
+        };
+        let text = value
+            .text()
+            .map_err(|e| format!("secret `{reference}` {e}; a secret delivered in a spec must be text"))?;
+        if change.kind == nimbus_schemas::Kind::File && location == "content" {
             after["content"] = serde_json::Value::String(text.to_owned());
+        } else if let Some(serde_json::Value::Object(map)) =
+            nimbus_planner::plan::pointer_mut(after, location)
+        {
+            map.insert("value".into(), serde_json::Value::String(text.to_owned()));
         }
     }
     Ok(resolved)
@@ -239,7 +248,7 @@ pub async fn execute(
     let changes: Vec<Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action.is_work())
+        .filter(|c| c.is_work())
         .cloned()
         .collect();
     let index: HashMap<&str, usize> = changes
@@ -274,20 +283,24 @@ pub async fn execute(
     let mut stopping = false;
     // Changes wait for a permit inside their task; those still waiting when a stop is asked
     // for must not start.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = nimbus_providers::Cancel::new();
     tokio::pin!(shutdown);
 
     loop {
         while let Some(i) = ready.pop_front().filter(|_| !stopping) {
             let change = changes[i].clone();
-            let provider = registry.for_kind(change.kind).cloned();
+            let provider = registry.get(&change.provider).cloned();
+            let previous = change
+                .previous_provider
+                .as_deref()
+                .map(|name| registry.get(name).cloned());
             let state = Arc::clone(&state);
             let permits = Arc::clone(&permits);
             let options = options.clone();
-            let stop = Arc::clone(&stop);
+            let stop = stop.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if stop.is_cancelled() {
                     let outcome = Outcome::NotStarted;
                     return (
                         i,
@@ -301,7 +314,7 @@ pub async fn execute(
                     );
                 }
                 let (attempts, outcome, elapsed) =
-                    apply_one(&change, provider, &state, run, &options, &stop).await;
+                    apply_one(&change, provider, previous, &state, run, &options, &stop).await;
                 (
                     i,
                     ChangeResult {
@@ -346,7 +359,7 @@ pub async fn execute(
             }
             () = &mut shutdown, if !stopping => {
                 stopping = true;
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.cancel();
                 {
                     options.progress.line(format!("  stopping: waiting for {} change(s) in flight; nothing new starts", tasks.len()));
                 }
@@ -415,13 +428,15 @@ fn skip_dependents(
 }
 
 /// Applies one change with retries, recording the intent first and the result after.
+#[allow(clippy::too_many_arguments)]
 async fn apply_one(
     change: &Change,
     provider: Option<Arc<dyn nimbus_providers::Provider>>,
+    previous: Option<Option<Arc<dyn nimbus_providers::Provider>>>,
     state: &Mutex<StateStore>,
     run: i64,
     options: &ExecutorOptions,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &nimbus_providers::Cancel,
 ) -> (u32, Outcome, Duration) {
     let begun = Instant::now();
     let (doing, done) = verb(change.action);
@@ -430,8 +445,19 @@ async fn apply_one(
             .progress
             .line(format!("  {doing} {}", change.address));
     }
+    if let Some(error) = &change.error {
+        let _ = lock_state(state).fail(run, change, "failed", error);
+        options
+            .progress
+            .line(format!("  failed {}: {error}", change.address));
+        options.progress.finished_one();
+        return (0, Outcome::Failed(error.clone()), begun.elapsed());
+    }
     let Some(provider) = provider else {
-        let reason = format!("no provider serves {} yet", change.kind);
+        let reason = format!(
+            "no provider `{}` in this run serves {}",
+            change.provider, change.kind
+        );
         let _ = lock_state(state).fail(run, change, "failed", &reason);
         return (0, Outcome::Failed(reason), begun.elapsed());
     };
@@ -449,12 +475,50 @@ async fn apply_one(
             begun.elapsed(),
         );
     }
+    // Recorded under another provider: deleted there first, then created here.
+    let mut change_here = resolved.as_ref().unwrap_or(change);
+    let created;
+    if let Some(previous) = previous {
+        let Some(previous) = previous else {
+            let reason = format!(
+                "{} is recorded under provider `{}`, which this run does not have: run with it to delete it there, or forget it with `nimbus state rm {}`",
+                change.address,
+                change.previous_provider.as_deref().unwrap_or_default(),
+                change.address
+            );
+            let _ = lock_state(state).fail(run, change, "failed", &reason);
+            return (0, Outcome::Failed(reason), begun.elapsed());
+        };
+        let delete = Change {
+            action: Action::Delete,
+            after: None,
+            provider: previous.name().to_owned(),
+            previous_provider: None,
+            ..change.clone()
+        };
+        if let Err(error) = previous.apply(&delete, stop).await {
+            let reason = format!(
+                "cannot delete it under provider `{}` first: {error}",
+                previous.name()
+            );
+            let _ = lock_state(state).fail(run, change, "failed", &reason);
+            return (1, Outcome::Failed(reason), begun.elapsed());
+        }
+        created = Change {
+            action: Action::Create,
+            before: None,
+            previous_provider: None,
+            ..change_here.clone()
+        };
+        change_here = &created;
+    }
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
         tracing::debug!(address = %change.address, action = ?change.action, attempt = attempts, provider = provider.name(), "applying");
-        match provider.apply(resolved.as_ref().unwrap_or(change)).await {
+        match provider.apply(change_here, stop).await {
             Ok(applied) => {
+                test_pause_after_apply().await;
                 break match lock_state(state).complete(
                     run,
                     change,
@@ -477,12 +541,11 @@ async fn apply_one(
                 }
                 // A stop (Ctrl-C, SIGTERM, or a newer commit superseding this run) ends the
                 // wait: a change that has not taken effect is not retried.
-                let until = Instant::now() + wait;
-                while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(50)))
-                        .await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => {}
                 }
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if stop.is_cancelled() {
                     let reason = format!("{error}; not retried: the run was stopped");
                     let _ = lock_state(state).fail(run, change, "failed", &reason);
                     break Outcome::Failed(reason);
@@ -525,6 +588,17 @@ async fn apply_one(
     (attempts, outcome, elapsed)
 }
 
+/// For crash tests: `NIMBUS_TEST_PAUSE_AFTER_APPLY_MS` holds each change between taking
+/// effect and being recorded, so that a test can kill nimbus in that window.
+async fn test_pause_after_apply() {
+    if let Some(ms) = std::env::var("NIMBUS_TEST_PAUSE_AFTER_APPLY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 /// The target an instance is observed on: its host for per-host instances, the Host itself
 /// for a Host, and none (cluster-level) otherwise.
 pub fn target_of(address: &str, kind: nimbus_schemas::Kind) -> Option<String> {
@@ -543,12 +617,12 @@ pub fn target_of(address: &str, kind: nimbus_schemas::Kind) -> Option<String> {
 pub async fn observe(
     model: &Model,
     graph: &InstanceGraph,
-    extra: &[(String, nimbus_schemas::Kind, serde_json::Value)],
+    extra: &[(String, nimbus_schemas::Kind, serde_json::Value, String)],
     registry: &Registry,
 ) -> (HashMap<String, Observed>, Vec<String>) {
     let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
     for instance in &graph.instances {
-        let Some(provider) = registry.for_kind(instance.kind) else {
+        let Some(provider) = registry.get(&instance.provider) else {
             continue;
         };
         let desired = desired_spec(&model.documents[instance.document].resource.spec);
@@ -564,8 +638,8 @@ pub async fn observe(
                 desired: Some(desired),
             });
     }
-    for (address, kind, applied) in extra {
-        let Some(provider) = registry.for_kind(*kind) else {
+    for (address, kind, applied, provider) in extra {
+        let Some(provider) = registry.get(provider) else {
             continue;
         };
         batches
@@ -580,11 +654,8 @@ pub async fn observe(
     let mut observed = HashMap::new();
     let mut problems = Vec::new();
     let mut tasks = JoinSet::new();
-    for ((_, host), batch) in batches {
-        let Some(kind) = batch.first().map(|r| r.kind) else {
-            continue;
-        };
-        let Some(provider) = registry.for_kind(kind).cloned() else {
+    for ((name, host), batch) in batches {
+        let Some(provider) = registry.get(&name).cloned() else {
             continue;
         };
         tasks.spawn(async move {

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod executor;
 pub mod gitsource;
 pub mod logging;
+pub mod ops;
 pub mod render;
 pub mod scaffold;
 pub mod secrets;

@@ -292,6 +292,7 @@ impl StateStore {
                     protected,
                     keep_on_removal,
                     depends_on: serde_json::from_str(&depends_on).unwrap_or_default(),
+                    provider: provider.clone(),
                 },
                 provider,
                 target,

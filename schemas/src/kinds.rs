@@ -181,8 +181,40 @@ pub struct RepositorySpec {
     pub secrets: SecretSettings,
     #[serde(default)]
     pub policy: PolicySettings,
+    /// Out-of-process providers: executables that speak nimbus's plugin protocol over stdio
+    /// and serve the kinds they name (docs/protocol.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderPlugin>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+}
+
+/// `providers: [{name, command, kinds}]`: a provider plugin, run as a child process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderPlugin {
+    /// The provider's name, recorded in state with each instance it serves.
+    pub name: String,
+    /// The program and its arguments; a relative program path is relative to the repository.
+    pub command: StringOrList,
+    /// The kinds it serves (`Volume`, `Network`, ...), instead of their built-in providers.
+    pub kinds: Vec<crate::Kind>,
+    /// Settings handed to the plugin's `configure`, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+    /// Seconds a call may take before the plugin counts as hung (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+}
+
+impl ProviderPlugin {
+    /// The program and its arguments.
+    pub fn argv(&self) -> Vec<String> {
+        match &self.command {
+            StringOrList::String(text) => text.split_whitespace().map(str::to_owned).collect(),
+            StringOrList::List(items) => items.clone(),
+        }
+    }
 }
 
 impl Default for RepositorySpec {
@@ -193,6 +225,7 @@ impl Default for RepositorySpec {
             ssh: SshSettings::default(),
             secrets: SecretSettings::default(),
             policy: PolicySettings::default(),
+            providers: Vec::new(),
             depends_on: Vec::new(),
         }
     }

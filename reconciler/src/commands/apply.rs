@@ -2,13 +2,13 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use nimbus_planner::plan::Plan;
 
-use crate::engine::{self, LockGuard, PlanOptions, SavedPlan};
+use crate::engine::{self, PlanOptions, SavedPlan};
+use crate::ops::{Session, SessionOptions};
 use crate::render::{print_stderr, print_stdout};
 
 #[derive(Debug, Args)]
@@ -137,45 +137,28 @@ fn run(
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
         let loaded = engine::load_at(dir, rev)?;
-        let state_path = loaded.state_path()?;
-        let _lock = LockGuard::acquire(&state_path, &format!("nimbus {command}"))?;
-        let (registry, backend) = engine::registry(&loaded, &state_path, identity)?;
-        engine::note_backend(&backend);
-        let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
-        for note in engine::recover(&state, &registry).await? {
-            print_stderr(&format!("note: {note}\n"));
-        }
-        let (records, serial) = crate::executor::lock_state(&state)
-            .snapshot()
-            .map_err(|e| miette::miette!("{e}"))?;
-        let secrets = engine::resolve_secrets(&loaded, identity)?;
-        let plan =
-            engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets).await?;
-        execute(
-            &plan,
-            &registry,
-            state,
-            auto_approve,
-            parallelism.unwrap_or_else(|| loaded.parallelism()),
-            command,
-            &secrets,
+        let session = Session::open(
+            loaded,
+            SessionOptions::for_command(Some(&format!("nimbus {command}")), identity),
         )
-        .await
+        .await?;
+        let plan = session.plan(&options).await?;
+        let parallelism = parallelism.unwrap_or_else(|| session.loaded.parallelism());
+        execute(&session, &plan, auto_approve, parallelism, command).await
     })
 }
 
 async fn execute(
+    session: &Session,
     plan: &Plan,
-    registry: &nimbus_providers::Registry,
-    state: Arc<Mutex<crate::state::StateStore>>,
     auto_approve: bool,
     parallelism: usize,
     command: &str,
-    secrets: &engine::RunSecrets,
 ) -> Result<i32> {
     print_stdout(&nimbus_planner::render::text(plan));
+    let errors = plan.errors().count();
     if !plan.has_work() {
-        return Ok(0);
+        return Ok(if errors > 0 { 1 } else { 0 });
     }
     // Reads alone (a Host's facts on first contact) change nothing: no question to ask.
     let auto_approve = auto_approve || !plan.has_changes();
@@ -184,17 +167,23 @@ async fn execute(
     } else {
         "Do you want to perform these actions?"
     };
-    if !confirm(question, auto_approve)? {
+    if plan.has_changes() && !confirm(question, auto_approve)? {
         print_stderr(&format!("{command} cancelled.\n"));
         return Ok(1);
     }
-    let report = engine::run_plan(plan, registry, state, command, parallelism, secrets).await?;
+    let report = session
+        .apply(plan, command, parallelism, std::future::pending())
+        .await?;
     let title = if command == "destroy" {
         "Destroy"
     } else {
         "Apply"
     };
-    print_stdout(&format!("\n{}", report.summary_of(title)));
+    let mut summary = report.summary_of(title);
+    if let Some(note) = session.notes.first() {
+        summary = format!("note: {note}\n{summary}");
+    }
+    print_stdout(&format!("\n{summary}"));
     Ok(if report.succeeded() { 0 } else { 1 })
 }
 
@@ -213,31 +202,32 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
         let loaded = engine::load_at(&saved.repository, saved.revision.as_deref())?;
-        let state_path = loaded.state_path()?;
-        let _lock = LockGuard::acquire(&state_path, "nimbus apply (saved plan)")?;
-        let (registry, backend) = engine::registry(&loaded, &state_path, args.identity.as_deref())?;
-        engine::note_backend(&backend);
-        let state = Arc::new(Mutex::new(engine::open_state(&state_path)?));
-        let (records, serial) = crate::executor::lock_state(&state)
-            .snapshot()
-            .map_err(|e| miette::miette!("{e}"))?;
+        // The same session as any apply: lock, providers, recovery of an interrupted run.
+        let session = Session::open(
+            loaded,
+            SessionOptions::for_command(
+                Some("nimbus apply (saved plan)"),
+                args.identity.as_deref(),
+            ),
+        )
+        .await?;
         let mut stale = Vec::new();
-        if loaded.fingerprint != saved.plan.source_fingerprint {
+        if session.loaded.fingerprint != saved.plan.source_fingerprint {
             stale.push("the source changed (manifests or files in the repository)".to_owned());
         }
-        if serial != saved.plan.state_serial {
+        // A plan made while an interrupted run's changes were pending counted them as done;
+        // recovering them now does not make it stale.
+        if session.serial_before_recovery != saved.plan.state_serial {
             stale.push(format!(
-                "the state changed (serial {} when planned, {serial} now)",
-                saved.plan.state_serial
+                "the state changed (serial {} when planned, {} now)",
+                saved.plan.state_serial, session.serial_before_recovery
             ));
         }
         let options = PlanOptions {
             refresh: saved.refresh,
             ..PlanOptions::default()
         };
-        let secrets = engine::resolve_secrets(&loaded, args.identity.as_deref())?;
-        let fresh =
-            engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets).await;
+        let fresh = session.plan(&options).await;
         if let Ok(fresh) = &fresh
             && fresh.observed_fingerprint != saved.plan.observed_fingerprint
         {
@@ -250,16 +240,11 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
                 stale.join("; and ")
             );
         }
-        let parallelism = args.parallelism.unwrap_or_else(|| loaded.parallelism());
-        execute(
-            &saved.plan,
-            &registry,
-            state,
-            true,
-            parallelism,
-            "apply",
-            &secrets,
-        )
-        .await
+        let parallelism = args
+            .parallelism
+            .unwrap_or_else(|| session.loaded.parallelism());
+        let mut plan = saved.plan.clone();
+        plan.notes = session.notes.clone();
+        execute(&session, &plan, true, parallelism, "apply").await
     })
 }

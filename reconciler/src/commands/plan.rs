@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use miette::{IntoDiagnostic, Result, WrapErr};
 
 use crate::engine::{self, PlanOptions, SavedPlan};
+use crate::ops::{Session, SessionOptions};
 use crate::render::print_stdout;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -55,19 +56,20 @@ pub fn run(args: PlanArgs) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
         let loaded = engine::load_at(&args.dir, args.rev.as_deref())?;
-        let state_path = loaded.state_path()?;
-        let state = engine::open_state(&state_path)?;
-        let (records, serial) = state.snapshot().map_err(|e| miette::miette!("{e}"))?;
-        let (registry, _) = engine::registry(&loaded, &state_path, args.identity.as_deref())?;
+        // Read-only: no lock, and an interrupted run's changes are counted, not recorded.
+        let session = Session::open(
+            loaded,
+            SessionOptions::for_command(None, args.identity.as_deref()),
+        )
+        .await?;
         let options = PlanOptions {
             refresh: !args.no_refresh,
             targets: args.targets.clone(),
             allow_deletes: args.allow_deletes,
             destroy: false,
         };
-        let secrets = engine::resolve_secrets(&loaded, args.identity.as_deref())?;
-        let plan =
-            engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets).await?;
+        let plan = session.plan(&options).await?;
+        let loaded = &session.loaded;
         let rendered = match args.format {
             PlanFormat::Text => nimbus_planner::render::text(&plan),
             PlanFormat::Markdown => nimbus_planner::render::markdown(&plan),
@@ -94,7 +96,15 @@ pub fn run(args: PlanArgs) -> Result<i32> {
                 out.display()
             ));
         }
-        Ok(if args.detailed_exitcode && plan.has_changes() {
+        if matches!(args.format, PlanFormat::Json) {
+            for note in &plan.notes {
+                crate::render::print_stderr(&format!("note: {note}\n"));
+            }
+        }
+        // An instance that cannot be planned fails the plan, whatever else it holds.
+        Ok(if plan.errors().next().is_some() {
+            1
+        } else if args.detailed_exitcode && plan.has_changes() {
             2
         } else {
             0

@@ -12,6 +12,7 @@ use nimbus_planner::render;
 use nimbus_providers::Registry;
 
 use crate::engine::{self, PlanOptions, RunSecrets};
+use crate::ops::{self, Session, SessionOptions};
 use crate::render::{print_stderr, print_stdout, problems_text};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -98,7 +99,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
             Ok(base) => {
                 let base_secrets =
                     engine::resolve_secrets_with_key(&base, args.identity.as_deref(), &key)?;
-                let plan = engine::make_plan(&base, &[], 0, &registry, &options, &base_secrets)
+                let plan = ops::make_plan(&base, &[], 0, &registry, &options, &base_secrets)
                     .await?;
                 let records: Vec<_> = plan.changes.iter().filter_map(|c| c.record()).collect();
                 (records, base.revision.clone())
@@ -133,14 +134,32 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
             }
         }
         let plan = if args.refresh {
-            let (live, _) = engine::registry(&head, &state_path, args.identity.as_deref())?;
+            // The session every command uses, read-only, with this preview's secret key.
+            let session = Session::open(
+                head,
+                SessionOptions {
+                    secret_key: Some(key.clone()),
+                    ..SessionOptions::for_command(None, args.identity.as_deref())
+                },
+            )
+            .await?;
             let options = PlanOptions {
                 refresh: true,
                 ..options
             };
-            engine::make_plan(&head, &records, 0, &live, &options, &head_secrets).await?
+            let mut plan = ops::make_plan(
+                &session.loaded,
+                &records,
+                0,
+                &session.registry,
+                &options,
+                &session.secrets,
+            )
+            .await?;
+            plan.notes = session.notes.clone();
+            plan
         } else {
-            engine::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?
+            ops::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?
         };
         if let Some(dir) = &args.out_dir {
             write_artifacts(dir, &plan)?;
@@ -162,8 +181,9 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
     })
 }
 
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
+fn short(commit: &str) -> String {
+    // Characters, not bytes: a revision's name may be any text.
+    commit.chars().take(12).collect()
 }
 
 fn write_artifacts(dir: &std::path::Path, plan: &Plan) -> Result<()> {

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::engine::{self, LockGuard, PlanOptions};
+use crate::engine::{self, PlanOptions};
+use crate::ops::{Session, SessionOptions};
 use crate::render::problems_text;
 
 #[derive(Debug, Args)]
@@ -110,6 +111,46 @@ struct Status {
     /// The signature policy of the revision in force: (required, allowed signers). A new
     /// commit is held to it, so that it cannot lift the policy or add its own signer.
     policy: Option<(bool, Vec<String>)>,
+    /// Where the Repository keeps state (its `state.path`), once a revision named it.
+    state_path: Option<PathBuf>,
+    /// What the reader must know first (the in-memory provider is in use).
+    notes: Vec<String>,
+}
+
+impl Status {
+    /// What state remembers of earlier runs, so that /status is not empty after a restart:
+    /// the last revision applied, the last run, and every instance recorded.
+    fn fill_from_state(&mut self, state_path: &Path) {
+        self.state_path = Some(state_path.to_owned());
+        let Ok(store) = crate::state::StateStore::open(state_path) else {
+            return;
+        };
+        if let Ok(history) = store.history() {
+            if let Some(run) = history.last() {
+                self.last_run = Some(json!({
+                    "id": run.id,
+                    "command": run.command,
+                    "revision": run.revision,
+                    "outcome": run.outcome,
+                    "at": run.ended_at.unwrap_or(run.started_at),
+                    "from_state": true,
+                }));
+            }
+            if let Some(run) = history.iter().rev().find(|r| {
+                r.revision.is_some() && r.outcome.as_deref() == Some("succeeded")
+            }) {
+                self.revision_applied.clone_from(&run.revision);
+                self.applied_at = run.ended_at.map(|t| t as f64);
+            }
+        }
+        if let Ok(resources) = store.resources() {
+            for resource in resources {
+                self.resources
+                    .entry(resource.record.address)
+                    .or_insert_with(|| "applied".to_owned());
+            }
+        }
+    }
 }
 
 const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -136,6 +177,7 @@ impl Status {
             "fetch_error": self.fetch_error,
             "drift_events": self.drift_events,
             "resources": self.resources,
+            "notes": self.notes,
         })
     }
 
@@ -330,6 +372,20 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
                 }
             }
         };
+        if status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .state_path
+            .is_none()
+        {
+            // After a restart, /status shows what state remembers until the first run ends.
+            if let Ok(path) = engine::state_path_of(source.repository(), Some(&commit), &args.workdir) {
+                status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .fill_from_state(&path);
+            }
+        }
         let (seen, applied) = {
             let status = status.lock().unwrap_or_else(|e| e.into_inner());
             (
@@ -430,40 +486,40 @@ async fn apply_commit(
                 .map_err(|e| format!("refused: {e}; the last good revision stays in force"))?;
         tracing::info!(revision = %commit, %signer, "signature verified");
     }
-    let state_path = loaded.state_path().map_err(|e| format!("{e:?}"))?;
-    let _lock =
-        LockGuard::acquire(&state_path, "nimbus reconcile").map_err(|e| format!("{e:?}"))?;
-    let (registry, _) = engine::registry(&loaded, &state_path, args.identity.as_deref())
-        .map_err(|e| format!("{e:?}"))?;
-    let state = Arc::new(std::sync::Mutex::new(
-        engine::open_state(&state_path).map_err(|e| format!("{e:?}"))?,
-    ));
-    let (records, serial) = crate::executor::lock_state(&state)
-        .snapshot()
-        .map_err(|e| e.to_string())?;
-    let secrets =
-        engine::resolve_secrets(&loaded, args.identity.as_deref()).map_err(|e| format!("{e:?}"))?;
+    let parallelism = loaded.parallelism();
+    // The session every apply opens: lock, providers, recovery of an interrupted run (this
+    // daemon's own, killed), state, secrets.
+    let session = Session::open(
+        loaded,
+        SessionOptions::for_command(Some("nimbus reconcile"), args.identity.as_deref()),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
     let options = PlanOptions {
         refresh: true,
         ..PlanOptions::default()
     };
-    let plan = engine::make_plan(&loaded, &records, serial, &registry, &options, &secrets)
+    let plan = session
+        .plan(&options)
         .await
         .map_err(|e| format!("{e:?}"))?;
+    {
+        let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+        status.notes = session.notes.clone();
+        status.state_path = Some(session.state_path.clone());
+    }
     let changes = plan.changes.iter().filter(|c| c.action.is_change()).count();
     let report = if plan.has_work() {
         Some(
-            engine::run_plan_until(
+            session
+                .apply(
                 &plan,
-                &registry,
-                Arc::clone(&state),
                 if drift {
                     "reconcile (drift)"
                 } else {
                     "reconcile"
                 },
-                loaded.parallelism(),
-                &secrets,
+                parallelism,
                 newer_commit(
                     Arc::clone(source),
                     args.branch.clone(),
@@ -479,7 +535,7 @@ async fn apply_commit(
         // A new commit with nothing to change is still recorded as a run, with its revision
         // (a drift check that finds nothing is not).
         if !drift {
-            let store = crate::executor::lock_state(&state);
+            let store = crate::executor::lock_state(&session.state);
             let run = store
                 .begin_run("reconcile", Some(commit))
                 .map_err(|e| e.to_string())?;
@@ -487,7 +543,8 @@ async fn apply_commit(
         }
         None
     };
-    let succeeded = report.as_ref().is_none_or(|r| r.succeeded());
+    let succeeded =
+        report.as_ref().is_none_or(|r| r.succeeded()) && plan.errors().next().is_none();
     let superseded = report.as_ref().is_some_and(|r| r.interrupted);
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
     status.errors.clear();
@@ -669,7 +726,13 @@ async fn serve(
             .await
         }
         ("GET", "/runs") | ("GET", _) if path == "/runs" || path.starts_with("/runs/") => {
-            let runs = runs(workdir);
+            let state_path = status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .state_path
+                .clone()
+                .unwrap_or_else(|| workdir.join(".nimbus/state.db"));
+            let runs = runs(&state_path);
             let body = match path.strip_prefix("/runs/") {
                 Some(id) => runs.as_array().and_then(|r| {
                     r.iter()
@@ -697,10 +760,9 @@ async fn serve(
     }
 }
 
-/// The runs recorded in state.
-fn runs(workdir: &Path) -> Value {
-    let path = workdir.join(".nimbus/state.db");
-    match crate::state::StateStore::open(&path).and_then(|s| s.history()) {
+/// The runs recorded in state (at the Repository's `state.path`).
+fn runs(path: &Path) -> Value {
+    match crate::state::StateStore::open(path).and_then(|s| s.history()) {
         Ok(history) => serde_json::to_value(history).unwrap_or(Value::Null),
         Err(_) => json!([]),
     }

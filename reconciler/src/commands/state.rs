@@ -38,6 +38,11 @@ pub enum StateCommand {
 }
 
 pub fn run(args: StateArgs) -> Result<i32> {
+    if matches!(args.command, StateCommand::Unlock) {
+        // A lock left behind must be removable even when the repository does not validate.
+        let store = engine::open_state(&engine::state_path_of(&args.dir, None, &args.dir)?)?;
+        return unlock(&store);
+    }
     let loaded = engine::load(&args.dir)?;
     let store = engine::open_state(&loaded.state_path()?)?;
     let error = |e: crate::state::StateError| miette::miette!("{e}");
@@ -146,16 +151,21 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 "Lifted the protection of {address}; the next plan may delete or replace it.\n"
             ));
         }
-        StateCommand::Unlock => match store.force_unlock().map_err(error)? {
-            Some(lock) => print_stderr(&format!(
-                "Removed the lock held by {} (pid {} on {}, since {}).\n",
-                lock.holder,
-                lock.pid,
-                lock.host,
-                format_time(lock.since)
-            )),
-            None => print_stderr("The state was not locked.\n"),
-        },
+        StateCommand::Unlock => return unlock(&store),
+    }
+    Ok(0)
+}
+
+fn unlock(store: &crate::state::StateStore) -> Result<i32> {
+    match store.force_unlock().map_err(|e| miette::miette!("{e}"))? {
+        Some(lock) => print_stderr(&format!(
+            "Removed the lock held by {} (pid {} on {}, since {}).\n",
+            lock.holder,
+            lock.pid,
+            lock.host,
+            format_time(lock.since)
+        )),
+        None => print_stderr("The state was not locked.\n"),
     }
     Ok(0)
 }

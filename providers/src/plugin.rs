@@ -1,0 +1,424 @@
+//! A provider in another process: an executable named in the Repository
+//! (`providers: [{name, command, kinds}]`) that speaks the protocol of [`crate::protocol`] on
+//! its stdin and stdout, one JSON message per line. nimbus starts it on first use, says hello
+//! (the versions must match), configures it and asks what it serves; then observe and apply
+//! go to it one call at a time.
+//!
+//! A plugin that crashes, hangs past its timeout, writes garbage or speaks another version
+//! fails the instances it serves with a sentence saying so (with the end of what it wrote to
+//! stderr), never the run; it is started again for the next call.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nimbus_planner::plan::{Change, KindSchema, Observed, ProviderSchema};
+use nimbus_schemas::Kind;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::protocol::{
+    self, ApplyParams, Call, CancelParams, Configure, Hello, ObserveParams, Observations,
+    Outcome, PROTOCOL_VERSION, Request, Response,
+};
+use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
+
+/// The longest line a plugin may write: a larger one is garbage.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Lines of a plugin's stderr kept for error messages.
+const STDERR_LINES: usize = 10;
+
+/// How to start a plugin.
+#[derive(Clone, Debug)]
+pub struct PluginSpec {
+    pub name: String,
+    /// The program and its arguments; a relative program path (with a `/`) is relative to
+    /// `repository`.
+    pub argv: Vec<String>,
+    pub kinds: Vec<Kind>,
+    pub settings: Value,
+    pub repository: PathBuf,
+    /// How long one call may take.
+    pub timeout: Duration,
+}
+
+struct Process {
+    child: Child,
+    stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
+    stdout: BufReader<ChildStdout>,
+}
+
+pub struct PluginProvider {
+    spec: PluginSpec,
+    schema: ProviderSchema,
+    /// One call at a time: the protocol has no interleaving of replies.
+    process: tokio::sync::Mutex<Option<Process>>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for PluginProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginProvider")
+            .field("name", &self.spec.name)
+            .field("argv", &self.spec.argv)
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PluginProvider {
+    /// Starts the plugin, checks its version, configures it and reads its schema. A plugin
+    /// that cannot be started is an error with the reason, for the caller to turn into
+    /// failures of its instances.
+    pub async fn start(spec: PluginSpec) -> Result<PluginProvider, ProviderError> {
+        let mut provider = PluginProvider {
+            schema: ProviderSchema {
+                provider: spec.name.clone(),
+                kinds: spec
+                    .kinds
+                    .iter()
+                    .map(|k| KindSchema::default_for(*k))
+                    .collect(),
+            },
+            spec,
+            process: tokio::sync::Mutex::new(None),
+            stderr: Arc::new(Mutex::new(VecDeque::new())),
+            next_id: AtomicU64::new(1),
+        };
+        let described: ProviderSchema = provider.call(Call::Describe, None).await?;
+        // Only the kinds the Repository gives it; SPEC's defaults for any it does not describe.
+        let mut kinds = Vec::new();
+        for kind in &provider.spec.kinds {
+            kinds.push(
+                described
+                    .kinds
+                    .iter()
+                    .find(|k| k.kind == *kind)
+                    .cloned()
+                    .unwrap_or_else(|| KindSchema::default_for(*kind)),
+            );
+        }
+        provider.schema = ProviderSchema {
+            provider: provider.spec.name.clone(),
+            kinds,
+        };
+        Ok(provider)
+    }
+
+    fn who(&self) -> String {
+        format!("plugin `{}`", self.spec.name)
+    }
+
+    fn stderr_tail(&self) -> String {
+        let lines = lock(&self.stderr);
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its stderr ends: {}",
+                lines.iter().cloned().collect::<Vec<_>>().join(" | ")
+            )
+        }
+    }
+
+    fn program(&self) -> Result<PathBuf, ProviderError> {
+        let first = self.spec.argv.first().ok_or_else(|| {
+            ProviderError::Failed(format!(
+                "{} has an empty command; set providers[].command in the Repository",
+                self.who()
+            ))
+        })?;
+        let path = Path::new(first);
+        Ok(if path.is_relative() && first.contains('/') {
+            self.spec.repository.join(path)
+        } else {
+            path.to_owned()
+        })
+    }
+
+    /// Starts the process and says hello and configure.
+    async fn spawn(&self) -> Result<Process, ProviderError> {
+        let program = self.program()?;
+        let mut child = Command::new(&program)
+            .args(&self.spec.argv[1..])
+            .current_dir(&self.spec.repository)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                ProviderError::Failed(format!(
+                    "{} cannot be started ({}): {e}",
+                    self.who(),
+                    program.display()
+                ))
+            })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ProviderError::Bug("a plugin's pipes were not made".into()));
+        };
+        lock(&self.stderr).clear();
+        let tail = Arc::clone(&self.stderr);
+        let name = self.spec.name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::debug!(plugin = %name, "{line}");
+                let mut tail = lock(&tail);
+                if tail.len() == STDERR_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+        let mut process = Process {
+            child,
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            stdout: BufReader::new(stdout),
+        };
+        let hello: Hello = self
+            .exchange(
+                &mut process,
+                Call::Hello(Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    software: env!("CARGO_PKG_VERSION").to_owned(),
+                }),
+                None,
+            )
+            .await?;
+        protocol::check_hello(&self.who(), &hello)?;
+        let _: protocol::results::Empty = self
+            .exchange(
+                &mut process,
+                Call::Configure(Configure {
+                    name: self.spec.name.clone(),
+                    settings: self.spec.settings.clone(),
+                    repository: self.spec.repository.display().to_string(),
+                }),
+                None,
+            )
+            .await?;
+        Ok(process)
+    }
+
+    /// One request and its reply on a running process, within the timeout.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        process: &mut Process,
+        call: Call,
+        cancel: Option<&Cancel>,
+    ) -> Result<T, ProviderError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let method = method_name(&call);
+        let mut line = serde_json::to_string(&Request { id, call })
+            .map_err(|e| ProviderError::Bug(format!("cannot encode a request: {e}")))?;
+        line.push('\n');
+        let written = {
+            let stdin = Arc::clone(&process.stdin);
+            let mut stdin = stdin.lock().await;
+            match stdin.write_all(line.as_bytes()).await {
+                Ok(()) => stdin.flush().await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = written {
+            return Err(self.gone(process, &format!("cannot be written to ({e})")).await);
+        }
+        let deadline = tokio::time::Instant::now() + self.spec.timeout;
+        let mut told_to_cancel = false;
+        loop {
+            let mut text = String::new();
+            let read = async {
+                let mut limited = (&mut process.stdout).take(MAX_LINE as u64);
+                limited.read_line(&mut text).await
+            };
+            let cancelled = async {
+                match cancel {
+                    Some(cancel) if !told_to_cancel => cancel.cancelled().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = tokio::time::timeout_at(deadline, read) => {
+                    let n = match read {
+                        Err(_) => {
+                            let _ = process.child.start_kill();
+                            return Err(ProviderError::Failed(format!(
+                                "{} did not answer `{method}` within {}s and was stopped{}",
+                                self.who(),
+                                self.spec.timeout.as_secs(),
+                                self.stderr_tail()
+                            )));
+                        }
+                        Ok(Err(e)) => return Err(self.gone(process, &format!("cannot be read ({e})")).await),
+                        Ok(Ok(n)) => n,
+                    };
+                    if n == 0 {
+                        return Err(self.gone(process, &format!("exited during `{method}`")).await);
+                    }
+                    if !text.ends_with('\n') && n >= MAX_LINE {
+                        let _ = process.child.start_kill();
+                        return Err(ProviderError::Failed(format!("{} wrote a line longer than {MAX_LINE} bytes: not the protocol", self.who())));
+                    }
+                    let response: Response = match serde_json::from_str(text.trim_end()) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            let _ = process.child.start_kill();
+                            let shown: String = text.trim_end().chars().take(120).collect();
+                            return Err(ProviderError::Failed(format!(
+                                "{} does not speak the protocol: it answered `{method}` with `{shown}` ({e}){}",
+                                self.who(),
+                                self.stderr_tail()
+                            )));
+                        }
+                    };
+                    if response.id != id {
+                        // The reply to a cancel, or a stale one: not this call's.
+                        continue;
+                    }
+                    return match response.outcome {
+                        Outcome::Result(value) => serde_json::from_value(value).map_err(|e| {
+                            ProviderError::Failed(format!(
+                                "{} answered `{method}` with a result nimbus cannot read: {e}",
+                                self.who()
+                            ))
+                        }),
+                        Outcome::Error(error) => Err(error),
+                    };
+                }
+                () = cancelled => {
+                    told_to_cancel = true;
+                    let cancel_id = self.next_id.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(mut line) = serde_json::to_string(&Request { id: cancel_id, call: Call::Cancel(CancelParams { request: id }) }) {
+                        line.push('\n');
+                        let mut stdin = process.stdin.lock().await;
+                        let _ = stdin.write_all(line.as_bytes()).await;
+                        let _ = stdin.flush().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The process is gone (or going): why, with its exit status and stderr.
+    async fn gone(&self, process: &mut Process, what: &str) -> ProviderError {
+        let status = tokio::time::timeout(Duration::from_secs(2), process.child.wait()).await;
+        let status = match status {
+            Ok(Ok(status)) => format!(" ({status})"),
+            _ => {
+                let _ = process.child.start_kill();
+                String::new()
+            }
+        };
+        ProviderError::Failed(format!(
+            "{} {what}{status}{}",
+            self.who(),
+            self.stderr_tail()
+        ))
+    }
+
+    /// A call on the running process, started (again) if need be. Any failure of the process
+    /// itself drops it, so that the next call starts a fresh one.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        call: Call,
+        cancel: Option<&Cancel>,
+    ) -> Result<T, ProviderError> {
+        let mut slot = self.process.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.spawn().await?);
+        }
+        let Some(process) = slot.as_mut() else {
+            return Err(ProviderError::Bug("a plugin's process vanished".into()));
+        };
+        let result = self.exchange(process, call, cancel).await;
+        // A process that exited, hung or spoke garbage is not asked again.
+        let broken = match &result {
+            Ok(_) => false,
+            Err(ProviderError::Failed(m)) | Err(ProviderError::Bug(m)) => {
+                !matches!(process.child.try_wait(), Ok(None))
+                    || m.contains("did not answer")
+                    || m.contains("does not speak the protocol")
+                    || m.contains("not the protocol")
+            }
+            Err(ProviderError::Transient(_)) => !matches!(process.child.try_wait(), Ok(None)),
+        };
+        if broken {
+            *slot = None;
+        }
+        result
+    }
+}
+
+fn method_name(call: &Call) -> &'static str {
+    match call {
+        Call::Hello(_) => "hello",
+        Call::Configure(_) => "configure",
+        Call::Describe => "describe",
+        Call::Observe(_) => "observe",
+        Call::Apply(_) => "apply",
+        Call::Cancel(_) => "cancel",
+    }
+}
+
+impl Provider for PluginProvider {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn describe(&self) -> ProviderSchema {
+        self.schema.clone()
+    }
+
+    fn observe<'a>(
+        &'a self,
+        target: Option<&'a str>,
+        batch: &'a [ObserveRequest],
+    ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
+        Box::pin(async move {
+            let found: Observations = self
+                .call(
+                    Call::Observe(ObserveParams {
+                        target: target.map(str::to_owned),
+                        batch: batch.to_vec(),
+                    }),
+                    None,
+                )
+                .await?;
+            Ok(found
+                .observations
+                .into_iter()
+                .map(protocol::Observation::into_observed)
+                .collect())
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+        Box::pin(async move {
+            self.call(
+                Call::Apply(ApplyParams {
+                    change: change.clone(),
+                }),
+                Some(cancel),
+            )
+            .await
+        })
+    }
+}

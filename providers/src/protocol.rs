@@ -1,0 +1,269 @@
+//! The provider protocol: versioned, typed messages for hello (the version handshake),
+//! configure, describe, observe and apply. Out-of-process providers (a plugin named in the
+//! Repository, over its stdin and stdout; the agent, over a socket) speak it as JSON, one
+//! message per line; the types are the ones in-process providers use, so that one type set
+//! exists. docs/protocol.md is its reference.
+
+use nimbus_planner::plan::{Change, Observed};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Applied, ObserveRequest, ProviderError};
+
+/// The protocol's version. A peer that answers `hello` with another one is not spoken to.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request: `{"id": 1, "method": "observe", "params": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    #[serde(flatten)]
+    pub call: Call,
+}
+
+/// What nimbus asks, with its parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Call {
+    /// First, always: the versions each side speaks.
+    Hello(Hello),
+    /// The provider's settings from the Repository, and where the repository is.
+    Configure(Configure),
+    /// The kinds it serves and how they compare.
+    Describe,
+    /// One batch of instances on one target.
+    Observe(ObserveParams),
+    /// One change.
+    Apply(ApplyParams),
+    /// The change under way with this request id should stop between steps.
+    Cancel(CancelParams),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    /// The version of the program on this side (nimbus's, or the plugin's).
+    #[serde(default)]
+    pub software: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Configure {
+    /// The provider's name in the Repository.
+    pub name: String,
+    /// The `settings` the Repository gives it, as written.
+    #[serde(default)]
+    pub settings: Value,
+    /// The repository's root directory.
+    #[serde(default)]
+    pub repository: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObserveParams {
+    pub target: Option<String>,
+    pub batch: Vec<ObserveRequest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApplyParams {
+    pub change: Change,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CancelParams {
+    pub request: u64,
+}
+
+/// One instance as observed: `{"address": ..., "state": "present", "spec": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub address: String,
+    pub state: ObservedState,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub spec: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservedState {
+    Present,
+    Absent,
+    Unknown,
+}
+
+impl Observation {
+    pub fn into_observed(self) -> (String, Observed) {
+        let observed = match self.state {
+            ObservedState::Present => Observed::Present(self.spec),
+            ObservedState::Absent => Observed::Absent,
+            ObservedState::Unknown => Observed::Unknown,
+        };
+        (self.address, observed)
+    }
+
+    pub fn from_observed(address: String, observed: Observed) -> Self {
+        let (state, spec) = match observed {
+            Observed::Present(spec) => (ObservedState::Present, spec),
+            Observed::Absent => (ObservedState::Absent, Value::Null),
+            Observed::Unknown => (ObservedState::Unknown, Value::Null),
+        };
+        Observation {
+            address,
+            state,
+            spec,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observations {
+    pub observations: Vec<Observation>,
+}
+
+/// A reply: `{"id": 1, "result": ...}` or `{"id": 1, "error": {"kind": "failed", "message": ...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: u64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Result(Value),
+    Error(ProviderError),
+}
+
+/// The result types, by call: what `Outcome::Result` holds.
+pub mod results {
+    pub use super::{Hello, Observations};
+    pub use crate::Applied;
+    pub use nimbus_planner::plan::ProviderSchema as Described;
+
+    /// `configure` and `cancel` answer `{}`.
+    #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Empty {}
+}
+
+/// Checks a peer's hello: the same protocol version, or a sentence saying what differs.
+pub fn check_hello(peer: &str, hello: &Hello) -> Result<(), ProviderError> {
+    if hello.protocol_version == PROTOCOL_VERSION {
+        return Ok(());
+    }
+    Err(ProviderError::Failed(format!(
+        "{peer} speaks protocol version {} and nimbus speaks version {PROTOCOL_VERSION}; \
+         use a {peer} built for this nimbus",
+        hello.protocol_version
+    )))
+}
+
+/// Serves one request with an in-process provider: the agent and the tests answer requests
+/// with the same code that a plugin's author would write against.
+pub async fn serve(
+    provider: &dyn crate::Provider,
+    call: Call,
+    cancel: &crate::Cancel,
+) -> Outcome {
+    let to_value = |value: Result<Value, serde_json::Error>| match value {
+        Ok(value) => Outcome::Result(value),
+        Err(e) => Outcome::Error(ProviderError::Bug(format!("cannot encode a reply: {e}"))),
+    };
+    match call {
+        Call::Hello(hello) => {
+            if let Err(e) = check_hello("nimbus", &hello) {
+                return Outcome::Error(e);
+            }
+            to_value(serde_json::to_value(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                software: env!("CARGO_PKG_VERSION").to_owned(),
+            }))
+        }
+        Call::Configure(_) | Call::Cancel(_) => to_value(serde_json::to_value(results::Empty {})),
+        Call::Describe => to_value(serde_json::to_value(provider.describe())),
+        Call::Observe(params) => {
+            match provider
+                .observe(params.target.as_deref(), &params.batch)
+                .await
+            {
+                Ok(found) => to_value(serde_json::to_value(Observations {
+                    observations: found
+                        .into_iter()
+                        .map(|(a, o)| Observation::from_observed(a, o))
+                        .collect(),
+                })),
+                Err(e) => Outcome::Error(e),
+            }
+        }
+        Call::Apply(params) => match provider.apply(&params.change, cancel).await {
+            Ok(applied) => to_value(serde_json::to_value::<Applied>(applied)),
+            Err(e) => Outcome::Error(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_the_documented_shape() {
+        let request = Request {
+            id: 7,
+            call: Call::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                software: "0.1.0".into(),
+            }),
+        };
+        let text = serde_json::to_string(&request).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"id":7,"method":"hello","params":{"protocol_version":1,"software":"0.1.0"}}"#
+        );
+        let describe: Request =
+            serde_json::from_str(r#"{"id":2,"method":"describe"}"#).unwrap_or(request);
+        assert_eq!(describe.call, Call::Describe);
+        let error: Response = serde_json::from_str(
+            r#"{"id":3,"error":{"kind":"transient","message":"connection refused"}}"#,
+        )
+        .unwrap_or(Response {
+            id: 0,
+            outcome: Outcome::Result(Value::Null),
+        });
+        assert_eq!(
+            error.outcome,
+            Outcome::Error(ProviderError::Transient("connection refused".into()))
+        );
+        let observed: Observation = serde_json::from_str(
+            r#"{"address":"Volume/acme/data","state":"present","spec":{"size":"1Gi"}}"#,
+        )
+        .unwrap_or(Observation {
+            address: String::new(),
+            state: ObservedState::Unknown,
+            spec: Value::Null,
+        });
+        assert_eq!(
+            observed.into_observed(),
+            (
+                "Volume/acme/data".to_owned(),
+                Observed::Present(serde_json::json!({"size": "1Gi"}))
+            )
+        );
+    }
+
+    #[test]
+    fn another_version_is_refused_with_a_sentence() {
+        let refused = check_hello(
+            "plugin kv",
+            &Hello {
+                protocol_version: 99,
+                software: String::new(),
+            },
+        );
+        assert!(
+            matches!(&refused, Err(ProviderError::Failed(m)) if m.contains("version 99") && m.contains("version 1")),
+            "{refused:?}"
+        );
+    }
+}

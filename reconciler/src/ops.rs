@@ -1,0 +1,504 @@
+//! One operations path: a [`Session`] opens, once and in the same order for every command
+//! that plans or applies, what the command needs: the loaded repository, the state lock
+//! (for writes), recovery of changes an interrupted run left behind, the providers the
+//! manifests choose (SPEC §11), state, and the run's secrets. `plan`, `apply`, `apply
+//! PLANFILE`, `destroy`, `preview --refresh` and the reconcile daemon all go through it, so
+//! that no path can skip a step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::plan::{self, Action, Observed, Plan, PlanInput, Record};
+use nimbus_planner::rules::MEMORY;
+use nimbus_providers::memory::MemoryProvider;
+use nimbus_providers::{ObserveRequest, Provider, Registry};
+use nimbus_schemas::Kind;
+
+use crate::engine::{self, Loaded, LockGuard, PlanOptions, RunSecrets};
+use crate::executor::{self, Report, lock_state};
+use crate::render::print_stderr;
+use crate::state::StateStore;
+
+/// The environment variable that asks for the in-memory provider, kept in a directory: the
+/// only way it is ever used (docs/cli.md).
+pub const MEMORY_PROVIDER_ENV: &str = "NIMBUS_MEMORY_PROVIDER";
+
+/// How a session is opened.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Take the state lock as this holder (`nimbus apply`), and recover interrupted changes;
+    /// `None` for a read-only session (`nimbus plan`, a preview).
+    pub lock_as: Option<String>,
+    /// `--identity`: decrypts secrets; when an SSH key, also logs in to hosts.
+    pub identity: Option<PathBuf>,
+    /// The in-memory provider's directory, when asked for (`NIMBUS_MEMORY_PROVIDER`).
+    pub memory: Option<PathBuf>,
+    /// Decrypt the repository's secrets (a preview without state makes its own key).
+    pub secret_key: Option<Vec<u8>>,
+}
+
+impl SessionOptions {
+    /// Options for a command: the in-memory provider only when the environment asks for it.
+    pub fn for_command(lock_as: Option<&str>, identity: Option<&Path>) -> Self {
+        SessionOptions {
+            lock_as: lock_as.map(str::to_owned),
+            identity: identity.map(Path::to_owned),
+            memory: std::env::var_os(MEMORY_PROVIDER_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            secret_key: None,
+        }
+    }
+}
+
+/// What a command works with.
+pub struct Session {
+    pub loaded: Loaded,
+    pub state_path: PathBuf,
+    pub state: Arc<Mutex<StateStore>>,
+    pub registry: Registry,
+    pub secrets: RunSecrets,
+    /// What every plan of this session says first (the in-memory provider is in use).
+    pub notes: Vec<String>,
+    /// The state's serial before recovery: what a saved plan made before it is checked
+    /// against.
+    pub serial_before_recovery: u64,
+    /// Records of changes an interrupted run made that a read-only session found done (not
+    /// written: the next apply records them).
+    recovered_records: Vec<Found>,
+    _lock: Option<LockGuard>,
+}
+
+impl Session {
+    /// Opens a session on a loaded repository: lock, providers, state, recovery, secrets.
+    pub async fn open(mut loaded: Loaded, options: SessionOptions) -> Result<Session> {
+        let state_path = loaded.state_path()?;
+        let lock = match &options.lock_as {
+            Some(holder) => Some(LockGuard::acquire(&state_path, holder)?),
+            None => None,
+        };
+        let mut notes = Vec::new();
+        if let Some(directory) = &options.memory {
+            // Asked for explicitly: every instance goes to the in-memory provider.
+            for instance in &mut loaded.graph.instances {
+                instance.provider = MEMORY.to_owned();
+            }
+            notes.push(format!(
+                "the in-memory provider is in use ({MEMORY_PROVIDER_ENV}={}): nothing here reaches a real machine",
+                directory.display()
+            ));
+        }
+        let store = engine::open_state(&state_path)?;
+        let registry = providers(&loaded, &store, &options).await?;
+        check_served(&loaded, &registry)?;
+        let (_, serial_before_recovery) = store.snapshot().map_err(|e| miette::miette!("{e}"))?;
+        let state = Arc::new(Mutex::new(store));
+        let (recovered_records, recovery_notes) =
+            recover(&state, &registry, options.lock_as.is_some()).await?;
+        for note in recovery_notes {
+            print_stderr(&format!("note: {note}\n"));
+        }
+        let secrets = match &options.secret_key {
+            Some(key) => engine::resolve_secrets_with_key(&loaded, options.identity.as_deref(), key)?,
+            None => engine::resolve_secrets(&loaded, options.identity.as_deref())?,
+        };
+        Ok(Session {
+            loaded,
+            state_path,
+            state,
+            registry,
+            secrets,
+            notes,
+            serial_before_recovery,
+            recovered_records,
+            _lock: lock,
+        })
+    }
+
+    /// State's records (with what a read-only session found an interrupted run did) and
+    /// serial.
+    pub fn records(&self) -> Result<(Vec<Record>, u64)> {
+        let (mut records, serial) = lock_state(&self.state)
+            .snapshot()
+            .map_err(|e| miette::miette!("{e}"))?;
+        for found in &self.recovered_records {
+            records.retain(|r| r.address != found.record.address);
+            if found.action_keeps() {
+                records.push(found.record.clone());
+            }
+        }
+        Ok((records, serial))
+    }
+
+    /// Observes (unless told not to) and plans.
+    pub async fn plan(&self, options: &PlanOptions) -> Result<Plan> {
+        let (records, serial) = self.records()?;
+        let mut plan = make_plan(
+            &self.loaded,
+            &records,
+            serial,
+            &self.registry,
+            options,
+            &self.secrets,
+        )
+        .await?;
+        plan.notes = self.notes.clone();
+        Ok(plan)
+    }
+
+    /// Applies a plan's changes under this session's lock; Ctrl-C and SIGTERM stop it
+    /// cleanly, and so does `superseded` completing (the daemon's newer commit).
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        command: &str,
+        parallelism: usize,
+        superseded: impl std::future::Future<Output = ()>,
+    ) -> Result<Report> {
+        engine::run_plan_until(
+            plan,
+            &self.registry,
+            Arc::clone(&self.state),
+            command,
+            parallelism,
+            &self.secrets,
+            superseded,
+        )
+        .await
+    }
+}
+
+/// A change an interrupted run made that a read-only session found done.
+struct Found {
+    record: Record,
+    delete: bool,
+}
+
+impl Found {
+    fn action_keeps(&self) -> bool {
+        !self.delete
+    }
+}
+
+/// The run's providers: the in-memory one when asked for, else those the manifests choose
+/// (SSH for hosts by default, the Repository's plugins).
+async fn providers(loaded: &Loaded, store: &StateStore, options: &SessionOptions) -> Result<Registry> {
+    let mut registry = Registry::new();
+    let wanted = |id: &str| loaded.graph.instances.iter().any(|i| i.provider == id);
+    if let Some(directory) = &options.memory {
+        registry.add(Arc::new(memory_provider(directory)?));
+    }
+    // State's records may name a provider too: their deletes go there.
+    let recorded: Vec<Record> = store.records().unwrap_or_default();
+    let wanted_by_state = |id: &str| recorded.iter().any(|r| r.provider == id);
+    let context_files = |path: &str| loaded.read_file(path);
+    let context = nimbus_providers::configure::Context {
+        model: &loaded.checked.model,
+        root: &loaded.root,
+        read_file: &context_files,
+        identity: options
+            .identity
+            .clone()
+            .filter(|path| is_ssh_private_key(path)),
+        recorded_host_keys: recorded_host_keys(store),
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+    };
+    let ssh = nimbus_planner::rules::SSH;
+    if wanted(ssh) || wanted_by_state(ssh) {
+        registry.add(nimbus_providers::configure::ssh(&context));
+    }
+    let plugin_names: Vec<String> = loaded
+        .repository()
+        .map(|r| r.providers.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default();
+    if plugin_names
+        .iter()
+        .any(|name| wanted(name) || wanted_by_state(name))
+    {
+        for plugin in nimbus_providers::configure::plugins(&context).await {
+            registry.add(plugin);
+        }
+    }
+    Ok(registry)
+}
+
+/// The in-memory provider kept in `directory`, with the faults the environment injects (for
+/// tests and demos).
+fn memory_provider(directory: &Path) -> Result<MemoryProvider> {
+    let mut provider = MemoryProvider::persistent(directory)
+        .into_diagnostic()
+        .wrap_err_with(|| {
+            format!(
+                "cannot open the in-memory provider at {}",
+                directory.display()
+            )
+        })?;
+    if let Some(ms) = std::env::var("NIMBUS_MEMORY_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        provider = provider.with_delay(Duration::from_millis(ms));
+    }
+    if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL_TRANSIENT") {
+        for item in list.split(',').filter(|a| !a.is_empty()) {
+            let (address, times) = item.rsplit_once(':').unwrap_or((item, "1"));
+            provider.fail_transiently(address, times.parse().unwrap_or(1));
+        }
+    }
+    if let Ok(list) = std::env::var("NIMBUS_MEMORY_FAIL") {
+        for address in list.split(',').filter(|a| !a.is_empty()) {
+            provider.fail(address);
+        }
+    }
+    Ok(provider)
+}
+
+/// Keys pinned on first contact (trust on first use), from state's Host outputs.
+fn recorded_host_keys(store: &StateStore) -> HashMap<String, String> {
+    store
+        .resources()
+        .map(|resources| {
+            resources
+                .into_iter()
+                .filter(|r| r.record.kind == Kind::Host)
+                .filter_map(|r| {
+                    let key = r.outputs["hostKey"]
+                        .as_str()
+                        .filter(|k| !k.is_empty())?
+                        .to_owned();
+                    Some((r.record.address.trim_start_matches("Host/").to_owned(), key))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a file is an SSH private key (OpenSSH or PEM), rather than an age identity.
+fn is_ssh_private_key(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.contains("-----BEGIN OPENSSH PRIVATE KEY-----")
+            || (text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----"))
+    })
+}
+
+/// Every instance must have a provider that serves its kind: otherwise the plan is refused
+/// with what to do, never applied somewhere else.
+fn check_served(loaded: &Loaded, registry: &Registry) -> Result<()> {
+    let mut unserved: BTreeMap<(String, Kind), Vec<&str>> = BTreeMap::new();
+    for instance in &loaded.graph.instances {
+        let served = registry.get(&instance.provider).is_some_and(|p| {
+            p.describe()
+                .kinds
+                .iter()
+                .any(|k| k.kind == instance.kind)
+        });
+        if !served {
+            unserved
+                .entry((instance.provider.clone(), instance.kind))
+                .or_default()
+                .push(&instance.address);
+        }
+    }
+    if unserved.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for ((provider, kind), addresses) in &unserved {
+        let shown: Vec<&str> = addresses.iter().take(3).copied().collect();
+        let more = addresses.len().saturating_sub(shown.len());
+        lines.push(format!(
+            "  {kind} goes to provider `{provider}`, which this release does not have yet: {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Err(miette::miette!(
+        code = "nimbus::provider::missing",
+        help = "serve the kind with a provider plugin (the Repository's `providers: [{name, command, kinds}]`, see docs/protocol.md), \
+                remove those resources, or try the repository on the in-memory provider with {MEMORY_PROVIDER_ENV}=DIR (nothing then reaches a machine)",
+        "no provider serves some of the repository's instances; nothing was planned\n{}",
+        lines.join("\n")
+    ))
+}
+
+/// Finishes the changes an interrupted run started. With the lock (`write`): if the target
+/// shows a change was made, it is recorded now; otherwise its intent is dropped and the plan
+/// makes it again. Without the lock: what was found is returned, for a read-only plan to
+/// count, and nothing is written.
+async fn recover(
+    state: &Mutex<StateStore>,
+    registry: &Registry,
+    write: bool,
+) -> Result<(Vec<Found>, Vec<String>)> {
+    let intents = lock_state(state)
+        .intents()
+        .map_err(|e| miette::miette!("{e}"))?;
+    let mut found = Vec::new();
+    let mut notes = Vec::new();
+    for intent in intents {
+        let change = intent.change;
+        let Some(provider) = registry.get(&change.provider) else {
+            if write {
+                notes.push(format!(
+                    "{} was interrupted under provider `{}`, which this run does not have; it stays pending",
+                    change.address, change.provider
+                ));
+            }
+            continue;
+        };
+        let done = change_took_effect(provider.as_ref(), &change).await;
+        if !write {
+            if done && let Some(record) = change.record() {
+                found.push(Found {
+                    record,
+                    delete: false,
+                });
+            } else if done && change.action == Action::Delete {
+                found.push(Found {
+                    record: Record {
+                        address: change.address.clone(),
+                        kind: change.kind,
+                        applied: serde_json::Value::Null,
+                        owned: false,
+                        protected: false,
+                        keep_on_removal: false,
+                        depends_on: Vec::new(),
+                        provider: change.provider.clone(),
+                    },
+                    delete: true,
+                });
+            }
+            continue;
+        }
+        if done {
+            let run = lock_state(state)
+                .begin_run("recover", None)
+                .map_err(|e| miette::miette!("{e}"))?;
+            let mut store = lock_state(state);
+            store
+                .complete(run, &change, provider.name(), &serde_json::Value::Null)
+                .map_err(|e| miette::miette!("{e}"))?;
+            store
+                .end_run(run, "recovered")
+                .map_err(|e| miette::miette!("{e}"))?;
+            notes.push(format!(
+                "recovered {}: it was applied before an interruption; now recorded",
+                change.address
+            ));
+        } else {
+            lock_state(state)
+                .forget_intent(&change.address)
+                .map_err(|e| miette::miette!("{e}"))?;
+            notes.push(format!(
+                "{} was interrupted before it took effect; it is planned again",
+                change.address
+            ));
+        }
+    }
+    Ok((found, notes))
+}
+
+/// Whether the target shows a change made: present as planned, or gone for a delete.
+async fn change_took_effect(provider: &dyn Provider, change: &plan::Change) -> bool {
+    let host = executor::target_of(&change.address, change.kind);
+    let request = ObserveRequest {
+        address: change.address.clone(),
+        kind: change.kind,
+        desired: change.after.clone(),
+    };
+    let observed = provider
+        .observe(host.as_deref(), std::slice::from_ref(&request))
+        .await
+        .ok()
+        .and_then(|o| o.into_iter().next())
+        .map(|(_, o)| o);
+    let schema = provider
+        .describe()
+        .kinds
+        .into_iter()
+        .find(|k| k.kind == change.kind)
+        .unwrap_or_else(|| plan::KindSchema::default_for(change.kind));
+    match (observed, change.action) {
+        (Some(Observed::Absent), Action::Delete) => true,
+        (Some(Observed::Present(mut value)), action) if action != Action::Delete => {
+            let Some(mut after) = change.after.clone() else {
+                return false;
+            };
+            schema.normalize(&mut value);
+            schema.normalize(&mut after);
+            value == after
+                || plan::field_changes(&value, &after, &schema)
+                    .iter()
+                    .all(|f| f.sensitive)
+        }
+        _ => false,
+    }
+}
+
+/// Observes (unless told not to) and plans.
+pub async fn make_plan(
+    loaded: &Loaded,
+    records: &[Record],
+    serial: u64,
+    registry: &Registry,
+    options: &PlanOptions,
+    secrets: &RunSecrets,
+) -> Result<Plan> {
+    let mut observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
+        // Recorded instances no longer in git are observed as they were applied.
+        let extra: Vec<(String, Kind, serde_json::Value, String)> = records
+            .iter()
+            .filter(|r| loaded.graph.get(&r.address).is_none())
+            .map(|r| {
+                (
+                    r.address.clone(),
+                    r.kind,
+                    r.applied.clone(),
+                    r.provider.clone(),
+                )
+            })
+            .collect();
+        let (observed, problems) =
+            executor::observe(&loaded.checked.model, &loaded.graph, &extra, registry).await;
+        for problem in problems {
+            print_stderr(&format!("warning: {problem}\n"));
+        }
+        observed
+    } else {
+        HashMap::new()
+    };
+    engine::observed_secret_files(loaded, secrets, &mut observed);
+    let input = PlanInput {
+        records,
+        observed: &observed,
+        rules: registry.rules(),
+        state_serial: serial,
+        source_revision: loaded.revision.clone(),
+        source_fingerprint: loaded.fingerprint.clone(),
+        targets: &options.targets,
+        allow_deletes: options.allow_deletes,
+        destroy: options.destroy,
+        sources: &loaded.sources,
+        secrets: &secrets.fingerprints,
+    };
+    let plan = plan::plan(&loaded.checked.model, &loaded.graph, &input)
+        .map_err(|e| miette::miette!("{e}"))?;
+    tracing::info!(
+        create = plan.count(Action::Create),
+        update = plan.count(Action::Update),
+        replace = plan.count(Action::Replace),
+        delete = plan.count(Action::Delete),
+        errors = plan.errors().count(),
+        observed = input.observed.len(),
+        "planned"
+    );
+    Ok(plan)
+}
