@@ -645,7 +645,10 @@ pub fn plan(
             {
                 Change {
                     action: Action::Replace,
-                    before: change.before.clone().or_else(|| Some(record.applied.clone())),
+                    before: change
+                        .before
+                        .clone()
+                        .or_else(|| Some(record.applied.clone())),
                     previous_provider: Some(record.provider.clone()),
                     reason: Some(format!(
                         "provider changed: recorded under `{}`, now served by `{}`",

@@ -153,12 +153,12 @@ pub fn line_diff(before: &str, after: &str) -> Vec<String> {
             out.push(format!("  {}", a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || common[i][j + 1] >= common[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || common[i + 1][j] >= common[i][j + 1]) {
             out.push(format!("- {}", a[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
         }
     }
     out
@@ -270,7 +270,11 @@ pub fn text(plan: &Plan) -> String {
 
 /// A pull-request comment: a summary table, then one collapsible section per change.
 pub fn markdown(plan: &Plan) -> String {
-    let mut out: String = plan.notes.iter().map(|n| format!("> **note:** {n}\n")).collect();
+    let mut out: String = plan
+        .notes
+        .iter()
+        .map(|n| format!("> **note:** {n}\n"))
+        .collect();
     if !out.is_empty() {
         out.push('\n');
     }

@@ -203,11 +203,18 @@ pub fn providers_of(model: &Model) -> Vec<String> {
         .iter()
         .map(|document| {
             let resource = &document.resource;
-            if let Some((name, _)) = plugins.iter().find(|(_, kinds)| kinds.contains(&resource.kind)) {
+            if let Some((name, _)) = plugins
+                .iter()
+                .find(|(_, kinds)| kinds.contains(&resource.kind))
+            {
                 return name.clone();
             }
             let id = match &resource.spec {
-                Spec::Repository(_) | Spec::Host(_) | Spec::File(_) | Spec::Service(_) | Spec::Vm(_) => SSH,
+                Spec::Repository(_)
+                | Spec::Host(_)
+                | Spec::File(_)
+                | Spec::Service(_)
+                | Spec::Vm(_) => SSH,
                 Spec::Network(_) => AGENT,
                 Spec::Cluster(c) => match c.cluster_type {
                     ClusterType::K3s => KUBERNETES,

@@ -20,7 +20,6 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-
 /// How this provider compares its kinds, as data. A File compares as what can be seen on
 /// the host: path, content digest, and the mode, owner and group it sets. A Service compares
 /// as its unit file's digest, whether it is enabled, and whether it runs. A Host compares as

@@ -24,8 +24,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use nimbus_planner::plan::{KindSchema, ProviderSchema, Rules};
 use nimbus_planner::plan::{Change, Observed};
+pub use nimbus_planner::plan::{KindSchema, ProviderSchema, Rules};
 use nimbus_schemas::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -131,6 +131,11 @@ pub trait Provider: Send + Sync {
         change: &'a Change,
         cancel: &'a Cancel,
     ) -> BoxFuture<'a, Result<Applied, ProviderError>>;
+
+    /// Why this provider could not be configured, when it could not: its instances fail.
+    fn unavailable(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The providers of a run, by id, and the rules their schemas make.
@@ -225,5 +230,9 @@ impl Provider for Unavailable {
         _cancel: &'a Cancel,
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move { Err(ProviderError::Failed(self.reason.clone())) })
+    }
+
+    fn unavailable(&self) -> Option<&str> {
+        Some(&self.reason)
     }
 }

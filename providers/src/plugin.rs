@@ -23,8 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::protocol::{
-    self, ApplyParams, Call, CancelParams, Configure, Hello, ObserveParams, Observations,
-    Outcome, PROTOCOL_VERSION, Request, Response,
+    self, ApplyParams, Call, CancelParams, Configure, Hello, Observations, ObserveParams, Outcome,
+    PROTOCOL_VERSION, Request, Response,
 };
 use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
 
@@ -235,7 +235,9 @@ impl PluginProvider {
             }
         };
         if let Err(e) = written {
-            return Err(self.gone(process, &format!("cannot be written to ({e})")).await);
+            return Err(self
+                .gone(process, &format!("cannot be written to ({e})"))
+                .await);
         }
         let deadline = tokio::time::Instant::now() + self.spec.timeout;
         let mut told_to_cancel = false;

@@ -161,11 +161,7 @@ pub fn check_hello(peer: &str, hello: &Hello) -> Result<(), ProviderError> {
 
 /// Serves one request with an in-process provider: the agent and the tests answer requests
 /// with the same code that a plugin's author would write against.
-pub async fn serve(
-    provider: &dyn crate::Provider,
-    call: Call,
-    cancel: &crate::Cancel,
-) -> Outcome {
+pub async fn serve(provider: &dyn crate::Provider, call: Call, cancel: &crate::Cancel) -> Outcome {
     let to_value = |value: Result<Value, serde_json::Error>| match value {
         Ok(value) => Outcome::Result(value),
         Err(e) => Outcome::Error(ProviderError::Bug(format!("cannot encode a reply: {e}"))),

@@ -6,8 +6,8 @@
 mod common;
 use common::bed::Bed;
 
-use nimbus_planner::plan::{Action, Change, KindRules, Observed, field_changes};
-use nimbus_providers::hosts::{HostRules, HostsProvider};
+use nimbus_planner::plan::{Action, Change, Observed, field_changes};
+use nimbus_providers::hosts::{HostsProvider, kind_schema};
 use nimbus_providers::ssh::SshTarget;
 use nimbus_providers::{ObserveRequest, Provider};
 use nimbus_schemas::Kind;
@@ -40,6 +40,9 @@ fn change(kind: Kind, resource: &str, host: &str, action: Action, after: Option<
         resource: resource.into(),
         kind,
         host: (kind != Kind::Host).then(|| host.into()),
+        provider: "ssh".into(),
+        previous_provider: None,
+        error: None,
         action,
         before: None,
         after,
@@ -54,7 +57,7 @@ fn change(kind: Kind, resource: &str, host: &str, action: Action, after: Option<
 
 async fn apply(provider: &HostsProvider, change: &Change) {
     provider
-        .apply(change)
+        .apply(change, &nimbus_providers::Cancel::new())
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", change.address));
 }
@@ -79,9 +82,9 @@ fn diff(kind: Kind, desired: &Value, observed: &Observed) -> Vec<String> {
         return vec!["absent".into()];
     };
     let (mut d, mut c) = (desired.clone(), current.clone());
-    HostRules.normalize(kind, &mut d);
-    HostRules.normalize(kind, &mut c);
-    field_changes(&c, &d, kind, &HostRules)
+    kind_schema(kind).normalize(&mut d);
+    kind_schema(kind).normalize(&mut c);
+    field_changes(&c, &d, &kind_schema(kind))
         .into_iter()
         .map(|f| f.path)
         .collect()
@@ -108,7 +111,7 @@ async fn the_hosts_provider_contract_on_systemd_hosts() {
             Some(json!({"address": "x"})),
         );
         let applied = provider
-            .apply(&read)
+            .apply(&read, &nimbus_providers::Cancel::new())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let facts = &applied.outputs["facts"];
@@ -183,10 +186,11 @@ async fn the_hosts_provider_contract_on_systemd_hosts() {
         })
         .collect();
     let commands = provider.commands_run();
+    let cancel = nimbus_providers::Cancel::new();
     let (a, b, c) = tokio::join!(
-        provider.apply(&batch[0]),
-        provider.apply(&batch[1]),
-        provider.apply(&batch[2])
+        provider.apply(&batch[0], &cancel),
+        provider.apply(&batch[1], &cancel),
+        provider.apply(&batch[2], &cancel)
     );
     assert_eq!(
         provider.commands_run(),
@@ -332,7 +336,7 @@ async fn the_hosts_provider_contract_on_systemd_hosts() {
         Some(broken),
     );
     let error = provider
-        .apply(&failing)
+        .apply(&failing, &nimbus_providers::Cancel::new())
         .await
         .err()
         .map(|e| e.to_string())

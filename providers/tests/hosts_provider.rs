@@ -5,8 +5,8 @@
 mod common;
 use common::start_sshd;
 
-use nimbus_planner::plan::{Action, Change, KindRules, Observed, field_changes};
-use nimbus_providers::hosts::{HostRules, HostsProvider};
+use nimbus_planner::plan::{Action, Change, Observed, field_changes};
+use nimbus_providers::hosts::{HostsProvider, kind_schema};
 use nimbus_providers::{ObserveRequest, Provider};
 use nimbus_schemas::Kind;
 use serde_json::{Value, json};
@@ -17,6 +17,9 @@ fn file_change(action: Action, path: &str, content: &str, before: Option<Value>)
         resource: "File/motd".into(),
         kind: Kind::File,
         host: Some("local".into()),
+        provider: "ssh".into(),
+        previous_provider: None,
+        error: None,
         action,
         before,
         after: (action != Action::Delete).then(
@@ -50,9 +53,9 @@ fn diff(desired: &Value, observed: &Observed) -> Vec<String> {
         return vec!["absent".into()];
     };
     let (mut d, mut c) = (desired.clone(), current.clone());
-    HostRules.normalize(Kind::File, &mut d);
-    HostRules.normalize(Kind::File, &mut c);
-    field_changes(&c, &d, Kind::File, &HostRules)
+    kind_schema(Kind::File).normalize(&mut d);
+    kind_schema(Kind::File).normalize(&mut c);
+    field_changes(&c, &d, &kind_schema(Kind::File))
         .into_iter()
         .map(|f| f.path)
         .collect()
@@ -73,7 +76,7 @@ async fn files_follow_the_provider_contract() {
     let desired = create.after.clone().unwrap_or(Value::Null);
     assert_eq!(observe(&provider, &desired).await, Observed::Absent);
     provider
-        .apply(&create)
+        .apply(&create, &nimbus_providers::Cancel::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -103,7 +106,7 @@ async fn files_follow_the_provider_contract() {
         ["content.sha256"]
     );
     provider
-        .apply(&update)
+        .apply(&update, &nimbus_providers::Cancel::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -121,7 +124,7 @@ async fn files_follow_the_provider_contract() {
         ["content.sha256", "mode"]
     );
     provider
-        .apply(&update)
+        .apply(&update, &nimbus_providers::Cancel::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(diff(&desired, &observe(&provider, &desired).await).is_empty());
@@ -134,7 +137,7 @@ async fn files_follow_the_provider_contract() {
         Some(json!({"path": path_text})),
     );
     provider
-        .apply(&delete)
+        .apply(&delete, &nimbus_providers::Cancel::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!path.exists());
@@ -158,6 +161,9 @@ async fn a_host_reports_its_facts() {
         resource: "Host/local".into(),
         kind: Kind::Host,
         host: None,
+        provider: "ssh".into(),
+        previous_provider: None,
+        error: None,
         action: Action::Create,
         before: None,
         after: Some(json!({"address": "127.0.0.1", "port": 22, "user": "root"})),
@@ -169,7 +175,7 @@ async fn a_host_reports_its_facts() {
         restart_for: Vec::new(),
     };
     let applied = provider
-        .apply(&change)
+        .apply(&change, &nimbus_providers::Cancel::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let facts = &applied.outputs["facts"];

@@ -19,7 +19,7 @@ use nimbus::state::StateStore;
 use nimbus::workdir::read_working_tree;
 use nimbus_planner::graph::ResourceGraph;
 use nimbus_planner::instances::InstanceGraph;
-use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
+use nimbus_planner::plan::{self, Observed, PlanInput, Record, Rules};
 use nimbus_providers::Registry;
 use nimbus_providers::memory::MemoryProvider;
 
@@ -53,10 +53,11 @@ fn plan_once(
     let resources = ResourceGraph::build(&checked.model);
     let graph = InstanceGraph::build(&checked.model, &resources);
     let none: Vec<String> = Vec::new();
+    let rules = Rules::new();
     let input = PlanInput {
         records,
         observed,
-        rules: &DefaultRules,
+        rules: &rules,
         state_serial: 1,
         source_revision: None,
         source_fingerprint: String::new(),

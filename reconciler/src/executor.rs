@@ -203,9 +203,9 @@ fn with_secret_values(
         let Some(after) = resolved.as_mut().and_then(|c| c.after.as_mut()) else {
             continue;
         };
-        let text = value
-            .text()
-            .map_err(|e| format!("secret `{reference}` {e}; a secret delivered in a spec must be text"))?;
+        let text = value.text().map_err(|e| {
+            format!("secret `{reference}` {e}; a secret delivered in a spec must be text")
+        })?;
         if change.kind == nimbus_schemas::Kind::File && location == "content" {
             after["content"] = serde_json::Value::String(text.to_owned());
         } else if let Some(serde_json::Value::Object(map)) =

@@ -94,15 +94,31 @@ impl Session {
         let store = engine::open_state(&state_path)?;
         let registry = providers(&loaded, &store, &options).await?;
         check_served(&loaded, &registry)?;
+        if let Some(ssh) = registry.get(nimbus_planner::rules::SSH)
+            && loaded
+                .graph
+                .instances
+                .iter()
+                .any(|i| i.provider == nimbus_planner::rules::SSH)
+            && let Some(reason) = ssh.unavailable()
+        {
+            // No key to log in with is the user's to fix before anything is planned.
+            miette::bail!(
+                help = "hosts are reached over SSH by default (SPEC §11)",
+                "{reason}"
+            );
+        }
         let (_, serial_before_recovery) = store.snapshot().map_err(|e| miette::miette!("{e}"))?;
         let state = Arc::new(Mutex::new(store));
         let (recovered_records, recovery_notes) =
-            recover(&state, &registry, options.lock_as.is_some()).await?;
+            recover_intents(&state, &registry, options.lock_as.is_some()).await?;
         for note in recovery_notes {
             print_stderr(&format!("note: {note}\n"));
         }
         let secrets = match &options.secret_key {
-            Some(key) => engine::resolve_secrets_with_key(&loaded, options.identity.as_deref(), key)?,
+            Some(key) => {
+                engine::resolve_secrets_with_key(&loaded, options.identity.as_deref(), key)?
+            }
             None => engine::resolve_secrets(&loaded, options.identity.as_deref())?,
         };
         Ok(Session {
@@ -185,7 +201,11 @@ impl Found {
 
 /// The run's providers: the in-memory one when asked for, else those the manifests choose
 /// (SSH for hosts by default, the Repository's plugins).
-async fn providers(loaded: &Loaded, store: &StateStore, options: &SessionOptions) -> Result<Registry> {
+async fn providers(
+    loaded: &Loaded,
+    store: &StateStore,
+    options: &SessionOptions,
+) -> Result<Registry> {
     let mut registry = Registry::new();
     let wanted = |id: &str| loaded.graph.instances.iter().any(|i| i.provider == id);
     if let Some(directory) = &options.memory {
@@ -290,12 +310,9 @@ fn is_ssh_private_key(path: &Path) -> bool {
 fn check_served(loaded: &Loaded, registry: &Registry) -> Result<()> {
     let mut unserved: BTreeMap<(String, Kind), Vec<&str>> = BTreeMap::new();
     for instance in &loaded.graph.instances {
-        let served = registry.get(&instance.provider).is_some_and(|p| {
-            p.describe()
-                .kinds
-                .iter()
-                .any(|k| k.kind == instance.kind)
-        });
+        let served = registry
+            .get(&instance.provider)
+            .is_some_and(|p| p.describe().kinds.iter().any(|k| k.kind == instance.kind));
         if !served {
             unserved
                 .entry((instance.provider.clone(), instance.kind))
@@ -310,8 +327,13 @@ fn check_served(loaded: &Loaded, registry: &Registry) -> Result<()> {
     for ((provider, kind), addresses) in &unserved {
         let shown: Vec<&str> = addresses.iter().take(3).copied().collect();
         let more = addresses.len().saturating_sub(shown.len());
+        let why = if registry.get(provider).is_some() {
+            format!("provider `{provider}` does not serve {kind} in this release")
+        } else {
+            format!("it goes to provider `{provider}`, which this release does not have yet")
+        };
         lines.push(format!(
-            "  {kind} goes to provider `{provider}`, which this release does not have yet: {}{}",
+            "  {kind}: {why}: {}{}",
             shown.join(", "),
             if more > 0 {
                 format!(" and {more} more")
@@ -322,8 +344,10 @@ fn check_served(loaded: &Loaded, registry: &Registry) -> Result<()> {
     }
     Err(miette::miette!(
         code = "nimbus::provider::missing",
-        help = "serve the kind with a provider plugin (the Repository's `providers: [{name, command, kinds}]`, see docs/protocol.md), \
-                remove those resources, or try the repository on the in-memory provider with {MEMORY_PROVIDER_ENV}=DIR (nothing then reaches a machine)",
+        help = format!(
+            "serve the kind with a provider plugin (the Repository's `providers: [{{name, command, kinds}}]`, see docs/protocol.md), \
+                remove those resources, or try the repository on the in-memory provider with {MEMORY_PROVIDER_ENV}=DIR (nothing then reaches a machine)"
+        ),
         "no provider serves some of the repository's instances; nothing was planned\n{}",
         lines.join("\n")
     ))
@@ -333,7 +357,12 @@ fn check_served(loaded: &Loaded, registry: &Registry) -> Result<()> {
 /// shows a change was made, it is recorded now; otherwise its intent is dropped and the plan
 /// makes it again. Without the lock: what was found is returned, for a read-only plan to
 /// count, and nothing is written.
-async fn recover(
+/// Recovers (and records) what an interrupted run left: the notes say what was found.
+pub async fn recover(state: &Mutex<StateStore>, registry: &Registry) -> Result<Vec<String>> {
+    Ok(recover_intents(state, registry, true).await?.1)
+}
+
+async fn recover_intents(
     state: &Mutex<StateStore>,
     registry: &Registry,
     write: bool,

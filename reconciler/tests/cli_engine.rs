@@ -64,19 +64,27 @@ fn apply_then_nothing_to_do_then_drift_is_corrected() {
     assert_eq!(bed.objects().len(), 7);
     let output = bed.run(&["plan", "--detailed-exitcode", "."]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
-    assert!(text(&output.stdout).starts_with("No changes."));
+    assert!(
+        text(&output.stdout)
+            .lines()
+            .find(|l| !l.starts_with("note:"))
+            .is_some_and(|l| l.starts_with("No changes.")),
+        "{}",
+        text(&output.stdout)
+    );
     // A hand edit on a target is drift, and apply puts it back.
     let mut motd = bed.objects()["File/motd@web-2"].clone();
     motd["content"] = "edited by hand\n".into();
     bed.set_object("File/motd@web-2", Some(motd));
     let output = bed.run(&["plan", "."]);
     assert!(
-        text(&output.stdout).contains("will be updated in place (drift: changed outside nimbus)"),
+        text(&output.stdout)
+            .contains("will be updated in place by memory (drift: changed outside nimbus)"),
         "{}",
         text(&output.stdout)
     );
     assert!(
-        text(&output.stdout).contains("~ content: \"edited by hand\\n\" -> \"hello\\n\""),
+        text(&output.stdout).contains("~ content: <<-EOT\n      - edited by hand\n      + hello\n"),
         "{}",
         text(&output.stdout)
     );
@@ -251,23 +259,52 @@ fn destroy_removes_everything_nimbus_created() {
     assert_eq!(text(&bed.run(&["state", "list"]).stdout), "");
 }
 
-/// Without any setting, plan and apply work from the first run: the in-memory provider lives
-/// in `.nimbus/memory/` beside the state, and apply says so.
+/// Regression: the in-memory provider was used without being asked for, and apply reported
+/// success while nothing reached a machine. Now a repository whose kinds no provider serves
+/// is refused at plan time with what to do, nothing is written anywhere, and the in-memory
+/// provider, when asked for, is named in the first line of every plan and apply.
 #[test]
-fn the_default_backend_needs_no_setting() {
+fn the_in_memory_provider_is_used_only_when_asked_for() {
     let bed = Bed::new();
     let run = |args: &[&str]| common::nimbus_with(args, &bed.repo(), &[]);
-    let output = run(&["apply", "--auto-approve", "."]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    for args in [&["plan", "."][..], &["apply", "--auto-approve", "."][..]] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("nimbus::provider::missing"), "{stderr}");
+        assert!(stderr.contains("Workload"), "{stderr}");
+        assert!(stderr.contains("NIMBUS_MEMORY_PROVIDER"), "{stderr}");
+        assert!(!text(&output.stdout).contains("Apply complete"));
+    }
+    assert!(!bed.repo().join(".nimbus/memory").exists());
+    assert!(!bed.memory().exists());
+    let plan = bed.run(&["plan", "."]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    let first = text(&plan.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
-        text(&output.stderr).contains("in-memory provider"),
-        "{}",
-        text(&output.stderr)
+        first.contains("in-memory provider") && first.contains("NIMBUS_MEMORY_PROVIDER"),
+        "{first}"
     );
-    assert!(bed.repo().join(".nimbus/memory/objects.json").is_file());
-    assert!(bed.repo().join(".nimbus/state.db").is_file());
-    let output = run(&["plan", "--detailed-exitcode", "."]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let apply = bed.run(&["apply", "--auto-approve", "."]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    let stdout = text(&apply.stdout);
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("in-memory provider"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("in-memory provider is in use") && stdout.contains("Apply complete"),
+        "{stdout}"
+    );
+    assert!(bed.memory().join("objects.json").is_file());
 }
 
 #[test]
@@ -325,8 +362,10 @@ fn a_changed_source_file_is_a_changed_file() {
     std::fs::write(bed.repo().join("conf/site.conf"), "listen 8080;\n")
         .unwrap_or_else(|e| panic!("{e}"));
     let plan = bed.run(&["plan", "."]);
+    // Multi-line text is shown as a line diff.
     assert!(
-        text(&plan.stdout).contains("~ content: \"listen 80;\\n\" -> \"listen 8080;\\n\""),
+        text(&plan.stdout)
+            .contains("~ content: <<-EOT\n      - listen 80;\n      + listen 8080;\n        EOT"),
         "{}",
         text(&plan.stdout)
     );

@@ -85,7 +85,7 @@ impl Repo {
             .current_dir(self.root())
             .env("NO_COLOR", "1")
             .env_remove("NIMBUS_AGE_IDENTITY")
-            .env_remove("NIMBUS_MEMORY_PROVIDER")
+            .env("NIMBUS_MEMORY_PROVIDER", self.root().join(".nimbus/memory"))
             .env_remove("RUST_LOG")
             .stdin(if stdin.is_some() {
                 Stdio::piped()

@@ -17,6 +17,9 @@ fn change(address: &str, depends_on: &[&str]) -> Change {
         resource: address.into(),
         kind: Kind::Host,
         host: None,
+        provider: "memory".into(),
+        previous_provider: None,
+        error: None,
         action: Action::Create,
         before: None,
         after: Some(serde_json::json!({"address": address})),
@@ -36,6 +39,7 @@ fn plan(changes: Vec<Change>) -> Plan {
         source_fingerprint: String::new(),
         state_serial: 0,
         observed_fingerprint: String::new(),
+        notes: Vec::new(),
         changes,
     }
 }
@@ -297,7 +301,7 @@ async fn an_interrupted_change_that_took_effect_is_recorded_not_repeated() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     provider.set("Host/done", done.after.clone());
-    let notes = nimbus::engine::recover(&bed.state, &registry)
+    let notes = nimbus::ops::recover(&bed.state, &registry)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(notes.len(), 2, "{notes:?}");
@@ -314,7 +318,10 @@ async fn observation_is_one_call_per_target() {
     let (input, _) = nimbus::workdir::read_working_tree(&repo).unwrap_or_else(|e| panic!("{e:?}"));
     let checked = nimbus_planner::check(input);
     let resources = nimbus_planner::graph::ResourceGraph::build(&checked.model);
-    let graph = nimbus_planner::instances::InstanceGraph::build(&checked.model, &resources);
+    let mut graph = nimbus_planner::instances::InstanceGraph::build(&checked.model, &resources);
+    for instance in &mut graph.instances {
+        instance.provider = "memory".into();
+    }
     let provider = Arc::new(MemoryProvider::new());
     let registry = Registry::new().with(provider.clone());
     let (observed, problems) =
@@ -332,11 +339,17 @@ struct Delivering {
 }
 
 impl nimbus_providers::Provider for Delivering {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "delivering"
     }
-    fn kinds(&self) -> &[Kind] {
-        &[Kind::File]
+    fn describe(&self) -> nimbus_providers::ProviderSchema {
+        nimbus_providers::ProviderSchema {
+            provider: "delivering".into(),
+            kinds: vec![nimbus_providers::KindSchema {
+                delivers_secrets: true,
+                ..nimbus_providers::KindSchema::default_for(Kind::File)
+            }],
+        }
     }
     fn observe<'a>(
         &'a self,
@@ -351,6 +364,7 @@ impl nimbus_providers::Provider for Delivering {
     fn apply<'a>(
         &'a self,
         change: &'a Change,
+        _cancel: &'a nimbus_providers::Cancel,
     ) -> nimbus_providers::BoxFuture<
         'a,
         Result<nimbus_providers::Applied, nimbus_providers::ProviderError>,
@@ -365,14 +379,12 @@ impl nimbus_providers::Provider for Delivering {
             Ok(nimbus_providers::Applied::default())
         })
     }
-    fn wants_secret_values(&self) -> bool {
-        true
-    }
 }
 
 fn secret_file(address: &str, secret: &str) -> Change {
     Change {
         kind: Kind::File,
+        provider: "delivering".into(),
         after: Some(serde_json::json!({
             "path": "/etc/p", "secret": secret,
             "content": {"fingerprint": "hmac-sha256:00"}

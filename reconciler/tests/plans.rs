@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nimbus::workdir::read_working_tree;
 use nimbus_planner::graph::ResourceGraph;
 use nimbus_planner::instances::InstanceGraph;
-use nimbus_planner::plan::{self, DefaultRules, Observed, PlanInput, Record};
+use nimbus_planner::plan::{self, KindSchema, Observed, PlanInput, ProviderSchema, Record, Rules};
 use serde_json::Value;
 
 static NO_SECRETS: std::sync::LazyLock<HashMap<String, Result<String, String>>> =
@@ -41,6 +41,8 @@ fn load(dir: &Path) -> (nimbus_planner::Model, InstanceGraph) {
     (checked.model, graph)
 }
 
+static DEFAULT_RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(Rules::new);
+
 fn input<'a>(
     records: &'a [Record],
     observed: &'a HashMap<String, Observed>,
@@ -50,7 +52,7 @@ fn input<'a>(
     PlanInput {
         records,
         observed,
-        rules: &DefaultRules,
+        rules: &DEFAULT_RULES,
         state_serial: records.len() as u64,
         source_revision: None,
         source_fingerprint: "fixture".into(),
@@ -336,23 +338,10 @@ fn destroying_a_target_destroys_what_depends_on_it_first() {
     );
 }
 
-/// A provider's normalisation makes equivalent values equal before they are compared.
+/// A provider's normalisation makes equivalent values equal before they are compared: what
+/// its schema does not compare (a field only the target reports) is no change.
 #[test]
 fn normalisation_hides_equivalent_values() {
-    struct TrimContent;
-    impl plan::KindRules for TrimContent {
-        fn replace_fields(&self, kind: nimbus_schemas::Kind) -> &[&'static str] {
-            DefaultRules.replace_fields(kind)
-        }
-        fn sensitive_fields(&self, _: nimbus_schemas::Kind) -> &[&'static str] {
-            &[]
-        }
-        fn normalize(&self, _: nimbus_schemas::Kind, spec: &mut Value) {
-            if let Some(Value::String(content)) = spec.get_mut("content") {
-                *content = content.trim_end().to_owned();
-            }
-        }
-    }
     let (model, graph) = load(&cases().join("converged/repo"));
     let none: Vec<String> = Vec::new();
     let empty = HashMap::new();
@@ -364,7 +353,7 @@ fn normalisation_hides_equivalent_values() {
         .map(|r| (r.address.clone(), Observed::Present(r.applied.clone())))
         .collect();
     if let Some(Observed::Present(motd)) = observed.get_mut("File/motd@web-1") {
-        motd["content"] = "hello".into(); // the target dropped the trailing newline
+        motd["inode"] = 4242.into(); // the target reports more than the spec says
     }
     let mut plain = input(&records, &observed, &Value::Null, &none);
     assert!(
@@ -372,7 +361,19 @@ fn normalisation_hides_equivalent_values() {
             .unwrap_or_else(|e| panic!("{e}"))
             .has_changes()
     );
-    plain.rules = &TrimContent;
+    let file = KindSchema {
+        compare_fields: Some(vec!["path".into(), "content".into(), "mode".into()]),
+        digest_fields: vec!["content".into()],
+        ..KindSchema::default_for(nimbus_schemas::Kind::File)
+    };
+    let rules = Rules::new().with(
+        "ssh",
+        &ProviderSchema {
+            provider: "ssh".into(),
+            kinds: vec![file],
+        },
+    );
+    plain.rules = &rules;
     assert!(
         !plan::plan(&model, &graph, &plain)
             .unwrap_or_else(|e| panic!("{e}"))
@@ -383,19 +384,16 @@ fn normalisation_hides_equivalent_values() {
 /// A field a provider calls sensitive never appears in any rendering of the plan.
 #[test]
 fn sensitive_values_are_redacted_everywhere() {
-    struct SecretContent;
-    impl plan::KindRules for SecretContent {
-        fn replace_fields(&self, kind: nimbus_schemas::Kind) -> &[&'static str] {
-            DefaultRules.replace_fields(kind)
-        }
-        fn sensitive_fields(&self, kind: nimbus_schemas::Kind) -> &[&'static str] {
-            if kind == nimbus_schemas::Kind::File {
-                &["content"]
-            } else {
-                &[]
-            }
-        }
-    }
+    let rules = Rules::new().with(
+        "ssh",
+        &ProviderSchema {
+            provider: "ssh".into(),
+            kinds: vec![KindSchema {
+                sensitive_fields: vec!["content".into()],
+                ..KindSchema::default_for(nimbus_schemas::Kind::File)
+            }],
+        },
+    );
     let (before, before_graph) = load(&cases().join("update/before"));
     let none: Vec<String> = Vec::new();
     let empty = HashMap::new();
@@ -408,7 +406,7 @@ fn sensitive_values_are_redacted_everywhere() {
     let records: Vec<Record> = initial.changes.iter().filter_map(|c| c.record()).collect();
     let (model, graph) = load(&cases().join("update/repo"));
     let mut secret = input(&records, &empty, &Value::Null, &none);
-    secret.rules = &SecretContent;
+    secret.rules = &rules;
     let plan = plan::plan(&model, &graph, &secret).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.count(Update), 2);
     let renderings = [

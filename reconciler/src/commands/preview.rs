@@ -135,14 +135,17 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
         }
         let plan = if args.refresh {
             // The session every command uses, read-only, with this preview's secret key.
-            let session = Session::open(
-                head,
-                SessionOptions {
-                    secret_key: Some(key.clone()),
-                    ..SessionOptions::for_command(None, args.identity.as_deref())
-                },
-            )
-            .await?;
+            let session_options = SessionOptions {
+                secret_key: Some(key.clone()),
+                ..SessionOptions::for_command(None, args.identity.as_deref())
+            };
+            if session_options.memory.is_some() {
+                // Base's instances, as if applied, were applied where head's go.
+                for record in &mut records {
+                    record.provider = nimbus_planner::rules::MEMORY.to_owned();
+                }
+            }
+            let session = Session::open(head, session_options).await?;
             let options = PlanOptions {
                 refresh: true,
                 ..options

@@ -136,9 +136,11 @@ impl Status {
                     "from_state": true,
                 }));
             }
-            if let Some(run) = history.iter().rev().find(|r| {
-                r.revision.is_some() && r.outcome.as_deref() == Some("succeeded")
-            }) {
+            if let Some(run) = history
+                .iter()
+                .rev()
+                .find(|r| r.revision.is_some() && r.outcome.as_deref() == Some("succeeded"))
+            {
                 self.revision_applied.clone_from(&run.revision);
                 self.applied_at = run.ended_at.map(|t| t as f64);
             }
@@ -379,7 +381,9 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
             .is_none()
         {
             // After a restart, /status shows what state remembers until the first run ends.
-            if let Ok(path) = engine::state_path_of(source.repository(), Some(&commit), &args.workdir) {
+            if let Ok(path) =
+                engine::state_path_of(source.repository(), Some(&commit), &args.workdir)
+            {
                 status
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -499,10 +503,7 @@ async fn apply_commit(
         refresh: true,
         ..PlanOptions::default()
     };
-    let plan = session
-        .plan(&options)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    let plan = session.plan(&options).await.map_err(|e| format!("{e:?}"))?;
     {
         let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
         status.notes = session.notes.clone();
@@ -513,23 +514,23 @@ async fn apply_commit(
         Some(
             session
                 .apply(
-                &plan,
-                if drift {
-                    "reconcile (drift)"
-                } else {
-                    "reconcile"
-                },
-                parallelism,
-                newer_commit(
-                    Arc::clone(source),
-                    args.branch.clone(),
-                    commit.to_owned(),
-                    Arc::clone(wake),
-                    args.interval,
-                ),
-            )
-            .await
-            .map_err(|e| format!("{e:?}"))?,
+                    &plan,
+                    if drift {
+                        "reconcile (drift)"
+                    } else {
+                        "reconcile"
+                    },
+                    parallelism,
+                    newer_commit(
+                        Arc::clone(source),
+                        args.branch.clone(),
+                        commit.to_owned(),
+                        Arc::clone(wake),
+                        args.interval,
+                    ),
+                )
+                .await
+                .map_err(|e| format!("{e:?}"))?,
         )
     } else {
         // A new commit with nothing to change is still recorded as a run, with its revision
@@ -543,8 +544,7 @@ async fn apply_commit(
         }
         None
     };
-    let succeeded =
-        report.as_ref().is_none_or(|r| r.succeeded()) && plan.errors().next().is_none();
+    let succeeded = report.as_ref().is_none_or(|r| r.succeeded()) && plan.errors().next().is_none();
     let superseded = report.as_ref().is_some_and(|r| r.interrupted);
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
     status.errors.clear();
