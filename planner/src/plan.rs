@@ -191,12 +191,19 @@ impl Change {
 }
 
 impl Plan {
+    /// Changes of this action (instances that cannot be planned are not counted).
     pub fn count(&self, action: Action) -> usize {
-        self.changes.iter().filter(|c| c.action == action).count()
+        self.changes
+            .iter()
+            .filter(|c| c.action == action && c.error.is_none())
+            .count()
     }
 
+    /// Whether apply would change anything (instances that cannot be planned change nothing).
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.action.is_change())
+        self.changes
+            .iter()
+            .any(|c| c.action.is_change() && c.error.is_none())
     }
 
     /// Changes, or reads, for apply to carry out.
@@ -662,14 +669,21 @@ pub fn plan(
         // A secret that cannot be decrypted leaves the instance unknown: it is not planned,
         // whatever the target shows, and the run fails with the reason.
         let change = match secret_problem {
-            Some(problem) => Change {
-                error: Some(format!(
-                    "{problem}; nimbus cannot tell whether it changed, so it is not applied. \
-                     Give the identity that decrypts it with --identity FILE, \
+            Some(problem) => {
+                let help = if problem.contains("--identity") {
+                    String::new()
+                } else {
+                    "; give the identity that decrypts it with --identity FILE, \
                      NIMBUS_AGE_IDENTITY=FILE or the Repository's secrets.identityFile"
-                )),
-                ..change
-            },
+                        .to_owned()
+                };
+                Change {
+                    error: Some(format!(
+                        "{problem}; nimbus cannot tell whether it changed, so it is not applied{help}"
+                    )),
+                    ..change
+                }
+            }
             None => change,
         };
         let change = match spec {

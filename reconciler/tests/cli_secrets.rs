@@ -471,3 +471,43 @@ fn no_secret_value_appears_in_any_output() {
         }
     }
 }
+
+/// Regression: a changed secret applied without an identity warned, then said "No changes"
+/// and exited 0, and the new value was never delivered. Now the instances that use it cannot
+/// be planned: the plan names the identity options, the run exits 1, and everything else
+/// still plans and applies.
+#[test]
+fn a_secret_that_cannot_be_decrypted_fails_the_run_not_silently() {
+    let repo = Repo::new();
+    let alice = identity_arg(&repo, "alice");
+    let id = [("NIMBUS_AGE_IDENTITY", alice.as_str())];
+    repo.ok(&["secret", "encrypt", "db"], &[], Some(DB_PASSWORD));
+    repo.write(
+        "secret-files.yaml",
+        "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: db-password}\nspec: {host: web-1, path: /etc/db/password, secret: db, mode: \"0600\"}\n",
+    );
+    repo.ok(&["apply", "--auto-approve", "."], &id, None);
+    // The secret's value changes, and a file without secrets changes too.
+    repo.ok(&["secret", "encrypt", "db"], &[], Some("a-new-value-0001"));
+    let motd = std::fs::read_to_string(repo.root().join("files.yaml")).unwrap_or_default();
+    assert!(motd.contains("hello"), "{motd}");
+    repo.write("files.yaml", &motd.replacen("hello", "hello again", 1));
+    for args in [&["plan", "."][..], &["apply", "--auto-approve", "."][..]] {
+        let output = repo.nimbus(args, &[], None);
+        let stdout = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{args:?}:\n{stdout}");
+        assert!(!stdout.contains("No changes."), "{stdout}");
+        assert!(stdout.contains("! File/db-password@web-1") && stdout.contains("cannot be planned"), "{stdout}");
+        for option in ["--identity", "NIMBUS_AGE_IDENTITY", "secrets.identityFile"] {
+            assert!(stdout.contains(option), "{option} is not named:\n{stdout}");
+        }
+        assert!(!stdout.contains("a-new-value"), "{stdout}");
+    }
+    // Everything else was applied: the next plan with the identity has only the secret.
+    let output = repo.nimbus(&["plan", "."], &id, None);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("File/db-password@web-1"), "{stdout}");
+    assert!(!stdout.contains("File/motd"), "{stdout}");
+    assert!(stdout.contains("Plan: 0 to add, 1 to change"), "{stdout}");
+}
