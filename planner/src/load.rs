@@ -187,6 +187,9 @@ pub struct Declared {
     pub file: FileId,
     /// The span of the name.
     pub span: ByteSpan,
+    /// `spec.tenant` as written, with its span, when it was read: the tenant folder rule is
+    /// checked on it even when the rest of the document has errors.
+    pub tenant: Option<(String, ByteSpan)>,
 }
 
 /// A loaded repository: every document that loaded cleanly, and the sources problems point into.
@@ -739,12 +742,19 @@ fn typed_document(
             .as_ref()
             .map(|m| m.labels.clone())
             .unwrap_or_default();
+        let tenant_written = envelope
+            .spec
+            .as_ref()
+            .and_then(|s| s.get("tenant"))
+            .and_then(|node| node.as_str().map(|t| (t.to_owned(), node.span)))
+            .filter(|_| kind.is_tenant_scoped());
         declared.push(Declared {
             address,
             kind,
             labels,
             file,
             span: name_node.span,
+            tenant: tenant_written,
         });
     }
     let spec_node = match &envelope.spec {

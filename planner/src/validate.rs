@@ -591,6 +591,38 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
             ),
         }
     }
+    // The same rule for documents that did not load (another field has an error): their
+    // `tenant:` was read, so a resource of another tenant in this folder is still reported.
+    let loaded: std::collections::HashSet<(crate::diagnostics::FileId, String)> = model
+        .documents
+        .iter()
+        .map(|d| (d.file, d.resource.address()))
+        .collect();
+    for declared in &model.declared {
+        let Some((tenant, span)) = &declared.tenant else {
+            continue;
+        };
+        let path = model.sources.path(declared.file);
+        let Some(folder) = tenant_of_path(path) else {
+            continue;
+        };
+        if tenant == folder || loaded.contains(&(declared.file, declared.address.clone())) {
+            continue;
+        }
+        problems.push(
+            Problem::error(
+                "nimbus::policy::tenant_scope",
+                format!(
+                    "{path} is in tenant `{folder}`'s folder but declares {} of tenant `{tenant}`",
+                    declared.address
+                ),
+                Label::new(declared.file, *span, format!("belongs to tenant `{tenant}`")),
+            )
+            .with_help(format!(
+                "move it to tenants/{tenant}/, or make it tenant `{folder}`'s"
+            )),
+        );
+    }
     // The sum of a tenant's Workload requests must fit its quota.
     let mut workloads: BTreeMap<&str, Vec<&Document>> = BTreeMap::new();
     for document in &model.documents {

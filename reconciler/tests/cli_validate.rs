@@ -213,3 +213,24 @@ fn huge_and_deeply_nested_files_give_diagnostics_not_crashes() {
         assert!(found, "no diagnostic for {file}: {problems:#}");
     }
 }
+
+/// Regression: a Workload in `tenants/acme/` that declares `tenant: globex` was not reported
+/// as out of its tenant's folder when the same document had another error (an invalid
+/// `memory`); and a Cluster's missing `network` must be reported while another Network
+/// document has an error.
+#[test]
+fn one_error_does_not_hide_another() {
+    let actual = check("errors-do-not-hide-others");
+    let codes = codes(&actual);
+    assert!(
+        codes.contains(&"nimbus::policy::tenant_scope".to_owned()),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&"nimbus::reference::missing".to_owned()),
+        "{codes:?}"
+    );
+    let text = actual.to_string();
+    assert!(text.contains("Workload/globex/api"), "{text}");
+    assert!(text.contains("Network/mesh"), "{text}");
+}
