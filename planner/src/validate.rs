@@ -616,7 +616,11 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
                     "{path} is in tenant `{folder}`'s folder but declares {} of tenant `{tenant}`",
                     declared.address
                 ),
-                Label::new(declared.file, *span, format!("belongs to tenant `{tenant}`")),
+                Label::new(
+                    declared.file,
+                    *span,
+                    format!("belongs to tenant `{tenant}`"),
+                ),
             )
             .with_help(format!(
                 "move it to tenants/{tenant}/, or make it tenant `{folder}`'s"

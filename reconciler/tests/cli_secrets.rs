@@ -497,7 +497,10 @@ fn a_secret_that_cannot_be_decrypted_fails_the_run_not_silently() {
         let stdout = text(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{args:?}:\n{stdout}");
         assert!(!stdout.contains("No changes."), "{stdout}");
-        assert!(stdout.contains("! File/db-password@web-1") && stdout.contains("cannot be planned"), "{stdout}");
+        assert!(
+            stdout.contains("! File/db-password@web-1") && stdout.contains("cannot be planned"),
+            "{stdout}"
+        );
         for option in ["--identity", "NIMBUS_AGE_IDENTITY", "secrets.identityFile"] {
             assert!(stdout.contains(option), "{option} is not named:\n{stdout}");
         }

@@ -1,0 +1,201 @@
+//! A provider plugin in another language (tests/plugins/kv_plugin.py, Python) serves kinds
+//! end to end through the `nimbus` binary: plan, apply, a second plan with nothing to do,
+//! drift corrected, delete. A plugin that crashes, hangs, writes garbage or speaks another
+//! protocol version fails its own instances with a clear reason, and never the run: the
+//! instances of the healthy plugin beside it still apply.
+
+mod common;
+use common::text;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    /// Cluster and Tenant go to plugin `kv`; Volume goes to plugin `vol` (the same script,
+    /// with `fault` when given).
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let repo = Repo { dir };
+        std::fs::create_dir_all(repo.root().join("plugins")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/kv_plugin.py"),
+            repo.root().join("plugins/kv_plugin.py"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        repo.set_volume_plugin("{}");
+        repo.write(
+            "cluster.yaml",
+            &format!(
+                "{HEADER}kind: Cluster\nmetadata: {{name: prod}}\nspec: {{type: docker-swarm, managers: {{role: manager}}}}\n---\n{HEADER}kind: Tenant\nmetadata: {{name: acme}}\nspec: {{cluster: prod}}\n"
+            ),
+        );
+        repo.set_size("1Gi");
+        repo
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn store(&self, plugin: &str) -> PathBuf {
+        self.dir.path().join(format!("store-{plugin}"))
+    }
+
+    fn write(&self, path: &str, content: &str) {
+        let path = self.root().join(path);
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new("/")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(path, content).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The Repository, with `extra` merged into the volume plugin's settings (`version: N`
+    /// is its protocol version instead).
+    fn set_volume_plugin(&self, extra: &str) {
+        let (arguments, extra) = match extra.strip_prefix("{version: ") {
+            Some(version) => (
+                format!(", --protocol-version, {}", version.trim_end_matches('}')),
+                "{}",
+            ),
+            None => (String::new(), extra),
+        };
+        let extra = extra.trim_matches(|c| c == '{' || c == '}');
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {extra}")
+        };
+        self.write(
+            "nimbus.yaml",
+            &format!(
+                "{HEADER}kind: Repository\nmetadata: {{name: plugins}}\nspec:\n  providers:\n  \
+                 - {{name: kv, command: [python3, plugins/kv_plugin.py], kinds: [Cluster, Tenant], settings: {{store: {kv}}}}}\n  \
+                 - {{name: vol, command: [python3, plugins/kv_plugin.py{arguments}], kinds: [Volume], timeout: 3, settings: {{store: {vol}{extra}}}}}\n",
+                kv = self.store("kv").display(),
+                vol = self.store("vol").display(),
+            ),
+        );
+    }
+
+    fn set_size(&self, size: &str) {
+        self.write(
+            "tenants/acme/volume.yaml",
+            &format!("{HEADER}kind: Volume\nmetadata: {{name: data}}\nspec: {{type: btrfs, size: {size}}}\n"),
+        );
+    }
+
+    fn nimbus(&self, args: &[&str]) -> Output {
+        common::nimbus_with(args, &self.root(), &[])
+    }
+
+    fn stored(&self, plugin: &str, address: &str) -> Option<serde_json::Value> {
+        let path = self
+            .store(plugin)
+            .join(format!("{}.json", address.replace('/', "_")));
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    }
+}
+
+#[test]
+fn a_python_plugin_serves_kinds_end_to_end() {
+    let repo = Repo::new();
+    let plan = repo.nimbus(&["plan", "."]);
+    let stdout = text(&plan.stdout);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&plan.stderr)
+    );
+    assert!(
+        stdout.contains("Volume/acme/data will be created by vol"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Tenant/acme will be created by kv"),
+        "{stdout}"
+    );
+    let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    assert_eq!(
+        repo.stored("vol", "Volume/acme/data")
+            .map(|v| v["size"].clone()),
+        Some("1Gi".into())
+    );
+    assert!(repo.stored("kv", "Tenant/acme").is_some());
+    // State records the provider of each instance.
+    let state = repo.nimbus(&["state", "list", "--json"]);
+    let listed = text(&state.stdout);
+    assert!(listed.contains("\"provider\": \"vol\""), "{listed}");
+    let again = repo.nimbus(&["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    // A change made by hand in the plugin's store is drift, and apply puts it back.
+    let path = repo.store("vol").join("Volume_acme_data.json");
+    std::fs::write(&path, "{\"type\": \"btrfs\", \"size\": \"5Gi\"}")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let drift = repo.nimbus(&["plan", "."]);
+    assert!(
+        text(&drift.stdout).contains("drift: changed outside nimbus"),
+        "{}",
+        text(&drift.stdout)
+    );
+    let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    assert_eq!(
+        repo.stored("vol", "Volume/acme/data")
+            .map(|v| v["size"].clone()),
+        Some("1Gi".into())
+    );
+    // Removed from git: deleted through the plugin.
+    std::fs::remove_file(repo.root().join("tenants/acme/volume.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    assert!(
+        text(&apply.stdout).contains("Volume/acme/data will be destroyed"),
+        "{}",
+        text(&apply.stdout)
+    );
+    assert!(repo.stored("vol", "Volume/acme/data").is_none());
+}
+
+#[test]
+fn a_plugin_that_misbehaves_fails_its_own_instances_only() {
+    for (fault, says) in [
+        ("fault: crash", "exited"),
+        ("fault: hang", "did not answer `apply` within 3s"),
+        ("fault: garbage", "does not speak the protocol"),
+        ("version: 99", "protocol version 99"),
+    ] {
+        let repo = Repo::new();
+        repo.set_volume_plugin(&format!("{{{fault}}}"));
+        let started = std::time::Instant::now();
+        let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+        let all = format!("{}\n{}", text(&apply.stdout), text(&apply.stderr));
+        assert_eq!(apply.status.code(), Some(1), "{fault}:\n{all}");
+        assert!(all.contains(says), "{fault}: `{says}` not said:\n{all}");
+        assert!(all.contains("plugin `vol`"), "{fault}:\n{all}");
+        // The healthy plugin's instances applied all the same.
+        assert!(
+            repo.stored("kv", "Tenant/acme").is_some(),
+            "{fault}:\n{all}"
+        );
+        assert!(repo.stored("vol", "Volume/acme/data").is_none(), "{fault}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{fault}: took {:?}",
+            started.elapsed()
+        );
+        if fault == "fault: crash" {
+            // The end of what it wrote to stderr is in the reason.
+            assert!(all.contains("about to crash"), "{all}");
+        }
+    }
+}
