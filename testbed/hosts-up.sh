@@ -41,11 +41,34 @@ CG=nimbus-nspawn/bed$BED # our own cgroup subtree per host (see boot.sh below)
 ms() { echo $(( (${EPOCHREALTIME/./} - $1) / 1000 )); }
 log() { echo "hosts-up: $*" >&2; }
 
+# One claimant per bed number: tests, the demo and benchmarks run side by side on one machine,
+# and hosts-down.sh tears down by number. The claim is a directory made atomically, holding
+# the TB that owns it; a claim whose TB has no bed any more is stale and taken over. Another
+# live claimant is waited for (BED_LOCK_WAIT seconds, default 300), then refused.
+LOCKS=/run/nimbus-testbed; mkdir -p "$LOCKS"
+claim=$LOCKS/bed$BED
+waited=0
+until mkdir "$claim" 2>/dev/null; do
+  owner=$(cat "$claim/tb" 2>/dev/null || true)
+  if [ "$owner" = "$TB" ]; then break; fi                           # our own bed: up again
+  if [ -z "$owner" ] || [ ! -d "$owner/hosts" ]; then                # stale: its bed is gone
+    if [ -n "$owner" ] || [ "$(( $(date +%s) - $(stat -c %Y "$claim" 2>/dev/null || echo 0) ))" -gt 10 ]; then
+      rm -rf "$claim"; continue
+    fi
+  fi
+  if [ "$waited" -ge "${BED_LOCK_WAIT:-300}" ]; then
+    log "bed $BED is held by $owner (see $claim); refusing after ${waited}s: pick another BED, or wait"; exit 75
+  fi
+  [ "$waited" -eq 0 ] && log "bed $BED is held by $owner; waiting for it (BED_LOCK_WAIT=${BED_LOCK_WAIT:-300}s)"
+  sleep 1; waited=$((waited + 1))
+done
+echo "$TB" > "$claim/tb.tmp" && mv "$claim/tb.tmp" "$claim/tb"
+
 command -v systemd-nspawn >/dev/null || bash "$HERE/setup.sh" >&2
 [ -x "$ROOTFS/lib/systemd/systemd" ] || TB=$TB bash "$HERE/rootfs-systemd.sh" >&2
 [ -x "$ROOTFS/usr/sbin/sshd" ] || { log "$ROOTFS has no sshd"; exit 1; }
 
-TB=$TB BED=$BED bash "$HERE/hosts-down.sh" >/dev/null 2>&1 || true
+TB=$TB BED=$BED KEEP_CLAIM=1 bash "$HERE/hosts-down.sh" >/dev/null 2>&1 || true
 
 # refuse if this bed's /24 is in use by anything else on this machine (routes or addresses)
 if ip -o route show table all 2>/dev/null | grep -v '^unreachable 10.233.0.0/16' | grep -qE "(^|[^0-9])10\.233\.$BED\.[0-9]+"; then
