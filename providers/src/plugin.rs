@@ -415,9 +415,9 @@ impl Provider for PluginProvider {
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
             self.call(
-                Call::Apply(ApplyParams {
+                Call::Apply(Box::new(ApplyParams {
                     change: change.clone(),
-                }),
+                })),
                 Some(cancel),
             )
             .await

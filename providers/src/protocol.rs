@@ -34,7 +34,7 @@ pub enum Call {
     /// One batch of instances on one target.
     Observe(ObserveParams),
     /// One change.
-    Apply(ApplyParams),
+    Apply(Box<ApplyParams>),
     /// The change under way with this request id should stop between steps.
     Cancel(CancelParams),
 }
