@@ -146,3 +146,77 @@ fn ctrl_c_finishes_what_is_in_flight_records_it_and_stops() {
     let history = text(&bed.run(&["state", "history"]).stdout);
     assert!(history.contains("interrupted"), "{history}");
 }
+
+/// Regression: a saved plan's apply, killed with SIGKILL after some changes took effect but
+/// before they were recorded, left them unowned: on the saved-plan path alone (plan --out,
+/// apply FILE) they were never recorded and never pruned. Every path that applies now
+/// recovers intents first, and a plan counts them as done without writing.
+#[test]
+fn a_killed_saved_plan_apply_is_recovered_and_everything_is_pruned() {
+    let bed = Bed::new();
+    let plan_file = bed.dir.path().join("first.json");
+    let plan_path = plan_file.display().to_string();
+    assert_eq!(
+        bed.run(&["plan", "--out", &plan_path, "."]).status.code(),
+        Some(0)
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["apply", "--parallelism", "1", &plan_path])
+        .current_dir(bed.repo())
+        .env("NIMBUS_MEMORY_PROVIDER", bed.memory())
+        .env("NIMBUS_TEST_PAUSE_AFTER_APPLY_MS", "5000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start nimbus: {e}"));
+    // The first change has taken effect and is not yet recorded.
+    bed.wait_for("a change to take effect", || bed.changes_applied() >= 1);
+    first.kill().unwrap_or_else(|e| panic!("cannot kill: {e}")); // SIGKILL
+    let _ = first.wait();
+    assert_eq!(bed.changes_applied(), 1);
+    // The saved-plan path only: a new plan counts the change as done, its apply records it.
+    let second = bed.dir.path().join("second.json");
+    let second_path = second.display().to_string();
+    let planned = bed.run(&["plan", "--out", &second_path, "."]);
+    assert!(
+        text(&planned.stdout).contains("Plan: 6 to add"),
+        "{}",
+        text(&planned.stdout)
+    );
+    let applied = bed.run(&["apply", &second_path]);
+    assert_eq!(
+        applied.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&applied.stdout),
+        text(&applied.stderr)
+    );
+    assert!(
+        text(&applied.stderr).contains("recovered"),
+        "{}",
+        text(&applied.stderr)
+    );
+    // Every manifest removed (the Repository stays): a saved plan prunes all seven.
+    for entry in std::fs::read_dir(bed.repo())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".yaml") && name != "nimbus.yaml" {
+            std::fs::remove_file(entry.path()).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let third = bed.dir.path().join("third.json");
+    let third_path = third.display().to_string();
+    let planned = bed.run(&["plan", "--out", &third_path, "--allow-deletes", "."]);
+    assert!(
+        text(&planned.stdout).contains("7 to destroy"),
+        "{}",
+        text(&planned.stdout)
+    );
+    let applied = bed.run(&["apply", &third_path]);
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied.stderr));
+    let objects = std::fs::read_to_string(bed.memory().join("objects.json")).unwrap_or_default();
+    assert_eq!(objects.trim(), "{}", "orphans left: {objects}");
+}

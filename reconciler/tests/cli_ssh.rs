@@ -377,3 +377,84 @@ fn known_hosts_come_from_the_revision() {
         "hello from nimbus\n"
     );
 }
+
+/// Regression: Hosts with pinned keys and an ssh-agent holding the login key, but no `ssh`
+/// settings, were planned and "applied" to the in-memory provider while nothing reached the
+/// hosts. Hosts now go over SSH by default, logging in with the agent's keys; and with no
+/// agent, the default key file in `~/.ssh/` is used, as OpenSSH would.
+#[test]
+fn hosts_go_over_ssh_without_any_ssh_setting() {
+    let server = sshd::start_sshd();
+    let agent = sshd::start_agent(&server);
+    let repo = Repo::new(&server);
+    std::fs::write(
+        repo.root().join("nimbus.yaml"),
+        "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {name: no-ssh-settings}\nspec: {}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let socket = agent.socket.display().to_string();
+    let empty_home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = empty_home.path().display().to_string();
+    let output = common::nimbus_with(
+        &["apply", "--auto-approve", "--target", "File/motd", "."],
+        repo.root(),
+        &[
+            ("SSH_AUTH_SOCK", &socket),
+            ("HOME", &home),
+            ("NIMBUS_MEMORY_PROVIDER", ""),
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(!stdout.contains("in-memory"), "{stdout}");
+    assert!(stdout.contains("by ssh"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+    // No agent: the default key in ~/.ssh/ logs in.
+    std::fs::remove_file(repo.out("motd")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(empty_home.path().join(".ssh")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        &server.target().identity,
+        empty_home.path().join(".ssh/id_ed25519"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = common::nimbus_with(
+        &["apply", "--auto-approve", "--target", "File/motd", "."],
+        repo.root(),
+        &[("SSH_AUTH_SOCK", ""), ("HOME", &home)],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
+        "hello from nimbus\n"
+    );
+    // No key at all: refused at plan time with the list of what to set.
+    std::fs::remove_file(empty_home.path().join(".ssh/id_ed25519"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let output = common::nimbus_with(
+        &["plan", "."],
+        repo.root(),
+        &[("SSH_AUTH_SOCK", ""), ("HOME", &home)],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("no SSH key")
+            && stderr.contains("ssh.identityFile")
+            && stderr.contains("id_ed25519"),
+        "{stderr}"
+    );
+}
