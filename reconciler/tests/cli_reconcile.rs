@@ -811,3 +811,62 @@ fn a_newer_commit_supersedes_a_run_waiting_on_retries() {
     assert_eq!(outcomes.first(), Some(&"interrupted"), "{runs:#}");
     let _ = workdir;
 }
+
+/// Regression: the daemon, killed with SIGKILL after a change took effect but before it was
+/// recorded, never recovered it: the change was not owned and never pruned. Restarted on the
+/// same state, it recovers the intent first, and removing the manifests prunes everything.
+#[test]
+fn a_killed_daemon_recovers_and_prunes_everything() {
+    let servers = Servers::start();
+    let url = format!("git://127.0.0.1:{}/infra.git", servers.git_port);
+    let (mut daemon, _, workdir) = servers.reconcile_with(
+        &url,
+        "killed",
+        &["--interval", "1s", "--drift-interval", "1h"],
+        &[("NIMBUS_TEST_PAUSE_AFTER_APPLY_MS", "5000")],
+    );
+    let log = workdir.join("infrastructure/changes.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 1 {
+        assert!(Instant::now() < deadline, "no change took effect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.0.kill().unwrap_or_else(|e| panic!("{e}")); // SIGKILL
+    let _ = daemon.0.wait();
+    // Every manifest but the Repository's goes.
+    for entry in std::fs::read_dir(servers.work())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".yaml") && name != "nimbus.yaml" {
+            git(&servers.work(), &["rm", "-q", &name]);
+        }
+    }
+    git(
+        &servers.work(),
+        &["commit", "-q", "-m", "remove everything"],
+    );
+    git(&servers.work(), &["push", "-q", "origin", "main"]);
+    let (_daemon, port, _) = servers.reconcile_with(
+        &url,
+        "killed",
+        &["--interval", "1s", "--drift-interval", "1h"],
+        &[],
+    );
+    let objects = workdir.join("infrastructure/objects.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&objects).unwrap_or_default();
+        if text.trim() == "{}" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orphans left: {text}\n{}\n{}",
+            status(port),
+            std::fs::read_to_string(workdir.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
