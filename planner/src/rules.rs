@@ -120,10 +120,17 @@ impl KindSchema {
 }
 
 /// The schemas of a run's providers, by (provider, kind), with SPEC's defaults for the rest.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Rules {
     by_provider: BTreeMap<(String, Kind), KindSchema>,
     defaults: BTreeMap<Kind, KindSchema>,
+}
+
+/// Every kind has its default schema, so that `get` always answers.
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::new()
+    }
 }
 
 impl Rules {
@@ -155,12 +162,7 @@ impl Rules {
     pub fn get(&self, provider: &str, kind: Kind) -> &KindSchema {
         self.by_provider
             .get(&(provider.to_owned(), kind))
-            .or_else(|| self.defaults.get(&kind))
-            .unwrap_or_else(|| {
-                // Every kind has a default; this keeps the function total all the same.
-                static FALLBACK: std::sync::OnceLock<KindSchema> = std::sync::OnceLock::new();
-                FALLBACK.get_or_init(|| KindSchema::default_for(Kind::Host))
-            })
+            .unwrap_or(&self.defaults[&kind])
     }
 }
 

@@ -142,7 +142,7 @@ impl Session {
             .map_err(|e| miette::miette!("{e}"))?;
         for found in &self.recovered_records {
             records.retain(|r| r.address != found.record.address);
-            if found.action_keeps() {
+            if !found.delete {
                 records.push(found.record.clone());
             }
         }
@@ -191,12 +191,6 @@ impl Session {
 struct Found {
     record: Record,
     delete: bool,
-}
-
-impl Found {
-    fn action_keeps(&self) -> bool {
-        !self.delete
-    }
 }
 
 /// The run's providers: the in-memory one when asked for, else those the manifests choose
@@ -308,12 +302,20 @@ fn is_ssh_private_key(path: &Path) -> bool {
 /// Every instance must have a provider that serves its kind: otherwise the plan is refused
 /// with what to do, never applied somewhere else.
 fn check_served(loaded: &Loaded, registry: &Registry) -> Result<()> {
+    // Each provider describes itself once, not once per instance.
+    let served: std::collections::HashSet<(&str, Kind)> = registry
+        .names()
+        .flat_map(|name| {
+            let kinds = registry
+                .get(name)
+                .map(|p| p.describe().kinds)
+                .unwrap_or_default();
+            kinds.into_iter().map(move |k| (name, k.kind))
+        })
+        .collect();
     let mut unserved: BTreeMap<(String, Kind), Vec<&str>> = BTreeMap::new();
     for instance in &loaded.graph.instances {
-        let served = registry
-            .get(&instance.provider)
-            .is_some_and(|p| p.describe().kinds.iter().any(|k| k.kind == instance.kind));
-        if !served {
+        if !served.contains(&(instance.provider.as_str(), instance.kind)) {
             unserved
                 .entry((instance.provider.clone(), instance.kind))
                 .or_default()
@@ -463,10 +465,9 @@ async fn change_took_effect(provider: &dyn Provider, change: &plan::Change) -> b
             };
             schema.normalize(&mut value);
             schema.normalize(&mut after);
-            value == after
-                || plan::field_changes(&value, &after, &schema)
-                    .iter()
-                    .all(|f| f.sensitive)
+            plan::field_changes(&value, &after, &schema)
+                .iter()
+                .all(|f| f.sensitive)
         }
         _ => false,
     }
