@@ -517,6 +517,22 @@ fn observed_service(desired: &Value, digest: &str, properties: &str) -> Observed
 /// The script that brings a service to its desired spec; the unit file's content, if any, is
 /// its standard input. The unit is written (atomically) and systemd reloaded only when the
 /// content differs; a running service is restarted when its unit changed or `restart` is set.
+/// Stops and disables a service; with `remove_unit`, removes its unit file too (nimbus wrote
+/// it) and reloads systemd.
+fn remove_service_script(unit: &str, remove_unit: bool) -> String {
+    let mut script = format!(
+        "n={}\nsystemctl disable --now --quiet \"$n\" 2>/dev/null || true\n",
+        shell_quote(unit)
+    );
+    if remove_unit {
+        let _ = writeln!(
+            script,
+            "rm -f {UNIT_DIR}/\"$n\"\nsystemctl daemon-reload\nsystemctl reset-failed \"$n\" 2>/dev/null || true"
+        );
+    }
+    script
+}
+
 fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
     let n = shell_quote(unit);
     let mut script = format!(
@@ -570,6 +586,14 @@ fn write_files_script(files: &[FileWrite]) -> String {
          fin() { if [ -z \"$2\" ]; then printf 'W\\t%s\\terr\\tcannot create %s or a temporary file in it\\n' \"$1\" \"$(dirname \"$3\")\"; return; fi; \
          err=$( { chmod \"$4\" \"$2\" && { [ -z \"$5\" ] || chown \"$5\" \"$2\"; } && sync \"$2\" && mv -f \"$2\" \"$3\"; } 2>&1 ); \
          if [ $? -eq 0 ]; then printf 'W\\t%s\\tok\\n' \"$1\"; else rm -f \"$2\"; printf 'W\\t%s\\terr\\t%s\\n' \"$1\" \"$(printf %s \"$err\" | tr '\\n\\t' '  ')\"; fi; }\n",
+    );
+    // Interrupted (the connection dropped: nimbus was killed), the script takes its staged
+    // temporary files away: a file either reached its path whole or left nothing behind.
+    let staged: Vec<String> = (0..files.len()).map(|i| format!("\"$t{i}\"")).collect();
+    let _ = writeln!(
+        script,
+        "cleanup() {{ rm -f -- {} 2>/dev/null; }}\ntrap cleanup EXIT\ntrap 'exit 129' HUP PIPE INT TERM",
+        staged.join(" ")
     );
     for (i, file) in files.iter().enumerate() {
         let _ = writeln!(
@@ -631,7 +655,26 @@ impl Provider for HostsProvider {
                 .ok_or_else(|| ProviderError::Bug(format!("{} names no host", change.address)))?
                 .to_owned();
             if change.kind == Kind::File && change.action != Action::Delete {
-                return self.write_file(&host, change).await;
+                let applied = self.write_file(&host, change).await?;
+                // A replace that moved the file removes it from where it was.
+                let old = change.before.as_ref().and_then(|b| b["path"].as_str());
+                let new = change.after.as_ref().and_then(|a| a["path"].as_str());
+                if let (Action::Replace, Some(old)) = (change.action, old)
+                    && Some(old) != new
+                {
+                    let session = self.session(&host).await?;
+                    let output = self
+                        .exec(&session, &format!("rm -f {}", shell_quote(old)), None)
+                        .await?;
+                    if output.status != 0 {
+                        return Err(ProviderError::Failed(format!(
+                            "{}: written at its new path, but removing {old} failed: {}",
+                            change.address,
+                            String::from_utf8_lossy(&output.stderr).trim()
+                        )));
+                    }
+                }
+                return Ok(applied);
             }
             let session = self.session(&host).await?;
             match (change.kind, change.action) {
@@ -686,16 +729,7 @@ impl Provider for HostsProvider {
                     let unit = unit_name(&change.resource);
                     // Stop and disable; the unit file goes only if nimbus wrote it.
                     let wrote_unit = change.before.as_ref().is_some_and(|b| !b["unit"].is_null());
-                    let mut script = format!(
-                        "n={}\nsystemctl disable --now --quiet \"$n\" 2>/dev/null || true\n",
-                        shell_quote(&unit)
-                    );
-                    if wrote_unit {
-                        let _ = writeln!(
-                            script,
-                            "rm -f {UNIT_DIR}/\"$n\"\nsystemctl daemon-reload\nsystemctl reset-failed \"$n\" 2>/dev/null || true"
-                        );
-                    }
+                    let script = remove_service_script(&unit, wrote_unit);
                     let output = self.exec(&session, &script, None).await?;
                     if output.status != 0 {
                         return Err(ProviderError::Failed(format!(
@@ -718,11 +752,20 @@ impl Provider for HostsProvider {
                     let input = after["unit"].as_str().map(str::as_bytes);
                     let output = self.exec(&session, &script, input).await?;
                     if output.status != 0 {
-                        return Err(ProviderError::Failed(format!(
+                        let mut reason = format!(
                             "{}: {}",
                             change.address,
                             String::from_utf8_lossy(&output.stderr).trim()
-                        )));
+                        );
+                        // A service created now that cannot run is taken away again, so a
+                        // failed create leaves no unit behind that nothing owns.
+                        if change.action == Action::Create && !after["unit"].is_null() {
+                            let undo = remove_service_script(&unit, true);
+                            if self.exec(&session, &undo, None).await.is_ok() {
+                                reason.push_str(" (the unit written for it was removed again)");
+                            }
+                        }
+                        return Err(ProviderError::Failed(reason));
                     }
                     let mut observed = after.clone();
                     self.service_schema.normalize(&mut observed);

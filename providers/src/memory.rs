@@ -161,6 +161,12 @@ impl MemoryProvider {
                 let after = change.after.clone().ok_or_else(|| {
                     ProviderError::Bug(format!("{} has no desired spec", change.address))
                 })?;
+                if !after.is_object() {
+                    return Err(ProviderError::Failed(format!(
+                        "{}: a spec is a mapping of fields, not {after}",
+                        change.address
+                    )));
+                }
                 objects.insert(change.address.clone(), after.clone());
                 after
             }

@@ -67,6 +67,9 @@ for line in sys.stdin:
             except FileNotFoundError:
                 pass
             reply(id_, {"observed": None, "outputs": None})
+        elif not isinstance(change.get("after"), dict):
+            reply(id_, error={"kind": "failed",
+                              "message": f"{change['address']}: the spec must be a mapping"})
         else:
             with open(path_of(change["address"]), "w") as f:
                 json.dump(change["after"], f)

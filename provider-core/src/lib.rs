@@ -1,0 +1,232 @@
+//! The nimbus provider contract, with no backend in it: the [`Provider`] trait, the types it
+//! speaks, the [`Registry`] of a run and the plugin [`protocol`]. Providers with a heavy SDK
+//! (bollard, kube) live in crates of their own that depend on this one; the built-in ones
+//! (SSH hosts, plugins, the in-memory provider) are in `nimbus-providers`.
+//!
+//! A provider is named (its id, recorded in state with each instance it applies), describes
+//! its kinds as data ([`ProviderSchema`]: replacement and sensitive fields, normalisation,
+//! whether it takes secret values), observes a batch of instances per target (one call per
+//! host, not per file), and applies one change at a time, returning what it then observes. The
+//! message types are those of the plugin protocol ([`protocol`]), so that a provider in
+//! another process (a plugin, the agent) and one in this process speak the same types.
+
+pub mod protocol;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nimbus_planner::plan::{Change, Observed};
+pub use nimbus_planner::plan::{KindSchema, ProviderSchema, Rules};
+use nimbus_schemas::Kind;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One instance to observe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObserveRequest {
+    pub address: String,
+    pub kind: Kind,
+    /// What git wants, so a provider can look at exactly what it will compare.
+    pub desired: Option<Value>,
+}
+
+/// What applying a change left behind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The instance as observed right after the change; `Null` after a delete.
+    #[serde(default)]
+    pub observed: Value,
+    /// Values generated on the way (keys, addresses), recorded in state.
+    #[serde(default)]
+    pub outputs: Value,
+}
+
+/// The three kinds of failure, kept apart, each with the sentence a person reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum ProviderError {
+    /// Worth retrying with backoff: connection refused, timeouts.
+    #[error("{0} (transient)")]
+    Transient(String),
+    /// Terminal for this instance: report it, skip its dependents, go on.
+    #[error("{0}")]
+    Failed(String),
+    /// A bug in nimbus (or in a plugin).
+    #[error("bug in nimbus: {0}")]
+    Bug(String),
+}
+
+impl ProviderError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProviderError::Transient(_))
+    }
+}
+
+/// Asks a change under way to stop: set by Ctrl-C, SIGTERM or a newer commit. A provider
+/// checks it between steps (and a plugin is told); what has taken effect is still reported.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Cancel {
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Completes once cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The contract every backend implements, in this process or behind the plugin protocol.
+pub trait Provider: Send + Sync {
+    /// The provider's id, recorded in state with each instance (`ssh`, `memory`, a plugin's
+    /// name).
+    fn name(&self) -> &str;
+
+    /// Its kinds and how they compare, as data.
+    fn describe(&self) -> ProviderSchema;
+
+    /// Observes every instance of a batch on one target (a host, or `None` for instances that
+    /// are not per host) in one call. Returns one observation per request, in any order.
+    fn observe<'a>(
+        &'a self,
+        target: Option<&'a str>,
+        batch: &'a [ObserveRequest],
+    ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>>;
+
+    /// Applies one change (create, update, replace or delete). `cancel` asks it to stop
+    /// between steps.
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>>;
+
+    /// Why this provider could not be configured, when it could not: its instances fail.
+    fn unavailable(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The providers of a run, by id, and the rules their schemas make.
+#[derive(Clone, Default)]
+pub struct Registry {
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    rules: Rules,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.providers.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry {
+            providers: BTreeMap::new(),
+            rules: Rules::new(),
+        }
+    }
+
+    /// Adds a provider under its own name.
+    pub fn with(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.add(provider);
+        self
+    }
+
+    pub fn add(&mut self, provider: Arc<dyn Provider>) {
+        let name = provider.name().to_owned();
+        self.rules.add(&name, &provider.describe());
+        self.providers.insert(name, provider);
+    }
+
+    /// The provider with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(id)
+    }
+
+    /// The ids of the providers of this run.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    /// Every provider's schemas, for the planner.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+}
+
+/// A provider that cannot be configured (no SSH key, a plugin that will not start): every
+/// instance it would serve fails with the reason, and nothing else does.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub name: String,
+    pub reason: String,
+    pub kinds: Vec<Kind>,
+}
+
+impl Provider for Unavailable {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn describe(&self) -> ProviderSchema {
+        ProviderSchema {
+            provider: self.name.clone(),
+            kinds: self
+                .kinds
+                .iter()
+                .map(|k| KindSchema::default_for(*k))
+                .collect(),
+        }
+    }
+
+    fn observe<'a>(
+        &'a self,
+        _target: Option<&'a str>,
+        _batch: &'a [ObserveRequest],
+    ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
+        Box::pin(async move { Err(ProviderError::Failed(self.reason.clone())) })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _change: &'a Change,
+        _cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+        Box::pin(async move { Err(ProviderError::Failed(self.reason.clone())) })
+    }
+
+    fn unavailable(&self) -> Option<&str> {
+        Some(&self.reason)
+    }
+}
