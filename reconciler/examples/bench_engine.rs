@@ -51,7 +51,11 @@ fn plan_once(
     let checked = nimbus_planner::check(input);
     assert!(!checked.has_errors(), "the generated repository has errors");
     let resources = ResourceGraph::build(&checked.model);
-    let graph = InstanceGraph::build(&checked.model, &resources);
+    let mut graph = InstanceGraph::build(&checked.model, &resources);
+    // The in-memory provider, asked for explicitly (as NIMBUS_MEMORY_PROVIDER does).
+    for instance in &mut graph.instances {
+        instance.provider = nimbus_planner::rules::MEMORY.to_owned();
+    }
     let none: Vec<String> = Vec::new();
     let rules = Rules::new();
     let input = PlanInput {

@@ -6,10 +6,9 @@
 
 mod common;
 use common::{git, text};
-#[path = "../../providers/tests/common/bed.rs"]
-mod hostbed;
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
+use sshd::bed as hostbed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
