@@ -10,6 +10,9 @@ command -v python3 >/dev/null || need_apt+=(python3)
 # The SSH transport is tested against a real sshd on loopback (started and stopped by the tests).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+# The reconcile daemon's status page is tested in a real browser: headless screenshots.
+command -v chromium >/dev/null || need_apt+=(chromium)
+fc-list 2>/dev/null | grep -qi dejavu || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or install them" >&2

@@ -88,6 +88,49 @@ fn field_lines(change: &Change) -> Vec<String> {
     }
 }
 
+/// A change's fields for a ```diff block, where code hosts colour a line by its first
+/// character: a changed field is its old value as a `-` line and its new one as a `+` line.
+fn diff_lines(change: &Change) -> Vec<String> {
+    if !matches!(change.action, Action::Update | Action::Replace) {
+        return field_lines(change);
+    }
+    let fields: Vec<&FieldChange> = change
+        .fields
+        .iter()
+        .filter(|f| !is_selector(change, &f.path))
+        .collect();
+    let mut lines = Vec::new();
+    for field in fields {
+        let name = format!("{}:", field.path);
+        let suffix = if field.forces_replacement {
+            " # forces replacement"
+        } else {
+            ""
+        };
+        if field.sensitive {
+            lines.push(format!("- {name} {SENSITIVE}{suffix}"));
+            lines.push(format!("+ {name} (sensitive value changed){suffix}"));
+            continue;
+        }
+        if let (Some(Value::String(before)), Some(Value::String(after))) =
+            (&field.before, &field.after)
+            && (before.contains('\n') || after.contains('\n'))
+        {
+            lines.push(format!("  {name} <<-EOT{suffix}"));
+            lines.extend(line_diff(before, after));
+            lines.push("  EOT".to_owned());
+            continue;
+        }
+        if let Some(before) = &field.before {
+            lines.push(format!("- {name} {}{suffix}", show(before)));
+        }
+        if let Some(after) = &field.after {
+            lines.push(format!("+ {name} {}{suffix}", show(after)));
+        }
+    }
+    lines
+}
+
 fn field_line(field: &FieldChange, width: usize) -> Vec<String> {
     let name = format!("{}:", field.path);
     let suffix = if field.forces_replacement {
@@ -340,7 +383,7 @@ pub fn markdown_section(change: &Change) -> String {
         change.address
     );
     let _ = writeln!(out, "{}\n", headline(change));
-    let lines = field_lines(change);
+    let lines = diff_lines(change);
     if !lines.is_empty() {
         out.push_str("```diff\n");
         for line in lines {

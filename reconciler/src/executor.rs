@@ -217,7 +217,7 @@ fn with_secret_values(
     Ok(resolved)
 }
 
-fn verb(action: Action) -> (&'static str, &'static str) {
+pub fn verb(action: Action) -> (&'static str, &'static str) {
     match action {
         Action::Create => ("creating", "created"),
         Action::Update => ("updating", "updated"),

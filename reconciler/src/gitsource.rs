@@ -341,6 +341,27 @@ pub fn branch_tip(repository: &Path, branch: &str) -> Result<String> {
     miette::bail!("no branch `{branch}` in {}", repository.display())
 }
 
+/// A commit's subject, author and time, for the status page; `None` when it cannot be read.
+pub fn commit_info(repository: &Path, commit: &str) -> Option<crate::daemon::page::CommitInfo> {
+    let repo = gix::open(repository).ok()?;
+    let id = gix::ObjectId::from_hex(commit.as_bytes()).ok()?;
+    let object = repo.find_object(id).ok()?;
+    let text = String::from_utf8_lossy(&object.data);
+    let (headers, message) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let author = headers.lines().find_map(|l| l.strip_prefix("author "))?;
+    // `Name <email> 1700000000 +0100`
+    let mut parts = author.rsplitn(3, ' ');
+    let _zone = parts.next()?;
+    let seconds: i64 = parts.next()?.parse().ok()?;
+    let who = parts.next()?;
+    let name = who.split(" <").next().unwrap_or(who);
+    Some(crate::daemon::page::CommitInfo {
+        subject: message.lines().next().unwrap_or("").trim().to_owned(),
+        author: name.to_owned(),
+        time: seconds,
+    })
+}
+
 /// Checks that `commit` carries an SSH signature (git's `gpg.format=ssh`, namespace `git`)
 /// made by one of `allowed` (OpenSSH public keys, as in git's allowedSignersFile). Verified
 /// in-process; nothing is spawned.

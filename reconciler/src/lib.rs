@@ -2,6 +2,7 @@
 //! and the reconcile loop. The only crate that knows about files, time and concurrency.
 
 pub mod commands;
+pub mod daemon;
 pub mod engine;
 pub mod executor;
 pub mod gitsource;

@@ -36,6 +36,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE lock (
         id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL,
         host TEXT NOT NULL, since INTEGER NOT NULL, lease_until INTEGER NOT NULL);",
+    // 2: the status page reads results by run and by instance.
+    "CREATE INDEX results_by_run ON results (run);
+     CREATE INDEX results_by_address ON results (address);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,63 @@ pub struct RunResult {
     pub action: String,
     pub outcome: String,
     pub message: Option<String>,
+}
+
+/// One run with its results counted, for the status page.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub command: String,
+    pub revision: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub applied: i64,
+    pub failed: i64,
+    /// Skipped or not started.
+    pub other: i64,
+}
+
+/// One result of a run, for the status page.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ResourceResult {
+    pub run: i64,
+    pub address: String,
+    pub action: String,
+    pub outcome: String,
+    pub message: Option<String>,
+    pub at: i64,
+}
+
+const RUN_ROW: &str = "SELECT r.id, r.command, r.revision, r.started_at, r.ended_at, r.outcome,
+    (SELECT COUNT(*) FROM results WHERE run = r.id AND outcome = 'applied'),
+    (SELECT COUNT(*) FROM results WHERE run = r.id AND outcome = 'failed'),
+    (SELECT COUNT(*) FROM results WHERE run = r.id AND outcome NOT IN ('applied', 'failed'))
+    FROM runs r";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        command: r.get(1)?,
+        revision: r.get(2)?,
+        started_at: r.get(3)?,
+        ended_at: r.get(4)?,
+        outcome: r.get(5)?,
+        applied: r.get(6)?,
+        failed: r.get(7)?,
+        other: r.get(8)?,
+    })
+}
+
+fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ResourceResult> {
+    Ok(ResourceResult {
+        run: r.get(0)?,
+        address: r.get(1)?,
+        action: r.get(2)?,
+        outcome: r.get(3)?,
+        message: r.get(4)?,
+        at: r.get(5)?,
+    })
 }
 
 /// A change that was started and not known to have finished.
@@ -248,11 +308,19 @@ impl StateStore {
     }
 
     pub fn resources(&self) -> Result<Vec<StoredResource>, StateError> {
-        let mut statement = self.db(self.connection.prepare(
+        self.resources_where("WHERE ?1 = ?1", "")
+    }
+
+    fn resources_where(
+        &self,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<StoredResource>, StateError> {
+        let mut statement = self.db(self.connection.prepare(&format!(
             "SELECT address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at
-             FROM resources ORDER BY address",
-        ))?;
-        let rows = self.db(statement.query_map([], |r| {
+             FROM resources {filter} ORDER BY address"
+        )))?;
+        let rows = self.db(statement.query_map(params![value], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -301,6 +369,72 @@ impl StateStore {
             });
         }
         Ok(out)
+    }
+
+    /// One instance as stored.
+    pub fn resource(&self, address: &str) -> Result<Option<StoredResource>, StateError> {
+        // The table is small per address; the full reader's decoding serves both.
+        Ok(self
+            .resources_where("WHERE address = ?1", address)?
+            .into_iter()
+            .next())
+    }
+
+    /// The newest `limit` runs, newest first, with their results counted.
+    pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunRow>, StateError> {
+        let mut statement = self.db(self
+            .connection
+            .prepare(&format!("{RUN_ROW} ORDER BY r.id DESC LIMIT ?1")))?;
+        let rows = self.db(statement.query_map(params![limit as i64], run_row))?;
+        rows.map(|row| self.db(row)).collect()
+    }
+
+    /// One run, with its results counted.
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>, StateError> {
+        let mut statement = self.db(self
+            .connection
+            .prepare(&format!("{RUN_ROW} WHERE r.id = ?1")))?;
+        let mut rows = self.db(statement.query_map(params![id], run_row))?;
+        rows.next().map(|row| self.db(row)).transpose()
+    }
+
+    /// Every result of a run.
+    pub fn run_results(&self, id: i64) -> Result<Vec<ResourceResult>, StateError> {
+        let mut statement = self.db(self.connection.prepare(
+            "SELECT run, address, action, outcome, message, at FROM results WHERE run = ?1 ORDER BY rowid",
+        ))?;
+        let rows = self.db(statement.query_map(params![id], result_row))?;
+        rows.map(|row| self.db(row)).collect()
+    }
+
+    /// The newest `limit` results of one instance, newest first, with their runs.
+    pub fn results_of(
+        &self,
+        address: &str,
+        limit: usize,
+    ) -> Result<Vec<(RunRow, ResourceResult)>, StateError> {
+        let mut statement = self.db(self.connection.prepare(
+            "SELECT run, address, action, outcome, message, at FROM results WHERE address = ?1 ORDER BY rowid DESC LIMIT ?2",
+        ))?;
+        let rows = self.db(statement.query_map(params![address, limit as i64], result_row))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let result = self.db(row)?;
+            if let Some(run) = self.run(result.run)? {
+                out.push((run, result));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each instance's newest result, by address.
+    pub fn last_results(&self) -> Result<Vec<ResourceResult>, StateError> {
+        let mut statement = self.db(self.connection.prepare(
+            "SELECT run, address, action, outcome, message, at FROM results
+             WHERE rowid IN (SELECT MAX(rowid) FROM results GROUP BY address)",
+        ))?;
+        let rows = self.db(statement.query_map([], result_row))?;
+        rows.map(|row| self.db(row)).collect()
     }
 
     pub fn records(&self) -> Result<Vec<Record>, StateError> {

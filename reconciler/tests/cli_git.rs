@@ -177,7 +177,11 @@ fn preview_prints_a_pull_requests_plan_as_a_comment() {
     assert!(at("| acme | 0 | 1 | 0 | 0 |") < at("<details>"));
     assert!(comment.contains("| (infrastructure) |"));
     assert!(comment.contains("<details><summary><code>~ Workload/acme/api</code></summary>"));
-    assert!(comment.contains("~ replicas: 2 -> 3"));
+    // A changed field is a `-` line and a `+` line in a diff block, which code hosts colour.
+    assert!(
+        comment.contains("```diff\n- replicas: 2\n+ replicas: 3\n```"),
+        "{comment}"
+    );
     assert!(comment.contains("+ Host/web-3"));
     // The whole plan is beside it, for an artifact.
     let saved: serde_json::Value =

@@ -1,0 +1,287 @@
+//! What the daemon knows of every instance, for the status page: its place in the graph (kind,
+//! host, tenant, dependencies), its provider, and its health with the sentence that explains
+//! it. Updated from each run's plan and results; filled from state after a restart.
+
+use std::collections::BTreeMap;
+
+use nimbus_planner::plan::{Action, Change, Plan};
+use nimbus_schemas::Kind;
+use serde::Serialize;
+
+use crate::executor::{Outcome, Report};
+
+/// An instance's health, most alarming first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Failed,
+    Drifted,
+    Changing,
+    Unknown,
+    InSync,
+}
+
+impl Health {
+    pub const ALL: [Health; 5] = [
+        Health::Failed,
+        Health::Drifted,
+        Health::Changing,
+        Health::Unknown,
+        Health::InSync,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Failed => "failed",
+            Health::Drifted => "drifted",
+            Health::Changing => "changing",
+            Health::Unknown => "unknown",
+            Health::InSync => "in sync",
+        }
+    }
+
+    /// A sign that says the status without colour.
+    pub fn glyph(self) -> &'static str {
+        match self {
+            Health::Failed => "\u{2717}",
+            Health::Drifted => "\u{2260}",
+            Health::Changing => "\u{2026}",
+            Health::Unknown => "?",
+            Health::InSync => "\u{2713}",
+        }
+    }
+
+    /// The CSS class that colours it.
+    pub fn class(self) -> &'static str {
+        match self {
+            Health::Failed => "failed",
+            Health::Drifted => "drifted",
+            Health::Changing => "changing",
+            Health::Unknown => "unknown",
+            Health::InSync => "ok",
+        }
+    }
+}
+
+/// One instance as the page shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceView {
+    pub address: String,
+    pub kind: Kind,
+    pub provider: String,
+    pub health: Health,
+    /// The sentence a person reads: the provider's reason, what drifted, what is under way.
+    pub reason: Option<String>,
+    /// The run that last changed or failed it, and its revision.
+    pub run: Option<i64>,
+    pub revision: Option<String>,
+    pub depends_on: Vec<String>,
+    /// When its health last changed (Unix seconds).
+    pub since: f64,
+}
+
+impl InstanceView {
+    /// The host of a per-host instance (`File/motd@web-1`).
+    pub fn host(&self) -> Option<&str> {
+        self.address.rsplit_once('@').map(|(_, host)| host)
+    }
+
+    /// The tenant of a tenant-scoped instance (`Workload/acme/web`), or a Tenant's own name.
+    pub fn tenant(&self) -> Option<&str> {
+        let mut parts = self.address.split('/');
+        let _kind = parts.next();
+        let first = parts.next()?;
+        match (self.kind, parts.next()) {
+            (Kind::Tenant, None) => Some(first),
+            (_, Some(_)) => Some(first),
+            _ => None,
+        }
+    }
+
+    /// The last part of the address: what a node is labelled with.
+    pub fn name(&self) -> &str {
+        let resource = self.address.split('@').next().unwrap_or(&self.address);
+        resource.rsplit('/').next().unwrap_or(resource)
+    }
+}
+
+/// Every instance, by address.
+#[derive(Clone, Debug, Default)]
+pub struct Estate {
+    pub instances: BTreeMap<String, InstanceView>,
+}
+
+fn fields_of(change: &Change) -> String {
+    let paths: Vec<&str> = change.fields.iter().map(|f| f.path.as_str()).collect();
+    if paths.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", paths.join(", "))
+    }
+}
+
+impl Estate {
+    fn set(
+        &mut self,
+        change: &Change,
+        health: Health,
+        reason: Option<String>,
+        run: Option<i64>,
+        revision: Option<&str>,
+        now: f64,
+    ) {
+        let entry = self
+            .instances
+            .entry(change.address.clone())
+            .or_insert_with(|| InstanceView {
+                address: change.address.clone(),
+                kind: change.kind,
+                provider: change.provider.clone(),
+                health,
+                reason: None,
+                run: None,
+                revision: None,
+                depends_on: Vec::new(),
+                since: now,
+            });
+        if entry.health != health {
+            entry.since = now;
+        }
+        entry.kind = change.kind;
+        entry.provider.clone_from(&change.provider);
+        entry.health = health;
+        entry.reason = reason;
+        entry.depends_on.clone_from(&change.depends_on);
+        if run.is_some() {
+            entry.run = run;
+            entry.revision = revision.map(str::to_owned);
+        }
+    }
+
+    /// A plan was made: what it leaves alone is in sync, what it changes is under way (or
+    /// drifted, on a drift check), what it cannot plan has failed.
+    pub fn planned(&mut self, plan: &Plan, revision: &str, drift: bool, now: f64) {
+        for change in &plan.changes {
+            if let Some(error) = &change.error {
+                let reason = format!("cannot be planned: {error}");
+                self.set(
+                    change,
+                    Health::Failed,
+                    Some(reason),
+                    None,
+                    Some(revision),
+                    now,
+                );
+                continue;
+            }
+            match change.action {
+                Action::NoOp | Action::Read => {
+                    self.set(change, Health::InSync, None, None, None, now);
+                }
+                action if drift => {
+                    let reason = format!(
+                        "drifted from the repository{}: to be {}",
+                        fields_of(change),
+                        crate::executor::verb(action).1
+                    );
+                    self.set(change, Health::Drifted, Some(reason), None, None, now);
+                }
+                action => {
+                    let reason = format!(
+                        "to be {} by the run under way{}",
+                        crate::executor::verb(action).1,
+                        fields_of(change)
+                    );
+                    self.set(change, Health::Changing, Some(reason), None, None, now);
+                }
+            }
+        }
+    }
+
+    /// A run applied `plan`: each change's outcome, in the words a person reads.
+    pub fn applied(
+        &mut self,
+        plan: &Plan,
+        report: &Report,
+        run: Option<i64>,
+        revision: &str,
+        drift: bool,
+        now: f64,
+    ) {
+        let changes: BTreeMap<&str, &Change> = plan
+            .changes
+            .iter()
+            .map(|c| (c.address.as_str(), c))
+            .collect();
+        for result in &report.results {
+            let Some(change) = changes.get(result.address.as_str()) else {
+                continue;
+            };
+            let (health, reason) = match &result.outcome {
+                Outcome::Applied if result.action == Action::Delete => {
+                    self.instances.remove(&result.address);
+                    continue;
+                }
+                Outcome::Applied if drift => (
+                    Health::Drifted,
+                    Some(format!(
+                        "drifted from the repository{}; corrected",
+                        fields_of(change)
+                    )),
+                ),
+                Outcome::Applied => (Health::InSync, None),
+                Outcome::Failed(reason) => (Health::Failed, Some(reason.clone())),
+                Outcome::Skipped(reason) => {
+                    (Health::Unknown, Some(format!("not applied: {reason}")))
+                }
+                Outcome::NotStarted => (
+                    Health::Unknown,
+                    Some("not started: the run was stopped first".to_owned()),
+                ),
+            };
+            self.set(change, health, reason, run, Some(revision), now);
+        }
+    }
+
+    /// An instance as state recorded it, before this daemon has observed it: unknown, or
+    /// failed when its last result failed.
+    pub fn remember(
+        &mut self,
+        stored: &crate::state::StoredResource,
+        last: Option<&crate::state::ResourceResult>,
+        now: f64,
+    ) {
+        let (health, reason) = match last {
+            Some(result) if result.outcome == "failed" => (
+                Health::Failed,
+                result.message.clone().or(Some("failed".to_owned())),
+            ),
+            _ => (
+                Health::Unknown,
+                Some("recorded in state; not observed since the daemon started".to_owned()),
+            ),
+        };
+        self.instances
+            .entry(stored.record.address.clone())
+            .or_insert_with(|| InstanceView {
+                address: stored.record.address.clone(),
+                kind: stored.record.kind,
+                provider: stored.provider.clone(),
+                health,
+                reason,
+                run: last.map(|r| r.run),
+                revision: None,
+                depends_on: stored.record.depends_on.clone(),
+                since: now,
+            });
+    }
+
+    /// Counts by health.
+    pub fn counts(&self) -> BTreeMap<Health, usize> {
+        let mut counts: BTreeMap<Health, usize> = Health::ALL.iter().map(|h| (*h, 0)).collect();
+        for instance in self.instances.values() {
+            *counts.entry(instance.health).or_default() += 1;
+        }
+        counts
+    }
+}

@@ -1,0 +1,455 @@
+//! The GitOps daemon behind `nimbus reconcile`: the fetch loop, one run per new commit (and
+//! per drift check) through the operations session, and the HTTP side: `http` (routes),
+//! `status` (what /status and /metrics say), `webhook` (signature checks), and the pages
+//! people read: `estate` (every instance's health), `graph` (the estate as SVG), `page`.
+
+pub mod estate;
+pub mod graph;
+mod http;
+pub mod page;
+pub mod status;
+pub mod webhook;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::plan::Action;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::commands::reconcile::ReconcileArgs;
+use crate::engine::{self, PlanOptions};
+use crate::ops::{Session, SessionOptions};
+use crate::render::problems_text;
+use http::serve;
+use status::Status;
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Where commits come from.
+enum Source {
+    /// A local repository, read in place.
+    Local(PathBuf),
+    /// A remote one, mirrored in the cache.
+    Remote(crate::gitsource::Mirror),
+}
+
+impl Source {
+    fn repository(&self) -> &Path {
+        match self {
+            Source::Local(path) => path,
+            Source::Remote(mirror) => &mirror.path,
+        }
+    }
+
+    fn tip(&self, branch: &str) -> Result<String> {
+        match self {
+            Source::Local(path) => crate::gitsource::branch_tip(path, branch),
+            Source::Remote(mirror) => mirror.fetch(branch),
+        }
+    }
+}
+
+pub fn run(args: ReconcileArgs) -> Result<i32> {
+    let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
+    runtime.block_on(daemon(args))
+}
+
+async fn daemon(args: ReconcileArgs) -> Result<i32> {
+    let source = if args.repo.contains("://") {
+        let cache = args
+            .cache
+            .clone()
+            .unwrap_or_else(|| args.workdir.join(".nimbus/cache"));
+        let url = args.repo.clone();
+        let ssh_command = if url.starts_with("ssh://") {
+            let known_hosts = args.known_hosts.as_deref().ok_or_else(|| {
+                miette::miette!(
+                    "{url}: an ssh:// remote needs --known-hosts FILE, which pins the git server's host key (it is never trusted on first use)"
+                )
+            })?;
+            let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+            Some(crate::gitsource::pinned_ssh_command(
+                &absolute(known_hosts),
+                args.ssh_key.as_deref().map(absolute).as_deref(),
+            ))
+        } else {
+            None
+        };
+        let mirror = tokio::task::spawn_blocking(move || {
+            crate::gitsource::Mirror::open(&url, &cache, ssh_command)
+        })
+        .await
+        .into_diagnostic()??;
+        Source::Remote(mirror)
+    } else {
+        Source::Local(PathBuf::from(&args.repo))
+    };
+    let source = Arc::new(source);
+    let secret = match &args.webhook_secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot read the webhook secret {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let status = Arc::new(Mutex::new(Status::default()));
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot listen on {}", args.listen))?;
+    crate::render::print_stderr(&format!(
+        "nimbus reconcile: {} ({}), listening on http://{}\n",
+        args.repo,
+        args.branch,
+        listener.local_addr().into_diagnostic()?
+    ));
+    {
+        let status = Arc::clone(&status);
+        let wake = Arc::clone(&wake);
+        let workdir = args.workdir.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let status = Arc::clone(&status);
+                let wake = Arc::clone(&wake);
+                let secret = secret.clone();
+                let workdir = workdir.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, &status, &wake, secret.as_deref(), &workdir).await;
+                });
+            }
+        });
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .into_diagnostic()?;
+    let mut last_drift = Instant::now();
+    let mut first = true;
+    loop {
+        if !first {
+            let jitter = args.interval.mul_f64(jitter_fraction() * 0.1);
+            // Wake for the next fetch, or for the next drift check if that comes first.
+            let drift_in = args.drift_interval.saturating_sub(last_drift.elapsed());
+            tokio::select! {
+                () = tokio::time::sleep((args.interval + jitter).min(drift_in)) => {}
+                () = wake.notified() => {}
+                _ = terminate.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        first = false;
+        let started = Instant::now();
+        let branch = args.branch.clone();
+        let fetching = Arc::clone(&source);
+        let tip = tokio::task::spawn_blocking(move || fetching.tip(&branch))
+            .await
+            .into_diagnostic()?;
+        let fetched = started.elapsed().as_secs_f64();
+        let commit = {
+            let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+            status.fetch_seconds.push(fetched);
+            match tip {
+                Ok(commit) => {
+                    status.fetch_error = None;
+                    commit
+                }
+                Err(e) => {
+                    status.fetch_error = Some(format!("{e:?}"));
+                    tracing::warn!(error = %e, "fetch failed");
+                    continue;
+                }
+            }
+        };
+        if status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .state_path
+            .is_none()
+        {
+            // After a restart, /status shows what state remembers until the first run ends.
+            if let Ok(path) =
+                engine::state_path_of(source.repository(), Some(&commit), &args.workdir)
+            {
+                status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .fill_from_state(&path);
+            }
+        }
+        let (seen, applied) = {
+            let status = status.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                status.revision_seen.clone(),
+                status.revision_applied.clone(),
+            )
+        };
+        let drift_due = last_drift.elapsed() >= args.drift_interval;
+        {
+            // The pages name commits by subject, author and time: read once each.
+            let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+            for id in [Some(&commit), applied.as_ref()].into_iter().flatten() {
+                if !status.commits.contains_key(id)
+                    && let Some(info) = crate::gitsource::commit_info(source.repository(), id)
+                {
+                    status.commits.insert(id.clone(), info);
+                }
+            }
+        }
+        if seen.as_deref() != Some(commit.as_str()) {
+            status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .revision_seen = Some(commit.clone());
+            reconcile(&args, &source, &commit, &status, false, &wake).await;
+            last_drift = Instant::now();
+        } else if drift_due && let Some(applied) = applied {
+            reconcile(&args, &source, &applied, &status, true, &wake).await;
+            last_drift = Instant::now();
+        }
+    }
+    crate::render::print_stderr("nimbus reconcile: stopped\n");
+    Ok(0)
+}
+
+fn jitter_fraction() -> f64 {
+    crate::secrets::random_key()
+        .map(|k| f64::from(k[0]) / 255.0)
+        .unwrap_or(0.5)
+}
+
+/// Validates, plans and applies `commit`; with `drift`, the applied revision again, counting
+/// what had drifted.
+async fn reconcile(
+    args: &ReconcileArgs,
+    source: &Arc<Source>,
+    commit: &str,
+    status: &Mutex<Status>,
+    drift: bool,
+    wake: &Arc<Notify>,
+) {
+    let started = Instant::now();
+    let outcome = apply_commit(args, source, commit, status, drift, wake).await;
+    let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+    status.run_durations.push(started.elapsed().as_secs_f64());
+    let label = match &outcome {
+        Ok(true) => "succeeded",
+        Ok(false) => "failed",
+        Err(_) => "invalid",
+    };
+    *status.runs_by_outcome.entry(label.to_owned()).or_default() += 1;
+    if let Err(e) = outcome {
+        tracing::warn!(revision = %commit, "not applied");
+        status.errors = vec![e];
+    }
+}
+
+/// Ok(succeeded) when the commit was planned and applied; Err(diagnostics) when it does not
+/// validate or cannot be planned (nothing is applied).
+async fn apply_commit(
+    args: &ReconcileArgs,
+    source: &Arc<Source>,
+    commit: &str,
+    status: &Mutex<Status>,
+    drift: bool,
+    wake: &Arc<Notify>,
+) -> std::result::Result<bool, String> {
+    // One load: the commit validated, and ready to plan if it does.
+    let loaded = match engine::load_checked(source.repository(), Some(commit), &args.workdir) {
+        Err(e) => return Err(format!("{e:?}")),
+        Ok(Err(invalid)) => {
+            return Err(problems_text(
+                &invalid.checked.problems,
+                &invalid.checked.model.sources,
+                false,
+            ));
+        }
+        Ok(Ok(loaded)) => loaded,
+    };
+    // Signed commits: the policy in force (else the commit's own, for the first one).
+    let own = loaded.repository().map_or((false, Vec::new()), |r| {
+        (
+            r.policy.require_signed_commits,
+            r.policy.allowed_signers.clone(),
+        )
+    });
+    let in_force = status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .policy
+        .clone();
+    let (required, signers) = match in_force {
+        Some((required, signers)) => (required || own.0, signers),
+        None => own.clone(),
+    };
+    if required && !drift {
+        let signer =
+            crate::gitsource::verify_commit_signature(source.repository(), commit, &signers)
+                .map_err(|e| format!("refused: {e}; the last good revision stays in force"))?;
+        tracing::info!(revision = %commit, %signer, "signature verified");
+    }
+    let parallelism = loaded.parallelism();
+    // The session every apply opens: lock, providers, recovery of an interrupted run (this
+    // daemon's own, killed), state, secrets.
+    let session = Session::open(
+        loaded,
+        SessionOptions::for_command(Some("nimbus reconcile"), args.identity.as_deref()),
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    let options = PlanOptions {
+        refresh: true,
+        ..PlanOptions::default()
+    };
+    let plan = session.plan(&options).await.map_err(|e| format!("{e:?}"))?;
+    {
+        let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+        status.notes = session.notes.clone();
+        status.state_path = Some(session.state_path.clone());
+        status.rules = session.registry.rules().clone();
+        status.estate.planned(&plan, commit, drift, now());
+    }
+    let changes = plan.changes.iter().filter(|c| c.action.is_change()).count();
+    let report = if plan.has_work() {
+        Some(
+            session
+                .apply(
+                    &plan,
+                    if drift {
+                        "reconcile (drift)"
+                    } else {
+                        "reconcile"
+                    },
+                    parallelism,
+                    newer_commit(
+                        Arc::clone(source),
+                        args.branch.clone(),
+                        commit.to_owned(),
+                        Arc::clone(wake),
+                        args.interval,
+                    ),
+                )
+                .await
+                .map_err(|e| format!("{e:?}"))?,
+        )
+    } else {
+        // A new commit with nothing to change is still recorded as a run, with its revision
+        // (a drift check that finds nothing is not).
+        if !drift {
+            let store = crate::executor::lock_state(&session.state);
+            let run = store
+                .begin_run("reconcile", Some(commit))
+                .map_err(|e| e.to_string())?;
+            store.end_run(run, "succeeded").map_err(|e| e.to_string())?;
+        }
+        None
+    };
+    if let Some(report) = &report {
+        let run = crate::executor::lock_state(&session.state)
+            .recent_runs(1)
+            .ok()
+            .and_then(|runs| runs.first().map(|r| r.id));
+        status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .estate
+            .applied(&plan, report, run, commit, drift, now());
+    }
+    let succeeded = report.as_ref().is_none_or(|r| r.succeeded()) && plan.errors().next().is_none();
+    let superseded = report.as_ref().is_some_and(|r| r.interrupted);
+    let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+    status.errors.clear();
+    if drift {
+        status.drift_events += plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
+    }
+    if let Some(report) = &report {
+        for result in &report.results {
+            let outcome = match &result.outcome {
+                crate::executor::Outcome::Applied => "applied",
+                crate::executor::Outcome::Failed(_) => "failed",
+                crate::executor::Outcome::Skipped(_) => "skipped",
+                crate::executor::Outcome::NotStarted => "not started",
+            };
+            status
+                .resources
+                .insert(result.address.clone(), outcome.to_owned());
+        }
+    }
+    for change in plan.changes.iter().filter(|c| c.action == Action::NoOp) {
+        status
+            .resources
+            .entry(change.address.clone())
+            .or_insert_with(|| "in sync".to_owned());
+    }
+    if succeeded {
+        status.revision_applied = Some(commit.to_owned());
+        status.applied_at = Some(now());
+        status.policy = Some(own);
+        status.head_failed = None;
+    } else if !drift {
+        // Unplannable instances fail in the run too, when it has one.
+        let failed = report
+            .as_ref()
+            .map_or(0, |r| {
+                r.count(|o| matches!(o, crate::executor::Outcome::Failed(_)))
+            })
+            .max(plan.errors().count());
+        status.head_failed = Some((
+            commit.to_owned(),
+            format!(
+                "applied with failures: {failed} instance{} failed",
+                if failed == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    status.last_run = Some(json!({
+        "revision": commit,
+        "drift": drift,
+        "changes": changes,
+        "succeeded": succeeded,
+        "summary": report.as_ref().map(|r| r.summary()),
+        "interrupted": superseded,
+        "at": now(),
+    }));
+    Ok(succeeded)
+}
+
+/// Completes when the branch moves past `commit` (checked on every webhook and every
+/// interval while a run is under way): a newer commit supersedes the run, whose changes
+/// waiting on retries then give up, so that the newer one is applied at once.
+async fn newer_commit(
+    source: Arc<Source>,
+    branch: String,
+    commit: String,
+    wake: Arc<Notify>,
+    interval: Duration,
+) {
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        let source = Arc::clone(&source);
+        let branch = branch.clone();
+        let tip = tokio::task::spawn_blocking(move || source.tip(&branch)).await;
+        if let Ok(Ok(tip)) = tip
+            && tip != commit
+        {
+            // The main loop fetches again at once.
+            wake.notify_one();
+            return;
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! What the daemon knows, for /status, /metrics and the pages.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::estate::Estate;
+use super::page::CommitInfo;
+
+/// What the daemon knows, for /status and /metrics.
+#[derive(Default)]
+pub struct Status {
+    pub revision_seen: Option<String>,
+    pub revision_applied: Option<String>,
+    pub applied_at: Option<f64>,
+    pub last_run: Option<Value>,
+    /// Diagnostics of the newest commit, when it does not validate (it is then not applied).
+    pub errors: Vec<String>,
+    /// Instance address → last outcome.
+    pub resources: BTreeMap<String, String>,
+    pub drift_events: u64,
+    pub runs_by_outcome: BTreeMap<String, u64>,
+    pub run_durations: Vec<f64>,
+    pub fetch_seconds: Vec<f64>,
+    pub fetch_error: Option<String>,
+    pub webhooks_refused: u64,
+    /// The signature policy of the revision in force: (required, allowed signers). A new
+    /// commit is held to it, so that it cannot lift the policy or add its own signer.
+    pub policy: Option<(bool, Vec<String>)>,
+    /// Where the Repository keeps state (its `state.path`), once a revision named it.
+    pub state_path: Option<PathBuf>,
+    /// What the reader must know first (the in-memory provider is in use).
+    pub notes: Vec<String>,
+    /// The branch head whose run failed (it is not in force), and what happened.
+    pub head_failed: Option<(String, String)>,
+    /// Every instance's health, for the pages.
+    pub estate: Estate,
+    /// Commits the pages name, read once each.
+    pub commits: BTreeMap<String, CommitInfo>,
+    /// The providers' schemas of the last run: which fields the pages hide.
+    pub rules: nimbus_planner::plan::Rules,
+}
+
+impl Status {
+    /// What state remembers of earlier runs, so that /status is not empty after a restart:
+    /// the last revision applied, the last run, and every instance recorded.
+    pub fn fill_from_state(&mut self, state_path: &Path) {
+        self.state_path = Some(state_path.to_owned());
+        let Ok(store) = crate::state::StateStore::open(state_path) else {
+            return;
+        };
+        if let Ok(history) = store.history() {
+            if let Some(run) = history.last() {
+                self.last_run = Some(json!({
+                    "id": run.id,
+                    "command": run.command,
+                    "revision": run.revision,
+                    "outcome": run.outcome,
+                    "at": run.ended_at.unwrap_or(run.started_at),
+                    "from_state": true,
+                }));
+            }
+            if let Some(run) = history
+                .iter()
+                .rev()
+                .find(|r| r.revision.is_some() && r.outcome.as_deref() == Some("succeeded"))
+            {
+                self.revision_applied.clone_from(&run.revision);
+                self.applied_at = run.ended_at.map(|t| t as f64);
+            }
+        }
+        let last: BTreeMap<String, crate::state::ResourceResult> = store
+            .last_results()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.address.clone(), r))
+            .collect();
+        if let Ok(resources) = store.resources() {
+            let now = super::now();
+            for resource in resources {
+                let result = last.get(&resource.record.address);
+                self.estate.remember(&resource, result, now);
+                self.resources
+                    .entry(resource.record.address)
+                    .or_insert_with(|| "applied".to_owned());
+            }
+        }
+    }
+}
+
+const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+fn histogram(out: &mut String, name: &str, help: &str, values: &[f64]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for bucket in BUCKETS {
+        let count = values.iter().filter(|v| **v <= bucket).count();
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bucket}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", values.len());
+    let _ = writeln!(out, "{name}_sum {}", values.iter().sum::<f64>());
+    let _ = writeln!(out, "{name}_count {}", values.len());
+}
+
+impl Status {
+    pub fn json(&self) -> Value {
+        json!({
+            "revision_applied": self.revision_applied,
+            "revision_seen": self.revision_seen,
+            "applied_at": self.applied_at,
+            "last_run": self.last_run,
+            "errors": self.errors,
+            "fetch_error": self.fetch_error,
+            "drift_events": self.drift_events,
+            "resources": self.resources,
+            "notes": self.notes,
+        })
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP nimbus_runs_total Runs by outcome.\n# TYPE nimbus_runs_total counter\n",
+        );
+        for outcome in ["succeeded", "failed", "invalid"] {
+            let _ = writeln!(
+                out,
+                "nimbus_runs_total{{outcome=\"{outcome}\"}} {}",
+                self.runs_by_outcome.get(outcome).copied().unwrap_or(0)
+            );
+        }
+        histogram(
+            &mut out,
+            "nimbus_run_duration_seconds",
+            "How long plan and apply of a run took.",
+            &self.run_durations,
+        );
+        out.push_str("# HELP nimbus_resources Instances by their last outcome.\n# TYPE nimbus_resources gauge\n");
+        let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+        for status in self.resources.values() {
+            *by_status.entry(status.as_str()).or_default() += 1;
+        }
+        for (status, count) in by_status {
+            let _ = writeln!(out, "nimbus_resources{{status=\"{status}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_drift_events_total Instances found drifted and corrected.\n# TYPE nimbus_drift_events_total counter\nnimbus_drift_events_total {}",
+            self.drift_events
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_last_applied_timestamp_seconds When the applied revision was last applied.\n# TYPE nimbus_last_applied_timestamp_seconds gauge\nnimbus_last_applied_timestamp_seconds {}",
+            self.applied_at.unwrap_or(0.0)
+        );
+        histogram(
+            &mut out,
+            "nimbus_fetch_duration_seconds",
+            "How long fetching the branch took.",
+            &self.fetch_seconds,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_webhooks_refused_total Webhook calls refused (bad or missing signature).\n# TYPE nimbus_webhooks_refused_total counter\nnimbus_webhooks_refused_total {}",
+            self.webhooks_refused
+        );
+        out
+    }
+}
