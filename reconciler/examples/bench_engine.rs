@@ -5,7 +5,8 @@
 //! - plan of SIZE converged resources (load + check + graph + diff + text render);
 //! - the same with one resource changed;
 //! - apply of SIZE no-cost changes (executor + SQLite state), per change;
-//! - peak memory of the process (VmHWM).
+//! - peak memory of the process (VmHWM);
+//! - the reconcile daemon's status page (overview and SVG) of every instance (issue 15).
 //!
 //! bench/engine.sh runs it for 10,000 and 100,000 resources.
 
@@ -181,4 +182,26 @@ fn main() {
         apply.as_secs_f64() * 1e6 / instances as f64
     );
     println!("peak memory:            {:>7.1} MiB", peak_rss_mib());
+
+    // The reconcile daemon's status page (issue 15): the overview with the estate's SVG, of
+    // every instance of this plan, as the daemon renders it for each request.
+    let mut status = nimbus::daemon::status::Status::default();
+    status
+        .estate
+        .planned(&initial, "0000000000000000000000000000000000000000", false, 0.0);
+    let mut pages = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let page = nimbus::daemon::page::overview(&status, &[], 1.0);
+        pages.push(start.elapsed());
+        bytes = page.len();
+    }
+    println!(
+        "status page of {} instances: median {:>7.1} ms   best {:>7.1} ms   ({} KiB of HTML)",
+        status.estate.instances.len(),
+        median(&pages).as_secs_f64() * 1e3,
+        best(&pages).as_secs_f64() * 1e3,
+        bytes / 1024
+    );
 }
