@@ -186,9 +186,12 @@ fn main() {
     // The reconcile daemon's status page (issue 15): the overview with the estate's SVG, of
     // every instance of this plan, as the daemon renders it for each request.
     let mut status = nimbus::daemon::status::Status::default();
-    status
-        .estate
-        .planned(&initial, "0000000000000000000000000000000000000000", false, 0.0);
+    status.estate.planned(
+        &initial,
+        "0000000000000000000000000000000000000000",
+        false,
+        0.0,
+    );
     let mut pages = Vec::new();
     let mut bytes = 0;
     for _ in 0..5 {

@@ -373,6 +373,27 @@ fn the_status_page_shows_the_estate_in_three_states() {
     }
     pages.push_str(&dom);
 
+    // A commit that does not validate: refused, the reason on the page, the last good
+    // revision still in force.
+    std::fs::write(
+        repo.join("tenants/initech/broken.yaml"),
+        "apiVersion: nimbus.dev/v1alpha1\nkind: Workload\nmetadata: {name: broken}\nspec: {tenant: initech, image: \"x:1\", replicas: many}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "A broken workload"]);
+    wait_for(port, "the broken commit refused", 30, |s| {
+        s["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    let (_, page) = get(port, "/");
+    assert!(page.contains("A broken workload"), "{page}");
+    assert!(page.contains("was refused"), "{page}");
+    assert!(
+        page.contains("broken.yaml"),
+        "the reason names the file: {page}"
+    );
+    pages.push_str(&page);
+
     // Every page, for the leak test: the run pages, an instance's, every instance.
     let (_, runs) = get(port, "/runs");
     let runs: serde_json::Value = serde_json::from_str(&runs).unwrap_or_else(|e| panic!("{e}"));
