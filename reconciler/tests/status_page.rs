@@ -419,6 +419,12 @@ fn the_status_page_shows_the_estate_in_three_states() {
         page.contains("replicas: 1"),
         "the spec last applied: {page}"
     );
+    assert!(
+        page.contains(
+            "<td><code>replicas</code></td><td><code>1</code></td><td><code>2</code></td>"
+        ),
+        "observed against desired: {page}"
+    );
     let (code, _) = get(port, "/resource/Workload/initech/nothing-here");
     assert_eq!(code, 404);
     let (code, page) = get(port, "/resource/File/db-password@db-1");

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use nimbus_planner::plan::{Action, Change, Plan};
+use nimbus_planner::plan::{Action, Change, FieldChange, Plan};
 use nimbus_schemas::Kind;
 use serde::Serialize;
 
@@ -76,6 +76,9 @@ pub struct InstanceView {
     pub run: Option<i64>,
     pub revision: Option<String>,
     pub depends_on: Vec<String>,
+    /// What differed between what was observed and what git wants, when the last plan
+    /// changed it (sensitive values already redacted by the planner).
+    pub fields: Vec<FieldChange>,
     /// When its health last changed (Unix seconds).
     pub since: f64,
 }
@@ -142,6 +145,7 @@ impl Estate {
                 run: None,
                 revision: None,
                 depends_on: Vec::new(),
+                fields: Vec::new(),
                 since: now,
             });
         if entry.health != health {
@@ -177,6 +181,10 @@ impl Estate {
             match change.action {
                 Action::NoOp | Action::Read => {
                     self.set(change, Health::InSync, None, None, None, now);
+                    if let Some(entry) = self.instances.get_mut(&change.address) {
+                        entry.fields.clear();
+                    }
+                    continue;
                 }
                 action if drift => {
                     let reason = format!(
@@ -194,6 +202,9 @@ impl Estate {
                     );
                     self.set(change, Health::Changing, Some(reason), None, None, now);
                 }
+            }
+            if let Some(entry) = self.instances.get_mut(&change.address) {
+                entry.fields.clone_from(&change.fields);
             }
         }
     }
@@ -272,6 +283,7 @@ impl Estate {
                 run: last.map(|r| r.run),
                 revision: None,
                 depends_on: stored.record.depends_on.clone(),
+                fields: Vec::new(),
                 since: now,
             });
     }

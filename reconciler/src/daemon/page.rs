@@ -533,6 +533,28 @@ pub fn resource_page(
         None => body.push_str("Status: not in the estate the daemon knows"),
     }
     body.push_str("</div>");
+    if let Some(view) = view
+        && !view.fields.is_empty()
+    {
+        body.push_str("<h2>Observed against desired</h2><p>What the last plan of it found different: the observed value, and what the repository wants.</p><table><tr><th>field</th><th>observed</th><th>desired</th></tr>");
+        for field in &view.fields {
+            let shown = |value: &Option<Value>| {
+                if field.sensitive {
+                    nimbus_planner::plan::SENSITIVE.to_owned()
+                } else {
+                    value.as_ref().map_or_else(|| "(absent)".to_owned(), scalar)
+                }
+            };
+            let _ = write!(
+                body,
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                escape(&field.path),
+                escape(&shown(&field.before)),
+                escape(&shown(&field.after))
+            );
+        }
+        body.push_str("</table>");
+    }
     if let (Some(stored), Some(kind)) = (stored, kind) {
         let schema = rules.get(&stored.provider, kind);
         let mut lines = String::new();
