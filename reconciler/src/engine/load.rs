@@ -1,0 +1,247 @@
+//! Loading and checking a repository (working tree or revision), where its state lives,
+//! and its sources' fingerprint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::graph::ResourceGraph;
+use nimbus_planner::instances::InstanceGraph;
+use nimbus_planner::{Checked, InputFile};
+use nimbus_schemas::Spec;
+use sha2::{Digest, Sha256};
+
+use crate::render::{count_phrase, print_stderr, problems_text, stderr_is_terminal};
+use crate::workdir::read_working_tree;
+
+/// A loaded, checked repository and the graph of its instances.
+pub struct Loaded {
+    pub root: PathBuf,
+    pub checked: Checked,
+    pub graph: InstanceGraph,
+    /// A digest of the manifests, every other path, and the content of every `source` file.
+    pub fingerprint: String,
+    /// The text of every file a File's `source` names.
+    pub sources: HashMap<String, String>,
+    /// The git commit the repository was read at (`--rev`); `None` for the working tree.
+    pub revision: Option<String>,
+    /// Where the repository's other files (sources, secrets) are read from.
+    files: Option<crate::gitsource::RevisionFiles>,
+}
+
+impl Loaded {
+    /// A repository file by its path: from the revision, else from the working tree.
+    pub fn read_file(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        read_repository_file(self.files.as_ref(), &self.root, path)
+    }
+}
+
+/// Loads and checks `root`'s working tree; a repository with errors prints them and is
+/// refused.
+pub fn load(root: &Path) -> Result<Loaded> {
+    load_at(root, None)
+}
+
+/// Loads and checks `root` at a git revision (`--rev`), or its working tree.
+pub fn load_at(root: &Path, rev: Option<&str>) -> Result<Loaded> {
+    load_from(root, rev, root)
+}
+
+fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded> {
+    match load_checked(repository, rev, root)? {
+        Ok(loaded) => Ok(loaded),
+        Err(invalid) => {
+            let checked = &invalid.checked;
+            print_stderr(&problems_text(
+                &checked.problems,
+                &checked.model.sources,
+                stderr_is_terminal(),
+            ));
+            miette::bail!(
+                "{}: {}; fix them first: a repository with errors is never planned or applied, in any part",
+                root.display(),
+                count_phrase(checked.error_count(), checked.warning_count())
+            );
+        }
+    }
+}
+
+/// A repository (or revision) that does not validate: its problems, for the caller to show.
+pub struct Invalid {
+    pub checked: Checked,
+    /// The commit, when a revision was read.
+    pub revision: Option<String>,
+}
+
+/// Loads and checks revision `rev` of `repository` (or, without one, the working tree of
+/// `root`), with state and relative settings under `root`. A repository with errors comes
+/// back as `Err(Invalid)` for the caller to show; nothing is printed.
+pub fn load_checked(
+    repository: &Path,
+    rev: Option<&str>,
+    root: &Path,
+) -> Result<std::result::Result<Loaded, Box<Invalid>>> {
+    let (checked, files, revision, fingerprint) = match rev {
+        Some(rev) => {
+            // Manifests a previous load in this process already parsed are not parsed again;
+            // the tree id stands for the content of every file.
+            let revision = crate::gitsource::load_revision(repository, rev)?;
+            tracing::debug!(commit = %revision.commit, parsed = revision.parsed, "read the revision");
+            (
+                nimbus_planner::check_loaded(revision.model, revision.problems),
+                Some(revision.files),
+                Some(revision.commit),
+                format!("git-tree:{}", revision.tree),
+            )
+        }
+        None => {
+            let (input, _) = read_working_tree(root)?;
+            let fingerprint = source_fingerprint(&input.manifests, input.other_paths.iter());
+            (nimbus_planner::check(input), None, None, fingerprint)
+        }
+    };
+    if checked.has_errors() {
+        return Ok(Err(Box::new(Invalid { checked, revision })));
+    }
+    let resources = ResourceGraph::build(&checked.model);
+    let graph = InstanceGraph::build(&checked.model, &resources);
+    let mut sources = HashMap::new();
+    let mut hasher = Sha256::new();
+    hasher.update(fingerprint.as_bytes());
+    for document in &checked.model.documents {
+        let Spec::File(file) = &document.resource.spec else {
+            continue;
+        };
+        let Some(path) = file
+            .source
+            .as_deref()
+            .map(|p| p.trim_start_matches("./").to_owned())
+        else {
+            continue;
+        };
+        if sources.contains_key(&path) {
+            continue;
+        }
+        let bytes = read_repository_file(files.as_ref(), root, &path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read the source file {path}"))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            miette::miette!("{path}, the source of File/{}, is not UTF-8 text; binary files are not supported yet", document.resource.name())
+        })?;
+        hasher.update(path.as_bytes());
+        hasher.update(text.as_bytes());
+        sources.insert(path, text);
+    }
+    let fingerprint: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    tracing::info!(
+        repository = %root.display(),
+        documents = checked.model.documents.len(),
+        instances = graph.instances.len(),
+        warnings = checked.warning_count(),
+        "loaded the repository"
+    );
+    Ok(Ok(Loaded {
+        root: root.to_owned(),
+        checked,
+        graph,
+        fingerprint,
+        sources,
+        revision,
+        files,
+    }))
+}
+
+/// A repository file by its path: from the revision's files, else from the working tree.
+fn read_repository_file(
+    files: Option<&crate::gitsource::RevisionFiles>,
+    root: &Path,
+    path: &str,
+) -> std::io::Result<Vec<u8>> {
+    match files {
+        Some(files) => files.read(path),
+        None => std::fs::read(root.join(path)),
+    }
+}
+
+/// Where state lives for a repository's settings: `state.path` (relative to `root`), else
+/// `.nimbus/state.db`.
+pub fn state_path_in(
+    repository: Option<&nimbus_schemas::RepositorySpec>,
+    root: &Path,
+) -> Result<PathBuf> {
+    match repository.map(|r| &r.state) {
+        Some(settings) if settings.url.is_some() => {
+            miette::bail!(
+                "a PostgreSQL state backend (state.url) is not supported yet; use state.path (SQLite)"
+            )
+        }
+        Some(settings) => Ok(root.join(settings.path.as_deref().unwrap_or(".nimbus/state.db"))),
+        None => Ok(root.join(".nimbus/state.db")),
+    }
+}
+
+/// Where state lives for a repository (or revision) that may not validate: its Repository
+/// settings as far as they loaded. For commands that must work on a broken repository
+/// (`nimbus state unlock`) and for the daemon's start.
+pub fn state_path_of(repository: &Path, rev: Option<&str>, root: &Path) -> Result<PathBuf> {
+    let model = match load_checked(repository, rev, root)? {
+        Ok(loaded) => return loaded.state_path(),
+        Err(invalid) => invalid.checked.model,
+    };
+    let settings = model.repository().and_then(|d| match &d.resource.spec {
+        Spec::Repository(r) => Some(r),
+        _ => None,
+    });
+    state_path_in(settings, root)
+}
+
+/// A digest of every manifest's path and bytes and of every other path.
+pub fn source_fingerprint<'a>(
+    manifests: &[InputFile],
+    other_paths: impl Iterator<Item = &'a String>,
+) -> String {
+    let mut hasher = Sha256::new();
+    let mut files: Vec<&InputFile> = manifests.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    for file in files {
+        hasher.update(file.path.as_bytes());
+        hasher.update([0]);
+        hasher.update((file.bytes.len() as u64).to_le_bytes());
+        hasher.update(&file.bytes);
+    }
+    for path in other_paths {
+        hasher.update(path.as_bytes());
+        hasher.update([1]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Loaded {
+    pub fn repository(&self) -> Option<&nimbus_schemas::RepositorySpec> {
+        self.checked
+            .model
+            .repository()
+            .and_then(|d| match &d.resource.spec {
+                Spec::Repository(r) => Some(r),
+                _ => None,
+            })
+    }
+
+    /// Where state lives: the Repository's `state.path`, else `.nimbus/state.db`.
+    pub fn state_path(&self) -> Result<PathBuf> {
+        state_path_in(self.repository(), &self.root)
+    }
+
+    pub fn parallelism(&self) -> usize {
+        self.repository()
+            .map_or(nimbus_schemas::DEFAULT_PARALLELISM, |r| r.parallelism) as usize
+    }
+}
