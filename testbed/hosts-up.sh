@@ -121,6 +121,15 @@ CGROOTS=()
 if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then CGROOTS=(/sys/fs/cgroup)
 else
   for h in systemd unified; do [ -d /sys/fs/cgroup/$h ] && CGROOTS+=("/sys/fs/cgroup/$h"); done
+  # DOCKER=1: a dockerd inside creates cgroups in every v1 controller hierarchy. Give each host
+  # its own subtree there too, so its cgroup namespace root (what it sees and writes) is
+  # /nimbus-nspawn/bedB/hK and not the machine's root (shared with the machine's own dockerd).
+  if [ "${DOCKER:-0}" = 1 ]; then
+    for c in /sys/fs/cgroup/*; do
+      case $c in */systemd|*/unified) continue;; esac
+      [ "$(stat -fc %T "$c")" = cgroupfs ] && [ ! -L "$c" ] && CGROOTS+=("$c")
+    done
+  fi
 fi
 
 T1=${EPOCHREALTIME/./}
@@ -136,6 +145,21 @@ for k in $(seq 1 "$N"); do
   ip -n "$ns" link set lo up
   ip -n "$ns" addr add "$ip4/24" dev eth0
   ip -n "$ns" link set eth0 up
+
+  # DOCKER=1: /var/lib/docker on the machine's own file system (overlay2 cannot stack on the
+  # container's overlayfs root), outside the upper dir
+  DOCKER_ARGS=
+  if [ "${DOCKER:-0}" = 1 ]; then mkdir -p "$d/docker"; DOCKER_ARGS="--bind=$d/docker:/var/lib/docker"
+    # cpuset v1: a new cgroup starts with empty cpus/mems (no task can join): copy the parent's
+    c=/sys/fs/cgroup/cpuset
+    if [ -f $c/cpuset.cpus ]; then
+      for part in ${CG//\// } $h; do
+        mkdir -p "$c/$part"
+        for f in cpus mems; do [ -n "$(cat "$c/$part/cpuset.$f")" ] || cat "$c/cpuset.$f" >"$c/$part/cpuset.$f"; done
+        c=$c/$part
+      done
+    fi
+  fi
 
   # --- per-host identity, written into the overlay's upper dir before boot
   install -d -m 755 "$U/etc" "$U/etc/ssh" "$U/etc/ssh/sshd_config.d"
@@ -177,7 +201,8 @@ CONF
     echo "  [ -e $d/stop ] && exit 0"
     echo "  systemd-nspawn -D $ROOTFS --overlay=$ROOTFS:$U:/ -b --register=no --keep-unit" \
          "--capability=CAP_NET_ADMIN --network-namespace-path=/run/netns/$ns -M $ns --hostname=$h" \
-         "--resolv-conf=off --timezone=off --link-journal=no --console=read-only"
+         "--resolv-conf=off --timezone=off --link-journal=no --console=read-only" \
+         "${DOCKER_ARGS:-} ${NSPAWN_EXTRA:-}"
     echo '  rc=$?; [ $rc -eq 133 ] || exit $rc'
     echo "  echo \"[hosts-up supervisor] container rebooted, starting it again\"; date +%s >>$d/reboots"
     echo 'done'

@@ -10,6 +10,7 @@ pub mod load;
 pub mod plan;
 pub mod render;
 pub mod rules;
+pub mod topology;
 pub mod tree;
 pub mod validate;
 pub mod yaml;

@@ -508,6 +508,14 @@ pub fn plan(
         {
             map.insert("content".into(), Value::String(text.clone()));
         }
+        // A Cluster carries the nodes its selectors resolve to: who is a manager, who a
+        // worker, with which labels; providers compare and apply them.
+        if let Spec::Cluster(cluster) = spec
+            && let Value::Object(map) = &mut desired
+        {
+            let nodes = crate::topology::cluster_nodes(model, cluster);
+            map.insert("nodes".into(), crate::topology::nodes_value(&nodes));
+        }
         let (secret_locations, secret_problem) =
             attach_fingerprints(instance.kind, &mut desired, input.secrets);
         let schema = input.rules.get(&instance.provider, instance.kind);

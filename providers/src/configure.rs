@@ -107,19 +107,10 @@ fn known_hosts_key(context: &Context<'_>, name: &str, address: &str, port: u16) 
     })
 }
 
-/// The SSH provider for the declared Hosts: Host, File and Service. Without a key to log in
-/// with, every instance it serves fails with the reason and what to do.
-pub fn ssh(context: &Context<'_>) -> Arc<dyn Provider> {
-    let identity = match login_key(context) {
-        Ok(identity) => identity,
-        Err(reason) => {
-            return Arc::new(Unavailable {
-                name: crate::hosts::PROVIDER.to_owned(),
-                reason,
-                kinds: vec![Kind::Host, Kind::File, Kind::Service],
-            });
-        }
-    };
+/// The run's SSH connections to the declared Hosts (opened on first use), or why there is no
+/// key to log in with.
+pub fn ssh_pool(context: &Context<'_>) -> Result<Arc<crate::ssh::Pool>, String> {
+    let identity = login_key(context)?;
     let repository = context.repository().cloned().unwrap_or_default();
     let timeout = repository.ssh.connect_timeout.unwrap_or(10);
     let mut targets = Vec::new();
@@ -150,7 +141,21 @@ pub fn ssh(context: &Context<'_>) -> Arc<dyn Provider> {
             agent: context.agent_socket.clone(),
         });
     }
-    Arc::new(crate::hosts::HostsProvider::new(targets))
+    Ok(Arc::new(crate::ssh::Pool::new(targets)))
+}
+
+/// The SSH provider for the declared Hosts: Host, File and Service, on the run's connections.
+/// Without a key to log in with, every instance it serves fails with the reason and what to
+/// do.
+pub fn ssh(pool: &Result<Arc<crate::ssh::Pool>, String>) -> Arc<dyn Provider> {
+    match pool {
+        Ok(pool) => Arc::new(crate::hosts::HostsProvider::with_pool(Arc::clone(pool))),
+        Err(reason) => Arc::new(Unavailable {
+            name: crate::hosts::PROVIDER.to_owned(),
+            reason: reason.clone(),
+            kinds: vec![Kind::Host, Kind::File, Kind::Service],
+        }),
+    }
 }
 
 /// The Repository's plugins, each started and asked what it serves. A plugin that will not

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
 use nimbus_schemas::Kind;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::oneshot;
 
 use crate::ssh::{SshSession, SshTarget};
 use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
@@ -62,13 +62,12 @@ struct PendingWrite {
 }
 
 pub struct HostsProvider {
-    targets: HashMap<String, SshTarget>,
+    /// The run's connections, one per host, shared with the other providers that go over SSH.
+    pool: Arc<crate::ssh::Pool>,
     /// File writes per host, gathered while the first of them waits for its connection.
     pending: std::sync::Mutex<HashMap<String, Vec<PendingWrite>>>,
     /// Remote commands run so far, over every host.
     commands: std::sync::atomic::AtomicUsize,
-    /// One connection per host, made once even when many changes ask at the same time.
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<SshSession>>>>>,
     file_schema: KindSchema,
     service_schema: KindSchema,
 }
@@ -76,7 +75,7 @@ pub struct HostsProvider {
 impl std::fmt::Debug for HostsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostsProvider")
-            .field("hosts", &self.targets.keys().collect::<Vec<_>>())
+            .field("hosts", &self.pool.hosts().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -84,9 +83,13 @@ impl std::fmt::Debug for HostsProvider {
 impl HostsProvider {
     /// A provider for these hosts, by Host name.
     pub fn new(targets: impl IntoIterator<Item = SshTarget>) -> Self {
+        Self::with_pool(Arc::new(crate::ssh::Pool::new(targets)))
+    }
+
+    /// A provider on a pool of connections that other providers share.
+    pub fn with_pool(pool: Arc<crate::ssh::Pool>) -> Self {
         HostsProvider {
-            targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
-            sessions: Mutex::new(HashMap::new()),
+            pool,
             pending: std::sync::Mutex::new(HashMap::new()),
             commands: std::sync::atomic::AtomicUsize::new(0),
             file_schema: kind_schema(Kind::File),
@@ -94,37 +97,9 @@ impl HostsProvider {
         }
     }
 
-    /// The connection to `host`, opened on first use (through its bastion, if it has one).
-    fn session<'a>(
-        &'a self,
-        host: &'a str,
-    ) -> BoxFuture<'a, Result<Arc<SshSession>, ProviderError>> {
-        Box::pin(async move {
-            let cell = {
-                let mut sessions = self.sessions.lock().await;
-                Arc::clone(sessions.entry(host.to_owned()).or_default())
-            };
-            let session = cell
-                .get_or_try_init(|| async {
-                    let target = self.targets.get(host).ok_or_else(|| {
-                        ProviderError::Failed(format!("Host/{host} is not declared"))
-                    })?;
-                    let bastion = match &target.via {
-                        Some(via) if via == host => {
-                            return Err(ProviderError::Failed(format!(
-                                "Host/{host} is its own bastion"
-                            )));
-                        }
-                        Some(via) => Some(self.session(via).await?),
-                        None => None,
-                    };
-                    SshSession::connect_via(target, bastion.as_deref())
-                        .await
-                        .map(Arc::new)
-                })
-                .await?;
-            Ok(Arc::clone(session))
-        })
+    /// The connection to `host`, from the run's pool.
+    async fn session(&self, host: &str) -> Result<Arc<SshSession>, ProviderError> {
+        self.pool.session(host).await
     }
 
     /// How many remote commands this provider has run, over every host: observing a host is

@@ -295,6 +295,25 @@ impl SshSession {
         &self.host_key
     }
 
+    /// A stream to a unix socket on the host (`direct-streamlocal`, OpenSSH's
+    /// `streamlocal-forwarding`): Docker's API socket, the agent's socket.
+    pub async fn open_socket(
+        &self,
+        path: &str,
+    ) -> Result<russh::ChannelStream<russh::client::Msg>, ProviderError> {
+        let channel = self
+            .handle
+            .channel_open_direct_streamlocal(path)
+            .await
+            .map_err(|e| {
+                ProviderError::Failed(format!(
+                    "Host/{}: cannot reach {path} through the SSH connection: {e}",
+                    self.name
+                ))
+            })?;
+        Ok(channel.into_stream())
+    }
+
     /// Runs `command` on a new channel of this connection, feeding it `stdin`.
     pub async fn exec(
         &self,
@@ -327,5 +346,72 @@ impl SshSession {
             ))
         })?;
         Ok(output)
+    }
+}
+
+/// The connections of a run, one per host, opened on first use (through a host's bastion when
+/// it has one) and shared by every provider that goes over SSH: commands, file writes and
+/// forwarded sockets all travel on the same connection.
+pub struct Pool {
+    targets: std::collections::HashMap<String, SshTarget>,
+    sessions: tokio::sync::Mutex<
+        std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Arc<SshSession>>>>,
+    >,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.targets.keys()).finish()
+    }
+}
+
+impl Pool {
+    pub fn new(targets: impl IntoIterator<Item = SshTarget>) -> Self {
+        Pool {
+            targets: targets.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            sessions: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The hosts it can reach, by name.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.targets.keys().map(String::as_str)
+    }
+
+    pub fn target(&self, host: &str) -> Option<&SshTarget> {
+        self.targets.get(host)
+    }
+
+    /// The connection to `host`, made once even when many ask at the same time.
+    pub fn session<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Arc<SshSession>, ProviderError>> {
+        Box::pin(async move {
+            let cell = {
+                let mut sessions = self.sessions.lock().await;
+                Arc::clone(sessions.entry(host.to_owned()).or_default())
+            };
+            let session = cell
+                .get_or_try_init(|| async {
+                    let target = self.targets.get(host).ok_or_else(|| {
+                        ProviderError::Failed(format!("Host/{host} is not declared"))
+                    })?;
+                    let bastion = match &target.via {
+                        Some(via) if via == host => {
+                            return Err(ProviderError::Failed(format!(
+                                "Host/{host} is its own bastion"
+                            )));
+                        }
+                        Some(via) => Some(self.session(via).await?),
+                        None => None,
+                    };
+                    SshSession::connect_via(target, bastion.as_deref())
+                        .await
+                        .map(Arc::new)
+                })
+                .await?;
+            Ok(Arc::clone(session))
+        })
     }
 }

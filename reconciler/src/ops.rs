@@ -222,8 +222,18 @@ async fn providers(
         home: std::env::var_os("HOME").map(PathBuf::from),
     };
     let ssh = nimbus_planner::rules::SSH;
-    if wanted(ssh) || wanted_by_state(ssh) {
-        registry.add(nimbus_providers::configure::ssh(&context));
+    let docker = nimbus_planner::rules::DOCKER;
+    let needs_ssh = wanted(ssh) || wanted_by_state(ssh);
+    let needs_docker = wanted(docker) || wanted_by_state(docker);
+    if needs_ssh || needs_docker {
+        // One connection per host, shared by every provider that goes over SSH.
+        let pool = nimbus_providers::configure::ssh_pool(&context);
+        if needs_ssh {
+            registry.add(nimbus_providers::configure::ssh(&pool));
+        }
+        if needs_docker {
+            registry.add(nimbus_provider_docker::configure(&context, &pool));
+        }
     }
     let plugin_names: Vec<String> = loaded
         .repository()

@@ -430,7 +430,18 @@ pub enum Protocol {
     Udp,
 }
 
-/// A port a workload exposes: `80`, `"8080:80/tcp"` or `{port: 80, hostPort: 8080}`.
+/// How a published port answers: on every node through the routing mesh (`ingress`, Docker's
+/// default), or only on the nodes that run a task (`host`; the only mode where the kernel has
+/// no IPVS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    #[default]
+    Ingress,
+    Host,
+}
+
+/// A port a workload exposes: `80`, `"8080:80/tcp"` or `{port: 80, hostPort: 8080, mode: host}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortMapping {
@@ -441,6 +452,9 @@ pub struct PortMapping {
     pub host_port: Option<Port>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// How the published port answers (`ingress` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PublishMode>,
 }
 
 impl PortMapping {
@@ -469,6 +483,7 @@ impl PortMapping {
             port,
             host_port,
             protocol,
+            mode: None,
         })
     }
 }
@@ -483,12 +498,16 @@ impl<'de> Deserialize<'de> for PortMapping {
             host_port: Option<Port>,
             #[serde(default)]
             protocol: Protocol,
+            #[serde(default)]
+            mode: Option<PublishMode>,
         }
         struct PortVisitor;
         impl<'de> Visitor<'de> for PortVisitor {
             type Value = PortMapping;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port: `80`, `\"8080:80/tcp\"` or `{port: 80, hostPort: 8080}`")
+                f.write_str(
+                    "a port: `80`, `\"8080:80/tcp\"` or `{port: 80, hostPort: 8080, mode: host}`",
+                )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortMapping, E> {
                 PortMapping::parse_short(&v.to_string()).map_err(E::custom)
@@ -505,6 +524,7 @@ impl<'de> Deserialize<'de> for PortMapping {
                     port: long.port,
                     host_port: long.host_port,
                     protocol: long.protocol,
+                    mode: long.mode,
                 })
             }
         }
@@ -809,7 +829,7 @@ mod schemas_of_shorthands {
         }
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
             json_schema!({
-                "description": "`80`, `\"8080:80/tcp\"` or `{port: 80, hostPort: 8080, protocol: tcp}`",
+                "description": "`80`, `\"8080:80/tcp\"` or `{port: 80, hostPort: 8080, protocol: tcp, mode: host}`",
                 "anyOf": [
                     {"type": "integer", "minimum": 1, "maximum": 65535},
                     {"type": "string", "pattern": "^([0-9]+:)?[0-9]+(/(tcp|udp))?$"},
@@ -817,7 +837,8 @@ mod schemas_of_shorthands {
                      "properties": {
                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                         "hostPort": {"type": "integer", "minimum": 1, "maximum": 65535},
-                        "protocol": {"enum": ["tcp", "udp"]}
+                        "protocol": {"enum": ["tcp", "udp"]},
+                        "mode": {"enum": ["ingress", "host"]}
                      }}
                 ]
             })

@@ -1,0 +1,74 @@
+//! Who is what in a cluster, resolved from the manifests: the hosts a Cluster's selectors
+//! choose, each a manager (or server) or a worker (or agent), with its address and labels.
+//! Pure: the plan carries it (a Cluster's desired `nodes`), and providers read it when they
+//! are configured, so that both agree.
+
+use std::collections::BTreeMap;
+
+use nimbus_schemas::{ClusterSpec, Spec};
+use serde_json::{Value, json};
+
+use crate::load::Model;
+
+/// One host of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub host: String,
+    /// How nimbus reaches it, and what it advertises to the other nodes.
+    pub address: String,
+    /// A manager (docker-swarm) or server (k3s); else a worker or agent.
+    pub manager: bool,
+    /// The Host's labels: node labels, for placement.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The nodes of `cluster`, by host name: the hosts its manager (server) selector matches are
+/// managers; those its worker (agent) selector matches and are not managers are workers.
+pub fn cluster_nodes(model: &Model, cluster: &ClusterSpec) -> Vec<ClusterNode> {
+    let managers = cluster.managers.as_ref().or(cluster.servers.as_ref());
+    let workers = cluster.workers.as_ref().or(cluster.agents.as_ref());
+    let mut nodes = Vec::new();
+    for document in &model.documents {
+        let Spec::Host(host) = &document.resource.spec else {
+            continue;
+        };
+        let labels = &document.resource.metadata.labels;
+        let manager = managers.is_some_and(|s| s.matches(labels));
+        if !manager && !workers.is_some_and(|s| s.matches(labels)) {
+            continue;
+        }
+        nodes.push(ClusterNode {
+            host: document.resource.name().to_owned(),
+            address: host.address.clone(),
+            manager,
+            labels: labels.0.clone(),
+        });
+    }
+    nodes.sort_by(|a, b| a.host.cmp(&b.host));
+    nodes
+}
+
+/// The Cluster named `name`, with its nodes.
+pub fn cluster_named<'a>(model: &'a Model, name: &str) -> Option<&'a ClusterSpec> {
+    model.documents.iter().find_map(|d| match &d.resource.spec {
+        Spec::Cluster(c) if d.resource.name() == name => Some(c),
+        _ => None,
+    })
+}
+
+/// The nodes as a Cluster's desired spec carries them: `{host: {role, labels}}`.
+pub fn nodes_value(nodes: &[ClusterNode]) -> Value {
+    let map: serde_json::Map<String, Value> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.host.clone(),
+                json!({
+                    "role": if n.manager { "manager" } else { "worker" },
+                    "labels": n.labels,
+                }),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}

@@ -1,0 +1,485 @@
+//! nimbus's Docker provider (SPEC §11): a `docker-swarm` Cluster, its Tenants (an overlay
+//! network each) and their Workloads (Swarm services), on the hosts' own Docker engines,
+//! reached through each host's SSH connection (`engine`). Only this crate knows bollard.
+
+pub mod engine;
+pub mod service;
+pub mod swarm;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::UpdateServiceOptionsBuilder;
+use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
+use nimbus_planner::topology::{ClusterNode, cluster_nodes};
+use nimbus_providers::configure::Context;
+use nimbus_providers::ssh::Pool;
+use nimbus_providers::{
+    Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError, Unavailable,
+};
+use nimbus_schemas::{ClusterType, Kind, Spec, WorkloadSpec};
+use serde_json::{Value, json};
+
+use engine::{Engines, failed};
+use service::{ADDRESS_LABEL, MANAGED_LABEL, network_name, service_name};
+
+/// This provider's id.
+pub const PROVIDER: &str = nimbus_planner::rules::DOCKER;
+
+/// How long a rollout may take before it counts as failed.
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Its kinds and how they compare: only the fields the engine can show are compared.
+pub fn schema() -> ProviderSchema {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    ProviderSchema {
+        provider: PROVIDER.to_owned(),
+        kinds: vec![
+            KindSchema {
+                compare_fields: Some(strings(&["type", "nodes"])),
+                ..KindSchema::default_for(Kind::Cluster)
+            },
+            KindSchema {
+                compare_fields: Some(strings(&["cluster"])),
+                ..KindSchema::default_for(Kind::Tenant)
+            },
+            KindSchema {
+                compare_fields: Some(strings(&[
+                    "tenant",
+                    "image",
+                    "replicas",
+                    "cpu",
+                    "memory",
+                    "ports",
+                    "env",
+                    "command",
+                    "placement",
+                ])),
+                ..KindSchema::default_for(Kind::Workload)
+            },
+        ],
+    }
+}
+
+/// The Docker provider of a run, on the run's SSH connections; without them (no key), its
+/// instances fail with the reason.
+pub fn configure(context: &Context<'_>, pool: &Result<Arc<Pool>, String>) -> Arc<dyn Provider> {
+    let unavailable = |reason: String| -> Arc<dyn Provider> {
+        Arc::new(Unavailable {
+            name: PROVIDER.to_owned(),
+            reason,
+            kinds: vec![Kind::Cluster, Kind::Tenant, Kind::Workload],
+        })
+    };
+    let pool = match pool {
+        Ok(pool) => Arc::clone(pool),
+        Err(reason) => return unavailable(reason.clone()),
+    };
+    let mut clusters = BTreeMap::new();
+    let mut tenants = BTreeMap::new();
+    for document in &context.model.documents {
+        match &document.resource.spec {
+            Spec::Cluster(cluster) if cluster.cluster_type == ClusterType::DockerSwarm => {
+                clusters.insert(
+                    document.resource.name().to_owned(),
+                    cluster_nodes(context.model, cluster),
+                );
+            }
+            Spec::Tenant(tenant) => {
+                tenants.insert(document.resource.name().to_owned(), tenant.cluster.clone());
+            }
+            _ => {}
+        }
+    }
+    match Engines::new(pool) {
+        Ok(engines) => Arc::new(DockerProvider {
+            engines,
+            clusters,
+            tenants,
+        }),
+        Err(e) => unavailable(e.to_string()),
+    }
+}
+
+pub struct DockerProvider {
+    engines: Engines,
+    /// Each docker-swarm Cluster's nodes, as the manifests resolve them.
+    clusters: BTreeMap<String, Vec<ClusterNode>>,
+    /// Each Tenant's Cluster.
+    tenants: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for DockerProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerProvider")
+            .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn name_of(address: &str) -> &str {
+    address.rsplit('/').next().unwrap_or(address)
+}
+
+fn tenant_of(address: &str) -> &str {
+    address.split('/').nth(1).unwrap_or_default()
+}
+
+impl DockerProvider {
+    pub fn new(
+        pool: Arc<Pool>,
+        clusters: BTreeMap<String, Vec<ClusterNode>>,
+        tenants: BTreeMap<String, String>,
+    ) -> Result<Self, ProviderError> {
+        Ok(DockerProvider {
+            engines: Engines::new(pool)?,
+            clusters,
+            tenants,
+        })
+    }
+
+    fn nodes_of_cluster(&self, cluster: &str) -> Result<&[ClusterNode], ProviderError> {
+        self.clusters
+            .get(cluster)
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                ProviderError::Failed(format!("Cluster/{cluster} is not a docker-swarm Cluster"))
+            })
+    }
+
+    /// A manager of the tenant's cluster, where its network and services live.
+    async fn manager_for_tenant(&self, tenant: &str) -> Result<(String, Docker), ProviderError> {
+        let cluster = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| ProviderError::Failed(format!("Tenant/{tenant} is not declared")))?;
+        let nodes = self.nodes_of_cluster(cluster)?;
+        swarm::find_manager(&self.engines, nodes)
+            .await?
+            .ok_or_else(|| {
+                ProviderError::Failed(format!(
+                    "Cluster/{cluster} has no swarm manager that answers: apply the Cluster first"
+                ))
+            })
+    }
+
+    async fn observe_one(&self, request: &ObserveRequest) -> Result<Observed, ProviderError> {
+        let address = &request.address;
+        let desired = request.desired.clone().unwrap_or(Value::Null);
+        match request.kind {
+            Kind::Cluster => {
+                let nodes = self.nodes_of_cluster(name_of(address))?;
+                let Some((manager, docker)) = swarm::find_manager(&self.engines, nodes).await?
+                else {
+                    return Ok(Observed::Absent);
+                };
+                let mut observed = desired.clone();
+                observed["nodes"] = swarm::observed_nodes(&docker, &manager).await?;
+                Ok(Observed::Present(observed))
+            }
+            Kind::Tenant => {
+                let tenant = name_of(address);
+                let Ok((manager, docker)) = self.manager_for_tenant(tenant).await else {
+                    return Ok(Observed::Absent);
+                };
+                match docker
+                    .inspect_network(
+                        &network_name(tenant),
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
+                    .await
+                {
+                    Ok(network) => {
+                        let ours = network
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(ADDRESS_LABEL))
+                            .is_some_and(|a| a == address);
+                        if !ours {
+                            return Err(ProviderError::Failed(format!(
+                                "{address}: a network named {} exists on Host/{manager} and nimbus did not create it",
+                                network_name(tenant)
+                            )));
+                        }
+                        Ok(Observed::Present(desired))
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(Observed::Absent),
+                    Err(e) => Err(failed(&manager, "cannot read the tenant's network", &e)),
+                }
+            }
+            Kind::Workload => {
+                let tenant = tenant_of(address);
+                let Ok((manager, docker)) = self.manager_for_tenant(tenant).await else {
+                    return Ok(Observed::Absent);
+                };
+                let name = service_name(address);
+                match docker
+                    .inspect_service(
+                        &name,
+                        None::<bollard::query_parameters::InspectServiceOptions>,
+                    )
+                    .await
+                {
+                    Ok(service) => {
+                        let spec = service.spec.unwrap_or_default();
+                        let ours = spec
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(ADDRESS_LABEL))
+                            .is_some_and(|a| a == address);
+                        if !ours {
+                            return Err(ProviderError::Failed(format!(
+                                "{address}: a service named {name} exists and nimbus did not create it; it is left alone (rename the workload, or remove that service)"
+                            )));
+                        }
+                        let workload: WorkloadSpec = serde_json::from_value(desired)
+                            .map_err(|e| ProviderError::Bug(format!("{address}: {e}")))?;
+                        Ok(Observed::Present(service::observed_spec(
+                            &spec, &workload, tenant,
+                        )))
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(Observed::Absent),
+                    Err(e) => Err(failed(&manager, &format!("cannot read service {name}"), &e)),
+                }
+            }
+            kind => Err(ProviderError::Bug(format!(
+                "the docker provider does not serve {kind}"
+            ))),
+        }
+    }
+
+    async fn apply_one(&self, change: &Change) -> Result<Applied, ProviderError> {
+        let address = &change.address;
+        match (change.kind, change.action) {
+            (Kind::Cluster, Action::Delete) => {
+                let nodes = self.nodes_of_cluster(name_of(address))?;
+                swarm::dissolve(&self.engines, nodes).await?;
+            }
+            (Kind::Cluster, _) => {
+                let nodes = self.nodes_of_cluster(name_of(address))?;
+                swarm::converge(&self.engines, nodes).await?;
+            }
+            (Kind::Tenant, Action::Delete) => {
+                let tenant = name_of(address);
+                let (manager, docker) = self.manager_for_tenant(tenant).await?;
+                match docker.remove_network(&network_name(tenant)).await {
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {}
+                    Err(e) => {
+                        return Err(failed(&manager, "cannot remove the tenant's network", &e));
+                    }
+                }
+            }
+            (Kind::Tenant, _) => {
+                let tenant = name_of(address);
+                let (manager, docker) = self.manager_for_tenant(tenant).await?;
+                if let Observed::Absent = self
+                    .observe_one(&ObserveRequest {
+                        address: address.clone(),
+                        kind: Kind::Tenant,
+                        desired: change.after.clone(),
+                    })
+                    .await?
+                {
+                    docker
+                        .create_network(NetworkCreateRequest {
+                            name: network_name(tenant),
+                            driver: Some("overlay".to_owned()),
+                            attachable: Some(true),
+                            labels: Some(
+                                [
+                                    (ADDRESS_LABEL.to_owned(), address.clone()),
+                                    (MANAGED_LABEL.to_owned(), "nimbus".to_owned()),
+                                ]
+                                .into(),
+                            ),
+                            ..NetworkCreateRequest::default()
+                        })
+                        .await
+                        .map_err(|e| failed(&manager, "cannot create the tenant's network", &e))?;
+                }
+            }
+            (Kind::Workload, Action::Delete) => {
+                let (manager, docker) = self.manager_for_tenant(tenant_of(address)).await?;
+                let name = service_name(address);
+                match docker.delete_service(&name).await {
+                    Ok(())
+                    | Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {}
+                    Err(e) => {
+                        return Err(failed(
+                            &manager,
+                            &format!("cannot remove service {name}"),
+                            &e,
+                        ));
+                    }
+                }
+            }
+            (Kind::Workload, _) => {
+                let tenant = tenant_of(address);
+                let after = change
+                    .after
+                    .clone()
+                    .ok_or_else(|| ProviderError::Bug(format!("{address} has no desired spec")))?;
+                let workload: WorkloadSpec = serde_json::from_value(after).map_err(|e| {
+                    ProviderError::Failed(format!("{address}: not a Workload spec: {e}"))
+                })?;
+                let (manager, docker) = self.manager_for_tenant(tenant).await?;
+                let network = docker
+                    .inspect_network(
+                        &network_name(tenant),
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
+                    .await
+                    .map_err(|e| {
+                        failed(
+                            &manager,
+                            "the tenant's network is missing (apply the Tenant first)",
+                            &e,
+                        )
+                    })?
+                    .id
+                    .unwrap_or_else(|| network_name(tenant));
+                let mut spec = service::service_spec(address, &workload, &network)?;
+                let name = service_name(address);
+                let existing = docker
+                    .inspect_service(
+                        &name,
+                        None::<bollard::query_parameters::InspectServiceOptions>,
+                    )
+                    .await;
+                let updated = match existing {
+                    Ok(service) => {
+                        let ours = service
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.labels.as_ref())
+                            .and_then(|l| l.get(ADDRESS_LABEL))
+                            .is_some_and(|a| a == address);
+                        if !ours {
+                            return Err(ProviderError::Failed(format!(
+                                "{address}: a service named {name} exists and nimbus did not create it; it is left alone"
+                            )));
+                        }
+                        let version = service.version.and_then(|v| v.index).unwrap_or(0);
+                        // What the engine filled in (platforms, isolation) is kept, so that an
+                        // unchanged task template rolls nothing.
+                        service::keep_engine_defaults(&mut spec, service.spec.as_ref());
+                        docker
+                            .update_service(
+                                &name,
+                                spec,
+                                UpdateServiceOptionsBuilder::new()
+                                    .version(version as i32)
+                                    .build(),
+                                None,
+                            )
+                            .await
+                            .map_err(|e| {
+                                failed(&manager, &format!("cannot update service {name}"), &e)
+                            })?;
+                        true
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {
+                        docker.create_service(spec, None).await.map_err(|e| {
+                            failed(&manager, &format!("cannot create service {name}"), &e)
+                        })?;
+                        false
+                    }
+                    Err(e) => {
+                        return Err(failed(&manager, &format!("cannot read service {name}"), &e));
+                    }
+                };
+                service::wait_converged(
+                    &docker,
+                    &manager,
+                    address,
+                    &name,
+                    workload.replicas,
+                    updated,
+                    ROLLOUT_TIMEOUT,
+                )
+                .await?;
+            }
+            (kind, _) => {
+                return Err(ProviderError::Bug(format!(
+                    "the docker provider does not serve {kind}"
+                )));
+            }
+        }
+        if change.action == Action::Delete {
+            return Ok(Applied::default());
+        }
+        let observed = match self
+            .observe_one(&ObserveRequest {
+                address: address.clone(),
+                kind: change.kind,
+                desired: change.after.clone(),
+            })
+            .await?
+        {
+            Observed::Present(value) => value,
+            _ => Value::Null,
+        };
+        Ok(Applied {
+            observed,
+            outputs: json!(null),
+        })
+    }
+}
+
+impl Provider for DockerProvider {
+    fn name(&self) -> &str {
+        PROVIDER
+    }
+
+    fn describe(&self) -> ProviderSchema {
+        schema()
+    }
+
+    fn observe<'a>(
+        &'a self,
+        _target: Option<&'a str>,
+        batch: &'a [ObserveRequest],
+    ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for request in batch {
+                let observed = match self.observe_one(request).await {
+                    Ok(observed) => observed,
+                    Err(error) => {
+                        tracing::warn!(address = %request.address, %error, "not observed");
+                        Observed::Unknown
+                    }
+                };
+                out.push((request.address.clone(), observed));
+            }
+            Ok(out)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        _cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+        Box::pin(self.apply_one(change))
+    }
+}

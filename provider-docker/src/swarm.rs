@@ -1,0 +1,301 @@
+//! Cluster `docker-swarm`: the swarm initialised on the first manager (by name order), the
+//! other managers and the workers joined with tokens read live from a manager (never stored,
+//! planned or logged), node roles and labels following the manifests (each node also carries
+//! `nimbus.host`, the Host it is), and a host that left the selectors drained, then leaving,
+//! then removed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::Docker;
+use bollard::models::{
+    LocalNodeState, Node, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState,
+    SwarmInitRequest, SwarmJoinRequest,
+};
+use bollard::query_parameters::{
+    DeleteNodeOptionsBuilder, LeaveSwarmOptionsBuilder, UpdateNodeOptionsBuilder,
+};
+use nimbus_planner::topology::ClusterNode;
+use nimbus_providers::ProviderError;
+use serde_json::{Map, Value, json};
+
+use crate::engine::{Engines, failed};
+
+/// The node label naming the Host a node is.
+pub const HOST_LABEL: &str = "nimbus.host";
+
+/// What a host's engine says of its own swarm membership.
+struct Membership {
+    active: bool,
+    manager: bool,
+}
+
+async fn membership(docker: &Docker, host: &str) -> Result<Membership, ProviderError> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| failed(host, "cannot read the engine's state", &e))?;
+    let swarm = info.swarm.unwrap_or_default();
+    Ok(Membership {
+        active: swarm.local_node_state == Some(LocalNodeState::ACTIVE),
+        manager: swarm.control_available.unwrap_or(false),
+    })
+}
+
+/// A manager of the swarm the nodes are in, when there is one: its host and engine.
+pub async fn find_manager(
+    engines: &Engines,
+    nodes: &[ClusterNode],
+) -> Result<Option<(String, Docker)>, ProviderError> {
+    let mut last_error = None;
+    for node in nodes.iter().filter(|n| n.manager).chain(nodes.iter()) {
+        match engines.engine(&node.host).await {
+            Ok(docker) => match membership(&docker, &node.host).await {
+                Ok(m) if m.active && m.manager => return Ok(Some((node.host.clone(), docker))),
+                Ok(_) => {}
+                Err(e) => last_error = Some(e),
+            },
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        // Not one node answered: that is no evidence that the swarm is absent.
+        Some(error) if !any_answers(engines, nodes).await => Err(error),
+        _ => Ok(None),
+    }
+}
+
+async fn any_answers(engines: &Engines, nodes: &[ClusterNode]) -> bool {
+    for node in nodes {
+        if engines.engine(&node.host).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+fn host_of(node: &Node) -> Option<String> {
+    let spec = node.spec.as_ref()?;
+    spec.labels
+        .as_ref()
+        .and_then(|l| l.get(HOST_LABEL).cloned())
+        .or_else(|| node.description.as_ref()?.hostname.clone())
+}
+
+/// The swarm's nodes as the Cluster's spec carries them: `{host: {role, labels}}`, for the
+/// nodes that are up and not draining (a node that left by hand is not there).
+pub async fn observed_nodes(docker: &Docker, manager: &str) -> Result<Value, ProviderError> {
+    let nodes = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(|e| failed(manager, "cannot list the swarm's nodes", &e))?;
+    let mut out = Map::new();
+    for node in &nodes {
+        let Some(host) = host_of(node) else { continue };
+        let spec = node.spec.clone().unwrap_or_default();
+        let ready = node.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY);
+        let active = spec.availability == Some(NodeSpecAvailabilityEnum::ACTIVE);
+        if !ready || !active {
+            continue;
+        }
+        let mut labels: BTreeMap<String, String> =
+            spec.labels.unwrap_or_default().into_iter().collect();
+        labels.remove(HOST_LABEL);
+        let role = match spec.role {
+            Some(NodeSpecRoleEnum::MANAGER) => "manager",
+            _ => "worker",
+        };
+        out.insert(host, json!({"role": role, "labels": labels}));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Brings the swarm to `nodes`: init, joins, roles and labels, and removal of the nodes no
+/// selector chooses any more.
+pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), ProviderError> {
+    let Some(first) = nodes.iter().find(|n| n.manager) else {
+        return Err(ProviderError::Failed(
+            "a docker-swarm Cluster needs at least one manager: no Host matches `managers`"
+                .to_owned(),
+        ));
+    };
+    let (leader, docker) = match find_manager(engines, nodes).await? {
+        Some(found) => found,
+        None => {
+            let docker = engines.engine(&first.host).await?;
+            docker
+                .init_swarm(SwarmInitRequest {
+                    listen_addr: Some("0.0.0.0:2377".to_owned()),
+                    advertise_addr: Some(first.address.clone()),
+                    ..SwarmInitRequest::default()
+                })
+                .await
+                .map_err(|e| failed(&first.host, "docker swarm init failed", &e))?;
+            (first.host.clone(), docker)
+        }
+    };
+    let leader_address = nodes
+        .iter()
+        .find(|n| n.host == leader)
+        .map(|n| n.address.clone())
+        .unwrap_or_default();
+    // Joins, with tokens read now and kept in memory only.
+    let mut tokens = None;
+    for node in nodes.iter().filter(|n| n.host != leader) {
+        let engine = engines.engine(&node.host).await?;
+        if membership(&engine, &node.host).await?.active {
+            continue;
+        }
+        if tokens.is_none() {
+            let swarm = docker
+                .inspect_swarm()
+                .await
+                .map_err(|e| failed(&leader, "cannot read the swarm's join tokens", &e))?;
+            tokens = swarm.join_tokens;
+        }
+        let token = tokens.as_ref().and_then(|t| {
+            if node.manager {
+                t.manager.clone()
+            } else {
+                t.worker.clone()
+            }
+        });
+        engine
+            .join_swarm(SwarmJoinRequest {
+                listen_addr: Some("0.0.0.0:2377".to_owned()),
+                advertise_addr: Some(node.address.clone()),
+                remote_addrs: Some(vec![format!("{leader_address}:2377")]),
+                join_token: token,
+                ..SwarmJoinRequest::default()
+            })
+            .await
+            .map_err(|e| failed(&node.host, "docker swarm join failed", &e))?;
+    }
+    // Roles and labels; nodes no longer chosen drained, then gone.
+    let wanted: HashMap<&str, &ClusterNode> = nodes.iter().map(|n| (n.host.as_str(), n)).collect();
+    let listed = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(|e| failed(&leader, "cannot list the swarm's nodes", &e))?;
+    let mut leaving = Vec::new();
+    for node in &listed {
+        let (Some(id), Some(version)) =
+            (node.id.clone(), node.version.as_ref().and_then(|v| v.index))
+        else {
+            continue;
+        };
+        let hostname = node.description.as_ref().and_then(|d| d.hostname.clone());
+        let host = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.labels.as_ref())
+            .and_then(|l| l.get(HOST_LABEL).cloned())
+            .or(hostname);
+        let down = node.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN);
+        match host.as_deref().and_then(|h| wanted.get(h)) {
+            Some(want) if !down => {
+                let mut labels: HashMap<String, String> = want.labels.clone().into_iter().collect();
+                labels.insert(HOST_LABEL.to_owned(), want.host.clone());
+                let spec = NodeSpec {
+                    name: None,
+                    labels: Some(labels),
+                    role: Some(if want.manager {
+                        NodeSpecRoleEnum::MANAGER
+                    } else {
+                        NodeSpecRoleEnum::WORKER
+                    }),
+                    availability: Some(NodeSpecAvailabilityEnum::ACTIVE),
+                };
+                if node.spec.as_ref() != Some(&spec) {
+                    docker
+                        .update_node(
+                            &id,
+                            spec,
+                            UpdateNodeOptionsBuilder::new()
+                                .version(version as i64)
+                                .build(),
+                        )
+                        .await
+                        .map_err(|e| {
+                            failed(&want.host, "cannot set the node's role and labels", &e)
+                        })?;
+                }
+            }
+            // A stale entry of a host that joined again: removed.
+            Some(_) => {
+                let _ = docker
+                    .delete_node(
+                        &id,
+                        Some(DeleteNodeOptionsBuilder::new().force(true).build()),
+                    )
+                    .await;
+            }
+            None => leaving.push((id, version, host)),
+        }
+    }
+    for (id, version, host) in leaving {
+        remove_node(engines, &docker, &leader, &id, version, host.as_deref()).await?;
+    }
+    Ok(())
+}
+
+/// Drains a node, makes its host leave, and removes it from the swarm.
+async fn remove_node(
+    engines: &Engines,
+    docker: &Docker,
+    leader: &str,
+    id: &str,
+    version: u64,
+    host: Option<&str>,
+) -> Result<(), ProviderError> {
+    let node = docker
+        .inspect_node(id)
+        .await
+        .map_err(|e| failed(leader, "cannot read a leaving node", &e))?;
+    let mut spec = node.spec.unwrap_or_default();
+    if spec.role == Some(NodeSpecRoleEnum::MANAGER) {
+        spec.role = Some(NodeSpecRoleEnum::WORKER);
+    }
+    spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN);
+    docker
+        .update_node(
+            id,
+            spec,
+            UpdateNodeOptionsBuilder::new()
+                .version(version as i64)
+                .build(),
+        )
+        .await
+        .map_err(|e| failed(leader, "cannot drain a leaving node", &e))?;
+    if let Some(host) = host
+        && engines.pool().target(host).is_some()
+        && let Ok(engine) = engines.engine(host).await
+    {
+        let _ = engine
+            .leave_swarm(Some(LeaveSwarmOptionsBuilder::new().force(true).build()))
+            .await;
+    }
+    // The manager sees it down a moment later; removed by force either way.
+    docker
+        .delete_node(
+            id,
+            Some(DeleteNodeOptionsBuilder::new().force(true).build()),
+        )
+        .await
+        .map_err(|e| failed(leader, "cannot remove a leaving node", &e))
+}
+
+/// Every node leaves: workers first, managers last.
+pub async fn dissolve(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), ProviderError> {
+    let mut order: Vec<&ClusterNode> = nodes.iter().filter(|n| !n.manager).collect();
+    order.extend(nodes.iter().filter(|n| n.manager));
+    for node in order {
+        let engine = engines.engine(&node.host).await?;
+        if membership(&engine, &node.host).await?.active {
+            engine
+                .leave_swarm(Some(LeaveSwarmOptionsBuilder::new().force(true).build()))
+                .await
+                .map_err(|e| failed(&node.host, "docker swarm leave failed", &e))?;
+        }
+    }
+    Ok(())
+}
