@@ -418,8 +418,12 @@ pub async fn wait_converged(
         }
         let failing = errors.len() >= 3 || rolled_back;
         if failing || begun.elapsed() > timeout {
-            if updated && !rolled_back {
-                roll_back(docker, manager, name).await;
+            let mut restored = false;
+            if updated {
+                if !rolled_back {
+                    roll_back(docker, manager, name).await;
+                }
+                restored = wait_rolled_back(docker, name, replicas).await;
             }
             let mut unique: Vec<String> = Vec::new();
             for error in errors {
@@ -437,15 +441,55 @@ pub async fn wait_converged(
             };
             return Err(ProviderError::Failed(format!(
                 "{address}: the rollout of service {name} failed: {why}{}",
-                if updated {
-                    "; the service was rolled back to its previous spec"
-                } else {
-                    ""
+                match (updated, restored) {
+                    (true, true) => "; the service was rolled back to its previous spec",
+                    (true, false) =>
+                        "; a rollback to its previous spec was started and has not finished",
+                    _ => "",
                 }
             )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Waits (a bounded time) until a rollback has finished and every task runs again.
+async fn wait_rolled_back(docker: &Docker, name: &str, replicas: u32) -> bool {
+    let begun = Instant::now();
+    while begun.elapsed() < Duration::from_secs(90) {
+        let service = docker
+            .inspect_service(
+                name,
+                None::<bollard::query_parameters::InspectServiceOptions>,
+            )
+            .await;
+        let done = service.as_ref().is_ok_and(|s| {
+            s.update_status.as_ref().and_then(|u| u.state)
+                == Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED)
+        });
+        if done {
+            let tasks = docker
+                .list_tasks(Some(
+                    ListTasksOptionsBuilder::new()
+                        .filters(&HashMap::from([
+                            ("service", vec![name]),
+                            ("desired-state", vec!["running"]),
+                        ]))
+                        .build(),
+                ))
+                .await
+                .unwrap_or_default();
+            let running = tasks
+                .iter()
+                .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+                .count();
+            if running as u32 >= replicas {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
 }
 
 async fn roll_back(docker: &Docker, manager: &str, name: &str) {

@@ -16,6 +16,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The image the Docker test bed loads into every host: python3's http.server on port 8000,
+/// built locally from the bed's root file system (`testbed/docker/image-tiny.sh`).
+pub const TEST_IMAGE: &str = "nimbus-test/py-tiny:2";
+
 pub fn testbed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed")
 }
@@ -89,6 +93,73 @@ fn claim_bed() -> (u32, PathBuf) {
 impl Bed {
     /// Brings up `n` hosts and waits until systemd runs on each.
     pub fn up(n: usize) -> Bed {
+        Self::up_with(n, false)
+    }
+
+    /// Brings up `n` hosts with a Docker engine each (`testbed/docker/`), waits until every
+    /// engine answers, and loads the test image ([`TEST_IMAGE`], built locally: there is no
+    /// registry) into each.
+    pub fn up_docker(n: usize) -> Bed {
+        let dir = testbed_dir();
+        let cache = cache_dir();
+        std::fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{}: {e}", cache.display()));
+        let tar = cache.join("py-tiny-2.tar");
+        let script = format!(
+            "set -e; bash {dir}/rootfs-systemd.sh >/dev/null
+             [ -d {cache}/rootfs-docker ] || SRC={cache}/rootfs-systemd DST={cache}/rootfs-docker bash {dir}/docker/rootfs-docker.sh
+             if [ ! -f {tar} ]; then
+               docker image inspect {TEST_IMAGE} >/dev/null 2>&1 || ROOTFS={cache}/rootfs-systemd TAG={TEST_IMAGE} bash {dir}/docker/image-tiny.sh
+               docker save {TEST_IMAGE} -o {tar}.tmp && mv {tar}.tmp {tar}
+             fi",
+            dir = dir.display(),
+            cache = cache.display(),
+            tar = tar.display(),
+        );
+        run(
+            Command::new("flock")
+                .arg(cache.join(".lock"))
+                .args(["bash", "-c", &script])
+                .env("TB", &cache),
+            "the Docker test bed's root file system and image",
+        );
+        let bed = Self::up_with(n, true);
+        for host in &bed.hosts {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            while !bed
+                .ssh(&host.name, "docker info --format '{{.ServerVersion}}'")
+                .status
+                .success()
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "dockerd does not answer on {}",
+                    host.name
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+        let loads: Vec<_> = bed
+            .hosts
+            .iter()
+            .map(|host| {
+                Command::new("ssh")
+                    .arg("-F")
+                    .arg(&bed.ssh_config)
+                    .arg(&host.name)
+                    .arg("docker load -q")
+                    .stdin(std::fs::File::open(&tar).unwrap_or_else(|e| panic!("{e}")))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("ssh: {e}"))
+            })
+            .collect();
+        for mut load in loads {
+            assert!(load.wait().is_ok_and(|s| s.success()), "docker load failed");
+        }
+        bed
+    }
+
+    fn up_with(n: usize, docker: bool) -> Bed {
         assert!(
             nix_is_root(),
             "the host test bed needs root (network namespaces, systemd-nspawn)"
@@ -123,7 +194,23 @@ impl Bed {
                 .env("N", n.to_string())
                 .env("BED", number.to_string())
                 .env("TB", &tb)
-                .env("ROOTFS", cache.join("rootfs-systemd")),
+                .env(
+                    "ROOTFS",
+                    cache.join(if docker {
+                        "rootfs-docker"
+                    } else {
+                        "rootfs-systemd"
+                    }),
+                )
+                .env("DOCKER", if docker { "1" } else { "0" })
+                .env(
+                    "NSPAWN_EXTRA",
+                    if docker {
+                        "--system-call-filter=@keyring"
+                    } else {
+                        ""
+                    },
+                ),
             "testbed/hosts-up.sh",
         );
         let listing = std::fs::read_to_string(tb.join("hosts.json"))

@@ -1,0 +1,285 @@
+//! `nimbus apply` of a Docker Swarm on real engines: three test-bed hosts (Debian containers
+//! booting systemd, each with its own sshd and dockerd, `testbed/docker/`), a docker-swarm
+//! Cluster, a tenant and two workloads. nimbus reaches each engine through the host's SSH
+//! connection only. Then: the service answers on every node; a second plan is empty; a
+//! `docker service scale` by hand is seen and corrected; an image change rolls; a command
+//! that exits at once fails the workload with the reason, is rolled back and leaves the old
+//! tasks serving; removing a workload removes its service; a host leaving the selectors is
+//! drained and leaves the swarm.
+
+mod common;
+use common::text;
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
+use sshd::bed::{Bed, TEST_IMAGE};
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+
+fn write(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+fn hosts(bed: &Bed, swarm: &[bool]) -> String {
+    bed.hosts
+        .iter()
+        .zip(swarm)
+        .enumerate()
+        .map(|(i, (h, member))| {
+            let role = if i == 0 { ", role: manager" } else { "" };
+            let swarm = if *member { ", swarm: \"yes\"" } else { "" };
+            format!(
+                "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{zone: z{i}{role}{swarm}}}}}\nspec: {{address: {}}}\n",
+                h.name, h.address
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn workload(image: &str, command: Option<&str>) -> String {
+    let command = command.map_or_else(String::new, |c| format!("  command: {c}\n"));
+    format!(
+        "{HEADER}kind: Workload\nmetadata: {{name: web}}\nspec:\n  image: {image}\n  replicas: 3\n  cpu: 100m\n  memory: 64Mi\n  ports: [{{port: 8000, hostPort: 8080, mode: host}}]\n  env: {{GREETING: hello}}\n{command}"
+    )
+}
+
+fn nimbus(repo: &Path, args: &[&str]) -> Output {
+    common::nimbus_with(args, repo, &[])
+}
+
+fn ok(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// The body of GET / on `address:8080`, or an empty string.
+fn get(address: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect_timeout(
+        &format!("{address}:8080")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+        Duration::from_secs(2),
+    ) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
+fn docker(bed: &Bed, host: usize, command: &str) -> String {
+    bed.ssh_ok(&bed.hosts[host].name, command)
+}
+
+#[test]
+fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
+    let bed = Bed::up_docker(3);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    std::fs::copy(&bed.known_hosts, repo.join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
+    write(
+        repo,
+        "nimbus.yaml",
+        &format!(
+            "{HEADER}kind: Repository\nmetadata: {{name: swarm}}\nspec:\n  ssh: {{identityFile: {}, knownHosts: known_hosts}}\n",
+            bed.key.display()
+        ),
+    );
+    write(repo, "hosts.yaml", &hosts(&bed, &[true, true, true]));
+    write(
+        repo,
+        "cluster.yaml",
+        &format!(
+            "{HEADER}kind: Cluster\nmetadata: {{name: swarm}}\nspec: {{type: docker-swarm, managers: {{role: manager}}, workers: {{swarm: \"yes\"}}}}\n"
+        ),
+    );
+    write(
+        repo,
+        "tenants/acme/tenant.yaml",
+        &format!(
+            "{HEADER}kind: Tenant\nmetadata: {{name: acme}}\nspec: {{cluster: swarm, quota: {{cpu: \"2\", memory: 1Gi}}}}\n"
+        ),
+    );
+    write(repo, "tenants/acme/web.yaml", &workload(TEST_IMAGE, None));
+    write(
+        repo,
+        "tenants/acme/api.yaml",
+        &format!(
+            "{HEADER}kind: Workload\nmetadata: {{name: api}}\nspec: {{image: \"{TEST_IMAGE}\", replicas: 1, cpu: 100m, memory: 64Mi, placement: {{hosts: [{}]}}}}\n",
+            bed.hosts[1].name
+        ),
+    );
+
+    // Applied: a swarm of three, the tenant's network, two services.
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = ok(&applied);
+    assert!(out.contains("Apply complete: 7 applied, 0 failed"), "{out}");
+    let nodes = docker(
+        &bed,
+        0,
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.ManagerStatus}}' | sort",
+    );
+    assert_eq!(nodes, "h1 Ready Leader\nh2 Ready \nh3 Ready \n");
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker node inspect h2 --format '{{index .Spec.Labels \"zone\"}} {{index .Spec.Labels \"nimbus.host\"}}'"
+        ),
+        "z1 h2\n"
+    );
+    for host in &bed.hosts {
+        assert!(
+            get(&host.address).contains("nimbus test"),
+            "no answer from {}",
+            host.name
+        );
+    }
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker service ps acme_api --filter desired-state=running --format '{{.Node}}'"
+        ),
+        "h2\n",
+        "placed on the host it names"
+    );
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker network inspect nimbus-acme --format '{{.Driver}} {{index .Labels \"nimbus.address\"}}'"
+        ),
+        "overlay Tenant/acme\n"
+    );
+    // Nothing left to do.
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+
+    // Scaled by hand: drift, corrected.
+    docker(&bed, 0, "docker service scale -d acme_web=1 >/dev/null");
+    let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(drift.status.code(), Some(2));
+    assert!(
+        text(&drift.stdout).contains("~ replicas: 1 -> 3"),
+        "{}",
+        text(&drift.stdout)
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker service inspect acme_web --format '{{.Spec.Mode.Replicated.Replicas}}'"
+        ),
+        "3\n"
+    );
+
+    // A new image rolls.
+    for i in 0..3 {
+        docker(
+            &bed,
+            i,
+            &format!("docker tag {TEST_IMAGE} nimbus-test/py-tiny:rolled"),
+        );
+    }
+    write(
+        repo,
+        "tenants/acme/web.yaml",
+        &workload("nimbus-test/py-tiny:rolled", None),
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker service ps acme_web --filter desired-state=running --format '{{.Image}}' | sort -u"
+        ),
+        "nimbus-test/py-tiny:rolled\n"
+    );
+    for host in &bed.hosts {
+        assert!(
+            get(&host.address).contains("nimbus test"),
+            "no answer from {}",
+            host.name
+        );
+    }
+
+    // A command that exits at once: the rollout fails with the reason, is rolled back, and
+    // the old tasks keep serving.
+    write(
+        repo,
+        "tenants/acme/web.yaml",
+        &workload(
+            "nimbus-test/py-tiny:rolled",
+            Some("[\"/usr/bin/python3\", \"-c\", \"raise SystemExit(3)\"]"),
+        ),
+    );
+    let broken = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken.stdout));
+    let said = text(&broken.stdout);
+    assert!(said.contains("Workload/acme/web"), "{said}");
+    assert!(
+        said.contains("rollout of service acme_web failed"),
+        "{said}"
+    );
+    assert!(said.contains("rolled back"), "{said}");
+    std::thread::sleep(Duration::from_secs(3));
+    for host in &bed.hosts {
+        assert!(
+            get(&host.address).contains("nimbus test"),
+            "{} stopped serving",
+            host.name
+        );
+    }
+    write(
+        repo,
+        "tenants/acme/web.yaml",
+        &workload("nimbus-test/py-tiny:rolled", None),
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+
+    // A workload removed: its service goes; the other stays.
+    std::fs::remove_file(repo.join("tenants/acme/api.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let pruned = ok(&nimbus(
+        repo,
+        &["apply", "--auto-approve", "--allow-deletes", "."],
+    ));
+    assert!(pruned.contains("Workload/acme/api"), "{pruned}");
+    assert_eq!(
+        docker(&bed, 0, "docker service ls --format '{{.Name}}' | sort"),
+        "acme_web\n"
+    );
+
+    // A host leaving the selectors: drained, left, removed.
+    write(repo, "hosts.yaml", &hosts(&bed, &[true, true, false]));
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert_eq!(
+        docker(&bed, 0, "docker node ls --format '{{.Hostname}}' | sort"),
+        "h1\nh2\n"
+    );
+    assert_eq!(
+        docker(&bed, 2, "docker info --format '{{.Swarm.LocalNodeState}}'"),
+        "inactive\n"
+    );
+    let last = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last.stdout));
+}
