@@ -3,6 +3,7 @@
 //! reached through each host's SSH connection (`engine`). Only this crate knows bollard.
 
 pub mod engine;
+pub mod secrets;
 pub mod service;
 pub mod swarm;
 
@@ -58,6 +59,8 @@ pub fn schema() -> ProviderSchema {
                     "command",
                     "placement",
                 ])),
+                // Env secrets become Docker secrets: the executor hands their values over.
+                delivers_secrets: true,
                 ..KindSchema::default_for(Kind::Workload)
             },
         ],
@@ -238,10 +241,17 @@ impl DockerProvider {
                                 "{address}: a service named {name} exists and nimbus did not create it; it is left alone (rename the workload, or remove that service)"
                             )));
                         }
+                        let mut desired = desired;
+                        let secrets = secrets::take(&mut desired);
                         let workload: WorkloadSpec = serde_json::from_value(desired)
                             .map_err(|e| ProviderError::Bug(format!("{address}: {e}")))?;
+                        let made = if secrets.is_empty() {
+                            std::collections::HashMap::new()
+                        } else {
+                            secrets::existing(&docker, &manager, address).await?
+                        };
                         Ok(Observed::Present(service::observed_spec(
-                            &spec, &workload, tenant,
+                            address, &spec, &workload, &secrets, &made, tenant,
                         )))
                     }
                     Err(bollard::errors::Error::DockerResponseServerError {
@@ -328,13 +338,23 @@ impl DockerProvider {
                         ));
                     }
                 }
+                // Its secrets, once no task holds them any more.
+                let mut attempts = 0;
+                while let Err(error) = secrets::prune(&docker, &manager, address, &[]).await {
+                    attempts += 1;
+                    if attempts > 40 {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
             (Kind::Workload, _) => {
                 let tenant = tenant_of(address);
-                let after = change
+                let mut after = change
                     .after
                     .clone()
                     .ok_or_else(|| ProviderError::Bug(format!("{address} has no desired spec")))?;
+                let env_secrets = secrets::take(&mut after);
                 let workload: WorkloadSpec = serde_json::from_value(after).map_err(|e| {
                     ProviderError::Failed(format!("{address}: not a Workload spec: {e}"))
                 })?;
@@ -354,8 +374,10 @@ impl DockerProvider {
                     })?
                     .id
                     .unwrap_or_else(|| network_name(tenant));
-                let mut spec = service::service_spec(address, &workload, &network)?;
                 let name = service_name(address);
+                let ids = secrets::ensure(&docker, &manager, address, &name, &env_secrets).await?;
+                let mut spec =
+                    service::service_spec(address, &workload, &network, &env_secrets, &ids)?;
                 let existing = docker
                     .inspect_service(
                         &name,
@@ -417,6 +439,9 @@ impl DockerProvider {
                     ROLLOUT_TIMEOUT,
                 )
                 .await?;
+                // Rotated secrets: the old values go once the service no longer uses them.
+                let keep: Vec<String> = env_secrets.iter().map(|s| s.docker_name(&name)).collect();
+                secrets::prune(&docker, &manager, address, &keep).await?;
             }
             (kind, _) => {
                 return Err(ProviderError::Bug(format!(

@@ -23,6 +23,7 @@ use nimbus_schemas::{
 use serde_json::{Value, json};
 
 use crate::engine::failed;
+use crate::secrets::EnvSecret;
 
 /// Labels nimbus puts on what it creates.
 pub const ADDRESS_LABEL: &str = "nimbus.address";
@@ -73,19 +74,20 @@ fn constraints_of(spec: &WorkloadSpec) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn env_of(spec: &WorkloadSpec, address: &str) -> Result<Vec<String>, ProviderError> {
-    let mut out = Vec::new();
-    for (key, value) in &spec.env {
-        match value {
-            EnvValue::Value(text) => out.push(format!("{key}={text}")),
-            EnvValue::Secret { .. } => {
-                return Err(ProviderError::Failed(format!(
-                    "{address}: env {key} refers to a secret; secrets in Docker workloads are not delivered by this release (they would have to be Docker secrets, never plain env)"
-                )));
-            }
-        }
+/// Plain env values; each secret is a file, and its `<KEY>_FILE` says where.
+fn env_of(spec: &WorkloadSpec, secrets: &[EnvSecret]) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .env
+        .iter()
+        .filter_map(|(key, value)| match value {
+            EnvValue::Value(text) => Some(format!("{key}={text}")),
+            EnvValue::Secret { .. } => None,
+        })
+        .collect();
+    for secret in secrets {
+        out.push(format!("{}_FILE={}", secret.key, secret.path()));
     }
-    Ok(out)
+    out
 }
 
 fn ports_of(spec: &WorkloadSpec) -> Vec<EndpointPortConfig> {
@@ -120,6 +122,8 @@ pub fn service_spec(
     address: &str,
     spec: &WorkloadSpec,
     network: &str,
+    secrets: &[EnvSecret],
+    secret_ids: &HashMap<String, String>,
 ) -> Result<ServiceSpec, ProviderError> {
     let host_ports = spec.ports.iter().any(|p| p.mode == Some(PublishMode::Host));
     let ingress = spec.ports.iter().any(|p| p.mode != Some(PublishMode::Host));
@@ -139,7 +143,10 @@ pub fn service_spec(
                 image: Some(spec.image.clone()),
                 labels: Some(labels),
                 args: spec.command.as_ref().map(args_of),
-                env: Some(env_of(spec, address)?),
+                env: Some(env_of(spec, secrets)),
+                secrets: (!secrets.is_empty()).then(|| {
+                    crate::secrets::references(&service_name(address), secrets, secret_ids)
+                }),
                 ..TaskSpecContainerSpec::default()
             }),
             resources: Some(TaskSpecResources {
@@ -233,7 +240,14 @@ fn image_without_digest(image: &str) -> &str {
 
 /// The Workload as the service shows it, in the form of `desired` where the service matches
 /// it field by field (so that only what differs is a change).
-pub fn observed_spec(service: &ServiceSpec, desired: &WorkloadSpec, tenant: &str) -> Value {
+pub fn observed_spec(
+    address: &str,
+    service: &ServiceSpec,
+    desired: &WorkloadSpec,
+    secrets: &[EnvSecret],
+    made: &HashMap<String, crate::secrets::Made>,
+    tenant: &str,
+) -> Value {
     let container = service
         .task_template
         .as_ref()
@@ -276,13 +290,39 @@ pub fn observed_spec(service: &ServiceSpec, desired: &WorkloadSpec, tenant: &str
             .to_string()
         );
     }
-    let env: BTreeMap<String, String> = container
+    let mut env: BTreeMap<String, Value> = container
         .env
         .unwrap_or_default()
         .iter()
         .filter_map(|e| e.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_owned(), json!(v)))
         .collect();
+    // Secrets: attached under the name their value gives them, or another value.
+    let attached: Vec<(String, String)> = container
+        .secrets
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| Some((s.file.as_ref()?.name.clone()?, s.secret_name.clone()?)))
+        .collect();
+    let named = service_name(address);
+    for secret in secrets {
+        let file = format!("{}_FILE", secret.key);
+        if env.get(&file) == Some(&json!(secret.path())) {
+            env.remove(&file);
+        }
+        if let Some((_, name)) = attached.iter().find(|(key, _)| *key == secret.key) {
+            // Which value it holds, as its label records it.
+            let fingerprint = made
+                .get(name)
+                .map(|m| m.fingerprint.clone())
+                .filter(|_| name.starts_with(&format!("{named}_{}_", secret.key)))
+                .unwrap_or_else(|| "another value".to_owned());
+            env.insert(
+                secret.key.clone(),
+                json!({"secret": secret.reference, "fingerprint": fingerprint}),
+            );
+        }
+    }
     if !env.is_empty() {
         out["env"] = json!(env);
     }

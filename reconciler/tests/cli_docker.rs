@@ -20,6 +20,7 @@ use std::process::Output;
 use std::time::Duration;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+const SECRET: &str = "docker-S3CRET-token-6060";
 
 fn write(dir: &Path, name: &str, body: &str) {
     let path = dir.join(name);
@@ -99,10 +100,30 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         repo,
         "nimbus.yaml",
         &format!(
-            "{HEADER}kind: Repository\nmetadata: {{name: swarm}}\nspec:\n  ssh: {{identityFile: {}, knownHosts: known_hosts}}\n",
-            bed.key.display()
+            "{HEADER}kind: Repository\nmetadata: {{name: swarm}}\nspec:\n  ssh: {{identityFile: {key}, knownHosts: known_hosts}}\n  secrets: {{recipients: [\"{public}\"], identityFile: {key}}}\n",
+            key = bed.key.display(),
+            public = std::fs::read_to_string(bed.key.with_extension("pub"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     );
+    // A secret for the api workload, encrypted to the bed's key.
+    let mut encrypt = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["secret", "encrypt", "api-token"])
+        .current_dir(repo)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = encrypt.stdin.take() {
+        stdin
+            .write_all(SECRET.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(encrypt.wait().is_ok_and(|s| s.success()));
     write(repo, "hosts.yaml", &hosts(&bed, &[true, true, true]));
     write(
         repo,
@@ -123,7 +144,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         repo,
         "tenants/acme/api.yaml",
         &format!(
-            "{HEADER}kind: Workload\nmetadata: {{name: api}}\nspec: {{image: \"{TEST_IMAGE}\", replicas: 1, cpu: 100m, memory: 64Mi, placement: {{hosts: [{}]}}}}\n",
+            "{HEADER}kind: Workload\nmetadata: {{name: api}}\nspec: {{image: \"{TEST_IMAGE}\", replicas: 1, cpu: 100m, memory: 64Mi, placement: {{hosts: [{}]}}, env: {{TOKEN: {{secret: api-token}}}}}}\n",
             bed.hosts[1].name
         ),
     );
@@ -170,6 +191,29 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         ),
         "overlay Tenant/acme\n"
     );
+    // The secret is a Docker secret, a file in the task; never a value in the service spec.
+    let inspected = docker(&bed, 0, "docker service inspect acme_api");
+    assert!(
+        !inspected.contains(SECRET),
+        "a secret value in the service spec"
+    );
+    assert!(
+        inspected.contains("TOKEN_FILE=/run/secrets/TOKEN"),
+        "{inspected}"
+    );
+    let container = docker(&bed, 1, "docker ps -q --filter name=acme_api");
+    assert_eq!(
+        docker(
+            &bed,
+            1,
+            &format!(
+                "docker exec {} python3 -c 'print(open(\"/run/secrets/TOKEN\").read())'",
+                container.trim()
+            )
+        ),
+        format!("{SECRET}\n")
+    );
+    assert!(!text(&applied.stdout).contains(SECRET) && !text(&applied.stderr).contains(SECRET));
     // Nothing left to do.
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
@@ -267,6 +311,11 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
     assert_eq!(
         docker(&bed, 0, "docker service ls --format '{{.Name}}' | sort"),
         "acme_web\n"
+    );
+    assert_eq!(
+        docker(&bed, 0, "docker secret ls -q | wc -l"),
+        "0\n",
+        "its secret went with it"
     );
 
     // A host leaving the selectors: drained, left, removed.
