@@ -765,15 +765,41 @@ pub fn plan(
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
+    let notes = ingress_warnings(&changes);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         source_revision: input.source_revision.clone(),
         source_fingerprint: input.source_fingerprint.clone(),
         state_serial: input.state_serial,
         observed_fingerprint,
-        notes: Vec::new(),
+        notes,
         changes,
     })
+}
+
+/// Swarm services that publish in `ingress` mode (Docker's default) answer only where the
+/// nodes' kernel has IPVS: each such change says so.
+fn ingress_warnings(changes: &[Change]) -> Vec<String> {
+    changes
+        .iter()
+        .filter(|c| c.kind == Kind::Workload && c.provider == crate::rules::DOCKER)
+        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+        .filter_map(|c| {
+            let ports = c.after.as_ref()?.get("ports")?.as_array()?;
+            let ingress: Vec<String> = ports
+                .iter()
+                .filter(|p| p.get("mode").and_then(Value::as_str) != Some("host"))
+                .filter_map(|p| p.get("port").map(ToString::to_string))
+                .collect();
+            (!ingress.is_empty()).then(|| {
+                format!(
+                    "warning: {} publishes port {} in ingress mode (Docker's default), which answers only where the nodes' kernel has IPVS; `mode: host` answers on the nodes that run a task",
+                    c.address,
+                    ingress.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// A text field a provider compares by digest (a File's content over SSH) changes as

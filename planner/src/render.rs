@@ -258,7 +258,7 @@ pub fn summary(plan: &Plan) -> String {
 
 /// The plan's notes, one `note:` line each: what the reader must know first.
 fn notes(plan: &Plan) -> String {
-    plan.notes.iter().map(|n| format!("note: {n}\n")).collect()
+    plan.notes.iter().map(|n| format!("{}\n", note_line(n))).collect()
 }
 
 /// The instances that cannot be planned, each with its reason.
@@ -312,11 +312,23 @@ pub fn text(plan: &Plan) -> String {
 }
 
 /// A pull-request comment: a summary table, then one collapsible section per change.
+/// A plan's note as a line: `note: …`, or `warning: …` for one that warns.
+pub fn note_line(note: &str) -> String {
+    if note.starts_with("warning: ") {
+        note.to_owned()
+    } else {
+        format!("note: {note}")
+    }
+}
+
 pub fn markdown(plan: &Plan) -> String {
     let mut out: String = plan
         .notes
         .iter()
-        .map(|n| format!("> **note:** {n}\n"))
+        .map(|n| match n.strip_prefix("warning: ") {
+            Some(warning) => format!("> **warning:** {warning}\n"),
+            None => format!("> **note:** {n}\n"),
+        })
         .collect();
     if !out.is_empty() {
         out.push('\n');

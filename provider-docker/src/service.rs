@@ -125,6 +125,11 @@ pub fn service_spec(
     secrets: &[EnvSecret],
     secret_ids: &HashMap<String, String>,
 ) -> Result<ServiceSpec, ProviderError> {
+    if !spec.volumes.is_empty() {
+        return Err(ProviderError::Failed(format!(
+            "{address}: volumes are not mounted by the docker provider in this release; remove `volumes` or run it elsewhere"
+        )));
+    }
     let host_ports = spec.ports.iter().any(|p| p.mode == Some(PublishMode::Host));
     let ingress = spec.ports.iter().any(|p| p.mode != Some(PublishMode::Host));
     let nano = spec.cpu.map(|c| (c.millicores * 1_000_000) as i64);

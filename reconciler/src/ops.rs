@@ -161,7 +161,8 @@ impl Session {
             &self.secrets,
         )
         .await?;
-        plan.notes = self.notes.clone();
+        // The session's notes first (the in-memory provider), then the plan's own warnings.
+        plan.notes.splice(0..0, self.notes.iter().cloned());
         Ok(plan)
     }
 

@@ -181,7 +181,7 @@ async fn execute(
     };
     let mut summary = report.summary_of(title);
     if let Some(note) = session.notes.first() {
-        summary = format!("note: {note}\n{summary}");
+        summary = format!("{}\n{summary}", nimbus_planner::render::note_line(note));
     }
     print_stdout(&format!("\n{summary}"));
     Ok(if report.succeeded() { 0 } else { 1 })

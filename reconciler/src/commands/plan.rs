@@ -98,7 +98,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         }
         if matches!(args.format, PlanFormat::Json) {
             for note in &plan.notes {
-                crate::render::print_stderr(&format!("note: {note}\n"));
+                crate::render::print_stderr(&format!("{}\n", nimbus_planner::render::note_line(note)));
             }
         }
         // An instance that cannot be planned fails the plan, whatever else it holds.
