@@ -258,7 +258,10 @@ pub fn summary(plan: &Plan) -> String {
 
 /// The plan's notes, one `note:` line each: what the reader must know first.
 fn notes(plan: &Plan) -> String {
-    plan.notes.iter().map(|n| format!("{}\n", note_line(n))).collect()
+    plan.notes
+        .iter()
+        .map(|n| format!("{}\n", note_line(n)))
+        .collect()
 }
 
 /// The instances that cannot be planned, each with its reason.

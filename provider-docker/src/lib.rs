@@ -429,7 +429,7 @@ impl DockerProvider {
                         return Err(failed(&manager, &format!("cannot read service {name}"), &e));
                     }
                 };
-                service::wait_converged(
+                if let Err(error) = service::wait_converged(
                     &docker,
                     &manager,
                     address,
@@ -438,7 +438,24 @@ impl DockerProvider {
                     updated,
                     ROLLOUT_TIMEOUT,
                 )
-                .await?;
+                .await
+                {
+                    // A service created now that cannot run is taken away again, with its
+                    // secrets: a failed create leaves nothing behind.
+                    if !updated {
+                        let _ = docker.delete_service(&name).await;
+                        for _ in 0..40 {
+                            if secrets::prune(&docker, &manager, address, &[])
+                                .await
+                                .is_ok()
+                            {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                    }
+                    return Err(error);
+                }
                 // Rotated secrets: the old values go once the service no longer uses them.
                 let keep: Vec<String> = env_secrets.iter().map(|s| s.docker_name(&name)).collect();
                 secrets::prune(&docker, &manager, address, &keep).await?;

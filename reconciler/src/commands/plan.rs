@@ -98,7 +98,10 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         }
         if matches!(args.format, PlanFormat::Json) {
             for note in &plan.notes {
-                crate::render::print_stderr(&format!("{}\n", nimbus_planner::render::note_line(note)));
+                crate::render::print_stderr(&format!(
+                    "{}\n",
+                    nimbus_planner::render::note_line(note)
+                ));
             }
         }
         // An instance that cannot be planned fails the plan, whatever else it holds.
