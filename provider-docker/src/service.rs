@@ -388,14 +388,25 @@ pub async fn wait_converged(
     timeout: Duration,
 ) -> Result<(), ProviderError> {
     let begun = Instant::now();
+    // No task of a new spec runs sooner than this; polling earlier only takes CPU from the
+    // engines starting them.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut created_service = None;
     loop {
-        let service = docker
-            .inspect_service(
-                name,
-                None::<bollard::query_parameters::InspectServiceOptions>,
-            )
-            .await
-            .map_err(|e| failed(manager, &format!("cannot read service {name}"), &e))?;
+        // A service just created has no rollout to follow: read it once.
+        let service = match &created_service {
+            Some(service) => Clone::clone(service),
+            None => docker
+                .inspect_service(
+                    name,
+                    None::<bollard::query_parameters::InspectServiceOptions>,
+                )
+                .await
+                .map_err(|e| failed(manager, &format!("cannot read service {name}"), &e))?,
+        };
+        if !updated {
+            created_service = Some(service.clone());
+        }
         let image = service
             .spec
             .as_ref()
@@ -441,6 +452,16 @@ pub async fn wait_converged(
                 status.err.clone().or(status.message.clone())
             })
             .collect();
+        // Why tasks wait (no node with the resources, a port taken): said at the timeout.
+        let pending: Vec<String> = tasks
+            .iter()
+            .filter(current)
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::PENDING))
+            .filter_map(|t| {
+                let status = t.status.as_ref()?;
+                status.err.clone().or(status.message.clone())
+            })
+            .collect();
         let rolled_back = matches!(
             update,
             Some(
@@ -477,9 +498,16 @@ pub async fn wait_converged(
                 }
             }
             let why = if unique.is_empty() {
+                let mut waiting = pending.clone();
+                waiting.dedup();
                 format!(
-                    "{running} of {replicas} tasks running after {}s",
-                    timeout.as_secs()
+                    "{running} of {replicas} tasks running after {}s{}",
+                    timeout.as_secs(),
+                    if waiting.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the others are pending: {}", waiting.join("; "))
+                    }
                 )
             } else {
                 format!("its tasks fail: {}", unique.join("; "))
@@ -494,7 +522,7 @@ pub async fn wait_converged(
                 }
             )));
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -86,6 +86,18 @@ fn get(address: &str) -> String {
     body
 }
 
+/// Whether `address:8080` serves the test page within a few seconds (a task counts as running
+/// once its process started; its server binds the port a moment later).
+fn answers(address: &str) -> bool {
+    for _ in 0..40 {
+        if get(address).contains("nimbus test") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
 fn docker(bed: &Bed, host: usize, command: &str) -> String {
     bed.ssh_ok(&bed.hosts[host].name, command)
 }
