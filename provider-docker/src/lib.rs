@@ -180,7 +180,16 @@ impl DockerProvider {
                     return Ok(Observed::Absent);
                 };
                 let mut observed = desired.clone();
-                observed["nodes"] = swarm::observed_nodes(&docker, &manager).await?;
+                let mut nodes_seen = swarm::observed_nodes(&docker, &manager).await?;
+                if let Value::Object(map) = &mut nodes_seen {
+                    let hosts: Vec<String> = map.keys().cloned().collect();
+                    for host in hosts {
+                        if swarm::is_member(&self.engines, &host).await == Some(false) {
+                            map.remove(&host);
+                        }
+                    }
+                }
+                observed["nodes"] = nodes_seen;
                 Ok(Observed::Present(observed))
             }
             Kind::Tenant => {

@@ -482,7 +482,13 @@ pub async fn wait_converged(
             // Old failures of this image, before it ran: converged now.
             return Ok(());
         }
-        let failing = errors.len() >= 3 || rolled_back;
+        // No node can take the tasks (too little memory or CPU, no node matching the
+        // placement): Swarm would wait for ever; it is said now.
+        let unplaceable = begun.elapsed() > Duration::from_secs(10)
+            && running == 0
+            && !pending.is_empty()
+            && pending.iter().all(|p| p.contains("no suitable node"));
+        let failing = errors.len() >= 3 || rolled_back || unplaceable;
         if failing || begun.elapsed() > timeout {
             let mut restored = false;
             if updated {
@@ -502,7 +508,7 @@ pub async fn wait_converged(
                 waiting.dedup();
                 format!(
                     "{running} of {replicas} tasks running after {}s{}",
-                    timeout.as_secs(),
+                    begun.elapsed().as_secs(),
                     if waiting.is_empty() {
                         String::new()
                     } else {

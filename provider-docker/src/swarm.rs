@@ -27,6 +27,8 @@ pub const HOST_LABEL: &str = "nimbus.host";
 struct Membership {
     active: bool,
     manager: bool,
+    /// Its node's id in the swarm, as the engine itself says.
+    node_id: Option<String>,
 }
 
 async fn membership(docker: &Docker, host: &str) -> Result<Membership, ProviderError> {
@@ -38,7 +40,15 @@ async fn membership(docker: &Docker, host: &str) -> Result<Membership, ProviderE
     Ok(Membership {
         active: swarm.local_node_state == Some(LocalNodeState::ACTIVE),
         manager: swarm.control_available.unwrap_or(false),
+        node_id: swarm.node_id.filter(|id| !id.is_empty()),
     })
+}
+
+/// Whether the host's own engine says it is in a swarm (a node that left by hand still looks
+/// ready to the managers for a while).
+pub async fn is_member(engines: &Engines, host: &str) -> Option<bool> {
+    let docker = engines.engine(host).await.ok()?;
+    membership(&docker, host).await.ok().map(|m| m.active)
 }
 
 /// A manager of the swarm the nodes are in, when there is one: its host and engine.
@@ -170,6 +180,15 @@ pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), Pr
             .await
             .map_err(|e| failed(&node.host, "docker swarm join failed", &e))?;
     }
+    // Each wanted host's own node id: an older entry of the same host (it left and joined
+    // again) is stale.
+    let mut own_ids: HashMap<String, String> = HashMap::new();
+    for node in nodes {
+        let engine = engines.engine(&node.host).await?;
+        if let Some(id) = membership(&engine, &node.host).await?.node_id {
+            own_ids.insert(node.host.clone(), id);
+        }
+    }
     // Roles and labels; nodes no longer chosen drained, then gone.
     let wanted: HashMap<&str, &ClusterNode> = nodes.iter().map(|n| (n.host.as_str(), n)).collect();
     let listed = docker
@@ -190,7 +209,11 @@ pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), Pr
             .and_then(|s| s.labels.as_ref())
             .and_then(|l| l.get(HOST_LABEL).cloned())
             .or(hostname);
-        let down = node.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN);
+        let stale = host
+            .as_deref()
+            .and_then(|h| own_ids.get(h))
+            .is_some_and(|own| *own != id);
+        let down = stale || node.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN);
         match host.as_deref().and_then(|h| wanted.get(h)) {
             Some(want) if !down => {
                 let mut labels: HashMap<String, String> = want.labels.clone().into_iter().collect();

@@ -180,11 +180,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         "z1 h2\n"
     );
     for host in &bed.hosts {
-        assert!(
-            get(&host.address).contains("nimbus test"),
-            "no answer from {}",
-            host.name
-        );
+        assert!(answers(&host.address), "no answer from {}", host.name);
     }
     assert_eq!(
         docker(
@@ -272,11 +268,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         "nimbus-test/py-tiny:rolled\n"
     );
     for host in &bed.hosts {
-        assert!(
-            get(&host.address).contains("nimbus test"),
-            "no answer from {}",
-            host.name
-        );
+        assert!(answers(&host.address), "no answer from {}", host.name);
     }
 
     // A command that exits at once: the rollout fails with the reason, is rolled back, and
@@ -300,11 +292,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
     assert!(said.contains("rolled back"), "{said}");
     std::thread::sleep(Duration::from_secs(3));
     for host in &bed.hosts {
-        assert!(
-            get(&host.address).contains("nimbus test"),
-            "{} stopped serving",
-            host.name
-        );
+        assert!(answers(&host.address), "{} stopped serving", host.name);
     }
     write(
         repo,
@@ -312,6 +300,24 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         &workload("nimbus-test/py-tiny:rolled", None),
     );
     ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+
+    // A workload no node can take: said, not waited on for ever, and nothing left behind.
+    write(
+        repo,
+        "tenants/acme/nowhere.yaml",
+        &format!(
+            "{HEADER}kind: Workload\nmetadata: {{name: nowhere}}\nspec: {{image: \"{TEST_IMAGE}\", replicas: 1, placement: {{selector: {{zone: nowhere}}}}}}\n"
+        ),
+    );
+    let nowhere = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(nowhere.status.code(), Some(1), "{}", text(&nowhere.stdout));
+    assert!(
+        text(&nowhere.stdout).contains("no suitable node"),
+        "{}",
+        text(&nowhere.stdout)
+    );
+    assert!(!docker(&bed, 0, "docker service ls --format '{{.Name}}'").contains("acme_nowhere"));
+    std::fs::remove_file(repo.join("tenants/acme/nowhere.yaml")).unwrap_or_else(|e| panic!("{e}"));
 
     // A workload removed: its service goes; the other stays.
     std::fs::remove_file(repo.join("tenants/acme/api.yaml")).unwrap_or_else(|e| panic!("{e}"));
@@ -330,8 +336,43 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         "its secret went with it"
     );
 
+    // A node that left by hand is drift: it joins again.
+    docker(&bed, 2, "docker swarm leave >/dev/null");
+    let left = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(left.status.code(), Some(2), "{}", text(&left.stdout));
+    assert!(
+        text(&left.stdout).contains("Cluster/swarm"),
+        "{}",
+        text(&left.stdout)
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker node ls --format '{{.Hostname}} {{.Status}}' | sort"
+        ),
+        "h1 Ready\nh2 Ready\nh3 Ready\n"
+    );
+    // Promoted by its labels.
+    write(
+        repo,
+        "hosts.yaml",
+        &hosts(&bed, &[true, true, true]).replace("zone: z1", "zone: z1, role: manager"),
+    );
+    let promote = ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(promote.contains("Cluster/swarm"), "{promote}");
+    assert_eq!(
+        docker(&bed, 0, "docker node inspect h2 --format '{{.Spec.Role}}'"),
+        "manager\n"
+    );
+
     // A host leaving the selectors: drained, left, removed.
-    write(repo, "hosts.yaml", &hosts(&bed, &[true, true, false]));
+    write(
+        repo,
+        "hosts.yaml",
+        &hosts(&bed, &[true, true, false]).replace("zone: z1", "zone: z1, role: manager"),
+    );
     ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
     assert_eq!(
         docker(&bed, 0, "docker node ls --format '{{.Hostname}}' | sort"),
