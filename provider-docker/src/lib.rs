@@ -30,6 +30,9 @@ use service::{ADDRESS_LABEL, MANAGED_LABEL, network_name, service_name};
 /// This provider's id.
 pub const PROVIDER: &str = nimbus_planner::rules::DOCKER;
 
+/// Each tenant's manager (host and engine), or none, found once per batch.
+type Managers = std::collections::HashMap<String, Option<(String, Docker)>>;
+
 /// How long a rollout may take before it counts as failed.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -169,7 +172,25 @@ impl DockerProvider {
             })
     }
 
-    async fn observe_one(&self, request: &ObserveRequest) -> Result<Observed, ProviderError> {
+    /// A manager of the tenant's cluster, found once per batch of observations.
+    async fn cached_manager(
+        &self,
+        tenant: &str,
+        managers: &mut Managers,
+    ) -> Option<(String, Docker)> {
+        if let Some(found) = managers.get(tenant) {
+            return found.clone();
+        }
+        let found = self.manager_for_tenant(tenant).await.ok();
+        managers.insert(tenant.to_owned(), found.clone());
+        found
+    }
+
+    async fn observe_one(
+        &self,
+        request: &ObserveRequest,
+        managers: &mut Managers,
+    ) -> Result<Observed, ProviderError> {
         let address = &request.address;
         let desired = request.desired.clone().unwrap_or(Value::Null);
         match request.kind {
@@ -194,7 +215,7 @@ impl DockerProvider {
             }
             Kind::Tenant => {
                 let tenant = name_of(address);
-                let Ok((manager, docker)) = self.manager_for_tenant(tenant).await else {
+                let Some((manager, docker)) = self.cached_manager(tenant, managers).await else {
                     return Ok(Observed::Absent);
                 };
                 match docker
@@ -227,7 +248,7 @@ impl DockerProvider {
             }
             Kind::Workload => {
                 let tenant = tenant_of(address);
-                let Ok((manager, docker)) = self.manager_for_tenant(tenant).await else {
+                let Some((manager, docker)) = self.cached_manager(tenant, managers).await else {
                     return Ok(Observed::Absent);
                 };
                 let name = service_name(address);
@@ -305,11 +326,14 @@ impl DockerProvider {
                 let tenant = name_of(address);
                 let (manager, docker) = self.manager_for_tenant(tenant).await?;
                 if let Observed::Absent = self
-                    .observe_one(&ObserveRequest {
-                        address: address.clone(),
-                        kind: Kind::Tenant,
-                        desired: change.after.clone(),
-                    })
+                    .observe_one(
+                        &ObserveRequest {
+                            address: address.clone(),
+                            kind: Kind::Tenant,
+                            desired: change.after.clone(),
+                        },
+                        &mut Managers::new(),
+                    )
                     .await?
                 {
                     docker
@@ -479,11 +503,14 @@ impl DockerProvider {
             return Ok(Applied::default());
         }
         let observed = match self
-            .observe_one(&ObserveRequest {
-                address: address.clone(),
-                kind: change.kind,
-                desired: change.after.clone(),
-            })
+            .observe_one(
+                &ObserveRequest {
+                    address: address.clone(),
+                    kind: change.kind,
+                    desired: change.after.clone(),
+                },
+                &mut Managers::new(),
+            )
             .await?
         {
             Observed::Present(value) => value,
@@ -512,8 +539,9 @@ impl Provider for DockerProvider {
     ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
         Box::pin(async move {
             let mut out = Vec::new();
+            let mut managers = Managers::new();
             for request in batch {
-                let observed = match self.observe_one(request).await {
+                let observed = match self.observe_one(request, &mut managers).await {
                     Ok(observed) => observed,
                     Err(error) => {
                         tracing::warn!(address = %request.address, %error, "not observed");
