@@ -17,7 +17,7 @@ use crate::service::{ADDRESS_LABEL, MANAGED_LABEL};
 
 /// The label that records which value a Docker secret holds: the keyed fingerprint, as state
 /// records it (never the value, nor a plain hash of it).
-pub const FINGERPRINT_LABEL: &str = "nimbus.fingerprint";
+pub const FINGERPRINT_LABEL: &str = "dev.nimbus.fingerprint";
 
 /// A Docker secret nimbus made.
 #[derive(Clone, Debug)]

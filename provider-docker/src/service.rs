@@ -26,8 +26,8 @@ use crate::engine::failed;
 use crate::secrets::EnvSecret;
 
 /// Labels nimbus puts on what it creates.
-pub const ADDRESS_LABEL: &str = "nimbus.address";
-pub const MANAGED_LABEL: &str = "nimbus.managed-by";
+pub const ADDRESS_LABEL: &str = "dev.nimbus.address";
+pub const MANAGED_LABEL: &str = "dev.nimbus.managed-by";
 
 /// The service of a Workload (`Workload/acme/api` is `acme_api`).
 pub fn service_name(address: &str) -> String {

@@ -1,7 +1,7 @@
 //! Cluster `docker-swarm`: the swarm initialised on the first manager (by name order), the
 //! other managers and the workers joined with tokens read live from a manager (never stored,
 //! planned or logged), node roles and labels following the manifests (each node also carries
-//! `nimbus.host`, the Host it is), and a host that left the selectors drained, then leaving,
+//! `dev.nimbus.host`, the Host it is), and a host that left the selectors drained, then leaving,
 //! then removed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::engine::{Engines, failed};
 
 /// The node label naming the Host a node is.
-pub const HOST_LABEL: &str = "nimbus.host";
+pub const HOST_LABEL: &str = "dev.nimbus.host";
 
 /// What a host's engine says of its own swarm membership.
 struct Membership {

@@ -175,7 +175,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         docker(
             &bed,
             0,
-            "docker node inspect h2 --format '{{index .Spec.Labels \"zone\"}} {{index .Spec.Labels \"nimbus.host\"}}'"
+            "docker node inspect h2 --format '{{index .Spec.Labels \"zone\"}} {{index .Spec.Labels \"dev.nimbus.host\"}}'"
         ),
         "z1 h2\n"
     );
@@ -195,7 +195,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         docker(
             &bed,
             0,
-            "docker network inspect nimbus-acme --format '{{.Driver}} {{index .Labels \"nimbus.address\"}}'"
+            "docker network inspect nimbus-acme --format '{{.Driver}} {{index .Labels \"dev.nimbus.address\"}}'"
         ),
         "overlay Tenant/acme\n"
     );
