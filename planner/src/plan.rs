@@ -765,7 +765,20 @@ pub fn plan(
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
-    let notes = ingress_warnings(&changes);
+    let mut notes = ingress_warnings(&changes);
+    notes.extend(
+        changes
+            .iter()
+            .filter(|c| c.kind == Kind::Cluster && c.provider == crate::rules::DOCKER)
+            .filter(|c| c.action.is_change())
+            .filter_map(|c| {
+                let network = c.after.as_ref()?.get("network")?.as_str()?;
+                Some(format!(
+                    "warning: {} names Network/{network}, but its nodes advertise their own addresses in this release (the overlay addresses come with the WireGuard provider)",
+                    c.address
+                ))
+            }),
+    );
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         source_revision: input.source_revision.clone(),
