@@ -31,7 +31,8 @@ use service::{ADDRESS_LABEL, MANAGED_LABEL, network_name, service_name};
 pub const PROVIDER: &str = nimbus_planner::rules::DOCKER;
 
 /// Each tenant's manager (host and engine), or none, found once per batch.
-type Managers = std::collections::HashMap<String, Option<(String, Docker)>>;
+type Managers =
+    std::collections::HashMap<String, Result<Option<(String, Docker)>, ProviderError>>;
 
 /// How long a rollout may take before it counts as failed.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -156,20 +157,29 @@ impl DockerProvider {
             })
     }
 
-    /// A manager of the tenant's cluster, where its network and services live.
-    async fn manager_for_tenant(&self, tenant: &str) -> Result<(String, Docker), ProviderError> {
+    /// A manager of the tenant's cluster (`None`: there is no swarm yet), or why it cannot
+    /// be told.
+    async fn find_tenant_manager(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<(String, Docker)>, ProviderError> {
         let cluster = self
             .tenants
             .get(tenant)
             .ok_or_else(|| ProviderError::Failed(format!("Tenant/{tenant} is not declared")))?;
         let nodes = self.nodes_of_cluster(cluster)?;
         swarm::find_manager(&self.engines, nodes)
-            .await?
-            .ok_or_else(|| {
-                ProviderError::Failed(format!(
-                    "Cluster/{cluster} has no swarm manager that answers: apply the Cluster first"
-                ))
-            })
+            .await
+            .map_err(|e| ProviderError::Failed(format!("Cluster/{cluster}: {e}")))
+    }
+
+    /// A manager of the tenant's cluster, where its network and services live.
+    async fn manager_for_tenant(&self, tenant: &str) -> Result<(String, Docker), ProviderError> {
+        self.find_tenant_manager(tenant).await?.ok_or_else(|| {
+            ProviderError::Failed(format!(
+                "Tenant/{tenant}: its Cluster has no swarm yet: apply the Cluster first"
+            ))
+        })
     }
 
     /// A manager of the tenant's cluster, found once per batch of observations.
@@ -177,11 +187,11 @@ impl DockerProvider {
         &self,
         tenant: &str,
         managers: &mut Managers,
-    ) -> Option<(String, Docker)> {
+    ) -> Result<Option<(String, Docker)>, ProviderError> {
         if let Some(found) = managers.get(tenant) {
             return found.clone();
         }
-        let found = self.manager_for_tenant(tenant).await.ok();
+        let found = self.find_tenant_manager(tenant).await;
         managers.insert(tenant.to_owned(), found.clone());
         found
     }
@@ -215,7 +225,8 @@ impl DockerProvider {
             }
             Kind::Tenant => {
                 let tenant = name_of(address);
-                let Some((manager, docker)) = self.cached_manager(tenant, managers).await else {
+                // No swarm: absent. A swarm that cannot be asked: not observed (an error).
+                let Some((manager, docker)) = self.cached_manager(tenant, managers).await? else {
                     return Ok(Observed::Absent);
                 };
                 match docker
@@ -248,7 +259,8 @@ impl DockerProvider {
             }
             Kind::Workload => {
                 let tenant = tenant_of(address);
-                let Some((manager, docker)) = self.cached_manager(tenant, managers).await else {
+                // No swarm: absent. A swarm that cannot be asked: not observed (an error).
+                let Some((manager, docker)) = self.cached_manager(tenant, managers).await? else {
                     return Ok(Observed::Absent);
                 };
                 let name = service_name(address);

@@ -51,36 +51,44 @@ pub async fn is_member(engines: &Engines, host: &str) -> Option<bool> {
     membership(&docker, host).await.ok().map(|m| m.active)
 }
 
-/// A manager of the swarm the nodes are in, when there is one: its host and engine.
+/// A manager of the swarm the nodes are in: `Ok(None)` when the nodes answer and none is in
+/// a swarm (there is none yet); an error when it cannot be told (no node answers, or nodes
+/// are in a swarm whose managers do not answer).
 pub async fn find_manager(
     engines: &Engines,
     nodes: &[ClusterNode],
 ) -> Result<Option<(String, Docker)>, ProviderError> {
     let mut last_error = None;
-    for node in nodes.iter().filter(|n| n.manager).chain(nodes.iter()) {
-        match engines.engine(&node.host).await {
-            Ok(docker) => match membership(&docker, &node.host).await {
-                Ok(m) if m.active && m.manager => return Ok(Some((node.host.clone(), docker))),
-                Ok(_) => {}
-                Err(e) => last_error = Some(e),
-            },
+    let mut answered = false;
+    let mut member = false;
+    for node in nodes.iter().filter(|n| n.manager).chain(nodes.iter().filter(|n| !n.manager)) {
+        let found = match engines.engine(&node.host).await {
+            Ok(docker) => membership(&docker, &node.host).await.map(|m| (docker, m)),
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok((docker, m)) if m.active && m.manager => {
+                return Ok(Some((node.host.clone(), docker)));
+            }
+            Ok((_, m)) => {
+                answered = true;
+                member |= m.active;
+            }
             Err(e) => last_error = Some(e),
         }
     }
-    match last_error {
-        // Not one node answered: that is no evidence that the swarm is absent.
-        Some(error) if !any_answers(engines, nodes).await => Err(error),
-        _ => Ok(None),
+    let why = last_error.map_or_else(String::new, |e| format!(" ({e})"));
+    if member {
+        return Err(ProviderError::Failed(format!(
+            "no swarm manager that answers: its nodes are in a swarm whose managers do not{why}"
+        )));
     }
-}
-
-async fn any_answers(engines: &Engines, nodes: &[ClusterNode]) -> bool {
-    for node in nodes {
-        if engines.engine(&node.host).await.is_ok() {
-            return true;
-        }
+    if !answered {
+        return Err(ProviderError::Failed(format!(
+            "no swarm manager that answers: no node's engine answers{why}"
+        )));
     }
-    false
+    Ok(None)
 }
 
 fn host_of(node: &Node) -> Option<String> {

@@ -384,4 +384,47 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
     );
     let last = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(last.status.code(), Some(0), "{}", text(&last.stdout));
+
+    // A port something else holds: the workload fails with the engine's reason and leaves
+    // no service behind; the others are not touched.
+    docker(
+        &bed,
+        1,
+        &format!("docker run -d --name squatter -p 9999:8000 {TEST_IMAGE} >/dev/null"),
+    );
+    write(
+        repo,
+        "tenants/acme/clash.yaml",
+        &format!(
+            "{HEADER}kind: Workload\nmetadata: {{name: clash}}\nspec: {{image: \"{TEST_IMAGE}\", replicas: 1, placement: {{hosts: [{}]}}, ports: [{{port: 8000, hostPort: 9999, mode: host}}]}}\n",
+            bed.hosts[1].name
+        ),
+    );
+    let clash = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(clash.status.code(), Some(1), "{}", text(&clash.stdout));
+    let said = text(&clash.stdout);
+    assert!(said.contains("Workload/acme/clash"), "{said}");
+    assert!(
+        said.contains("already allocated") || said.contains("already in use"),
+        "{said}"
+    );
+    assert!(!docker(&bed, 0, "docker service ls --format '{{.Name}}'").contains("acme_clash"));
+    std::fs::remove_file(repo.join("tenants/acme/clash.yaml")).unwrap_or_else(|e| panic!("{e}"));
+
+    // The managers' engines down: the workload's change fails saying so, nothing else.
+    for host in [0, 1] {
+        docker(&bed, host, "systemctl stop docker.socket docker.service");
+    }
+    write(
+        repo,
+        "tenants/acme/web.yaml",
+        &workload("nimbus-test/py-tiny:rolled", None).replace("replicas: 3", "replicas: 2"),
+    );
+    let down = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down.stdout));
+    let said = text(&down.stdout);
+    assert!(
+        said.contains("Workload/acme/web") && said.contains("no swarm manager that answers"),
+        "{said}"
+    );
 }
