@@ -31,8 +31,7 @@ use service::{ADDRESS_LABEL, MANAGED_LABEL, network_name, service_name};
 pub const PROVIDER: &str = nimbus_planner::rules::DOCKER;
 
 /// Each tenant's manager (host and engine), or none, found once per batch.
-type Managers =
-    std::collections::HashMap<String, Result<Option<(String, Docker)>, ProviderError>>;
+type Managers = std::collections::HashMap<String, Result<Option<(String, Docker)>, ProviderError>>;
 
 /// How long a rollout may take before it counts as failed.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -61,7 +61,11 @@ pub async fn find_manager(
     let mut last_error = None;
     let mut answered = false;
     let mut member = false;
-    for node in nodes.iter().filter(|n| n.manager).chain(nodes.iter().filter(|n| !n.manager)) {
+    for node in nodes
+        .iter()
+        .filter(|n| n.manager)
+        .chain(nodes.iter().filter(|n| !n.manager))
+    {
         let found = match engines.engine(&node.host).await {
             Ok(docker) => membership(&docker, &node.host).await.map(|m| (docker, m)),
             Err(e) => Err(e),
