@@ -488,6 +488,8 @@ pub fn plan(
         Some(chosen)
     };
 
+    // Built on the first Cluster met, once.
+    let mut host_index: Option<crate::topology::HostIndex<'_>> = None;
     for &i in &order {
         if selected.as_ref().is_some_and(|s| !s.contains(&i)) {
             continue;
@@ -513,7 +515,9 @@ pub fn plan(
         if let Spec::Cluster(cluster) = spec
             && let Value::Object(map) = &mut desired
         {
-            let nodes = crate::topology::cluster_nodes(model, cluster);
+            let nodes = host_index
+                .get_or_insert_with(|| crate::topology::HostIndex::new(model))
+                .cluster_nodes(cluster);
             map.insert("nodes".into(), crate::topology::nodes_value(&nodes));
         }
         let (secret_locations, secret_problem) =

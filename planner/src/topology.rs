@@ -22,30 +22,74 @@ pub struct ClusterNode {
     pub labels: BTreeMap<String, String>,
 }
 
-/// The nodes of `cluster`, by host name: the hosts its manager (server) selector matches are
-/// managers; those its worker (agent) selector matches and are not managers are workers.
-pub fn cluster_nodes(model: &Model, cluster: &ClusterSpec) -> Vec<ClusterNode> {
-    let managers = cluster.managers.as_ref().or(cluster.servers.as_ref());
-    let workers = cluster.workers.as_ref().or(cluster.agents.as_ref());
-    let mut nodes = Vec::new();
-    for document in &model.documents {
-        let Spec::Host(host) = &document.resource.spec else {
-            continue;
-        };
-        let labels = &document.resource.metadata.labels;
-        let manager = managers.is_some_and(|s| s.matches(labels));
-        if !manager && !workers.is_some_and(|s| s.matches(labels)) {
-            continue;
-        }
-        nodes.push(ClusterNode {
-            host: document.resource.name().to_owned(),
-            address: host.address.clone(),
-            manager,
-            labels: labels.0.clone(),
-        });
+/// The declared Hosts, indexed by label once, so that every Cluster's selectors find their
+/// hosts without scanning them all.
+pub struct HostIndex<'a> {
+    hosts: Vec<(&'a str, &'a str, &'a nimbus_schemas::Labels)>,
+    index: crate::graph::LabelIndex<'a>,
+}
+
+impl<'a> HostIndex<'a> {
+    pub fn new(model: &'a Model) -> Self {
+        let hosts: Vec<(&str, &str, &nimbus_schemas::Labels)> = model
+            .documents
+            .iter()
+            .filter_map(|d| match &d.resource.spec {
+                Spec::Host(host) => Some((
+                    d.resource.name(),
+                    host.address.as_str(),
+                    &d.resource.metadata.labels,
+                )),
+                _ => None,
+            })
+            .collect();
+        let index = crate::graph::LabelIndex::new(
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, labels))| (i, *labels)),
+        );
+        HostIndex { hosts, index }
     }
-    nodes.sort_by(|a, b| a.host.cmp(&b.host));
-    nodes
+
+    /// The nodes of `cluster`, by host name: the hosts its manager (server) selector matches
+    /// are managers; those its worker (agent) selector matches and are not managers are
+    /// workers.
+    pub fn cluster_nodes(&self, cluster: &ClusterSpec) -> Vec<ClusterNode> {
+        let managers = cluster.managers.as_ref().or(cluster.servers.as_ref());
+        let workers = cluster.workers.as_ref().or(cluster.agents.as_ref());
+        let mut chosen: BTreeMap<usize, bool> = BTreeMap::new();
+        if let Some(selector) = workers {
+            for i in self.index.matching(selector) {
+                chosen.insert(i, false);
+            }
+        }
+        if let Some(selector) = managers {
+            for i in self.index.matching(selector) {
+                chosen.insert(i, true);
+            }
+        }
+        let mut nodes: Vec<ClusterNode> = chosen
+            .into_iter()
+            .map(|(i, manager)| {
+                let (name, address, labels) = self.hosts[i];
+                ClusterNode {
+                    host: name.to_owned(),
+                    address: address.to_owned(),
+                    manager,
+                    labels: labels.0.clone(),
+                }
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.host.cmp(&b.host));
+        nodes
+    }
+}
+
+/// The nodes of `cluster` (see [`HostIndex::cluster_nodes`]); index the hosts once with
+/// [`HostIndex`] where there are many clusters.
+pub fn cluster_nodes(model: &Model, cluster: &ClusterSpec) -> Vec<ClusterNode> {
+    HostIndex::new(model).cluster_nodes(cluster)
 }
 
 /// The Cluster named `name`, with its nodes.

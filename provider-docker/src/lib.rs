@@ -15,7 +15,7 @@ use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters::UpdateServiceOptionsBuilder;
 use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
-use nimbus_planner::topology::{ClusterNode, cluster_nodes};
+use nimbus_planner::topology::ClusterNode;
 use nimbus_providers::configure::Context;
 use nimbus_providers::ssh::Pool;
 use nimbus_providers::{
@@ -86,12 +86,13 @@ pub fn configure(context: &Context<'_>, pool: &Result<Arc<Pool>, String>) -> Arc
     };
     let mut clusters = BTreeMap::new();
     let mut tenants = BTreeMap::new();
+    let hosts = nimbus_planner::topology::HostIndex::new(context.model);
     for document in &context.model.documents {
         match &document.resource.spec {
             Spec::Cluster(cluster) if cluster.cluster_type == ClusterType::DockerSwarm => {
                 clusters.insert(
                     document.resource.name().to_owned(),
-                    cluster_nodes(context.model, cluster),
+                    hosts.cluster_nodes(cluster),
                 );
             }
             Spec::Tenant(tenant) => {
