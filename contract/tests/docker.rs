@@ -12,14 +12,13 @@ mod bed;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bed::{Bed, TEST_IMAGE};
 use nimbus_planner::plan::{Action, Change};
 use nimbus_planner::topology::{ClusterNode, nodes_value};
 use nimbus_provider_contract::{Case, Hands, check};
 use nimbus_provider_docker::DockerProvider;
-use nimbus_providers::ssh::{Pool, SshTarget};
+use nimbus_providers::ssh::Pool;
 use nimbus_providers::{Cancel, Provider};
 use nimbus_schemas::Kind;
 use serde_json::{Value, json};
@@ -95,18 +94,7 @@ fn change(kind: Kind, address: &str, after: Value) -> Change {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_docker_provider_keeps_the_contract_for_workloads() {
     let bed = Bed::up_docker(3);
-    let targets = bed.hosts.iter().map(|h| SshTarget {
-        name: h.name.clone(),
-        address: h.address.clone(),
-        port: 22,
-        user: "root".into(),
-        host_key: h.host_key.clone(),
-        identity: bed.key.clone(),
-        agent: None,
-        connect_timeout: Duration::from_secs(5),
-        via: None,
-        trust_on_first_use: false,
-    });
+    let targets = (0..bed.hosts.len()).map(|i| bed.target(i));
     let nodes: Vec<ClusterNode> = bed
         .hosts
         .iter()

@@ -5,12 +5,9 @@
 #[path = "../../providers/tests/common/bed.rs"]
 mod bed;
 
-use std::time::Duration;
-
 use bed::Bed;
 use nimbus_provider_contract::{Case, Hands, check};
 use nimbus_providers::hosts::HostsProvider;
-use nimbus_providers::ssh::SshTarget;
 use nimbus_schemas::Kind;
 use serde_json::{Value, json};
 
@@ -84,18 +81,7 @@ const UNIT: &str = "[Unit]\nDescription=nimbus contract service\n\n[Service]\nEx
 async fn the_ssh_hosts_provider_keeps_the_contract_on_a_systemd_host() {
     let bed = Bed::up(1);
     let host = &bed.hosts[0];
-    let provider = HostsProvider::new([SshTarget {
-        name: host.name.clone(),
-        address: host.address.clone(),
-        port: 22,
-        user: "root".into(),
-        host_key: host.host_key.clone(),
-        identity: bed.key.clone(),
-        agent: None,
-        connect_timeout: Duration::from_secs(5),
-        via: None,
-        trust_on_first_use: false,
-    }]);
+    let provider = HostsProvider::new([bed.target(0)]);
     let hands = Shell {
         bed: &bed,
         host: host.name.clone(),

@@ -4,7 +4,6 @@
 //! is opened and no docker CLI is needed here. The API version is negotiated with the engine.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bollard::{API_DEFAULT_VERSION, Docker};
@@ -75,9 +74,12 @@ impl Engines {
                     ProviderError::Failed(format!("cannot listen on {}: {e}", path.display()))
                 })?;
                 tokio::spawn(bridge(listener, session));
-                let docker =
-                    Docker::connect_with_unix(&socket_url(&path), 120, API_DEFAULT_VERSION)
-                        .map_err(|e| failed(host, "cannot make a Docker client", &e))?;
+                let docker = Docker::connect_with_unix(
+                    &path.display().to_string(),
+                    120,
+                    API_DEFAULT_VERSION,
+                )
+                .map_err(|e| failed(host, "cannot make a Docker client", &e))?;
                 docker
                     .negotiate_version()
                     .await
@@ -86,11 +88,6 @@ impl Engines {
             .await?;
         Ok(docker.clone())
     }
-}
-
-fn socket_url(path: &std::path::Path) -> String {
-    let path: PathBuf = path.to_owned();
-    path.display().to_string()
 }
 
 /// Carries each connection to the local socket to the engine's socket on the host.

@@ -471,15 +471,13 @@ pub async fn wait_converged(
             )
         );
         let settled = !matches!(update, Some(ServiceUpdateStatusStateEnum::UPDATING));
-        if running as u32 == replicas && settled && !rolled_back && errors.is_empty() {
-            return Ok(());
-        }
+        // Every task runs the new spec; failures of this image seen past the first seconds
+        // are older ones, before it ran.
         if running as u32 == replicas
             && settled
             && !rolled_back
-            && begun.elapsed() > Duration::from_secs(2)
+            && (errors.is_empty() || begun.elapsed() > Duration::from_secs(2))
         {
-            // Old failures of this image, before it ran: converged now.
             return Ok(());
         }
         // No node can take the tasks (too little memory or CPU, no node matching the

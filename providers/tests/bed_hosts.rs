@@ -12,22 +12,9 @@ use nimbus_providers::ssh::SshTarget;
 use nimbus_providers::{ObserveRequest, Provider};
 use nimbus_schemas::Kind;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn target(bed: &Bed, index: usize) -> SshTarget {
-    let host = &bed.hosts[index];
-    SshTarget {
-        name: host.name.clone(),
-        address: host.address.clone(),
-        port: 22,
-        user: "root".into(),
-        host_key: host.host_key.clone(),
-        identity: bed.key.clone(),
-        agent: None,
-        connect_timeout: Duration::from_secs(5),
-        via: None,
-        trust_on_first_use: false,
-    }
+    bed.target(index)
 }
 
 fn change(kind: Kind, resource: &str, host: &str, action: Action, after: Option<Value>) -> Change {

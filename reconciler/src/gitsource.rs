@@ -341,8 +341,17 @@ pub fn branch_tip(repository: &Path, branch: &str) -> Result<String> {
     miette::bail!("no branch `{branch}` in {}", repository.display())
 }
 
-/// A commit's subject, author and time, for the status page; `None` when it cannot be read.
-pub fn commit_info(repository: &Path, commit: &str) -> Option<crate::daemon::page::CommitInfo> {
+/// A commit as people name it: subject, author, time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub subject: String,
+    pub author: String,
+    /// Commit time, Unix seconds.
+    pub time: i64,
+}
+
+/// A commit's subject, author and time (for the status page); `None` when it cannot be read.
+pub fn commit_info(repository: &Path, commit: &str) -> Option<CommitInfo> {
     let repo = gix::open(repository).ok()?;
     let id = gix::ObjectId::from_hex(commit.as_bytes()).ok()?;
     let object = repo.find_object(id).ok()?;
@@ -355,7 +364,7 @@ pub fn commit_info(repository: &Path, commit: &str) -> Option<crate::daemon::pag
     let seconds: i64 = parts.next()?.parse().ok()?;
     let who = parts.next()?;
     let name = who.split(" <").next().unwrap_or(who);
-    Some(crate::daemon::page::CommitInfo {
+    Some(CommitInfo {
         subject: message.lines().next().unwrap_or("").trim().to_owned(),
         author: name.to_owned(),
         time: seconds,

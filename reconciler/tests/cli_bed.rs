@@ -49,28 +49,11 @@ fn repo_for(bed: &hostbed::Bed) -> Repo {
         &format!(
             "{HEADER}kind: Repository\nmetadata: {{name: bed}}\nspec:\n  ssh:\n    identityFile: {key}\n    knownHosts: known_hosts\n    connectTimeout: 3\n  secrets:\n    recipients: [\"{public}\"]\n    identityFile: {key}\n",
             key = bed.key.display(),
-            public = std::fs::read_to_string(bed.key.with_extension("pub"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
+            public = common::age_recipient(&bed.key)
         ),
     );
     // A secret, encrypted to the bed's client key (an ssh-ed25519 age recipient).
-    let mut encrypt = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(["secret", "encrypt", "db-password"])
-        .current_dir(repo.dir.path())
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = encrypt.stdin.take() {
-        use std::io::Write;
-        stdin
-            .write_all(SECRET.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    assert!(encrypt.wait().is_ok_and(|s| s.success()));
+    common::encrypt_secret(repo.dir.path(), "db-password", SECRET);
     let mut hosts = String::new();
     for (i, host) in bed.hosts.iter().enumerate() {
         let role = if i < 2 { "web" } else { "db" };

@@ -5,27 +5,17 @@
 //! owns those Files: removing the manifests then prunes every one of them from the host.
 
 mod common;
-use common::{git, text};
+use common::{Running, git, git_daemon, text};
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 use sshd::bed as hostbed;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
 const FILES: usize = 6;
-
-/// A child process stopped (by its PID) when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A repository of one Host and `FILES` Files under /srv/recovery on it.
 fn write_repo(bed: &hostbed::Bed, dir: &Path) {
@@ -168,25 +158,7 @@ fn the_reconcile_daemon_killed_on_real_hosts_recovers_and_prunes() {
     std::fs::create_dir_all(&repos).unwrap_or_else(|e| panic!("{e}"));
     git(&repos, &["init", "-q", "--bare", "-b", "main", "infra.git"]);
     let git_port = sshd::free_port();
-    let _git_daemon = Running(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-                &format!("--port={git_port}"),
-                &format!("--base-path={}", repos.display()),
-            ])
-            .arg(&repos)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("git daemon: {e}")),
-    );
-    wait_until("git daemon", 20, || {
-        std::net::TcpStream::connect(("127.0.0.1", git_port)).is_ok()
-    });
+    let _git_daemon = git_daemon(&repos, git_port);
     let clone = work.path().join("work");
     write_repo(&bed, &clone);
     git(&clone, &["init", "-q", "-b", "main"]);

@@ -114,28 +114,11 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         &format!(
             "{HEADER}kind: Repository\nmetadata: {{name: swarm}}\nspec:\n  ssh: {{identityFile: {key}, knownHosts: known_hosts}}\n  secrets: {{recipients: [\"{public}\"], identityFile: {key}}}\n",
             key = bed.key.display(),
-            public = std::fs::read_to_string(bed.key.with_extension("pub"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
+            public = common::age_recipient(&bed.key)
         ),
     );
     // A secret for the api workload, encrypted to the bed's key.
-    let mut encrypt = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(["secret", "encrypt", "api-token"])
-        .current_dir(repo)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = encrypt.stdin.take() {
-        stdin
-            .write_all(SECRET.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    assert!(encrypt.wait().is_ok_and(|s| s.success()));
+    common::encrypt_secret(repo, "api-token", SECRET);
     write(repo, "hosts.yaml", &hosts(&bed, &[true, true, true]));
     write(
         repo,

@@ -5,70 +5,14 @@
 //! fetches nothing; drift is corrected; /metrics parses as Prometheus text; SIGTERM stops it.
 
 mod common;
-use common::{copy_dir, git, text};
+use common::{Running, copy_dir, git, git_daemon, http, text, wait_port};
 use sshd::free_port;
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process stopped (by its PID) when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One HTTP request; returns the status code and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}"));
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream
-        .write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
 
 fn status(port: u16) -> serde_json::Value {
     let (code, body) = http(port, "GET", "/status", &[], "");
@@ -165,21 +109,7 @@ impl Servers {
         std::fs::create_dir_all(&repos).unwrap_or_else(|e| panic!("{e}"));
         git(&repos, &["init", "-q", "--bare", "-b", "main", "infra.git"]);
         let git_port = free_port();
-        let daemon = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-                &format!("--port={git_port}"),
-                &format!("--base-path={}", repos.display()),
-            ])
-            .arg(&repos)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("git daemon: {e}"));
-        let daemon = Running(daemon);
+        let daemon = git_daemon(&repos, git_port);
         let http_port = free_port();
         let server = Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed/git-http.py"))
@@ -194,7 +124,6 @@ impl Servers {
             .spawn()
             .unwrap_or_else(|e| panic!("git-http.py: {e}"));
         let http = Running(server);
-        wait_port(git_port);
         wait_port(http_port);
         // A working clone, seeded with the create fixture.
         let work = dir.path().join("work");

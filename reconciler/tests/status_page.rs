@@ -9,47 +9,19 @@
 //! page, not the machines (the providers' own tests reach real ones).
 
 mod common;
-use common::{copy_dir, git, text};
+use common::{Running, copy_dir, encrypt_secret, git, http, text, wait_port};
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "page-S3CRET-value-5151";
 
-/// A child process stopped (by its PID) when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    http(port, "GET", path, &[], "")
 }
 
 fn status(port: u16) -> serde_json::Value {
@@ -183,15 +155,12 @@ fn write_repository(repo: &Path, key: &Path) {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo"),
         repo,
     );
-    let public =
-        text_of(&std::fs::read(key.with_extension("pub")).unwrap_or_else(|e| panic!("{e}")));
-    let public: Vec<&str> = public.split_whitespace().take(2).collect();
     let settings = std::fs::read_to_string(repo.join("nimbus.yaml")).unwrap_or_default();
     std::fs::write(
         repo.join("nimbus.yaml"),
         format!(
             "{settings}  secrets:\n    recipients: [\"{}\"]\n",
-            public.join(" ")
+            common::age_recipient(key)
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -206,19 +175,7 @@ fn write_repository(repo: &Path, key: &Path) {
     std::fs::create_dir_all(repo.join("tenants/initech")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(repo.join("tenants/initech/jobs.yaml"), tenant)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut encrypt = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .args(["secret", "encrypt", "db-password"])
-        .current_dir(repo)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(mut stdin) = encrypt.stdin.take() {
-        stdin
-            .write_all(SECRET.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    assert!(encrypt.wait().is_ok_and(|s| s.success()));
+    encrypt_secret(repo, "db-password", SECRET);
     std::fs::write(
         repo.join("files/db-password.yaml"),
         "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: db-password}\nspec: {host: db-1, path: /etc/app/db.password, secret: db-password, mode: \"0600\"}\n",
@@ -251,11 +208,7 @@ fn start_daemon(repo: &Path, workdir: &Path, key: &Path, env: &[(&str, &str)]) -
         .spawn()
         .unwrap_or_else(|e| panic!("nimbus reconcile: {e}"));
     let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the daemon does not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_port(port);
     (running, port)
 }
 

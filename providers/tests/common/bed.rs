@@ -235,6 +235,23 @@ impl Bed {
         bed
     }
 
+    /// How nimbus's SSH transport reaches host `index` of the bed (root, pinned key).
+    pub fn target(&self, index: usize) -> nimbus_providers::ssh::SshTarget {
+        let host = &self.hosts[index];
+        nimbus_providers::ssh::SshTarget {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: 22,
+            user: "root".into(),
+            host_key: host.host_key.clone(),
+            identity: self.key.clone(),
+            agent: None,
+            connect_timeout: std::time::Duration::from_secs(5),
+            via: None,
+            trust_on_first_use: false,
+        }
+    }
+
     /// An address on this bed's network where no host answers.
     pub fn unreachable_address(&self) -> String {
         format!("10.233.{}.250", self.number)

@@ -197,15 +197,24 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
             )
         };
         let drift_due = last_drift.elapsed() >= args.drift_interval;
-        {
-            // The pages name commits by subject, author and time: read once each.
-            let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
-            for id in [Some(&commit), applied.as_ref()].into_iter().flatten() {
-                if !status.commits.contains_key(id)
-                    && let Some(info) = crate::gitsource::commit_info(source.repository(), id)
-                {
-                    status.commits.insert(id.clone(), info);
-                }
+        // The pages name commits by subject, author and time: each read once, from git,
+        // without holding the status that the HTTP side reads.
+        let unknown: Vec<String> = {
+            let status = status.lock().unwrap_or_else(|e| e.into_inner());
+            [Some(&commit), applied.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter(|id| !status.commits.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        for id in unknown {
+            if let Some(info) = crate::gitsource::commit_info(source.repository(), &id) {
+                status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .commits
+                    .insert(id, info);
             }
         }
         if seen.as_deref() != Some(commit.as_str()) {

@@ -14,16 +14,8 @@ use serde_json::Value;
 
 use super::estate::{Estate, Health, InstanceView};
 use super::status::Status;
+use crate::gitsource::CommitInfo;
 use crate::state::{ResourceResult, RunRow, StoredResource};
-
-/// A commit as the page shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CommitInfo {
-    pub subject: String,
-    pub author: String,
-    /// Commit time, Unix seconds.
-    pub time: i64,
-}
 
 /// Escapes text for HTML, attributes included.
 pub fn escape(text: &str) -> String {
@@ -433,7 +425,7 @@ fn spec_lines(value: &Value, schema: &KindSchema, path: &str, depth: usize, out:
                 } else {
                     format!("{path}.{key}")
                 };
-                if schema.is_sensitive(&child_path) || is_secret_value(key, child) {
+                if schema.is_sensitive(&child_path) || is_secret_value(child) {
                     let _ = writeln!(out, "{pad}{key}: (sensitive)");
                 } else if child.is_object() || child.is_array() {
                     let _ = writeln!(out, "{pad}{key}:");
@@ -461,7 +453,7 @@ fn spec_lines(value: &Value, schema: &KindSchema, path: &str, depth: usize, out:
 }
 
 /// A value delivered from a secret is recorded as its fingerprint; it is never shown.
-fn is_secret_value(_key: &str, value: &Value) -> bool {
+fn is_secret_value(value: &Value) -> bool {
     value
         .as_str()
         .is_some_and(|s| s.starts_with("hmac-sha256:"))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::estate::Estate;
-use super::page::CommitInfo;
+use crate::gitsource::CommitInfo;
 
 /// What the daemon knows, for /status and /metrics.
 #[derive(Default)]

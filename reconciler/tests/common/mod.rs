@@ -120,3 +120,121 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     text(&output.stdout).trim().to_owned()
 }
+
+/// A child process stopped (by its PID) when dropped.
+#[allow(dead_code)]
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most 20 s) until something listens on `port` on loopback.
+#[allow(dead_code)]
+pub fn wait_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// One HTTP/1.1 request to loopback; returns the status code and the body.
+#[allow(dead_code)]
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// `git daemon` serving every repository under `repos` on `port` of loopback, until dropped.
+#[allow(dead_code)]
+pub fn git_daemon(repos: &Path, port: u16) -> Running {
+    let daemon = Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            &format!("--port={port}"),
+            &format!("--base-path={}", repos.display()),
+        ])
+        .arg(repos)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("git daemon: {e}"));
+    let running = Running(daemon);
+    wait_port(port);
+    running
+}
+
+/// The age recipient of an SSH key pair (its public key's type and key).
+#[allow(dead_code)]
+pub fn age_recipient(private_key: &Path) -> String {
+    std::fs::read_to_string(private_key.with_extension("pub"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `nimbus secret encrypt NAME` in `repo`, the value on standard input.
+#[allow(dead_code)]
+pub fn encrypt_secret(repo: &Path, name: &str, value: &str) {
+    use std::io::Write;
+    let mut encrypt = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["secret", "encrypt", name])
+        .current_dir(repo)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(mut stdin) = encrypt.stdin.take() {
+        stdin
+            .write_all(value.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(
+        encrypt.wait().is_ok_and(|s| s.success()),
+        "secret encrypt {name}"
+    );
+}
