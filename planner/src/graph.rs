@@ -113,7 +113,11 @@ pub fn references(model: &Model) -> Vec<Reference> {
                     by_name!(vec![key("network")], Kind::Network, network);
                 }
             }
-            Spec::Tenant(t) => by_name!(vec![key("cluster")], Kind::Cluster, &t.cluster),
+            Spec::Tenant(t) => {
+                if let Some(cluster) = &t.cluster {
+                    by_name!(vec![key("cluster")], Kind::Cluster, cluster);
+                }
+            }
             Spec::Workload(w) => {
                 if let Some(t) = &w.tenant {
                     by_name!(vec![key("tenant")], Kind::Tenant, t);

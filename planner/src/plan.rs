@@ -3,7 +3,7 @@
 //!
 //! Pure: the caller hands in what was observed and recorded; nothing here reads anything.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use nimbus_schemas::{Kind, Spec};
 use serde::{Deserialize, Serialize};
@@ -769,7 +769,14 @@ pub fn plan(
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
-    let mut notes = ingress_warnings(&changes);
+    // Containers of tenants without a cluster publish on their host, without a routing mesh.
+    let standalone: HashSet<&str> = model
+        .documents
+        .iter()
+        .filter(|d| matches!(&d.resource.spec, Spec::Tenant(t) if t.cluster.is_none()))
+        .map(|d| d.resource.name())
+        .collect();
+    let mut notes = ingress_warnings(&changes, &standalone);
     notes.extend(
         changes
             .iter()
@@ -796,10 +803,11 @@ pub fn plan(
 
 /// Swarm services that publish in `ingress` mode (Docker's default) answer only where the
 /// nodes' kernel has IPVS: each such change says so.
-fn ingress_warnings(changes: &[Change]) -> Vec<String> {
+fn ingress_warnings(changes: &[Change], standalone: &HashSet<&str>) -> Vec<String> {
     changes
         .iter()
         .filter(|c| c.kind == Kind::Workload && c.provider == crate::rules::DOCKER)
+        .filter(|c| !standalone.contains(c.address.split('/').nth(1).unwrap_or_default()))
         .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
         .filter_map(|c| {
             let ports = c.after.as_ref()?.get("ports")?.as_array()?;

@@ -191,7 +191,9 @@ pub fn providers_of(model: &Model) -> Vec<String> {
                 cluster_types.insert(document.resource.name(), c.cluster_type);
             }
             Spec::Tenant(t) => {
-                tenant_clusters.insert(document.resource.name(), &t.cluster);
+                if let Some(cluster) = &t.cluster {
+                    tenant_clusters.insert(document.resource.name(), cluster);
+                }
             }
             _ => {}
         }
@@ -222,7 +224,7 @@ pub fn providers_of(model: &Model) -> Vec<String> {
                     ClusterType::K3s => KUBERNETES,
                     ClusterType::DockerSwarm => DOCKER,
                 },
-                Spec::Tenant(t) => on_cluster(Some(&t.cluster)),
+                Spec::Tenant(t) => on_cluster(t.cluster.as_deref()),
                 Spec::Workload(_) => on_cluster(
                     resource
                         .tenant

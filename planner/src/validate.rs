@@ -642,6 +642,9 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
         };
         let name = tenant_document.resource.name();
         let members = workloads.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        if tenant.cluster.is_none() {
+            check_standalone(name, members, problems);
+        }
         let quota = &tenant.quota;
         let checks: [QuotaCheck; 3] = [
             (
@@ -716,6 +719,61 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
                 }
             }
             problems.push(problem);
+        }
+    }
+}
+
+/// A Workload of a Tenant without a Cluster is one container on one Docker host: its
+/// `placement.hosts` names that host, and it has at most one replica (0: stopped).
+fn check_standalone(tenant: &str, workloads: &[&Document], problems: &mut Vec<Problem>) {
+    for workload in workloads {
+        let Spec::Workload(w) = &workload.resource.spec else {
+            continue;
+        };
+        let address = workload.resource.address();
+        let hosts = w.placement.as_ref().map_or(&[][..], |p| p.hosts.as_slice());
+        let by_selector = w.placement.as_ref().is_some_and(|p| !p.selector.is_empty());
+        if hosts.len() != 1 || by_selector {
+            let span = if w.placement.is_some() {
+                workload.spec_span(&[Segment::Key("placement")])
+            } else {
+                workload.name_span()
+            };
+            problems.push(
+                Problem::error(
+                    "nimbus::workload::placement",
+                    format!(
+                        "{address} belongs to tenant `{tenant}`, which names no cluster, so it runs as a container on one Docker host, and its placement names {}",
+                        match (hosts.len(), by_selector) {
+                            (_, true) => "hosts by selector".to_owned(),
+                            (0, false) => "no host".to_owned(),
+                            (n, false) => format!("{n} hosts"),
+                        }
+                    ),
+                    workload.label(span, "needs exactly one host"),
+                )
+                .with_help(format!(
+                    "write `placement: {{hosts: [HOST]}}` with one Docker host, or give Tenant/{tenant} a `cluster` (placement over several hosts by selector comes with the scheduler)"
+                )),
+            );
+        }
+        if w.replicas > 1 {
+            problems.push(
+                Problem::error(
+                    "nimbus::workload::replicas",
+                    format!(
+                        "{address} runs as one container on one host (tenant `{tenant}` names no cluster), so it cannot have {} replicas",
+                        w.replicas
+                    ),
+                    workload.label(
+                        workload.spec_span(&[Segment::Key("replicas")]),
+                        "1 (running) or 0 (stopped)",
+                    ),
+                )
+                .with_help(format!(
+                    "write `replicas: 1`, or give Tenant/{tenant} a docker-swarm `cluster`"
+                )),
+            );
         }
     }
 }

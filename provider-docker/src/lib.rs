@@ -2,6 +2,7 @@
 //! network each) and their Workloads (Swarm services), on the hosts' own Docker engines,
 //! reached through each host's SSH connection (`engine`). Only this crate knows bollard.
 
+pub mod container;
 pub mod engine;
 pub mod secrets;
 pub mod service;
@@ -115,8 +116,8 @@ pub struct DockerProvider {
     engines: Engines,
     /// Each docker-swarm Cluster's nodes, as the manifests resolve them.
     clusters: BTreeMap<String, Vec<ClusterNode>>,
-    /// Each Tenant's Cluster.
-    tenants: BTreeMap<String, String>,
+    /// Each Tenant's Cluster; none: its Workloads are containers on single hosts.
+    tenants: BTreeMap<String, Option<String>>,
 }
 
 impl std::fmt::Debug for DockerProvider {
@@ -139,7 +140,7 @@ impl DockerProvider {
     pub fn new(
         pool: Arc<Pool>,
         clusters: BTreeMap<String, Vec<ClusterNode>>,
-        tenants: BTreeMap<String, String>,
+        tenants: BTreeMap<String, Option<String>>,
     ) -> Result<Self, ProviderError> {
         Ok(DockerProvider {
             engines: Engines::new(pool)?,
@@ -157,6 +158,47 @@ impl DockerProvider {
             })
     }
 
+    /// A Cluster's nodes as its spec carries them (`nodes: {host: {role, labels}}`, as the
+    /// plan shows them), each reached at its Host's address; the manifests' nodes when the
+    /// spec has none.
+    fn nodes_in_spec(
+        &self,
+        address: &str,
+        spec: Option<&Value>,
+    ) -> Result<Vec<ClusterNode>, ProviderError> {
+        let Some(Value::Object(nodes)) = spec.and_then(|s| s.get("nodes")) else {
+            return self.nodes_of_cluster(name_of(address)).map(<[_]>::to_vec);
+        };
+        nodes
+            .iter()
+            .map(|(host, node)| {
+                let target = self.engines.pool().target(host).ok_or_else(|| {
+                    ProviderError::Failed(format!(
+                        "{address}: its node Host/{host} is not a declared Host"
+                    ))
+                })?;
+                Ok(ClusterNode {
+                    host: host.clone(),
+                    address: target.address.clone(),
+                    manager: node.get("role").and_then(Value::as_str) == Some("manager"),
+                    labels: node
+                        .get("labels")
+                        .and_then(|l| serde_json::from_value(l.clone()).ok())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the tenant's Workloads are containers on single hosts: it names no cluster
+    /// (or it is no longer declared and `spec` names one host).
+    fn standalone(&self, tenant: &str, spec: &WorkloadSpec) -> bool {
+        match self.tenants.get(tenant) {
+            Some(cluster) => cluster.is_none(),
+            None => spec.placement.as_ref().is_some_and(|p| p.hosts.len() == 1),
+        }
+    }
+
     /// A manager of the tenant's cluster (`None`: there is no swarm yet), or why it cannot
     /// be told.
     async fn find_tenant_manager(
@@ -166,7 +208,10 @@ impl DockerProvider {
         let cluster = self
             .tenants
             .get(tenant)
-            .ok_or_else(|| ProviderError::Failed(format!("Tenant/{tenant} is not declared")))?;
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                ProviderError::Failed(format!("Tenant/{tenant} is not declared on a Cluster"))
+            })?;
         let nodes = self.nodes_of_cluster(cluster)?;
         swarm::find_manager(&self.engines, nodes)
             .await
@@ -205,8 +250,8 @@ impl DockerProvider {
         let desired = request.desired.clone().unwrap_or(Value::Null);
         match request.kind {
             Kind::Cluster => {
-                let nodes = self.nodes_of_cluster(name_of(address))?;
-                let Some((manager, docker)) = swarm::find_manager(&self.engines, nodes).await?
+                let nodes = self.nodes_in_spec(address, request.desired.as_ref())?;
+                let Some((manager, docker)) = swarm::find_manager(&self.engines, &nodes).await?
                 else {
                     return Ok(Observed::Absent);
                 };
@@ -222,6 +267,11 @@ impl DockerProvider {
                 }
                 observed["nodes"] = nodes_seen;
                 Ok(Observed::Present(observed))
+            }
+            Kind::Tenant if desired.get("cluster").is_none_or(Value::is_null) => {
+                // Nothing of its own on the machines: each host's network `nimbus-<tenant>`
+                // comes and goes with the tenant's containers there.
+                Ok(Observed::Present(desired))
             }
             Kind::Tenant => {
                 let tenant = name_of(address);
@@ -259,6 +309,16 @@ impl DockerProvider {
             }
             Kind::Workload => {
                 let tenant = tenant_of(address);
+                let mut desired = desired;
+                let secrets = secrets::take(&mut desired);
+                let workload: WorkloadSpec = serde_json::from_value(desired.clone())
+                    .map_err(|e| ProviderError::Failed(format!("{address}: {e}")))?;
+                if self.standalone(tenant, &workload) {
+                    let host = container::host_of(address, &workload)?;
+                    let docker = self.engines.engine(&host).await?;
+                    return container::observe(&docker, &host, address, &workload, &secrets)
+                        .await;
+                }
                 // No swarm: absent. A swarm that cannot be asked: not observed (an error).
                 let Some((manager, docker)) = self.cached_manager(tenant, managers).await? else {
                     return Ok(Observed::Absent);
@@ -283,10 +343,6 @@ impl DockerProvider {
                                 "{address}: a service named {name} exists and nimbus did not create it; it is left alone (rename the workload, or remove that service)"
                             )));
                         }
-                        let mut desired = desired;
-                        let secrets = secrets::take(&mut desired);
-                        let workload: WorkloadSpec = serde_json::from_value(desired)
-                            .map_err(|e| ProviderError::Bug(format!("{address}: {e}")))?;
                         let made = if secrets.is_empty() {
                             std::collections::HashMap::new()
                         } else {
@@ -311,15 +367,23 @@ impl DockerProvider {
 
     async fn apply_one(&self, change: &Change) -> Result<Applied, ProviderError> {
         let address = &change.address;
+        let spec = change.after.as_ref().or(change.before.as_ref());
+        let standalone_tenant = change.kind == Kind::Tenant
+            && spec
+                .and_then(|s| s.get("cluster"))
+                .is_none_or(Value::is_null);
+        let mut outputs = json!(null);
         match (change.kind, change.action) {
             (Kind::Cluster, Action::Delete) => {
-                let nodes = self.nodes_of_cluster(name_of(address))?;
-                swarm::dissolve(&self.engines, nodes).await?;
+                let nodes = self.nodes_in_spec(address, spec)?;
+                swarm::dissolve(&self.engines, &nodes).await?;
             }
             (Kind::Cluster, _) => {
-                let nodes = self.nodes_of_cluster(name_of(address))?;
-                swarm::converge(&self.engines, nodes).await?;
+                let nodes = self.nodes_in_spec(address, spec)?;
+                swarm::converge(&self.engines, &nodes).await?;
             }
+            // Nothing of its own on the machines (see observe).
+            (Kind::Tenant, _) if standalone_tenant => {}
             (Kind::Tenant, Action::Delete) => {
                 let tenant = name_of(address);
                 let (manager, docker) = self.manager_for_tenant(tenant).await?;
@@ -364,6 +428,30 @@ impl DockerProvider {
                         })
                         .await
                         .map_err(|e| failed(&manager, "cannot create the tenant's network", &e))?;
+                }
+            }
+            (Kind::Workload, action) if self.standalone_change(change) => {
+                let tenant = tenant_of(address);
+                let mut spec = spec.cloned().unwrap_or(Value::Null);
+                let env_secrets = secrets::take(&mut spec);
+                let workload: WorkloadSpec = serde_json::from_value(spec).map_err(|e| {
+                    ProviderError::Failed(format!("{address}: not a Workload spec: {e}"))
+                })?;
+                let host = container::host_of(address, &workload)?;
+                let docker = self.engines.engine(&host).await?;
+                if action == Action::Delete {
+                    container::delete(&docker, &host, address, tenant).await?;
+                } else {
+                    let image = container::apply(
+                        &docker,
+                        &host,
+                        address,
+                        &workload,
+                        &env_secrets,
+                        tenant,
+                    )
+                    .await?;
+                    outputs = json!({ "host": host, "imageId": image });
                 }
             }
             (Kind::Workload, Action::Delete) => {
@@ -528,10 +616,18 @@ impl DockerProvider {
             Observed::Present(value) => value,
             _ => Value::Null,
         };
-        Ok(Applied {
-            observed,
-            outputs: json!(null),
-        })
+        Ok(Applied { observed, outputs })
+    }
+
+    /// Whether a Workload change is for a container on a single host.
+    fn standalone_change(&self, change: &Change) -> bool {
+        let Some(spec) = change.after.as_ref().or(change.before.as_ref()) else {
+            return false;
+        };
+        let mut spec = spec.clone();
+        secrets::take(&mut spec);
+        serde_json::from_value::<WorkloadSpec>(spec)
+            .is_ok_and(|w| self.standalone(tenant_of(&change.address), &w))
     }
 }
 
@@ -571,6 +667,14 @@ impl Provider for DockerProvider {
         change: &'a Change,
         _cancel: &'a Cancel,
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
-        Box::pin(self.apply_one(change))
+        Box::pin(async move {
+            // Every failure names the instance it is the failure of.
+            self.apply_one(change).await.map_err(|error| match error {
+                ProviderError::Failed(reason) if !reason.contains(&change.address) => {
+                    ProviderError::Failed(format!("{}: {reason}", change.address))
+                }
+                other => other,
+            })
+        })
     }
 }

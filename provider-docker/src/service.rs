@@ -44,7 +44,7 @@ pub fn network_name(tenant: &str) -> String {
     format!("nimbus-{tenant}")
 }
 
-fn args_of(command: &StringOrList) -> Vec<String> {
+pub(crate) fn args_of(command: &StringOrList) -> Vec<String> {
     match command {
         StringOrList::String(text) => text.split_whitespace().map(str::to_owned).collect(),
         StringOrList::List(list) => list.clone(),
@@ -75,7 +75,7 @@ fn constraints_of(spec: &WorkloadSpec) -> Result<Vec<String>, String> {
 }
 
 /// Plain env values; each secret is a file, and its `<KEY>_FILE` says where.
-fn env_of(spec: &WorkloadSpec, secrets: &[EnvSecret]) -> Vec<String> {
+pub(crate) fn env_of(spec: &WorkloadSpec, secrets: &[EnvSecret]) -> Vec<String> {
     let mut out: Vec<String> = spec
         .env
         .iter()

@@ -412,7 +412,10 @@ pub struct Quota {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantSpec {
-    pub cluster: String,
+    /// The Cluster its Workloads run on. Without one, each of its Workloads runs as a
+    /// container on the one Docker host its `placement.hosts` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     #[serde(default)]
     pub quota: Quota,
     /// Who may change `tenants/<name>/`.
