@@ -131,8 +131,10 @@ impl Hands for Swarm<'_> {
         self.state(&self.bed.hosts[2].name) == "active"
     }
     fn remove_unowned(&self, _case: &Case) {
-        self.bed
-            .ssh_ok(&self.bed.hosts[2].name, "docker swarm leave --force >/dev/null");
+        self.bed.ssh_ok(
+            &self.bed.hosts[2].name,
+            "docker swarm leave --force >/dev/null",
+        );
     }
 }
 

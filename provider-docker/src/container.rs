@@ -1,5 +1,5 @@
 //! Workload on one Docker host (its Tenant names no Cluster): a container `<tenant>_<name>`
-//! with restart policy `unless-stopped`, on a bridge network `nimbus-<tenant>` of that host,
+//! with restart policy `unless-stopped` (once it has shown it runs), on a bridge network `nimbus-<tenant>` of that host,
 //! labelled with the instance's address, so that containers nimbus did not create are never
 //! touched.
 //!
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
-    NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerUpdateBody,
+    HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
@@ -242,8 +242,7 @@ pub async fn observe(
     desired: &WorkloadSpec,
     secrets: &[EnvSecret],
 ) -> Result<Observed, ProviderError> {
-    let Some(container) = inspect_ours(docker, host, address, &service_name(address)).await?
-    else {
+    let Some(container) = inspect_ours(docker, host, address, &service_name(address)).await? else {
         return Ok(Observed::Absent);
     };
     let image = container
@@ -289,7 +288,13 @@ async fn ensure_image(
         .inspect_image(image)
         .await
         .map(|found| found.id.unwrap_or_default())
-        .map_err(|e| failed(host, &format!("{address}: image {image} was pulled but"), &e))
+        .map_err(|e| {
+            failed(
+                host,
+                &format!("{address}: image {image} was pulled but"),
+                &e,
+            )
+        })
 }
 
 /// The tenant's bridge network on this host, made when missing. One of that name nimbus did
@@ -380,8 +385,10 @@ fn create_body(
                     })
                     .collect(),
             ),
+            // Until it has shown it runs (see `apply`): a container that exits must stay
+            // exited, with its exit code, not be restarted.
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
             network_mode: Some(network_name(tenant)),
@@ -531,7 +538,9 @@ pub async fn apply(
             // The same container: only whether it runs.
             match (spec.replicas > 0, was_running) {
                 (true, false) => start(docker, host, &name).await.map_err(|why| {
-                    ProviderError::Failed(format!("{address}: container {name} on Host/{host}: {why}"))
+                    ProviderError::Failed(format!(
+                        "{address}: container {name} on Host/{host}: {why}"
+                    ))
                 })?,
                 (false, true) => stop(docker, host, &name).await?,
                 _ => {}
@@ -550,7 +559,13 @@ pub async fn apply(
             create_body(address, spec, secrets, tenant),
         )
         .await
-        .map_err(|e| failed(host, &format!("{address}: cannot create container {name}"), &e))?;
+        .map_err(|e| {
+            failed(
+                host,
+                &format!("{address}: cannot create container {name}"),
+                &e,
+            )
+        })?;
     if !secrets.is_empty() {
         let archive = secrets_archive(secrets);
         if let Err(e) = docker
@@ -589,13 +604,41 @@ pub async fn apply(
             "{address}: container {name} on Host/{host} did not start: {why}{restored}"
         )));
     }
+    docker
+        .update_container(
+            &next,
+            ContainerUpdateBody {
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..ContainerUpdateBody::default()
+            },
+        )
+        .await
+        .map_err(|e| {
+            failed(
+                host,
+                &format!("cannot set the restart policy of {name}"),
+                &e,
+            )
+        })?;
     if existing.is_some() {
         remove(docker, host, &name).await?;
     }
     docker
-        .rename_container(&next, RenameContainerOptionsBuilder::new().name(&name).build())
+        .rename_container(
+            &next,
+            RenameContainerOptionsBuilder::new().name(&name).build(),
+        )
         .await
-        .map_err(|e| failed(host, &format!("cannot rename container {next} to {name}"), &e))?;
+        .map_err(|e| {
+            failed(
+                host,
+                &format!("cannot rename container {next} to {name}"),
+                &e,
+            )
+        })?;
     Ok(image_id)
 }
 

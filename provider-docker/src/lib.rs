@@ -316,8 +316,7 @@ impl DockerProvider {
                 if self.standalone(tenant, &workload) {
                     let host = container::host_of(address, &workload)?;
                     let docker = self.engines.engine(&host).await?;
-                    return container::observe(&docker, &host, address, &workload, &secrets)
-                        .await;
+                    return container::observe(&docker, &host, address, &workload, &secrets).await;
                 }
                 // No swarm: absent. A swarm that cannot be asked: not observed (an error).
                 let Some((manager, docker)) = self.cached_manager(tenant, managers).await? else {
@@ -442,15 +441,9 @@ impl DockerProvider {
                 if action == Action::Delete {
                     container::delete(&docker, &host, address, tenant).await?;
                 } else {
-                    let image = container::apply(
-                        &docker,
-                        &host,
-                        address,
-                        &workload,
-                        &env_secrets,
-                        tenant,
-                    )
-                    .await?;
+                    let image =
+                        container::apply(&docker, &host, address, &workload, &env_secrets, tenant)
+                            .await?;
                     outputs = json!({ "host": host, "imageId": image });
                 }
             }

@@ -80,9 +80,11 @@ impl Report {
         out.push_str(".\n");
         for result in &self.results {
             match &result.outcome {
-                Outcome::Failed(reason) => {
-                    out.push_str(&format!("  failed   {}: {reason}\n", result.address))
-                }
+                Outcome::Failed(reason) => out.push_str(&format!(
+                    "  failed   {}: {}\n",
+                    result.address,
+                    unprefixed(&result.address, reason)
+                )),
                 Outcome::Skipped(reason) => {
                     out.push_str(&format!("  skipped  {}: {reason}\n", result.address))
                 }
@@ -447,9 +449,11 @@ async fn apply_one(
     }
     if let Some(error) = &change.error {
         let _ = lock_state(state).fail(run, change, "failed", error);
-        options
-            .progress
-            .line(format!("  failed {}: {error}", change.address));
+        options.progress.line(format!(
+            "  failed {}: {}",
+            change.address,
+            unprefixed(&change.address, error)
+        ));
         options.progress.finished_one();
         return (0, Outcome::Failed(error.clone()), begun.elapsed());
     }
@@ -579,9 +583,11 @@ async fn apply_one(
             change.address,
             elapsed.as_secs_f64()
         )),
-        Outcome::Failed(reason) => options
-            .progress
-            .line(format!("  failed {}: {reason}", change.address)),
+        Outcome::Failed(reason) => options.progress.line(format!(
+            "  failed {}: {}",
+            change.address,
+            unprefixed(&change.address, reason)
+        )),
         _ => {}
     }
     options.progress.finished_one();
@@ -597,6 +603,15 @@ async fn test_pause_after_apply() {
     {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+}
+
+/// A failure's reason after its instance's address: providers name the instance in their
+/// reasons (the contract asks it), and the line already starts with it.
+fn unprefixed<'a>(address: &str, reason: &'a str) -> &'a str {
+    reason
+        .strip_prefix(address)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(reason)
 }
 
 /// The target an instance is observed on: its host for per-host instances, the Host itself

@@ -6,7 +6,7 @@
 //! wrong host key is refused.
 
 mod common;
-use common::text;
+use common::{ok, text};
 #[path = "../../providers/tests/common/bed.rs"]
 mod hostbed;
 
@@ -101,17 +101,6 @@ fn repo_for(bed: &hostbed::Bed) -> Repo {
         ),
     );
     repo
-}
-
-fn ok(output: &Output) -> String {
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
-    stdout
 }
 
 fn upper(bed: &hostbed::Bed, host: usize, path: &str) -> std::path::PathBuf {

@@ -5,7 +5,7 @@
 //! owns those Files: removing the manifests then prunes every one of them from the host.
 
 mod common;
-use common::{Running, git, git_daemon, text};
+use common::{Running, git, git_daemon, ok, text};
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 use sshd::bed as hostbed;
@@ -73,17 +73,6 @@ fn wait_until(what: &str, seconds: u64, done: impl Fn() -> bool) {
 
 fn nimbus(dir: &Path, args: &[&str]) -> Output {
     common::nimbus_with(args, dir, &[])
-}
-
-fn ok(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
 }
 
 #[test]

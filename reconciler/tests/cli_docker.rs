@@ -8,27 +8,16 @@
 //! drained and leaves the swarm.
 
 mod common;
-use common::text;
+use common::{ok, text, write};
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 use sshd::bed::{Bed, TEST_IMAGE};
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
 const SECRET: &str = "docker-S3CRET-token-6060";
-
-fn write(dir: &Path, name: &str, body: &str) {
-    let path = dir.join(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-    }
-    std::fs::write(&path, body).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
 
 fn hosts(bed: &Bed, swarm: &[bool]) -> String {
     bed.hosts
@@ -58,44 +47,9 @@ fn nimbus(repo: &Path, args: &[&str]) -> Output {
     common::nimbus_with(args, repo, &[])
 }
 
-fn ok(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
-
-/// The body of GET / on `address:8080`, or an empty string.
-fn get(address: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect_timeout(
-        &format!("{address}:8080")
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
-        Duration::from_secs(2),
-    ) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body
-}
-
-/// Whether `address:8080` serves the test page within a few seconds (a task counts as running
-/// once its process started; its server binds the port a moment later).
+/// Whether `address:8080` serves the test page.
 fn answers(address: &str) -> bool {
-    for _ in 0..40 {
-        if get(address).contains("nimbus test") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
+    common::serves(address, 8080, "nimbus test")
 }
 
 fn docker(bed: &Bed, host: usize, command: &str) -> String {
@@ -273,7 +227,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         "{said}"
     );
     assert!(said.contains("rolled back"), "{said}");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     for host in &bed.hosts {
         assert!(answers(&host.address), "{} stopped serving", host.name);
     }

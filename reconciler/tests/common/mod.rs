@@ -238,3 +238,58 @@ pub fn encrypt_secret(repo: &Path, name: &str, value: &str) {
         "secret encrypt {name}"
     );
 }
+
+/// The stdout of a run that must have succeeded (exit 0); else both outputs in the panic.
+#[allow(dead_code)]
+pub fn ok(output: &Output) -> String {
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    stdout
+}
+
+/// Writes `body` to `dir/name`, making its folders.
+#[allow(dead_code)]
+pub fn write(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(&path, body).unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+/// The body of `GET /` on `address:port`, or an empty string.
+#[allow(dead_code)]
+pub fn get(address: &str, port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(target) = format!("{address}:{port}").parse() else {
+        return String::new();
+    };
+    let Ok(mut stream) =
+        std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(2))
+    else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
+/// Whether `address:port` serves a page containing `needle` within ten seconds (a process
+/// counts as running once it started; its server binds the port a moment later).
+#[allow(dead_code)]
+pub fn serves(address: &str, port: u16, needle: &str) -> bool {
+    for _ in 0..40 {
+        if get(address, port).contains(needle) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    false
+}

@@ -1,0 +1,202 @@
+//! `nimbus apply` of a Workload on one Docker host, with no cluster: a test-bed host running
+//! its own dockerd (`testbed/docker/`), a Tenant that names no cluster, and a Workload placed
+//! on that host, reached through the host's SSH connection only. Then: a placement that names
+//! no host is refused at plan time; the container answers on its host port with its secret as
+//! a file; a second plan is empty; a container stopped by hand is started again; an env change
+//! makes a new container; a command that exits at once fails the workload with the reason and
+//! leaves the old container serving; removing the workload removes its container and the
+//! tenant's network.
+
+mod common;
+use common::{ok, serves, text, write};
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
+use sshd::bed::{Bed, TEST_IMAGE};
+
+use std::path::Path;
+use std::process::Output;
+
+const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+const SECRET: &str = "solo-S3CRET-token-7070";
+
+fn nimbus(repo: &Path, args: &[&str]) -> Output {
+    common::nimbus_with(args, repo, &[])
+}
+
+fn workload(host: &str, greeting: &str, command: Option<&str>) -> String {
+    let command = command.map_or_else(String::new, |c| format!("  command: {c}\n"));
+    format!(
+        "{HEADER}kind: Workload\nmetadata: {{name: web}}\nspec:\n  image: {TEST_IMAGE}\n  cpu: 100m\n  memory: 64Mi\n  ports: [{{port: 8000, hostPort: 8080}}]\n  env: {{GREETING: {greeting}, TOKEN: {{secret: web-token}}}}\n  placement: {{hosts: [{host}]}}\n{command}"
+    )
+}
+
+#[test]
+fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
+    let bed = Bed::up_docker(1);
+    let host = &bed.hosts[0];
+    let docker = |command: &str| bed.ssh_ok(&host.name, command);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    std::fs::copy(&bed.known_hosts, repo.join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
+    write(
+        repo,
+        "nimbus.yaml",
+        &format!(
+            "{HEADER}kind: Repository\nmetadata: {{name: solo}}\nspec:\n  ssh: {{identityFile: {key}, knownHosts: known_hosts}}\n  secrets: {{recipients: [\"{public}\"], identityFile: {key}}}\n",
+            key = bed.key.display(),
+            public = common::age_recipient(&bed.key)
+        ),
+    );
+    common::encrypt_secret(repo, "web-token", SECRET);
+    write(
+        repo,
+        "hosts.yaml",
+        &format!(
+            "{HEADER}kind: Host\nmetadata: {{name: {}}}\nspec: {{address: {}}}\n",
+            host.name, host.address
+        ),
+    );
+    write(
+        repo,
+        "tenants/solo/tenant.yaml",
+        &format!(
+            "{HEADER}kind: Tenant\nmetadata: {{name: solo}}\nspec: {{quota: {{cpu: \"1\", memory: 512Mi}}}}\n"
+        ),
+    );
+
+    // With no cluster, a workload must name its one host: refused at plan time, with the line.
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &format!(
+            "{HEADER}kind: Workload\nmetadata: {{name: web}}\nspec: {{image: {TEST_IMAGE}, replicas: 2}}\n"
+        ),
+    );
+    let refused = nimbus(repo, &["plan", "."]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(
+        said.contains("names no cluster") && said.contains("tenants/solo/web.yaml"),
+        "{said}"
+    );
+    assert!(said.contains("cannot have 2 replicas"), "{said}");
+
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &workload(&host.name, "hello", None),
+    );
+    let plan = ok(&nimbus(repo, &["plan", "."]));
+    assert!(plan.contains("+ Workload/solo/web"), "{plan}");
+    assert!(
+        !plan.contains("ingress mode"),
+        "no routing mesh on a single host: {plan}"
+    );
+
+    // Applied: a container with its restart policy, on the tenant's bridge network.
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = ok(&applied);
+    assert!(out.contains("0 failed"), "{out}");
+    assert!(serves(&host.address, 8080, "nimbus test"), "no answer");
+    assert_eq!(
+        docker(
+            "docker inspect solo_web --format '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NetworkMode}} {{index .Config.Labels \"dev.nimbus.managed-by\"}} {{.HostConfig.Memory}}'"
+        ),
+        "unless-stopped nimbus-solo nimbus 67108864\n"
+    );
+    assert_eq!(
+        docker("docker network inspect nimbus-solo --format '{{.Driver}}'"),
+        "bridge\n"
+    );
+    // The secret is a file in the container, never a value in its configuration or output.
+    assert_eq!(
+        docker(
+            "docker exec solo_web python3 -c 'import os; print(open(os.environ[\"TOKEN_FILE\"]).read(), os.environ[\"GREETING\"])'"
+        ),
+        format!("{SECRET} hello\n")
+    );
+    assert!(!docker("docker inspect solo_web").contains(SECRET));
+    assert!(!text(&applied.stdout).contains(SECRET) && !text(&applied.stderr).contains(SECRET));
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+
+    // Stopped by hand: drift, started again.
+    docker("docker stop solo_web >/dev/null");
+    let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(drift.status.code(), Some(2));
+    assert!(
+        text(&drift.stdout).contains("~ replicas: 0 -> 1"),
+        "{}",
+        text(&drift.stdout)
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        serves(&host.address, 8080, "nimbus test"),
+        "not started again"
+    );
+
+    // A new env: a new container, serving.
+    let before = docker("docker inspect solo_web --format '{{.Id}}'");
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &workload(&host.name, "bonjour", None),
+    );
+    let changed = ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(changed.contains("~ Workload/solo/web"), "{changed}");
+    assert_ne!(docker("docker inspect solo_web --format '{{.Id}}'"), before);
+    assert!(serves(&host.address, 8080, "nimbus test"));
+    assert_eq!(
+        docker("docker exec solo_web python3 -c 'import os; print(os.environ[\"GREETING\"])'"),
+        "bonjour\n"
+    );
+
+    // A command that exits at once: the workload fails saying so, the old container serves.
+    let serving = docker("docker inspect solo_web --format '{{.Id}}'");
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &workload(
+            &host.name,
+            "broken",
+            Some("[\"/usr/bin/python3\", \"-c\", \"raise SystemExit(3)\"]"),
+        ),
+    );
+    let broken = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(broken.status.code(), Some(1));
+    let said = format!("{}{}", text(&broken.stdout), text(&broken.stderr));
+    assert!(
+        said.contains("Workload/solo/web") && said.contains("exit code 3"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the previous container was started again"),
+        "{said}"
+    );
+    assert_eq!(
+        docker("docker inspect solo_web --format '{{.Id}}'"),
+        serving
+    );
+    assert!(
+        serves(&host.address, 8080, "nimbus test"),
+        "old one not serving"
+    );
+    assert_eq!(
+        docker("docker ps -a --format '{{.Names}}'"),
+        "solo_web\n",
+        "nothing half made left"
+    );
+
+    // Removed: its container and the tenant's network go.
+    std::fs::remove_file(repo.join("tenants/solo/web.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let pruned = ok(&nimbus(
+        repo,
+        &["apply", "--auto-approve", "--allow-deletes", "."],
+    ));
+    assert!(pruned.contains("Workload/solo/web"), "{pruned}");
+    assert_eq!(docker("docker ps -aq | wc -l"), "0\n");
+    assert_eq!(
+        docker("docker network ls --filter name=nimbus-solo -q | wc -l"),
+        "0\n"
+    );
+}
