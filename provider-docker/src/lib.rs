@@ -105,6 +105,7 @@ pub fn configure(context: &Context<'_>, pool: &Result<Arc<Pool>, String>) -> Arc
     match Engines::new(pool) {
         Ok(engines) => Arc::new(DockerProvider {
             engines,
+            tasks: service::TaskSnapshots::default(),
             clusters,
             tenants,
         }),
@@ -116,6 +117,8 @@ pub struct DockerProvider {
     engines: Engines,
     /// Each docker-swarm Cluster's nodes, as the manifests resolve them.
     clusters: BTreeMap<String, Vec<ClusterNode>>,
+    /// The swarms' tasks, listed once per poll for every rollout waiting.
+    tasks: service::TaskSnapshots,
     /// Each Tenant's Cluster; none: its Workloads are containers on single hosts.
     tenants: BTreeMap<String, Option<String>>,
 }
@@ -144,6 +147,7 @@ impl DockerProvider {
     ) -> Result<Self, ProviderError> {
         Ok(DockerProvider {
             engines: Engines::new(pool)?,
+            tasks: service::TaskSnapshots::default(),
             clusters,
             tenants,
         })
@@ -556,13 +560,16 @@ impl DockerProvider {
                     }
                 };
                 if let Err(error) = service::wait_converged(
-                    &docker,
-                    &manager,
-                    address,
-                    &name,
-                    workload.replicas,
-                    updated,
-                    ROLLOUT_TIMEOUT,
+                    service::Rollout {
+                        docker: &docker,
+                        manager: &manager,
+                        address,
+                        name: &name,
+                        replicas: workload.replicas,
+                        updated,
+                        timeout: ROLLOUT_TIMEOUT,
+                    },
+                    &self.tasks,
                 )
                 .await
                 {

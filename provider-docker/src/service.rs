@@ -12,7 +12,7 @@ use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig, ResourceObject,
     ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum,
-    ServiceUpdateStatusStateEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    ServiceUpdateStatusStateEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
     TaskSpecResources, TaskState,
 };
 use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBuilder};
@@ -376,17 +376,81 @@ pub fn observed_spec(
     out
 }
 
+/// The tasks of a whole swarm, listed once for every rollout waiting on it: thirty services
+/// converging at once cost one listing per poll, not thirty.
+#[derive(Debug, Default)]
+pub struct TaskSnapshots {
+    by_manager: tokio::sync::Mutex<HashMap<String, Snapshot>>,
+}
+
+/// A listing of a swarm's tasks, and when it was taken.
+type Snapshot = (Instant, std::sync::Arc<Vec<Task>>);
+
+/// How old a listing may be and still answer a poll.
+const SNAPSHOT_AGE: Duration = Duration::from_millis(200);
+
+impl TaskSnapshots {
+    /// The tasks of the service `service_id`, from a listing no older than a poll interval.
+    async fn of_service(
+        &self,
+        docker: &Docker,
+        manager: &str,
+        service_id: &str,
+    ) -> Result<Vec<Task>, ProviderError> {
+        // Held while listing: the pollers that come meanwhile take this listing.
+        let mut snapshots = self.by_manager.lock().await;
+        let all = match snapshots.get(manager) {
+            Some((taken, tasks)) if taken.elapsed() < SNAPSHOT_AGE => std::sync::Arc::clone(tasks),
+            _ => {
+                let tasks = std::sync::Arc::new(
+                    docker
+                        .list_tasks(None::<bollard::query_parameters::ListTasksOptions>)
+                        .await
+                        .map_err(|e| failed(manager, "cannot list the swarm's tasks", &e))?,
+                );
+                snapshots.insert(
+                    manager.to_owned(),
+                    (Instant::now(), std::sync::Arc::clone(&tasks)),
+                );
+                tasks
+            }
+        };
+        Ok(all
+            .iter()
+            .filter(|t| t.service_id.as_deref() == Some(service_id))
+            .cloned()
+            .collect())
+    }
+}
+
+/// One rollout to wait for: the service, what it should come to, and where to ask.
+#[derive(Debug)]
+pub struct Rollout<'a> {
+    pub docker: &'a Docker,
+    pub manager: &'a str,
+    pub address: &'a str,
+    pub name: &'a str,
+    pub replicas: u32,
+    /// An update of an existing service (else a service just created).
+    pub updated: bool,
+    pub timeout: Duration,
+}
+
 /// Waits until every task of the service runs the spec just applied. A rollout whose tasks
 /// fail is rolled back (an update) and fails with the tasks' errors.
 pub async fn wait_converged(
-    docker: &Docker,
-    manager: &str,
-    address: &str,
-    name: &str,
-    replicas: u32,
-    updated: bool,
-    timeout: Duration,
+    rollout: Rollout<'_>,
+    snapshots: &TaskSnapshots,
 ) -> Result<(), ProviderError> {
+    let Rollout {
+        docker,
+        manager,
+        address,
+        name,
+        replicas,
+        updated,
+        timeout,
+    } = rollout;
     let begun = Instant::now();
     // No task of a new spec runs sooner than this; polling earlier only takes CPU from the
     // engines starting them.
@@ -415,14 +479,9 @@ pub async fn wait_converged(
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
         let update = service.update_status.as_ref().and_then(|u| u.state);
-        let tasks = docker
-            .list_tasks(Some(
-                ListTasksOptionsBuilder::new()
-                    .filters(&HashMap::from([("service", vec![name])]))
-                    .build(),
-            ))
-            .await
-            .map_err(|e| failed(manager, &format!("cannot list the tasks of {name}"), &e))?;
+        let tasks = snapshots
+            .of_service(docker, manager, service.id.as_deref().unwrap_or_default())
+            .await?;
         let current = |t: &&bollard::models::Task| {
             t.spec
                 .as_ref()
