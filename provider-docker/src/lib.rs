@@ -592,6 +592,7 @@ impl DockerProvider {
                 // Rotated secrets: the old values go once the service no longer uses them.
                 let keep: Vec<String> = env_secrets.iter().map(|s| s.docker_name(&name)).collect();
                 secrets::prune(&docker, &manager, address, &keep).await?;
+                outputs = service::image_record(&docker, &name).await;
             }
             (kind, _) => {
                 return Err(ProviderError::Bug(format!(

@@ -589,6 +589,33 @@ pub async fn wait_converged(
     }
 }
 
+/// What the service's image resolved to, for state: the image as the service pins it (with
+/// the digest a registry gave), and the image's id on the manager (an image that came from
+/// no registry has no digest).
+pub async fn image_record(docker: &Docker, name: &str) -> Value {
+    let Ok(service) = docker
+        .inspect_service(
+            name,
+            None::<bollard::query_parameters::InspectServiceOptions>,
+        )
+        .await
+    else {
+        return Value::Null;
+    };
+    let image = service
+        .spec
+        .and_then(|s| s.task_template)
+        .and_then(|t| t.container_spec)
+        .and_then(|c| c.image)
+        .unwrap_or_default();
+    let id = docker
+        .inspect_image(image_without_digest(&image))
+        .await
+        .ok()
+        .and_then(|i| i.id);
+    json!({ "image": image, "imageId": id })
+}
+
 /// Waits (a bounded time) until a rollback has finished and every task runs again.
 async fn wait_rolled_back(docker: &Docker, name: &str, replicas: u32) -> bool {
     let begun = Instant::now();

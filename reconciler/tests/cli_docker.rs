@@ -159,6 +159,14 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         format!("{SECRET}\n")
     );
     assert!(!text(&applied.stdout).contains(SECRET) && !text(&applied.stderr).contains(SECRET));
+    // State records the image the service runs, by id (it came from no registry).
+    let recorded = ok(&nimbus(repo, &["state", "show", "Workload/acme/api"]));
+    let id = docker(
+        &bed,
+        0,
+        &format!("docker image inspect {TEST_IMAGE} --format '{{{{.Id}}}}'"),
+    );
+    assert!(recorded.contains(id.trim()), "{recorded}");
     // Nothing left to do.
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));

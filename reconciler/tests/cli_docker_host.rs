@@ -117,6 +117,10 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
     );
     assert!(!docker("docker inspect solo_web").contains(SECRET));
     assert!(!text(&applied.stdout).contains(SECRET) && !text(&applied.stderr).contains(SECRET));
+    // State records the image the container runs, by id (it came from no registry).
+    let recorded = ok(&nimbus(repo, &["state", "show", "Workload/solo/web"]));
+    let id = docker("docker inspect solo_web --format '{{.Image}}'");
+    assert!(recorded.contains(id.trim()), "{recorded}");
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
 
