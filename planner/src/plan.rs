@@ -73,6 +73,9 @@ pub struct Record {
     /// The provider that applied it; empty in state written before providers were recorded.
     #[serde(default)]
     pub provider: String,
+    /// What its provider reported when it was applied (a Host's facts, an image id).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub outputs: Value,
 }
 
 /// What a provider saw of an instance.
@@ -181,6 +184,7 @@ impl Change {
             keep_on_removal: self.keep_on_removal,
             depends_on: self.depends_on.clone(),
             provider: self.provider.clone(),
+            outputs: Value::Null,
         })
     }
 
@@ -488,6 +492,8 @@ pub fn plan(
         Some(chosen)
     };
 
+    // Where the scheduler places what names no fixed host.
+    let placements = crate::placement::placements(model, &records);
     // Built on the first Cluster met, once.
     let mut host_index: Option<crate::topology::HostIndex<'_>> = None;
     for &i in &order {
@@ -519,6 +525,13 @@ pub fn plan(
                 .get_or_insert_with(|| crate::topology::HostIndex::new(model))
                 .cluster_nodes(cluster);
             map.insert("nodes".into(), crate::topology::nodes_value(&nodes));
+        }
+        // A placed instance carries its host; one that fits nowhere is not planned.
+        let placement = placements.get(&instance.address);
+        if let Some(crate::scheduler::Placement::On { host, .. }) = placement
+            && let Value::Object(map) = &mut desired
+        {
+            map.insert("host".into(), Value::String(host.clone()));
         }
         let (secret_locations, secret_problem) =
             attach_fingerprints(instance.kind, &mut desired, input.secrets);
@@ -676,6 +689,23 @@ pub fn plan(
                     ..change
                 }
             }
+            _ => change,
+        };
+        // The scheduler's reason goes with a placement that changes something.
+        let change = match placement {
+            Some(crate::scheduler::Placement::On { reason, .. }) if change.action.is_change() => {
+                Change {
+                    reason: Some(match &change.reason {
+                        Some(first) => format!("{first}; {reason}"),
+                        None => reason.clone(),
+                    }),
+                    ..change
+                }
+            }
+            Some(crate::scheduler::Placement::Nowhere { reason }) => Change {
+                error: Some(format!("cannot be placed: {reason}")),
+                ..change
+            },
             _ => change,
         };
         // A secret that cannot be decrypted leaves the instance unknown: it is not planned,

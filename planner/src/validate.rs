@@ -724,36 +724,29 @@ fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
 }
 
 /// A Workload of a Tenant without a Cluster is one container on one Docker host: its
-/// `placement.hosts` names that host, and it has at most one replica (0: stopped).
+/// `placement` names that host, or hosts or a selector for the scheduler to choose from, and
+/// it has at most one replica (0: stopped).
 fn check_standalone(tenant: &str, workloads: &[&Document], problems: &mut Vec<Problem>) {
     for workload in workloads {
         let Spec::Workload(w) = &workload.resource.spec else {
             continue;
         };
         let address = workload.resource.address();
-        let hosts = w.placement.as_ref().map_or(&[][..], |p| p.hosts.as_slice());
-        let by_selector = w.placement.as_ref().is_some_and(|p| !p.selector.is_empty());
-        if hosts.len() != 1 || by_selector {
-            let span = if w.placement.is_some() {
-                workload.spec_span(&[Segment::Key("placement")])
-            } else {
-                workload.name_span()
-            };
+        let placed = w
+            .placement
+            .as_ref()
+            .is_some_and(|p| !p.hosts.is_empty() || !p.selector.is_empty());
+        if !placed {
             problems.push(
                 Problem::error(
                     "nimbus::workload::placement",
                     format!(
-                        "{address} belongs to tenant `{tenant}`, which names no cluster, so it runs as a container on one Docker host, and its placement names {}",
-                        match (hosts.len(), by_selector) {
-                            (_, true) => "hosts by selector".to_owned(),
-                            (0, false) => "no host".to_owned(),
-                            (n, false) => format!("{n} hosts"),
-                        }
+                        "{address} belongs to tenant `{tenant}`, which names no cluster, so it runs as a container on one Docker host, and its placement names none"
                     ),
-                    workload.label(span, "needs exactly one host"),
+                    workload.label(workload.name_span(), "needs a host"),
                 )
                 .with_help(format!(
-                    "write `placement: {{hosts: [HOST]}}` with one Docker host, or give Tenant/{tenant} a `cluster` (placement over several hosts by selector comes with the scheduler)"
+                    "write `placement: {{hosts: [HOST]}}`, or a selector such as `placement: {{role: docker}}` for the scheduler to choose one; or give Tenant/{tenant} a `cluster`"
                 )),
             );
         }

@@ -42,13 +42,48 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// How long a container is given to stop before it is killed.
 const STOP_SECONDS: i32 = 10;
 
-/// The one host a standalone Workload runs on: its `placement.hosts`.
-pub fn host_of(address: &str, spec: &WorkloadSpec) -> Result<String, ProviderError> {
-    match spec.placement.as_ref().map(|p| p.hosts.as_slice()) {
-        Some([host]) => Ok(host.clone()),
-        _ => Err(ProviderError::Failed(format!(
-            "{address}: its tenant names no cluster, so it runs as a container on one Docker host: write `placement: {{hosts: [HOST]}}`"
-        ))),
+/// A Workload's desired spec as this provider reads it.
+#[derive(Debug)]
+pub struct Parsed {
+    pub spec: WorkloadSpec,
+    /// Its env secrets (values only when the executor delivered them).
+    pub secrets: Vec<EnvSecret>,
+    /// The host the scheduler chose (`host`, which the planner adds to a Workload placed by
+    /// selector).
+    pub host: Option<String>,
+}
+
+impl Parsed {
+    pub fn new(address: &str, value: &Value) -> Result<Parsed, ProviderError> {
+        let mut value = value.clone();
+        let secrets = crate::secrets::take(&mut value);
+        let host = match &mut value {
+            Value::Object(map) => map
+                .remove("host")
+                .and_then(|h| h.as_str().map(str::to_owned)),
+            _ => None,
+        };
+        let spec = serde_json::from_value(value)
+            .map_err(|e| ProviderError::Failed(format!("{address}: not a Workload spec: {e}")))?;
+        Ok(Parsed {
+            spec,
+            secrets,
+            host,
+        })
+    }
+
+    /// The one host the container runs on: the scheduler's choice, or the one its placement
+    /// names.
+    pub fn host_of(&self, address: &str) -> Result<String, ProviderError> {
+        if let Some(host) = &self.host {
+            return Ok(host.clone());
+        }
+        match self.spec.placement.as_ref().map(|p| p.hosts.as_slice()) {
+            Some([host]) => Ok(host.clone()),
+            _ => Err(ProviderError::Failed(format!(
+                "{address}: its tenant names no cluster, so it runs as a container on one Docker host, and no host was chosen for it"
+            ))),
+        }
     }
 }
 
@@ -239,9 +274,9 @@ pub async fn observe(
     docker: &Docker,
     host: &str,
     address: &str,
-    desired: &WorkloadSpec,
-    secrets: &[EnvSecret],
+    desired: &Parsed,
 ) -> Result<Observed, ProviderError> {
+    let (spec, secrets) = (&desired.spec, &desired.secrets);
     let Some(container) = inspect_ours(docker, host, address, &service_name(address)).await? else {
         return Ok(Observed::Absent);
     };
@@ -251,9 +286,12 @@ pub async fn observe(
         .and_then(|c| c.image.clone())
         .unwrap_or_default();
     let defaults = image_defaults(docker, &image).await;
-    Ok(Observed::Present(observed_spec(
-        &container, &defaults, desired, secrets,
-    )))
+    let mut seen = observed_spec(&container, &defaults, spec, secrets);
+    // Where it was found.
+    if desired.host.is_some() {
+        seen["host"] = json!(host);
+    }
+    Ok(Observed::Present(seen))
 }
 
 /// The image on the host: there already, or pulled.

@@ -53,6 +53,7 @@ pub fn schema() -> ProviderSchema {
             },
             KindSchema {
                 compare_fields: Some(strings(&[
+                    "host",
                     "tenant",
                     "image",
                     "replicas",
@@ -65,6 +66,8 @@ pub fn schema() -> ProviderSchema {
                 ])),
                 // Env secrets become Docker secrets: the executor hands their values over.
                 delivers_secrets: true,
+                // A container placed on another host is a new one there (the old one goes).
+                replace_fields: strings(&["tenant", "host"]),
                 ..KindSchema::default_for(Kind::Workload)
             },
         ],
@@ -196,10 +199,17 @@ impl DockerProvider {
 
     /// Whether the tenant's Workloads are containers on single hosts: it names no cluster
     /// (or it is no longer declared and `spec` names one host).
-    fn standalone(&self, tenant: &str, spec: &WorkloadSpec) -> bool {
+    fn standalone(&self, tenant: &str, parsed: &container::Parsed) -> bool {
         match self.tenants.get(tenant) {
             Some(cluster) => cluster.is_none(),
-            None => spec.placement.as_ref().is_some_and(|p| p.hosts.len() == 1),
+            None => {
+                parsed.host.is_some()
+                    || parsed
+                        .spec
+                        .placement
+                        .as_ref()
+                        .is_some_and(|p| p.hosts.len() == 1)
+            }
         }
     }
 
@@ -313,15 +323,13 @@ impl DockerProvider {
             }
             Kind::Workload => {
                 let tenant = tenant_of(address);
-                let mut desired = desired;
-                let secrets = secrets::take(&mut desired);
-                let workload: WorkloadSpec = serde_json::from_value(desired.clone())
-                    .map_err(|e| ProviderError::Failed(format!("{address}: {e}")))?;
-                if self.standalone(tenant, &workload) {
-                    let host = container::host_of(address, &workload)?;
+                let parsed = container::Parsed::new(address, &desired)?;
+                if self.standalone(tenant, &parsed) {
+                    let host = parsed.host_of(address)?;
                     let docker = self.engines.engine(&host).await?;
-                    return container::observe(&docker, &host, address, &workload, &secrets).await;
+                    return container::observe(&docker, &host, address, &parsed).await;
                 }
+                let (workload, secrets) = (parsed.spec, parsed.secrets);
                 // No swarm: absent. A swarm that cannot be asked: not observed (an error).
                 let Some((manager, docker)) = self.cached_manager(tenant, managers).await? else {
                     return Ok(Observed::Absent);
@@ -435,20 +443,32 @@ impl DockerProvider {
             }
             (Kind::Workload, action) if self.standalone_change(change) => {
                 let tenant = tenant_of(address);
-                let mut spec = spec.cloned().unwrap_or(Value::Null);
-                let env_secrets = secrets::take(&mut spec);
-                let workload: WorkloadSpec = serde_json::from_value(spec).map_err(|e| {
-                    ProviderError::Failed(format!("{address}: not a Workload spec: {e}"))
-                })?;
-                let host = container::host_of(address, &workload)?;
+                let parsed = container::Parsed::new(address, spec.unwrap_or(&Value::Null))?;
+                let host = parsed.host_of(address)?;
+                // Moved to another host: the old container goes first.
+                if action == Action::Replace
+                    && let Some(before) = &change.before
+                    && let Ok(old) = container::Parsed::new(address, before)
+                    && let Ok(old_host) = old.host_of(address)
+                    && old_host != host
+                {
+                    let docker = self.engines.engine(&old_host).await?;
+                    container::delete(&docker, &old_host, address, tenant).await?;
+                }
                 let docker = self.engines.engine(&host).await?;
                 if action == Action::Delete {
                     container::delete(&docker, &host, address, tenant).await?;
                 } else {
-                    let image =
-                        container::apply(&docker, &host, address, &workload, &env_secrets, tenant)
-                            .await?;
-                    outputs = json!({ "host": host, "imageId": image });
+                    let image = container::apply(
+                        &docker,
+                        &host,
+                        address,
+                        &parsed.spec,
+                        &parsed.secrets,
+                        tenant,
+                    )
+                    .await?;
+                    outputs = json!({ "imageId": image });
                 }
             }
             (Kind::Workload, Action::Delete) => {
@@ -625,9 +645,7 @@ impl DockerProvider {
         let Some(spec) = change.after.as_ref().or(change.before.as_ref()) else {
             return false;
         };
-        let mut spec = spec.clone();
-        secrets::take(&mut spec);
-        serde_json::from_value::<WorkloadSpec>(spec)
+        container::Parsed::new(&change.address, spec)
             .is_ok_and(|w| self.standalone(tenant_of(&change.address), &w))
     }
 }

@@ -291,7 +291,7 @@ fn recorded_host_keys(store: &StateStore) -> HashMap<String, String> {
                 .into_iter()
                 .filter(|r| r.record.kind == Kind::Host)
                 .filter_map(|r| {
-                    let key = r.outputs["hostKey"]
+                    let key = r.record.outputs["hostKey"]
                         .as_str()
                         .filter(|k| !k.is_empty())?
                         .to_owned();
@@ -414,6 +414,7 @@ async fn recover_intents(
                         keep_on_removal: false,
                         depends_on: Vec::new(),
                         provider: change.provider.clone(),
+                        outputs: serde_json::Value::Null,
                     },
                     delete: true,
                 });

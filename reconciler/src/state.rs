@@ -76,7 +76,6 @@ pub struct StoredResource {
     pub record: Record,
     pub provider: String,
     pub target: Option<String>,
-    pub outputs: Value,
     pub updated_at: i64,
 }
 
@@ -361,10 +360,10 @@ impl StateStore {
                     keep_on_removal,
                     depends_on: serde_json::from_str(&depends_on).unwrap_or_default(),
                     provider: provider.clone(),
+                    outputs: serde_json::from_str(&outputs).unwrap_or(Value::Null),
                 },
                 provider,
                 target,
-                outputs: serde_json::from_str(&outputs).unwrap_or(Value::Null),
                 updated_at,
             });
         }

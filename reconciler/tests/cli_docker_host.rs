@@ -5,7 +5,9 @@
 //! a file; a second plan is empty; a container stopped by hand is started again; an env change
 //! makes a new container; a command that exits at once fails the workload with the reason and
 //! leaves the old container serving; removing the workload removes its container and the
-//! tenant's network.
+//! tenant's network. A second host and a workload placed by selector: the scheduler puts it on
+//! the busiest host that fits and the plan says why; the host relabelled out of the selector,
+//! the container moves to the other host.
 
 mod common;
 use common::{ok, serves, text, write};
@@ -32,7 +34,7 @@ fn workload(host: &str, greeting: &str, command: Option<&str>) -> String {
 
 #[test]
 fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
-    let bed = Bed::up_docker(1);
+    let bed = Bed::up_docker(2);
     let host = &bed.hosts[0];
     let docker = |command: &str| bed.ssh_ok(&host.name, command);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -48,14 +50,21 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
         ),
     );
     common::encrypt_secret(repo, "web-token", SECRET);
-    write(
-        repo,
-        "hosts.yaml",
-        &format!(
-            "{HEADER}kind: Host\nmetadata: {{name: {}}}\nspec: {{address: {}}}\n",
-            host.name, host.address
-        ),
-    );
+    let hosts = |second_role: &str| {
+        bed.hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let role = if i == 0 { "docker" } else { second_role };
+                format!(
+                    "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{role: {role}}}}}\nspec: {{address: {}, capacity: {{cpu: \"2\", memory: 2Gi}}}}\n",
+                    h.name, h.address
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    write(repo, "hosts.yaml", &hosts("docker"));
     write(
         repo,
         "tenants/solo/tenant.yaml",
@@ -191,13 +200,58 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
         "nothing half made left"
     );
 
+    // Placed by selector: both hosts match and fit; h1, which runs web, is the busier.
+    let other = &bed.hosts[1];
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &workload(&host.name, "bonjour", None),
+    );
+    write(
+        repo,
+        "tenants/solo/api.yaml",
+        &format!(
+            "{HEADER}kind: Workload\nmetadata: {{name: api}}\nspec: {{image: {TEST_IMAGE}, cpu: 500m, memory: 128Mi, ports: [{{port: 8000, hostPort: 8081}}], placement: {{role: docker}}}}\n"
+        ),
+    );
+    let placed = ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        placed.contains(&format!("placed on {}: fits, most loaded", host.name)),
+        "{placed}"
+    );
+    assert!(serves(&host.address, 8081, "nimbus test"), "api not on h1");
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    // h1 leaves the selector: api moves to the other host, web (which names h1) stays.
+    write(
+        repo,
+        "hosts.yaml",
+        &hosts("docker").replacen("role: docker", "role: edge", 1),
+    );
+    let moved = ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        moved.contains(&format!("placed on {}", other.name)) && moved.contains("moved from"),
+        "{moved}"
+    );
+    assert!(serves(&other.address, 8081, "nimbus test"), "api not on h2");
+    assert_eq!(
+        docker("docker ps -a --format '{{.Names}}' | sort"),
+        "solo_web\n"
+    );
+    assert!(serves(&host.address, 8080, "nimbus test"), "web moved");
+    std::fs::remove_file(repo.join("tenants/solo/api.yaml")).unwrap_or_else(|e| panic!("{e}"));
+
     // Removed: its container and the tenant's network go.
     std::fs::remove_file(repo.join("tenants/solo/web.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let pruned = ok(&nimbus(
         repo,
         &["apply", "--auto-approve", "--allow-deletes", "."],
     ));
-    assert!(pruned.contains("Workload/solo/web"), "{pruned}");
+    assert!(
+        pruned.contains("Workload/solo/web") && pruned.contains("Workload/solo/api"),
+        "{pruned}"
+    );
+    assert_eq!(bed.ssh_ok(&other.name, "docker ps -aq | wc -l"), "0\n");
     assert_eq!(docker("docker ps -aq | wc -l"), "0\n");
     assert_eq!(
         docker("docker network ls --filter name=nimbus-solo -q | wc -l"),

@@ -426,3 +426,43 @@ fn sensitive_values_are_redacted_everywhere() {
         renderings[0]
     );
 }
+
+#[test]
+fn the_scheduler_places_by_load_keeps_what_was_placed_and_says_what_does_not_fit() {
+    let plan = check("placement").unwrap_or_else(|| panic!("no plan"));
+    let change = |address: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.address == address)
+            .unwrap_or_else(|| panic!("no {address}"))
+    };
+    let host = |address: &str| {
+        change(address)
+            .after
+            .as_ref()
+            .and_then(|a| a["host"].as_str())
+            .map(str::to_owned)
+    };
+    // Placed on d1 before (its placement then named d1 and d3): kept there, though d2 is
+    // busier now.
+    assert_eq!(host("Workload/solo/kept"), Some("d1".to_owned()));
+    // The busiest host that fits: d2 carries `fixed`.
+    assert_eq!(host("Workload/solo/new"), Some("d2".to_owned()));
+    let new = change("Workload/solo/new");
+    assert_eq!(new.action, Create);
+    assert_eq!(
+        new.reason.as_deref(),
+        Some("placed on d2: fits, most loaded")
+    );
+    // Named by its placement: not scheduled.
+    assert_eq!(host("Workload/solo/fixed"), None);
+    // Too big for every host: not planned, and each candidate says what it lacks.
+    let huge = change("Workload/solo/huge");
+    let error = huge.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("no matching host has room for 3 cpu"),
+        "{error}"
+    );
+    assert!(error.contains("d1 needs 1500m cpu more"), "{error}");
+    assert!(error.contains("d3: capacity not known"), "{error}");
+}

@@ -99,7 +99,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
                     resource.record.protected,
                     format_time(resource.updated_at),
                     serde_json::to_string_pretty(&resource.record.applied).into_diagnostic()?,
-                    resource.outputs
+                    resource.record.outputs
                 ));
             }
         }

@@ -557,9 +557,9 @@ pub fn resource_page(
             time(now, stored.updated_at as f64),
             escape(&lines)
         );
-        if !stored.outputs.is_null() {
+        if !stored.record.outputs.is_null() {
             let mut lines = String::new();
-            spec_lines(&stored.outputs, schema, "", 0, &mut lines);
+            spec_lines(&stored.record.outputs, schema, "", 0, &mut lines);
             let _ = write!(
                 body,
                 "<h2>Observed and generated values</h2><pre>{}</pre>",

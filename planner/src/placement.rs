@@ -1,0 +1,131 @@
+//! The scheduler's inputs, read from the manifests and state: each Host's room (declared
+//! `capacity`, else the facts recorded when it was last applied), the load of what names its
+//! host, and what is to be placed (SPEC §11, docs/scheduler.md).
+
+use std::collections::{BTreeMap, HashMap};
+
+use nimbus_schemas::{Spec, WorkloadSpec};
+use serde_json::Value;
+
+use crate::load::Model;
+use crate::plan::Record;
+use crate::scheduler::{Fixed, HostRoom, Placement, Request, schedule};
+
+/// A standalone Workload's request: cpu and memory times its replicas.
+fn workload_load(w: &WorkloadSpec) -> (u64, u64) {
+    let replicas = u64::from(w.replicas);
+    (
+        w.cpu.map_or(0, |c| c.millicores) * replicas,
+        w.memory.map_or(0, |m| m.bytes) * replicas,
+    )
+}
+
+/// Where each instance that needs placing goes (by address), or why it cannot. Empty when
+/// nothing in the model needs the scheduler.
+pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<String, Placement> {
+    let standalone: Vec<&str> = model
+        .documents
+        .iter()
+        .filter(|d| matches!(&d.resource.spec, Spec::Tenant(t) if t.cluster.is_none()))
+        .map(|d| d.resource.name())
+        .collect();
+    let mut fixed = Vec::new();
+    let mut requests = Vec::new();
+    for document in &model.documents {
+        let address = document.resource.address();
+        let previous = || {
+            records
+                .get(address.as_str())
+                .and_then(|r| r.applied.get("host"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match &document.resource.spec {
+            Spec::Vm(vm) => {
+                let load = (u64::from(vm.cpus) * 1000, vm.memory.bytes);
+                match (&vm.host, &vm.placement) {
+                    (Some(host), _) => fixed.push(Fixed {
+                        host: host.clone(),
+                        cpu: load.0,
+                        memory: load.1,
+                    }),
+                    (None, Some(placement)) => requests.push(Request {
+                        address: address.clone(),
+                        selector: placement.selector.0.clone(),
+                        hosts: placement.hosts.clone(),
+                        cpu: load.0,
+                        memory: load.1,
+                        previous: previous(),
+                    }),
+                    (None, None) => {}
+                }
+            }
+            Spec::Workload(w)
+                if document
+                    .resource
+                    .tenant
+                    .as_deref()
+                    .is_some_and(|t| standalone.contains(&t)) =>
+            {
+                let Some(placement) = &w.placement else {
+                    continue;
+                };
+                let load = workload_load(w);
+                if placement.selector.is_empty() && placement.hosts.len() == 1 {
+                    fixed.push(Fixed {
+                        host: placement.hosts[0].clone(),
+                        cpu: load.0,
+                        memory: load.1,
+                    });
+                } else {
+                    requests.push(Request {
+                        address: address.clone(),
+                        selector: placement.selector.0.clone(),
+                        hosts: placement.hosts.clone(),
+                        cpu: load.0,
+                        memory: load.1,
+                        previous: previous(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if requests.is_empty() {
+        return BTreeMap::new();
+    }
+    let hosts: Vec<HostRoom> = model
+        .documents
+        .iter()
+        .filter_map(|d| match &d.resource.spec {
+            Spec::Host(host) => {
+                let name = d.resource.name();
+                let facts = records
+                    .get(format!("Host/{name}").as_str())
+                    .map(|r| &r.outputs["facts"]);
+                let declared = host.capacity.as_ref();
+                let cpu = declared
+                    .and_then(|c| c.cpu)
+                    .map(|c| c.millicores)
+                    .or_else(|| facts.and_then(|f| f["cpus"].as_u64()).map(|n| n * 1000));
+                let memory = declared
+                    .and_then(|c| c.memory)
+                    .map(|m| m.bytes)
+                    .or_else(|| facts.and_then(|f| f["memory"].as_u64()));
+                Some(HostRoom {
+                    name: name.to_owned(),
+                    labels: d.resource.metadata.labels.0.clone(),
+                    capacity: match (cpu, memory) {
+                        (Some(cpu), Some(memory)) => Ok((cpu, memory)),
+                        _ => Err(
+                            "capacity not known (declare `capacity` on the Host, or apply the Host once so that its facts are recorded)"
+                                .to_owned(),
+                        ),
+                    },
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    schedule(&hosts, &fixed, &requests)
+}
