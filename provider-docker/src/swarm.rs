@@ -26,6 +26,10 @@ pub const HOST_LABEL: &str = "dev.nimbus.host";
 /// What a host's engine says of its own swarm membership.
 struct Membership {
     active: bool,
+    /// In a swarm in any state but `inactive`: also `pending` (joining, or recovering its
+    /// managers' quorum after a restart), `error` and `locked`. Such a node has a swarm,
+    /// even when it cannot act in it now.
+    joined: bool,
     manager: bool,
     /// Its node's id in the swarm, as the engine itself says.
     node_id: Option<String>,
@@ -39,6 +43,10 @@ async fn membership(docker: &Docker, host: &str) -> Result<Membership, ProviderE
     let swarm = info.swarm.unwrap_or_default();
     Ok(Membership {
         active: swarm.local_node_state == Some(LocalNodeState::ACTIVE),
+        joined: !matches!(
+            swarm.local_node_state,
+            None | Some(LocalNodeState::INACTIVE | LocalNodeState::EMPTY)
+        ),
         manager: swarm.control_available.unwrap_or(false),
         node_id: swarm.node_id.filter(|id| !id.is_empty()),
     })
@@ -76,7 +84,7 @@ pub async fn find_manager(
             }
             Ok((_, m)) => {
                 answered = true;
-                member |= m.active;
+                member |= m.joined;
             }
             Err(e) => last_error = Some(e),
         }
@@ -321,11 +329,37 @@ async fn remove_node(
 
 /// Every node leaves: workers first, managers last.
 pub async fn dissolve(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), ProviderError> {
-    let mut order: Vec<&ClusterNode> = nodes.iter().filter(|n| !n.manager).collect();
-    order.extend(nodes.iter().filter(|n| n.manager));
+    // The nodes given (as last applied or observed), and every node the swarm itself lists
+    // that nimbus can reach: a node that was down or recovering when it was last observed
+    // is a node of the swarm all the same.
+    let mut all: Vec<ClusterNode> = nodes.to_vec();
+    if let Ok(Some((manager, docker))) = find_manager(engines, nodes).await
+        && let Ok(listed) = docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+    {
+        for node in &listed {
+            let Some(host) = host_of(node) else { continue };
+            if all.iter().any(|n| n.host == host) || engines.pool().target(&host).is_none() {
+                continue;
+            }
+            let role = node.spec.as_ref().and_then(|s| s.role);
+            all.push(ClusterNode {
+                host,
+                address: String::new(),
+                manager: role == Some(bollard::models::NodeSpecRoleEnum::MANAGER),
+                labels: BTreeMap::new(),
+            });
+        }
+        tracing::debug!(manager, nodes = all.len(), "dissolving the swarm");
+    }
+    let mut order: Vec<&ClusterNode> = all.iter().filter(|n| !n.manager).collect();
+    order.extend(all.iter().filter(|n| n.manager));
     for node in order {
         let engine = engines.engine(&node.host).await?;
-        if membership(&engine, &node.host).await?.active {
+        // Also a node that is pending: a manager whose quorum went with the managers that
+        // left before it.
+        if membership(&engine, &node.host).await?.joined {
             engine
                 .leave_swarm(Some(LeaveSwarmOptionsBuilder::new().force(true).build()))
                 .await

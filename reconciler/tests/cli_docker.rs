@@ -18,6 +18,7 @@ use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
 const SECRET: &str = "docker-S3CRET-token-6060";
+const ROTATED: &str = "docker-R0TATED-token-6161";
 
 fn hosts(bed: &Bed, swarm: &[bool]) -> String {
     bed.hosts
@@ -167,6 +168,27 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         &format!("docker image inspect {TEST_IMAGE} --format '{{{{.Id}}}}'"),
     );
     assert!(recorded.contains(id.trim()), "{recorded}");
+    // A new value of the secret: a new Docker secret, the task reads it, the old one is gone.
+    let old_secret = docker(&bed, 0, "docker secret ls --format '{{.Name}}'");
+    common::encrypt_secret(repo, "api-token", ROTATED);
+    let rotated = ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(rotated.contains("~ Workload/acme/api"), "{rotated}");
+    assert!(!rotated.contains(ROTATED) && !rotated.contains(SECRET));
+    let new_secret = docker(&bed, 0, "docker secret ls --format '{{.Name}}'");
+    assert_eq!(new_secret.lines().count(), 1, "{new_secret}");
+    assert_ne!(new_secret, old_secret);
+    let container = docker(&bed, 1, "docker ps -q --filter name=acme_api");
+    assert_eq!(
+        docker(
+            &bed,
+            1,
+            &format!(
+                "docker exec {} python3 -c 'print(open(\"/run/secrets/TOKEN\").read())'",
+                container.trim()
+            )
+        ),
+        format!("{ROTATED}\n")
+    );
     // Nothing left to do.
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
@@ -372,4 +394,56 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         said.contains("Workload/acme/web") && said.contains("no swarm manager that answers"),
         "{said}"
     );
+
+    // Engines back: `nimbus destroy` takes everything down, workloads first, the swarm last.
+    for host in [0, 1] {
+        docker(&bed, host, "systemctl start docker.service");
+    }
+    for host in &bed.hosts {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !bed
+            .ssh(&host.name, "docker info >/dev/null 2>&1")
+            .status
+            .success()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd on {}",
+                host.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    // The managers recover their quorum a moment after their engines start; meanwhile the
+    // swarm is there but cannot be acted on, and nimbus says so rather than take it for gone.
+    let early = nimbus(repo, &["plan", "."]);
+    let said = format!("{}{}", text(&early.stdout), text(&early.stderr));
+    assert!(!said.contains("already gone"), "{said}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !bed
+        .ssh(&bed.hosts[0].name, "docker node ls >/dev/null 2>&1")
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swarm did not recover"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    write(
+        repo,
+        "tenants/acme/web.yaml",
+        &workload("nimbus-test/py-tiny:rolled", None),
+    );
+    let destroyed = ok(&nimbus(repo, &["destroy", "--auto-approve", "."]));
+    assert!(destroyed.contains("0 failed"), "{destroyed}");
+    for i in 0..bed.hosts.len() {
+        assert_eq!(
+            docker(&bed, i, "docker info --format '{{.Swarm.LocalNodeState}}'"),
+            "inactive\n",
+            "{} still in a swarm: {destroyed}",
+            bed.hosts[i].name
+        );
+    }
 }
