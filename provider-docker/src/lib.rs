@@ -15,6 +15,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters::UpdateServiceOptionsBuilder;
+use futures_util::StreamExt;
 use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
 use nimbus_planner::topology::ClusterNode;
 use nimbus_providers::configure::Context;
@@ -33,6 +34,9 @@ pub const PROVIDER: &str = nimbus_planner::rules::DOCKER;
 
 /// Each tenant's manager (host and engine), or none, found once per batch.
 type Managers = std::collections::HashMap<String, Result<Option<(String, Docker)>, ProviderError>>;
+
+/// How many instances of a batch are observed at once.
+const OBSERVE_AT_ONCE: usize = 8;
 
 /// How long a rollout may take before it counts as failed.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -245,8 +249,11 @@ impl DockerProvider {
     async fn cached_manager(
         &self,
         tenant: &str,
-        managers: &mut Managers,
+        managers: &tokio::sync::Mutex<Managers>,
     ) -> Result<Option<(String, Docker)>, ProviderError> {
+        // Held while a manager is looked for: the batch's other observations of the same
+        // tenant wait for it rather than look too.
+        let mut managers = managers.lock().await;
         if let Some(found) = managers.get(tenant) {
             return found.clone();
         }
@@ -258,7 +265,7 @@ impl DockerProvider {
     async fn observe_one(
         &self,
         request: &ObserveRequest,
-        managers: &mut Managers,
+        managers: &tokio::sync::Mutex<Managers>,
     ) -> Result<Observed, ProviderError> {
         let address = &request.address;
         let desired = request.desired.clone().unwrap_or(Value::Null);
@@ -419,7 +426,7 @@ impl DockerProvider {
                             kind: Kind::Tenant,
                             desired: change.after.clone(),
                         },
-                        &mut Managers::new(),
+                        &tokio::sync::Mutex::new(Managers::new()),
                     )
                     .await?
                 {
@@ -630,7 +637,7 @@ impl DockerProvider {
                     kind: change.kind,
                     desired: change.after.clone(),
                 },
-                &mut Managers::new(),
+                &tokio::sync::Mutex::new(Managers::new()),
             )
             .await?
         {
@@ -638,6 +645,22 @@ impl DockerProvider {
             _ => Value::Null,
         };
         Ok(Applied { observed, outputs })
+    }
+
+    /// One observation, or unknown with the reason logged.
+    async fn observe_or_unknown(
+        &self,
+        request: &ObserveRequest,
+        managers: &tokio::sync::Mutex<Managers>,
+    ) -> (String, Observed) {
+        let observed = match self.observe_one(request, managers).await {
+            Ok(observed) => observed,
+            Err(error) => {
+                tracing::warn!(address = %request.address, %error, "not observed");
+                Observed::Unknown
+            }
+        };
+        (request.address.clone(), observed)
     }
 
     /// Whether a Workload change is for a container on a single host.
@@ -665,19 +688,20 @@ impl Provider for DockerProvider {
         batch: &'a [ObserveRequest],
     ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
         Box::pin(async move {
-            let mut out = Vec::new();
-            let mut managers = Managers::new();
-            for request in batch {
-                let observed = match self.observe_one(request, &mut managers).await {
-                    Ok(observed) => observed,
-                    Err(error) => {
-                        tracing::warn!(address = %request.address, %error, "not observed");
-                        Observed::Unknown
-                    }
-                };
-                out.push((request.address.clone(), observed));
-            }
-            Ok(out)
+            // The batch's instances are read at once, a few at a time per engine connection
+            // pool; each tenant's manager is found once.
+            let managers = tokio::sync::Mutex::new(Managers::new());
+            let reads: Vec<BoxFuture<'_, (String, Observed)>> = batch
+                .iter()
+                .map(|request| -> BoxFuture<'_, (String, Observed)> {
+                    Box::pin(self.observe_or_unknown(request, &managers))
+                })
+                .collect();
+            let observed = futures_util::stream::iter(reads)
+                .buffered(OBSERVE_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await;
+            Ok(observed)
         })
     }
 

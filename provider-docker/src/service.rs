@@ -452,9 +452,9 @@ pub async fn wait_converged(
         timeout,
     } = rollout;
     let begun = Instant::now();
-    // No task of a new spec runs sooner than this; polling earlier only takes CPU from the
-    // engines starting them.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // No task of a new spec runs sooner than this (the polls that follow share one listing
+    // of the swarm's tasks, so they cost the engines little).
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut created_service = None;
     loop {
         // A service just created has no rollout to follow: read it once.
