@@ -56,8 +56,10 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
             .enumerate()
             .map(|(i, h)| {
                 let role = if i == 0 { "docker" } else { second_role };
+                // No declared capacity: the scheduler uses the facts recorded when the Host
+                // was applied (the first apply below).
                 format!(
-                    "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{role: {role}}}}}\nspec: {{address: {}, capacity: {{cpu: \"2\", memory: 2Gi}}}}\n",
+                    "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{role: {role}}}}}\nspec: {{address: {}}}\n",
                     h.name, h.address
                 )
             })
@@ -200,7 +202,8 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
         "nothing half made left"
     );
 
-    // Placed by selector: both hosts match and fit; h1, which runs web, is the busier.
+    // Placed by selector: both hosts match and fit (their capacity is their recorded facts);
+    // h1, which runs web, is the busier.
     let other = &bed.hosts[1];
     write(
         repo,
