@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use nimbus_schemas::{Spec, WorkloadSpec};
+use nimbus_schemas::{Bytes, Cpu, Spec, WorkloadSpec};
 use serde_json::Value;
 
 use crate::load::Model;
@@ -30,6 +30,8 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
         .map(|d| d.resource.name())
         .collect();
     let mut fixed = Vec::new();
+    // Containers that name their one host, by address: checked against its whole capacity.
+    let mut pinned: Vec<(String, Fixed)> = Vec::new();
     let mut requests = Vec::new();
     for document in &model.documents {
         let address = document.resource.address();
@@ -72,11 +74,12 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
                 };
                 let load = workload_load(w);
                 if placement.selector.is_empty() && placement.hosts.len() == 1 {
-                    fixed.push(Fixed {
+                    let load = Fixed {
                         host: placement.hosts[0].clone(),
                         cpu: load.0,
                         memory: load.1,
-                    });
+                    };
+                    pinned.push((address.clone(), load));
                 } else {
                     requests.push(Request {
                         address: address.clone(),
@@ -91,7 +94,7 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
             _ => {}
         }
     }
-    if requests.is_empty() {
+    if requests.is_empty() && pinned.is_empty() {
         return BTreeMap::new();
     }
     let hosts: Vec<HostRoom> = model
@@ -127,5 +130,49 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
             _ => None,
         })
         .collect();
-    schedule(&hosts, &fixed, &requests)
+    // A container that asks for more than its host has in all can never run there: it is
+    // not planned, and its request is no load on that host.
+    let mut refused = BTreeMap::new();
+    for (address, load) in pinned {
+        let capacity = hosts
+            .iter()
+            .find(|h| h.name == load.host)
+            .and_then(|h| h.capacity.clone().ok());
+        let mut over = Vec::new();
+        if let Some((cpu, memory)) = capacity {
+            if load.cpu > cpu {
+                over.push(format!(
+                    "{} cpu, more than the {} it has",
+                    Cpu {
+                        millicores: load.cpu
+                    },
+                    Cpu { millicores: cpu }
+                ));
+            }
+            if load.memory > memory {
+                over.push(format!(
+                    "{} memory, more than the {} it has",
+                    Bytes { bytes: load.memory },
+                    Bytes { bytes: memory }
+                ));
+            }
+        }
+        if over.is_empty() {
+            fixed.push(load);
+        } else {
+            refused.insert(
+                address,
+                Placement::Nowhere {
+                    reason: format!(
+                        "it asks Host/{} for {}; lower the request or name a larger host",
+                        load.host,
+                        over.join(" and ")
+                    ),
+                },
+            );
+        }
+    }
+    let mut placed = schedule(&hosts, &fixed, &requests);
+    placed.append(&mut refused);
+    placed
 }

@@ -465,4 +465,12 @@ fn the_scheduler_places_by_load_keeps_what_was_placed_and_says_what_does_not_fit
     );
     assert!(error.contains("d1 needs 1500m cpu more"), "{error}");
     assert!(error.contains("d3: capacity not known"), "{error}");
+    // Named by its placement, but larger than that host in all: not planned either.
+    let toobig = change("Workload/solo/toobig");
+    assert_eq!(
+        toobig.error.as_deref(),
+        Some(
+            "cannot be placed: it asks Host/d1 for 3Gi memory, more than the 2Gi it has; lower the request or name a larger host"
+        )
+    );
 }
