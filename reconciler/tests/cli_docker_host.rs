@@ -4,7 +4,8 @@
 //! no host is refused at plan time; the container answers on its host port with its secret as
 //! a file; a second plan is empty; a container stopped by hand is started again; an env change
 //! makes a new container; a command that exits at once fails the workload with the reason and
-//! leaves the old container serving; removing the workload removes its container and the
+//! leaves the old container serving; a host port another container holds fails the workload
+//! with the engine's reason; removing the workload removes its container and the
 //! tenant's network. A second host and a workload placed by selector: the scheduler puts it on
 //! the busiest host that fits and the plan says why; the host relabelled out of the selector,
 //! the container moves to the other host.
@@ -201,6 +202,33 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
         "solo_web\n",
         "nothing half made left"
     );
+
+    // A host port another container holds: the workload fails with the engine's reason and
+    // leaves no container behind.
+    docker(&format!(
+        "docker run -d --name squatter -p 8082:8000 {TEST_IMAGE} >/dev/null"
+    ));
+    write(
+        repo,
+        "tenants/solo/clash.yaml",
+        &format!(
+            "{HEADER}kind: Workload\nmetadata: {{name: clash}}\nspec: {{image: {TEST_IMAGE}, ports: [{{port: 8000, hostPort: 8082}}], placement: {{hosts: [{}]}}}}\n",
+            host.name
+        ),
+    );
+    let clash = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(clash.status.code(), Some(1));
+    let said = text(&clash.stdout);
+    assert!(
+        said.contains("Workload/solo/clash") && said.contains("already allocated"),
+        "{said}"
+    );
+    assert_eq!(
+        docker("docker ps -a --format '{{.Names}}' | sort"),
+        "solo_web\nsquatter\n"
+    );
+    std::fs::remove_file(repo.join("tenants/solo/clash.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    docker("docker rm -f squatter >/dev/null");
 
     // Placed by selector: both hosts match and fit (their capacity is their recorded facts);
     // h1, which runs web, is the busier.
