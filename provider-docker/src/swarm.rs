@@ -53,10 +53,11 @@ async fn membership(docker: &Docker, host: &str) -> Result<Membership, ProviderE
 }
 
 /// Whether the host's own engine says it is in a swarm (a node that left by hand still looks
-/// ready to the managers for a while).
+/// ready to the managers for a while). A node that is pending (recovering after a restart)
+/// is in it.
 pub async fn is_member(engines: &Engines, host: &str) -> Option<bool> {
     let docker = engines.engine(host).await.ok()?;
-    membership(&docker, host).await.ok().map(|m| m.active)
+    membership(&docker, host).await.ok().map(|m| m.joined)
 }
 
 /// A manager of the swarm the nodes are in: `Ok(None)` when the nodes answer and none is in
@@ -172,7 +173,8 @@ pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), Pr
     let mut tokens = None;
     for node in nodes.iter().filter(|n| n.host != leader) {
         let engine = engines.engine(&node.host).await?;
-        if membership(&engine, &node.host).await?.active {
+        // In a swarm already, or on its way back into it (pending after a restart).
+        if membership(&engine, &node.host).await?.joined {
             continue;
         }
         if tokens.is_none() {
