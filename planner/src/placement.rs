@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::load::Model;
 use crate::plan::Record;
 use crate::scheduler::{Fixed, HostRoom, Placement, Request, schedule};
+use crate::tree::Segment;
 
 /// A standalone Workload's request: cpu and memory times its replicas.
 fn workload_load(w: &WorkloadSpec) -> (u64, u64) {
@@ -174,5 +175,18 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
     }
     let mut placed = schedule(&hosts, &fixed, &requests);
     placed.append(&mut refused);
+    // What cannot be placed says where it is declared: the file, line and column of its
+    // placement, as diagnostics do.
+    for document in &model.documents {
+        if let Some(Placement::Nowhere { reason }) = placed.get_mut(&document.resource.address()) {
+            let span = document.spec_span(&[Segment::Key("placement")]);
+            let source = model.sources.get(document.file);
+            let (line, column) = source.line_column(span.start);
+            *reason = format!(
+                "{}:{line}:{column}: cannot be placed: {reason}",
+                source.path
+            );
+        }
+    }
     placed
 }

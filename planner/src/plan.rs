@@ -702,8 +702,9 @@ pub fn plan(
                     ..change
                 }
             }
+            // The reason says where in the repository and why (`placement::placements`).
             Some(crate::scheduler::Placement::Nowhere { reason }) => Change {
-                error: Some(format!("cannot be placed: {reason}")),
+                error: Some(reason.clone()),
                 ..change
             },
             _ => change,

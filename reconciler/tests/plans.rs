@@ -470,7 +470,7 @@ fn the_scheduler_places_by_load_keeps_what_was_placed_and_says_what_does_not_fit
     assert_eq!(
         toobig.error.as_deref(),
         Some(
-            "cannot be placed: it asks Host/d1 for 3Gi memory, more than the 2Gi it has; lower the request or name a larger host"
+            "tenant.yaml:29:62: cannot be placed: it asks Host/d1 for 3Gi memory, more than the 2Gi it has; lower the request or name a larger host"
         )
     );
 }
