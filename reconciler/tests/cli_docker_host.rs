@@ -151,6 +151,30 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
         "not started again"
     );
 
+    // Zero replicas: the container is kept, stopped; a second plan is empty; one again: runs.
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &workload(&host.name, "hello", None).replace("  cpu: 100m", "  replicas: 0\n  cpu: 100m"),
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert_eq!(
+        docker("docker inspect solo_web --format '{{.State.Running}}'"),
+        "false\n"
+    );
+    let stopped = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stdout));
+    write(
+        repo,
+        "tenants/solo/web.yaml",
+        &workload(&host.name, "hello", None),
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        serves(&host.address, 8080, "nimbus test"),
+        "not running again"
+    );
+
     // A new env: a new container, serving.
     let before = docker("docker inspect solo_web --format '{{.Id}}'");
     write(
