@@ -3,6 +3,7 @@
 //! for. The contract they implement is `nimbus-provider-core`, re-exported here whole so that
 //! callers name one crate; providers with a heavy SDK have crates of their own.
 
+pub mod agent;
 pub mod configure;
 pub mod hosts;
 pub mod memory;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use nimbus::commands::{
-    apply, completions, graph, init, plan, preview, reconcile, secret, state, validate,
+    agent, apply, completions, graph, init, plan, preview, reconcile, secret, state, validate,
 };
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
@@ -65,6 +65,8 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completions(completions::CompletionsArgs),
+    /// Run on a host: serve the provider protocol on a unix socket (the host's facts and load).
+    Agent(agent::AgentArgs),
 }
 
 fn main() {
@@ -90,6 +92,7 @@ fn main() {
         Command::State(args) => state::run(args),
         Command::Secret(args) => secret::run(args),
         Command::Completions(args) => Ok(completions::run::<Cli>(args)),
+        Command::Agent(args) => agent::run(args),
     };
     match code {
         Ok(code) => std::process::exit(code),

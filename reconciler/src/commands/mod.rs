@@ -1,5 +1,6 @@
 //! One thin module per command: arguments in, one library call, output.
 
+pub mod agent;
 pub mod apply;
 pub mod completions;
 pub mod graph;
