@@ -1,7 +1,8 @@
 //! What `nimbus agent` serves on a host, through the provider protocol (SPEC §11): the host's
-//! facts and load, read from the kernel's own files, with no shell and no command run. It is
-//! the first part of the agent (issue 12): the WireGuard mesh, the install over SSH and the
-//! forwarded socket come next; nothing on the controller's side speaks to it yet.
+//! facts and load, read from the kernel's own files, with no shell and no command run; and the
+//! controller's side that puts it on a host and speaks to it through the forwarded socket
+//! ([`Installer`]). The first part of the agent (issue 12): the WireGuard mesh comes next, and
+//! no plan uses the agent yet.
 //!
 //! Served: `observe` of a Host gives `{facts: {...}, load: {...}}`; `apply` of a Host reads
 //! the facts again (as the SSH provider's does, into outputs). Any other kind is refused with
@@ -150,6 +151,212 @@ impl Provider for Local {
                 kind => Err(Self::refuse(kind)),
             }
         })
+    }
+}
+
+/// The controller's side: this very binary, put on a host over its SSH connection into a
+/// versioned path checked by sha256, started there as a systemd unit, and spoken to through a
+/// forwarded socket (`direct-streamlocal`): no port is opened. An agent of another build is
+/// stopped, never spoken to.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    binary: std::path::PathBuf,
+    sha256: String,
+}
+
+/// Where agents live on a host.
+const AGENT_DIR: &str = "/var/lib/nimbus/agent";
+
+impl Installer {
+    /// The running binary, hashed once.
+    pub fn of_current_exe() -> Result<Installer, ProviderError> {
+        let binary = std::env::current_exe()
+            .map_err(|e| ProviderError::Failed(format!("cannot find nimbus's own binary: {e}")))?;
+        Installer::of(binary)
+    }
+
+    pub fn of(binary: std::path::PathBuf) -> Result<Installer, ProviderError> {
+        use sha2::Digest;
+        let bytes = std::fs::read(&binary)
+            .map_err(|e| ProviderError::Failed(format!("cannot read {}: {e}", binary.display())))?;
+        let sha256 = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Installer { binary, sha256 })
+    }
+
+    /// This build's short name: version and the start of its digest.
+    pub fn build(&self) -> String {
+        format!("{}-{}", env!("CARGO_PKG_VERSION"), &self.sha256[..16])
+    }
+
+    /// The binary's path on a host.
+    pub fn remote_path(&self) -> String {
+        format!("{AGENT_DIR}/{}/nimbus", self.build())
+    }
+
+    /// The agent's socket on a host: one per build, so that a caller never reaches another
+    /// build's agent.
+    pub fn socket(&self) -> String {
+        format!("/run/nimbus/agent-{}.sock", self.build())
+    }
+
+    fn unit(&self) -> String {
+        format!("nimbus-agent-{}.service", self.build())
+    }
+
+    /// Puts the binary on the host when it is not there with this digest, stops agents of
+    /// other builds, and starts this one when it does not answer. Returns whether it copied.
+    pub async fn ensure(&self, session: &crate::ssh::SshSession) -> Result<bool, ProviderError> {
+        let host = session.name();
+        let path = self.remote_path();
+        let present = session
+            .exec(&format!("sha256sum {path} 2>/dev/null"), None)
+            .await?;
+        let copied = !String::from_utf8_lossy(&present.stdout).starts_with(&self.sha256);
+        if copied {
+            let bytes = std::fs::read(&self.binary).map_err(|e| {
+                ProviderError::Failed(format!("cannot read {}: {e}", self.binary.display()))
+            })?;
+            let dir = format!("{AGENT_DIR}/{}", self.build());
+            let wrote = session
+                .exec(
+                    &format!(
+                        "set -e; mkdir -p -m 0700 {dir}; cat > {path}.tmp; chmod 0700 {path}.tmp; \
+                         if [ \"$(sha256sum < {path}.tmp | cut -d' ' -f1)\" = {sha} ]; then mv {path}.tmp {path}; \
+                         else rm -f {path}.tmp; echo 'the copy does not have the digest it was sent with' >&2; exit 1; fi",
+                        sha = self.sha256
+                    ),
+                    Some(&bytes),
+                )
+                .await?;
+            if wrote.status != 0 {
+                return Err(ProviderError::Failed(format!(
+                    "Host/{host}: cannot install the agent at {path}: {}",
+                    String::from_utf8_lossy(&wrote.stderr).trim()
+                )));
+            }
+        }
+        if self.hello(session).await.is_ok() {
+            return Ok(copied);
+        }
+        // Other builds' agents go; this one starts.
+        let unit = self.unit();
+        let started = session
+            .exec(
+                &format!(
+                    "for u in $(systemctl list-units --all --plain --no-legend 'nimbus-agent-*' | awk '{{print $1}}'); do \
+                       [ \"$u\" = {unit} ] || systemctl stop \"$u\"; done; \
+                     systemctl reset-failed {unit} 2>/dev/null; \
+                     systemd-run --quiet --unit={unit} --collect {path} agent --socket {socket}",
+                    socket = self.socket()
+                ),
+                None,
+            )
+            .await?;
+        if started.status != 0 {
+            return Err(ProviderError::Failed(format!(
+                "Host/{host}: the agent does not start: {}",
+                String::from_utf8_lossy(&started.stderr).trim()
+            )));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            match self.hello(session).await {
+                Ok(()) => return Ok(copied),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(ProviderError::Failed(format!(
+                        "Host/{host}: the agent started but does not answer: {e}"
+                    )));
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// A connection to this build's agent on the host, through the SSH connection.
+    pub async fn connect(
+        &self,
+        session: &crate::ssh::SshSession,
+    ) -> Result<Connection, ProviderError> {
+        let stream = session.open_socket(&self.socket()).await?;
+        Ok(Connection {
+            host: session.name().to_owned(),
+            stream: tokio::io::BufReader::new(stream),
+            next_id: 1,
+        })
+    }
+
+    async fn hello(&self, session: &crate::ssh::SshSession) -> Result<(), ProviderError> {
+        let mut connection = self.connect(session).await?;
+        let hello: crate::protocol::Hello = connection
+            .call(crate::protocol::Call::Hello(crate::protocol::Hello {
+                protocol_version: crate::protocol::PROTOCOL_VERSION,
+                software: env!("CARGO_PKG_VERSION").to_owned(),
+            }))
+            .await?;
+        crate::protocol::check_hello(&format!("the agent on Host/{}", connection.host), &hello)
+    }
+}
+
+/// One connection to an agent: calls answered in order.
+pub struct Connection {
+    host: String,
+    stream: tokio::io::BufReader<russh::ChannelStream<russh::client::Msg>>,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Sends one call and reads its answer.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        call: crate::protocol::Call,
+    ) -> Result<T, ProviderError> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let id = self.next_id;
+        self.next_id += 1;
+        let host = self.host.clone();
+        let lost =
+            |e: std::io::Error| ProviderError::Transient(format!("the agent on Host/{host}: {e}"));
+        let mut line = serde_json::to_string(&crate::protocol::Request { id, call })
+            .map_err(|e| ProviderError::Bug(e.to_string()))?;
+        line.push('\n');
+        self.stream
+            .get_mut()
+            .write_all(line.as_bytes())
+            .await
+            .map_err(lost)?;
+        let mut answer = String::new();
+        if self.stream.read_line(&mut answer).await.map_err(lost)? == 0 {
+            return Err(ProviderError::Transient(format!(
+                "the agent on Host/{} closed the connection",
+                self.host
+            )));
+        }
+        let response: crate::protocol::Response = serde_json::from_str(&answer).map_err(|e| {
+            ProviderError::Failed(format!(
+                "the agent on Host/{} answered garbage: {e}",
+                self.host
+            ))
+        })?;
+        match response.outcome {
+            crate::protocol::Outcome::Result(value) => serde_json::from_value(value).map_err(|e| {
+                ProviderError::Failed(format!(
+                    "the agent on Host/{} answered something unexpected: {e}",
+                    self.host
+                ))
+            }),
+            crate::protocol::Outcome::Error(error) => Err(error),
+        }
     }
 }
 

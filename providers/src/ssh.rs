@@ -295,6 +295,11 @@ impl SshSession {
         &self.host_key
     }
 
+    /// The Host's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A stream to a unix socket on the host (`direct-streamlocal`, OpenSSH's
     /// `streamlocal-forwarding`): Docker's API socket, the agent's socket.
     pub async fn open_socket(
