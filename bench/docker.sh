@@ -13,7 +13,6 @@ SERVICES=${SERVICES:-30}
 PARALLELISM=${PARALLELISM:-10}   # the Repository's parallelism (nimbus's default is 10)
 BED=${BED:-92}
 TB=${TB:-/tmp/nimbus-bench-docker}
-cache=${NIMBUS_TESTBED_CACHE:-/var/tmp/nimbus-testbed}
 image=nimbus-test/py-tiny:2
 work=$(mktemp -d)
 export TB BED
@@ -26,17 +25,8 @@ trap cleanup EXIT
 bash scripts/setup.sh >/dev/null
 cargo build --release -q -p nimbus
 nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
-flock "$cache/.lock" bash -c "
-  TB=$cache bash testbed/rootfs-systemd.sh >/dev/null
-  [ -d $cache/rootfs-docker ] || SRC=$cache/rootfs-systemd DST=$cache/rootfs-docker bash testbed/docker/rootfs-docker.sh
-  if [ ! -f $cache/py-tiny-2.tar ]; then
-    docker image inspect $image >/dev/null 2>&1 || ROOTFS=$cache/rootfs-systemd TAG=$image bash testbed/docker/image-tiny.sh
-    docker save $image -o $cache/py-tiny-2.tar
-  fi" >/dev/null
-DOCKER=1 N=3 ROOTFS=$cache/rootfs-docker NSPAWN_EXTRA=--system-call-filter=@keyring bash testbed/hosts-up.sh >/dev/null
+N=3 bash testbed/docker/hosts-up.sh >/dev/null
 S="ssh -F $TB/ssh_config"
-for k in 1 2 3; do until $S h$k docker info >/dev/null 2>&1; do sleep 0.2; done; done
-for k in 1 2 3; do ( $S h$k docker load -q <"$cache/py-tiny-2.tar" >/dev/null ) & done; wait
 net=10.233.$BED
 now() { date +%s.%N; }
 

@@ -13,7 +13,6 @@ bash scripts/setup.sh
 cargo build --release -q -p nimbus
 nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
 export TB=${TB:-/tmp/nimbus-demo-docker} BED=${BED:-1}
-cache=${NIMBUS_TESTBED_CACHE:-/var/tmp/nimbus-testbed}
 image=nimbus-test/py-tiny:2
 scratch=$(mktemp -d)
 cleanup() {
@@ -29,18 +28,8 @@ trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 
 step "three local hosts with Docker engines (testbed/hosts-up.sh, DOCKER=1)"
-mkdir -p "$cache"
-flock "$cache/.lock" bash -c "
-  TB=$cache bash testbed/rootfs-systemd.sh >/dev/null
-  [ -d $cache/rootfs-docker ] || SRC=$cache/rootfs-systemd DST=$cache/rootfs-docker bash testbed/docker/rootfs-docker.sh
-  if [ ! -f $cache/py-tiny-2.tar ]; then
-    docker image inspect $image >/dev/null 2>&1 || ROOTFS=$cache/rootfs-systemd TAG=$image bash testbed/docker/image-tiny.sh
-    docker save $image -o $cache/py-tiny-2.tar
-  fi"
-DOCKER=1 N=3 ROOTFS=$cache/rootfs-docker NSPAWN_EXTRA=--system-call-filter=@keyring bash testbed/hosts-up.sh
+N=3 bash testbed/docker/hosts-up.sh
 S="ssh -F $TB/ssh_config"
-for k in 1 2 3; do until $S h$k docker info >/dev/null 2>&1; do sleep 0.2; done; done
-for k in 1 2 3; do ( $S h$k docker load -q <"$cache/py-tiny-2.tar" ) & done; wait
 net=10.233.$BED
 
 step "the repository: three hosts, a swarm, a tenant, a workload"

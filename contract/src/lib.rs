@@ -65,11 +65,34 @@ pub trait Hands {
 }
 
 fn change(case: &Case, action: Action, before: Option<&Value>, after: Option<&Value>) -> Change {
+    change_of(
+        case.kind,
+        &case.resource,
+        case.target.as_deref(),
+        action,
+        before,
+        after,
+    )
+}
+
+/// A change of `resource` (its instance on `target`, for per-host kinds) as a plan carries
+/// it: for tests that set a backend up through the provider before the suite runs.
+pub fn change_of(
+    kind: Kind,
+    resource: &str,
+    target: Option<&str>,
+    action: Action,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Change {
     Change {
-        address: case.address(),
-        resource: case.resource.clone(),
-        kind: case.kind,
-        host: case.target.clone(),
+        address: match target {
+            Some(target) => format!("{resource}@{target}"),
+            None => resource.to_owned(),
+        },
+        resource: resource.to_owned(),
+        kind,
+        host: target.map(str::to_owned),
         provider: String::new(),
         previous_provider: None,
         action,

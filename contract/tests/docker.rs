@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bed::{Bed, TEST_IMAGE};
-use nimbus_planner::plan::{Action, Change};
+use nimbus_planner::plan::Action;
 use nimbus_planner::topology::{ClusterNode, nodes_value};
-use nimbus_provider_contract::{Case, Hands, check};
+use nimbus_provider_contract::{Case, Hands, change_of, check};
 use nimbus_provider_docker::DockerProvider;
 use nimbus_providers::ssh::Pool;
 use nimbus_providers::{Cancel, Provider};
@@ -184,27 +184,6 @@ impl Hands for Container<'_> {
     }
 }
 
-fn change(kind: Kind, address: &str, after: Value) -> Change {
-    Change {
-        address: address.to_owned(),
-        resource: address.to_owned(),
-        kind,
-        host: None,
-        provider: nimbus_provider_docker::PROVIDER.to_owned(),
-        previous_provider: None,
-        action: Action::Create,
-        before: None,
-        after: Some(after),
-        fields: Vec::new(),
-        reason: None,
-        depends_on: Vec::new(),
-        protected: false,
-        keep_on_removal: false,
-        restart_for: Vec::new(),
-        error: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_docker_provider_keeps_the_contract_for_clusters_services_and_containers() {
     let bed = Bed::up_docker(3);
@@ -262,7 +241,10 @@ async fn the_docker_provider_keeps_the_contract_for_clusters_services_and_contai
         (Kind::Tenant, "Tenant/acme", json!({"cluster": "swarm"})),
     ] {
         provider
-            .apply(&change(kind, address, after), &cancel)
+            .apply(
+                &change_of(kind, address, None, Action::Create, None, Some(&after)),
+                &cancel,
+            )
             .await
             .unwrap_or_else(|e| panic!("{address}: {e}"));
     }

@@ -2,9 +2,9 @@
 //! `capacity`, else the facts recorded when it was last applied), the load of what names its
 //! host, and what is to be placed (SPEC §11, docs/scheduler.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use nimbus_schemas::{Bytes, Cpu, Spec, WorkloadSpec};
+use nimbus_schemas::{Bytes, Cpu, Placement as Where, Spec, WorkloadSpec};
 use serde_json::Value;
 
 use crate::load::Model;
@@ -21,45 +21,50 @@ fn workload_load(w: &WorkloadSpec) -> (u64, u64) {
     )
 }
 
-/// Where each instance that needs placing goes (by address), or why it cannot. Empty when
-/// nothing in the model needs the scheduler.
-pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<String, Placement> {
-    let standalone: Vec<&str> = model
+/// The Tenants that name no cluster: their Workloads are containers on single hosts.
+pub fn standalone_tenants(model: &Model) -> HashSet<&str> {
+    model
         .documents
         .iter()
         .filter(|d| matches!(&d.resource.spec, Spec::Tenant(t) if t.cluster.is_none()))
         .map(|d| d.resource.name())
-        .collect();
+        .collect()
+}
+
+/// Where each instance that needs placing goes (by address), or why it cannot. Empty when
+/// nothing in the model needs the scheduler.
+pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<String, Placement> {
+    let standalone = standalone_tenants(model);
     let mut fixed = Vec::new();
     // Containers that name their one host, by address: checked against its whole capacity.
     let mut pinned: Vec<(String, Fixed)> = Vec::new();
     let mut requests = Vec::new();
     for document in &model.documents {
         let address = document.resource.address();
-        let previous = || {
-            records
+        // A request of `load` (millicores, bytes) to place by `placement`.
+        let request = |placement: &Where, (cpu, memory): (u64, u64)| Request {
+            address: address.clone(),
+            selector: placement.selector.0.clone(),
+            hosts: placement.hosts.clone(),
+            cpu,
+            memory,
+            previous: records
                 .get(address.as_str())
                 .and_then(|r| r.applied.get("host"))
                 .and_then(Value::as_str)
-                .map(str::to_owned)
+                .map(str::to_owned),
+        };
+        let fixed_on = |host: &str, (cpu, memory): (u64, u64)| Fixed {
+            host: host.to_owned(),
+            cpu,
+            memory,
         };
         match &document.resource.spec {
             Spec::Vm(vm) => {
                 let load = (u64::from(vm.cpus) * 1000, vm.memory.bytes);
                 match (&vm.host, &vm.placement) {
-                    (Some(host), _) => fixed.push(Fixed {
-                        host: host.clone(),
-                        cpu: load.0,
-                        memory: load.1,
-                    }),
-                    (None, Some(placement)) => requests.push(Request {
-                        address: address.clone(),
-                        selector: placement.selector.0.clone(),
-                        hosts: placement.hosts.clone(),
-                        cpu: load.0,
-                        memory: load.1,
-                        previous: previous(),
-                    }),
+                    (Some(host), _) => fixed.push(fixed_on(host, load)),
+                    (None, Some(placement)) => requests.push(request(placement, load)),
                     (None, None) => {}
                 }
             }
@@ -68,28 +73,17 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
                     .resource
                     .tenant
                     .as_deref()
-                    .is_some_and(|t| standalone.contains(&t)) =>
+                    .is_some_and(|t| standalone.contains(t)) =>
             {
                 let Some(placement) = &w.placement else {
                     continue;
                 };
                 let load = workload_load(w);
-                if placement.selector.is_empty() && placement.hosts.len() == 1 {
-                    let load = Fixed {
-                        host: placement.hosts[0].clone(),
-                        cpu: load.0,
-                        memory: load.1,
-                    };
-                    pinned.push((address.clone(), load));
-                } else {
-                    requests.push(Request {
-                        address: address.clone(),
-                        selector: placement.selector.0.clone(),
-                        hosts: placement.hosts.clone(),
-                        cpu: load.0,
-                        memory: load.1,
-                        previous: previous(),
-                    });
+                match placement.hosts.as_slice() {
+                    [host] if placement.selector.is_empty() => {
+                        pinned.push((address.clone(), fixed_on(host, load)));
+                    }
+                    _ => requests.push(request(placement, load)),
                 }
             }
             _ => {}

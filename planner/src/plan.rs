@@ -801,12 +801,7 @@ pub fn plan(
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
     // Containers of tenants without a cluster publish on their host, without a routing mesh.
-    let standalone: HashSet<&str> = model
-        .documents
-        .iter()
-        .filter(|d| matches!(&d.resource.spec, Spec::Tenant(t) if t.cluster.is_none()))
-        .map(|d| d.resource.name())
-        .collect();
+    let standalone = crate::placement::standalone_tenants(model);
     let mut notes = ingress_warnings(&changes, &standalone);
     notes.extend(
         changes

@@ -26,10 +26,10 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use nimbus_planner::plan::Observed;
 use nimbus_providers::ProviderError;
-use nimbus_schemas::{Bytes, Cpu, EnvValue, PortMapping, Protocol, PublishMode, WorkloadSpec};
+use nimbus_schemas::{EnvValue, PortMapping, Protocol, PublishMode, WorkloadSpec};
 use serde_json::{Value, json};
 
-use crate::engine::failed;
+use crate::engine::{failed, is_missing, labelled};
 use crate::secrets::EnvSecret;
 use crate::service::{ADDRESS_LABEL, MANAGED_LABEL, args_of, network_name, service_name};
 
@@ -85,22 +85,6 @@ impl Parsed {
             ))),
         }
     }
-}
-
-fn is_missing(error: &bollard::errors::Error) -> bool {
-    matches!(
-        error,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-fn labelled(address: &str, labels: Option<&HashMap<String, String>>) -> bool {
-    labels
-        .and_then(|l| l.get(ADDRESS_LABEL))
-        .is_some_and(|a| a == address)
 }
 
 /// The container named `name` when nimbus made it for `address`; an error when someone else
@@ -169,22 +153,11 @@ fn observed_spec(
     if let Some(tenant) = &desired.tenant {
         out["tenant"] = json!(tenant);
     }
-    if let Some(nano) = host_config.nano_cpus.filter(|n| *n > 0) {
-        out["cpu"] = json!(
-            Cpu {
-                millicores: (nano / 1_000_000) as u64
-            }
-            .to_string()
-        );
-    }
-    if let Some(bytes) = host_config.memory.filter(|m| *m > 0) {
-        out["memory"] = json!(
-            Bytes {
-                bytes: bytes as u64
-            }
-            .to_string()
-        );
-    }
+    crate::service::show_limits(
+        &mut out,
+        host_config.nano_cpus.filter(|n| *n > 0),
+        host_config.memory.filter(|m| *m > 0),
+    );
     let (image_env, image_cmd) = image_defaults;
     let mut env: BTreeMap<String, Value> = config
         .env

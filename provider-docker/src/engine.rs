@@ -37,6 +37,24 @@ pub fn failed(host: &str, what: &str, error: &bollard::errors::Error) -> Provide
     ProviderError::Failed(format!("Host/{host}: {what}: {text}"))
 }
 
+/// Whether the engine answered that the object does not exist.
+pub fn is_missing(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Whether an object's labels say nimbus made it for `address` (`dev.nimbus.address`).
+pub fn labelled(address: &str, labels: Option<&HashMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(crate::service::ADDRESS_LABEL))
+        .is_some_and(|a| a == address)
+}
+
 impl Engines {
     pub fn new(pool: Arc<Pool>) -> Result<Self, ProviderError> {
         let sockets = tempfile::Builder::new()

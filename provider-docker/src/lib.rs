@@ -26,7 +26,7 @@ use nimbus_providers::{
 use nimbus_schemas::{ClusterType, Kind, Spec, WorkloadSpec};
 use serde_json::{Value, json};
 
-use engine::{Engines, failed};
+use engine::{Engines, failed, is_missing, labelled};
 use service::{ADDRESS_LABEL, MANAGED_LABEL, network_name, service_name};
 
 /// This provider's id.
@@ -308,12 +308,7 @@ impl DockerProvider {
                     .await
                 {
                     Ok(network) => {
-                        let ours = network
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(ADDRESS_LABEL))
-                            .is_some_and(|a| a == address);
-                        if !ours {
+                        if !labelled(address, network.labels.as_ref()) {
                             return Err(ProviderError::Failed(format!(
                                 "{address}: a network named {} exists on Host/{manager} and nimbus did not create it",
                                 network_name(tenant)
@@ -321,10 +316,7 @@ impl DockerProvider {
                         }
                         Ok(Observed::Present(desired))
                     }
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => Ok(Observed::Absent),
+                    Err(e) if is_missing(&e) => Ok(Observed::Absent),
                     Err(e) => Err(failed(&manager, "cannot read the tenant's network", &e)),
                 }
             }
@@ -351,12 +343,7 @@ impl DockerProvider {
                 {
                     Ok(service) => {
                         let spec = service.spec.unwrap_or_default();
-                        let ours = spec
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(ADDRESS_LABEL))
-                            .is_some_and(|a| a == address);
-                        if !ours {
+                        if !labelled(address, spec.labels.as_ref()) {
                             return Err(ProviderError::Failed(format!(
                                 "{address}: a service named {name} exists and nimbus did not create it; it is left alone (rename the workload, or remove that service)"
                             )));
@@ -370,10 +357,7 @@ impl DockerProvider {
                             address, &spec, &workload, &secrets, &made, tenant,
                         )))
                     }
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => Ok(Observed::Absent),
+                    Err(e) if is_missing(&e) => Ok(Observed::Absent),
                     Err(e) => Err(failed(&manager, &format!("cannot read service {name}"), &e)),
                 }
             }
@@ -406,11 +390,8 @@ impl DockerProvider {
                 let tenant = name_of(address);
                 let (manager, docker) = self.manager_for_tenant(tenant).await?;
                 match docker.remove_network(&network_name(tenant)).await {
-                    Ok(())
-                    | Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => {}
+                    Ok(()) => {}
+                    Err(e) if is_missing(&e) => {}
                     Err(e) => {
                         return Err(failed(&manager, "cannot remove the tenant's network", &e));
                     }
@@ -482,11 +463,8 @@ impl DockerProvider {
                 let (manager, docker) = self.manager_for_tenant(tenant_of(address)).await?;
                 let name = service_name(address);
                 match docker.delete_service(&name).await {
-                    Ok(())
-                    | Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => {}
+                    Ok(()) => {}
+                    Err(e) if is_missing(&e) => {}
                     Err(e) => {
                         return Err(failed(
                             &manager,
@@ -543,13 +521,8 @@ impl DockerProvider {
                     .await;
                 let updated = match existing {
                     Ok(service) => {
-                        let ours = service
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.labels.as_ref())
-                            .and_then(|l| l.get(ADDRESS_LABEL))
-                            .is_some_and(|a| a == address);
-                        if !ours {
+                        let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
+                        if !labelled(address, labels) {
                             return Err(ProviderError::Failed(format!(
                                 "{address}: a service named {name} exists and nimbus did not create it; it is left alone"
                             )));
@@ -573,10 +546,7 @@ impl DockerProvider {
                             })?;
                         true
                     }
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => {
+                    Err(e) if is_missing(&e) => {
                         docker.create_service(spec, None).await.map_err(|e| {
                             failed(&manager, &format!("cannot create service {name}"), &e)
                         })?;

@@ -243,6 +243,26 @@ fn image_without_digest(image: &str) -> &str {
     image.split('@').next().unwrap_or(image)
 }
 
+/// A Workload's `cpu` and `memory` as the engine's limits show them (nano-cpus, bytes).
+pub(crate) fn show_limits(out: &mut Value, nano_cpus: Option<i64>, memory: Option<i64>) {
+    if let Some(nano) = nano_cpus {
+        out["cpu"] = json!(
+            Cpu {
+                millicores: (nano / 1_000_000) as u64
+            }
+            .to_string()
+        );
+    }
+    if let Some(bytes) = memory {
+        out["memory"] = json!(
+            Bytes {
+                bytes: bytes as u64
+            }
+            .to_string()
+        );
+    }
+}
+
 /// The Workload as the service shows it, in the form of `desired` where the service matches
 /// it field by field (so that only what differs is a change).
 pub fn observed_spec(
@@ -279,22 +299,7 @@ pub fn observed_spec(
     if desired.tenant.is_some() {
         out["tenant"] = json!(tenant);
     }
-    if let Some(nano) = limits.nano_cpus {
-        out["cpu"] = json!(
-            Cpu {
-                millicores: (nano / 1_000_000) as u64
-            }
-            .to_string()
-        );
-    }
-    if let Some(bytes) = limits.memory_bytes {
-        out["memory"] = json!(
-            Bytes {
-                bytes: bytes as u64
-            }
-            .to_string()
-        );
-    }
+    show_limits(&mut out, limits.nano_cpus, limits.memory_bytes);
     let mut env: BTreeMap<String, Value> = container
         .env
         .unwrap_or_default()

@@ -62,16 +62,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
     let bed = Bed::up_docker(3);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
-    std::fs::copy(&bed.known_hosts, repo.join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
-    write(
-        repo,
-        "nimbus.yaml",
-        &format!(
-            "{HEADER}kind: Repository\nmetadata: {{name: swarm}}\nspec:\n  ssh: {{identityFile: {key}, knownHosts: known_hosts}}\n  secrets: {{recipients: [\"{public}\"], identityFile: {key}}}\n",
-            key = bed.key.display(),
-            public = common::age_recipient(&bed.key)
-        ),
-    );
+    common::bed_repository(repo, "swarm", &bed.known_hosts, &bed.key);
     // A secret for the api workload, encrypted to the bed's key.
     common::encrypt_secret(repo, "api-token", SECRET);
     write(repo, "hosts.yaml", &hosts(&bed, &[true, true, true]));
@@ -400,37 +391,24 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         docker(&bed, host, "systemctl start docker.service");
     }
     for host in &bed.hosts {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !bed
-            .ssh(&host.name, "docker info >/dev/null 2>&1")
-            .status
-            .success()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dockerd on {}",
-                host.name
-            );
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
+        bed.wait_for(
+            &host.name,
+            "docker info >/dev/null 2>&1",
+            std::time::Duration::from_secs(60),
+            "dockerd does not answer",
+        );
     }
     // The managers recover their quorum a moment after their engines start; meanwhile the
     // swarm is there but cannot be acted on, and nimbus says so rather than take it for gone.
     let early = nimbus(repo, &["plan", "."]);
     let said = format!("{}{}", text(&early.stdout), text(&early.stderr));
     assert!(!said.contains("already gone"), "{said}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while !bed
-        .ssh(&bed.hosts[0].name, "docker node ls >/dev/null 2>&1")
-        .status
-        .success()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the swarm did not recover"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
+    bed.wait_for(
+        &bed.hosts[0].name,
+        "docker node ls >/dev/null 2>&1",
+        std::time::Duration::from_secs(90),
+        "the swarm did not recover",
+    );
     write(
         repo,
         "tenants/acme/web.yaml",

@@ -40,16 +40,7 @@ fn a_workload_without_a_cluster_runs_as_a_container_on_its_host() {
     let docker = |command: &str| bed.ssh_ok(&host.name, command);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
-    std::fs::copy(&bed.known_hosts, repo.join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
-    write(
-        repo,
-        "nimbus.yaml",
-        &format!(
-            "{HEADER}kind: Repository\nmetadata: {{name: solo}}\nspec:\n  ssh: {{identityFile: {key}, knownHosts: known_hosts}}\n  secrets: {{recipients: [\"{public}\"], identityFile: {key}}}\n",
-            key = bed.key.display(),
-            public = common::age_recipient(&bed.key)
-        ),
-    );
+    common::bed_repository(repo, "solo", &bed.known_hosts, &bed.key);
     common::encrypt_secret(repo, "web-token", SECRET);
     let hosts = |second_role: &str| {
         bed.hosts

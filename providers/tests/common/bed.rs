@@ -100,43 +100,21 @@ impl Bed {
     /// engine answers, and loads the test image ([`TEST_IMAGE`], built locally: there is no
     /// registry) into each.
     pub fn up_docker(n: usize) -> Bed {
-        let dir = testbed_dir();
-        let cache = cache_dir();
-        std::fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{}: {e}", cache.display()));
-        let tar = cache.join("py-tiny-2.tar");
-        let script = format!(
-            "set -e; bash {dir}/rootfs-systemd.sh >/dev/null
-             [ -d {cache}/rootfs-docker ] || SRC={cache}/rootfs-systemd DST={cache}/rootfs-docker bash {dir}/docker/rootfs-docker.sh
-             if [ ! -f {tar} ]; then
-               docker image inspect {TEST_IMAGE} >/dev/null 2>&1 || ROOTFS={cache}/rootfs-systemd TAG={TEST_IMAGE} bash {dir}/docker/image-tiny.sh
-               docker save {TEST_IMAGE} -o {tar}.tmp && mv {tar}.tmp {tar}
-             fi",
-            dir = dir.display(),
-            cache = cache.display(),
-            tar = tar.display(),
-        );
+        let tar = cache_dir().join("py-tiny-2.tar");
         run(
-            Command::new("flock")
-                .arg(cache.join(".lock"))
-                .args(["bash", "-c", &script])
-                .env("TB", &cache),
-            "the Docker test bed's root file system and image",
+            Command::new("bash")
+                .arg(testbed_dir().join("docker/prepare.sh"))
+                .env("NIMBUS_TESTBED_CACHE", cache_dir()),
+            "testbed/docker/prepare.sh",
         );
         let bed = Self::up_with(n, true);
         for host in &bed.hosts {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-            while !bed
-                .ssh(&host.name, "docker info --format '{{.ServerVersion}}'")
-                .status
-                .success()
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "dockerd does not answer on {}",
-                    host.name
-                );
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+            bed.wait_for(
+                &host.name,
+                "docker info --format '{{.ServerVersion}}'",
+                std::time::Duration::from_secs(90),
+                "dockerd does not answer",
+            );
         }
         let loads: Vec<_> = bed
             .hosts
@@ -277,6 +255,16 @@ impl Bed {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until `command` succeeds on `host`; panics with `what` after `within`.
+    #[allow(dead_code)]
+    pub fn wait_for(&self, host: &str, command: &str, within: std::time::Duration, what: &str) {
+        let deadline = std::time::Instant::now() + within;
+        while !self.ssh(host, command).status.success() {
+            assert!(std::time::Instant::now() < deadline, "{what} ({host})");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 }
 

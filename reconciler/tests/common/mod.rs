@@ -293,3 +293,19 @@ pub fn serves(address: &str, port: u16, needle: &str) -> bool {
     }
     false
 }
+
+/// A config repository for a test bed in `repo`: the bed's pinned host keys, and a Repository
+/// named `name` that logs in with the bed's key and encrypts its secrets to it.
+#[allow(dead_code)]
+pub fn bed_repository(repo: &Path, name: &str, known_hosts: &Path, key: &Path) {
+    std::fs::copy(known_hosts, repo.join("known_hosts")).unwrap_or_else(|e| panic!("{e}"));
+    write(
+        repo,
+        "nimbus.yaml",
+        &format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {{name: {name}}}\nspec:\n  ssh: {{identityFile: {key}, knownHosts: known_hosts}}\n  secrets: {{recipients: [\"{public}\"], identityFile: {key}}}\n",
+            key = key.display(),
+            public = age_recipient(key)
+        ),
+    );
+}
