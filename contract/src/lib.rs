@@ -104,6 +104,7 @@ pub fn change_of(
         protected: false,
         keep_on_removal: false,
         restart_for: Vec::new(),
+        confirm: None,
         error: None,
     }
 }

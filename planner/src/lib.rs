@@ -7,6 +7,7 @@ pub mod graph;
 pub mod instances;
 pub mod kdl;
 pub mod load;
+pub mod mesh;
 pub mod placement;
 pub mod plan;
 pub mod render;

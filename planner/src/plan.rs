@@ -145,6 +145,22 @@ pub struct Change {
     /// applied, and the run fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A Network change that can cut nimbus off from a member it reaches through that
+    /// network: applied with a confirm-or-revert timer on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Confirm>,
+}
+
+/// How a change that can cut nimbus off is confirmed: the members nimbus must reach again
+/// through the network after it, and how long the hosts wait before they restore their
+/// previous configuration by themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Confirm {
+    pub through: Vec<String>,
+    pub timeout_seconds: u64,
+    /// Every change of the Network in this plan (they are confirmed together).
+    pub group: Vec<String>,
 }
 
 /// A plan: the changes in apply order, and what it was made from.
@@ -494,6 +510,8 @@ pub fn plan(
 
     // Where the scheduler places what names no fixed host.
     let placements = crate::placement::placements(model, &records);
+    // Each Network member's interface, address and peers.
+    let mesh = crate::mesh::plan(model, graph, &records);
     // Built on the first Cluster met, once.
     let mut host_index: Option<crate::topology::HostIndex<'_>> = None;
     for &i in &order {
@@ -525,6 +543,14 @@ pub fn plan(
                 .get_or_insert_with(|| crate::topology::HostIndex::new(model))
                 .cluster_nodes(cluster);
             map.insert("nodes".into(), crate::topology::nodes_value(&nodes));
+        }
+        // A Network member carries its address and peers; one left without an address is not
+        // planned.
+        let mut mesh_problem = None;
+        match mesh.specs.get(&instance.address) {
+            Some(Ok(spec)) => desired = spec.clone(),
+            Some(Err(reason)) => mesh_problem = Some(reason.clone()),
+            None => {}
         }
         // A placed instance carries its host; one that fits nowhere is not planned.
         let placement = placements.get(&instance.address);
@@ -573,6 +599,7 @@ pub fn plan(
             protected,
             keep_on_removal,
             restart_for: Vec::new(),
+            confirm: None,
             error: None,
         };
         if input.destroy {
@@ -735,6 +762,13 @@ pub fn plan(
             }
             _ => change,
         };
+        let change = match mesh_problem {
+            Some(reason) => Change {
+                error: Some(reason),
+                ..change
+            },
+            None => change,
+        };
         changes.push(change);
     }
 
@@ -781,6 +815,7 @@ pub fn plan(
                 protected: record.protected,
                 keep_on_removal: record.keep_on_removal,
                 restart_for: Vec::new(),
+                confirm: None,
                 error: None,
             };
             if !record.owned {
@@ -797,6 +832,7 @@ pub fn plan(
     }
 
     let changes = order_deletes_first(changes, input.records);
+    let changes = confirm_or_revert(changes, &mesh);
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
@@ -825,6 +861,47 @@ pub fn plan(
         notes,
         changes,
     })
+}
+
+/// Marks the changes of a Network that nimbus reaches some member through (SPEC §11): they
+/// are applied with a timer, the members reached through it first (through the old path),
+/// and confirmed together once those members answer through the new one.
+fn confirm_or_revert(mut changes: Vec<Change>, mesh: &crate::mesh::Mesh) -> Vec<Change> {
+    for (network, through) in &mesh.through {
+        let resource = format!("Network/{network}");
+        let group: Vec<String> = changes
+            .iter()
+            .filter(|c| c.resource == resource && c.action.is_change() && c.error.is_none())
+            .map(|c| c.address.clone())
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let first: Vec<String> = group
+            .iter()
+            .filter(|a| {
+                a.split_once('@')
+                    .is_some_and(|(_, h)| through.iter().any(|t| t == h))
+            })
+            .cloned()
+            .collect();
+        let confirm = Confirm {
+            through: through.clone(),
+            timeout_seconds: mesh.confirm_timeout.get(network).copied().unwrap_or(30),
+            group: group.clone(),
+        };
+        for change in changes.iter_mut().filter(|c| group.contains(&c.address)) {
+            change.confirm = Some(confirm.clone());
+            if !first.contains(&change.address) {
+                for address in &first {
+                    if !change.depends_on.contains(address) {
+                        change.depends_on.push(address.clone());
+                    }
+                }
+            }
+        }
+    }
+    changes
 }
 
 /// Swarm services that publish in `ingress` mode (Docker's default) answer only where the

@@ -782,10 +782,72 @@ type QuotaCheck = (
 );
 
 fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
+    // Networks met so far: their subnet and interface, for overlaps and clashes.
+    let mut earlier: Vec<(&Document, nimbus_schemas::Cidr, String)> = Vec::new();
     for document in &model.documents {
         let Spec::Network(network) = &document.resource.spec else {
             continue;
         };
+        let name = document.resource.name();
+        let interface = network.interface_name(name);
+        let valid_interface = interface.len() <= 15
+            && !interface.is_empty()
+            && interface
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_interface {
+            let span = if network.interface.is_some() {
+                document.spec_span(&[Segment::Key("interface")])
+            } else {
+                document.spec_span(&[])
+            };
+            problems.push(
+                Problem::error(
+                    "nimbus::network::interface",
+                    format!(
+                        "`{interface}` cannot be a network interface's name: Linux allows at most 15 letters, digits, `-`, `_` or `.`"
+                    ),
+                    document.label(span, "interface name"),
+                )
+                .with_help("set `interface:` to a shorter name, such as `wg0`"),
+            );
+        }
+        for (other, subnet, other_interface) in &earlier {
+            let overlap = subnet.contains(network.subnet.network_address())
+                || network.subnet.contains(subnet.network_address());
+            if overlap {
+                problems.push(
+                    Problem::error(
+                        "nimbus::network::overlap",
+                        format!(
+                            "the subnet {} of Network/{name} overlaps {subnet} of Network/{}",
+                            network.subnet,
+                            other.resource.name()
+                        ),
+                        document.label(document.spec_span(&[Segment::Key("subnet")]), "this subnet"),
+                    )
+                    .with_label(other.label(
+                        other.spec_span(&[Segment::Key("subnet")]),
+                        "overlapped here",
+                    ))
+                    .with_help("give each Network a subnet of its own: their routes would send one mesh's packets into the other"),
+                );
+            }
+            if *other_interface == interface {
+                problems.push(
+                    Problem::error(
+                        "nimbus::network::interface",
+                        format!(
+                            "Network/{name} and Network/{} both use the interface {interface}",
+                            other.resource.name()
+                        ),
+                        document.label(document.spec_span(&[]), "this Network"),
+                    )
+                    .with_help("set `interface:` on one of them"),
+                );
+            }
+        }
+        earlier.push((document, network.subnet, interface));
         let mut seen: HashMap<IpAddr, &str> = HashMap::new();
         for (host, written) in &network.addresses {
             let path = [Segment::Key("addresses"), Segment::Key(host.as_str())];

@@ -1,12 +1,16 @@
 //! What `nimbus agent` serves on a host, through the provider protocol (SPEC §11): the host's
 //! facts and load, read from the kernel's own files, with no shell and no command run; and the
 //! controller's side that puts it on a host and speaks to it through the forwarded socket
-//! ([`Installer`]). The first part of the agent (issue 12): the WireGuard mesh comes next, and
-//! no plan uses the agent yet.
+//! ([`Installer`]); and a Network's WireGuard interface on the host ([`crate::wireguard`]).
 //!
 //! Served: `observe` of a Host gives `{facts: {...}, load: {...}}`; `apply` of a Host reads
-//! the facts again (as the SSH provider's does, into outputs). Any other kind is refused with
-//! a sentence: the agent does only what its protocol names.
+//! the facts again (as the SSH provider's does, into outputs). `observe` of a Network instance
+//! takes `{interface}` as its desired spec and answers what the host has of that interface
+//! (never its private key); `apply` of a Network takes one operation in `after`:
+//! `{operation: "configure", config, arm?}`, `{operation: "key", interface}` (the public key,
+//! the private one made first when missing), `{operation: "confirm", token}` and
+//! `{operation: "remove", interface}`. Any other kind is refused with a sentence: the agent
+//! does only what its protocol names.
 
 use std::path::Path;
 
@@ -24,11 +28,74 @@ pub const PROVIDER: &str = nimbus_planner::rules::AGENT;
 #[derive(Debug)]
 pub struct Local {
     root: std::path::PathBuf,
+    wireguard: crate::wireguard::Host,
+}
+
+/// One operation on a Network's interface, as the agent's `apply` takes it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "operation", rename_all = "camelCase")]
+pub enum NetworkOperation {
+    Configure {
+        config: crate::wireguard::InterfaceConfig,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arm: Option<crate::wireguard::Arm>,
+    },
+    Key {
+        interface: String,
+    },
+    Confirm {
+        token: String,
+    },
+    Remove {
+        interface: String,
+    },
 }
 
 impl Local {
     pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
-        Local { root: root.into() }
+        Local {
+            root: root.into(),
+            wireguard: crate::wireguard::Host::system(),
+        }
+    }
+
+    /// With the WireGuard side given (tests).
+    pub fn with_wireguard(mut self, wireguard: crate::wireguard::Host) -> Self {
+        self.wireguard = wireguard;
+        self
+    }
+
+    fn network(&self, operation: NetworkOperation) -> Result<Applied, ProviderError> {
+        let host = &self.wireguard;
+        match operation {
+            NetworkOperation::Configure { config, arm } => {
+                host.apply(&config, arm.as_ref())?;
+                let observed = host.observe(&config.interface)?.unwrap_or(Value::Null);
+                let public = observed["publicKey"].clone();
+                Ok(Applied {
+                    observed,
+                    outputs: json!({"publicKey": public}),
+                })
+            }
+            NetworkOperation::Key { interface } => Ok(Applied {
+                observed: Value::Null,
+                outputs: json!({"publicKey": host.ensure_key(&interface)?}),
+            }),
+            NetworkOperation::Confirm { token } => {
+                host.confirm(&token)?;
+                Ok(Applied {
+                    observed: Value::Null,
+                    outputs: json!({"confirmed": token}),
+                })
+            }
+            NetworkOperation::Remove { interface } => {
+                host.remove(&interface)?;
+                Ok(Applied {
+                    observed: Value::Null,
+                    outputs: Value::Null,
+                })
+            }
+        }
     }
 
     fn read(&self, path: &str) -> Option<String> {
@@ -91,7 +158,7 @@ impl Local {
 
     fn refuse(kind: Kind) -> ProviderError {
         ProviderError::Failed(format!(
-            "the agent does not serve {kind} in this release (it reports a Host's facts and load)"
+            "the agent does not serve {kind} in this release (it reports a Host's facts and load, and configures a Network's interface)"
         ))
     }
 }
@@ -110,11 +177,14 @@ impl Provider for Local {
     fn describe(&self) -> ProviderSchema {
         ProviderSchema {
             provider: PROVIDER.to_owned(),
-            kinds: vec![KindSchema {
-                // Facts and load are read, never compared against a manifest.
-                compare_fields: Some(Vec::new()),
-                ..KindSchema::default_for(Kind::Host)
-            }],
+            kinds: vec![
+                KindSchema {
+                    // Facts and load are read, never compared against a manifest.
+                    compare_fields: Some(Vec::new()),
+                    ..KindSchema::default_for(Kind::Host)
+                },
+                KindSchema::default_for(Kind::Network),
+            ],
         }
     }
 
@@ -131,6 +201,23 @@ impl Provider for Local {
                         request.address.clone(),
                         Observed::Present(json!({"facts": self.facts(), "load": self.load()})),
                     )),
+                    Kind::Network => {
+                        let interface = request
+                            .desired
+                            .as_ref()
+                            .and_then(|d| d["interface"].as_str())
+                            .ok_or_else(|| {
+                                ProviderError::Failed(format!(
+                                    "{}: observing a Network needs its `interface`",
+                                    request.address
+                                ))
+                            })?;
+                        let seen = match self.wireguard.observe(interface)? {
+                            Some(value) => Observed::Present(value),
+                            None => Observed::Absent,
+                        };
+                        Ok((request.address.clone(), seen))
+                    }
                     kind => Err(Self::refuse(kind)),
                 })
                 .collect()
@@ -148,6 +235,31 @@ impl Provider for Local {
                     observed: change.after.clone().unwrap_or(Value::Null),
                     outputs: json!({"facts": self.facts()}),
                 }),
+                Kind::Network => {
+                    let operation: NetworkOperation =
+                        serde_json::from_value(change.after.clone().unwrap_or(Value::Null))
+                            .map_err(|e| {
+                                ProviderError::Failed(format!(
+                                    "{}: not a Network operation the agent knows: {e}",
+                                    change.address
+                                ))
+                            })?;
+                    let wireguard = self.wireguard.clone();
+                    let local = Local {
+                        root: self.root.clone(),
+                        wireguard,
+                    };
+                    // Commands and socket calls block: off the runtime's threads.
+                    tokio::task::spawn_blocking(move || local.network(operation))
+                        .await
+                        .map_err(|e| ProviderError::Bug(e.to_string()))?
+                        .map_err(|e| match e {
+                            ProviderError::Failed(m) => {
+                                ProviderError::Failed(format!("{}: {m}", change.address))
+                            }
+                            other => other,
+                        })
+                }
                 kind => Err(Self::refuse(kind)),
             }
         })
@@ -423,9 +535,9 @@ mod tests {
             matches!(&seen[..], [(_, Observed::Present(v))] if v["facts"]["cpus"] == 2),
             "{seen:?}"
         );
-        let refused = local.observe(None, &[request(Kind::Network)]).await;
+        let refused = local.observe(None, &[request(Kind::Workload)]).await;
         assert!(
-            matches!(&refused, Err(ProviderError::Failed(m)) if m.contains("does not serve Network")),
+            matches!(&refused, Err(ProviderError::Failed(m)) if m.contains("does not serve Workload")),
             "{refused:?}"
         );
     }

@@ -147,6 +147,25 @@ pub fn ssh_pool(context: &Context<'_>) -> Result<Arc<crate::ssh::Pool>, String> 
 /// The SSH provider for the declared Hosts: Host, File and Service, on the run's connections.
 /// Without a key to log in with, every instance it serves fails with the reason and what to
 /// do.
+/// The Network provider: this very binary as each member's agent, over the shared
+/// connections.
+pub fn mesh(pool: &Result<Arc<crate::ssh::Pool>, String>) -> Arc<dyn Provider> {
+    let unavailable = |reason: String| -> Arc<dyn Provider> {
+        Arc::new(Unavailable {
+            name: crate::mesh::PROVIDER.to_owned(),
+            reason,
+            kinds: vec![Kind::Network],
+        })
+    };
+    match (pool, crate::agent::Installer::of_current_exe()) {
+        (Ok(pool), Ok(installer)) => {
+            Arc::new(crate::mesh::MeshProvider::new(Arc::clone(pool), installer))
+        }
+        (Err(reason), _) => unavailable(reason.clone()),
+        (_, Err(e)) => unavailable(e.to_string()),
+    }
+}
+
 pub fn ssh(pool: &Result<Arc<crate::ssh::Pool>, String>) -> Arc<dyn Provider> {
     match pool {
         Ok(pool) => Arc::new(crate::hosts::HostsProvider::with_pool(Arc::clone(pool))),

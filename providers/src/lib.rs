@@ -8,7 +8,9 @@ pub mod configure;
 pub mod hosts;
 pub mod memory;
 pub mod plugin;
+pub mod mesh;
 pub mod ssh;
+pub mod wireguard;
 
 /// OpenSSH keys and signatures (sshsig), for verifying signed commits.
 pub use russh::keys::ssh_key;

@@ -39,6 +39,7 @@ fn change(kind: Kind, resource: &str, host: &str, action: Action, after: Option<
         protected: false,
         keep_on_removal: false,
         restart_for: Vec::new(),
+        confirm: None,
     }
 }
 

@@ -31,6 +31,7 @@ fn file_change(action: Action, path: &str, content: &str, before: Option<Value>)
         protected: false,
         keep_on_removal: false,
         restart_for: Vec::new(),
+        confirm: None,
     }
 }
 
@@ -173,6 +174,7 @@ async fn a_host_reports_its_facts() {
         protected: false,
         keep_on_removal: false,
         restart_for: Vec::new(),
+        confirm: None,
     };
     let applied = provider
         .apply(&change, &nimbus_providers::Cancel::new())

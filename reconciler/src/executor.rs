@@ -632,15 +632,23 @@ pub fn target_of(address: &str, kind: nimbus_schemas::Kind) -> Option<String> {
 pub async fn observe(
     model: &Model,
     graph: &InstanceGraph,
+    records: &[nimbus_planner::plan::Record],
     extra: &[(String, nimbus_schemas::Kind, serde_json::Value, String)],
     registry: &Registry,
 ) -> (HashMap<String, Observed>, Vec<String>) {
     let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
+    // A Network member is observed against what the plan will ask of it (address, peers).
+    let by_address: HashMap<&str, &nimbus_planner::plan::Record> =
+        records.iter().map(|r| (r.address.as_str(), r)).collect();
+    let mesh = nimbus_planner::mesh::plan(model, graph, &by_address);
     for instance in &graph.instances {
         let Some(provider) = registry.get(&instance.provider) else {
             continue;
         };
-        let desired = desired_spec(&model.documents[instance.document].resource.spec);
+        let desired = match mesh.specs.get(&instance.address) {
+            Some(Ok(spec)) => spec.clone(),
+            _ => desired_spec(&model.documents[instance.document].resource.spec),
+        };
         batches
             .entry((
                 provider.name().to_owned(),

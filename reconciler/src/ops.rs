@@ -226,7 +226,9 @@ async fn providers(
     let docker = nimbus_planner::rules::DOCKER;
     let needs_ssh = wanted(ssh) || wanted_by_state(ssh);
     let needs_docker = wanted(docker) || wanted_by_state(docker);
-    if needs_ssh || needs_docker {
+    let agent = nimbus_planner::rules::AGENT;
+    let needs_agent = wanted(agent) || wanted_by_state(agent);
+    if needs_ssh || needs_docker || needs_agent {
         // One connection per host, shared by every provider that goes over SSH.
         let pool = nimbus_providers::configure::ssh_pool(&context);
         if needs_ssh {
@@ -234,6 +236,9 @@ async fn providers(
         }
         if needs_docker {
             registry.add(nimbus_provider_docker::configure(&context, &pool));
+        }
+        if needs_agent {
+            registry.add(nimbus_providers::configure::mesh(&pool));
         }
     }
     let plugin_names: Vec<String> = loaded
@@ -509,7 +514,14 @@ pub async fn make_plan(
             })
             .collect();
         let (observed, problems) =
-            executor::observe(&loaded.checked.model, &loaded.graph, &extra, registry).await;
+            executor::observe(
+                &loaded.checked.model,
+                &loaded.graph,
+                records,
+                &extra,
+                registry,
+            )
+            .await;
         for problem in problems {
             print_stderr(&format!("warning: {problem}\n"));
         }

@@ -29,6 +29,7 @@ fn change(address: &str, depends_on: &[&str]) -> Change {
         protected: false,
         keep_on_removal: false,
         restart_for: Vec::new(),
+        confirm: None,
     }
 }
 
@@ -325,7 +326,7 @@ async fn observation_is_one_call_per_target() {
     let provider = Arc::new(MemoryProvider::new());
     let registry = Registry::new().with(provider.clone());
     let (observed, problems) =
-        nimbus::executor::observe(&checked.model, &graph, &[], &registry).await;
+        nimbus::executor::observe(&checked.model, &graph, &[], &[], &registry).await;
     assert!(problems.is_empty());
     assert_eq!(observed.len(), graph.instances.len());
     // One batch per host (its Host and its per-host instances), plus one for the instances

@@ -14,6 +14,9 @@ pub const DEFAULT_SSH_PORT: u16 = 22;
 pub const DEFAULT_SSH_USER: &str = "root";
 pub const DEFAULT_OVERLAY_SUBNET: &str = "10.106.103.0/24";
 pub const DEFAULT_WIREGUARD_PORT: u16 = 51820;
+/// Seconds between WireGuard keepalives to each peer: without them a pair whose first packet
+/// is lost can stall (seen on the test bed).
+pub const DEFAULT_PERSISTENT_KEEPALIVE: u16 = 25;
 pub const DEFAULT_PARALLELISM: u32 = 10;
 
 fn default_ssh_port() -> Port {
@@ -27,6 +30,12 @@ fn default_overlay_subnet() -> Cidr {
 }
 fn default_wireguard_port() -> Port {
     Port(DEFAULT_WIREGUARD_PORT)
+}
+fn default_confirm_timeout() -> u16 {
+    30
+}
+fn default_persistent_keepalive() -> u16 {
+    DEFAULT_PERSISTENT_KEEPALIVE
 }
 fn default_parallelism() -> u32 {
     DEFAULT_PARALLELISM
@@ -338,6 +347,16 @@ pub struct NetworkSpec {
     /// Fixed overlay addresses by host name; others are allocated and kept in state.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub addresses: BTreeMap<String, String>,
+    /// The WireGuard interface on each member (at most 15 characters); `wg-NAME` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Seconds between keepalive packets to each peer (0: none).
+    #[serde(default = "default_persistent_keepalive")]
+    pub persistent_keepalive: u16,
+    /// Seconds a change on a member that nimbus reaches through this network has to be
+    /// confirmed before that member restores its previous configuration by itself.
+    #[serde(default = "default_confirm_timeout")]
+    pub confirm_timeout: u16,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
@@ -383,6 +402,14 @@ pub struct ClusterSpec {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+}
+
+impl NetworkSpec {
+    /// The WireGuard interface of the Network called `name` on its members: `interface`, else
+    /// `wg-NAME` (longer than Linux's 15 characters is refused when the manifests are checked).
+    pub fn interface_name(&self, name: &str) -> String {
+        self.interface.clone().unwrap_or_else(|| format!("wg-{name}"))
+    }
 }
 
 impl ClusterSpec {

@@ -23,9 +23,19 @@ pub struct AgentArgs {
     /// The unix socket to listen on (its folder is made, mode 0700).
     #[arg(long, default_value = "/run/nimbus/agent.sock")]
     pub socket: PathBuf,
+    /// Brings a Network's interface up from the configuration the agent saved on this host,
+    /// then exits: what the interface's boot unit runs.
+    #[arg(long, value_name = "INTERFACE")]
+    pub network_up: Option<String>,
 }
 
 pub fn run(args: AgentArgs) -> Result<i32> {
+    if let Some(interface) = &args.network_up {
+        nimbus_providers::wireguard::Host::system()
+            .up(interface)
+            .map_err(|e| miette!("{interface}: {e}"))?;
+        return Ok(0);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

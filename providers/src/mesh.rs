@@ -1,0 +1,698 @@
+//! The Network provider on nimbus's side (SPEC §11): each `Network/NAME@HOST` is configured by
+//! the agent on that host, reached through the host's SSH connection. The planner gives each
+//! member its interface, overlay address and peers (`nimbus_planner::mesh`); this side adds
+//! the peers' public keys, asked live from the peers' own agents (each key is made on its host
+//! and never leaves it), and turns what an agent reports into the planner's form: peers named
+//! by their keys, a peer with a key nobody has shown as `unknown <key>`.
+//!
+//! Changes marked `confirm` (a member nimbus reaches through the network) are armed with a
+//! timer on their host; they are confirmed once every such member answers again through a new
+//! connection, else the hosts restore their previous configuration by themselves and the run
+//! says so.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
+use nimbus_schemas::Kind;
+use serde_json::{Map, Value, json};
+use tokio::sync::OnceCell;
+
+use crate::agent::{Installer, NetworkOperation};
+use crate::protocol::{ApplyParams, Call, ObserveParams, Observations};
+use crate::ssh::{Pool, SshSession};
+use crate::wireguard::{Arm, InterfaceConfig, PeerConfig};
+use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
+
+/// The provider's id: Networks go to the agent.
+pub const PROVIDER: &str = nimbus_planner::rules::AGENT;
+
+/// How long a public key asked of a peer's agent is reused.
+const KEY_FRESH: Duration = Duration::from_secs(5);
+
+/// The fields compared; the rest of what an agent reports (handshakes, backend) is shown only.
+pub fn kind_schema() -> KindSchema {
+    KindSchema {
+        compare_fields: Some(
+            ["interface", "address", "listenPort", "key", "boot", "up", "peers"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        replace_fields: vec!["interface".into()],
+        ..KindSchema::default_for(Kind::Network)
+    }
+}
+
+type KeyCell = Arc<OnceCell<Option<String>>>;
+
+pub struct MeshProvider {
+    pool: Arc<Pool>,
+    installer: Installer,
+    installed: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    /// Public keys by (host, interface), asked once per few seconds.
+    keys: Mutex<HashMap<(String, String), (Instant, KeyCell)>>,
+    /// Armed changes not confirmed yet: instance address → (host, token).
+    armed: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl std::fmt::Debug for MeshProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshProvider").finish_non_exhaustive()
+    }
+}
+
+fn host_of(address: &str) -> Result<&str, ProviderError> {
+    address
+        .split_once('@')
+        .map(|(_, h)| h)
+        .ok_or_else(|| ProviderError::Bug(format!("{address} is not a per-host instance")))
+}
+
+/// A change carrying one agent operation.
+fn operation_change(address: &str, operation: &NetworkOperation) -> Result<Change, ProviderError> {
+    Ok(Change {
+        address: address.to_owned(),
+        resource: address.split('@').next().unwrap_or(address).to_owned(),
+        kind: Kind::Network,
+        host: address.split_once('@').map(|(_, h)| h.to_owned()),
+        provider: PROVIDER.to_owned(),
+        previous_provider: None,
+        action: Action::Update,
+        before: None,
+        after: Some(serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?),
+        fields: Vec::new(),
+        reason: None,
+        depends_on: Vec::new(),
+        protected: false,
+        keep_on_removal: false,
+        restart_for: Vec::new(),
+        error: None,
+        confirm: None,
+    })
+}
+
+impl MeshProvider {
+    pub fn new(pool: Arc<Pool>, installer: Installer) -> Self {
+        MeshProvider {
+            pool,
+            installer,
+            installed: tokio::sync::Mutex::default(),
+            keys: Mutex::default(),
+            armed: Mutex::default(),
+        }
+    }
+
+    /// The host's connection, with this build's agent running there (installed once per run).
+    async fn session(&self, host: &str) -> Result<Arc<SshSession>, ProviderError> {
+        let session = self.pool.session(host).await?;
+        let cell = Arc::clone(
+            self.installed
+                .lock()
+                .await
+                .entry(host.to_owned())
+                .or_default(),
+        );
+        cell.get_or_try_init(|| async { self.installer.ensure(&session).await.map(drop) })
+            .await?;
+        Ok(session)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        session: &SshSession,
+        call: Call,
+    ) -> Result<T, ProviderError> {
+        self.installer.connect(session).await?.call(call).await
+    }
+
+    /// What the agent on `host` reports of `interface`, `None` when it has nothing of it.
+    async fn raw(
+        &self,
+        session: &SshSession,
+        address: &str,
+        interface: &str,
+    ) -> Result<Option<Value>, ProviderError> {
+        let found: Observations = self
+            .call(
+                session,
+                Call::Observe(ObserveParams {
+                    target: Some(session.name().to_owned()),
+                    batch: vec![ObserveRequest {
+                        address: address.to_owned(),
+                        kind: Kind::Network,
+                        desired: Some(json!({ "interface": interface })),
+                    }],
+                }),
+            )
+            .await?;
+        Ok(found
+            .observations
+            .into_iter()
+            .next()
+            .and_then(|o| match o.into_observed().1 {
+                Observed::Present(value) => Some(value),
+                _ => None,
+            }))
+    }
+
+    async fn operation(
+        &self,
+        session: &SshSession,
+        address: &str,
+        operation: &NetworkOperation,
+    ) -> Result<Applied, ProviderError> {
+        let change = operation_change(address, operation)?;
+        self.call(session, Call::Apply(Box::new(ApplyParams { change })))
+            .await
+    }
+
+    /// `peer`'s public key for `interface`: made there first when `make` (an apply), else
+    /// `None` when it has none or cannot be asked.
+    async fn public_key(&self, peer: &str, network: &str, interface: &str, make: bool) -> Option<String> {
+        let cell = {
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (peer.to_owned(), interface.to_owned());
+            match keys.get(&key) {
+                Some((at, cell))
+                    if at.elapsed() < KEY_FRESH
+                        && (!make || cell.get().is_none_or(Option::is_some)) =>
+                {
+                    Arc::clone(cell)
+                }
+                _ => {
+                    let cell = KeyCell::default();
+                    keys.insert(key, (Instant::now(), Arc::clone(&cell)));
+                    cell
+                }
+            }
+        };
+        let address = format!("Network/{network}@{peer}");
+        cell.get_or_init(|| async {
+            let session = self.session(peer).await.ok()?;
+            if make {
+                let applied = self
+                    .operation(
+                        &session,
+                        &address,
+                        &NetworkOperation::Key {
+                            interface: interface.to_owned(),
+                        },
+                    )
+                    .await
+                    .ok()?;
+                applied.outputs["publicKey"].as_str().map(str::to_owned)
+            } else {
+                let raw = self.raw(&session, &address, interface).await.ok()??;
+                raw["publicKey"].as_str().map(str::to_owned)
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// The keys of `desired`'s peers, by name (those that could be had).
+    async fn peer_keys(
+        &self,
+        network: &str,
+        desired: &Value,
+        make: bool,
+    ) -> HashMap<String, String> {
+        let interface = desired["interface"].as_str().unwrap_or_default();
+        let names: Vec<&String> = desired["peers"]
+            .as_object()
+            .map(|p| p.keys().collect())
+            .unwrap_or_default();
+        let mut keys = HashMap::new();
+        // All at once: each is a round trip to another host.
+        let asked = names
+            .iter()
+            .map(|name| self.public_key(name, network, interface, make));
+        let answers = join_all(asked).await;
+        for (name, key) in names.into_iter().zip(answers) {
+            if let Some(key) = key {
+                keys.insert(name.clone(), key);
+            }
+        }
+        keys
+    }
+
+    /// An agent's report in the planner's form, peers named by the keys their hosts have.
+    fn comparable(raw: &Value, desired: &Value, keys: &HashMap<String, String>) -> Value {
+        let by_key: HashMap<&str, &str> = keys
+            .iter()
+            .map(|(name, key)| (key.as_str(), name.as_str()))
+            .collect();
+        let mut peers = Map::new();
+        for peer in raw["peers"].as_array().into_iter().flatten() {
+            let key = peer["publicKey"].as_str().unwrap_or_default();
+            let name = by_key
+                .get(key)
+                .map(|n| (*n).to_owned())
+                .unwrap_or_else(|| format!("unknown {key}"));
+            let wanted = &desired["peers"][&name];
+            let mut entry = Map::new();
+            let allowed: Vec<&str> = peer["allowedIps"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match allowed.as_slice() {
+                [one] if one.ends_with("/32") || one.ends_with("/128") => {
+                    let ip = one.rsplit_once('/').map_or(*one, |(ip, _)| ip);
+                    entry.insert("address".into(), json!(ip));
+                }
+                _ => {
+                    entry.insert("address".into(), json!(allowed));
+                }
+            }
+            // A member with no endpoint of its own is found where it writes from: where its
+            // peers learnt it is is not compared.
+            if (wanted.is_null() || wanted.get("endpoint").is_some())
+                && let Some(endpoint) = peer["endpoint"].as_str()
+            {
+                entry.insert("endpoint".into(), json!(endpoint));
+            }
+            if let Some(seconds) = peer["keepalive"].as_u64() {
+                entry.insert("keepalive".into(), json!(seconds));
+            }
+            peers.insert(name, Value::Object(entry));
+        }
+        let addresses: Vec<&str> = raw["addresses"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let key = if !raw["exists"].as_bool().unwrap_or(false) {
+            "no interface"
+        } else if raw["keyKept"].as_bool().unwrap_or(false) {
+            nimbus_planner::mesh::KEY_KEPT
+        } else {
+            "changed on the host"
+        };
+        json!({
+            "interface": raw["interface"],
+            "address": match addresses.as_slice() {
+                [one] => json!(one),
+                _ => json!(addresses),
+            },
+            "listenPort": raw["listenPort"],
+            "key": key,
+            "boot": raw["boot"],
+            "up": raw["up"],
+            "peers": peers,
+            "publicKey": raw["publicKey"],
+            "backend": raw["backend"],
+            "handshakes": raw["peers"].as_array().map(|peers| peers.iter().map(|p| {
+                let key = p["publicKey"].as_str().unwrap_or_default();
+                let name = by_key.get(key).copied().unwrap_or(key);
+                (name.to_owned(), p["latestHandshake"].clone())
+            }).collect::<Map<String, Value>>()),
+        })
+    }
+
+    async fn observe_one(&self, request: &ObserveRequest) -> Result<Observed, ProviderError> {
+        let host = host_of(&request.address)?;
+        let network = request
+            .address
+            .split('@')
+            .next()
+            .and_then(|r| r.strip_prefix("Network/"))
+            .unwrap_or_default();
+        let desired = request.desired.clone().unwrap_or(Value::Null);
+        let Some(interface) = desired["interface"].as_str() else {
+            return Err(ProviderError::Failed(format!(
+                "{}: observing needs the Network's interface",
+                request.address
+            )));
+        };
+        let session = self.session(host).await?;
+        let Some(raw) = self.raw(&session, &request.address, interface).await? else {
+            return Ok(Observed::Absent);
+        };
+        let keys = self.peer_keys(network, &desired, false).await;
+        Ok(Observed::Present(Self::comparable(&raw, &desired, &keys)))
+    }
+
+    /// A new connection to `host` (through its bastion when it has one), with a deadline: the
+    /// proof that the path still works after a change.
+    async fn reach_anew(&self, host: &str) -> Result<SshSession, ProviderError> {
+        let target = self
+            .pool
+            .target(host)
+            .ok_or_else(|| ProviderError::Failed(format!("Host/{host} is not declared")))?
+            .clone();
+        let bastion = match &target.via {
+            Some(via) => Some(self.pool.session(via).await?),
+            None => None,
+        };
+        let attempt = SshSession::connect_via(&target, bastion.as_deref());
+        let session = tokio::time::timeout(Duration::from_secs(3), attempt)
+            .await
+            .map_err(|_| ProviderError::Transient(format!("Host/{host}: no answer within 3 s")))??;
+        let hello = tokio::time::timeout(Duration::from_secs(3), self.installer.connect(&session))
+            .await
+            .map_err(|_| ProviderError::Transient(format!("Host/{host}: the agent does not answer")))??;
+        drop(hello);
+        Ok(session)
+    }
+
+    /// Waits until every member in `through` answers through a new connection, then confirms
+    /// the armed changes of the group (each on its own host). Else the hosts roll back by
+    /// themselves; this waits for that and says what came back.
+    async fn confirm(
+        &self,
+        change: &Change,
+        confirm: &nimbus_planner::plan::Confirm,
+        armed_at: Instant,
+    ) -> Result<(), ProviderError> {
+        let timeout = Duration::from_secs(confirm.timeout_seconds);
+        let deadline = armed_at + timeout.saturating_sub(Duration::from_secs(2));
+        let mut fresh: HashMap<String, SshSession> = HashMap::new();
+        let mut last_error = String::new();
+        while fresh.len() < confirm.through.len() && Instant::now() < deadline {
+            for host in &confirm.through {
+                if fresh.contains_key(host) {
+                    continue;
+                }
+                match self.reach_anew(host).await {
+                    Ok(session) => {
+                        fresh.insert(host.clone(), session);
+                    }
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            if fresh.len() < confirm.through.len() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let missing: Vec<&String> = confirm
+            .through
+            .iter()
+            .filter(|h| !fresh.contains_key(*h))
+            .collect();
+        if missing.is_empty() {
+            let tokens: Vec<(String, String, String)> = {
+                let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+                confirm
+                    .group
+                    .iter()
+                    .filter_map(|a| armed.remove(a).map(|(h, t)| (a.clone(), h, t)))
+                    .collect()
+            };
+            for (address, host, token) in tokens {
+                let operation = NetworkOperation::Confirm { token };
+                let result = match fresh.get(&host) {
+                    Some(session) => self.operation(session, &address, &operation).await,
+                    None => {
+                        let session = self.session(&host).await?;
+                        self.operation(&session, &address, &operation).await
+                    }
+                };
+                result.map_err(|e| {
+                    ProviderError::Failed(format!("{address}: cannot confirm the change: {e}"))
+                })?;
+            }
+            return Ok(());
+        }
+        // Not reached: the armed hosts restore their previous configuration. Wait for that,
+        // and say whether the members answer again.
+        let names = missing
+            .iter()
+            .map(|h| format!("Host/{h}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tokio::time::sleep((armed_at + timeout + Duration::from_secs(3)).saturating_duration_since(Instant::now())).await;
+        let mut back = Vec::new();
+        for host in &missing {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if self.reach_anew(host).await.is_ok() {
+                    back.push(format!("Host/{host} answers again"));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    back.push(format!("Host/{host} still does not answer"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Err(ProviderError::Failed(format!(
+            "{}: rolled back: nimbus could not reach {names} through {} within {} s of the change ({last_error}), so the members changed with it restored their previous configuration by themselves; {}",
+            change.address,
+            change.resource,
+            confirm.timeout_seconds,
+            back.join(", ")
+        )))
+    }
+
+    async fn apply_change(&self, change: &Change) -> Result<Applied, ProviderError> {
+        let host = host_of(&change.address)?;
+        let network = change.resource.strip_prefix("Network/").unwrap_or_default();
+        let session = self.session(host).await?;
+        let interface_of = |spec: &Option<Value>| {
+            spec.as_ref()
+                .and_then(|s| s["interface"].as_str())
+                .map(str::to_owned)
+        };
+        if change.action == Action::Delete {
+            let Some(interface) = interface_of(&change.before) else {
+                return Err(ProviderError::Bug(format!(
+                    "{}: a delete without the interface it removes",
+                    change.address
+                )));
+            };
+            self.operation(&session, &change.address, &NetworkOperation::Remove { interface })
+                .await?;
+            return Ok(Applied::default());
+        }
+        let desired = change.after.clone().unwrap_or(Value::Null);
+        let Some(interface) = interface_of(&change.after) else {
+            return Err(ProviderError::Bug(format!(
+                "{}: a Network change without its interface",
+                change.address
+            )));
+        };
+        // A renamed interface: the old one goes first.
+        if let Some(old) = interface_of(&change.before).filter(|old| *old != interface) {
+            self.operation(&session, &change.address, &NetworkOperation::Remove { interface: old })
+                .await?;
+        }
+        let keys = self.peer_keys(network, &desired, true).await;
+        // A peer whose agent cannot be asked keeps the key this host has for its address.
+        let current = self.raw(&session, &change.address, &interface).await?;
+        let known = |address: &str| -> Option<String> {
+            current.as_ref()?["peers"].as_array()?.iter().find_map(|p| {
+                let allowed = p["allowedIps"].as_array()?;
+                let matches = allowed.len() == 1
+                    && allowed[0].as_str()?.split('/').next()? == address;
+                matches.then(|| p["publicKey"].as_str().map(str::to_owned))?
+            })
+        };
+        let mut peers = Vec::new();
+        let mut unknown = Vec::new();
+        for (name, peer) in desired["peers"].as_object().into_iter().flatten() {
+            let Some(address) = peer["address"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            else {
+                continue;
+            };
+            let Some(public_key) = keys
+                .get(name)
+                .cloned()
+                .or_else(|| known(&address.to_string()))
+            else {
+                unknown.push(name.clone());
+                continue;
+            };
+            peers.push(PeerConfig {
+                public_key,
+                address,
+                endpoint: peer["endpoint"].as_str().and_then(|e| e.parse().ok()),
+                keepalive: peer["keepalive"].as_u64().and_then(|k| u16::try_from(k).ok()),
+            });
+        }
+        let config = InterfaceConfig {
+            interface: interface.clone(),
+            address: desired["address"].as_str().unwrap_or_default().to_owned(),
+            listen_port: desired["listenPort"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(nimbus_schemas::DEFAULT_WIREGUARD_PORT),
+            peers,
+        };
+        let arm = change.confirm.as_ref().map(|confirm| Arm {
+            token: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ),
+            timeout_seconds: confirm.timeout_seconds,
+        });
+        let armed_at = Instant::now();
+        let applied = self
+            .operation(
+                &session,
+                &change.address,
+                &NetworkOperation::Configure {
+                    config,
+                    arm: arm.clone(),
+                },
+            )
+            .await?;
+        if let (Some(confirm), Some(arm)) = (&change.confirm, &arm) {
+            self.armed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(change.address.clone(), (host.to_owned(), arm.token.clone()));
+            // Members outside the path confirm the group once the path answers; when only
+            // members on the path change, each confirms itself.
+            let on_path = |address: &String| {
+                address
+                    .split_once('@')
+                    .is_some_and(|(_, h)| confirm.through.iter().any(|t| t == h))
+            };
+            let confirmers_exist = confirm.group.iter().any(|a| !on_path(a));
+            if !confirmers_exist || !on_path(&change.address) {
+                self.confirm(change, confirm, armed_at).await?;
+            }
+        }
+        let public_key = applied.outputs["publicKey"].clone();
+        let mut own = HashMap::new();
+        own.extend(keys);
+        let observed = Self::comparable(&applied.observed, &desired, &own);
+        let mut outputs = json!({
+            "publicKey": public_key,
+            "address": desired["address"],
+            "interface": interface,
+        });
+        if !unknown.is_empty() {
+            outputs["peersWithoutKey"] = json!(unknown);
+        }
+        Ok(Applied { observed, outputs })
+    }
+}
+
+/// Runs futures at once and collects their outputs in order (no runtime task needed).
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, future) in set.iter_mut().enumerate() {
+            if outputs[i].is_some() {
+                continue;
+            }
+            match future.as_mut().poll(cx) {
+                std::task::Poll::Ready(value) => outputs[i] = Some(value),
+                std::task::Poll::Pending => pending = true,
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+impl Provider for MeshProvider {
+    fn name(&self) -> &str {
+        PROVIDER
+    }
+
+    fn describe(&self) -> ProviderSchema {
+        ProviderSchema {
+            provider: PROVIDER.to_owned(),
+            kinds: vec![kind_schema()],
+        }
+    }
+
+    fn observe<'a>(
+        &'a self,
+        _target: Option<&'a str>,
+        batch: &'a [ObserveRequest],
+    ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
+        Box::pin(async move {
+            let mut seen = Vec::new();
+            for request in batch {
+                if request.kind != Kind::Network {
+                    return Err(ProviderError::Failed(format!(
+                        "{}: the agent provider serves Networks only",
+                        request.address
+                    )));
+                }
+                seen.push((request.address.clone(), self.observe_one(request).await?));
+            }
+            Ok(seen)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        _cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+        Box::pin(async move {
+            if change.kind != Kind::Network {
+                return Err(ProviderError::Failed(format!(
+                    "{}: the agent provider serves Networks only",
+                    change.address
+                )));
+            }
+            self.apply_change(change).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_named_by_their_hosts_keys_and_strangers_are_shown() {
+        let desired = json!({
+            "interface": "wg-mesh",
+            "peers": {
+                "b": {"address": "10.106.103.2", "endpoint": "10.0.0.2:51820", "keepalive": 25},
+                "c": {"address": "10.106.103.3", "keepalive": 25},
+            }
+        });
+        let raw = json!({
+            "interface": "wg-mesh", "exists": true, "keyKept": true, "listenPort": 51820,
+            "addresses": ["10.106.103.1/24"], "up": true, "boot": true, "publicKey": "A=",
+            "peers": [
+                {"publicKey": "B=", "endpoint": "10.0.0.2:51820", "allowedIps": ["10.106.103.2/32"], "keepalive": 25},
+                {"publicKey": "C=", "endpoint": "10.0.0.3:40000", "allowedIps": ["10.106.103.3/32"], "keepalive": 25},
+                {"publicKey": "X=", "endpoint": null, "allowedIps": ["10.106.103.9/32", "10.0.0.0/8"]},
+            ]
+        });
+        let keys = HashMap::from([("b".to_owned(), "B=".to_owned()), ("c".to_owned(), "C=".to_owned())]);
+        let seen = MeshProvider::comparable(&raw, &desired, &keys);
+        assert_eq!(
+            seen["peers"],
+            json!({
+                "b": {"address": "10.106.103.2", "endpoint": "10.0.0.2:51820", "keepalive": 25},
+                // c has no endpoint of its own: where b learnt it is is not compared
+                "c": {"address": "10.106.103.3", "keepalive": 25},
+                "unknown X=": {"address": ["10.106.103.9/32", "10.0.0.0/8"]},
+            })
+        );
+        assert_eq!(seen["address"], "10.106.103.1/24");
+        assert_eq!(seen["key"], nimbus_planner::mesh::KEY_KEPT);
+        let changed = MeshProvider::comparable(
+            &json!({"exists": true, "keyKept": false, "peers": []}),
+            &desired,
+            &keys,
+        );
+        assert_eq!(changed["key"], "changed on the host");
+    }
+}
