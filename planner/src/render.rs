@@ -61,6 +61,20 @@ fn headline(change: &Change) -> String {
     }
 }
 
+/// What a change applied with a confirm-or-revert timer says (SPEC §11).
+pub fn confirm_line(confirm: &crate::plan::Confirm) -> String {
+    let hosts = confirm
+        .through
+        .iter()
+        .map(|h| format!("Host/{h}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "confirm or revert: nimbus reaches {hosts} through this network; unless it answers again within {} s of the change, the changed members restore their previous configuration by themselves",
+        confirm.timeout_seconds
+    )
+}
+
 /// Whether a field is the selector that made a per-host instance: noise on every instance.
 fn is_selector(change: &Change, path: &str) -> bool {
     change.host.is_some() && matches!(path, "hosts" | "host" | "members")
@@ -303,6 +317,9 @@ pub fn text(plan: &Plan) -> String {
     out.push_str("nimbus will perform the following actions:\n");
     for change in shown {
         let _ = writeln!(out, "\n  # {}", headline(change));
+        if let Some(confirm) = &change.confirm {
+            let _ = writeln!(out, "  # {}", confirm_line(confirm));
+        }
         let symbol = change.action.symbol();
         let _ = writeln!(out, "{symbol:>3} {}", change.address);
         for line in field_lines(change) {

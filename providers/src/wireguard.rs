@@ -358,10 +358,22 @@ impl Host {
                 }
             }
         }
+        // Peers are changed one by one, not replaced: a peer with no endpoint of its own keeps
+        // the one it was last seen at, and established sessions stay.
         let mut update = DeviceUpdate::new()
             .set_private_key(key)
-            .set_listen_port(config.listen_port)
-            .replace_peers();
+            .set_listen_port(config.listen_port);
+        if let Ok(device) = Device::get(&name, backend) {
+            for peer in &device.peers {
+                let wanted = config
+                    .peers
+                    .iter()
+                    .any(|p| p.public_key == peer.config.public_key.to_base64());
+                if !wanted {
+                    update = update.remove_peer_by_key(&peer.config.public_key);
+                }
+            }
+        }
         for peer in &config.peers {
             let public = Key::from_base64(&peer.public_key)
                 .map_err(|_| failed(format!("`{}` is not a public key", peer.public_key)))?;
@@ -391,6 +403,13 @@ impl Host {
         }
         if !up {
             run("ip", &["link", "set", interface, "up"])?;
+        }
+        // One datagram toward each peer (the discard port) starts its handshake now rather
+        // than at the next keepalive: a peer that moved learns where this member is at once.
+        if let Ok(socket) = std::net::UdpSocket::bind(("0.0.0.0", 0)) {
+            for peer in config.peers.iter().filter(|p| p.address.is_ipv4()) {
+                let _ = socket.send_to(&[0], SocketAddr::new(peer.address, 9));
+            }
         }
         Ok(())
     }
