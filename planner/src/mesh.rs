@@ -64,7 +64,15 @@ fn nth(subnet: Cidr, n: u128) -> Option<IpAddr> {
 }
 
 /// Every Network's members as configured, from the model, its instances and state's records.
-pub fn plan(model: &Model, graph: &InstanceGraph, records: &HashMap<&str, &Record>) -> Mesh {
+///
+/// A member whose last change was rolled back by its host (not confirmed in time) keeps the
+/// address it has, not the one state recorded for the change: `observed` says which.
+pub fn plan(
+    model: &Model,
+    graph: &InstanceGraph,
+    records: &HashMap<&str, &Record>,
+    observed: &HashMap<String, crate::plan::Observed>,
+) -> Mesh {
     let hosts: HashMap<&str, &nimbus_schemas::HostSpec> = model
         .documents
         .iter()
@@ -85,7 +93,19 @@ pub fn plan(model: &Model, graph: &InstanceGraph, records: &HashMap<&str, &Recor
             .filter(|i| i.document == d)
             .filter_map(|i| i.host.as_deref())
             .collect();
-        let addresses = allocate(name, network, &members, records);
+        let rolled_back: HashMap<&str, IpAddr> = members
+            .iter()
+            .filter_map(|m| {
+                let crate::plan::Observed::Present(seen) =
+                    observed.get(&format!("Network/{name}@{m}"))?
+                else {
+                    return None;
+                };
+                (seen["rolledBack"] == true).then_some(())?;
+                Some((*m, address_in(seen)?))
+            })
+            .collect();
+        let addresses = allocate(name, network, &members, records, &rolled_back);
         let in_subnet = |host: &str| {
             hosts
                 .get(host)
@@ -171,6 +191,7 @@ fn allocate(
     network: &NetworkSpec,
     members: &[&str],
     records: &HashMap<&str, &Record>,
+    rolled_back: &HashMap<&str, IpAddr>,
 ) -> BTreeMap<String, IpAddr> {
     let subnet = network.subnet;
     let mut given: BTreeMap<String, IpAddr> = BTreeMap::new();
@@ -191,7 +212,10 @@ fn allocate(
         .iter()
         .filter_map(|(address, record)| {
             let host = address.strip_prefix(&prefix)?;
-            let ip = address_in(&record.applied)?;
+            let ip = match rolled_back.get(host) {
+                Some(ip) => *ip,
+                None => address_in(&record.applied)?,
+            };
             subnet.contains(ip).then_some((host, ip))
         })
         .collect();
@@ -255,7 +279,7 @@ mod tests {
 
     #[test]
     fn new_members_take_the_lowest_free_addresses_by_name() {
-        let given = allocate("mesh", &network(&[]), &["a", "b", "c"], &HashMap::new());
+        let given = allocate("mesh", &network(&[]), &["a", "b", "c"], &HashMap::new(), &HashMap::new());
         assert_eq!(
             shown(&given),
             ["a=10.106.103.1", "b=10.106.103.2", "c=10.106.103.3"]
@@ -268,6 +292,7 @@ mod tests {
             "mesh",
             &network(&[("b", "10.106.103.1")]),
             &["a", "b", "c"],
+            &HashMap::new(),
             &HashMap::new(),
         );
         assert_eq!(
@@ -286,7 +311,7 @@ mod tests {
         let records: HashMap<&str, &Record> = kept.iter().map(|r| (r.address.as_str(), r)).collect();
         // `0` sorts first but comes last: it gets the next free address; `a` has left, and
         // its address stays free while its record is there.
-        let given = allocate("mesh", &network(&[]), &["0", "b", "c"], &records);
+        let given = allocate("mesh", &network(&[]), &["0", "b", "c"], &records, &HashMap::new());
         assert_eq!(
             shown(&given),
             ["0=10.106.103.4", "b=10.106.103.2", "c=10.106.103.3"]
@@ -299,8 +324,17 @@ mod tests {
         let records: HashMap<&str, &Record> = kept.iter().map(|r| (r.address.as_str(), r)).collect();
         let mut spec = network(&[]);
         spec.subnet = "10.9.0.0/30".parse().unwrap_or_else(|e| panic!("{e}"));
-        let given = allocate("mesh", &spec, &["a", "b", "c"], &records);
+        let given = allocate("mesh", &spec, &["a", "b", "c"], &records, &HashMap::new());
         // A /30 has two usable addresses: the third member gets none.
         assert_eq!(shown(&given), ["a=10.9.0.1", "b=10.9.0.2"]);
+    }
+
+    #[test]
+    fn a_member_whose_change_was_rolled_back_keeps_the_address_it_has() {
+        let kept = [record("Network/mesh@a", "10.106.103.50")];
+        let records: HashMap<&str, &Record> = kept.iter().map(|r| (r.address.as_str(), r)).collect();
+        let has = HashMap::from([("a", "10.106.103.3".parse().unwrap_or_else(|e| panic!("{e}")))]);
+        let given = allocate("mesh", &network(&[]), &["a", "b"], &records, &has);
+        assert_eq!(shown(&given), ["a=10.106.103.3", "b=10.106.103.1"]);
     }
 }

@@ -511,7 +511,7 @@ pub fn plan(
     // Where the scheduler places what names no fixed host.
     let placements = crate::placement::placements(model, &records);
     // Each Network member's interface, address and peers.
-    let mesh = crate::mesh::plan(model, graph, &records);
+    let mesh = crate::mesh::plan(model, graph, &records, input.observed);
     // Built on the first Cluster met, once.
     let mut host_index: Option<crate::topology::HostIndex<'_>> = None;
     for &i in &order {

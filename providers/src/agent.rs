@@ -39,6 +39,10 @@ pub enum NetworkOperation {
         config: crate::wireguard::InterfaceConfig,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         arm: Option<crate::wireguard::Arm>,
+        /// Answer first, then change: the answer would travel the path the change may cut
+        /// (a member nimbus reaches through the network).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deferred: bool,
     },
     Key {
         interface: String,
@@ -68,7 +72,15 @@ impl Local {
     fn network(&self, operation: NetworkOperation) -> Result<Applied, ProviderError> {
         let host = &self.wireguard;
         match operation {
-            NetworkOperation::Configure { config, arm } => {
+            NetworkOperation::Configure {
+                config,
+                arm: Some(arm),
+                deferred: true,
+            } => Ok(Applied {
+                observed: Value::Null,
+                outputs: json!({"publicKey": host.apply_deferred(config, arm)?, "deferred": true}),
+            }),
+            NetworkOperation::Configure { config, arm, .. } => {
                 host.apply(&config, arm.as_ref())?;
                 let observed = host.observe(&config.interface)?.unwrap_or(Value::Null);
                 let public = observed["publicKey"].clone();

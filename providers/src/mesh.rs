@@ -46,14 +46,23 @@ pub fn kind_schema() -> KindSchema {
 
 type KeyCell = Arc<OnceCell<Option<String>>>;
 
+/// The changes of one group so far: those armed (address, host, token), those that failed,
+/// and when the first was armed (the hosts' timers run from about then).
+#[derive(Debug, Default)]
+struct Group {
+    armed: Vec<(String, String, String)>,
+    failed: Vec<String>,
+    first_armed: Option<Instant>,
+}
+
 pub struct MeshProvider {
     pool: Arc<Pool>,
     installer: Installer,
     installed: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<()>>>>,
     /// Public keys by (host, interface), asked once per few seconds.
     keys: Mutex<HashMap<(String, String), (Instant, KeyCell)>>,
-    /// Armed changes not confirmed yet: instance address → (host, token).
-    armed: Mutex<HashMap<String, (String, String)>>,
+    /// Changes made together under one confirm-or-revert timer, by their group.
+    groups: Mutex<HashMap<Vec<String>, Group>>,
 }
 
 impl std::fmt::Debug for MeshProvider {
@@ -99,7 +108,7 @@ impl MeshProvider {
             installer,
             installed: tokio::sync::Mutex::default(),
             keys: Mutex::default(),
-            armed: Mutex::default(),
+            groups: Mutex::default(),
         }
     }
 
@@ -301,6 +310,9 @@ impl MeshProvider {
             "peers": peers,
             "publicKey": raw["publicKey"],
             "backend": raw["backend"],
+            // The host restored its previous configuration: what state recorded of the last
+            // change is not what it runs.
+            "rolledBack": !raw["rolledBack"].is_null(),
             "handshakes": raw["peers"].as_array().map(|peers| peers.iter().map(|p| {
                 let key = p["publicKey"].as_str().unwrap_or_default();
                 let name = by_key.get(key).copied().unwrap_or(key);
@@ -356,73 +368,79 @@ impl MeshProvider {
     }
 
     /// Waits until every member in `through` answers through a new connection, then confirms
-    /// the armed changes of the group (each on its own host). Else the hosts roll back by
-    /// themselves; this waits for that and says what came back.
+    /// every armed change of the group, each on its own host (a change not in effect yet is
+    /// asked again). Else the hosts roll back by themselves: this waits for that and says
+    /// whether the members answer again.
     async fn confirm(
         &self,
         change: &Change,
         confirm: &nimbus_planner::plan::Confirm,
         armed_at: Instant,
+        tokens: Vec<(String, String, String)>,
     ) -> Result<(), ProviderError> {
         let timeout = Duration::from_secs(confirm.timeout_seconds);
         let deadline = armed_at + timeout.saturating_sub(Duration::from_secs(2));
         let mut fresh: HashMap<String, SshSession> = HashMap::new();
+        let mut pending = tokens;
         let mut last_error = String::new();
-        while fresh.len() < confirm.through.len() && Instant::now() < deadline {
+        while Instant::now() < deadline {
             for host in &confirm.through {
-                if fresh.contains_key(host) {
-                    continue;
-                }
-                match self.reach_anew(host).await {
-                    Ok(session) => {
-                        fresh.insert(host.clone(), session);
+                if !fresh.contains_key(host) {
+                    match self.reach_anew(host).await {
+                        Ok(session) => {
+                            fresh.insert(host.clone(), session);
+                        }
+                        Err(e) => last_error = e.to_string(),
                     }
-                    Err(e) => last_error = e.to_string(),
                 }
             }
-            if fresh.len() < confirm.through.len() {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-        let missing: Vec<&String> = confirm
-            .through
-            .iter()
-            .filter(|h| !fresh.contains_key(*h))
-            .collect();
-        if missing.is_empty() {
-            let tokens: Vec<(String, String, String)> = {
-                let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-                confirm
-                    .group
-                    .iter()
-                    .filter_map(|a| armed.remove(a).map(|(h, t)| (a.clone(), h, t)))
-                    .collect()
-            };
-            for (address, host, token) in tokens {
-                let operation = NetworkOperation::Confirm { token };
-                let result = match fresh.get(&host) {
-                    Some(session) => self.operation(session, &address, &operation).await,
-                    None => {
-                        let session = self.session(&host).await?;
-                        self.operation(&session, &address, &operation).await
+            if fresh.len() == confirm.through.len() {
+                let mut left = Vec::new();
+                for (address, host, token) in pending {
+                    let operation = NetworkOperation::Confirm {
+                        token: token.clone(),
+                    };
+                    let result = match fresh.get(&host) {
+                        Some(session) => self.operation(session, &address, &operation).await,
+                        None => match self.session(&host).await {
+                            Ok(session) => self.operation(&session, &address, &operation).await,
+                            Err(e) => Err(e),
+                        },
+                    };
+                    match result {
+                        Ok(_) => {}
+                        Err(ProviderError::Transient(e)) => {
+                            last_error = e;
+                            left.push((address, host, token));
+                        }
+                        Err(e) => {
+                            return Err(ProviderError::Failed(format!(
+                                "{address}: cannot confirm the change: {e}"
+                            )));
+                        }
                     }
-                };
-                result.map_err(|e| {
-                    ProviderError::Failed(format!("{address}: cannot confirm the change: {e}"))
-                })?;
+                }
+                pending = left;
+                if pending.is_empty() {
+                    return Ok(());
+                }
             }
-            return Ok(());
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        // Not reached: the armed hosts restore their previous configuration. Wait for that,
+        // Not confirmed: the armed hosts restore their previous configuration. Wait for that,
         // and say whether the members answer again.
-        let names = missing
+        let names = confirm
+            .through
             .iter()
             .map(|h| format!("Host/{h}"))
             .collect::<Vec<_>>()
             .join(", ");
-        tokio::time::sleep((armed_at + timeout + Duration::from_secs(3)).saturating_duration_since(Instant::now())).await;
+        tokio::time::sleep(
+            (armed_at + timeout + Duration::from_secs(3)).saturating_duration_since(Instant::now()),
+        )
+        .await;
         let mut back = Vec::new();
-        for host in &missing {
+        for host in &confirm.through {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if self.reach_anew(host).await.is_ok() {
@@ -437,11 +455,40 @@ impl MeshProvider {
             }
         }
         Err(ProviderError::Failed(format!(
-            "{}: rolled back: nimbus could not reach {names} through {} within {} s of the change ({last_error}), so the members changed with it restored their previous configuration by themselves; {}",
+            "{}: rolled back: nimbus could not reach {names} through {} and confirm within {} s of the change ({last_error}), so the members changed with it restored their previous configuration by themselves; {}",
             change.address,
             change.resource,
             confirm.timeout_seconds,
             back.join(", ")
+        )))
+    }
+
+    /// Notes a group member's outcome; the last one of the group to finish gets the group's
+    /// armed changes to confirm (`Ok(Some)`), or the names of those that failed (`Err`).
+    fn finish_in_group(
+        &self,
+        confirm: &nimbus_planner::plan::Confirm,
+        outcome: Result<(String, String, String), String>,
+    ) -> Result<Option<(Instant, Vec<(String, String, String)>)>, Vec<String>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let group = groups.entry(confirm.group.clone()).or_default();
+        match outcome {
+            Ok(armed) => {
+                group.first_armed.get_or_insert_with(Instant::now);
+                group.armed.push(armed);
+            }
+            Err(address) => group.failed.push(address),
+        }
+        if group.armed.len() + group.failed.len() < confirm.group.len() {
+            return Ok(None);
+        }
+        let group = groups.remove(&confirm.group).unwrap_or_default();
+        if !group.failed.is_empty() {
+            return Err(group.failed);
+        }
+        Ok(Some((
+            group.first_armed.unwrap_or_else(Instant::now),
+            group.armed,
         )))
     }
 
@@ -532,7 +579,13 @@ impl MeshProvider {
             ),
             timeout_seconds: confirm.timeout_seconds,
         });
-        let armed_at = Instant::now();
+        let on_path = |address: &String| {
+            change.confirm.as_ref().is_some_and(|confirm| {
+                address
+                    .split_once('@')
+                    .is_some_and(|(_, h)| confirm.through.iter().any(|t| t == h))
+            })
+        };
         let applied = self
             .operation(
                 &session,
@@ -540,26 +593,38 @@ impl MeshProvider {
                 &NetworkOperation::Configure {
                     config,
                     arm: arm.clone(),
+                    deferred: on_path(&change.address),
                 },
             )
-            .await?;
+            .await;
         if let (Some(confirm), Some(arm)) = (&change.confirm, &arm) {
-            self.armed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(change.address.clone(), (host.to_owned(), arm.token.clone()));
-            // Members outside the path confirm the group once the path answers; when only
-            // members on the path change, each confirms itself.
-            let on_path = |address: &String| {
-                address
-                    .split_once('@')
-                    .is_some_and(|(_, h)| confirm.through.iter().any(|t| t == h))
+            // The group is confirmed by the last of it to be armed, once the members on the
+            // path answer through it; a failure anywhere leaves every timer to fire.
+            let outcome = match &applied {
+                Ok(_) => Ok((change.address.clone(), host.to_owned(), arm.token.clone())),
+                Err(_) => Err(change.address.clone()),
             };
-            let confirmers_exist = confirm.group.iter().any(|a| !on_path(a));
-            if !confirmers_exist || !on_path(&change.address) {
-                self.confirm(change, confirm, armed_at).await?;
+            let revert = |failed: Vec<String>| {
+                ProviderError::Failed(format!(
+                    "{}: not confirmed, because {} failed: the members of {} changed with it restore their previous configuration by themselves within {} s",
+                    change.address,
+                    failed.join(", "),
+                    change.resource,
+                    confirm.timeout_seconds
+                ))
+            };
+            match self.finish_in_group(confirm, outcome) {
+                Ok(Some((armed_at, tokens))) => {
+                    applied.as_ref().map_err(Clone::clone)?;
+                    self.confirm(change, confirm, armed_at, tokens).await?;
+                }
+                Ok(None) => {}
+                Err(failed) => {
+                    return Err(applied.err().unwrap_or_else(|| revert(failed)));
+                }
             }
         }
+        let applied = applied?;
         let public_key = applied.outputs["publicKey"].clone();
         let mut own = HashMap::new();
         own.extend(keys);

@@ -74,8 +74,9 @@ pub struct Host {
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// Armed changes not confirmed yet, by token: the interface.
-    armed: HashMap<String, String>,
+    /// Armed changes not confirmed yet, by token: the interface, and whether the change is
+    /// in effect yet (a deferred one lands after the answer).
+    armed: HashMap<String, (String, bool)>,
     /// Tokens whose change was rolled back, by interface: the last one of each.
     rolled_back: BTreeMap<String, String>,
 }
@@ -267,13 +268,55 @@ impl Host {
     /// interface, its address and peers. With `arm`, the previous configuration comes back by
     /// itself unless confirmed in time.
     pub fn apply(&self, config: &InterfaceConfig, arm: Option<&Arm>) -> Result<(), ProviderError> {
+        if let Some(arm) = arm {
+            self.arm(&config.interface, self.saved(&config.interface), arm);
+        }
+        self.configure(config)?;
+        if let Some(arm) = arm {
+            self.landed(&arm.token);
+        }
+        Ok(())
+    }
+
+    /// Arms the timer now and answers; the change itself lands a moment later, on a thread of
+    /// its own (the answer must leave before the change can cut its path).
+    pub fn apply_deferred(&self, config: InterfaceConfig, arm: Arm) -> Result<String, ProviderError> {
+        backend()?;
+        let public = self.ensure_key(&config.interface)?;
+        self.arm(&config.interface, self.saved(&config.interface), &arm);
+        let host = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            match host.configure(&config) {
+                Ok(()) => host.landed(&arm.token),
+                // Not confirmed, it is rolled back when the timer fires.
+                Err(e) => tracing::error!(interface = %config.interface, error = %e, "the deferred change failed"),
+            }
+        });
+        Ok(public)
+    }
+
+    fn landed(&self, token: &str) {
+        if let Some(entry) = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .armed
+            .get_mut(token)
+        {
+            entry.1 = true;
+        }
+    }
+
+    fn configure(&self, config: &InterfaceConfig) -> Result<(), ProviderError> {
         let interface = config.interface.as_str();
         let backend = backend()?;
         self.ensure_key(interface)?;
-        let previous = self.saved(interface);
-        if let Some(arm) = arm {
-            self.arm(interface, previous.clone(), arm);
-        }
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rolled_back
+            .remove(interface);
         let text =
             serde_json::to_string_pretty(config).map_err(|e| ProviderError::Bug(e.to_string()))?;
         write_private(&self.config_path(interface), &text)?;
@@ -451,7 +494,7 @@ impl Host {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .armed
-            .insert(arm.token.clone(), interface.to_owned());
+            .insert(arm.token.clone(), (interface.to_owned(), false));
         let host = self.clone();
         let token = arm.token.clone();
         let interface = interface.to_owned();
@@ -469,7 +512,7 @@ impl Host {
                 return;
             }
             let restored = match &previous {
-                Some(config) => host.apply(config, None),
+                Some(config) => host.configure(config),
                 None => host.remove(&interface),
             };
             match restored {
@@ -488,8 +531,14 @@ impl Host {
     /// rolled back already, or never armed).
     pub fn confirm(&self, token: &str) -> Result<(), ProviderError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match state.armed.remove(token) {
-            Some(_) => Ok(()),
+        match state.armed.get(token) {
+            Some((_, true)) => {
+                state.armed.remove(token);
+                Ok(())
+            }
+            Some((interface, false)) => Err(ProviderError::Transient(format!(
+                "the change of {interface} is not in effect yet"
+            ))),
             None => Err(failed(format!(
                 "no change waits for confirmation with token {token} (rolled back already?)"
             ))),
@@ -557,6 +606,9 @@ mod tests {
                 timeout_seconds: 3600,
             },
         );
+        // Not in effect yet: not confirmed.
+        assert!(matches!(host.confirm("t1"), Err(ProviderError::Transient(_))));
+        host.landed("t1");
         assert!(host.confirm("t1").is_ok());
         assert!(host.confirm("t1").is_err());
         assert!(host.confirm("other").is_err());

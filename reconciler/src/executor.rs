@@ -640,7 +640,7 @@ pub async fn observe(
     // A Network member is observed against what the plan will ask of it (address, peers).
     let by_address: HashMap<&str, &nimbus_planner::plan::Record> =
         records.iter().map(|r| (r.address.as_str(), r)).collect();
-    let mesh = nimbus_planner::mesh::plan(model, graph, &by_address);
+    let mesh = nimbus_planner::mesh::plan(model, graph, &by_address, &HashMap::new());
     for instance in &graph.instances {
         let Some(provider) = registry.get(&instance.provider) else {
             continue;
