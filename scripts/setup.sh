@@ -6,6 +6,8 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v git >/dev/null || need_apt+=(git)
+# objcopy: the mesh tests install a stripped agent on many hosts
+command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3)
 # The SSH transport is tested against a real sshd on loopback (started and stopped by the tests).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)

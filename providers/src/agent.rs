@@ -292,8 +292,13 @@ pub struct Installer {
 const AGENT_DIR: &str = "/var/lib/nimbus/agent";
 
 impl Installer {
-    /// The running binary, hashed once.
+    /// The running binary, hashed once; or the file `NIMBUS_AGENT_BINARY` names (the same
+    /// version stripped, or built for the hosts' architecture): the hello checks that it
+    /// speaks this nimbus's protocol.
     pub fn of_current_exe() -> Result<Installer, ProviderError> {
+        if let Some(path) = std::env::var_os("NIMBUS_AGENT_BINARY").filter(|p| !p.is_empty()) {
+            return Installer::of(std::path::PathBuf::from(path));
+        }
         let binary = std::env::current_exe()
             .map_err(|e| ProviderError::Failed(format!("cannot find nimbus's own binary: {e}")))?;
         Installer::of(binary)

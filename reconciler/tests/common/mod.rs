@@ -31,6 +31,35 @@ pub fn nimbus_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run nimbus: {e}"))
 }
 
+/// The built `nimbus` without its symbols (a fifth of its size), for tests that put the agent
+/// on many hosts (`NIMBUS_AGENT_BINARY`): made once per build, next to it.
+#[allow(dead_code)]
+pub fn stripped_agent() -> std::path::PathBuf {
+    let binary = Path::new(env!("CARGO_BIN_EXE_nimbus"));
+    let stamp = std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let stripped = binary.with_file_name(format!("nimbus-agent-stripped-{stamp}"));
+    if !stripped.exists() {
+        let partial = binary.with_file_name(format!(
+            "nimbus-agent-stripped-{stamp}.{}",
+            std::process::id()
+        ));
+        let status = Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(binary)
+            .arg(&partial)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run objcopy: {e}"));
+        assert!(status.success(), "objcopy --strip-all failed");
+        std::fs::rename(&partial, &stripped).unwrap_or_else(|e| panic!("{e}"));
+    }
+    stripped
+}
+
 /// Copies a directory tree.
 #[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
