@@ -713,7 +713,13 @@ impl Provider for MeshProvider {
                     change.address
                 )));
             }
-            self.apply_change(change).await
+            // Every failure names its instance.
+            self.apply_change(change).await.map_err(|e| match e {
+                ProviderError::Failed(m) if !m.starts_with(&change.address) => {
+                    ProviderError::Failed(format!("{}: {m}", change.address))
+                }
+                other => other,
+            })
         })
     }
 }

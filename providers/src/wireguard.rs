@@ -268,6 +268,7 @@ impl Host {
     /// interface, its address and peers. With `arm`, the previous configuration comes back by
     /// itself unless confirmed in time.
     pub fn apply(&self, config: &InterfaceConfig, arm: Option<&Arm>) -> Result<(), ProviderError> {
+        Self::check(config)?;
         if let Some(arm) = arm {
             self.arm(&config.interface, self.saved(&config.interface), arm);
         }
@@ -281,6 +282,7 @@ impl Host {
     /// Arms the timer now and answers; the change itself lands a moment later, on a thread of
     /// its own (the answer must leave before the change can cut its path).
     pub fn apply_deferred(&self, config: InterfaceConfig, arm: Arm) -> Result<String, ProviderError> {
+        Self::check(&config)?;
         backend()?;
         let public = self.ensure_key(&config.interface)?;
         self.arm(&config.interface, self.saved(&config.interface), &arm);
@@ -308,7 +310,23 @@ impl Host {
         }
     }
 
+    /// Refuses a configuration that cannot be applied, before anything is touched.
+    fn check(config: &InterfaceConfig) -> Result<(), ProviderError> {
+        interface_name(&config.interface)?;
+        let valid = config.address.split_once('/').is_some_and(|(ip, prefix)| {
+            ip.parse::<IpAddr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| p <= 128)
+        });
+        if !valid {
+            return Err(failed(format!(
+                "`{}` is not an address with its prefix, such as 10.106.103.1/24",
+                config.address
+            )));
+        }
+        Ok(())
+    }
+
     fn configure(&self, config: &InterfaceConfig) -> Result<(), ProviderError> {
+        Self::check(config)?;
         let interface = config.interface.as_str();
         let backend = backend()?;
         self.ensure_key(interface)?;
