@@ -218,7 +218,7 @@ async fn the_docker_provider_keeps_the_contract_for_clusters_services_and_contai
         }
         let mut nodes = nodes[..2].to_vec();
         nodes[1].labels = labels;
-        json!({"type": "docker-swarm", "nodes": nodes_value(&nodes)})
+        json!({"type": "docker-swarm", "nodes": nodes_value(&nodes, false)})
     };
     let cluster = Case {
         kind: Kind::Cluster,
@@ -236,7 +236,7 @@ async fn the_docker_provider_keeps_the_contract_for_clusters_services_and_contai
         (
             Kind::Cluster,
             "Cluster/swarm",
-            json!({"type": "docker-swarm", "nodes": nodes_value(&nodes)}),
+            json!({"type": "docker-swarm", "nodes": nodes_value(&nodes, false)}),
         ),
         (Kind::Tenant, "Tenant/acme", json!({"cluster": "swarm"})),
     ] {

@@ -539,10 +539,21 @@ pub fn plan(
         if let Spec::Cluster(cluster) = spec
             && let Value::Object(map) = &mut desired
         {
-            let nodes = host_index
+            let mut nodes = host_index
                 .get_or_insert_with(|| crate::topology::HostIndex::new(model))
                 .cluster_nodes(cluster);
-            map.insert("nodes".into(), crate::topology::nodes_value(&nodes));
+            // On a Network, the nodes advertise their overlay addresses.
+            if let Some(network) = &cluster.network {
+                for node in &mut nodes {
+                    if let Some(ip) = mesh.address_of(network, &node.host) {
+                        node.address = ip.to_string();
+                    }
+                }
+            }
+            map.insert(
+                "nodes".into(),
+                crate::topology::nodes_value(&nodes, cluster.network.is_some()),
+            );
         }
         // A Network member carries its address and peers; one left without an address is not
         // planned.
@@ -838,20 +849,7 @@ pub fn plan(
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
     // Containers of tenants without a cluster publish on their host, without a routing mesh.
     let standalone = crate::placement::standalone_tenants(model);
-    let mut notes = ingress_warnings(&changes, &standalone);
-    notes.extend(
-        changes
-            .iter()
-            .filter(|c| c.kind == Kind::Cluster && c.provider == crate::rules::DOCKER)
-            .filter(|c| c.action.is_change())
-            .filter_map(|c| {
-                let network = c.after.as_ref()?.get("network")?.as_str()?;
-                Some(format!(
-                    "warning: {} names Network/{network}, but its nodes advertise their own addresses in this release (the overlay addresses come with the WireGuard provider)",
-                    c.address
-                ))
-            }),
-    );
+    let notes = ingress_warnings(&changes, &standalone);
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         source_revision: input.source_revision.clone(),

@@ -100,18 +100,21 @@ pub fn cluster_named<'a>(model: &'a Model, name: &str) -> Option<&'a ClusterSpec
     })
 }
 
-/// The nodes as a Cluster's desired spec carries them: `{host: {role, labels}}`.
-pub fn nodes_value(nodes: &[ClusterNode]) -> Value {
+/// The nodes as a Cluster's desired spec carries them: `{host: {role, labels}}`, and each
+/// node's `address` when the cluster runs on a Network (its overlay address, advertised to
+/// the other nodes).
+pub fn nodes_value(nodes: &[ClusterNode], with_address: bool) -> Value {
     let map: serde_json::Map<String, Value> = nodes
         .iter()
         .map(|n| {
-            (
-                n.host.clone(),
-                json!({
-                    "role": if n.manager { "manager" } else { "worker" },
-                    "labels": n.labels,
-                }),
-            )
+            let mut node = json!({
+                "role": if n.manager { "manager" } else { "worker" },
+                "labels": n.labels,
+            });
+            if with_address {
+                node["address"] = json!(n.address);
+            }
+            (n.host.clone(), node)
         })
         .collect();
     Value::Object(map)

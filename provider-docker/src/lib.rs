@@ -190,7 +190,11 @@ impl DockerProvider {
                 })?;
                 Ok(ClusterNode {
                     host: host.clone(),
-                    address: target.address.clone(),
+                    // Its overlay address when the cluster runs on a Network.
+                    address: node
+                        .get("address")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| target.address.clone(), str::to_owned),
                     manager: node.get("role").and_then(Value::as_str) == Some("manager"),
                     labels: node
                         .get("labels")
@@ -277,7 +281,10 @@ impl DockerProvider {
                     return Ok(Observed::Absent);
                 };
                 let mut observed = desired.clone();
-                let mut nodes_seen = swarm::observed_nodes(&docker, &manager).await?;
+                // On a Network, the addresses the nodes advertise are part of the cluster.
+                let with_address = desired.get("network").is_some_and(Value::is_string);
+                let mut nodes_seen =
+                    swarm::observed_nodes(&docker, &manager, with_address).await?;
                 if let Value::Object(map) = &mut nodes_seen {
                     let hosts: Vec<String> = map.keys().cloned().collect();
                     for host in hosts {

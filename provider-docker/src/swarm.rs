@@ -114,7 +114,11 @@ fn host_of(node: &Node) -> Option<String> {
 
 /// The swarm's nodes as the Cluster's spec carries them: `{host: {role, labels}}`, for the
 /// nodes that are up and not draining (a node that left by hand is not there).
-pub async fn observed_nodes(docker: &Docker, manager: &str) -> Result<Value, ProviderError> {
+pub async fn observed_nodes(
+    docker: &Docker,
+    manager: &str,
+    with_address: bool,
+) -> Result<Value, ProviderError> {
     let nodes = docker
         .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
         .await
@@ -135,7 +139,12 @@ pub async fn observed_nodes(docker: &Docker, manager: &str) -> Result<Value, Pro
             Some(NodeSpecRoleEnum::MANAGER) => "manager",
             _ => "worker",
         };
-        out.insert(host, json!({"role": role, "labels": labels}));
+        let mut seen = json!({"role": role, "labels": labels});
+        if with_address {
+            // The address it advertises to the other nodes.
+            seen["address"] = json!(node.status.as_ref().and_then(|s| s.addr.clone()));
+        }
+        out.insert(host, seen);
     }
     Ok(Value::Object(out))
 }
@@ -169,13 +178,39 @@ pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), Pr
         .find(|n| n.host == leader)
         .map(|n| n.address.clone())
         .unwrap_or_default();
+    // What each node advertises now: a node that advertises another address than it should
+    // (the cluster moved onto a Network) leaves and joins again.
+    let advertised: HashMap<String, String> = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(|e| failed(&leader, "cannot list the swarm's nodes", &e))?
+        .iter()
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) != Some(NodeState::DOWN))
+        .filter_map(|n| Some((host_of(n)?, n.status.as_ref()?.addr.clone()?)))
+        .collect();
+    if let Some(wrong) = advertised
+        .get(&leader)
+        .filter(|addr| **addr != leader_address)
+    {
+        return Err(ProviderError::Failed(format!(
+            "Host/{leader}: the swarm was made with its manager advertising {wrong}, not {leader_address}; a swarm's first manager cannot move: remove the Cluster, apply, and add it again to make it on the new addresses"
+        )));
+    }
     // Joins, with tokens read now and kept in memory only.
     let mut tokens = None;
     for node in nodes.iter().filter(|n| n.host != leader) {
         let engine = engines.engine(&node.host).await?;
         // In a swarm already, or on its way back into it (pending after a restart).
         if membership(&engine, &node.host).await?.joined {
-            continue;
+            match advertised.get(&node.host) {
+                Some(addr) if *addr != node.address => {
+                    engine
+                        .leave_swarm(Some(LeaveSwarmOptionsBuilder::new().force(true).build()))
+                        .await
+                        .map_err(|e| failed(&node.host, "docker swarm leave failed", &e))?;
+                }
+                _ => continue,
+            }
         }
         if tokens.is_none() {
             let swarm = docker
