@@ -131,14 +131,14 @@ fn the_agent_serves_the_protocol_on_its_socket() {
         &mut stream,
         &mut reader,
         &json!({"id": 5, "method": "observe", "params": {"target": null, "batch": [
-            {"address": "Network/mesh@here", "kind": "Network", "desired": {}}
+            {"address": "Workload/acme/api", "kind": "Workload", "desired": {}}
         ]}})
         .to_string(),
     );
     assert!(
         network["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("does not serve Network")),
+            .is_some_and(|m| m.contains("does not serve Workload")),
         "{network}"
     );
 

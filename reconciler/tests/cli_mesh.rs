@@ -165,6 +165,16 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     assert!(peers_listed(&bed, &names[0]).contains(&second_key));
     assert!(pings(&bed, &names[0], &addresses[1]));
 
+    // A key changed by hand on the interface is drift: the key the agent made comes back.
+    let third_key = public_key(&bed, &names[2]);
+    bed.ssh_ok(&names[2], "wg genkey > /tmp/other.key; wg set wg-mesh private-key /tmp/other.key");
+    let drift = ok(&nimbus(repo, &["plan", "."]));
+    assert!(drift.contains("changed on the host"), "{drift}");
+    said.push_str(&drift);
+    said.push_str(&ok(&nimbus(repo, &["apply", "--auto-approve", "."])));
+    assert_eq!(public_key(&bed, &names[2]), third_key);
+    assert!(pings(&bed, &names[0], &addresses[2]));
+
     // The boot unit brings the interface back with its configuration.
     let unit = "nimbus-wg-wg-mesh.service";
     assert_eq!(
@@ -216,6 +226,21 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     );
     let settled = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
+
+    // A member with no WireGuard at all fails on its own, with what to install; the rest of
+    // the mesh converges.
+    bed.ssh_ok(&names[1], "mv /usr/bin/wireguard-go /usr/bin/wireguard-go.off");
+    write(repo, "hosts.yaml", &hosts(&[0, 1, 2, 3, 4]));
+    let partial = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = format!("{}{}", text(&partial.stdout), text(&partial.stderr));
+    said.push_str(&out);
+    assert_eq!(partial.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("Network/mesh@{}", names[1])) && out.contains("apt install wireguard-go"),
+        "{out}"
+    );
+    assert!(pings(&bed, &names[0], &fifth), "the rest of the mesh stops");
+    bed.ssh_ok(&names[1], "mv /usr/bin/wireguard-go.off /usr/bin/wireguard-go");
 
     // No private key anywhere but on its host: not in state, not in what nimbus printed.
     let mut kept = String::new();
