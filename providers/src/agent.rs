@@ -46,6 +46,9 @@ pub enum NetworkOperation {
     },
     Key {
         interface: String,
+        /// Read only: `None` when there is no key (an observation makes nothing).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_only: bool,
     },
     Confirm {
         token: String,
@@ -89,7 +92,14 @@ impl Local {
                     outputs: json!({"publicKey": public}),
                 })
             }
-            NetworkOperation::Key { interface } => Ok(Applied {
+            NetworkOperation::Key {
+                interface,
+                read_only: true,
+            } => Ok(Applied {
+                observed: Value::Null,
+                outputs: json!({"publicKey": host.public_key(&interface)}),
+            }),
+            NetworkOperation::Key { interface, .. } => Ok(Applied {
                 observed: Value::Null,
                 outputs: json!({"publicKey": host.ensure_key(&interface)?}),
             }),
@@ -338,6 +348,10 @@ impl Installer {
     /// Puts the binary on the host when it is not there with this digest, stops agents of
     /// other builds, and starts this one when it does not answer. Returns whether it copied.
     pub async fn ensure(&self, session: &crate::ssh::SshSession) -> Result<bool, ProviderError> {
+        // This build's socket answers only for this build: nothing to check or copy.
+        if self.hello(session).await.is_ok() {
+            return Ok(false);
+        }
         let host = session.name();
         let path = self.remote_path();
         let present = session

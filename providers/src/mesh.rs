@@ -199,22 +199,18 @@ impl MeshProvider {
         let address = format!("Network/{network}@{peer}");
         cell.get_or_init(|| async {
             let session = self.session(peer).await.ok()?;
-            if make {
-                let applied = self
-                    .operation(
-                        &session,
-                        &address,
-                        &NetworkOperation::Key {
-                            interface: interface.to_owned(),
-                        },
-                    )
-                    .await
-                    .ok()?;
-                applied.outputs["publicKey"].as_str().map(str::to_owned)
-            } else {
-                let raw = self.raw(&session, &address, interface).await.ok()??;
-                raw["publicKey"].as_str().map(str::to_owned)
-            }
+            let applied = self
+                .operation(
+                    &session,
+                    &address,
+                    &NetworkOperation::Key {
+                        interface: interface.to_owned(),
+                        read_only: !make,
+                    },
+                )
+                .await
+                .ok()?;
+            applied.outputs["publicKey"].as_str().map(str::to_owned)
         })
         .await
         .clone()
@@ -340,6 +336,19 @@ impl MeshProvider {
         let Some(raw) = self.raw(&session, &request.address, interface).await? else {
             return Ok(Observed::Absent);
         };
+        // Its own key, for its peers' observations.
+        if let Some(key) = raw["publicKey"].as_str() {
+            self.keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((host.to_owned(), interface.to_owned()))
+                .or_insert_with(|| {
+                    (
+                        Instant::now(),
+                        Arc::new(OnceCell::new_with(Some(Some(key.to_owned())))),
+                    )
+                });
+        }
         let keys = self.peer_keys(network, &desired, false).await;
         Ok(Observed::Present(Self::comparable(&raw, &desired, &keys)))
     }

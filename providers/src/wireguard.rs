@@ -181,6 +181,12 @@ impl Host {
         Key::from_base64(text.trim()).ok()
     }
 
+    /// The interface's public key, when its private key is there.
+    pub fn public_key(&self, interface: &str) -> Option<String> {
+        self.private_key(interface)
+            .map(|k| k.get_public().to_base64())
+    }
+
     /// The interface's public key, its private key made first when there is none.
     pub fn ensure_key(&self, interface: &str) -> Result<String, ProviderError> {
         // One maker at a time: two applies at once must end with one key.
