@@ -156,7 +156,17 @@ impl Local {
             "memory": self.meminfo("MemTotal"),
             "hostname": self.read("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()),
             "uptime": self.first_number("/proc/uptime").map(|s| s as u64),
+            "disk": self.disk().map(|(total, _)| total),
         })
+    }
+
+    /// The root file system's size and the bytes free to unprivileged users, in bytes.
+    fn disk(&self) -> Option<(u64, u64)> {
+        let seen = rustix::fs::statvfs(&self.root).ok()?;
+        Some((
+            seen.f_blocks.saturating_mul(seen.f_frsize),
+            seen.f_bavail.saturating_mul(seen.f_frsize),
+        ))
     }
 
     /// How busy it is now: load averages (1, 5, 15 minutes) and memory available, in bytes.
@@ -175,6 +185,8 @@ impl Local {
             "load5": averages.get(1),
             "load15": averages.get(2),
             "memoryAvailable": self.meminfo("MemAvailable"),
+            "diskAvailable": self.disk().map(|(_, free)| free),
+            "uptime": self.first_number("/proc/uptime").map(|s| s as u64),
         })
     }
 
@@ -541,12 +553,16 @@ mod tests {
         assert_eq!(
             local.facts(),
             json!({"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0-test", "cpus": 2,
-                   "memory": 16_384_000_u64 * 1024, "hostname": "web-1", "uptime": 3600})
+                   "memory": 16_384_000_u64 * 1024, "hostname": "web-1", "uptime": 3600,
+                   "disk": local.disk().map(|(total, _)| total)})
         );
+        let load = local.load();
         assert_eq!(
-            local.load(),
-            json!({"load1": 0.5, "load5": 0.25, "load15": 0.1, "memoryAvailable": 8_192_000_u64 * 1024})
+            (&load["load1"], &load["load5"], &load["load15"], &load["memoryAvailable"], &load["uptime"]),
+            (&json!(0.5), &json!(0.25), &json!(0.1), &json!(8_192_000_u64 * 1024), &json!(3600))
         );
+        // The fixture's directory is on a real file system: it has a size and free space.
+        assert!(local.disk().is_some_and(|(total, free)| total > 0 && free <= total));
     }
 
     #[tokio::test]
