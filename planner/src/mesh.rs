@@ -45,7 +45,12 @@ impl Mesh {
 
 /// The address part of a spec's `address` (`10.106.103.1/24`).
 pub fn address_in(spec: &Value) -> Option<IpAddr> {
-    spec.get("address")?.as_str()?.split('/').next()?.parse().ok()
+    spec.get("address")?
+        .as_str()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn nth(subnet: Cidr, n: u128) -> Option<IpAddr> {
@@ -279,7 +284,13 @@ mod tests {
 
     #[test]
     fn new_members_take_the_lowest_free_addresses_by_name() {
-        let given = allocate("mesh", &network(&[]), &["a", "b", "c"], &HashMap::new(), &HashMap::new());
+        let given = allocate(
+            "mesh",
+            &network(&[]),
+            &["a", "b", "c"],
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         assert_eq!(
             shown(&given),
             ["a=10.106.103.1", "b=10.106.103.2", "c=10.106.103.3"]
@@ -308,10 +319,17 @@ mod tests {
             record("Network/mesh@c", "10.106.103.3"),
             record("Network/mesh@a", "10.106.103.1"),
         ];
-        let records: HashMap<&str, &Record> = kept.iter().map(|r| (r.address.as_str(), r)).collect();
+        let records: HashMap<&str, &Record> =
+            kept.iter().map(|r| (r.address.as_str(), r)).collect();
         // `0` sorts first but comes last: it gets the next free address; `a` has left, and
         // its address stays free while its record is there.
-        let given = allocate("mesh", &network(&[]), &["0", "b", "c"], &records, &HashMap::new());
+        let given = allocate(
+            "mesh",
+            &network(&[]),
+            &["0", "b", "c"],
+            &records,
+            &HashMap::new(),
+        );
         assert_eq!(
             shown(&given),
             ["0=10.106.103.4", "b=10.106.103.2", "c=10.106.103.3"]
@@ -321,7 +339,8 @@ mod tests {
     #[test]
     fn a_recorded_address_outside_a_new_subnet_is_allocated_again() {
         let kept = [record("Network/mesh@a", "10.106.103.7")];
-        let records: HashMap<&str, &Record> = kept.iter().map(|r| (r.address.as_str(), r)).collect();
+        let records: HashMap<&str, &Record> =
+            kept.iter().map(|r| (r.address.as_str(), r)).collect();
         let mut spec = network(&[]);
         spec.subnet = "10.9.0.0/30".parse().unwrap_or_else(|e| panic!("{e}"));
         let given = allocate("mesh", &spec, &["a", "b", "c"], &records, &HashMap::new());
@@ -332,8 +351,12 @@ mod tests {
     #[test]
     fn a_member_whose_change_was_rolled_back_keeps_the_address_it_has() {
         let kept = [record("Network/mesh@a", "10.106.103.50")];
-        let records: HashMap<&str, &Record> = kept.iter().map(|r| (r.address.as_str(), r)).collect();
-        let has = HashMap::from([("a", "10.106.103.3".parse().unwrap_or_else(|e| panic!("{e}")))]);
+        let records: HashMap<&str, &Record> =
+            kept.iter().map(|r| (r.address.as_str(), r)).collect();
+        let has = HashMap::from([(
+            "a",
+            "10.106.103.3".parse().unwrap_or_else(|e| panic!("{e}")),
+        )]);
         let given = allocate("mesh", &network(&[]), &["a", "b"], &records, &has);
         assert_eq!(shown(&given), ["a=10.106.103.3", "b=10.106.103.1"]);
     }

@@ -283,8 +283,7 @@ impl DockerProvider {
                 let mut observed = desired.clone();
                 // On a Network, the addresses the nodes advertise are part of the cluster.
                 let with_address = desired.get("network").is_some_and(Value::is_string);
-                let mut nodes_seen =
-                    swarm::observed_nodes(&docker, &manager, with_address).await?;
+                let mut nodes_seen = swarm::observed_nodes(&docker, &manager, with_address).await?;
                 if let Value::Object(map) = &mut nodes_seen {
                     let hosts: Vec<String> = map.keys().cloned().collect();
                     for host in hosts {

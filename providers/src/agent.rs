@@ -558,11 +558,27 @@ mod tests {
         );
         let load = local.load();
         assert_eq!(
-            (&load["load1"], &load["load5"], &load["load15"], &load["memoryAvailable"], &load["uptime"]),
-            (&json!(0.5), &json!(0.25), &json!(0.1), &json!(8_192_000_u64 * 1024), &json!(3600))
+            (
+                &load["load1"],
+                &load["load5"],
+                &load["load15"],
+                &load["memoryAvailable"],
+                &load["uptime"]
+            ),
+            (
+                &json!(0.5),
+                &json!(0.25),
+                &json!(0.1),
+                &json!(8_192_000_u64 * 1024),
+                &json!(3600)
+            )
         );
         // The fixture's directory is on a real file system: it has a size and free space.
-        assert!(local.disk().is_some_and(|(total, free)| total > 0 && free <= total));
+        assert!(
+            local
+                .disk()
+                .is_some_and(|(total, free)| total > 0 && free <= total)
+        );
     }
 
     #[tokio::test]

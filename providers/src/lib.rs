@@ -7,8 +7,8 @@ pub mod agent;
 pub mod configure;
 pub mod hosts;
 pub mod memory;
-pub mod plugin;
 pub mod mesh;
+pub mod plugin;
 pub mod ssh;
 pub mod wireguard;
 

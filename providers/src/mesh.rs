@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
 use crate::agent::{Installer, NetworkOperation};
-use crate::protocol::{ApplyParams, Call, ObserveParams, Observations};
+use crate::protocol::{ApplyParams, Call, Observations, ObserveParams};
 use crate::ssh::{Pool, SshSession};
 use crate::wireguard::{Arm, InterfaceConfig, PeerConfig};
 use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
@@ -35,9 +35,17 @@ const KEY_FRESH: Duration = Duration::from_secs(5);
 pub fn kind_schema() -> KindSchema {
     KindSchema {
         compare_fields: Some(
-            ["interface", "address", "listenPort", "key", "boot", "up", "peers"]
-                .map(str::to_owned)
-                .to_vec(),
+            [
+                "interface",
+                "address",
+                "listenPort",
+                "key",
+                "boot",
+                "up",
+                "peers",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         ),
         replace_fields: vec!["interface".into()],
         ..KindSchema::default_for(Kind::Network)
@@ -89,7 +97,9 @@ fn operation_change(address: &str, operation: &NetworkOperation) -> Result<Chang
         previous_provider: None,
         action: Action::Update,
         before: None,
-        after: Some(serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?),
+        after: Some(
+            serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?,
+        ),
         fields: Vec::new(),
         reason: None,
         depends_on: Vec::new(),
@@ -178,7 +188,13 @@ impl MeshProvider {
 
     /// `peer`'s public key for `interface`: made there first when `make` (an apply), else
     /// `None` when it has none or cannot be asked.
-    async fn public_key(&self, peer: &str, network: &str, interface: &str, make: bool) -> Option<String> {
+    async fn public_key(
+        &self,
+        peer: &str,
+        network: &str,
+        interface: &str,
+        make: bool,
+    ) -> Option<String> {
         let cell = {
             let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
             let key = (peer.to_owned(), interface.to_owned());
@@ -368,10 +384,14 @@ impl MeshProvider {
         let attempt = SshSession::connect_via(&target, bastion.as_deref());
         let session = tokio::time::timeout(Duration::from_secs(3), attempt)
             .await
-            .map_err(|_| ProviderError::Transient(format!("Host/{host}: no answer within 3 s")))??;
+            .map_err(|_| {
+                ProviderError::Transient(format!("Host/{host}: no answer within 3 s"))
+            })??;
         let hello = tokio::time::timeout(Duration::from_secs(3), self.installer.connect(&session))
             .await
-            .map_err(|_| ProviderError::Transient(format!("Host/{host}: the agent does not answer")))??;
+            .map_err(|_| {
+                ProviderError::Transient(format!("Host/{host}: the agent does not answer"))
+            })??;
         drop(hello);
         Ok(session)
     }
@@ -517,8 +537,12 @@ impl MeshProvider {
                     change.address
                 )));
             };
-            self.operation(&session, &change.address, &NetworkOperation::Remove { interface })
-                .await?;
+            self.operation(
+                &session,
+                &change.address,
+                &NetworkOperation::Remove { interface },
+            )
+            .await?;
             return Ok(Applied::default());
         }
         let desired = change.after.clone().unwrap_or(Value::Null);
@@ -530,8 +554,12 @@ impl MeshProvider {
         };
         // A renamed interface: the old one goes first.
         if let Some(old) = interface_of(&change.before).filter(|old| *old != interface) {
-            self.operation(&session, &change.address, &NetworkOperation::Remove { interface: old })
-                .await?;
+            self.operation(
+                &session,
+                &change.address,
+                &NetworkOperation::Remove { interface: old },
+            )
+            .await?;
         }
         let keys = self.peer_keys(network, &desired, true).await;
         // A peer whose agent cannot be asked keeps the key this host has for its address.
@@ -539,8 +567,8 @@ impl MeshProvider {
         let known = |address: &str| -> Option<String> {
             current.as_ref()?["peers"].as_array()?.iter().find_map(|p| {
                 let allowed = p["allowedIps"].as_array()?;
-                let matches = allowed.len() == 1
-                    && allowed[0].as_str()?.split('/').next()? == address;
+                let matches =
+                    allowed.len() == 1 && allowed[0].as_str()?.split('/').next()? == address;
                 matches.then(|| p["publicKey"].as_str().map(str::to_owned))?
             })
         };
@@ -565,7 +593,9 @@ impl MeshProvider {
                 public_key,
                 address,
                 endpoint: peer["endpoint"].as_str().and_then(|e| e.parse().ok()),
-                keepalive: peer["keepalive"].as_u64().and_then(|k| u16::try_from(k).ok()),
+                keepalive: peer["keepalive"]
+                    .as_u64()
+                    .and_then(|k| u16::try_from(k).ok()),
             });
         }
         let config = InterfaceConfig {
@@ -755,7 +785,10 @@ mod tests {
                 {"publicKey": "X=", "endpoint": null, "allowedIps": ["10.106.103.9/32", "10.0.0.0/8"]},
             ]
         });
-        let keys = HashMap::from([("b".to_owned(), "B=".to_owned()), ("c".to_owned(), "C=".to_owned())]);
+        let keys = HashMap::from([
+            ("b".to_owned(), "B=".to_owned()),
+            ("c".to_owned(), "C=".to_owned()),
+        ]);
         let seen = MeshProvider::comparable(&raw, &desired, &keys);
         assert_eq!(
             seen["peers"],

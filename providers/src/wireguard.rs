@@ -141,8 +141,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), ProviderError> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| failed(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
+    std::fs::rename(&tmp, path).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
 }
 
 impl Host {
@@ -287,7 +286,11 @@ impl Host {
 
     /// Arms the timer now and answers; the change itself lands a moment later, on a thread of
     /// its own (the answer must leave before the change can cut its path).
-    pub fn apply_deferred(&self, config: InterfaceConfig, arm: Arm) -> Result<String, ProviderError> {
+    pub fn apply_deferred(
+        &self,
+        config: InterfaceConfig,
+        arm: Arm,
+    ) -> Result<String, ProviderError> {
         Self::check(&config)?;
         backend()?;
         let public = self.ensure_key(&config.interface)?;
@@ -298,7 +301,9 @@ impl Host {
             match host.configure(&config) {
                 Ok(()) => host.landed(&arm.token),
                 // Not confirmed, it is rolled back when the timer fires.
-                Err(e) => tracing::error!(interface = %config.interface, error = %e, "the deferred change failed"),
+                Err(e) => {
+                    tracing::error!(interface = %config.interface, error = %e, "the deferred change failed")
+                }
             }
         });
         Ok(public)
@@ -540,8 +545,12 @@ impl Host {
                 None => host.remove(&interface),
             };
             match restored {
-                Ok(()) => tracing::warn!(%interface, %token, "not confirmed in time: the previous configuration is restored"),
-                Err(e) => tracing::error!(%interface, %token, error = %e, "not confirmed in time, and the previous configuration cannot be restored"),
+                Ok(()) => {
+                    tracing::warn!(%interface, %token, "not confirmed in time: the previous configuration is restored")
+                }
+                Err(e) => {
+                    tracing::error!(%interface, %token, error = %e, "not confirmed in time, and the previous configuration cannot be restored")
+                }
             }
             host.state
                 .lock()
@@ -631,7 +640,10 @@ mod tests {
             },
         );
         // Not in effect yet: not confirmed.
-        assert!(matches!(host.confirm("t1"), Err(ProviderError::Transient(_))));
+        assert!(matches!(
+            host.confirm("t1"),
+            Err(ProviderError::Transient(_))
+        ));
         host.landed("t1");
         assert!(host.confirm("t1").is_ok());
         assert!(host.confirm("t1").is_err());

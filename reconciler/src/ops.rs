@@ -60,6 +60,8 @@ pub struct Session {
     pub state_path: PathBuf,
     pub state: Arc<Mutex<StateStore>>,
     pub registry: Registry,
+    /// The run's SSH connections, when any provider goes over SSH.
+    pub pool: Option<Arc<nimbus_providers::ssh::Pool>>,
     pub secrets: RunSecrets,
     /// What every plan of this session says first (the in-memory provider is in use).
     pub notes: Vec<String>,
@@ -92,7 +94,7 @@ impl Session {
             ));
         }
         let store = engine::open_state(&state_path)?;
-        let registry = providers(&loaded, &store, &options).await?;
+        let (registry, pool) = providers(&loaded, &store, &options).await?;
         check_served(&loaded, &registry)?;
         if let Some(ssh) = registry.get(nimbus_planner::rules::SSH)
             && loaded
@@ -126,6 +128,7 @@ impl Session {
             state_path,
             state,
             registry,
+            pool,
             secrets,
             notes,
             serial_before_recovery,
@@ -200,8 +203,9 @@ async fn providers(
     loaded: &Loaded,
     store: &StateStore,
     options: &SessionOptions,
-) -> Result<Registry> {
+) -> Result<(Registry, Option<Arc<nimbus_providers::ssh::Pool>>)> {
     let mut registry = Registry::new();
+    let mut shared_pool = None;
     let wanted = |id: &str| loaded.graph.instances.iter().any(|i| i.provider == id);
     if let Some(directory) = &options.memory {
         registry.add(Arc::new(memory_provider(directory)?));
@@ -231,6 +235,7 @@ async fn providers(
     if needs_ssh || needs_docker || needs_agent {
         // One connection per host, shared by every provider that goes over SSH.
         let pool = nimbus_providers::configure::ssh_pool(&context);
+        shared_pool = pool.as_ref().ok().cloned();
         if needs_ssh {
             registry.add(nimbus_providers::configure::ssh(&pool));
         }
@@ -253,7 +258,75 @@ async fn providers(
             registry.add(plugin);
         }
     }
-    Ok(registry)
+    Ok((registry, shared_pool))
+}
+
+impl Session {
+    /// Every declared Host's facts and load, asked of `nimbus agent` on it (put there first
+    /// when it is not): `{facts, load}`, or `{error}` for a host that does not answer.
+    pub async fn host_loads(&self) -> BTreeMap<String, serde_json::Value> {
+        let Some(pool) = &self.pool else {
+            return BTreeMap::new();
+        };
+        let installer = match nimbus_providers::agent::Installer::of_current_exe() {
+            Ok(installer) => installer,
+            Err(e) => {
+                tracing::warn!(error = %e, "no agent to ask for the hosts' load");
+                return BTreeMap::new();
+            }
+        };
+        let hosts: Vec<String> = self
+            .loaded
+            .graph
+            .instances
+            .iter()
+            .filter(|i| i.kind == Kind::Host)
+            .map(|i| i.address.trim_start_matches("Host/").to_owned())
+            .collect();
+        let mut asked = tokio::task::JoinSet::new();
+        for host in hosts {
+            let pool = Arc::clone(pool);
+            let installer = installer.clone();
+            asked.spawn(async move {
+                let seen = async {
+                    let session = pool.session(&host).await?;
+                    installer.ensure(&session).await?;
+                    let mut connection = installer.connect(&session).await?;
+                    let found: nimbus_providers::protocol::Observations = connection
+                        .call(nimbus_providers::protocol::Call::Observe(
+                            nimbus_providers::protocol::ObserveParams {
+                                target: Some(host.clone()),
+                                batch: vec![nimbus_providers::ObserveRequest {
+                                    address: format!("Host/{host}"),
+                                    kind: Kind::Host,
+                                    desired: None,
+                                }],
+                            },
+                        ))
+                        .await?;
+                    Ok::<_, nimbus_providers::ProviderError>(
+                        found
+                            .observations
+                            .into_iter()
+                            .next()
+                            .map(|o| o.spec)
+                            .unwrap_or_default(),
+                    )
+                };
+                let value = match tokio::time::timeout(Duration::from_secs(30), seen).await {
+                    Ok(Ok(value)) => value,
+                    Ok(Err(e)) => serde_json::json!({"error": e.to_string()}),
+                    Err(_) => serde_json::json!({"error": "no answer within 30 s"}),
+                };
+                (host, value)
+            });
+        }
+        let mut loads = BTreeMap::new();
+        while let Some(Ok((host, value))) = asked.join_next().await {
+            loads.insert(host, value);
+        }
+        loads
+    }
 }
 
 /// The in-memory provider kept in `directory`, with the faults the environment injects (for
@@ -513,15 +586,14 @@ pub async fn make_plan(
                 )
             })
             .collect();
-        let (observed, problems) =
-            executor::observe(
-                &loaded.checked.model,
-                &loaded.graph,
-                records,
-                &extra,
-                registry,
-            )
-            .await;
+        let (observed, problems) = executor::observe(
+            &loaded.checked.model,
+            &loaded.graph,
+            records,
+            &extra,
+            registry,
+        )
+        .await;
         for problem in problems {
             print_stderr(&format!("warning: {problem}\n"));
         }

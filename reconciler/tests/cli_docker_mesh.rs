@@ -45,7 +45,9 @@ fn a_swarm_on_a_network_advertises_its_overlay_addresses() {
     write(
         repo,
         "network.yaml",
-        &format!("{HEADER}kind: Network\nmetadata: {{name: mesh}}\nspec: {{members: {{mesh: \"yes\"}}}}\n"),
+        &format!(
+            "{HEADER}kind: Network\nmetadata: {{name: mesh}}\nspec: {{members: {{mesh: \"yes\"}}}}\n"
+        ),
     );
     write(
         repo,
@@ -86,7 +88,11 @@ fn a_swarm_on_a_network_advertises_its_overlay_addresses() {
         &bed.hosts[0].name,
         "docker node ls --format '{{.Hostname}} {{.Status}}'",
     );
-    assert_eq!(listed.lines().filter(|l| l.ends_with("Ready")).count(), 2, "{listed}");
+    assert_eq!(
+        listed.lines().filter(|l| l.ends_with("Ready")).count(),
+        2,
+        "{listed}"
+    );
 
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(

@@ -61,7 +61,10 @@ fn pings(bed: &Bed, from: &str, to: &str) -> bool {
 }
 
 fn recorded_address(repo: &Path, host: &str) -> String {
-    let shown = ok(&nimbus(repo, &["state", "show", &format!("Network/mesh@{host}")]));
+    let shown = ok(&nimbus(
+        repo,
+        &["state", "show", &format!("Network/mesh@{host}")],
+    ));
     let at = shown
         .find("10.106.103.")
         .unwrap_or_else(|| panic!("no overlay address recorded for {host}:\n{shown}"));
@@ -77,7 +80,9 @@ fn peers_listed(bed: &Bed, host: &str) -> String {
 }
 
 fn public_key(bed: &Bed, host: &str) -> String {
-    bed.ssh_ok(host, "wg show wg-mesh public-key").trim().to_owned()
+    bed.ssh_ok(host, "wg show wg-mesh public-key")
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -99,7 +104,9 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     write(
         repo,
         "network/mesh.yaml",
-        &format!("{HEADER}kind: Network\nmetadata: {{name: mesh}}\nspec:\n  members: {{mesh: \"yes\"}}\n"),
+        &format!(
+            "{HEADER}kind: Network\nmetadata: {{name: mesh}}\nspec:\n  members: {{mesh: \"yes\"}}\n"
+        ),
     );
     let mut said = String::new();
 
@@ -113,12 +120,20 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     ok(&applied);
 
     // Every pair pings over the overlay, each at the address state recorded.
-    let addresses: Vec<String> = names[..4].iter().map(|h| recorded_address(repo, h)).collect();
+    let addresses: Vec<String> = names[..4]
+        .iter()
+        .map(|h| recorded_address(repo, h))
+        .collect();
     let mut sorted = addresses.clone();
     sorted.sort();
     assert_eq!(
         sorted,
-        ["10.106.103.1", "10.106.103.2", "10.106.103.3", "10.106.103.4"]
+        [
+            "10.106.103.1",
+            "10.106.103.2",
+            "10.106.103.3",
+            "10.106.103.4"
+        ]
     );
     for (i, from) in names[..4].iter().enumerate() {
         for (j, to) in addresses.iter().enumerate() {
@@ -128,14 +143,18 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
         }
     }
     // The public key is recorded in state; the private key is on its host only.
-    let shown = ok(&nimbus(repo, &["state", "show", &format!("Network/mesh@{}", names[0])]));
+    let shown = ok(&nimbus(
+        repo,
+        &["state", "show", &format!("Network/mesh@{}", names[0])],
+    ));
     assert!(shown.contains(&public_key(&bed, &names[0])), "{shown}");
     let private_keys: Vec<String> = names[..4]
         .iter()
         .map(|h| bed.ssh_ok(h, &format!("cat {KEY_FILE}")).trim().to_owned())
         .collect();
     assert_eq!(
-        bed.ssh_ok(&names[0], &format!("stat -c %a {KEY_FILE}")).trim(),
+        bed.ssh_ok(&names[0], &format!("stat -c %a {KEY_FILE}"))
+            .trim(),
         "600"
     );
 
@@ -152,7 +171,10 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
 
     // A peer deleted by hand is drift, and restored.
     let second_key = public_key(&bed, &names[1]);
-    bed.ssh_ok(&names[0], &format!("wg set wg-mesh peer {second_key} remove"));
+    bed.ssh_ok(
+        &names[0],
+        &format!("wg set wg-mesh peer {second_key} remove"),
+    );
     let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     said.push_str(&text(&drift.stdout));
     assert_eq!(drift.status.code(), Some(2), "{}", text(&drift.stdout));
@@ -167,7 +189,10 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
 
     // A key changed by hand on the interface is drift: the key the agent made comes back.
     let third_key = public_key(&bed, &names[2]);
-    bed.ssh_ok(&names[2], "wg genkey > /tmp/other.key; wg set wg-mesh private-key /tmp/other.key");
+    bed.ssh_ok(
+        &names[2],
+        "wg genkey > /tmp/other.key; wg set wg-mesh private-key /tmp/other.key",
+    );
     let drift = ok(&nimbus(repo, &["plan", "."]));
     assert!(drift.contains("changed on the host"), "{drift}");
     said.push_str(&drift);
@@ -178,11 +203,15 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     // The boot unit brings the interface back with its configuration.
     let unit = "nimbus-wg-wg-mesh.service";
     assert_eq!(
-        bed.ssh_ok(&names[2], &format!("systemctl is-enabled {unit}")).trim(),
+        bed.ssh_ok(&names[2], &format!("systemctl is-enabled {unit}"))
+            .trim(),
         "enabled"
     );
     bed.ssh_ok(&names[2], &format!("systemctl restart {unit}"));
-    assert!(pings(&bed, &names[2], &addresses[0]), "after the unit's restart");
+    assert!(
+        pings(&bed, &names[2], &addresses[0]),
+        "after the unit's restart"
+    );
 
     // A fifth member gets the next address; the others keep theirs; everyone lists it.
     write(repo, "hosts.yaml", &hosts(&[0, 1, 2, 3, 4]));
@@ -193,7 +222,11 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     let fifth = recorded_address(repo, &names[4]);
     assert_eq!(fifth, "10.106.103.5");
     for (i, host) in names[..4].iter().enumerate() {
-        assert_eq!(recorded_address(repo, host), addresses[i], "{host} renumbered");
+        assert_eq!(
+            recorded_address(repo, host),
+            addresses[i],
+            "{host} renumbered"
+        );
     }
     let fifth_key = public_key(&bed, &names[4]);
     for host in &names[..4] {
@@ -208,7 +241,10 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     // A member leaving the selector leaves every peer list, and its interface goes.
     write(repo, "hosts.yaml", &hosts(&[0, 2, 3, 4]));
     let plan = ok(&nimbus(repo, &["plan", "."]));
-    assert!(plan.contains(&format!("Network/mesh@{}", names[1])), "{plan}");
+    assert!(
+        plan.contains(&format!("Network/mesh@{}", names[1])),
+        "{plan}"
+    );
     said.push_str(&plan);
     said.push_str(&ok(&nimbus(repo, &["apply", "--auto-approve", "."])));
     for host in [&names[0], &names[2], &names[3], &names[4]] {
@@ -229,18 +265,25 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
 
     // A member with no WireGuard at all fails on its own, with what to install; the rest of
     // the mesh converges.
-    bed.ssh_ok(&names[1], "mv /usr/bin/wireguard-go /usr/bin/wireguard-go.off");
+    bed.ssh_ok(
+        &names[1],
+        "mv /usr/bin/wireguard-go /usr/bin/wireguard-go.off",
+    );
     write(repo, "hosts.yaml", &hosts(&[0, 1, 2, 3, 4]));
     let partial = nimbus(repo, &["apply", "--auto-approve", "."]);
     let out = format!("{}{}", text(&partial.stdout), text(&partial.stderr));
     said.push_str(&out);
     assert_eq!(partial.status.code(), Some(1), "{out}");
     assert!(
-        out.contains(&format!("Network/mesh@{}", names[1])) && out.contains("apt install wireguard-go"),
+        out.contains(&format!("Network/mesh@{}", names[1]))
+            && out.contains("apt install wireguard-go"),
         "{out}"
     );
     assert!(pings(&bed, &names[0], &fifth), "the rest of the mesh stops");
-    bed.ssh_ok(&names[1], "mv /usr/bin/wireguard-go.off /usr/bin/wireguard-go");
+    bed.ssh_ok(
+        &names[1],
+        "mv /usr/bin/wireguard-go.off /usr/bin/wireguard-go",
+    );
 
     // No private key anywhere but on its host: not in state, not in what nimbus printed.
     let mut kept = String::new();
@@ -251,8 +294,14 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
     }
     for key in &private_keys {
         assert!(key.len() == 44, "{key}");
-        assert!(!kept.contains(key.as_str()), "a private key in the repository or state");
-        assert!(!said.contains(key.as_str()), "a private key in nimbus's output");
+        assert!(
+            !kept.contains(key.as_str()),
+            "a private key in the repository or state"
+        );
+        assert!(
+            !said.contains(key.as_str()),
+            "a private key in nimbus's output"
+        );
     }
 }
 
@@ -311,7 +360,13 @@ fn a_change_that_cuts_nimbus_off_is_rolled_back_by_the_hosts() {
         )),
     );
     let plan = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
-    assert_ne!(plan.status.code(), Some(1), "{}{}", text(&plan.stdout), text(&plan.stderr));
+    assert_ne!(
+        plan.status.code(),
+        Some(1),
+        "{}{}",
+        text(&plan.stdout),
+        text(&plan.stderr)
+    );
 
     // A new address for the third while nimbus still reaches it at the old one: the path is
     // cut, nobody confirms, and the hosts restore the previous configuration by themselves.

@@ -546,6 +546,8 @@ fn pushes_reach_real_hosts_and_hand_edits_are_corrected() {
         .arg("--workdir")
         .arg(&workdir)
         .env_remove("NIMBUS_MEMORY_PROVIDER")
+        // The agent that reports each host's load: the built binary without its symbols.
+        .env("NIMBUS_AGENT_BINARY", common::stripped_agent())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(workdir.join("log")).unwrap_or_else(|e| panic!("{e}")))
@@ -562,6 +564,40 @@ fn pushes_reach_real_hosts_and_hand_edits_are_corrected() {
     assert_eq!(
         (on_host(0), on_host(1)),
         ("version 1\n".into(), "version 1\n".into())
+    );
+    // Each host's facts and load, from its agent, in /status and /metrics.
+    wait_status(port, "the hosts' load reported", |s| {
+        bed.hosts.iter().all(|h| {
+            s["hosts"][&h.name]["load"]["memoryAvailable"]
+                .as_u64()
+                .is_some()
+        })
+    });
+    let (_, metrics) = http(port, "GET", "/metrics", &[], "");
+    assert_prometheus(&metrics);
+    for host in &bed.hosts {
+        for line in [
+            format!("nimbus_host_up{{host=\"{}\"}} 1", host.name),
+            format!(
+                "nimbus_host_memory_available_bytes{{host=\"{}\"}} ",
+                host.name
+            ),
+            format!(
+                "nimbus_host_disk_available_bytes{{host=\"{}\"}} ",
+                host.name
+            ),
+            format!("nimbus_host_load1{{host=\"{}\"}} ", host.name),
+        ] {
+            assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+        }
+    }
+    let (_, page) = http(port, "GET", "/", &[], "");
+    assert!(page.contains("<h2>Hosts</h2>"), "{page}");
+    assert!(
+        bed.hosts
+            .iter()
+            .all(|h| page.contains(&format!("<tr><td>{}</td>", h.name))),
+        "{page}"
     );
 
     // A push: applied to both hosts.

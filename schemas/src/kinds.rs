@@ -408,7 +408,9 @@ impl NetworkSpec {
     /// The WireGuard interface of the Network called `name` on its members: `interface`, else
     /// `wg-NAME` (longer than Linux's 15 characters is refused when the manifests are checked).
     pub fn interface_name(&self, name: &str) -> String {
-        self.interface.clone().unwrap_or_else(|| format!("wg-{name}"))
+        self.interface
+            .clone()
+            .unwrap_or_else(|| format!("wg-{name}"))
     }
 }
 

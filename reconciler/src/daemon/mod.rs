@@ -378,6 +378,8 @@ async fn apply_commit(
     }
     let succeeded = report.as_ref().is_none_or(|r| r.succeeded()) && plan.errors().next().is_none();
     let superseded = report.as_ref().is_some_and(|r| r.interrupted);
+    // The hosts' facts and load, from their agents, for /metrics and the pages.
+    let loads = session.host_loads().await;
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
     status.errors.clear();
     if drift {
@@ -423,6 +425,8 @@ async fn apply_commit(
             ),
         ));
     }
+    status.hosts = loads;
+    status.hosts_at = Some(now());
     status.last_run = Some(json!({
         "revision": commit,
         "drift": drift,

@@ -297,9 +297,74 @@ pub fn overview(status: &Status, runs: &[RunRow], now: f64) -> String {
         body.push_str("<p><a href=\"/instances\">Every instance</a> \u{b7} hover a box for its reason, click it for its page.</p>");
     }
 
+    body.push_str(&hosts_table(status, now));
+
     body.push_str("<h2>Runs</h2>");
     body.push_str(&runs_table(runs, &status.commits, now));
     document("status", true, &body)
+}
+
+/// Bytes as a person reads them: `1.5 GiB`.
+fn bytes(value: &Value) -> String {
+    let Some(mut amount) = value.as_f64() else {
+        return "\u{2013}".to_owned();
+    };
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if amount < 1024.0 {
+            return format!("{amount:.1} {unit}");
+        }
+        amount /= 1024.0;
+    }
+    format!("{amount:.1} TiB")
+}
+
+/// Each Host's facts and load as its agent reported them after the last run.
+fn hosts_table(status: &Status, now: f64) -> String {
+    if status.hosts.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>Hosts</h2><p>Facts and load from each host's agent, {}.</p><table><tr><th>host</th><th>cpus</th><th>load (1, 5, 15 min)</th><th>memory available</th><th>disk available</th><th>up</th></tr>",
+        status
+            .hosts_at
+            .map_or_else(|| "not yet".to_owned(), |at| ago(now, at))
+    );
+    for (host, seen) in &status.hosts {
+        let name = escape(host);
+        if let Some(error) = seen["error"].as_str() {
+            let _ = write!(
+                out,
+                "<tr><td>{name}</td><td colspan=\"5\" class=\"bad\">does not answer: {}</td></tr>",
+                escape(error)
+            );
+            continue;
+        }
+        let (facts, load) = (&seen["facts"], &seen["load"]);
+        let figure = |v: &Value| {
+            v.as_f64()
+                .map_or_else(|| "\u{2013}".to_owned(), |f| format!("{f:.2}"))
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{name}</td><td>{}</td><td>{} {} {}</td><td>{} of {}</td><td>{} of {}</td><td>{}</td></tr>",
+            facts["cpus"]
+                .as_u64()
+                .map_or_else(|| "\u{2013}".to_owned(), |c| c.to_string()),
+            figure(&load["load1"]),
+            figure(&load["load5"]),
+            figure(&load["load15"]),
+            bytes(&load["memoryAvailable"]),
+            bytes(&facts["memory"]),
+            bytes(&load["diskAvailable"]),
+            bytes(&facts["disk"]),
+            load["uptime"].as_f64().map_or_else(
+                || "\u{2013}".to_owned(),
+                |u| ago(u, 0.0).replace(" ago", "")
+            ),
+        );
+    }
+    out.push_str("</table>");
+    out
 }
 
 fn first_line(text: &str) -> &str {

@@ -41,6 +41,9 @@ pub struct Status {
     pub commits: BTreeMap<String, CommitInfo>,
     /// The providers' schemas of the last run: which fields the pages hide.
     pub rules: nimbus_planner::plan::Rules,
+    /// Each Host's facts and load as its agent reported them after the last run, and when.
+    pub hosts: BTreeMap<String, Value>,
+    pub hosts_at: Option<f64>,
 }
 
 impl Status {
@@ -115,6 +118,7 @@ impl Status {
             "drift_events": self.drift_events,
             "resources": self.resources,
             "notes": self.notes,
+            "hosts": self.hosts,
         })
     }
 
@@ -165,6 +169,79 @@ impl Status {
             "# HELP nimbus_webhooks_refused_total Webhook calls refused (bad or missing signature).\n# TYPE nimbus_webhooks_refused_total counter\nnimbus_webhooks_refused_total {}",
             self.webhooks_refused
         );
+        self.host_metrics(&mut out);
         out
+    }
+
+    /// Each host's facts and load, as its agent reported them (a host that did not answer
+    /// has `nimbus_host_up 0` and nothing else).
+    fn host_metrics(&self, out: &mut String) {
+        const GAUGES: [(&str, &str, &str, &str); 9] = [
+            ("nimbus_host_cpus", "facts", "cpus", "CPUs the host has."),
+            (
+                "nimbus_host_memory_bytes",
+                "facts",
+                "memory",
+                "Memory the host has.",
+            ),
+            (
+                "nimbus_host_disk_bytes",
+                "facts",
+                "disk",
+                "Size of the host's root file system.",
+            ),
+            (
+                "nimbus_host_load1",
+                "load",
+                "load1",
+                "Load average over 1 minute.",
+            ),
+            (
+                "nimbus_host_load5",
+                "load",
+                "load5",
+                "Load average over 5 minutes.",
+            ),
+            (
+                "nimbus_host_load15",
+                "load",
+                "load15",
+                "Load average over 15 minutes.",
+            ),
+            (
+                "nimbus_host_memory_available_bytes",
+                "load",
+                "memoryAvailable",
+                "Memory available.",
+            ),
+            (
+                "nimbus_host_disk_available_bytes",
+                "load",
+                "diskAvailable",
+                "Free space on the root file system.",
+            ),
+            (
+                "nimbus_host_uptime_seconds",
+                "load",
+                "uptime",
+                "Seconds since the host booted.",
+            ),
+        ];
+        if self.hosts.is_empty() {
+            return;
+        }
+        out.push_str("# HELP nimbus_host_up Whether the host's agent answered after the last run.\n# TYPE nimbus_host_up gauge\n");
+        for (host, seen) in &self.hosts {
+            let up = u8::from(seen.get("error").is_none());
+            let _ = writeln!(out, "nimbus_host_up{{host=\"{host}\"}} {up}");
+        }
+        for (name, part, field, help) in GAUGES {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (host, seen) in &self.hosts {
+                if let Some(value) = seen[part][field].as_f64() {
+                    let _ = writeln!(out, "{name}{{host=\"{host}\"}} {value}");
+                }
+            }
+        }
     }
 }
