@@ -124,7 +124,7 @@ pub fn plan(
                     || hosts
                         .get(*m)
                         .and_then(|h| h.via.as_deref())
-                        .is_some_and(|via| in_subnet(via))
+                        .is_some_and(&in_subnet)
             })
             .map(|m| (*m).to_owned())
             .collect();

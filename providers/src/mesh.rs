@@ -54,11 +54,23 @@ pub fn kind_schema() -> KindSchema {
 
 type KeyCell = Arc<OnceCell<Option<String>>>;
 
+/// A change armed on its host: the instance, the host, the token that confirms it.
+#[derive(Clone, Debug)]
+struct Armed {
+    address: String,
+    host: String,
+    token: String,
+}
+
+/// What the last change of a group to finish does: confirm those armed (from about when the
+/// first was armed), or say which failed.
+type GroupOutcome = Result<Option<(Instant, Vec<Armed>)>, Vec<String>>;
+
 /// The changes of one group so far: those armed (address, host, token), those that failed,
 /// and when the first was armed (the hosts' timers run from about then).
 #[derive(Debug, Default)]
 struct Group {
-    armed: Vec<(String, String, String)>,
+    armed: Vec<Armed>,
     failed: Vec<String>,
     first_armed: Option<Instant>,
 }
@@ -405,7 +417,7 @@ impl MeshProvider {
         change: &Change,
         confirm: &nimbus_planner::plan::Confirm,
         armed_at: Instant,
-        tokens: Vec<(String, String, String)>,
+        tokens: Vec<Armed>,
     ) -> Result<(), ProviderError> {
         let timeout = Duration::from_secs(confirm.timeout_seconds);
         let deadline = armed_at + timeout.saturating_sub(Duration::from_secs(2));
@@ -425,14 +437,19 @@ impl MeshProvider {
             }
             if fresh.len() == confirm.through.len() {
                 let mut left = Vec::new();
-                for (address, host, token) in pending {
+                for armed in pending {
+                    let Armed {
+                        address,
+                        host,
+                        token,
+                    } = &armed;
                     let operation = NetworkOperation::Confirm {
                         token: token.clone(),
                     };
-                    let result = match fresh.get(&host) {
-                        Some(session) => self.operation(session, &address, &operation).await,
-                        None => match self.session(&host).await {
-                            Ok(session) => self.operation(&session, &address, &operation).await,
+                    let result = match fresh.get(host) {
+                        Some(session) => self.operation(session, address, &operation).await,
+                        None => match self.session(host).await {
+                            Ok(session) => self.operation(&session, address, &operation).await,
                             Err(e) => Err(e),
                         },
                     };
@@ -440,7 +457,7 @@ impl MeshProvider {
                         Ok(_) => {}
                         Err(ProviderError::Transient(e)) => {
                             last_error = e;
-                            left.push((address, host, token));
+                            left.push(armed);
                         }
                         Err(e) => {
                             return Err(ProviderError::Failed(format!(
@@ -497,8 +514,8 @@ impl MeshProvider {
     fn finish_in_group(
         &self,
         confirm: &nimbus_planner::plan::Confirm,
-        outcome: Result<(String, String, String), String>,
-    ) -> Result<Option<(Instant, Vec<(String, String, String)>)>, Vec<String>> {
+        outcome: Result<Armed, String>,
+    ) -> GroupOutcome {
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let group = groups.entry(confirm.group.clone()).or_default();
         match outcome {
@@ -640,7 +657,11 @@ impl MeshProvider {
             // The group is confirmed by the last of it to be armed, once the members on the
             // path answer through it; a failure anywhere leaves every timer to fire.
             let outcome = match &applied {
-                Ok(_) => Ok((change.address.clone(), host.to_owned(), arm.token.clone())),
+                Ok(_) => Ok(Armed {
+                    address: change.address.clone(),
+                    host: host.to_owned(),
+                    token: arm.token.clone(),
+                }),
                 Err(_) => Err(change.address.clone()),
             };
             let revert = |failed: Vec<String>| {
