@@ -234,3 +234,30 @@ fn one_error_does_not_hide_another() {
     assert!(text.contains("Workload/globex/api"), "{text}");
     assert!(text.contains("Network/mesh"), "{text}");
 }
+
+#[test]
+fn networks_that_overlap_or_clash_on_an_interface_are_refused() {
+    let actual = check("networks");
+    assert_eq!(actual["exit"], 1);
+    let codes = codes(&actual);
+    // The default subnet of `mesh` lies inside `office`'s; `mesh` takes `office`'s interface;
+    // `wg-a-very-long-network-name` is longer than Linux allows.
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| *c == "nimbus::network::overlap")
+            .count(),
+        1,
+        "{actual}"
+    );
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| *c == "nimbus::network::interface")
+            .count(),
+        2,
+        "{actual}"
+    );
+    let text = actual.to_string();
+    assert!(text.contains("network.yaml"), "{text}");
+}
