@@ -329,20 +329,35 @@ impl SshSession {
         let lost = |e: russh::Error| {
             ProviderError::Transient(format!("Host/{name}: connection lost: {e}"))
         };
-        let mut channel = self.handle.channel_open_session().await.map_err(lost)?;
+        let channel = self.handle.channel_open_session().await.map_err(lost)?;
         channel.exec(true, command).await.map_err(lost)?;
-        if let Some(input) = stdin {
-            channel.data_bytes(input.to_vec()).await.map_err(lost)?;
-        }
-        channel.eof().await.map_err(lost)?;
+        // Written while the answer is read: a command that exits before it has read all of
+        // its input (a failing `mkdir` in front of a `cat`) must not leave the writer waiting
+        // for window space that never comes.
+        let (mut read, write) = channel.split();
+        let writing = async {
+            if let Some(input) = stdin {
+                write.data_bytes(input.to_vec()).await?;
+            }
+            write.eof().await
+        };
+        tokio::pin!(writing);
+        let mut written = false;
         let mut output = ExecOutput::default();
         let mut status = None;
-        while let Some(message) = channel.wait().await {
-            match message {
-                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => output.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                _ => {}
+        loop {
+            tokio::select! {
+                // The command may have ended first: its exit status says how it went.
+                _ = &mut writing, if !written => written = true,
+                message = read.wait() => match message {
+                    None => break,
+                    Some(ChannelMsg::Data { data }) => output.stdout.extend_from_slice(&data),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        output.stderr.extend_from_slice(&data)
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                    Some(_) => {}
+                },
             }
         }
         output.status = status.ok_or_else(|| {

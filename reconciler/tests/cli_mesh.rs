@@ -6,7 +6,9 @@
 //! are only on their hosts (not in state, plans or output); a peer deleted by hand is drift
 //! and restored; the interface comes back when its boot unit restarts; a fifth member gets the
 //! next address while the others keep theirs, and every member lists and pings it; a member
-//! leaving the selector disappears from every peer list and its interface is gone.
+//! leaving the selector disappears from every peer list and its interface is gone; a member
+//! without WireGuard, then one whose agent cannot be installed, fails alone with the reason
+//! while the rest of the mesh converges.
 //!
 //! A host nimbus reaches through the mesh (its address an overlay address, through a bastion
 //! member): a change that cuts the path is rolled back by the hosts themselves and the run
@@ -284,6 +286,21 @@ fn a_mesh_comes_up_converges_and_follows_its_members() {
         &names[1],
         "mv /usr/bin/wireguard-go.off /usr/bin/wireguard-go",
     );
+
+    // A host whose agent cannot be put in place fails alone, with the reason.
+    bed.ssh_ok(
+        &names[1],
+        "systemctl stop 'nimbus-agent-*'; rm -rf /var/lib/nimbus/agent; touch /var/lib/nimbus/agent",
+    );
+    let partial = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = format!("{}{}", text(&partial.stdout), text(&partial.stderr));
+    said.push_str(&out);
+    assert_eq!(partial.status.code(), Some(1), "{out}");
+    assert!(out.contains("cannot install the agent"), "{out}");
+    assert!(pings(&bed, &names[3], &fifth), "the rest of the mesh stops");
+    bed.ssh_ok(&names[1], "rm -f /var/lib/nimbus/agent");
+    said.push_str(&ok(&nimbus(repo, &["apply", "--auto-approve", "."])));
+    assert!(pings(&bed, &names[1], &fifth), "the member that came back");
 
     // No private key anywhere but on its host: not in state, not in what nimbus printed.
     let mut kept = String::new();
