@@ -13,6 +13,10 @@ bash scripts/setup.sh
 cargo build --release -q -p nimbus
 nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
 "$nimbus" --version
+# The agent nimbus puts on each host for the WireGuard mesh: the same binary, without symbols.
+agent=$(mktemp)
+objcopy --strip-all "$nimbus" "$agent"
+export NIMBUS_AGENT_BINARY=$agent
 
 export TB=${TB:-/tmp/nimbus-demo-bed} BED=${BED:-0}
 cache=${NIMBUS_TESTBED_CACHE:-/var/tmp/nimbus-testbed}
@@ -25,6 +29,7 @@ cleanup() {
     bash "$here/testbed/hosts-down.sh" >/dev/null 2>&1 || true
     rm -rf "$scratch"
   fi
+  rm -f "$agent"
 }
 trap cleanup EXIT
 
@@ -50,6 +55,8 @@ step "the web server nimbus set up answers on web-1 and web-2"
 for ip in 10.233.$BED.11 10.233.$BED.12; do
   python3 -c "import sys, urllib.request; print(sys.argv[1], urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())" "http://$ip:8080/"
 done
+step "the WireGuard mesh: web-1 pings web-2 and db-1 over their overlay addresses"
+ssh -F "$TB/ssh_config" h1 'wg show wg-mesh | grep -E "peer|handshake"; for ip in 10.106.103.2 10.106.103.3; do ping -c 1 -W 2 $ip | tail -1; done'
 step "nimbus plan again: nothing to do"
 "$nimbus" plan --detailed-exitcode . && echo "(exit code 0: no changes)"
 step "someone edits /etc/motd on web-2 and stops the edge service by hand"
