@@ -849,7 +849,8 @@ pub fn plan(
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
     // Containers of tenants without a cluster publish on their host, without a routing mesh.
     let standalone = crate::placement::standalone_tenants(model);
-    let notes = ingress_warnings(&changes, &standalone);
+    let mut notes = ingress_warnings(&changes, &standalone);
+    notes.extend(tcg_warnings(&changes, &records));
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         source_revision: input.source_revision.clone(),
@@ -900,6 +901,25 @@ fn confirm_or_revert(mut changes: Vec<Change>, mesh: &crate::mesh::Mesh) -> Vec<
         }
     }
     changes
+}
+
+/// VMs going to a host whose recorded facts say it has no usable `/dev/kvm`: they run under
+/// TCG, software emulation (SPEC §11).
+fn tcg_warnings(changes: &[Change], records: &HashMap<&str, &Record>) -> Vec<String> {
+    changes
+        .iter()
+        .filter(|c| c.kind == Kind::Vm && c.action.is_change() && c.action != Action::Delete)
+        .filter_map(|c| {
+            let host = c.after.as_ref()?.get("host")?.as_str()?;
+            let facts = &records.get(format!("Host/{host}").as_str())?.outputs["facts"];
+            (facts["kvm"] == false).then(|| {
+                format!(
+                    "warning: {} runs on Host/{host}, which has no usable /dev/kvm: under TCG (software emulation), many times slower",
+                    c.address
+                )
+            })
+        })
+        .collect()
 }
 
 /// Swarm services that publish in `ingress` mode (Docker's default) answer only where the

@@ -39,7 +39,12 @@ pub fn schema() -> ProviderSchema {
     };
     ProviderSchema {
         provider: PROVIDER.to_owned(),
-        kinds: vec![KindSchema::default_for(Kind::Host), file, service],
+        kinds: vec![
+            KindSchema::default_for(Kind::Host),
+            file,
+            service,
+            crate::vm::kind_schema(),
+        ],
     }
 }
 
@@ -244,6 +249,31 @@ impl HostsProvider {
         }
     }
 
+    /// VMs, each on its host (one command per host); a VM with no host yet is not observed.
+    async fn observe_vms(
+        &self,
+        batch: &[ObserveRequest],
+    ) -> Result<Vec<(String, Observed)>, ProviderError> {
+        let mut by_host: std::collections::BTreeMap<&str, Vec<ObserveRequest>> =
+            std::collections::BTreeMap::new();
+        let mut seen = Vec::new();
+        for request in batch {
+            match request.desired.as_ref().and_then(crate::vm::host_in) {
+                Some(host) if request.kind == Kind::Vm => {
+                    by_host.entry(host).or_default().push(request.clone());
+                }
+                _ => seen.push((request.address.clone(), Observed::Unknown)),
+            }
+        }
+        for (host, requests) in by_host {
+            let session = self.session(host).await?;
+            self.commands
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            seen.extend(crate::vm::observe(&session, &requests).await?);
+        }
+        Ok(seen)
+    }
+
     fn host_of(address: &str) -> Option<&str> {
         address
             .split_once('@')
@@ -253,7 +283,7 @@ impl HostsProvider {
 }
 
 /// The facts script: one line of tab-separated values.
-const FACTS: &str = r#"( . /etc/os-release 2>/dev/null; printf 'H\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${PRETTY_NAME:-unknown}" "$(uname -r)" "$(uname -m)" "$(nproc)" "$(awk '/^MemTotal:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" "$(df -P -B1 / | awk 'NR==2{print $2}')" "$(hostname)" "$(cut -d. -f1 /proc/uptime)" )"#;
+const FACTS: &str = r#"( . /etc/os-release 2>/dev/null; printf 'H\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${PRETTY_NAME:-unknown}" "$(uname -r)" "$(uname -m)" "$(nproc)" "$(awk '/^MemTotal:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" "$(df -P -B1 / | awk 'NR==2{print $2}')" "$(hostname)" "$(cut -d. -f1 /proc/uptime)" "$( [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo yes || echo no)" )"#;
 
 /// The unit name of `Service/NAME`.
 fn unit_name(resource: &str) -> String {
@@ -605,6 +635,11 @@ impl Provider for HostsProvider {
         batch: &'a [ObserveRequest],
     ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
         Box::pin(async move {
+            // VMs are not per host in the graph: each is observed on the host it names or
+            // was placed on, with the other VMs of that host.
+            if target.is_none() && batch.iter().any(|r| r.kind == Kind::Vm) {
+                return self.observe_vms(batch).await;
+            }
             // Host instances are not per host in the graph; each one is its own target.
             let host = match target {
                 Some(host) => host.to_owned(),
@@ -626,6 +661,24 @@ impl Provider for HostsProvider {
         _cancel: &'a Cancel,
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
+            if change.kind == Kind::Vm {
+                let host = change
+                    .after
+                    .as_ref()
+                    .or(change.before.as_ref())
+                    .and_then(crate::vm::host_in)
+                    .ok_or_else(|| {
+                        ProviderError::Failed(format!(
+                            "{}: no host: name one with `host`, or a `placement` the scheduler can place it by",
+                            change.address
+                        ))
+                    })?
+                    .to_owned();
+                let session = self.session(&host).await?;
+                self.commands
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return crate::vm::apply(&session, change).await;
+            }
             let host = Self::host_of(&change.address)
                 .ok_or_else(|| ProviderError::Bug(format!("{} names no host", change.address)))?
                 .to_owned();
@@ -665,6 +718,8 @@ impl Provider for HostsProvider {
                     let facts = json!({
                         "os": f.get(1), "kernel": f.get(2), "arch": f.get(3), "cpus": number(4),
                         "memory": number(5), "disk": number(6), "hostname": f.get(7), "uptime": number(8),
+                        // Whether VMs get KVM there, or run under TCG.
+                        "kvm": f.get(9).map(|v| *v == "yes"),
                     });
                     // The key the host presented is recorded: with trust on first use, it is
                     // pinned from then on.

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod mesh;
 pub mod plugin;
 pub mod ssh;
+pub mod vm;
 pub mod wireguard;
 
 /// OpenSSH keys and signatures (sshsig), for verifying signed commits.

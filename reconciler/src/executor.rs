@@ -641,14 +641,22 @@ pub async fn observe(
     let by_address: HashMap<&str, &nimbus_planner::plan::Record> =
         records.iter().map(|r| (r.address.as_str(), r)).collect();
     let mesh = nimbus_planner::mesh::plan(model, graph, &by_address, &HashMap::new());
+    // What the scheduler places is observed where it places it.
+    let placements = nimbus_planner::placement::placements(model, &by_address);
     for instance in &graph.instances {
         let Some(provider) = registry.get(&instance.provider) else {
             continue;
         };
-        let desired = match mesh.specs.get(&instance.address) {
+        let mut desired = match mesh.specs.get(&instance.address) {
             Some(Ok(spec)) => spec.clone(),
             _ => desired_spec(&model.documents[instance.document].resource.spec),
         };
+        if let Some(nimbus_planner::scheduler::Placement::On { host, .. }) =
+            placements.get(&instance.address)
+            && let serde_json::Value::Object(map) = &mut desired
+        {
+            map.insert("host".into(), serde_json::Value::String(host.clone()));
+        }
         batches
             .entry((
                 provider.name().to_owned(),

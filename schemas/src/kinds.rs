@@ -802,8 +802,35 @@ pub struct VmSpec {
     pub cloud_init: Option<CloudInit>,
     #[serde(default)]
     pub runtime: VmRuntime,
+    /// A kernel to boot directly (files on the host), instead of the disk's own boot loader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<VmBoot>,
+    /// Guest ports published on the host (qemu's user-mode networking).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<VmPort>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+}
+
+/// `boot` of a VM: a kernel, an initrd and a command line, as paths on its host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmBoot {
+    pub kernel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+}
+
+/// A guest port published on the VM's host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmPort {
+    /// The port inside the guest.
+    pub port: Port,
+    /// The port on the host.
+    pub host_port: Port,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

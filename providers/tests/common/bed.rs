@@ -19,6 +19,11 @@ use serde_json::Value;
 /// The image the Docker test bed loads into every host: python3's http.server on port 8000,
 /// built locally from the bed's root file system (`testbed/docker/image-tiny.sh`).
 pub const TEST_IMAGE: &str = "nimbus-test/py-tiny:2";
+/// The test guest's kernel and initramfs on a VM bed host ([`Bed::up_vm`]).
+#[allow(dead_code)]
+pub const GUEST_KERNEL: &str = "/srv/guest/vmlinux";
+#[allow(dead_code)]
+pub const GUEST_INITRD: &str = "/srv/guest/initrd.cpio.gz";
 
 pub fn testbed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed")
@@ -93,7 +98,55 @@ fn claim_bed() -> (u32, PathBuf) {
 impl Bed {
     /// Brings up `n` hosts and waits until systemd runs on each.
     pub fn up(n: usize) -> Bed {
-        Self::up_with(n, false)
+        Self::up_with(n, "rootfs-systemd", false)
+    }
+
+    /// Brings up `n` hosts that can run VMs (`testbed/vm/`: qemu under TCG, btrfs-progs), with
+    /// the test guest (a kernel and a busybox initramfs) at [`GUEST_KERNEL`] and
+    /// [`GUEST_INITRD`] on each.
+    #[allow(dead_code)]
+    pub fn up_vm(n: usize) -> Bed {
+        let cache = cache_dir();
+        std::fs::create_dir_all(&cache).unwrap_or_else(|e| panic!("{}: {e}", cache.display()));
+        run(
+            Command::new("flock")
+                .arg(cache.join(".lock"))
+                .arg("bash")
+                .arg(testbed_dir().join("rootfs-systemd.sh"))
+                .env("TB", &cache),
+            "testbed/rootfs-systemd.sh",
+        );
+        run(
+            Command::new("flock")
+                .arg(cache.join(".lock"))
+                .arg("sh")
+                .arg("-c")
+                .arg("bash \"$0\" && bash \"$1\"")
+                .arg(testbed_dir().join("vm/rootfs-vm.sh"))
+                .arg(testbed_dir().join("vm/guest.sh"))
+                .env("SRC", cache.join("rootfs-systemd"))
+                .env("DST", cache.join("rootfs-vm"))
+                .env("OUT", cache.join("guest")),
+            "testbed/vm/rootfs-vm.sh and guest.sh",
+        );
+        let bed = Self::up_with(n, "rootfs-vm", false);
+        for host in &bed.hosts {
+            for (file, path) in [("vmlinux", GUEST_KERNEL), ("initrd.cpio.gz", GUEST_INITRD)] {
+                let status = Command::new("ssh")
+                    .arg("-F")
+                    .arg(&bed.ssh_config)
+                    .arg(&host.name)
+                    .arg(format!("mkdir -p /srv/guest && cat > {path}"))
+                    .stdin(
+                        std::fs::File::open(cache.join("guest").join(file))
+                            .unwrap_or_else(|e| panic!("{e}")),
+                    )
+                    .status()
+                    .unwrap_or_else(|e| panic!("ssh: {e}"));
+                assert!(status.success(), "copying {file} to {}", host.name);
+            }
+        }
+        bed
     }
 
     /// Brings up `n` hosts with a Docker engine each (`testbed/docker/`), waits until every
@@ -107,7 +160,7 @@ impl Bed {
                 .env("NIMBUS_TESTBED_CACHE", cache_dir()),
             "testbed/docker/prepare.sh",
         );
-        let bed = Self::up_with(n, true);
+        let bed = Self::up_with(n, "rootfs-docker", true);
         for host in &bed.hosts {
             bed.wait_for(
                 &host.name,
@@ -137,7 +190,7 @@ impl Bed {
         bed
     }
 
-    fn up_with(n: usize, docker: bool) -> Bed {
+    fn up_with(n: usize, rootfs: &str, docker: bool) -> Bed {
         assert!(
             nix_is_root(),
             "the host test bed needs root (network namespaces, systemd-nspawn)"
@@ -172,14 +225,7 @@ impl Bed {
                 .env("N", n.to_string())
                 .env("BED", number.to_string())
                 .env("TB", &tb)
-                .env(
-                    "ROOTFS",
-                    cache.join(if docker {
-                        "rootfs-docker"
-                    } else {
-                        "rootfs-systemd"
-                    }),
-                )
+                .env("ROOTFS", cache.join(rootfs))
                 .env("DOCKER", if docker { "1" } else { "0" })
                 .env(
                     "NSPAWN_EXTRA",

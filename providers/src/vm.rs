@@ -1,0 +1,421 @@
+//! VMs over SSH (SPEC §11): qemu under a systemd unit per VM, `nimbus-vm-NAME.service`, with
+//! a QMP socket reached through the host's SSH connection (`direct-streamlocal`), KVM when
+//! `/dev/kvm` is usable and TCG otherwise. What lives on the host, under `DIR/NAME/`:
+//! `disk.qcow2` (an overlay on `disk.image`, or a blank disk, grown to `disk.size`),
+//! `spec.json` (the spec last applied), `qmp.sock`, `serial.log`, and `created` when nimbus
+//! made the disk (only then is it removed with the VM).
+//!
+//! Observed: the spec last applied, and `state` when the VM is not running (a VM stopped or
+//! paused by hand is drift). A change of cpus, memory, boot or ports rewrites the unit and
+//! restarts the VM; a new image replaces it (the planner's rule). Delete: an ACPI power-off
+//! through QMP, a stop after 20 s, then the unit and what nimbus made go.
+
+use std::time::Duration;
+
+use nimbus_planner::plan::{Action, Change, KindSchema, Observed};
+use nimbus_schemas::{Kind, VmRuntime, VmSpec};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::hosts::shell_quote;
+use crate::ssh::SshSession;
+use crate::{Applied, ProviderError};
+
+/// Where VMs live on a host.
+pub const DIR: &str = "/var/lib/nimbus/vms";
+
+/// How long a VM has to power off after the ACPI button before it is stopped.
+const POWERDOWN: Duration = Duration::from_secs(20);
+
+/// What is compared: the spec as applied, and whether the VM runs.
+pub fn kind_schema() -> KindSchema {
+    KindSchema {
+        compare_fields: Some(
+            [
+                "host",
+                "cpus",
+                "memory",
+                "disk",
+                "boot",
+                "ports",
+                "runtime",
+                "cloudInit",
+                "state",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        ..KindSchema::default_for(Kind::Vm)
+    }
+}
+
+fn name_of(address: &str) -> &str {
+    address.strip_prefix("VM/").unwrap_or(address)
+}
+
+fn unit_of(name: &str) -> String {
+    format!("nimbus-vm-{name}.service")
+}
+
+fn failed(address: &str, message: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Failed(format!("{address}: {message}"))
+}
+
+/// The VM's host: the one it names, or the one the scheduler placed it on (the plan's spec
+/// carries it).
+pub fn host_in(spec: &Value) -> Option<&str> {
+    spec.get("host").and_then(Value::as_str)
+}
+
+/// The qemu command line of a VM (`accel` is `kvm` or `tcg`).
+fn command_line(name: &str, spec: &VmSpec, accel: &str) -> Vec<String> {
+    let dir = format!("{DIR}/{name}");
+    let mut args: Vec<String> = [
+        "/usr/bin/qemu-system-x86_64",
+        "-name",
+        name,
+        "-accel",
+        accel,
+        "-M",
+        "pc",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend([
+        "-m".to_owned(),
+        format!("{}M", spec.memory.bytes / (1024 * 1024)),
+        "-smp".to_owned(),
+        spec.cpus.to_string(),
+        "-serial".to_owned(),
+        format!("file:{dir}/serial.log"),
+        "-qmp".to_owned(),
+        format!("unix:{dir}/qmp.sock,server=on,wait=off"),
+        "-drive".to_owned(),
+        format!("file={dir}/disk.qcow2,if=virtio,format=qcow2"),
+    ]);
+    if let Some(boot) = &spec.boot {
+        args.extend(["-kernel".to_owned(), boot.kernel.clone()]);
+        if let Some(initrd) = &boot.initrd {
+            args.extend(["-initrd".to_owned(), initrd.clone()]);
+        }
+        if let Some(cmdline) = &boot.cmdline {
+            args.extend(["-append".to_owned(), cmdline.clone()]);
+        }
+    }
+    let forwards: String = spec
+        .ports
+        .iter()
+        .map(|p| format!(",hostfwd=tcp::{}-:{}", p.host_port.0, p.port.0))
+        .collect();
+    args.extend([
+        "-netdev".to_owned(),
+        format!("user,id=n0{forwards}"),
+        "-device".to_owned(),
+        "virtio-net-pci,netdev=n0".to_owned(),
+    ]);
+    args
+}
+
+/// The unit: systemd's quoting of each argument (`"..."` with `\` and `"` escaped, `%` and `$`
+/// doubled).
+fn unit(name: &str, args: &[String]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| {
+            let escaped = a
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('%', "%%")
+                .replace('$', "$$");
+            format!("\"{escaped}\"")
+        })
+        .collect();
+    format!(
+        "[Unit]\nDescription=nimbus: VM {name}\nAfter=network.target\n\n[Service]\nExecStart={}\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",
+        quoted.join(" ")
+    )
+}
+
+/// One QMP command on the VM's socket, through the SSH connection: its `return`.
+pub async fn qmp(session: &SshSession, name: &str, command: &str) -> Result<Value, ProviderError> {
+    let stream = session
+        .open_socket(&format!("{DIR}/{name}/qmp.sock"))
+        .await?;
+    let (read, mut write) = tokio::io::split(stream);
+    let mut lines = BufReader::new(read).lines();
+    let lost = |e: std::io::Error| ProviderError::Transient(format!("QMP of VM/{name}: {e}"));
+    let answer =
+        async |lines: &mut tokio::io::Lines<BufReader<_>>| -> Result<Value, ProviderError> {
+            loop {
+                let Some(line) = lines.next_line().await.map_err(lost)? else {
+                    return Err(ProviderError::Transient(format!(
+                        "QMP of VM/{name}: the socket closed"
+                    )));
+                };
+                let value: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                if let Some(error) = value.get("error") {
+                    return Err(ProviderError::Failed(format!("QMP of VM/{name}: {error}")));
+                }
+                if let Some(ret) = value.get("return") {
+                    return Ok(ret.clone());
+                }
+                // The greeting and events.
+                if value.get("QMP").is_some() {
+                    return Ok(Value::Null);
+                }
+            }
+        };
+    answer(&mut lines).await?;
+    for execute in ["qmp_capabilities", command] {
+        let mut line = json!({ "execute": execute }).to_string();
+        line.push('\n');
+        write.write_all(line.as_bytes()).await.map_err(lost)?;
+        let ret = answer(&mut lines).await?;
+        if execute == command {
+            return Ok(ret);
+        }
+    }
+    Ok(Value::Null)
+}
+
+/// Observes the VMs of one host in one command, and asks QMP of those that run.
+pub async fn observe(
+    session: &SshSession,
+    batch: &[crate::ObserveRequest],
+) -> Result<Vec<(String, Observed)>, ProviderError> {
+    let mut script = String::new();
+    for request in batch {
+        let name = name_of(&request.address);
+        let dir = format!("{DIR}/{name}");
+        script.push_str(&format!(
+            "printf 'VM\\t%s\\t%s\\n' {q} \"$(systemctl is-active {unit} 2>/dev/null)\"; \
+             if [ -f {dir}/spec.json ]; then tr -d '\\n' < {dir}/spec.json; fi; echo; ",
+            q = shell_quote(name),
+            unit = unit_of(name),
+        ));
+    }
+    let output = session.exec(&script, None).await?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
+    let mut seen = Vec::new();
+    for request in batch {
+        let (Some(header), Some(spec)) = (lines.next(), lines.next()) else {
+            return Err(ProviderError::Transient(format!(
+                "{}: the host's answer was cut short",
+                request.address
+            )));
+        };
+        let active = header.rsplit('\t').next().unwrap_or_default();
+        if spec.trim().is_empty() {
+            seen.push((request.address.clone(), Observed::Absent));
+            continue;
+        }
+        let mut applied: Value = serde_json::from_str(spec).unwrap_or(Value::Null);
+        let name = name_of(&request.address);
+        let state = if active == "active" {
+            match qmp(session, name, "query-status").await {
+                Ok(status) => status["status"].as_str().unwrap_or("unknown").to_owned(),
+                Err(_) => "starting".to_owned(),
+            }
+        } else {
+            "stopped".to_owned()
+        };
+        if state != "running"
+            && let Value::Object(map) = &mut applied
+        {
+            map.insert("state".into(), json!(state));
+        }
+        seen.push((request.address.clone(), Observed::Present(applied)));
+    }
+    Ok(seen)
+}
+
+/// Creates, updates (a restart) or replaces a VM.
+pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, ProviderError> {
+    let address = &change.address;
+    let name = name_of(address);
+    if change.action == Action::Delete {
+        delete(session, address, name).await?;
+        return Ok(Applied::default());
+    }
+    let desired = change.after.clone().unwrap_or(Value::Null);
+    let spec: VmSpec = serde_json::from_value(desired.clone())
+        .map_err(|e| failed(address, format!("not a VM spec: {e}")))?;
+    if spec.cloud_init.is_some() {
+        return Err(failed(
+            address,
+            "cloudInit is not applied in this release (the NoCloud seed comes next); boot the guest with `boot` or a ready image",
+        ));
+    }
+    let image = spec.disk.image.as_deref();
+    if let Some(image) = image.filter(|i| !i.starts_with('/')) {
+        return Err(failed(
+            address,
+            format!(
+                "disk.image `{image}` must be the path of an image on the host in this release (a URL with its sha256 comes next)"
+            ),
+        ));
+    }
+    let kvm = session
+        .exec(
+            "test -r /dev/kvm -a -w /dev/kvm && echo kvm || echo tcg",
+            None,
+        )
+        .await?;
+    let accel = String::from_utf8_lossy(&kvm.stdout).trim().to_owned();
+    if spec.runtime == VmRuntime::CloudHypervisor {
+        let why = if accel == "kvm" {
+            format!(
+                "{} has KVM, but cloud-hypervisor is not supported in this release",
+                session.name()
+            )
+        } else {
+            format!(
+                "runtime cloud-hypervisor needs KVM, and Host/{} has no usable /dev/kvm; use runtime: qemu (TCG)",
+                session.name()
+            )
+        };
+        return Err(failed(address, why));
+    }
+    // A replace starts from nothing: the old VM and what nimbus made go first.
+    if change.action == Action::Replace {
+        delete(session, address, name).await?;
+    }
+    let dir = format!("{DIR}/{name}");
+    let size = spec.disk.size.bytes;
+    let disk = match image {
+        Some(image) => format!(
+            "fmt=$(qemu-img info --output=json {i} | sed -n 's/.*\"format\": \"\\([a-z0-9]*\\)\".*/\\1/p' | head -1); \
+             qemu-img create -q -f qcow2 -F \"$fmt\" -b {i} {dir}/disk.qcow2 {size}",
+            i = shell_quote(image)
+        ),
+        None => format!("qemu-img create -q -f qcow2 {dir}/disk.qcow2 {size}"),
+    };
+    let unit_text = unit(name, &command_line(name, &spec, &accel));
+    let spec_text =
+        serde_json::to_string(&desired).map_err(|e| ProviderError::Bug(e.to_string()))?;
+    let unit_name = unit_of(name);
+    let script = format!(
+        "set -e; command -v qemu-system-x86_64 >/dev/null || {{ echo 'qemu-system-x86_64 is not installed on this host (Debian: apt install qemu-system-x86)' >&2; exit 3; }}; \
+         mkdir -p {dir}; \
+         if [ ! -e {dir}/disk.qcow2 ]; then {disk}; touch {dir}/created; fi; \
+         current=$(qemu-img info --output=json {dir}/disk.qcow2 | sed -n 's/.*\"virtual-size\": \\([0-9]*\\).*/\\1/p' | head -1); \
+         if [ \"$current\" -lt {size} ]; then systemctl stop {unit_name} 2>/dev/null || true; qemu-img resize -q {dir}/disk.qcow2 {size}; fi; \
+         new=$(cat); old=$(cat /etc/systemd/system/{unit_name} 2>/dev/null || true); \
+         if [ \"$new\" != \"$old\" ]; then printf '%s\\n' \"$new\" > /etc/systemd/system/{unit_name}; systemctl daemon-reload; changed=1; fi; \
+         printf '%s\\n' {spec} > {dir}/spec.json; \
+         systemctl enable --quiet {unit_name}; \
+         if [ -n \"${{changed:-}}\" ]; then systemctl restart {unit_name}; else systemctl start {unit_name}; fi",
+        spec = shell_quote(&spec_text),
+    );
+    let output = session
+        .exec(&script, Some(unit_text.trim_end().as_bytes()))
+        .await?;
+    if output.status != 0 {
+        return Err(failed(
+            address,
+            String::from_utf8_lossy(&output.stderr).trim(),
+        ));
+    }
+    // Running, as QMP says.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match qmp(session, name, "query-status").await {
+            Ok(status) if status["status"] == "running" => break,
+            Ok(status) if std::time::Instant::now() > deadline => {
+                return Err(failed(
+                    address,
+                    format!("qemu started, but the VM is {}", status["status"]),
+                ));
+            }
+            Err(e) if std::time::Instant::now() > deadline => {
+                let log = session
+                    .exec(
+                        &format!("journalctl -u {unit_name} -n 5 --no-pager -o cat"),
+                        None,
+                    )
+                    .await
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .unwrap_or_default();
+                return Err(failed(address, format!("the VM does not run: {e}; {log}")));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let mut outputs = json!({
+        "accelerator": accel,
+        "unit": unit_name,
+        "serialLog": format!("{dir}/serial.log"),
+    });
+    if accel == "tcg" {
+        outputs["warning"] = json!(format!(
+            "Host/{} has no usable /dev/kvm: the VM runs under TCG (software emulation), many times slower",
+            session.name()
+        ));
+    }
+    Ok(Applied {
+        observed: desired,
+        outputs,
+    })
+}
+
+/// ACPI power-off through QMP, a stop after [`POWERDOWN`], then the unit and what nimbus made.
+async fn delete(session: &SshSession, address: &str, name: &str) -> Result<(), ProviderError> {
+    let unit_name = unit_of(name);
+    let dir = format!("{DIR}/{name}");
+    if qmp(session, name, "system_powerdown").await.is_ok() {
+        let deadline = std::time::Instant::now() + POWERDOWN;
+        while std::time::Instant::now() < deadline {
+            let active = session
+                .exec(&format!("systemctl is-active --quiet {unit_name}"), None)
+                .await?;
+            if active.status != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let script = format!(
+        "systemctl disable --now --quiet {unit_name} 2>/dev/null; rm -f /etc/systemd/system/{unit_name}; systemctl daemon-reload; \
+         if [ -e {dir}/created ]; then rm -rf {dir}; else rm -f {dir}/spec.json {dir}/qmp.sock; fi"
+    );
+    let output = session.exec(&script, None).await?;
+    if output.status != 0 {
+        return Err(failed(
+            address,
+            String::from_utf8_lossy(&output.stderr).trim(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_runs_qemu_with_the_spec_and_quotes_for_systemd() {
+        let spec: VmSpec = serde_json::from_value(json!({
+            "host": "h1", "cpus": 2, "memory": "256Mi", "disk": {"size": "1Gi"},
+            "boot": {"kernel": "/srv/vmlinux", "initrd": "/srv/initrd", "cmdline": "console=ttyS0 a=\"b\" 100%"},
+            "ports": [{"port": 80, "hostPort": 8080}],
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let args = command_line("web", &spec, "tcg");
+        let joined = args.join(" ");
+        assert!(joined.contains("-accel tcg"), "{joined}");
+        assert!(joined.contains("-m 256M -smp 2"), "{joined}");
+        assert!(joined.contains("hostfwd=tcp::8080-:80"), "{joined}");
+        assert!(
+            joined.contains("-kernel /srv/vmlinux -initrd /srv/initrd"),
+            "{joined}"
+        );
+        let text = unit("web", &args);
+        assert!(text.contains(r#""console=ttyS0 a=\"b\" 100%%""#), "{text}");
+        assert!(text.contains("WantedBy=multi-user.target"));
+    }
+}

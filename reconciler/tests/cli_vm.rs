@@ -1,0 +1,149 @@
+//! `nimbus apply` of a VM on test-bed hosts that run qemu under TCG (`testbed/vm/`: there is
+//! no KVM on these machines), booting the test guest (Debian's kernel and a busybox
+//! initramfs that serves HTTP on :80). The VM names no host: the scheduler places it (two
+//! empty hosts: the tie goes to the first by name). It boots and answers on its published port; a second plan is
+//! empty; a memory change restarts it with the new memory; a VM stopped by hand is started
+//! again; delete shuts it down and removes its unit and disk.
+
+mod common;
+use common::{ok, text, write};
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
+use sshd::bed::{Bed, GUEST_INITRD, GUEST_KERNEL};
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+
+fn nimbus(repo: &Path, args: &[&str]) -> Output {
+    common::nimbus_with(args, repo, &[])
+}
+
+fn vm_yaml(memory: &str) -> String {
+    format!(
+        "{HEADER}kind: VM\nmetadata: {{name: guest}}\nspec:\n  placement: {{vm: \"yes\"}}\n  cpus: 1\n  memory: {memory}\n  disk: {{size: 64Mi}}\n  boot:\n    kernel: {GUEST_KERNEL}\n    initrd: {GUEST_INITRD}\n    cmdline: \"console=ttyS0 quiet panic=-1 nimbus.ip=10.0.2.15/24 nimbus.gw=10.0.2.2\"\n  ports: [{{port: 80, hostPort: 8080}}]\n"
+    )
+}
+
+/// The guest's page, fetched on `host` through the published port, within `within`.
+fn answers(bed: &Bed, host: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let fetched = bed.ssh(
+            host,
+            "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/', timeout=3).read().decode())\"",
+        );
+        if fetched.status.success() && text(&fetched.stdout).contains("nimbus guest") {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
+    let bed = Bed::up_vm(2);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    common::bed_repository(repo, "vms", &bed.known_hosts, &bed.key);
+    // Two empty hosts of the same size: a tie, broken by name, so the first gets the VM.
+    let hosts = bed
+        .hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{vm: \"yes\"}}}}\nspec: {{address: {}, capacity: {{cpu: \"2\", memory: 2Gi}}}}\n",
+                h.name, h.address
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    write(repo, "hosts.yaml", &hosts);
+    write(repo, "vms/guest.yaml", &vm_yaml("128Mi"));
+    let host = bed.hosts[0].name.clone();
+
+    let plan = ok(&nimbus(repo, &["plan", "."]));
+    assert!(plan.contains(&format!("placed on {host}")), "{plan}");
+    // The hosts' facts are read in this first apply: the TCG warning comes with the next plan.
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&applied.stdout), text(&applied.stderr));
+    assert_eq!(applied.status.code(), Some(0), "{said}");
+    assert!(
+        answers(&bed, &host, Duration::from_secs(60)),
+        "the guest does not answer"
+    );
+    let unit = "nimbus-vm-guest.service";
+    assert_eq!(
+        bed.ssh_ok(&host, &format!("systemctl is-active {unit}"))
+            .trim(),
+        "active"
+    );
+    // TCG here, said in state.
+    let shown = ok(&nimbus(repo, &["state", "show", "VM/guest"]));
+    assert!(shown.contains("\"accelerator\":\"tcg\""), "{shown}");
+
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "a second plan is empty:\n{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
+
+    // More memory: the VM restarts with it; the plan warns that it runs under TCG.
+    write(repo, "vms/guest.yaml", &vm_yaml("192Mi"));
+    let plan = ok(&nimbus(repo, &["plan", "."]));
+    assert!(plan.contains("memory"), "{plan}");
+    assert!(plan.contains("no usable /dev/kvm"), "{plan}");
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    let line = bed.ssh_ok(
+        &host,
+        &format!(
+            "systemctl show -p ExecStart {unit} | tr ' ' '\\n' | grep -A1 -x -- '-m' | tail -1"
+        ),
+    );
+    assert_eq!(line.trim(), "192M", "{line}");
+    assert!(
+        answers(&bed, &host, Duration::from_secs(60)),
+        "after the restart"
+    );
+
+    // Stopped by hand: drift, started again.
+    bed.ssh_ok(&host, &format!("systemctl stop {unit}"));
+    let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(drift.status.code(), Some(2), "{}", text(&drift.stdout));
+    assert!(
+        text(&drift.stdout).contains("stopped"),
+        "{}",
+        text(&drift.stdout)
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        answers(&bed, &host, Duration::from_secs(60)),
+        "after the start"
+    );
+
+    // Removed from git: shut down, unit and disk gone.
+    std::fs::remove_file(repo.join("vms/guest.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    eprintln!("delete took {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(
+        bed.ssh_ok(
+            &host,
+            &format!("ls /etc/systemd/system/{unit} /var/lib/nimbus/vms/guest 2>/dev/null | wc -l")
+        )
+        .trim(),
+        "0"
+    );
+    assert!(
+        !bed.ssh(&host, "pgrep -x qemu-system-x86").status.success(),
+        "qemu still runs"
+    );
+}
