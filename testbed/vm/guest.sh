@@ -9,7 +9,8 @@
 # Cached: does nothing when both files are there.
 set -euo pipefail
 OUT=${OUT:-/var/tmp/nimbus-testbed/guest}
-[ -s "$OUT/vmlinux" ] && [ -s "$OUT/initrd.cpio.gz" ] && { echo "$OUT ready (existing)"; exit 0; }
+STAMP="v4 acpi-poweroff evdev log"
+[ -s "$OUT/vmlinux" ] && [ -s "$OUT/initrd.cpio.gz" ] && [ "$(cat "$OUT/stamp" 2>/dev/null)" = "$STAMP" ] && { echo "$OUT ready (existing)"; exit 0; }
 W=$OUT/work; mkdir -p "$W/dl"
 cd "$W/dl"
 K=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
@@ -25,14 +26,14 @@ for a in $("$R/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$R
 for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
          drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover \
          drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk drivers/char/virtio_console \
-         drivers/acpi/button; do
+         drivers/input/evdev drivers/acpi/button; do
   f=$(ls "$M/$m.ko" 2>/dev/null || find "$M" -name "$(basename $m).ko" | head -1); [ -n "$f" ] && cp "$f" "$R/mods/"
 done
 echo '<h1>nimbus guest</h1>' >"$R/www/index.html"
 cat >"$R/init" <<'INIT'
 #!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk virtio_console button; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk virtio_console evdev button; do
   insmod /mods/$m.ko 2>/dev/null
 done
 ip link set lo up
@@ -43,13 +44,19 @@ if [ -n "$IP" ]; then
   [ -n "$GW" ] && ip route add default via "$GW"
 fi
 httpd -h /www -p 80
-# The ACPI power button (qemu's system_powerdown) powers the guest off.
-acpid 2>/dev/null || true
+# The ACPI power button (qemu's system_powerdown) powers the guest off: busybox acpid runs
+# ./PWRF/00000080 (the power button's event) from its configuration folder.
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\necho NIMBUS-POWEROFF\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+chmod +x /etc/acpi/PWRF/00000080
+acpid -c /etc/acpi -l /tmp/acpid.log 2>/dev/null || true
+echo "acpi: $(ls /dev/input 2>/dev/null | tr '\n' ' ') acpid=$(pidof acpid)"
 echo "NIMBUS-READY uptime=$(cut -d' ' -f1 /proc/uptime) ip=$IP memory=$(awk '/MemTotal/{print $2}' /proc/meminfo)"
 exec sh -c 'while :; do sleep 3600; done'
 INIT
 chmod +x "$R/init"
 ( cd "$R" && find . | "$W/bb/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 ) >"$OUT/initrd.cpio.gz.new"
 mv "$OUT/vmlinux.new" "$OUT/vmlinux"; mv "$OUT/initrd.cpio.gz.new" "$OUT/initrd.cpio.gz"
+echo "$STAMP" >"$OUT/stamp"
 rm -rf "$W"
 echo "kernel $KV: $OUT/vmlinux ($(du -h "$OUT/vmlinux" | cut -f1)), $OUT/initrd.cpio.gz ($(du -h "$OUT/initrd.cpio.gz" | cut -f1))"
