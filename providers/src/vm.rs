@@ -303,7 +303,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         "set -e; command -v qemu-system-x86_64 >/dev/null || {{ echo 'qemu-system-x86_64 is not installed on this host (Debian: apt install qemu-system-x86)' >&2; exit 3; }}; \
          mkdir -p {dir}; \
          if [ ! -e {dir}/disk.qcow2 ]; then {disk}; touch {dir}/created; fi; \
-         current=$(qemu-img info --output=json {dir}/disk.qcow2 | sed -n 's/.*\"virtual-size\": \\([0-9]*\\).*/\\1/p' | head -1); \
+         current=$(qemu-img info -U --output=json {dir}/disk.qcow2 | sed -n 's/.*\"virtual-size\": \\([0-9]*\\).*/\\1/p' | head -1); \
          if [ \"$current\" -lt {size} ]; then systemctl stop {unit_name} 2>/dev/null || true; qemu-img resize -q {dir}/disk.qcow2 {size}; fi; \
          new=$(cat); old=$(cat /etc/systemd/system/{unit_name} 2>/dev/null || true); \
          if [ \"$new\" != \"$old\" ]; then printf '%s\\n' \"$new\" > /etc/systemd/system/{unit_name}; systemctl daemon-reload; changed=1; fi; \
@@ -369,6 +369,7 @@ async fn delete(session: &SshSession, address: &str, name: &str) -> Result<(), P
     let dir = format!("{DIR}/{name}");
     if qmp(session, name, "system_powerdown").await.is_ok() {
         let deadline = std::time::Instant::now() + POWERDOWN;
+        let mut pressed = std::time::Instant::now();
         while std::time::Instant::now() < deadline {
             let active = session
                 .exec(&format!("systemctl is-active --quiet {unit_name}"), None)
@@ -376,7 +377,12 @@ async fn delete(session: &SshSession, address: &str, name: &str) -> Result<(), P
             if active.status != 0 {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // A guest still booting misses the button: it is pressed again every 2 s.
+            if pressed.elapsed() >= Duration::from_secs(2) {
+                let _ = qmp(session, name, "system_powerdown").await;
+                pressed = std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
     let script = format!(
