@@ -11,7 +11,7 @@
 //!   in address order; only what no longer fits moves. A host added moves nothing.
 //! - When nothing fits, the reason names each candidate and what it lacks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nimbus_schemas::{Bytes, Cpu};
 
@@ -73,6 +73,10 @@ impl Request {
 
 /// Places every request. Requests are taken in a fixed order, so the result does not depend
 /// on the order they are given in.
+///
+/// Hosts are indexed once (by name order, which is also the tie-break order), what each host
+/// has in use is a vector by that index, and the candidates of a placement are found once
+/// per distinct selector and host list: many requests share them.
 pub fn schedule(
     hosts: &[HostRoom],
     fixed: &[Fixed],
@@ -80,18 +84,21 @@ pub fn schedule(
 ) -> BTreeMap<String, Placement> {
     let mut hosts: Vec<&HostRoom> = hosts.iter().collect();
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut used: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    hosts.dedup_by(|a, b| a.name == b.name);
+    let index: HashMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i))
+        .collect();
+    let mut used: Vec<(u64, u64)> = vec![(0, 0); hosts.len()];
     for load in fixed {
-        let entry = used.entry(load.host.as_str()).or_default();
-        entry.0 += load.cpu;
-        entry.1 += load.memory;
-    }
-    let fits = |used: &BTreeMap<&str, (u64, u64)>, host: &HostRoom, r: &Request| match host.capacity
-    {
-        Ok((cpu, memory)) => {
-            let (u_cpu, u_memory) = used.get(host.name.as_str()).copied().unwrap_or_default();
-            u_cpu + r.cpu <= cpu && u_memory + r.memory <= memory
+        if let Some(&i) = index.get(load.host.as_str()) {
+            used[i].0 += load.cpu;
+            used[i].1 += load.memory;
         }
+    }
+    let fits = |used: &[(u64, u64)], i: usize, r: &Request| match hosts[i].capacity {
+        Ok((cpu, memory)) => used[i].0 + r.cpu <= cpu && used[i].1 + r.memory <= memory,
         Err(_) => false,
     };
     let mut out = BTreeMap::new();
@@ -102,22 +109,25 @@ pub fn schedule(
     // What was placed before stays where it is while it still can.
     let mut kept: BTreeSet<&str> = BTreeSet::new();
     for request in &sorted {
-        let Some(previous) = &request.previous else {
+        let Some(&i) = request
+            .previous
+            .as_deref()
+            .and_then(|previous| index.get(previous))
+        else {
             continue;
         };
-        let Some(host) = hosts.iter().find(|h| &h.name == previous) else {
-            continue;
-        };
-        if request.matches(host) && fits(&used, host, request) {
-            let entry = used.entry(host.name.as_str()).or_default();
-            entry.0 += request.cpu;
-            entry.1 += request.memory;
+        if request.matches(hosts[i]) && fits(&used, i, request) {
+            used[i].0 += request.cpu;
+            used[i].1 += request.memory;
             kept.insert(request.address.as_str());
             out.insert(
                 request.address.clone(),
                 Placement::On {
-                    host: host.name.clone(),
-                    reason: format!("stays on {}: placed there before, still fits", host.name),
+                    host: hosts[i].name.clone(),
+                    reason: format!(
+                        "stays on {}: placed there before, still fits",
+                        hosts[i].name
+                    ),
                 },
             );
         }
@@ -133,41 +143,45 @@ pub fn schedule(
             .cmp(&(a.cpu, a.memory))
             .then_with(|| a.address.cmp(&b.address))
     });
-    for request in rest {
-        let candidates: Vec<&HostRoom> = hosts
-            .iter()
-            .copied()
-            .filter(|h| request.matches(h))
-            .collect();
-        let load = |host: &HostRoom| -> f64 {
-            let (u_cpu, u_memory) = used.get(host.name.as_str()).copied().unwrap_or_default();
-            match host.capacity {
-                Ok((cpu, memory)) => {
-                    let fraction = |u: u64, c: u64| if c == 0 { 0.0 } else { u as f64 / c as f64 };
-                    fraction(u_cpu, cpu) + fraction(u_memory, memory)
-                }
-                Err(_) => 0.0,
+    // The candidates of each distinct placement, in name order.
+    let mut candidates_of: HashMap<(&BTreeMap<String, String>, &[String]), Vec<usize>> =
+        HashMap::new();
+    let load = |used: &[(u64, u64)], i: usize| -> f64 {
+        match hosts[i].capacity {
+            Ok((cpu, memory)) => {
+                let fraction = |u: u64, c: u64| if c == 0 { 0.0 } else { u as f64 / c as f64 };
+                fraction(used[i].0, cpu) + fraction(used[i].1, memory)
             }
-        };
-        let fitting: Vec<&HostRoom> = candidates
-            .iter()
-            .copied()
-            .filter(|h| fits(&used, h, request))
-            .collect();
-        let mut best: Option<(&HostRoom, f64)> = None;
-        for host in fitting.iter().copied() {
-            let score = load(host);
+            Err(_) => 0.0,
+        }
+    };
+    for request in rest {
+        let candidates = candidates_of
+            .entry((&request.selector, request.hosts.as_slice()))
+            .or_insert_with(|| {
+                (0..hosts.len())
+                    .filter(|&i| request.matches(hosts[i]))
+                    .collect()
+            });
+        let mut fitting = 0usize;
+        let mut best: Option<(usize, f64)> = None;
+        for &i in candidates.iter() {
+            if !fits(&used, i, request) {
+                continue;
+            }
+            fitting += 1;
+            let score = load(&used, i);
             // Strictly busier wins; an equal one keeps the first name.
             if best.is_none_or(|(_, s)| score > s) {
-                best = Some((host, score));
+                best = Some((i, score));
             }
         }
         let placement = match best {
-            Some((host, _)) => {
-                let entry = used.entry(host.name.as_str()).or_default();
-                entry.0 += request.cpu;
-                entry.1 += request.memory;
-                let why = if fitting.len() == 1 {
+            Some((i, _)) => {
+                used[i].0 += request.cpu;
+                used[i].1 += request.memory;
+                let host = hosts[i];
+                let why = if fitting == 1 {
                     "the only matching host that fits"
                 } else {
                     "fits, most loaded"
@@ -192,29 +206,31 @@ pub fn schedule(
             None => {
                 let lacks: Vec<String> = candidates
                     .iter()
-                    .map(|host| match host.capacity {
-                        Err(ref why) => format!("{}: {why}", host.name),
-                        Ok((cpu, memory)) => {
-                            let (u_cpu, u_memory) =
-                                used.get(host.name.as_str()).copied().unwrap_or_default();
-                            let mut short = Vec::new();
-                            if u_cpu + request.cpu > cpu {
-                                short.push(format!(
-                                    "{} cpu more ({} of {} in use)",
-                                    cpu_text(u_cpu + request.cpu - cpu),
-                                    cpu_text(u_cpu),
-                                    cpu_text(cpu)
-                                ));
+                    .map(|&i| {
+                        let host = hosts[i];
+                        match host.capacity {
+                            Err(ref why) => format!("{}: {why}", host.name),
+                            Ok((cpu, memory)) => {
+                                let (u_cpu, u_memory) = used[i];
+                                let mut short = Vec::new();
+                                if u_cpu + request.cpu > cpu {
+                                    short.push(format!(
+                                        "{} cpu more ({} of {} in use)",
+                                        cpu_text(u_cpu + request.cpu - cpu),
+                                        cpu_text(u_cpu),
+                                        cpu_text(cpu)
+                                    ));
+                                }
+                                if u_memory + request.memory > memory {
+                                    short.push(format!(
+                                        "{} memory more ({} of {} in use)",
+                                        memory_text(u_memory + request.memory - memory),
+                                        memory_text(u_memory),
+                                        memory_text(memory)
+                                    ));
+                                }
+                                format!("{} needs {}", host.name, short.join(" and "))
                             }
-                            if u_memory + request.memory > memory {
-                                short.push(format!(
-                                    "{} memory more ({} of {} in use)",
-                                    memory_text(u_memory + request.memory - memory),
-                                    memory_text(u_memory),
-                                    memory_text(memory)
-                                ));
-                            }
-                            format!("{} needs {}", host.name, short.join(" and "))
                         }
                     })
                     .collect();
