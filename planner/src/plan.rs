@@ -843,6 +843,7 @@ pub fn plan(
     }
 
     let changes = order_deletes_first(changes, input.records);
+    let changes = keep_volumes_with_data(changes, input);
     let changes = confirm_or_revert(changes, &mesh);
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
@@ -860,6 +861,29 @@ pub fn plan(
         notes,
         changes,
     })
+}
+
+/// A Volume that holds data is deleted only with `--allow-deletes`: otherwise its delete is
+/// not applied, and the run says why.
+fn keep_volumes_with_data(mut changes: Vec<Change>, input: &PlanInput<'_>) -> Vec<Change> {
+    if input.allow_deletes {
+        return changes;
+    }
+    for change in changes
+        .iter_mut()
+        .filter(|c| c.kind == Kind::Volume && c.action == Action::Delete)
+    {
+        if let Some(Observed::Present(seen)) = input.observed.get(&change.address)
+            && seen["empty"] == false
+        {
+            change.error = Some(format!(
+                "{} holds data ({} bytes): nimbus deletes a volume with data only with --allow-deletes, and leaves it as it is until then",
+                change.address,
+                seen["used"].as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    changes
 }
 
 /// Marks the changes of a Network that nimbus reaches some member through (SPEC §11): they

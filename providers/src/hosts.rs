@@ -44,6 +44,7 @@ pub fn schema() -> ProviderSchema {
             file,
             service,
             crate::vm::kind_schema(),
+            crate::volume::kind_schema(),
         ],
     }
 }
@@ -249,27 +250,35 @@ impl HostsProvider {
         }
     }
 
-    /// VMs, each on its host (one command per host); a VM with no host yet is not observed.
+    /// VMs and Volumes, each on its host (one command per host and kind); one with no host
+    /// yet is not observed.
     async fn observe_vms(
         &self,
         batch: &[ObserveRequest],
     ) -> Result<Vec<(String, Observed)>, ProviderError> {
-        let mut by_host: std::collections::BTreeMap<&str, Vec<ObserveRequest>> =
+        let mut by_host: std::collections::BTreeMap<(&str, bool), Vec<ObserveRequest>> =
             std::collections::BTreeMap::new();
         let mut seen = Vec::new();
         for request in batch {
             match request.desired.as_ref().and_then(crate::vm::host_in) {
-                Some(host) if request.kind == Kind::Vm => {
-                    by_host.entry(host).or_default().push(request.clone());
+                Some(host) if matches!(request.kind, Kind::Vm | Kind::Volume) => {
+                    by_host
+                        .entry((host, request.kind == Kind::Vm))
+                        .or_default()
+                        .push(request.clone());
                 }
                 _ => seen.push((request.address.clone(), Observed::Unknown)),
             }
         }
-        for (host, requests) in by_host {
+        for ((host, vms), requests) in by_host {
             let session = self.session(host).await?;
             self.commands
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            seen.extend(crate::vm::observe(&session, &requests).await?);
+            seen.extend(if vms {
+                crate::vm::observe(&session, &requests).await?
+            } else {
+                crate::volume::observe(&session, &requests).await?
+            });
         }
         Ok(seen)
     }
@@ -637,7 +646,11 @@ impl Provider for HostsProvider {
         Box::pin(async move {
             // VMs are not per host in the graph: each is observed on the host it names or
             // was placed on, with the other VMs of that host.
-            if target.is_none() && batch.iter().any(|r| r.kind == Kind::Vm) {
+            if target.is_none()
+                && batch
+                    .iter()
+                    .any(|r| matches!(r.kind, Kind::Vm | Kind::Volume))
+            {
                 return self.observe_vms(batch).await;
             }
             // Host instances are not per host in the graph; each one is its own target.
@@ -661,7 +674,7 @@ impl Provider for HostsProvider {
         _cancel: &'a Cancel,
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
-            if change.kind == Kind::Vm {
+            if matches!(change.kind, Kind::Vm | Kind::Volume) {
                 let host = change
                     .after
                     .as_ref()
@@ -677,7 +690,11 @@ impl Provider for HostsProvider {
                 let session = self.session(&host).await?;
                 self.commands
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return crate::vm::apply(&session, change).await;
+                return if change.kind == Kind::Vm {
+                    crate::vm::apply(&session, change).await
+                } else {
+                    crate::volume::apply(&session, change).await
+                };
             }
             let host = Self::host_of(&change.address)
                 .ok_or_else(|| ProviderError::Bug(format!("{} names no host", change.address)))?

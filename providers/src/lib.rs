@@ -11,6 +11,7 @@ pub mod mesh;
 pub mod plugin;
 pub mod ssh;
 pub mod vm;
+pub mod volume;
 pub mod wireguard;
 
 /// OpenSSH keys and signatures (sshsig), for verifying signed commits.

@@ -641,7 +641,7 @@ pub async fn observe(
     let by_address: HashMap<&str, &nimbus_planner::plan::Record> =
         records.iter().map(|r| (r.address.as_str(), r)).collect();
     let mesh = nimbus_planner::mesh::plan(model, graph, &by_address, &HashMap::new());
-    // What the scheduler places is observed where it places it.
+    // Where the scheduler places what names no host.
     let placements = nimbus_planner::placement::placements(model, &by_address);
     for instance in &graph.instances {
         let Some(provider) = registry.get(&instance.provider) else {
@@ -651,11 +651,24 @@ pub async fn observe(
             Some(Ok(spec)) => spec.clone(),
             _ => desired_spec(&model.documents[instance.document].resource.spec),
         };
-        if let Some(nimbus_planner::scheduler::Placement::On { host, .. }) =
-            placements.get(&instance.address)
+        // A placed VM is observed where it is (the host state recorded), else where the
+        // scheduler puts it; a move is then a replace, which removes it from the old host.
+        if instance.kind == nimbus_schemas::Kind::Vm
             && let serde_json::Value::Object(map) = &mut desired
+            && !map.contains_key("host")
         {
-            map.insert("host".into(), serde_json::Value::String(host.clone()));
+            let recorded = by_address
+                .get(instance.address.as_str())
+                .and_then(|r| r.applied.get("host"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            let placed = match placements.get(&instance.address) {
+                Some(nimbus_planner::scheduler::Placement::On { host, .. }) => Some(host.clone()),
+                _ => None,
+            };
+            if let Some(host) = recorded.or(placed) {
+                map.insert("host".into(), serde_json::Value::String(host));
+            }
         }
         batches
             .entry((

@@ -853,6 +853,10 @@ pub struct VolumeSpec {
     pub size: Bytes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `btrfs`: the folder on the host, on a btrfs file system, that holds the volumes
+    /// (`/srv/nimbus/volumes` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }

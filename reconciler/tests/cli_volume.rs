@@ -1,0 +1,176 @@
+//! `nimbus apply` of a btrfs Volume on a test-bed host (btrfs on a loop device inside the
+//! host: the kernel here has btrfs; the bed makes the loop device nodes): a subvolume with a
+//! qgroup limit of its size, which refuses a write over it; a second plan is empty; a new size
+//! is a new limit; a pool that is not btrfs fails its Volume with the reason; a Volume with
+//! data is deleted only with `--allow-deletes`, and only what nimbus made.
+
+mod common;
+use common::{ok, text, write};
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
+use sshd::bed::Bed;
+
+use std::path::Path;
+use std::process::Output;
+
+const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+const POOL: &str = "/srv/pool";
+
+fn nimbus(repo: &Path, args: &[&str]) -> Output {
+    common::nimbus_with(args, repo, &[])
+}
+
+/// A btrfs file system on a loop device, mounted at [`POOL`] on the host; detached again when
+/// dropped (loop devices belong to the whole machine).
+struct Pool<'a> {
+    bed: &'a Bed,
+    host: String,
+    device: String,
+}
+
+impl<'a> Pool<'a> {
+    fn new(bed: &'a Bed, host: &str) -> Self {
+        let device = bed.ssh_ok(
+            host,
+            &format!(
+                "set -e; [ -e /dev/loop-control ] || mknod /dev/loop-control c 10 237; \
+                 for i in $(seq 0 63); do [ -e /dev/loop$i ] || mknod /dev/loop$i b 7 $i; done; \
+                 [ -e /dev/btrfs-control ] || mknod /dev/btrfs-control c 10 234; \
+                 truncate -s 512M /srv/pool.img; d=$(losetup --find --show /srv/pool.img); \
+                 mkfs.btrfs -q $d >/dev/null; mkdir -p {POOL}; mount $d {POOL}; echo $d"
+            ),
+        );
+        Pool {
+            bed,
+            host: host.to_owned(),
+            device: device.lines().last().unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        let detached = self.bed.ssh(
+            &self.host,
+            &format!(
+                "umount -l {POOL}; for d in {} $(losetup -j /srv/pool.img | cut -d: -f1); do losetup -d $d 2>/dev/null; done; losetup -j /srv/pool.img | wc -l",
+                self.device
+            ),
+        );
+        assert!(
+            text(&detached.stdout).trim() == "0" || std::thread::panicking(),
+            "the loop device is still attached: {}",
+            text(&detached.stdout)
+        );
+    }
+}
+
+fn volume(size: &str, pool: &str) -> String {
+    format!(
+        "{HEADER}kind: Volume\nmetadata: {{name: data}}\nspec: {{type: btrfs, size: {size}, host: h1, pool: {pool}}}\n"
+    )
+}
+
+#[test]
+fn a_btrfs_volume_is_a_subvolume_with_a_quota() {
+    let bed = Bed::up_vm(1);
+    let host = bed.hosts[0].name.clone();
+    let pool = Pool::new(&bed, &host);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    common::bed_repository(repo, "volumes", &bed.known_hosts, &bed.key);
+    write(
+        repo,
+        "hosts.yaml",
+        &format!(
+            "{HEADER}kind: Host\nmetadata: {{name: {host}}}\nspec: {{address: {}}}\n",
+            bed.hosts[0].address
+        ),
+    );
+    write(
+        repo,
+        "tenants/acme/tenant.yaml",
+        &format!("{HEADER}kind: Tenant\nmetadata: {{name: acme}}\nspec: {{}}\n"),
+    );
+    write(repo, "tenants/acme/data.yaml", &volume("32Mi", POOL));
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&applied.stdout), text(&applied.stderr));
+    assert_eq!(applied.status.code(), Some(0), "{said}");
+    let path = format!("{POOL}/acme/data");
+    assert!(
+        bed.ssh(&host, &format!("btrfs subvolume show {path}"))
+            .status
+            .success(),
+        "no subvolume"
+    );
+    // A write over the quota is refused by the file system.
+    let over = bed.ssh(
+        &host,
+        &format!("dd if=/dev/zero of={path}/big bs=1M count=64 conv=fsync 2>&1"),
+    );
+    assert!(
+        !over.status.success(),
+        "a write over the quota went through"
+    );
+    assert!(
+        text(&over.stdout).contains("quota"),
+        "{}",
+        text(&over.stdout)
+    );
+    bed.ssh_ok(&host, &format!("rm -f {path}/big; sync"));
+
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
+
+    // A new size is a new limit.
+    write(repo, "tenants/acme/data.yaml", &volume("96Mi", POOL));
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    let limit = bed.ssh_ok(
+        &host,
+        &format!("btrfs qgroup show -rf --raw {path} | awk 'NR>2 {{print $4}}'"),
+    );
+    assert_eq!(limit.trim(), (96u64 << 20).to_string());
+
+    // A pool path that is not btrfs: the Volume fails with the reason.
+    write(
+        repo,
+        "tenants/acme/other.yaml",
+        &volume("8Mi", "/srv").replace("name: data", "name: other"),
+    );
+    let refused = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("Volume/acme/other") && said.contains("is not on btrfs"),
+        "{said}"
+    );
+    std::fs::remove_file(repo.join("tenants/acme/other.yaml")).unwrap_or_else(|e| panic!("{e}"));
+
+    // With data in it, removing it from git is refused without --allow-deletes.
+    bed.ssh_ok(&host, &format!("echo keep > {path}/file"));
+    std::fs::remove_file(repo.join("tenants/acme/data.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let kept = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&kept.stdout), text(&kept.stderr));
+    assert_ne!(kept.status.code(), Some(0), "{said}");
+    assert!(said.contains("--allow-deletes"), "{said}");
+    assert!(
+        bed.ssh(&host, &format!("test -e {path}/file"))
+            .status
+            .success()
+    );
+    ok(&nimbus(
+        repo,
+        &["apply", "--auto-approve", "--allow-deletes", "."],
+    ));
+    assert!(
+        !bed.ssh(&host, &format!("test -e {path}")).status.success(),
+        "still there"
+    );
+    drop(pool);
+}
