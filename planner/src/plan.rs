@@ -871,13 +871,13 @@ fn keep_volumes_with_data(mut changes: Vec<Change>, input: &PlanInput<'_>) -> Ve
     }
     for change in changes
         .iter_mut()
-        .filter(|c| c.kind == Kind::Volume && c.action == Action::Delete)
+        .filter(|c| c.kind == Kind::Volume && matches!(c.action, Action::Delete | Action::Replace))
     {
         if let Some(Observed::Present(seen)) = input.observed.get(&change.address)
             && seen["empty"] == false
         {
             change.error = Some(format!(
-                "{} holds data ({} bytes): nimbus deletes a volume with data only with --allow-deletes, and leaves it as it is until then",
+                "{} holds data ({} bytes): nimbus deletes (or replaces) a volume with data only with --allow-deletes, and leaves it as it is until then",
                 change.address,
                 seen["used"].as_u64().unwrap_or(0)
             ));

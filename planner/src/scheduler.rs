@@ -71,6 +71,9 @@ impl Request {
     }
 }
 
+/// A placement as written: its selector and its host list.
+type PlacementKey<'a> = (&'a BTreeMap<String, String>, &'a [String]);
+
 /// Places every request. Requests are taken in a fixed order, so the result does not depend
 /// on the order they are given in.
 ///
@@ -144,8 +147,7 @@ pub fn schedule(
             .then_with(|| a.address.cmp(&b.address))
     });
     // The candidates of each distinct placement, in name order.
-    let mut candidates_of: HashMap<(&BTreeMap<String, String>, &[String]), Vec<usize>> =
-        HashMap::new();
+    let mut candidates_of: HashMap<PlacementKey<'_>, Vec<usize>> = HashMap::new();
     let load = |used: &[(u64, u64)], i: usize| -> f64 {
         match hosts[i].capacity {
             Ok((cpu, memory)) => {

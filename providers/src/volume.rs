@@ -122,23 +122,57 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     let path = format!("{pool}/{tenant}/{name}");
     let marker = format!("{pool}/.nimbus/{tenant}/{name}");
     if change.action == Action::Delete {
-        let script = format!(
-            "set -e; if [ -e {marker} ]; then \
-               if btrfs subvolume show {path} >/dev/null 2>&1; then btrfs subvolume delete {path} >/dev/null; fi; \
-               rm -f {marker}; \
-             fi",
-            marker = shell_quote(&marker),
-            path = shell_quote(&path)
-        );
-        let output = session.exec(&script, None).await?;
-        if output.status != 0 {
-            return Err(failed(
-                address,
-                String::from_utf8_lossy(&output.stderr).trim(),
-            ));
-        }
-        return Ok(Applied::default());
+        return delete(session, address, &path, &marker).await;
     }
+    // A replace (another pool, host or type) removes the old one first, when nimbus made it.
+    if change.action == Action::Replace
+        && let Some(before) = &change.before
+    {
+        let old_pool = pool_of(before);
+        delete(
+            session,
+            address,
+            &format!("{old_pool}/{tenant}/{name}"),
+            &format!("{old_pool}/.nimbus/{tenant}/{name}"),
+        )
+        .await?;
+    }
+    create(session, address, &spec, tenant, (&pool, &path, &marker)).await
+}
+
+/// Deletes the subvolume at `path` when nimbus made it (`marker`).
+async fn delete(
+    session: &SshSession,
+    address: &str,
+    path: &str,
+    marker: &str,
+) -> Result<Applied, ProviderError> {
+    let script = format!(
+        "set -e; if [ -e {marker} ]; then \
+           if btrfs subvolume show {path} >/dev/null 2>&1; then btrfs subvolume delete {path} >/dev/null; fi; \
+           rm -f {marker}; \
+         fi",
+        marker = shell_quote(marker),
+        path = shell_quote(path)
+    );
+    let output = session.exec(&script, None).await?;
+    if output.status != 0 {
+        return Err(failed(
+            address,
+            String::from_utf8_lossy(&output.stderr).trim(),
+        ));
+    }
+    Ok(Applied::default())
+}
+
+/// Makes the subvolume (when missing) and sets its limit.
+async fn create(
+    session: &SshSession,
+    address: &str,
+    spec: &Value,
+    tenant: &str,
+    (pool, path, marker): (&str, &str, &str),
+) -> Result<Applied, ProviderError> {
     let volume_type: VolumeType = serde_json::from_value(spec["type"].clone())
         .map_err(|e| failed(address, format!("not a volume type: {e}")))?;
     if volume_type != VolumeType::Btrfs {
@@ -161,12 +195,12 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
          mkdir -p {parent} {marker_dir}; \
          if ! btrfs subvolume show {path} >/dev/null 2>&1; then btrfs subvolume create {path} >/dev/null; touch {marker}; fi; \
          btrfs qgroup limit {bytes} {path}",
-        pool = shell_quote(&pool),
+        pool = shell_quote(pool),
         pool_text = pool.replace('\'', ""),
         parent = shell_quote(&format!("{pool}/{tenant}")),
         marker_dir = shell_quote(&format!("{pool}/.nimbus/{tenant}")),
-        path = shell_quote(&path),
-        marker = shell_quote(&marker),
+        path = shell_quote(path),
+        marker = shell_quote(marker),
         bytes = size.bytes,
     );
     let output = session.exec(&script, None).await?;
@@ -177,7 +211,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         ));
     }
     Ok(Applied {
-        observed: spec,
+        observed: spec.clone(),
         outputs: json!({"path": path}),
     })
 }

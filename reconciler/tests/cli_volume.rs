@@ -8,7 +8,7 @@ mod common;
 use common::{ok, text, write};
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
-use sshd::bed::Bed;
+use sshd::bed::{Bed, BtrfsPool};
 
 use std::path::Path;
 use std::process::Output;
@@ -18,51 +18,6 @@ const POOL: &str = "/srv/pool";
 
 fn nimbus(repo: &Path, args: &[&str]) -> Output {
     common::nimbus_with(args, repo, &[])
-}
-
-/// A btrfs file system on a loop device, mounted at [`POOL`] on the host; detached again when
-/// dropped (loop devices belong to the whole machine).
-struct Pool<'a> {
-    bed: &'a Bed,
-    host: String,
-    device: String,
-}
-
-impl<'a> Pool<'a> {
-    fn new(bed: &'a Bed, host: &str) -> Self {
-        let device = bed.ssh_ok(
-            host,
-            &format!(
-                "set -e; [ -e /dev/loop-control ] || mknod /dev/loop-control c 10 237; \
-                 for i in $(seq 0 63); do [ -e /dev/loop$i ] || mknod /dev/loop$i b 7 $i; done; \
-                 [ -e /dev/btrfs-control ] || mknod /dev/btrfs-control c 10 234; \
-                 truncate -s 512M /srv/pool.img; d=$(losetup --find --show /srv/pool.img); \
-                 mkfs.btrfs -q $d >/dev/null; mkdir -p {POOL}; mount $d {POOL}; echo $d"
-            ),
-        );
-        Pool {
-            bed,
-            host: host.to_owned(),
-            device: device.lines().last().unwrap_or_default().trim().to_owned(),
-        }
-    }
-}
-
-impl Drop for Pool<'_> {
-    fn drop(&mut self) {
-        let detached = self.bed.ssh(
-            &self.host,
-            &format!(
-                "umount -l {POOL}; for d in {} $(losetup -j /srv/pool.img | cut -d: -f1); do losetup -d $d 2>/dev/null; done; losetup -j /srv/pool.img | wc -l",
-                self.device
-            ),
-        );
-        assert!(
-            text(&detached.stdout).trim() == "0" || std::thread::panicking(),
-            "the loop device is still attached: {}",
-            text(&detached.stdout)
-        );
-    }
 }
 
 fn volume(size: &str, pool: &str) -> String {
@@ -75,7 +30,7 @@ fn volume(size: &str, pool: &str) -> String {
 fn a_btrfs_volume_is_a_subvolume_with_a_quota() {
     let bed = Bed::up_vm(1);
     let host = bed.hosts[0].name.clone();
-    let pool = Pool::new(&bed, &host);
+    let pool = BtrfsPool::new(&bed, &host, POOL);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
     common::bed_repository(repo, "volumes", &bed.known_hosts, &bed.key);

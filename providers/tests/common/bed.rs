@@ -337,3 +337,53 @@ impl Drop for Bed {
         let _ = std::fs::remove_dir_all(&self.claim);
     }
 }
+
+/// A btrfs file system on a loop device, mounted at `mount` on a bed host (the kernel has
+/// btrfs; nspawn's /dev has no loop nodes, so they are made); detached again when dropped
+/// (loop devices belong to the whole machine).
+#[allow(dead_code)]
+pub struct BtrfsPool<'a> {
+    bed: &'a Bed,
+    host: String,
+    mount: String,
+    device: String,
+}
+
+#[allow(dead_code)]
+impl<'a> BtrfsPool<'a> {
+    pub fn new(bed: &'a Bed, host: &str, mount: &str) -> Self {
+        let device = bed.ssh_ok(
+            host,
+            &format!(
+                "set -e; [ -e /dev/loop-control ] || mknod /dev/loop-control c 10 237; \
+                 for i in $(seq 0 63); do [ -e /dev/loop$i ] || mknod /dev/loop$i b 7 $i; done; \
+                 [ -e /dev/btrfs-control ] || mknod /dev/btrfs-control c 10 234; \
+                 truncate -s 512M /srv/pool.img; d=$(losetup --find --show /srv/pool.img); \
+                 mkfs.btrfs -q $d >/dev/null; mkdir -p {mount}; mount $d {mount}; echo $d"
+            ),
+        );
+        BtrfsPool {
+            bed,
+            host: host.to_owned(),
+            mount: mount.to_owned(),
+            device: device.lines().last().unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for BtrfsPool<'_> {
+    fn drop(&mut self) {
+        let detached = self.bed.ssh(
+            &self.host,
+            &format!(
+                "umount -l {}; for d in {} $(losetup -j /srv/pool.img | cut -d: -f1); do losetup -d $d 2>/dev/null; done; losetup -j /srv/pool.img | wc -l",
+                self.mount, self.device
+            ),
+        );
+        let left = String::from_utf8_lossy(&detached.stdout).trim().to_owned();
+        assert!(
+            left == "0" || std::thread::panicking(),
+            "the loop device is still attached: {left}"
+        );
+    }
+}
