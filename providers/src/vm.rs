@@ -45,6 +45,9 @@ pub fn kind_schema() -> KindSchema {
             .map(str::to_owned)
             .to_vec(),
         ),
+        replace_fields: ["disk.image", "disk.sha256", "runtime", "host"]
+            .map(str::to_owned)
+            .to_vec(),
         ..KindSchema::default_for(Kind::Vm)
     }
 }
@@ -251,15 +254,33 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
             "cloudInit is not applied in this release (the NoCloud seed comes next); boot the guest with `boot` or a ready image",
         ));
     }
-    let image = spec.disk.image.as_deref();
-    if let Some(image) = image.filter(|i| !i.starts_with('/')) {
-        return Err(failed(
-            address,
-            format!(
-                "disk.image `{image}` must be the path of an image on the host in this release (a URL with its sha256 comes next)"
-            ),
-        ));
-    }
+    let image: Option<String> = match spec.disk.image.as_deref() {
+        None => None,
+        Some(path) if path.starts_with('/') => Some(path.to_owned()),
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            let sha256 = spec
+                .disk
+                .sha256
+                .as_deref()
+                .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+                .ok_or_else(|| {
+                    failed(
+                        address,
+                        "disk.image is a URL: give its disk.sha256 (64 hex digits), which the download is checked against",
+                    )
+                })?;
+            Some(fetch_image(session, address, url, &sha256.to_ascii_lowercase()).await?)
+        }
+        Some(other) => {
+            return Err(failed(
+                address,
+                format!(
+                    "disk.image `{other}` must be the path of an image on the host, or an http(s) URL with its disk.sha256"
+                ),
+            ));
+        }
+    };
+    let image = image.as_deref();
     let kvm = session
         .exec(
             "test -r /dev/kvm -a -w /dev/kvm && echo kvm || echo tcg",
@@ -361,6 +382,45 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         observed: desired,
         outputs,
     })
+}
+
+/// Where images fetched from a URL are kept on a host, by their SHA-256.
+pub const IMAGES: &str = "/var/lib/nimbus/images";
+
+/// The image at `url` in the host's cache, fetched there once (by the host: curl, wget or
+/// python3) and checked against `sha256`; a mismatch keeps nothing and says what came.
+async fn fetch_image(
+    session: &SshSession,
+    address: &str,
+    url: &str,
+    sha256: &str,
+) -> Result<String, ProviderError> {
+    let cached = format!("{IMAGES}/{sha256}.img");
+    let script = format!(
+        "set -e; mkdir -p {IMAGES}; f={cached}; \
+         if [ ! -e \"$f\" ]; then \
+           t=\"$f.part.$$\"; \
+           if command -v curl >/dev/null; then curl -fsSL -o \"$t\" {u}; \
+           elif command -v wget >/dev/null; then wget -q -O \"$t\" {u}; \
+           else python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' {u} \"$t\"; fi; \
+           got=$(sha256sum \"$t\" | cut -d' ' -f1); \
+           if [ \"$got\" != {sha256} ]; then rm -f \"$t\"; echo \"the image at {shown} has sha256 $got, not {sha256}: it is not used\" >&2; exit 3; fi; \
+           mv \"$t\" \"$f\"; \
+         fi",
+        u = shell_quote(url),
+        shown = url.replace(['"', '\\', '$', '`'], ""),
+    );
+    let output = session.exec(&script, None).await?;
+    if output.status != 0 {
+        return Err(failed(
+            address,
+            format!(
+                "cannot fetch disk.image: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        ));
+    }
+    Ok(cached)
 }
 
 /// ACPI power-off through QMP, a stop after [`POWERDOWN`], then the unit and what nimbus made.

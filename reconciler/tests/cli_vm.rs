@@ -150,4 +150,88 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
         !bed.ssh(&host, "pgrep -x qemu-system-x86").status.success(),
         "qemu still runs"
     );
+
+    // An image from a URL (served here on the bed's bridge), checked by its sha256: a wrong
+    // digest starts nothing and says what came; the right one is fetched once into the host's
+    // cache and the disk is an overlay on it.
+    let served = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let image = served.path().join("base.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("32M")
+        .status()
+        .unwrap_or_else(|e| panic!("qemu-img: {e}"));
+    assert!(made.success());
+    let digest = std::process::Command::new("sha256sum")
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let digest = text(&digest.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let bridge = format!("10.233.{}.1", bed.number);
+    let server = Server(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "18099",
+                "--bind",
+                &bridge,
+                "--directory",
+            ])
+            .arg(served.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3: {e}")),
+    );
+    let url = format!("http://{bridge}:18099/base.qcow2");
+    let with_image = |sha: &str| {
+        vm_yaml("128Mi").replace(
+            "disk: {size: 64Mi}",
+            &format!("disk: {{size: 64Mi, image: \"{url}\", sha256: {sha}}}"),
+        )
+    };
+    write(repo, "vms/guest.yaml", &with_image(&"0".repeat(64)));
+    let wrong = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&wrong.stdout), text(&wrong.stderr));
+    assert_eq!(wrong.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("has sha256 {digest}")), "{said}");
+    assert!(
+        !bed.ssh(&host, &format!("test -e /etc/systemd/system/{unit}"))
+            .status
+            .success(),
+        "a VM was started on a wrong image"
+    );
+    write(repo, "vms/guest.yaml", &with_image(&digest));
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&applied.stdout), text(&applied.stderr));
+    assert_eq!(applied.status.code(), Some(0), "{said}");
+    let backing = bed.ssh_ok(
+        &host,
+        "qemu-img info -U /var/lib/nimbus/vms/guest/disk.qcow2 | grep 'backing file:'",
+    );
+    assert!(
+        backing.contains(&format!("/var/lib/nimbus/images/{digest}.img")),
+        "{backing}"
+    );
+    assert!(
+        answers(&bed, &host, Duration::from_secs(60)),
+        "on the fetched image"
+    );
+    drop(server);
+}
+
+/// A process of the test's own, ended by its PID when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -754,9 +754,12 @@ pub struct WorkloadSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Disk {
     pub size: Bytes,
-    /// Base image of the disk, such as `debian-12`.
+    /// Base image of the disk: a path on the host, or an `http(s)://` URL with its `sha256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The SHA-256 of the image a URL names (64 hex digits): the download is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
