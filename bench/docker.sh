@@ -8,27 +8,15 @@
 #   bash bench/docker.sh          # needs root (the test bed); N services: SERVICES=30
 set -euo pipefail
 cd "$(dirname "$0")/.."
-here=$(pwd)
 SERVICES=${SERVICES:-30}
 PARALLELISM=${PARALLELISM:-10}   # the Repository's parallelism (nimbus's default is 10)
 BED=${BED:-92}
 TB=${TB:-/tmp/nimbus-bench-docker}
 image=nimbus-test/py-tiny:2
-work=$(mktemp -d)
-export TB BED
-cleanup() {
-  bash "$here/testbed/hosts-down.sh" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bash scripts/setup.sh >/dev/null
-cargo build --release -q -p nimbus
-nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
+. bench/lib.sh
 N=3 bash testbed/docker/hosts-up.sh >/dev/null
 S="ssh -F $TB/ssh_config"
 net=10.233.$BED
-now() { date +%s.%N; }
 
 # Both tools deploy onto the same swarm, formed first by nimbus (not timed).
 repo=$work/repo; mkdir -p "$repo/tenants/bench"

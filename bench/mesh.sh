@@ -13,24 +13,12 @@
 #   bash bench/mesh.sh                  # N=20 REPEAT=5; needs root (the test bed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-here=$(pwd)
 N=${N:-20}
 REPEAT=${REPEAT:-5}
 BED=${BED:-93}
 TB=${TB:-/tmp/nimbus-bench-mesh}
 cache=${NIMBUS_TESTBED_CACHE:-/var/tmp/nimbus-testbed}
-work=$(mktemp -d)
-export TB BED
-
-cleanup() {
-  bash "$here/testbed/hosts-down.sh" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bash scripts/setup.sh >/dev/null
-cargo build --release -q -p nimbus
-nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
+. bench/lib.sh
 # The agent as shipped: the release binary without its symbols.
 objcopy --strip-all "$nimbus" "$work/nimbus-agent"
 export NIMBUS_AGENT_BINARY=$work/nimbus-agent
@@ -38,10 +26,6 @@ mkdir -p "$cache"
 flock "$cache/.lock" env TB="$cache" bash testbed/rootfs-systemd.sh >/dev/null
 N=$((N + 1)) ROOTFS="$cache/rootfs-systemd" bash testbed/hosts-up.sh >/dev/null
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a - b}'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-S() { ssh -F "$TB/ssh_config" "$@"; }
 
 r=$work/repo
 mkdir -p "$r/.bed"

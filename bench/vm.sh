@@ -11,35 +11,19 @@
 #   bash bench/vm.sh        # needs root (the test bed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-here=$(pwd)
 REPEAT=${REPEAT:-5}
 BED=${BED:-94}
 TB=${TB:-/tmp/nimbus-bench-vm}
 cache=${NIMBUS_TESTBED_CACHE:-/var/tmp/nimbus-testbed}
-work=$(mktemp -d)
-export TB BED
-
-cleanup() {
-  bash "$here/testbed/hosts-down.sh" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bash scripts/setup.sh >/dev/null
-cargo build --release -q -p nimbus
-nimbus=$here/${CARGO_TARGET_DIR:-target}/release/nimbus
+. bench/lib.sh
 mkdir -p "$cache"
 flock "$cache/.lock" env TB="$cache" bash testbed/rootfs-systemd.sh >/dev/null
 flock "$cache/.lock" env SRC="$cache/rootfs-systemd" DST="$cache/rootfs-vm" bash testbed/vm/rootfs-vm.sh >/dev/null
 flock "$cache/.lock" env OUT="$cache/guest" bash testbed/vm/guest.sh >/dev/null
 N=1 ROOTFS="$cache/rootfs-vm" bash testbed/hosts-up.sh >/dev/null
-S() { ssh -F "$TB/ssh_config" "$@"; }
 S h1 'mkdir -p /srv/guest && cat > /srv/guest/vmlinux' <"$cache/guest/vmlinux"
 S h1 'cat > /srv/guest/initrd.cpio.gz' <"$cache/guest/initrd.cpio.gz"
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a - b}'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 r=$work/repo
 mkdir -p "$r/.bed"

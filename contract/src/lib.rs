@@ -85,28 +85,7 @@ pub fn change_of(
     before: Option<&Value>,
     after: Option<&Value>,
 ) -> Change {
-    Change {
-        address: match target {
-            Some(target) => format!("{resource}@{target}"),
-            None => resource.to_owned(),
-        },
-        resource: resource.to_owned(),
-        kind,
-        host: target.map(str::to_owned),
-        provider: String::new(),
-        previous_provider: None,
-        action,
-        before: before.cloned(),
-        after: after.cloned(),
-        fields: Vec::new(),
-        reason: None,
-        depends_on: Vec::new(),
-        protected: false,
-        keep_on_removal: false,
-        restart_for: Vec::new(),
-        confirm: None,
-        error: None,
-    }
+    Change::of(kind, resource, target, action, before, after)
 }
 
 struct Suite<'a> {

@@ -184,6 +184,41 @@ pub struct Plan {
 }
 
 impl Change {
+    /// A bare change of `resource` (its instance on `target`, for per-host kinds): no
+    /// provider, fields, reason or dependencies. For providers and tests that make a change
+    /// themselves rather than take it from a plan.
+    pub fn of(
+        kind: Kind,
+        resource: &str,
+        target: Option<&str>,
+        action: Action,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> Change {
+        Change {
+            address: match target {
+                Some(target) => format!("{resource}@{target}"),
+                None => resource.to_owned(),
+            },
+            resource: resource.to_owned(),
+            kind,
+            host: target.map(str::to_owned),
+            provider: String::new(),
+            previous_provider: None,
+            action,
+            before: before.cloned(),
+            after: after.cloned(),
+            fields: Vec::new(),
+            reason: None,
+            depends_on: Vec::new(),
+            protected: false,
+            keep_on_removal: false,
+            restart_for: Vec::new(),
+            error: None,
+            confirm: None,
+        }
+    }
+
     /// What state records once this change is applied; `None` for a delete.
     pub fn record(&self) -> Option<Record> {
         let applied = match self.action {

@@ -46,6 +46,19 @@ pub struct Applied {
     pub outputs: Value,
 }
 
+impl ProviderError {
+    /// The same failure, its sentence starting with the instance it is the failure of (a
+    /// terminal failure that does not start with it already).
+    pub fn naming(self, address: &str) -> ProviderError {
+        match self {
+            ProviderError::Failed(reason) if !reason.starts_with(address) => {
+                ProviderError::Failed(format!("{address}: {reason}"))
+            }
+            other => other,
+        }
+    }
+}
+
 /// The three kinds of failure, kept apart, each with the sentence a person reads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]

@@ -72,54 +72,6 @@ impl Local {
         self
     }
 
-    fn network(&self, operation: NetworkOperation) -> Result<Applied, ProviderError> {
-        let host = &self.wireguard;
-        match operation {
-            NetworkOperation::Configure {
-                config,
-                arm: Some(arm),
-                deferred: true,
-            } => Ok(Applied {
-                observed: Value::Null,
-                outputs: json!({"publicKey": host.apply_deferred(config, arm)?, "deferred": true}),
-            }),
-            NetworkOperation::Configure { config, arm, .. } => {
-                host.apply(&config, arm.as_ref())?;
-                let observed = host.observe(&config.interface)?.unwrap_or(Value::Null);
-                let public = observed["publicKey"].clone();
-                Ok(Applied {
-                    observed,
-                    outputs: json!({"publicKey": public}),
-                })
-            }
-            NetworkOperation::Key {
-                interface,
-                read_only: true,
-            } => Ok(Applied {
-                observed: Value::Null,
-                outputs: json!({"publicKey": host.public_key(&interface)}),
-            }),
-            NetworkOperation::Key { interface, .. } => Ok(Applied {
-                observed: Value::Null,
-                outputs: json!({"publicKey": host.ensure_key(&interface)?}),
-            }),
-            NetworkOperation::Confirm { token } => {
-                host.confirm(&token)?;
-                Ok(Applied {
-                    observed: Value::Null,
-                    outputs: json!({"confirmed": token}),
-                })
-            }
-            NetworkOperation::Remove { interface } => {
-                host.remove(&interface)?;
-                Ok(Applied {
-                    observed: Value::Null,
-                    outputs: Value::Null,
-                })
-            }
-        }
-    }
-
     fn read(&self, path: &str) -> Option<String> {
         std::fs::read_to_string(self.root.join(path.trim_start_matches('/'))).ok()
     }
@@ -203,6 +155,57 @@ impl Default for Local {
     }
 }
 
+/// One Network operation on this host's WireGuard side (blocking: commands and socket calls).
+fn network(
+    host: &crate::wireguard::Host,
+    operation: NetworkOperation,
+) -> Result<Applied, ProviderError> {
+    match operation {
+        NetworkOperation::Configure {
+            config,
+            arm: Some(arm),
+            deferred: true,
+        } => Ok(Applied {
+            observed: Value::Null,
+            outputs: json!({"publicKey": host.apply_deferred(config, arm)?, "deferred": true}),
+        }),
+        NetworkOperation::Configure { config, arm, .. } => {
+            host.apply(&config, arm.as_ref())?;
+            let observed = host.observe(&config.interface)?.unwrap_or(Value::Null);
+            let public = observed["publicKey"].clone();
+            Ok(Applied {
+                observed,
+                outputs: json!({"publicKey": public}),
+            })
+        }
+        NetworkOperation::Key {
+            interface,
+            read_only: true,
+        } => Ok(Applied {
+            observed: Value::Null,
+            outputs: json!({"publicKey": host.public_key(&interface)}),
+        }),
+        NetworkOperation::Key { interface, .. } => Ok(Applied {
+            observed: Value::Null,
+            outputs: json!({"publicKey": host.ensure_key(&interface)?}),
+        }),
+        NetworkOperation::Confirm { token } => {
+            host.confirm(&token)?;
+            Ok(Applied {
+                observed: Value::Null,
+                outputs: json!({"confirmed": token}),
+            })
+        }
+        NetworkOperation::Remove { interface } => {
+            host.remove(&interface)?;
+            Ok(Applied {
+                observed: Value::Null,
+                outputs: Value::Null,
+            })
+        }
+    }
+}
+
 impl Provider for Local {
     fn name(&self) -> &str {
         PROVIDER
@@ -279,20 +282,11 @@ impl Provider for Local {
                                 ))
                             })?;
                     let wireguard = self.wireguard.clone();
-                    let local = Local {
-                        root: self.root.clone(),
-                        wireguard,
-                    };
                     // Commands and socket calls block: off the runtime's threads.
-                    tokio::task::spawn_blocking(move || local.network(operation))
+                    tokio::task::spawn_blocking(move || network(&wireguard, operation))
                         .await
                         .map_err(|e| ProviderError::Bug(e.to_string()))?
-                        .map_err(|e| match e {
-                            ProviderError::Failed(m) => {
-                                ProviderError::Failed(format!("{}: {m}", change.address))
-                            }
-                            other => other,
-                        })
+                        .map_err(|e| e.naming(&change.address))
                 }
                 kind => Err(Self::refuse(kind)),
             }

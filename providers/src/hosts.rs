@@ -252,7 +252,7 @@ impl HostsProvider {
 
     /// VMs and Volumes, each on its host (one command per host and kind); one with no host
     /// yet is not observed.
-    async fn observe_vms(
+    async fn observe_on_their_hosts(
         &self,
         batch: &[ObserveRequest],
     ) -> Result<Vec<(String, Observed)>, ProviderError> {
@@ -651,7 +651,7 @@ impl Provider for HostsProvider {
                     .iter()
                     .any(|r| matches!(r.kind, Kind::Vm | Kind::Volume))
             {
-                return self.observe_vms(batch).await;
+                return self.observe_on_their_hosts(batch).await;
             }
             // Host instances are not per host in the graph; each one is its own target.
             let host = match target {

@@ -100,26 +100,21 @@ fn host_of(address: &str) -> Result<&str, ProviderError> {
 
 /// A change carrying one agent operation.
 fn operation_change(address: &str, operation: &NetworkOperation) -> Result<Change, ProviderError> {
+    let after = serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?;
+    let (resource, host) = match address.split_once('@') {
+        Some((resource, host)) => (resource, Some(host)),
+        None => (address, None),
+    };
     Ok(Change {
-        address: address.to_owned(),
-        resource: address.split('@').next().unwrap_or(address).to_owned(),
-        kind: Kind::Network,
-        host: address.split_once('@').map(|(_, h)| h.to_owned()),
         provider: PROVIDER.to_owned(),
-        previous_provider: None,
-        action: Action::Update,
-        before: None,
-        after: Some(
-            serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?,
-        ),
-        fields: Vec::new(),
-        reason: None,
-        depends_on: Vec::new(),
-        protected: false,
-        keep_on_removal: false,
-        restart_for: Vec::new(),
-        error: None,
-        confirm: None,
+        ..Change::of(
+            Kind::Network,
+            resource,
+            host,
+            Action::Update,
+            None,
+            Some(&after),
+        )
     })
 }
 
@@ -261,7 +256,7 @@ impl MeshProvider {
         let asked = names
             .iter()
             .map(|name| self.public_key(name, network, interface, make));
-        let answers = join_all(asked).await;
+        let answers = futures_util::future::join_all(asked).await;
         for (name, key) in names.into_iter().zip(answers) {
             if let Some(key) = key {
                 keys.insert(name.clone(), key);
@@ -686,9 +681,7 @@ impl MeshProvider {
         }
         let applied = applied?;
         let public_key = applied.outputs["publicKey"].clone();
-        let mut own = HashMap::new();
-        own.extend(keys);
-        let observed = Self::comparable(&applied.observed, &desired, &own);
+        let observed = Self::comparable(&applied.observed, &desired, &keys);
         let mut outputs = json!({
             "publicKey": public_key,
             "address": desired["address"],
@@ -699,34 +692,6 @@ impl MeshProvider {
         }
         Ok(Applied { observed, outputs })
     }
-}
-
-/// Runs futures at once and collects their outputs in order (no runtime task needed).
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(Box::pin(future));
-    }
-    let mut outputs: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, future) in set.iter_mut().enumerate() {
-            if outputs[i].is_some() {
-                continue;
-            }
-            match future.as_mut().poll(cx) {
-                std::task::Poll::Ready(value) => outputs[i] = Some(value),
-                std::task::Poll::Pending => pending = true,
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 impl Provider for MeshProvider {
@@ -774,12 +739,9 @@ impl Provider for MeshProvider {
                 )));
             }
             // Every failure names its instance.
-            self.apply_change(change).await.map_err(|e| match e {
-                ProviderError::Failed(m) if !m.starts_with(&change.address) => {
-                    ProviderError::Failed(format!("{}: {m}", change.address))
-                }
-                other => other,
-            })
+            self.apply_change(change)
+                .await
+                .map_err(|e| e.naming(&change.address))
         })
     }
 }

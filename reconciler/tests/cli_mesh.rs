@@ -29,12 +29,7 @@ const KEY_FILE: &str = "/var/lib/nimbus/wireguard/wg-mesh.key";
 
 fn nimbus(repo: &Path, args: &[&str]) -> Output {
     // The agent without symbols: 70 MB to copy to each host rather than 400.
-    let agent = common::stripped_agent();
-    common::nimbus_with(
-        args,
-        repo,
-        &[("NIMBUS_AGENT_BINARY", &agent.display().to_string())],
-    )
+    common::nimbus_with_stripped_agent(args, repo)
 }
 
 fn host_yaml(name: &str, address: &str, member: bool, extra: &str) -> String {

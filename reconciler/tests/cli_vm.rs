@@ -189,6 +189,15 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
             .spawn()
             .unwrap_or_else(|e| panic!("python3: {e}")),
     );
+    // Listening before anyone asks it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((bridge.as_str(), 18099)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the image server does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let url = format!("http://{bridge}:18099/base.qcow2");
     let with_image = |sha: &str| {
         vm_yaml("128Mi").replace(

@@ -60,6 +60,17 @@ pub fn stripped_agent() -> std::path::PathBuf {
     stripped
 }
 
+/// `nimbus_with`, installing [`stripped_agent`] as the agent on the hosts that need one.
+#[allow(dead_code)]
+pub fn nimbus_with_stripped_agent(args: &[&str], dir: &Path) -> Output {
+    let agent = stripped_agent();
+    nimbus_with(
+        args,
+        dir,
+        &[("NIMBUS_AGENT_BINARY", &agent.display().to_string())],
+    )
+}
+
 /// Copies a directory tree.
 #[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
