@@ -37,3 +37,5 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "setup: not root; the host test bed (testbed/setup.sh) needs root and is not installed" >&2
 fi
+# The S3 Volume tests' endpoint: moto's server in a venv (testbed/s3.sh), from PyPI.
+bash "$(dirname "$0")/../testbed/s3.sh" install

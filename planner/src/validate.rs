@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use nimbus_schemas::{CloudInit, EnvValue, FileMode, Kind, Spec};
+use nimbus_schemas::{CloudInit, EnvValue, FileMode, Kind, Spec, VolumeType};
 
 use crate::diagnostics::{Label, Problem, did_you_mean, sort_problems};
 use crate::graph::{OwnedSegment, ResourceGraph, Target, segments};
@@ -26,6 +26,25 @@ pub fn validate(model: &Model) -> Vec<Problem> {
     check_networks(model, &mut problems);
     sort_problems(&mut problems, &model.sources);
     problems
+}
+
+/// Why `name` is not a bucket name S3 accepts, if it is not.
+pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        Some("a bucket name is 3 to 63 characters long")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        Some("a bucket name holds only lower-case letters, digits, `-` and `.`")
+    } else if !edge(name.chars().next()) || !edge(name.chars().last()) {
+        Some("a bucket name starts and ends with a letter or a digit")
+    } else if name.contains("..") {
+        Some("a bucket name has no two dots in a row")
+    } else {
+        None
+    }
 }
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
@@ -547,6 +566,97 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         &[Segment::Key("cloudInit"), Segment::Key("secret")],
                         secret.name(),
                         problems,
+                    );
+                }
+            }
+            Spec::Repository(r) => {
+                let Some(s3) = &r.s3 else { continue };
+                if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::value::format",
+                            format!("s3.endpoint `{}` is not an http(s) URL", s3.endpoint),
+                            document.label(
+                                document.spec_span(&[Segment::Key("s3"), Segment::Key("endpoint")]),
+                                "not http:// or https://",
+                            ),
+                        )
+                        .with_help("write the endpoint as https://HOST[:PORT]"),
+                    );
+                }
+                for (field, value) in [
+                    ("accessKeyId", &s3.access_key_id),
+                    ("secretAccessKey", &s3.secret_access_key),
+                ] {
+                    match value {
+                        Some(EnvValue::Secret { secret }) => check_secret(
+                            document,
+                            &[
+                                Segment::Key("s3"),
+                                Segment::Key(field),
+                                Segment::Key("secret"),
+                            ],
+                            secret.name(),
+                            problems,
+                        ),
+                        Some(EnvValue::Value(_)) if field == "secretAccessKey" => problems.push(
+                            Problem::error(
+                                "nimbus::secret::plain_text",
+                                "s3.secretAccessKey is written in plain text in the repository",
+                                document.label(
+                                    document.spec_span(&[Segment::Key("s3"), Segment::Key(field)]),
+                                    "a key in plain text",
+                                ),
+                            )
+                            .with_help(
+                                "encrypt it (`nimbus secret encrypt s3-key`) and write \
+                                 `secretAccessKey: {secret: s3-key}`, or leave it out and set \
+                                 AWS_SECRET_ACCESS_KEY where nimbus runs; then rotate the key",
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            Spec::Volume(v) if v.volume_type == VolumeType::S3 => {
+                let has_endpoint = model.repository().is_some_and(
+                    |d| matches!(&d.resource.spec, Spec::Repository(r) if r.s3.is_some()),
+                );
+                if !has_endpoint {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::volume::no_s3_endpoint",
+                            format!("{address} is an s3 Volume, but the Repository names no S3 endpoint"),
+                            document.label(document.spec_span(&[Segment::Key("type")]), "s3 here"),
+                        )
+                        .with_help(
+                            "an s3 Volume is a bucket on the Repository's endpoint: set `s3: {endpoint: https://HOST, \
+                             secretAccessKey: {secret: NAME}}` in nimbus.yaml",
+                        ),
+                    );
+                }
+                let bucket = v.bucket.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        document.resource.tenant.as_deref().unwrap_or_default(),
+                        document.resource.name()
+                    )
+                });
+                if let Some(problem) = bucket_name_problem(&bucket) {
+                    let (span, note) = match v.bucket {
+                        Some(_) => (
+                            document.spec_span(&[Segment::Key("bucket")]),
+                            "this bucket name",
+                        ),
+                        None => (document.name_span(), "named TENANT-NAME after this"),
+                    };
+                    problems.push(
+                        Problem::error(
+                            "nimbus::volume::bucket_name",
+                            format!("`{bucket}` is not a bucket name S3 accepts: {problem}"),
+                            document.label(span, note),
+                        )
+                        .with_help("give the Volume a `bucket` that S3 accepts"),
                     );
                 }
             }

@@ -29,6 +29,10 @@ pub struct Context<'a> {
     pub agent_socket: Option<PathBuf>,
     /// The home directory whose `.ssh/` holds the default keys.
     pub home: Option<PathBuf>,
+    /// A secret's value by its reference (`NAME` or `NAME#key`), decrypted for this run.
+    pub secret: &'a (dyn Fn(&str) -> Result<String, String> + Sync),
+    /// A variable of the session's environment.
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
 impl Context<'_> {
@@ -110,6 +114,15 @@ fn known_hosts_key(context: &Context<'_>, name: &str, address: &str, port: u16) 
 /// The run's SSH connections to the declared Hosts (opened on first use), or why there is no
 /// key to log in with.
 pub fn ssh_pool(context: &Context<'_>) -> Result<Arc<crate::ssh::Pool>, String> {
+    let declares_hosts = context
+        .model
+        .documents
+        .iter()
+        .any(|d| matches!(d.resource.spec, Spec::Host(_)));
+    if !declares_hosts {
+        // Nothing to log in to (a repository of buckets and standalone tenants): no key needed.
+        return Ok(Arc::new(crate::ssh::Pool::new(Vec::new())));
+    }
     let identity = login_key(context)?;
     let repository = context.repository().cloned().unwrap_or_default();
     let timeout = repository.ssh.connect_timeout.unwrap_or(10);
@@ -173,6 +186,54 @@ pub fn ssh(pool: &Result<Arc<crate::ssh::Pool>, String>) -> Arc<dyn Provider> {
             name: crate::hosts::PROVIDER.to_owned(),
             reason: reason.clone(),
             kinds: vec![Kind::Host, Kind::File, Kind::Service],
+        }),
+    }
+}
+
+/// The S3 provider for `type: s3` Volumes: the Repository's `s3` endpoint, with its keys
+/// from the repository's secrets (or as text, for the key id), else from
+/// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Without an endpoint or keys, every S3
+/// Volume fails with the reason and what to do.
+pub fn s3(context: &Context<'_>) -> Arc<dyn Provider> {
+    let configured = || -> Result<crate::s3::S3Provider, String> {
+        let settings = context
+            .repository()
+            .and_then(|r| r.s3.clone())
+            .ok_or("the Repository names no S3 endpoint: set s3.endpoint in nimbus.yaml")?;
+        let value =
+            |field: &Option<nimbus_schemas::EnvValue>, variable: &str, name: &str| match field {
+                Some(nimbus_schemas::EnvValue::Value(text)) => Ok(text.clone()),
+                Some(nimbus_schemas::EnvValue::Secret { secret }) => (context.secret)(&secret.0)
+                    .map(|v| v.trim_end_matches('\n').to_owned())
+                    .map_err(|e| format!("s3.{name}: secret `{}`: {e}", secret.0)),
+                None => (context.env)(variable)
+                    .filter(|v| !v.is_empty())
+                    .ok_or(format!(
+                        "no S3 keys: set s3.{name} in the Repository (as {{secret: NAME}}) or \
+                     {variable} in nimbus's environment"
+                    )),
+            };
+        let config = crate::s3::S3Config {
+            endpoint: settings.endpoint.trim_end_matches('/').to_owned(),
+            region: settings
+                .region
+                .clone()
+                .unwrap_or_else(|| nimbus_schemas::DEFAULT_S3_REGION.to_owned()),
+            access_key_id: value(&settings.access_key_id, "AWS_ACCESS_KEY_ID", "accessKeyId")?,
+            secret_access_key: value(
+                &settings.secret_access_key,
+                "AWS_SECRET_ACCESS_KEY",
+                "secretAccessKey",
+            )?,
+        };
+        crate::s3::S3Provider::new(config)
+    };
+    match configured() {
+        Ok(provider) => Arc::new(provider),
+        Err(reason) => Arc::new(Unavailable {
+            name: crate::s3::PROVIDER.to_owned(),
+            reason,
+            kinds: vec![Kind::Volume],
         }),
     }
 }

@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod memory;
 pub mod mesh;
 pub mod plugin;
+pub mod s3;
 pub mod ssh;
 pub mod vm;
 pub mod volume;

@@ -93,8 +93,15 @@ impl Session {
                 directory.display()
             ));
         }
+        // Before the providers: the S3 provider signs with keys from the repository's secrets.
+        let secrets = match &options.secret_key {
+            Some(key) => {
+                engine::resolve_secrets_with_key(&loaded, options.identity.as_deref(), key)?
+            }
+            None => engine::resolve_secrets(&loaded, options.identity.as_deref())?,
+        };
         let store = engine::open_state(&state_path)?;
-        let (registry, pool) = providers(&loaded, &store, &options).await?;
+        let (registry, pool) = providers(&loaded, &store, &options, &secrets).await?;
         check_served(&loaded, &registry)?;
         if let Some(ssh) = registry.get(nimbus_planner::rules::SSH)
             && loaded
@@ -117,12 +124,6 @@ impl Session {
         for note in recovery_notes {
             print_stderr(&format!("note: {note}\n"));
         }
-        let secrets = match &options.secret_key {
-            Some(key) => {
-                engine::resolve_secrets_with_key(&loaded, options.identity.as_deref(), key)?
-            }
-            None => engine::resolve_secrets(&loaded, options.identity.as_deref())?,
-        };
         Ok(Session {
             loaded,
             state_path,
@@ -203,6 +204,7 @@ async fn providers(
     loaded: &Loaded,
     store: &StateStore,
     options: &SessionOptions,
+    secrets: &RunSecrets,
 ) -> Result<(Registry, Option<Arc<nimbus_providers::ssh::Pool>>)> {
     let mut registry = Registry::new();
     let mut shared_pool = None;
@@ -214,6 +216,12 @@ async fn providers(
     let recorded: Vec<Record> = store.records().unwrap_or_default();
     let wanted_by_state = |id: &str| recorded.iter().any(|r| r.provider == id);
     let context_files = |path: &str| loaded.read_file(path);
+    let secret = |reference: &str| match secrets.values.get(reference) {
+        Some(Ok(value)) => value.text().map(str::to_owned),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("was not resolved".to_owned()),
+    };
+    let env = |name: &str| std::env::var(name).ok();
     let context = nimbus_providers::configure::Context {
         model: &loaded.checked.model,
         root: &loaded.root,
@@ -225,6 +233,8 @@ async fn providers(
         recorded_host_keys: recorded_host_keys(store),
         agent_socket: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         home: std::env::var_os("HOME").map(PathBuf::from),
+        secret: &secret,
+        env: &env,
     };
     let ssh = nimbus_planner::rules::SSH;
     let docker = nimbus_planner::rules::DOCKER;
@@ -245,6 +255,10 @@ async fn providers(
         if needs_agent {
             registry.add(nimbus_providers::configure::mesh(&pool));
         }
+    }
+    let s3 = nimbus_providers::s3::PROVIDER;
+    if wanted(s3) || wanted_by_state(s3) {
+        registry.add(nimbus_providers::configure::s3(&context));
     }
     let plugin_names: Vec<String> = loaded
         .repository()

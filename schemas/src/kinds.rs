@@ -190,6 +190,9 @@ pub struct RepositorySpec {
     pub secrets: SecretSettings,
     #[serde(default)]
     pub policy: PolicySettings,
+    /// The S3 endpoint that `type: s3` Volumes are buckets on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Settings>,
     /// Out-of-process providers: executables that speak nimbus's plugin protocol over stdio
     /// and serve the kinds they name (docs/protocol.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -197,6 +200,28 @@ pub struct RepositorySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
+
+/// `s3: {endpoint, region, accessKeyId, secretAccessKey}`: where `type: s3` Volumes live.
+/// Requests are signed with SigV4; the keys come from the repository's secrets, else from
+/// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Settings {
+    /// `http(s)://HOST[:PORT]`; buckets are addressed by path (`ENDPOINT/BUCKET`).
+    pub endpoint: String,
+    /// The signing region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The access key id, as text or `{secret: NAME}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<EnvValue>,
+    /// The secret access key: `{secret: NAME}` only, never as text in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<EnvValue>,
+}
+
+/// The region S3 requests are signed for when the Repository names none.
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
 /// `providers: [{name, command, kinds}]`: a provider plugin, run as a child process.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -234,6 +259,7 @@ impl Default for RepositorySpec {
             ssh: SshSettings::default(),
             secrets: SecretSettings::default(),
             policy: PolicySettings::default(),
+            s3: None,
             providers: Vec::new(),
             depends_on: Vec::new(),
         }
@@ -857,9 +883,17 @@ pub struct VolumeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// `btrfs`: the folder on the host, on a btrfs file system, that holds the volumes
-    /// (`/srv/nimbus/volumes` when left out).
+    /// (`/srv/nimbus/volumes` when left out); `nfs`: the folder that holds the exported
+    /// directories (`/srv/nimbus/exports` when left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// `s3`: the bucket's name (`TENANT-NAME` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// `nfs`: who may mount the export: addresses, CIDRs or host names (everyone, `*`, when
+    /// left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
