@@ -8,6 +8,7 @@ pub mod configure;
 pub mod hosts;
 pub mod memory;
 pub mod mesh;
+pub mod nfs;
 pub mod plugin;
 pub mod s3;
 pub mod ssh;

@@ -3,7 +3,8 @@
 //! `pool` is the Volume's pool path (default [`DEFAULT_POOL`]), which must be on btrfs.
 //! nimbus marks what it created (`POOL/.nimbus/TENANT/NAME`) and deletes only that; a
 //! non-empty volume is deleted only with `--allow-deletes` (the planner's rule, from what is
-//! observed here: `empty`). `nfs` and `s3` volumes are refused with that reason.
+//! observed here: `empty`). `nfs` Volumes are exports ([`crate::nfs`]); `s3` Volumes are
+//! buckets, served by the S3 provider ([`crate::s3`]).
 
 use nimbus_planner::plan::{Action, Change, KindSchema, Observed};
 use nimbus_schemas::{Bytes, Kind, VolumeType};
@@ -20,7 +21,7 @@ pub const DEFAULT_POOL: &str = "/srv/nimbus/volumes";
 pub fn kind_schema() -> KindSchema {
     KindSchema {
         compare_fields: Some(
-            ["type", "size", "host", "pool", "tenant"]
+            ["type", "size", "host", "pool", "tenant", "clients"]
                 .map(str::to_owned)
                 .to_vec(),
         ),
@@ -64,6 +65,13 @@ pub async fn observe(
             continue;
         };
         let desired = request.desired.clone().unwrap_or(Value::Null);
+        if is_nfs(&desired) {
+            script.push_str(&crate::nfs::observe_script(
+                i,
+                &crate::nfs::Paths::new(&desired, tenant, name),
+            ));
+            continue;
+        }
         let pool = pool_of(&desired);
         let path = shell_quote(&format!("{pool}/{tenant}/{name}"));
         let marker = shell_quote(&format!("{pool}/.nimbus/{tenant}/{name}"));
@@ -83,9 +91,32 @@ pub async fn observe(
         .iter()
         .map(|r| (r.address.clone(), Observed::Absent))
         .collect();
+    let mut exports: Vec<(Vec<&str>, Vec<&str>)> = vec![(Vec::new(), Vec::new()); batch.len()];
+    for line in text.lines() {
+        let mut fields = line.splitn(3, '\t');
+        let (Some(tag @ ("N" | "E")), Some(Ok(i)), Some(rest)) = (
+            fields.next(),
+            fields.next().map(str::parse::<usize>),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        if let Some(entry) = exports.get_mut(i) {
+            match tag {
+                "N" => entry.0 = rest.split('\t').collect(),
+                _ => entry.1.push(rest),
+            }
+        }
+    }
+    for (i, (header, export)) in exports.iter().enumerate() {
+        if !header.is_empty() {
+            let desired = batch[i].desired.clone().unwrap_or(Value::Null);
+            seen[i].1 = crate::nfs::observed(&desired, header, export);
+        }
+    }
     for line in text.lines() {
         let fields: Vec<&str> = line.split('\t').collect();
-        let [_, index, limit, used, empty, owned] = fields.as_slice() else {
+        let ["V", index, limit, used, empty, owned] = fields.as_slice() else {
             continue;
         };
         let Some(i) = index.parse::<usize>().ok().filter(|i| *i < batch.len()) else {
@@ -118,43 +149,87 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         .clone()
         .or_else(|| change.before.clone())
         .unwrap_or(Value::Null);
-    let pool = pool_of(&spec);
-    let path = format!("{pool}/{tenant}/{name}");
-    let marker = format!("{pool}/.nimbus/{tenant}/{name}");
     if change.action == Action::Delete {
-        return delete(session, address, &path, &marker).await;
+        return delete(session, address, &spec, tenant, name).await;
     }
     // A replace (another pool, host or type) removes the old one first, when nimbus made it.
     if change.action == Action::Replace
         && let Some(before) = &change.before
     {
-        let old_pool = pool_of(before);
-        delete(
-            session,
-            address,
-            &format!("{old_pool}/{tenant}/{name}"),
-            &format!("{old_pool}/.nimbus/{tenant}/{name}"),
-        )
-        .await?;
+        delete(session, address, before, tenant, name).await?;
     }
+    if is_nfs(&spec) {
+        return export(session, address, &spec, tenant, name).await;
+    }
+    let pool = pool_of(&spec);
+    let path = format!("{pool}/{tenant}/{name}");
+    let marker = format!("{pool}/.nimbus/{tenant}/{name}");
     create(session, address, &spec, tenant, (&pool, &path, &marker)).await
 }
 
-/// Deletes the subvolume at `path` when nimbus made it (`marker`).
+fn is_nfs(spec: &Value) -> bool {
+    spec.get("type").and_then(Value::as_str) == Some("nfs")
+}
+
+fn size_of(address: &str, spec: &Value) -> Result<Bytes, ProviderError> {
+    spec["size"]
+        .as_str()
+        .map(Bytes::parse)
+        .and_then(Result::ok)
+        .or_else(|| spec["size"].as_u64().map(Bytes::from_bytes))
+        .ok_or_else(|| failed(address, "a size such as 1Gi is needed"))
+}
+
+/// Makes (or updates) an nfs Volume's export.
+async fn export(
+    session: &SshSession,
+    address: &str,
+    spec: &Value,
+    tenant: &str,
+    name: &str,
+) -> Result<Applied, ProviderError> {
+    let size = size_of(address, spec)?;
+    let paths = crate::nfs::Paths::new(spec, tenant, name);
+    let output = session
+        .exec(
+            &crate::nfs::apply_script(&paths, spec, &size.to_string()),
+            None,
+        )
+        .await?;
+    if output.status != 0 {
+        return Err(failed(
+            address,
+            String::from_utf8_lossy(&output.stderr).trim(),
+        ));
+    }
+    Ok(Applied {
+        observed: spec.clone(),
+        outputs: json!({"path": paths.dir}),
+    })
+}
+
+/// Deletes what nimbus made of a Volume: the btrfs subvolume, or the nfs export and its
+/// directory.
 async fn delete(
     session: &SshSession,
     address: &str,
-    path: &str,
-    marker: &str,
+    spec: &Value,
+    tenant: &str,
+    name: &str,
 ) -> Result<Applied, ProviderError> {
-    let script = format!(
-        "set -e; if [ -e {marker} ]; then \
-           if btrfs subvolume show {path} >/dev/null 2>&1; then btrfs subvolume delete {path} >/dev/null; fi; \
-           rm -f {marker}; \
-         fi",
-        marker = shell_quote(marker),
-        path = shell_quote(path)
-    );
+    let script = if is_nfs(spec) {
+        crate::nfs::delete_script(&crate::nfs::Paths::new(spec, tenant, name))
+    } else {
+        let pool = pool_of(spec);
+        format!(
+            "set -e; if [ -e {marker} ]; then \
+               if btrfs subvolume show {path} >/dev/null 2>&1; then btrfs subvolume delete {path} >/dev/null; fi; \
+               rm -f {marker}; \
+             fi",
+            marker = shell_quote(&format!("{pool}/.nimbus/{tenant}/{name}")),
+            path = shell_quote(&format!("{pool}/{tenant}/{name}"))
+        )
+    };
     let output = session.exec(&script, None).await?;
     if output.status != 0 {
         return Err(failed(
@@ -178,15 +253,10 @@ async fn create(
     if volume_type != VolumeType::Btrfs {
         return Err(failed(
             address,
-            "only btrfs volumes are served in this release (nfs and s3 come next)",
+            "an s3 Volume is a bucket on the Repository's S3 endpoint, not on a host",
         ));
     }
-    let size = spec["size"]
-        .as_str()
-        .map(Bytes::parse)
-        .and_then(Result::ok)
-        .or_else(|| spec["size"].as_u64().map(Bytes::from_bytes))
-        .ok_or_else(|| failed(address, "a size such as 1Gi is needed"))?;
+    let size = size_of(address, spec)?;
     let script = format!(
         "set -e; command -v btrfs >/dev/null || {{ echo 'btrfs-progs is not installed on this host (Debian: apt install btrfs-progs)' >&2; exit 3; }}; \
          fs=$(stat -f -c %T {pool} 2>/dev/null || echo missing); \

@@ -9,7 +9,7 @@
 set -euo pipefail
 SRC=${SRC:-/var/tmp/nimbus-testbed/rootfs-systemd}
 DST=${DST:-/var/tmp/nimbus-testbed/rootfs-vm}
-PKGS="qemu-system-x86 qemu-utils btrfs-progs"
+PKGS="qemu-system-x86 qemu-utils btrfs-progs nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils genisoimage"
 STAMP="v1 $PKGS"
 [ -f "$DST/etc/nimbus-vm.stamp" ] && [ "$(cat "$DST/etc/nimbus-vm.stamp")" = "$STAMP" ] && { echo "$DST ready (existing)"; exit 0; }
 t0=${EPOCHREALTIME/./}

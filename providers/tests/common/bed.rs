@@ -231,6 +231,10 @@ impl Bed {
                     "NSPAWN_EXTRA",
                     if docker {
                         "--system-call-filter=@keyring"
+                    } else if rootfs == "rootfs-vm" {
+                        // nfs-ganesha's VFS opens files by handle, which nspawn's default
+                        // system call filter refuses (EPERM on every read of an export).
+                        "--system-call-filter=open_by_handle_at"
                     } else {
                         ""
                     },
