@@ -48,8 +48,84 @@ pub fn kind_schema() -> KindSchema {
         replace_fields: ["disk.image", "disk.sha256", "runtime", "host"]
             .map(str::to_owned)
             .to_vec(),
+        // cloudInit may be a secret: its value is written into the seed on the host only.
+        delivers_secrets: true,
         ..KindSchema::default_for(Kind::Vm)
     }
+}
+
+/// The cloud-init user-data of a spec as the provider is given it: the text, or the value of
+/// its secret (delivered in the change, never kept); `None` without `cloudInit`.
+fn user_data(address: &str, desired: &Value) -> Result<Option<String>, ProviderError> {
+    match desired.get("cloudInit") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(Value::Object(map)) => match map.get("value").and_then(Value::as_str) {
+            Some(value) => Ok(Some(value.to_owned())),
+            None => Err(failed(
+                address,
+                "the value of cloudInit's secret was not delivered to the provider",
+            )),
+        },
+        Some(other) => Err(failed(
+            address,
+            format!("cloudInit must be text or {{secret: NAME}}, not {other}"),
+        )),
+    }
+}
+
+/// The spec without any secret's value: what is kept on the host (`spec.json`) and in state.
+fn without_values(desired: &Value) -> Value {
+    let mut kept = desired.clone();
+    if let Some(Value::Object(map)) = kept.get_mut("cloudInit") {
+        map.remove("value");
+    }
+    kept
+}
+
+/// The NoCloud seed's file name for this user-data: a new seed is a new file, so that the
+/// unit (which names it) changes and the VM restarts onto it.
+fn seed_name(name: &str, user_data: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{name}\n{user_data}").as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("seed-{hex}.iso")
+}
+
+/// Writes the NoCloud seed (user-data from standard input, never on a command line; meta-data
+/// with an instance-id that changes with the user-data, so that cloud-init runs it again) as
+/// an ISO labelled `cidata`, readable by root only.
+async fn write_seed(
+    session: &SshSession,
+    address: &str,
+    name: &str,
+    seed: &str,
+    user_data: &str,
+) -> Result<(), ProviderError> {
+    let dir = format!("{DIR}/{name}");
+    let instance = seed.trim_start_matches("seed-").trim_end_matches(".iso");
+    let meta = format!("instance-id: {name}-{instance}\nlocal-hostname: {name}\n");
+    let script = format!(
+        "set -e; umask 077; mkdir -p {dir}/seed; cat > {dir}/seed/user-data; printf '%s' {meta} > {dir}/seed/meta-data; \
+         if command -v genisoimage >/dev/null; then make='genisoimage'; \
+         elif command -v xorriso >/dev/null; then make='xorriso -as genisoimage'; \
+         else rm -rf {dir}/seed; echo 'no tool to make the cloud-init seed on this host: install genisoimage (or xorriso)' >&2; exit 3; fi; \
+         $make -quiet -output {dir}/{seed}.new -volid cidata -joliet -rock {dir}/seed/user-data {dir}/seed/meta-data; \
+         rm -rf {dir}/seed; mv {dir}/{seed}.new {dir}/{seed}; \
+         for old in {dir}/seed-*.iso; do [ \"$old\" = {dir}/{seed} ] || rm -f \"$old\"; done",
+        meta = shell_quote(&meta),
+    );
+    let output = session.exec(&script, Some(user_data.as_bytes())).await?;
+    if output.status != 0 {
+        return Err(failed(
+            address,
+            format!(
+                "cannot write the cloud-init seed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn name_of(address: &str) -> &str {
@@ -71,7 +147,7 @@ pub fn host_in(spec: &Value) -> Option<&str> {
 }
 
 /// The qemu command line of a VM (`accel` is `kvm` or `tcg`).
-fn command_line(name: &str, spec: &VmSpec, accel: &str) -> Vec<String> {
+fn command_line(name: &str, spec: &VmSpec, accel: &str, seed: Option<&str>) -> Vec<String> {
     let dir = format!("{DIR}/{name}");
     let mut args: Vec<String> = [
         "/usr/bin/qemu-system-x86_64",
@@ -100,6 +176,12 @@ fn command_line(name: &str, spec: &VmSpec, accel: &str) -> Vec<String> {
         "-drive".to_owned(),
         format!("file={dir}/disk.qcow2,if=virtio,format=qcow2"),
     ]);
+    if let Some(seed) = seed {
+        args.extend([
+            "-drive".to_owned(),
+            format!("file={dir}/{seed},if=virtio,format=raw,readonly=on"),
+        ]);
+    }
     if let Some(boot) = &spec.boot {
         args.extend(["-kernel".to_owned(), boot.kernel.clone()]);
         if let Some(initrd) = &boot.initrd {
@@ -245,15 +327,17 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         delete(session, address, name).await?;
         return Ok(Applied::default());
     }
-    let desired = change.after.clone().unwrap_or(Value::Null);
-    let spec: VmSpec = serde_json::from_value(desired.clone())
-        .map_err(|e| failed(address, format!("not a VM spec: {e}")))?;
-    if spec.cloud_init.is_some() {
-        return Err(failed(
-            address,
-            "cloudInit is not applied in this release (the NoCloud seed comes next); boot the guest with `boot` or a ready image",
-        ));
+    let given = change.after.clone().unwrap_or(Value::Null);
+    let user_data = user_data(address, &given)?;
+    let desired = without_values(&given);
+    // cloudInit (text, or a secret's reference with its fingerprint) is read above.
+    let mut typed = desired.clone();
+    if let Value::Object(map) = &mut typed {
+        map.remove("cloudInit");
     }
+    let spec: VmSpec = serde_json::from_value(typed)
+        .map_err(|e| failed(address, format!("not a VM spec: {e}")))?;
+    let seed = user_data.as_deref().map(|u| seed_name(name, u));
     let image: Option<String> = match spec.disk.image.as_deref() {
         None => None,
         Some(path) if path.starts_with('/') => Some(path.to_owned()),
@@ -306,6 +390,9 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     if change.action == Action::Replace {
         delete(session, address, name).await?;
     }
+    if let (Some(seed), Some(user_data)) = (&seed, &user_data) {
+        write_seed(session, address, name, seed, user_data).await?;
+    }
     let dir = format!("{DIR}/{name}");
     let size = spec.disk.size.bytes;
     let disk = match image {
@@ -316,7 +403,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         ),
         None => format!("qemu-img create -q -f qcow2 {dir}/disk.qcow2 {size}"),
     };
-    let unit_text = unit(name, &command_line(name, &spec, &accel));
+    let unit_text = unit(name, &command_line(name, &spec, &accel, seed.as_deref()));
     let spec_text =
         serde_json::to_string(&desired).map_err(|e| ProviderError::Bug(e.to_string()))?;
     let unit_name = unit_of(name);
@@ -447,7 +534,7 @@ async fn delete(session: &SshSession, address: &str, name: &str) -> Result<(), P
     }
     let script = format!(
         "systemctl disable --now --quiet {unit_name} 2>/dev/null; rm -f /etc/systemd/system/{unit_name}; systemctl daemon-reload; \
-         if [ -e {dir}/created ]; then rm -rf {dir}; else rm -f {dir}/spec.json {dir}/qmp.sock; fi"
+         if [ -e {dir}/created ]; then rm -rf {dir}; else rm -f {dir}/spec.json {dir}/qmp.sock {dir}/seed-*.iso; fi"
     );
     let output = session.exec(&script, None).await?;
     if output.status != 0 {
@@ -471,7 +558,7 @@ mod tests {
             "ports": [{"port": 80, "hostPort": 8080}],
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let args = command_line("web", &spec, "tcg");
+        let args = command_line("web", &spec, "tcg", None);
         let joined = args.join(" ");
         assert!(joined.contains("-accel tcg"), "{joined}");
         assert!(joined.contains("-m 256M -smp 2"), "{joined}");
