@@ -28,6 +28,15 @@ pub fn validate(model: &Model) -> Vec<Problem> {
     problems
 }
 
+/// Whether Linux takes `name` as a network interface's name: 1 to 15 letters, digits, `-`,
+/// `_` or `.`.
+pub fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Why `name` is not a bucket name S3 accepts, if it is not.
 pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
@@ -560,6 +569,41 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         document.label(document.spec_span(&[Segment::Key("cpus")]), "zero"),
                     ));
                 }
+                if let Some(bridge) = &v.bridge {
+                    if !is_interface_name(bridge) {
+                        problems.push(Problem::error(
+                            "nimbus::vm::bridge",
+                            format!(
+                                "`{bridge}` cannot be a bridge's name: Linux allows at most 15 letters, digits, `-`, `_` or `.`"
+                            ),
+                            document.label(document.spec_span(&[Segment::Key("bridge")]), "bridge name"),
+                        ));
+                    }
+                    if !v.ports.is_empty() {
+                        problems.push(
+                            Problem::error(
+                                "nimbus::manifest::conflicting_fields",
+                                format!("{address} sets both `bridge` and `ports`"),
+                                document.label(document.spec_key_span(&[Segment::Key("ports")]), "ports here"),
+                            )
+                            .with_help(
+                                "`ports` are published by qemu's user-mode networking; on a bridge the guest has its own address: drop `ports`, or `bridge`",
+                            ),
+                        );
+                    }
+                }
+                if let Some(network) = &v.network {
+                    problems.push(
+                        Problem::warning(
+                            "nimbus::vm::network",
+                            format!(
+                                "{address} names Network/{network}, but VMs do not join Networks in this release: it has qemu's user-mode networking, or the host's `bridge`"
+                            ),
+                            document.label(document.spec_span(&[Segment::Key("network")]), "not joined"),
+                        )
+                        .with_help("plug the VM into a bridge on its host with `bridge: NAME`, and route from there"),
+                    );
+                }
                 if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
                     check_secret(
                         document,
@@ -900,12 +944,7 @@ fn check_networks(model: &Model, problems: &mut Vec<Problem>) {
         };
         let name = document.resource.name();
         let interface = network.interface_name(name);
-        let valid_interface = interface.len() <= 15
-            && !interface.is_empty()
-            && interface
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid_interface {
+        if !is_interface_name(&interface) {
             let span = if network.interface.is_some() {
                 document.spec_span(&[Segment::Key("interface")])
             } else {

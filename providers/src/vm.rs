@@ -38,6 +38,7 @@ pub fn kind_schema() -> KindSchema {
                 "disk",
                 "boot",
                 "ports",
+                "bridge",
                 "runtime",
                 "cloudInit",
                 "state",
@@ -191,23 +192,60 @@ fn command_line(name: &str, spec: &VmSpec, accel: &str, seed: Option<&str>) -> V
             args.extend(["-append".to_owned(), cmdline.clone()]);
         }
     }
-    let forwards: String = spec
-        .ports
-        .iter()
-        .map(|p| format!(",hostfwd=tcp::{}-:{}", p.host_port.0, p.port.0))
-        .collect();
+    let netdev = match &spec.bridge {
+        Some(_) => format!("tap,id=n0,ifname={},script=no,downscript=no", tap_of(name)),
+        None => {
+            let forwards: String = spec
+                .ports
+                .iter()
+                .map(|p| format!(",hostfwd=tcp::{}-:{}", p.host_port.0, p.port.0))
+                .collect();
+            format!("user,id=n0{forwards}")
+        }
+    };
     args.extend([
         "-netdev".to_owned(),
-        format!("user,id=n0{forwards}"),
+        netdev,
         "-device".to_owned(),
-        "virtio-net-pci,netdev=n0".to_owned(),
+        format!("virtio-net-pci,netdev=n0,mac={}", mac_of(name)),
     ]);
     args
 }
 
+/// The VM's tap device on its host (at most 15 characters, as Linux wants).
+fn tap_of(name: &str) -> String {
+    format!("nvm-{}", &hex_digest(name)[..8])
+}
+
+/// The VM's MAC address: qemu's prefix 52:54:00, then three bytes of its name's digest, the
+/// same on every run (for DHCP reservations).
+pub fn mac_of(name: &str) -> String {
+    let hex = hex_digest(name);
+    format!("52:54:00:{}:{}:{}", &hex[0..2], &hex[2..4], &hex[4..6])
+}
+
+fn hex_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The unit's lines that plug the tap into the bridge before qemu starts (the bridge made,
+/// and brought up, when the host has none of that name) and take it out after.
+fn tap_lines(name: &str, bridge: &str) -> String {
+    let tap = tap_of(name);
+    let br = bridge.replace(['"', '\\', '$', '%', '\'', ' '], "");
+    format!(
+        "ExecStartPre=/bin/sh -c 'ip link show {br} >/dev/null 2>&1 || ip link add {br} type bridge; ip link set {br} up; ip link del {tap} 2>/dev/null; ip tuntap add dev {tap} mode tap && ip link set {tap} master {br} up'\n\
+         ExecStopPost=-/bin/sh -c 'ip link del {tap}'\n"
+    )
+}
+
 /// The unit: systemd's quoting of each argument (`"..."` with `\` and `"` escaped, `%` and `$`
 /// doubled).
-fn unit(name: &str, args: &[String]) -> String {
+fn unit(name: &str, args: &[String], bridge: Option<&str>) -> String {
     let quoted: Vec<String> = args
         .iter()
         .map(|a| {
@@ -220,7 +258,8 @@ fn unit(name: &str, args: &[String]) -> String {
         })
         .collect();
     format!(
-        "[Unit]\nDescription=nimbus: VM {name}\nAfter=network.target\n\n[Service]\nExecStart={}\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",
+        "[Unit]\nDescription=nimbus: VM {name}\nAfter=network.target\n\n[Service]\n{}ExecStart={}\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",
+        bridge.map_or(String::new(), |b| tap_lines(name, b)),
         quoted.join(" ")
     )
 }
@@ -403,7 +442,11 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         ),
         None => format!("qemu-img create -q -f qcow2 {dir}/disk.qcow2 {size}"),
     };
-    let unit_text = unit(name, &command_line(name, &spec, &accel, seed.as_deref()));
+    let unit_text = unit(
+        name,
+        &command_line(name, &spec, &accel, seed.as_deref()),
+        spec.bridge.as_deref(),
+    );
     let spec_text =
         serde_json::to_string(&desired).map_err(|e| ProviderError::Bug(e.to_string()))?;
     let unit_name = unit_of(name);
@@ -458,7 +501,12 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
         "accelerator": accel,
         "unit": unit_name,
         "serialLog": format!("{dir}/serial.log"),
+        "mac": mac_of(name),
     });
+    if let Some(bridge) = &spec.bridge {
+        outputs["bridge"] = json!(bridge);
+        outputs["tap"] = json!(tap_of(name));
+    }
     if accel == "tcg" {
         outputs["warning"] = json!(format!(
             "Host/{} has no usable /dev/kvm: the VM runs under TCG (software emulation), many times slower",
@@ -567,7 +615,26 @@ mod tests {
             joined.contains("-kernel /srv/vmlinux -initrd /srv/initrd"),
             "{joined}"
         );
-        let text = unit("web", &args);
+        let bridged: VmSpec = serde_json::from_value(json!({
+            "host": "h1", "cpus": 1, "memory": "128Mi", "disk": {"size": "1Gi"}, "bridge": "br0",
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let tapped = command_line("web", &bridged, "tcg", None).join(" ");
+        assert!(
+            tapped.contains(&format!("tap,id=n0,ifname={}", tap_of("web"))),
+            "{tapped}"
+        );
+        assert!(!tapped.contains("user,id=n0"), "{tapped}");
+        assert!(tap_of("a-very-long-vm-name").len() <= 15);
+        assert_eq!(mac_of("web"), mac_of("web"));
+        assert_ne!(mac_of("web"), mac_of("db"));
+        let bridged_unit = unit("web", &[], Some("br0"));
+        assert!(
+            bridged_unit.contains("ip link add br0 type bridge"),
+            "{bridged_unit}"
+        );
+        assert!(bridged_unit.contains("master br0"), "{bridged_unit}");
+        let text = unit("web", &args, None);
         assert!(text.contains(r#""console=ttyS0 a=\"b\" 100%%""#), "{text}");
         assert!(text.contains("WantedBy=multi-user.target"));
     }

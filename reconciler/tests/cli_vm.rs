@@ -244,3 +244,77 @@ impl Drop for Server {
         let _ = self.0.wait();
     }
 }
+
+/// A VM on a bridge of its host: its network card is a tap in the bridge (nimbus plugs it in
+/// before qemu starts and takes it out after), and the guest answers on its own address.
+#[test]
+fn a_bridged_vm_answers_on_its_own_address() {
+    let bed = Bed::up_vm(1);
+    let host = bed.hosts[0].name.clone();
+    // The bridge and the host's address on it are the host's own setup (a File for its
+    // network configuration, say); nimbus makes a bridge only when there is none.
+    bed.ssh_ok(
+        &host,
+        "ip link add nvmbr0 type bridge && ip addr add 192.168.77.1/24 dev nvmbr0 && ip link set nvmbr0 up",
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    common::bed_repository(repo, "bridged", &bed.known_hosts, &bed.key);
+    write(
+        repo,
+        "hosts.yaml",
+        &format!(
+            "{HEADER}kind: Host\nmetadata: {{name: {host}}}\nspec: {{address: {}}}\n",
+            bed.hosts[0].address
+        ),
+    );
+    write(
+        repo,
+        "vms/web.yaml",
+        &format!(
+            "{HEADER}kind: VM\nmetadata: {{name: web}}\nspec:\n  host: {host}\n  cpus: 1\n  memory: 128Mi\n  disk: {{size: 64Mi}}\n  bridge: nvmbr0\n  boot:\n    kernel: {GUEST_KERNEL}\n    initrd: {GUEST_INITRD}\n    cmdline: \"console=ttyS0 quiet panic=-1 nimbus.ip=192.168.77.2/24 nimbus.gw=192.168.77.1\"\n"
+        ),
+    );
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&applied.stdout), text(&applied.stderr));
+    assert_eq!(applied.status.code(), Some(0), "{said}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let fetched = bed.ssh(
+            &host,
+            "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://192.168.77.2/', timeout=3).read().decode())\"",
+        );
+        if fetched.status.success() && text(&fetched.stdout).contains("nimbus guest") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bridged guest does not answer on 192.168.77.2"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let shown = ok(&nimbus(repo, &["state", "show", "VM/web"]));
+    assert!(shown.contains("\"bridge\":\"nvmbr0\""), "{shown}");
+    let taps = bed.ssh_ok(
+        &host,
+        "ip -o link show master nvmbr0 | grep -c nvm- || true",
+    );
+    assert_eq!(taps.trim(), "1", "one tap in the bridge");
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
+    // Removed: the tap goes with it, the bridge stays.
+    std::fs::remove_file(repo.join("vms/web.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    let taps = bed.ssh_ok(
+        &host,
+        "ip -o link show master nvmbr0 | grep -c nvm- || true",
+    );
+    assert_eq!(taps.trim(), "0", "the tap is still there");
+    bed.ssh_ok(&host, "ip link show nvmbr0");
+}

@@ -837,6 +837,10 @@ pub struct VmSpec {
     /// Guest ports published on the host (qemu's user-mode networking).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<VmPort>,
+    /// A Linux bridge on the host: the VM's network card is a tap device in it (made when
+    /// missing) instead of qemu's user-mode networking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
