@@ -167,6 +167,7 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
             );
         }
     }
+    reserve_observed_load(model, records, &hosts, &requests, &mut fixed);
     let mut placed = schedule(&hosts, &fixed, &requests);
     placed.append(&mut refused);
     // What cannot be placed says where it is declared: the file, line and column of its
@@ -183,4 +184,126 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
         }
     }
     placed
+}
+
+/// The load nimbus did not put on a host, where it is known: for a Host sized by its facts
+/// (no declared `capacity`), the memory in use when they were read (`memory` less
+/// `memoryAvailable`, the figure the agent reports) less what nimbus itself has there (VMs and
+/// containers fixed on it or placed there before), held back from what the scheduler hands out.
+/// It is read from state, so the same inputs give the same placement.
+fn reserve_observed_load(
+    model: &Model,
+    records: &HashMap<&str, &Record>,
+    hosts: &[HostRoom],
+    requests: &[Request],
+    fixed: &mut Vec<Fixed>,
+) {
+    for host in hosts {
+        let declared = model.documents.iter().any(|d| {
+            d.resource.name() == host.name
+                && matches!(&d.resource.spec, Spec::Host(h) if h.capacity.as_ref().is_some_and(|c| c.memory.is_some()))
+        });
+        if declared {
+            continue;
+        }
+        let Some(facts) = records
+            .get(format!("Host/{}", host.name).as_str())
+            .map(|r| &r.outputs["facts"])
+        else {
+            continue;
+        };
+        let (Some(total), Some(available)) =
+            (facts["memory"].as_u64(), facts["memoryAvailable"].as_u64())
+        else {
+            continue;
+        };
+        let ours: u64 = fixed
+            .iter()
+            .filter(|f| f.host == host.name)
+            .map(|f| f.memory)
+            .chain(
+                requests
+                    .iter()
+                    .filter(|r| r.previous.as_deref() == Some(host.name.as_str()))
+                    .map(|r| r.memory),
+            )
+            .sum();
+        let others = total.saturating_sub(available).saturating_sub(ours);
+        if others > 0 {
+            fixed.push(Fixed {
+                host: host.name.clone(),
+                cpu: 0,
+                memory: others,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+
+    fn model(text: &str) -> Model {
+        let checked = crate::check(crate::load::RepositoryInput {
+            manifests: vec![crate::load::InputFile {
+                path: "all.yaml".into(),
+                bytes: text.as_bytes().to_vec(),
+            }],
+            other_paths: Default::default(),
+        });
+        assert!(!checked.has_errors(), "{:?}", checked.problems);
+        checked.model
+    }
+
+    fn host_record(name: &str, memory: u64, available: u64) -> Record {
+        Record {
+            address: format!("Host/{name}"),
+            kind: nimbus_schemas::Kind::Host,
+            applied: json!({}),
+            owned: true,
+            protected: false,
+            keep_on_removal: false,
+            depends_on: Vec::new(),
+            provider: "ssh".into(),
+            outputs: json!({"facts": {"cpus": 4, "memory": memory, "memoryAvailable": available}}),
+        }
+    }
+
+    #[test]
+    fn memory_in_use_by_others_is_held_back_from_a_host_sized_by_its_facts() {
+        const GIB: u64 = 1 << 30;
+        let text = format!(
+            "{HEADER}kind: Host\nmetadata: {{name: a, labels: {{vm: \"yes\"}}}}\nspec: {{address: 10.0.0.1}}\n---\n\
+             {HEADER}kind: Host\nmetadata: {{name: b, labels: {{vm: \"yes\"}}}}\nspec: {{address: 10.0.0.2}}\n---\n\
+             {HEADER}kind: VM\nmetadata: {{name: big}}\nspec: {{placement: {{vm: \"yes\"}}, cpus: 1, memory: 3Gi, disk: {{size: 1Gi}}}}\n"
+        );
+        let model = model(&text);
+        // Both have 4Gi; on `a` something else uses 2Gi: the 3Gi VM fits only on `b`.
+        let kept = [
+            host_record("a", 4 * GIB, 2 * GIB),
+            host_record("b", 4 * GIB, 4 * GIB),
+        ];
+        let records: HashMap<&str, &Record> =
+            kept.iter().map(|r| (r.address.as_str(), r)).collect();
+        let placed = placements(&model, &records);
+        assert!(
+            matches!(placed.get("VM/big"), Some(Placement::On { host, .. }) if host == "b"),
+            "{placed:?}"
+        );
+        // Without the load, the tie goes to `a` by name.
+        let bare = [
+            host_record("a", 4 * GIB, 4 * GIB),
+            host_record("b", 4 * GIB, 4 * GIB),
+        ];
+        let records: HashMap<&str, &Record> =
+            bare.iter().map(|r| (r.address.as_str(), r)).collect();
+        let placed = placements(&model, &records);
+        assert!(
+            matches!(placed.get("VM/big"), Some(Placement::On { host, .. }) if host == "a"),
+            "{placed:?}"
+        );
+    }
 }

@@ -292,7 +292,7 @@ impl HostsProvider {
 }
 
 /// The facts script: one line of tab-separated values.
-const FACTS: &str = r#"( . /etc/os-release 2>/dev/null; printf 'H\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${PRETTY_NAME:-unknown}" "$(uname -r)" "$(uname -m)" "$(nproc)" "$(awk '/^MemTotal:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" "$(df -P -B1 / | awk 'NR==2{print $2}')" "$(hostname)" "$(cut -d. -f1 /proc/uptime)" "$( [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo yes || echo no)" )"#;
+const FACTS: &str = r#"( . /etc/os-release 2>/dev/null; printf 'H\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${PRETTY_NAME:-unknown}" "$(uname -r)" "$(uname -m)" "$(nproc)" "$(awk '/^MemTotal:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" "$(df -P -B1 / | awk 'NR==2{print $2}')" "$(hostname)" "$(cut -d. -f1 /proc/uptime)" "$( [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo yes || echo no)" "$(awk '/^MemAvailable:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" )"#;
 
 /// The unit name of `Service/NAME`.
 fn unit_name(resource: &str) -> String {
@@ -737,6 +737,9 @@ impl Provider for HostsProvider {
                         "memory": number(5), "disk": number(6), "hostname": f.get(7), "uptime": number(8),
                         // Whether VMs get KVM there, or run under TCG.
                         "kvm": f.get(9).map(|v| *v == "yes"),
+                        // The load: memory available then (the figure the agent reports), for
+                        // the scheduler's reservation of what nimbus did not put there.
+                        "memoryAvailable": number(10),
                     });
                     // The key the host presented is recorded: with trust on first use, it is
                     // pinned from then on.
