@@ -198,12 +198,27 @@ fn reserve_observed_load(
     requests: &[Request],
     fixed: &mut Vec<Fixed>,
 ) {
+    // One pass over the documents and over what nimbus has on each host.
+    let declared: HashSet<&str> = model
+        .documents
+        .iter()
+        .filter(|d| {
+            matches!(&d.resource.spec, Spec::Host(h) if h.capacity.as_ref().is_some_and(|c| c.memory.is_some()))
+        })
+        .map(|d| d.resource.name())
+        .collect();
+    let mut ours: HashMap<&str, u64> = HashMap::new();
+    for load in fixed.iter() {
+        *ours.entry(load.host.as_str()).or_default() += load.memory;
+    }
+    for request in requests {
+        if let Some(previous) = request.previous.as_deref() {
+            *ours.entry(previous).or_default() += request.memory;
+        }
+    }
+    let mut reserved = Vec::new();
     for host in hosts {
-        let declared = model.documents.iter().any(|d| {
-            d.resource.name() == host.name
-                && matches!(&d.resource.spec, Spec::Host(h) if h.capacity.as_ref().is_some_and(|c| c.memory.is_some()))
-        });
-        if declared {
+        if declared.contains(host.name.as_str()) {
             continue;
         }
         let Some(facts) = records
@@ -217,26 +232,17 @@ fn reserve_observed_load(
         else {
             continue;
         };
-        let ours: u64 = fixed
-            .iter()
-            .filter(|f| f.host == host.name)
-            .map(|f| f.memory)
-            .chain(
-                requests
-                    .iter()
-                    .filter(|r| r.previous.as_deref() == Some(host.name.as_str()))
-                    .map(|r| r.memory),
-            )
-            .sum();
+        let ours = ours.get(host.name.as_str()).copied().unwrap_or(0);
         let others = total.saturating_sub(available).saturating_sub(ours);
         if others > 0 {
-            fixed.push(Fixed {
+            reserved.push(Fixed {
                 host: host.name.clone(),
                 cpu: 0,
                 memory: others,
             });
         }
     }
+    fixed.extend(reserved);
 }
 
 #[cfg(test)]

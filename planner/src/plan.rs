@@ -879,6 +879,7 @@ pub fn plan(
 
     let changes = order_deletes_first(changes, input.records);
     let changes = keep_volumes_with_data(changes, input);
+    let changes = vm_restarts(changes);
     let changes = confirm_or_revert(changes, &mesh);
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
@@ -896,6 +897,33 @@ pub fn plan(
         notes,
         changes,
     })
+}
+
+/// A VM's update says what it does to the guest: a change of its unit (cpus, memory, disk
+/// size, boot, ports, bridge, cloudInit) restarts it; a VM found not running is started again.
+fn vm_restarts(mut changes: Vec<Change>) -> Vec<Change> {
+    for change in changes
+        .iter_mut()
+        .filter(|c| c.kind == Kind::Vm && c.action == Action::Update)
+    {
+        let mut restarting: Vec<&str> = change
+            .fields
+            .iter()
+            .map(|f| f.path.split(['.', '[']).next().unwrap_or_default())
+            .filter(|field| *field != "state")
+            .collect();
+        restarting.dedup();
+        let note = if restarting.is_empty() {
+            "starts the VM again: it is not running".to_owned()
+        } else {
+            format!("restarts the VM: {} changed", restarting.join(", "))
+        };
+        change.reason = Some(match change.reason.take() {
+            Some(reason) => format!("{reason}; {note}"),
+            None => note,
+        });
+    }
+    changes
 }
 
 /// A Volume that holds data is deleted only with `--allow-deletes`: otherwise its delete is

@@ -592,18 +592,6 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         );
                     }
                 }
-                if let Some(network) = &v.network {
-                    problems.push(
-                        Problem::warning(
-                            "nimbus::vm::network",
-                            format!(
-                                "{address} names Network/{network}, but VMs do not join Networks in this release: it has qemu's user-mode networking, or the host's `bridge`"
-                            ),
-                            document.label(document.spec_span(&[Segment::Key("network")]), "not joined"),
-                        )
-                        .with_help("plug the VM into a bridge on its host with `bridge: NAME`, and route from there"),
-                    );
-                }
                 if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
                     check_secret(
                         document,

@@ -99,7 +99,7 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
     // More memory: the VM restarts with it; the plan warns that it runs under TCG.
     write(repo, "vms/guest.yaml", &vm_yaml("192Mi"));
     let plan = ok(&nimbus(repo, &["plan", "."]));
-    assert!(plan.contains("memory"), "{plan}");
+    assert!(plan.contains("restarts the VM: memory changed"), "{plan}");
     assert!(plan.contains("no usable /dev/kvm"), "{plan}");
     ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
     let line = bed.ssh_ok(
@@ -119,7 +119,8 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
     let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(drift.status.code(), Some(2), "{}", text(&drift.stdout));
     assert!(
-        text(&drift.stdout).contains("stopped"),
+        text(&drift.stdout).contains("stopped")
+            && text(&drift.stdout).contains("starts the VM again"),
         "{}",
         text(&drift.stdout)
     );
