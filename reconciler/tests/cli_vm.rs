@@ -319,3 +319,70 @@ fn a_bridged_vm_answers_on_its_own_address() {
     assert_eq!(taps.trim(), "0", "the tap is still there");
     bed.ssh_ok(&host, "ip link show nvmbr0");
 }
+
+/// A VM whose host is a member of a WireGuard Network (`network: mesh`): it starts after its
+/// host joined the mesh, and another member reaches the guest's published port on the host's
+/// overlay address, through the tunnel.
+#[test]
+fn a_vm_on_a_network_answers_over_the_mesh() {
+    let bed = Bed::up_vm(2);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    common::bed_repository(repo, "vm-mesh", &bed.known_hosts, &bed.key);
+    let hosts = bed
+        .hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{mesh: \"yes\"}}}}\nspec: {{address: {}}}\n",
+                h.name, h.address
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    write(repo, "hosts.yaml", &hosts);
+    write(
+        repo,
+        "network.yaml",
+        &format!(
+            "{HEADER}kind: Network\nmetadata: {{name: mesh}}\nspec: {{members: {{mesh: \"yes\"}}}}\n"
+        ),
+    );
+    let (first, second) = (bed.hosts[0].name.clone(), bed.hosts[1].name.clone());
+    write(
+        repo,
+        "vms/guest.yaml",
+        &format!(
+            "{HEADER}kind: VM\nmetadata: {{name: guest}}\nspec:\n  host: {first}\n  network: mesh\n  cpus: 1\n  memory: 128Mi\n  disk: {{size: 64Mi}}\n  boot:\n    kernel: {GUEST_KERNEL}\n    initrd: {GUEST_INITRD}\n    cmdline: \"console=ttyS0 quiet panic=-1 nimbus.ip=10.0.2.15/24 nimbus.gw=10.0.2.2\"\n  ports: [{{port: 80, hostPort: 8080}}]\n"
+        ),
+    );
+    let applied = common::nimbus_with_stripped_agent(&["apply", "--auto-approve", "."], repo);
+    let said = format!("{}{}", text(&applied.stdout), text(&applied.stderr));
+    assert_eq!(applied.status.code(), Some(0), "{said}");
+    let joined = said
+        .find(&format!("created Network/mesh@{first}"))
+        .unwrap_or_else(|| panic!("{said}"));
+    let started = said
+        .find("creating VM/guest")
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        joined < started,
+        "the VM started before its host joined: {said}"
+    );
+    // The first member's overlay address is the lowest: 10.106.103.1.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let fetched = bed.ssh(
+            &second,
+            "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://10.106.103.1:8080/', timeout=3).read().decode())\"",
+        );
+        if fetched.status.success() && text(&fetched.stdout).contains("nimbus guest") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest does not answer over the mesh from {second}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
