@@ -157,6 +157,11 @@ pub fn schedule(
             Err(_) => 0.0,
         }
     };
+    // When a host's usage last changed (a tick of `clock`), and the reasons already written
+    // for requests that fit nowhere: one stays true while none of its candidates changed.
+    let mut clock: u64 = 0;
+    let mut changed_at: Vec<u64> = vec![0; hosts.len()];
+    let mut nowhere: HashMap<(PlacementKey<'_>, u64, u64), (u64, String)> = HashMap::new();
     for request in rest {
         let candidates = candidates_of
             .entry((&request.selector, request.hosts.as_slice()))
@@ -182,6 +187,8 @@ pub fn schedule(
             Some((i, _)) => {
                 used[i].0 += request.cpu;
                 used[i].1 += request.memory;
+                clock += 1;
+                changed_at[i] = clock;
                 let host = hosts[i];
                 let why = if fitting == 1 {
                     "the only matching host that fits"
@@ -206,6 +213,22 @@ pub fn schedule(
                 ),
             },
             None => {
+                let key = (
+                    (&request.selector, request.hosts.as_slice()),
+                    request.cpu,
+                    request.memory,
+                );
+                if let Some((at, reason)) = nowhere.get(&key)
+                    && candidates.iter().all(|&i| changed_at[i] <= *at)
+                {
+                    out.insert(
+                        request.address.clone(),
+                        Placement::Nowhere {
+                            reason: reason.clone(),
+                        },
+                    );
+                    continue;
+                }
                 let lacks: Vec<String> = candidates
                     .iter()
                     .map(|&i| {
@@ -236,14 +259,14 @@ pub fn schedule(
                         }
                     })
                     .collect();
-                Placement::Nowhere {
-                    reason: format!(
-                        "no matching host has room for {} cpu and {} memory: {}",
-                        cpu_text(request.cpu),
-                        memory_text(request.memory),
-                        lacks.join("; ")
-                    ),
-                }
+                let reason = format!(
+                    "no matching host has room for {} cpu and {} memory: {}",
+                    cpu_text(request.cpu),
+                    memory_text(request.memory),
+                    lacks.join("; ")
+                );
+                nowhere.insert(key, (clock, reason.clone()));
+                Placement::Nowhere { reason }
             }
         };
         out.insert(request.address.clone(), placement);
