@@ -6,6 +6,10 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v git >/dev/null || need_apt+=(git)
+# The test Kubernetes API server is checked against clients no one here wrote: kubectl and
+# Debian's Python client (run by Debian's /usr/bin/python3).
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import kubernetes' 2>/dev/null || need_apt+=(python3-kubernetes)
 # objcopy: the mesh tests install a stripped agent on many hosts
 command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3)

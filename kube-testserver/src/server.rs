@@ -1,0 +1,1170 @@
+//! The HTTP side: the Kubernetes API's paths for the kinds nimbus manages, over plain HTTP on
+//! loopback (tests reach it directly, or through an SSH `direct-tcpip` channel as they would a
+//! k3s server's 6443).
+//!
+//! Served: `/version`, discovery (`/api`, `/apis`, `/api/v1`, `/apis/GROUP/VERSION`); for each
+//! kind: list (with `labelSelector`), get, create (POST), replace (PUT, with `resourceVersion`
+//! conflicts), patch (server-side apply `application/apply-patch+yaml` with `fieldManager` and
+//! `force`, JSON merge patch, strategic merge patch as a merge patch), delete; a namespace's
+//! delete takes everything in it; a Deployment's `scale` subresource. Objects get `uid`,
+//! `resourceVersion`, `generation`, `creationTimestamp` and `managedFields`. A simulated
+//! deployment controller brings a Deployment's status to its replicas, or reports a failed
+//! rollout (images that contain [`Options::failing_image`]) or pods the namespace's
+//! ResourceQuota refuses. Every request is counted by verb, kind and namespace.
+//!
+//! Not served: watch, authentication and authorisation (every request is allowed), admission
+//! beyond the quota of a Deployment's pods, OpenAPI schemas (clients must not validate:
+//! `kubectl --validate=false`), pods, ReplicaSets and their garbage collection.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::ssa::{self, FieldSet, Managed};
+
+/// A kind the server serves.
+#[derive(Clone, Copy, Debug)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short: &'static [&'static str],
+}
+
+impl Resource {
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+pub const RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+        short: &["ns"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        kind: "Node",
+        namespaced: false,
+        short: &["no"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        kind: "Service",
+        namespaced: true,
+        short: &["svc"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        kind: "Secret",
+        namespaced: true,
+        short: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+        short: &["cm"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "resourcequotas",
+        kind: "ResourceQuota",
+        namespaced: true,
+        short: &["quota"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "limitranges",
+        kind: "LimitRange",
+        namespaced: true,
+        short: &["limits"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+        short: &["ev"],
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        kind: "Deployment",
+        namespaced: true,
+        short: &["deploy"],
+    },
+    Resource {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        namespaced: true,
+        short: &["netpol"],
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        kind: "Role",
+        namespaced: true,
+        short: &[],
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        kind: "RoleBinding",
+        namespaced: true,
+        short: &[],
+    },
+];
+
+/// How the server behaves.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A Deployment whose containers' images contain this text never becomes available: its
+    /// rollout fails (`ProgressDeadlineExceeded`).
+    pub failing_image: Option<String>,
+}
+
+/// Objects by (plural, namespace, name), and the bookkeeping around them.
+#[derive(Debug, Default)]
+pub struct Store {
+    objects: BTreeMap<(String, String, String), Value>,
+    revision: u64,
+    uids: u64,
+    /// Requests by `VERB KIND NAMESPACE` (`list deployments acme`).
+    pub requests: BTreeMap<String, u64>,
+    options: Options,
+}
+
+/// A failed request: its HTTP status, reason and message, as a `Status` object.
+struct Failure {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+    causes: Vec<Value>,
+}
+
+fn failure(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        reason,
+        message: message.into(),
+        causes: Vec::new(),
+    }
+}
+
+fn not_found(resource: &Resource, name: &str) -> Failure {
+    failure(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "{}.{} \"{name}\" not found",
+            resource.plural, resource.group
+        )
+        .replace(". \"", " \""),
+    )
+}
+
+/// What a request is about, from its path.
+struct Target {
+    resource: &'static Resource,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let find = |plural: &str| {
+        RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    };
+    let target = |resource, namespace: &str, name: Option<&&str>, sub: Option<&&str>| {
+        Some(Target {
+            resource,
+            namespace: namespace.to_owned(),
+            name: name.map(|n| (*n).to_owned()),
+            subresource: sub.map(|s| (*s).to_owned()),
+        })
+    };
+    match rest {
+        ["namespaces", namespace, plural, more @ ..]
+            if find(plural).is_some_and(|r| r.namespaced) =>
+        {
+            target(find(plural)?, namespace, more.first(), more.get(1))
+        }
+        [plural, more @ ..] => {
+            let resource = find(plural)?;
+            target(resource, "", more.first(), more.get(1))
+        }
+        _ => None,
+    }
+}
+
+/// `a=b,c!=d,e,!f,g in (x,y),h notin (z)` against `labels`.
+pub fn selects(selector: &str, labels: &Map<String, Value>) -> bool {
+    let mut terms = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&selector[start..]);
+    let label = |key: &str| labels.get(key.trim()).and_then(Value::as_str);
+    terms
+        .iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .all(|term| {
+            let set = |list: &str| -> Vec<String> {
+                list.trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .split(',')
+                    .map(|v| v.trim().to_owned())
+                    .collect()
+            };
+            if let Some((key, list)) = term.split_once(" notin ") {
+                !label(key).is_some_and(|v| set(list).iter().any(|x| x == v))
+            } else if let Some((key, list)) = term.split_once(" in ") {
+                label(key).is_some_and(|v| set(list).iter().any(|x| x == v))
+            } else if let Some((key, value)) = term.split_once("!=") {
+                label(key) != Some(value.trim())
+            } else if let Some((key, value)) =
+                term.split_once("==").or_else(|| term.split_once('='))
+            {
+                label(key) == Some(value.trim())
+            } else if let Some(key) = term.strip_prefix('!') {
+                label(key).is_none()
+            } else {
+                label(term).is_some()
+            }
+        })
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &Value, patch: &Value) -> Value {
+    match patch {
+        Value::Object(changes) => {
+            let mut out = match target {
+                Value::Object(map) => map.clone(),
+                _ => Map::new(),
+            };
+            for (key, value) in changes {
+                if value.is_null() {
+                    out.remove(key);
+                } else {
+                    let merged = merge_patch(out.get(key).unwrap_or(&Value::Null), value);
+                    out.insert(key.clone(), merged);
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn managed_of(object: &Value) -> Vec<Managed> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| Managed {
+                    manager: e["manager"].as_str().unwrap_or_default().to_owned(),
+                    operation: e["operation"].as_str().unwrap_or("Update").to_owned(),
+                    fields: FieldSet::from_json(&e["fieldsV1"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn managed_json(managed: &[Managed], api_version: &str) -> Value {
+    Value::Array(
+        managed
+            .iter()
+            .map(|m| {
+                json!({
+                    "manager": m.manager,
+                    "operation": m.operation,
+                    "apiVersion": api_version,
+                    "time": NOW,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": m.fields.to_json(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Every timestamp the server writes (tests compare objects, not clocks).
+const NOW: &str = "2026-01-01T00:00:00Z";
+
+/// An object without the fields the server keeps: what managers' fields are computed on.
+fn content(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+        ] {
+            meta.remove(key);
+        }
+    }
+    if let Some(map) = out.as_object_mut() {
+        map.remove("status");
+    }
+    out
+}
+
+impl Store {
+    pub fn new(options: Options) -> Store {
+        Store {
+            options,
+            ..Store::default()
+        }
+    }
+
+    fn count(&mut self, verb: &str, resource: &Resource, namespace: &str) {
+        *self
+            .requests
+            .entry(
+                format!("{verb} {} {namespace}", resource.plural)
+                    .trim_end()
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+
+    fn key(resource: &Resource, namespace: &str, name: &str) -> (String, String, String) {
+        (
+            resource.plural.to_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        )
+    }
+
+    /// Stores `object` (its content as given) with the server's metadata, after `previous`.
+    fn store(
+        &mut self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        previous: Option<&Value>,
+        managed: &[Managed],
+    ) -> Value {
+        self.revision += 1;
+        let mut object = object;
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+        let meta = object["metadata"]
+            .as_object_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let mut meta = meta;
+        meta.insert("name".into(), json!(name));
+        if resource.namespaced {
+            meta.insert("namespace".into(), json!(namespace));
+        }
+        let generation = match previous {
+            Some(old) => {
+                let old_gen = old["metadata"]["generation"].as_u64().unwrap_or(1);
+                if old.get("spec") != object.get("spec") {
+                    old_gen + 1
+                } else {
+                    old_gen
+                }
+            }
+            None => 1,
+        };
+        let uid = match previous {
+            Some(old) => old["metadata"]["uid"].clone(),
+            None => {
+                self.uids += 1;
+                json!(format!("00000000-0000-4000-8000-{:012x}", self.uids))
+            }
+        };
+        let created = previous
+            .map(|old| old["metadata"]["creationTimestamp"].clone())
+            .unwrap_or(json!(NOW));
+        meta.insert("uid".into(), uid);
+        meta.insert("resourceVersion".into(), json!(self.revision.to_string()));
+        meta.insert("generation".into(), json!(generation));
+        meta.insert("creationTimestamp".into(), created);
+        meta.insert(
+            "managedFields".into(),
+            managed_json(managed, &resource.api_version()),
+        );
+        object["metadata"] = Value::Object(meta);
+        if let Some(status) = previous.and_then(|p| p.get("status")) {
+            object["status"] = status.clone();
+        }
+        if resource.kind == "Namespace" {
+            object["status"] = json!({"phase": "Active"});
+        }
+        if resource.kind == "Deployment" {
+            object["status"] = self.rollout(namespace, &object);
+        }
+        self.objects
+            .insert(Self::key(resource, namespace, name), object.clone());
+        object
+    }
+
+    /// The simulated deployment controller: the status a Deployment reaches.
+    fn rollout(&self, namespace: &str, deployment: &Value) -> Value {
+        let replicas = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
+        let generation = deployment["metadata"]["generation"].clone();
+        let containers = deployment["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let failing = self.options.failing_image.as_deref().is_some_and(|bad| {
+            containers
+                .iter()
+                .any(|c| c["image"].as_str().is_some_and(|i| i.contains(bad)))
+        });
+        let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
+        if failing {
+            return json!({
+                "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+                "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": replicas,
+                "conditions": [
+                    {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                     "message": "Deployment does not have minimum availability."},
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                     "message": format!("ReplicaSet \"{name}-7d4b9c\" has timed out progressing.")}
+                ]
+            });
+        }
+        // The namespace's quota admits pods while their requests fit.
+        let (fit, refusal) = self.admitted(namespace, name, replicas, &containers);
+        let mut conditions = vec![
+            json!({"type": "Available", "status": if fit == replicas { "True" } else { "False" },
+                   "reason": if fit == replicas { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }}),
+            json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}),
+        ];
+        if let Some(message) = refusal {
+            conditions.push(json!({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}));
+        }
+        json!({
+            "observedGeneration": generation, "replicas": fit, "updatedReplicas": fit,
+            "readyReplicas": fit, "availableReplicas": fit, "conditions": conditions
+        })
+    }
+
+    /// How many of `replicas` pods the namespace's ResourceQuotas admit (pods, requests.cpu,
+    /// requests.memory, limits.*), and the refusal of the first one refused.
+    fn admitted(
+        &self,
+        namespace: &str,
+        name: &str,
+        replicas: u64,
+        containers: &[Value],
+    ) -> (u64, Option<String>) {
+        fn per_pod(containers: &[Value], field: &str, resource: &str) -> f64 {
+            containers
+                .iter()
+                .map(|c| quantity(c["resources"][field][resource].as_str().unwrap_or("0")))
+                .sum()
+        }
+        let each_of = |containers: &[Value], key: &str| -> Option<f64> {
+            Some(match key {
+                "pods" => 1.0,
+                "cpu" | "requests.cpu" => per_pod(containers, "requests", "cpu"),
+                "memory" | "requests.memory" => per_pod(containers, "requests", "memory"),
+                "limits.cpu" => per_pod(containers, "limits", "cpu"),
+                "limits.memory" => per_pod(containers, "limits", "memory"),
+                _ => return None,
+            })
+        };
+        // What the namespace's other Deployments' pods use already.
+        let others: Vec<(u64, Vec<Value>)> = self
+            .objects
+            .iter()
+            .filter(|((plural, ns, other), _)| {
+                plural == "deployments" && ns == namespace && other != name
+            })
+            .map(|(_, d)| {
+                (
+                    d["status"]["replicas"].as_u64().unwrap_or(0),
+                    d["spec"]["template"]["spec"]["containers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        for ((plural, ns, quota_name), quota) in &self.objects {
+            if plural != "resourcequotas" || ns != namespace {
+                continue;
+            }
+            let Some(hard) = quota["spec"]["hard"].as_object() else {
+                continue;
+            };
+            let mut fit = replicas;
+            let mut limited = None;
+            for (key, limit) in hard {
+                let limit = quantity(limit.as_str().unwrap_or(&limit.to_string()));
+                let Some(each) = each_of(containers, key) else {
+                    continue;
+                };
+                if each <= 0.0 {
+                    continue;
+                }
+                let used: f64 = others
+                    .iter()
+                    .filter_map(|(pods, c)| each_of(c, key).map(|e| e * *pods as f64))
+                    .sum();
+                let allowed = ((limit - used).max(0.0) / each + 1e-9).floor() as u64;
+                if allowed < fit {
+                    fit = allowed;
+                    limited = Some(format!(
+                        "pods is forbidden: exceeded quota: {quota_name}, requested: {key}={}, used: {key}={}, limited: {key}={}",
+                        fmt_quantity(each),
+                        fmt_quantity(used + each * allowed as f64),
+                        fmt_quantity(limit)
+                    ));
+                }
+            }
+            if let Some(message) = limited {
+                return (fit, Some(message));
+            }
+        }
+        (replicas, None)
+    }
+
+    fn list(&mut self, resource: &Resource, namespace: &str, selector: Option<&str>) -> Value {
+        self.count("list", resource, namespace);
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((plural, ns, _), _)| {
+                plural == resource.plural && (namespace.is_empty() || ns == namespace)
+            })
+            .map(|(_, object)| object)
+            .filter(|object| {
+                selector.is_none_or(|s| {
+                    let empty = Map::new();
+                    selects(
+                        s,
+                        object["metadata"]["labels"].as_object().unwrap_or(&empty),
+                    )
+                })
+            })
+            .cloned()
+            .collect();
+        json!({
+            "kind": format!("{}List", resource.kind),
+            "apiVersion": resource.api_version(),
+            "metadata": {"resourceVersion": self.revision.to_string()},
+            "items": items,
+        })
+    }
+
+    fn namespace_exists(&self, namespace: &str) -> bool {
+        self.objects
+            .contains_key(&("namespaces".to_owned(), String::new(), namespace.to_owned()))
+    }
+
+    fn create(
+        &mut self,
+        resource: &Resource,
+        namespace: &str,
+        body: Value,
+        manager: &str,
+    ) -> Result<Value, Failure> {
+        self.count("create", resource, namespace);
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty() {
+            return Err(failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "metadata.name: Required value: name is required",
+            ));
+        }
+        if resource.namespaced && !self.namespace_exists(namespace) {
+            return Err(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("namespaces \"{namespace}\" not found"),
+            ));
+        }
+        if self
+            .objects
+            .contains_key(&Self::key(resource, namespace, &name))
+        {
+            return Err(failure(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", resource.plural),
+            ));
+        }
+        let managed = ssa::update(None, &content(&body), &[], manager);
+        Ok(self.store(resource, namespace, &name, content(&body), None, &managed))
+    }
+
+    fn replace(
+        &mut self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        body: Value,
+        manager: &str,
+    ) -> Result<Value, Failure> {
+        self.count("update", resource, namespace);
+        let Some(old) = self
+            .objects
+            .get(&Self::key(resource, namespace, name))
+            .cloned()
+        else {
+            return Err(not_found(resource, name));
+        };
+        if let Some(version) = body["metadata"]["resourceVersion"].as_str()
+            && version
+                != old["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+        {
+            return Err(failure(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    resource.plural
+                ),
+            ));
+        }
+        let managed = ssa::update(
+            Some(&content(&old)),
+            &content(&body),
+            &managed_of(&old),
+            manager,
+        );
+        Ok(self.store(
+            resource,
+            namespace,
+            name,
+            content(&body),
+            Some(&old),
+            &managed,
+        ))
+    }
+
+    fn apply(
+        &mut self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        body: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, Failure> {
+        self.count("patch", resource, namespace);
+        if manager.is_empty() {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "PATCH, application/apply-patch+yaml: fieldManager is required",
+            ));
+        }
+        if resource.namespaced && !self.namespace_exists(namespace) {
+            return Err(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("namespaces \"{namespace}\" not found"),
+            ));
+        }
+        let old = self
+            .objects
+            .get(&Self::key(resource, namespace, name))
+            .cloned();
+        let live = old.as_ref().map(content);
+        let managed = old.as_ref().map(managed_of).unwrap_or_default();
+        match ssa::apply(live.as_ref(), &managed, &content(&body), manager, force) {
+            Ok((object, managed)) => {
+                Ok(self.store(resource, namespace, name, object, old.as_ref(), &managed))
+            }
+            Err(conflicts) => {
+                let listed: Vec<String> = conflicts
+                    .iter()
+                    .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
+                    .collect();
+                Err(Failure {
+                    code: StatusCode::CONFLICT,
+                    reason: "Conflict",
+                    message: format!(
+                        "Apply failed with {} conflict{}: {}",
+                        conflicts.len(),
+                        if conflicts.len() == 1 { "" } else { "s" },
+                        listed.join(", ")
+                    ),
+                    causes: conflicts
+                        .iter()
+                        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
+                        .collect(),
+                })
+            }
+        }
+    }
+
+    fn patch(
+        &mut self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+        manager: &str,
+    ) -> Result<Value, Failure> {
+        let Some(old) = self
+            .objects
+            .get(&Self::key(resource, namespace, name))
+            .cloned()
+        else {
+            self.count("patch", resource, namespace);
+            return Err(not_found(resource, name));
+        };
+        let new = merge_patch(&old, patch);
+        self.count("patch", resource, namespace);
+        let managed = ssa::update(
+            Some(&content(&old)),
+            &content(&new),
+            &managed_of(&old),
+            manager,
+        );
+        Ok(self.store(
+            resource,
+            namespace,
+            name,
+            content(&new),
+            Some(&old),
+            &managed,
+        ))
+    }
+
+    fn delete(
+        &mut self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, Failure> {
+        self.count("delete", resource, namespace);
+        let Some(old) = self.objects.remove(&Self::key(resource, namespace, name)) else {
+            return Err(not_found(resource, name));
+        };
+        if resource.kind == "Namespace" {
+            // Everything in it goes with it.
+            self.objects.retain(|(_, ns, _), _| ns != name);
+        }
+        self.revision += 1;
+        Ok(old)
+    }
+
+    fn get(&mut self, resource: &Resource, namespace: &str, name: &str) -> Result<Value, Failure> {
+        self.count("get", resource, namespace);
+        self.objects
+            .get(&Self::key(resource, namespace, name))
+            .cloned()
+            .ok_or_else(|| not_found(resource, name))
+    }
+}
+
+/// A Kubernetes quantity as a number (cpu in cores, memory in bytes).
+pub fn quantity(text: &str) -> f64 {
+    let text = text.trim().trim_matches('"');
+    let suffixes: [(&str, f64); 11] = [
+        ("Ki", 1024.0),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("m", 0.001),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("n", 1e-9),
+        ("u", 1e-6),
+    ];
+    for (suffix, factor) in suffixes {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().unwrap_or(0.0) * factor;
+        }
+    }
+    text.parse().unwrap_or(0.0)
+}
+
+fn fmt_quantity(value: f64) -> String {
+    if value >= 1024.0 * 1024.0 && (value / (1024.0 * 1024.0)).fract() == 0.0 {
+        format!("{}Mi", value / (1024.0 * 1024.0))
+    } else if value.fract() != 0.0 {
+        format!("{}m", (value * 1000.0).round())
+    } else {
+        format!("{value}")
+    }
+}
+
+fn discovery(path: &str) -> Option<Value> {
+    let groups = || {
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+            if !seen.contains(&(r.group, r.version)) {
+                seen.push((r.group, r.version));
+            }
+        }
+        seen
+    };
+    let resource_list = |group: &str, version: &str| {
+        let resources: Vec<Value> = RESOURCES
+            .iter()
+            .filter(|r| r.group == group && r.version == version)
+            .flat_map(|r| {
+                let mut entries = vec![json!({
+                    "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
+                    "kind": r.kind, "shortNames": r.short,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update"],
+                })];
+                if r.kind == "Deployment" {
+                    entries.push(json!({"name": "deployments/scale", "singularName": "", "namespaced": true,
+                        "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+                }
+                entries
+            })
+            .collect();
+        json!({"kind": "APIResourceList", "apiVersion": "v1",
+               "groupVersion": if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") },
+               "resources": resources})
+    };
+    match path.trim_end_matches('/') {
+        "/version" => Some(
+            json!({"major": "1", "minor": "30", "gitVersion": "v1.30.0+nimbus-testserver",
+                                  "platform": "linux/amd64"}),
+        ),
+        "/api" => Some(json!({"kind": "APIVersions", "versions": ["v1"],
+                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})),
+        "/apis" => Some(
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups().iter().map(|(g, v)| json!({
+            "name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}],
+            "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v}})).collect::<Vec<_>>()}),
+        ),
+        "/api/v1" => Some(resource_list("", "v1")),
+        other => {
+            let rest = other.strip_prefix("/apis/")?;
+            let (group, version) = rest.split_once('/')?;
+            groups()
+                .contains(&(group, version))
+                .then(|| resource_list(group, version))
+        }
+    }
+}
+
+/// The query's parameters.
+fn query(uri: &hyper::Uri) -> BTreeMap<String, String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.extend_from_slice(&bytes[i..i + 3]),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn respond(code: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn status_of(failure: &Failure) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": failure.message, "reason": failure.reason, "code": failure.code.as_u16(),
+        "details": {"causes": failure.causes},
+    })
+}
+
+/// Parses a request body: JSON, or YAML (an apply patch may be either).
+fn parse_body(bytes: &[u8]) -> Result<Value, Failure> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).or_else(|_| {
+        let text = String::from_utf8_lossy(bytes);
+        serde_saphyr::from_str::<Value>(&text).map_err(|e| {
+            failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("the body is neither JSON nor YAML: {e}"),
+            )
+        })
+    })
+}
+
+/// Handles one request against the store.
+pub async fn handle(
+    store: Arc<Mutex<Store>>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut store = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(match answer(&mut store, &parts, &bytes) {
+        Ok((code, value)) => respond(code, &value),
+        Err(failure) => respond(failure.code, &status_of(&failure)),
+    })
+}
+
+fn answer(
+    store: &mut Store,
+    parts: &hyper::http::request::Parts,
+    bytes: &[u8],
+) -> Result<(StatusCode, Value), Failure> {
+    let path = parts.uri.path();
+    if parts.method == Method::GET
+        && let Some(found) = discovery(path)
+    {
+        return Ok((StatusCode::OK, found));
+    }
+    let target = parse_path(path).ok_or_else(|| {
+        failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    })?;
+    let params = query(&parts.uri);
+    let manager = params.get("fieldManager").cloned().unwrap_or_else(|| {
+        parts
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .unwrap_or("unknown")
+            .to_owned()
+    });
+    let resource = target.resource;
+    let namespace = target.namespace.as_str();
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let ok = |value| Ok((StatusCode::OK, value));
+    match (
+        &parts.method,
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+    ) {
+        (&Method::GET, None, _) => ok(store.list(
+            resource,
+            namespace,
+            params.get("labelSelector").map(String::as_str),
+        )),
+        (&Method::POST, None, _) => {
+            let body = parse_body(bytes)?;
+            store
+                .create(resource, namespace, body, &manager)
+                .map(|v| (StatusCode::CREATED, v))
+        }
+        (&Method::GET, Some(name), None) => ok(store.get(resource, namespace, name)?),
+        (&Method::PUT, Some(name), None) => {
+            ok(store.replace(resource, namespace, name, parse_body(bytes)?, &manager)?)
+        }
+        (&Method::PATCH, Some(name), None) => {
+            let body = parse_body(bytes)?;
+            if content_type.starts_with("application/apply-patch") {
+                let force = params.get("force").is_some_and(|f| f == "true");
+                let created = !store
+                    .objects
+                    .contains_key(&Store::key(resource, namespace, name));
+                store
+                    .apply(resource, namespace, name, body, &manager, force)
+                    .map(|v| {
+                        (
+                            if created {
+                                StatusCode::CREATED
+                            } else {
+                                StatusCode::OK
+                            },
+                            v,
+                        )
+                    })
+            } else {
+                ok(store.patch(resource, namespace, name, &body, &manager)?)
+            }
+        }
+        (&Method::DELETE, Some(name), None) => ok(store.delete(resource, namespace, name)?),
+        (method, Some(name), Some("scale")) if resource.kind == "Deployment" => {
+            let deployment = store.get(resource, namespace, name)?;
+            let scale = |d: &Value| {
+                json!({
+                    "kind": "Scale", "apiVersion": "autoscaling/v1",
+                    "metadata": {"name": name, "namespace": namespace, "resourceVersion": d["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": d["spec"]["replicas"]},
+                    "status": {"replicas": d["status"]["replicas"], "selector": ""},
+                })
+            };
+            match *method {
+                Method::GET => ok(scale(&deployment)),
+                Method::PATCH | Method::PUT => {
+                    let body = parse_body(bytes)?;
+                    let replicas = body["spec"]["replicas"].clone();
+                    let updated = store.patch(
+                        resource,
+                        namespace,
+                        name,
+                        &json!({"spec": {"replicas": replicas}}),
+                        &manager,
+                    )?;
+                    ok(scale(&updated))
+                }
+                _ => Err(failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "not allowed",
+                )),
+            }
+        }
+        (&Method::GET | &Method::PUT | &Method::PATCH, Some(name), Some("status")) => {
+            ok(store.get(resource, namespace, name)?)
+        }
+        _ => Err(failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{} {path} is not served", parts.method),
+        )),
+    }
+}
+
+/// A running server: its address and store (for tests to look in), stopped when dropped.
+pub struct Running {
+    pub address: SocketAddr,
+    pub store: Arc<Mutex<Store>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Serves on `address` (port 0: any free one) in the current tokio runtime.
+pub async fn serve(address: SocketAddr, options: Options) -> std::io::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    let store = Arc::new(Mutex::new(Store::new(options)));
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let shared = Arc::clone(&store);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = &mut stopped => break,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let store = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request| handle(Arc::clone(&store), request));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(Running {
+        address,
+        store,
+        stop: Some(stop),
+    })
+}
