@@ -452,6 +452,17 @@ impl Store {
         if resource.kind == "Namespace" {
             object["status"] = json!({"phase": "Active"});
         }
+        if resource.kind == "Secret"
+            && let Some(Value::Object(text)) =
+                object.as_object_mut().and_then(|o| o.remove("stringData"))
+        {
+            use base64::Engine;
+            for (key, value) in text {
+                let bytes = value.as_str().unwrap_or_default().as_bytes().to_vec();
+                object["data"][key] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+        }
         if resource.kind == "Deployment" {
             object["status"] = self.rollout(namespace, &object);
         }
@@ -653,6 +664,7 @@ impl Store {
             ));
         }
         let managed = ssa::update(None, &content(&body), &[], manager);
+        validate(resource, &name, &body)?;
         Ok(self.store(resource, namespace, &name, content(&body), None, &managed))
     }
 
@@ -693,6 +705,7 @@ impl Store {
             &managed_of(&old),
             manager,
         );
+        validate(resource, name, &content(&body))?;
         Ok(self.store(
             resource,
             namespace,
@@ -735,6 +748,7 @@ impl Store {
         let managed = old.as_ref().map(managed_of).unwrap_or_default();
         match ssa::apply(live.as_ref(), &managed, &content(&body), manager, force) {
             Ok((object, managed)) => {
+                validate(resource, name, &object)?;
                 Ok(self.store(resource, namespace, name, object, old.as_ref(), &managed))
             }
             Err(conflicts) => {
@@ -784,6 +798,7 @@ impl Store {
             &managed_of(&old),
             manager,
         );
+        validate(resource, name, &content(&new))?;
         Ok(self.store(
             resource,
             namespace,
@@ -819,6 +834,72 @@ impl Store {
             .cloned()
             .ok_or_else(|| not_found(resource, name))
     }
+}
+
+/// What the API server's validation would refuse of the served kinds, in part: a container
+/// without an image, a quantity that is not one.
+fn validate(resource: &Resource, name: &str, object: &Value) -> Result<(), Failure> {
+    let invalid = |field: String, why: &str| {
+        failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {field}: {why}", resource.kind),
+        )
+    };
+    let is_quantity = |text: &str| {
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        !digits.is_empty()
+            && digits.parse::<f64>().is_ok()
+            && [
+                "", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti", "n", "u",
+            ]
+            .contains(&&text[digits.len()..])
+    };
+    let quantity_text = |v: &Value| match v {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
+    if resource.kind == "Deployment" {
+        let containers = object["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (i, container) in containers.iter().enumerate() {
+            if container["image"].as_str().is_none_or(str::is_empty) {
+                return Err(invalid(
+                    format!("spec.template.spec.containers[{i}].image"),
+                    "Required value",
+                ));
+            }
+            for kind in ["requests", "limits"] {
+                if let Some(map) = container["resources"][kind].as_object() {
+                    for (key, value) in map {
+                        if !is_quantity(&quantity_text(value)) {
+                            return Err(invalid(
+                                format!(
+                                    "spec.template.spec.containers[{i}].resources.{kind}[{key}]"
+                                ),
+                                "Invalid value: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if resource.kind == "ResourceQuota"
+        && let Some(hard) = object["spec"]["hard"].as_object()
+    {
+        for (key, value) in hard {
+            if !is_quantity(&quantity_text(value)) {
+                return Err(invalid(
+                    format!("spec.hard[{key}]"),
+                    "Invalid value: must be a quantity",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A Kubernetes quantity as a number (cpu in cores, memory in bytes).

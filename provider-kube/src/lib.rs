@@ -1,0 +1,519 @@
+//! nimbus's Kubernetes provider (SPEC §11, issue 13), in part: Tenants and Workloads on a
+//! Kubernetes API, by server-side apply with field manager `nimbus` through kube-rs. What each
+//! becomes is in [`objects`]. Not yet: the `k3s` Cluster (its install over SSH and the tunnel
+//! to its API), and the wiring into nimbus's runs; this crate is exercised by its own tests
+//! against `nimbus-kube-testserver`.
+//!
+//! Observing lists each kind once for all namespaces (by the `managed-by` label): a no-change
+//! plan makes one list call per kind, and no per-object GET. Drift is read on the fields nimbus
+//! sets only: a label another tool adds is not drift; a replica count changed by `kubectl
+//! scale` is. An apply of an object nimbus applied before takes back the fields it declares
+//! (forced, as drift correction); creating over an object another manager owns is a conflict,
+//! reported with the fields and their managers, and forced only when asked
+//! ([`KubeProvider::force_conflicts`]).
+
+pub mod objects;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use nimbus_planner::plan::{Action, Change, KindSchema, Observed, ProviderSchema};
+use nimbus_provider_core::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
+use nimbus_schemas::Kind;
+use serde_json::{Value, json};
+
+use crate::objects::{MANAGED_BY, Object};
+
+/// The provider's id.
+pub const PROVIDER: &str = nimbus_planner::rules::KUBERNETES;
+/// The field manager of every apply.
+pub const MANAGER: &str = "nimbus";
+
+/// Listed objects by (namespace, name).
+type ByName = BTreeMap<(String, String), Value>;
+
+/// Tenants and Workloads on one Kubernetes API.
+pub struct KubeProvider {
+    client: kube::Client,
+    rollout_timeout: Duration,
+    force_conflicts: bool,
+}
+
+impl std::fmt::Debug for KubeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeProvider")
+            .field("rollout_timeout", &self.rollout_timeout)
+            .finish()
+    }
+}
+
+/// Its kinds and how they compare.
+pub fn schema() -> ProviderSchema {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    ProviderSchema {
+        provider: PROVIDER.to_owned(),
+        kinds: vec![
+            KindSchema {
+                compare_fields: Some(strings(&["quota", "members"])),
+                ..KindSchema::default_for(Kind::Tenant)
+            },
+            KindSchema {
+                compare_fields: Some(strings(&[
+                    "image", "replicas", "cpu", "memory", "ports", "env", "command",
+                ])),
+                // Env secrets become a Kubernetes Secret: the executor hands their values over.
+                delivers_secrets: true,
+                ..KindSchema::default_for(Kind::Workload)
+            },
+        ],
+    }
+}
+
+fn api_error(what: &str, error: kube::Error) -> ProviderError {
+    match error {
+        kube::Error::Api(response) if response.code == 409 && response.reason == "Conflict" => {
+            ProviderError::Failed(format!(
+                "{what}: {} (another field manager owns these fields; nimbus takes them over only with --force-conflicts)",
+                response.message
+            ))
+        }
+        kube::Error::Api(response) if response.code >= 500 => ProviderError::Transient(format!(
+            "{what}: the API answered {}: {}",
+            response.code, response.message
+        )),
+        kube::Error::Api(response) => ProviderError::Failed(format!(
+            "{what}: {} ({})",
+            response.message, response.reason
+        )),
+        other => {
+            ProviderError::Transient(format!("{what}: cannot reach the Kubernetes API: {other}"))
+        }
+    }
+}
+
+fn is_missing(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(response) if response.code == 404)
+}
+
+/// `(tenant, name)` of `Workload/TENANT/NAME`, or the Tenant's name.
+fn parts(address: &str) -> (&str, &str) {
+    let rest = address.split_once('/').map_or(address, |(_, rest)| rest);
+    rest.split_once('/').unwrap_or((rest, rest))
+}
+
+impl KubeProvider {
+    pub fn new(client: kube::Client) -> KubeProvider {
+        KubeProvider {
+            client,
+            rollout_timeout: Duration::from_secs(120),
+            force_conflicts: false,
+        }
+    }
+
+    /// How long an apply waits for a Workload's rollout.
+    pub fn with_rollout_timeout(mut self, timeout: Duration) -> KubeProvider {
+        self.rollout_timeout = timeout;
+        self
+    }
+
+    /// Takes over fields another manager owns, even on create.
+    pub fn force_conflicts(mut self, force: bool) -> KubeProvider {
+        self.force_conflicts = force;
+        self
+    }
+
+    fn api(&self, kind: objects::Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let (group, version) = kind
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", kind.api_version));
+        let resource = ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: kind.api_version.to_owned(),
+            kind: kind.kind.to_owned(),
+            plural: kind.plural.to_owned(),
+        };
+        match namespace {
+            Some(namespace) if kind.namespaced => {
+                Api::namespaced_with(self.client.clone(), namespace, &resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resource),
+        }
+    }
+
+    /// Everything of `kind` that nimbus manages, in every namespace: one list call.
+    async fn managed(&self, kind: objects::Kind) -> Result<Vec<Value>, ProviderError> {
+        let listed = self
+            .api(kind, None)
+            .list(&ListParams::default().labels(&format!("{MANAGED_BY}=nimbus")))
+            .await
+            .map_err(|e| api_error(&format!("listing {}", kind.plural), e))?;
+        Ok(listed
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+            .collect())
+    }
+
+    async fn apply_object(
+        &self,
+        address: &str,
+        object: &Object,
+        force: bool,
+    ) -> Result<(), ProviderError> {
+        let mut params = PatchParams::apply(MANAGER);
+        if force || self.force_conflicts {
+            params = params.force();
+        }
+        self.api(object.kind, object.namespace.as_deref())
+            .patch(&object.name, &params, &Patch::Apply(&object.body))
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                api_error(
+                    &format!("{address}: {} {}", object.kind.kind, object.name),
+                    e,
+                )
+            })
+    }
+
+    async fn delete_object(
+        &self,
+        address: &str,
+        kind: objects::Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), ProviderError> {
+        match self
+            .api(kind, namespace)
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(api_error(
+                &format!("{address}: deleting {} {name}", kind.kind),
+                e,
+            )),
+        }
+    }
+
+    /// Waits until the Deployment's rollout is done, or says why it failed.
+    async fn rollout(
+        &self,
+        address: &str,
+        namespace: &str,
+        name: &str,
+        cancel: &Cancel,
+    ) -> Result<Value, ProviderError> {
+        let started = Instant::now();
+        let api = self.api(objects::DEPLOYMENT, Some(namespace));
+        loop {
+            let live = api
+                .get(name)
+                .await
+                .map_err(|e| api_error(&format!("{address}: reading its Deployment"), e))?;
+            let live = serde_json::to_value(live).unwrap_or(Value::Null);
+            let status = &live["status"];
+            let wanted = live["spec"]["replicas"].as_u64().unwrap_or(1);
+            let condition = |kind: &str| {
+                status["conditions"]
+                    .as_array()
+                    .and_then(|list| list.iter().find(|c| c["type"] == kind))
+                    .cloned()
+            };
+            if let Some(failed) = condition("Progressing").filter(|c| c["status"] == "False") {
+                return Err(ProviderError::Failed(format!(
+                    "{address}: the rollout failed: {} ({})",
+                    failed["message"].as_str().unwrap_or_default(),
+                    failed["reason"].as_str().unwrap_or_default()
+                )));
+            }
+            if let Some(refused) = condition("ReplicaFailure").filter(|c| c["status"] == "True") {
+                return Err(ProviderError::Failed(format!(
+                    "{address}: the rollout is stuck: {}",
+                    refused["message"].as_str().unwrap_or_default()
+                )));
+            }
+            let observed = status["observedGeneration"].as_u64().unwrap_or(0);
+            let generation = live["metadata"]["generation"].as_u64().unwrap_or(0);
+            let count = |field: &str| status[field].as_u64().unwrap_or(0);
+            if observed >= generation
+                && count("updatedReplicas") == wanted
+                && count("availableReplicas") == wanted
+            {
+                return Ok(live);
+            }
+            if cancel.is_cancelled() || started.elapsed() > self.rollout_timeout {
+                return Err(ProviderError::Failed(format!(
+                    "{address}: the rollout did not finish in {} s ({} of {wanted} replicas available)",
+                    self.rollout_timeout.as_secs(),
+                    count("availableReplicas")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn apply_tenant(&self, change: &Change) -> Result<Applied, ProviderError> {
+        let address = &change.address;
+        let (name, _) = parts(address);
+        if change.action == Action::Delete {
+            // Only a namespace nimbus made goes (with everything in it).
+            let namespace = self
+                .api(objects::NAMESPACE, None)
+                .get_opt(name)
+                .await
+                .map_err(|e| api_error(&format!("{address}: reading its namespace"), e))?;
+            let ours = namespace.is_some_and(|n| {
+                n.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(MANAGED_BY))
+                    .is_some_and(|v| v == "nimbus")
+            });
+            if ours {
+                self.delete_object(address, objects::NAMESPACE, None, name)
+                    .await?;
+            }
+            return Ok(Applied::default());
+        }
+        let spec = change.after.clone().unwrap_or(Value::Null);
+        let wanted = objects::tenant(name, &spec);
+        let existed = self
+            .api(objects::NAMESPACE, None)
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(&format!("{address}: reading its namespace"), e))?
+            .is_some();
+        for object in &wanted {
+            if let Err(e) = self
+                .apply_object(address, object, change.before.is_some())
+                .await
+            {
+                // A new tenant the API refuses leaves nothing behind.
+                if !existed {
+                    self.delete_object(address, objects::NAMESPACE, None, name)
+                        .await?;
+                }
+                return Err(e);
+            }
+        }
+        // What an earlier spec made and this one does not (no quota, no members any more).
+        for (kind, object_name) in [
+            (objects::RESOURCE_QUOTA, "nimbus-quota"),
+            (objects::LIMIT_RANGE, "nimbus-defaults"),
+            (objects::ROLE, "nimbus-members"),
+            (objects::ROLE_BINDING, "nimbus-members"),
+        ] {
+            if change.before.is_some() && !wanted.iter().any(|o| o.kind == kind) {
+                self.delete_object(address, kind, Some(name), object_name)
+                    .await?;
+            }
+        }
+        Ok(Applied {
+            observed: spec,
+            outputs: json!({"namespace": name}),
+        })
+    }
+
+    async fn apply_workload(
+        &self,
+        change: &Change,
+        cancel: &Cancel,
+    ) -> Result<Applied, ProviderError> {
+        let address = &change.address;
+        let (tenant, name) = parts(address);
+        if change.action == Action::Delete {
+            self.delete_object(address, objects::SERVICE, Some(tenant), name)
+                .await?;
+            self.delete_object(address, objects::DEPLOYMENT, Some(tenant), name)
+                .await?;
+            self.delete_object(
+                address,
+                objects::SECRET,
+                Some(tenant),
+                &format!("{name}-env"),
+            )
+            .await?;
+            return Ok(Applied::default());
+        }
+        let spec = change.after.clone().unwrap_or(Value::Null);
+        let wanted = objects::workload(tenant, name, &spec)
+            .map_err(|e| ProviderError::Failed(format!("{address}: {e}")))?;
+        for object in &wanted {
+            self.apply_object(address, object, change.before.is_some())
+                .await?;
+        }
+        if change.before.is_some() {
+            if !wanted.iter().any(|o| o.kind == objects::SERVICE) {
+                self.delete_object(address, objects::SERVICE, Some(tenant), name)
+                    .await?;
+            }
+            if !wanted.iter().any(|o| o.kind == objects::SECRET) {
+                self.delete_object(
+                    address,
+                    objects::SECRET,
+                    Some(tenant),
+                    &format!("{name}-env"),
+                )
+                .await?;
+            }
+        }
+        let live = self.rollout(address, tenant, name, cancel).await?;
+        // What is recorded: the spec with its secrets' fingerprints, never their values.
+        let mut recorded = spec;
+        if let Some(Value::Object(env)) = recorded.get_mut("env") {
+            for value in env.values_mut() {
+                if let Value::Object(secret) = value {
+                    secret.remove("value");
+                }
+            }
+        }
+        Ok(Applied {
+            observed: recorded,
+            outputs: json!({"namespace": tenant, "deployment": name,
+                            "generation": live["metadata"]["generation"]}),
+        })
+    }
+}
+
+impl Provider for KubeProvider {
+    fn name(&self) -> &str {
+        PROVIDER
+    }
+
+    fn describe(&self) -> ProviderSchema {
+        schema()
+    }
+
+    fn observe<'a>(
+        &'a self,
+        _target: Option<&'a str>,
+        batch: &'a [ObserveRequest],
+    ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
+        Box::pin(async move {
+            let wants = |kind: Kind| batch.iter().any(|r| r.kind == kind);
+            let by_name = |items: Vec<Value>| -> ByName {
+                items
+                    .into_iter()
+                    .map(|o| {
+                        let key = (
+                            o["metadata"]["namespace"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            o["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        );
+                        (key, o)
+                    })
+                    .collect()
+            };
+            let (mut namespaces, mut quotas, mut bindings) =
+                (ByName::new(), ByName::new(), ByName::new());
+            if wants(Kind::Tenant) {
+                namespaces = by_name(self.managed(objects::NAMESPACE).await?);
+                quotas = by_name(self.managed(objects::RESOURCE_QUOTA).await?);
+                bindings = by_name(self.managed(objects::ROLE_BINDING).await?);
+            }
+            let (mut deployments, mut secrets) = (ByName::new(), ByName::new());
+            if wants(Kind::Workload) {
+                deployments = by_name(self.managed(objects::DEPLOYMENT).await?);
+                secrets = by_name(self.managed(objects::SECRET).await?);
+            }
+
+            let mut seen = Vec::new();
+            for request in batch {
+                let desired = request.desired.clone().unwrap_or(Value::Null);
+                let observed = match request.kind {
+                    Kind::Tenant => {
+                        let (name, _) = parts(&request.address);
+                        match namespaces.get(&(String::new(), name.to_owned())) {
+                            None => Observed::Absent,
+                            Some(_) => {
+                                let mut spec = desired.clone();
+                                let hard = &quotas
+                                    .get(&(name.to_owned(), "nimbus-quota".to_owned()))
+                                    .map(|q| q["spec"]["hard"].clone())
+                                    .unwrap_or(Value::Null);
+                                let mut quota = serde_json::Map::new();
+                                for (field, key) in [
+                                    ("cpu", "requests.cpu"),
+                                    ("memory", "requests.memory"),
+                                    ("pods", "pods"),
+                                ] {
+                                    if let Some(value) = hard.get(key) {
+                                        // As the manifest writes it: pods as a number.
+                                        let value = match (
+                                            field,
+                                            value.as_str().and_then(|t| t.parse::<u64>().ok()),
+                                        ) {
+                                            ("pods", Some(n)) => json!(n),
+                                            _ => value.clone(),
+                                        };
+                                        quota.insert(field.to_owned(), value);
+                                    }
+                                }
+                                spec["quota"] = Value::Object(quota);
+                                let members: Vec<Value> = bindings
+                                    .get(&(name.to_owned(), "nimbus-members".to_owned()))
+                                    .and_then(|b| b["subjects"].as_array().cloned())
+                                    .unwrap_or_default()
+                                    .iter()
+                                    .map(|s| s["name"].clone())
+                                    .collect();
+                                if let Value::Object(map) = &mut spec {
+                                    if members.is_empty() {
+                                        map.remove("members");
+                                    } else {
+                                        map.insert("members".into(), Value::Array(members));
+                                    }
+                                }
+                                Observed::Present(spec)
+                            }
+                        }
+                    }
+                    Kind::Workload => {
+                        let (tenant, name) = parts(&request.address);
+                        match deployments.get(&(tenant.to_owned(), name.to_owned())) {
+                            None => Observed::Absent,
+                            Some(deployment) => Observed::Present(objects::observed_workload(
+                                &desired,
+                                deployment,
+                                secrets.get(&(tenant.to_owned(), format!("{name}-env"))),
+                            )),
+                        }
+                    }
+                    other => {
+                        return Err(ProviderError::Bug(format!(
+                            "the kubernetes provider does not serve {other}"
+                        )));
+                    }
+                };
+                seen.push((request.address.clone(), observed));
+            }
+            Ok(seen)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        change: &'a Change,
+        cancel: &'a Cancel,
+    ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
+        Box::pin(async move {
+            match change.kind {
+                Kind::Tenant => self.apply_tenant(change).await,
+                Kind::Workload => self.apply_workload(change, cancel).await,
+                other => Err(ProviderError::Bug(format!(
+                    "the kubernetes provider does not serve {other}"
+                ))),
+            }
+        })
+    }
+}
