@@ -13,6 +13,7 @@
 //! ([`KubeProvider::force_conflicts`]).
 
 pub mod objects;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -319,6 +319,26 @@ impl SshSession {
         Ok(channel.into_stream())
     }
 
+    /// A stream to a TCP port on the host's side (`direct-tcpip`, OpenSSH's TCP forwarding):
+    /// a Kubernetes API on the host's loopback, with no port opened to the network.
+    pub async fn open_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<russh::client::Msg>, ProviderError> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host.to_owned(), u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                ProviderError::Transient(format!(
+                    "Host/{}: cannot reach {host}:{port} through the SSH connection: {e}",
+                    self.name
+                ))
+            })?;
+        Ok(channel.into_stream())
+    }
+
     /// Runs `command` on a new channel of this connection, feeding it `stdin`.
     pub async fn exec(
         &self,
