@@ -28,6 +28,47 @@ pub fn validate(model: &Model) -> Vec<Problem> {
     problems
 }
 
+/// A k3s binary's pin: an http(s) URL or a file in the repository, and 64 hex digits.
+fn check_k3s_source(
+    model: &Model,
+    document: &Document,
+    path: &[Segment<'_>],
+    k3s: &nimbus_schemas::K3sSource,
+    problems: &mut Vec<Problem>,
+) {
+    let at = |field: &'static str| {
+        let mut full = path.to_vec();
+        full.push(Segment::Key(field));
+        document.spec_span(&full)
+    };
+    let url = k3s.source.starts_with("http://") || k3s.source.starts_with("https://");
+    if !url && !model.paths.contains(k3s.source.trim_start_matches("./")) {
+        problems.push(
+            Problem::error(
+                "nimbus::cluster::k3s_source",
+                format!(
+                    "k3s.source `{}` is neither an http(s) URL nor a file in the repository",
+                    k3s.source
+                ),
+                document.label(at("source"), "no such file"),
+            )
+            .with_help(
+                "give the URL of a k3s release binary, or commit the binary and give its path",
+            ),
+        );
+    }
+    if k3s.sha256.len() != 64 || !k3s.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        problems.push(
+            Problem::error(
+                "nimbus::cluster::k3s_sha256",
+                "k3s.sha256 must be the binary's SHA-256: 64 hex digits",
+                document.label(at("sha256"), "not a SHA-256"),
+            )
+            .with_help("take it from the release's sha256sum file, or `sha256sum k3s`"),
+        );
+    }
+}
+
 /// Whether Linux takes `name` as a network interface's name: 1 to 15 letters, digits, `-`,
 /// `_` or `.`.
 pub fn is_interface_name(name: &str) -> bool {
@@ -540,6 +581,74 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         problems,
                     );
                 }
+                if let Some(k3s) = &c.k3s {
+                    if c.cluster_type != nimbus_schemas::ClusterType::K3s {
+                        problems.push(
+                            Problem::error(
+                                "nimbus::cluster::k3s_source",
+                                format!("{address} is not a k3s cluster, but names a `k3s` binary"),
+                                document.label(
+                                    document.spec_key_span(&[Segment::Key("k3s")]),
+                                    "k3s here",
+                                ),
+                            )
+                            .with_help("drop `k3s`, or make the cluster `type: k3s`"),
+                        );
+                    }
+                    check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
+                }
+            }
+            Spec::Repository(r) if r.k3s.is_some() || r.s3.is_some() => {
+                if let Some(k3s) = &r.k3s {
+                    check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
+                }
+                let Some(s3) = &r.s3 else { continue };
+                if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::value::format",
+                            format!("s3.endpoint `{}` is not an http(s) URL", s3.endpoint),
+                            document.label(
+                                document.spec_span(&[Segment::Key("s3"), Segment::Key("endpoint")]),
+                                "not http:// or https://",
+                            ),
+                        )
+                        .with_help("write the endpoint as https://HOST[:PORT]"),
+                    );
+                }
+                for (field, value) in [
+                    ("accessKeyId", &s3.access_key_id),
+                    ("secretAccessKey", &s3.secret_access_key),
+                ] {
+                    match value {
+                        Some(EnvValue::Secret { secret }) => check_secret(
+                            document,
+                            &[
+                                Segment::Key("s3"),
+                                Segment::Key(field),
+                                Segment::Key("secret"),
+                            ],
+                            secret.name(),
+                            problems,
+                        ),
+                        Some(EnvValue::Value(_)) if field == "secretAccessKey" => problems.push(
+                            Problem::error(
+                                "nimbus::secret::plain_text",
+                                "s3.secretAccessKey is written in plain text in the repository",
+                                document.label(
+                                    document.spec_span(&[Segment::Key("s3"), Segment::Key(field)]),
+                                    "a key in plain text",
+                                ),
+                            )
+                            .with_help(
+                                "encrypt it (`nimbus secret encrypt s3-key`) and write \
+                                 `secretAccessKey: {secret: s3-key}`, or leave it out and set \
+                                 AWS_SECRET_ACCESS_KEY where nimbus runs; then rotate the key",
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
             }
             Spec::Workload(w) => {
                 for (name, value) in &w.env {
@@ -599,55 +708,6 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         secret.name(),
                         problems,
                     );
-                }
-            }
-            Spec::Repository(r) => {
-                let Some(s3) = &r.s3 else { continue };
-                if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
-                    problems.push(
-                        Problem::error(
-                            "nimbus::value::format",
-                            format!("s3.endpoint `{}` is not an http(s) URL", s3.endpoint),
-                            document.label(
-                                document.spec_span(&[Segment::Key("s3"), Segment::Key("endpoint")]),
-                                "not http:// or https://",
-                            ),
-                        )
-                        .with_help("write the endpoint as https://HOST[:PORT]"),
-                    );
-                }
-                for (field, value) in [
-                    ("accessKeyId", &s3.access_key_id),
-                    ("secretAccessKey", &s3.secret_access_key),
-                ] {
-                    match value {
-                        Some(EnvValue::Secret { secret }) => check_secret(
-                            document,
-                            &[
-                                Segment::Key("s3"),
-                                Segment::Key(field),
-                                Segment::Key("secret"),
-                            ],
-                            secret.name(),
-                            problems,
-                        ),
-                        Some(EnvValue::Value(_)) if field == "secretAccessKey" => problems.push(
-                            Problem::error(
-                                "nimbus::secret::plain_text",
-                                "s3.secretAccessKey is written in plain text in the repository",
-                                document.label(
-                                    document.spec_span(&[Segment::Key("s3"), Segment::Key(field)]),
-                                    "a key in plain text",
-                                ),
-                            )
-                            .with_help(
-                                "encrypt it (`nimbus secret encrypt s3-key`) and write \
-                                 `secretAccessKey: {secret: s3-key}`, or leave it out and set \
-                                 AWS_SECRET_ACCESS_KEY where nimbus runs; then rotate the key",
-                            ),
-                        ),
-                        _ => {}
-                    }
                 }
             }
             Spec::Volume(v) if v.volume_type == VolumeType::S3 => {

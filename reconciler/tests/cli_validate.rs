@@ -263,19 +263,22 @@ fn networks_that_overlap_or_clash_on_an_interface_are_refused() {
 }
 
 #[test]
-fn storage_and_vm_bridge_mistakes_are_named_at_their_lines() {
+fn storage_vm_bridge_and_k3s_mistakes_are_named_at_their_lines() {
     let actual = check("storage");
     assert_eq!(actual["exit"], 1);
     let mut codes = codes(&actual);
     codes.sort();
     // s3.endpoint without a scheme; s3.secretAccessKey in plain text; a bucket S3 refuses; a
-    // VM's bridge name too long for Linux and `ports` beside it.
+    // VM's bridge name too long for Linux and `ports` beside it; a k3s binary that is not in
+    // the repository, with a digest that is not one.
     for code in [
         "nimbus::value::format",
         "nimbus::secret::plain_text",
         "nimbus::volume::bucket_name",
         "nimbus::vm::bridge",
         "nimbus::manifest::conflicting_fields",
+        "nimbus::cluster::k3s_source",
+        "nimbus::cluster::k3s_sha256",
     ] {
         assert!(codes.iter().any(|c| c == code), "{code} missing: {actual}");
     }

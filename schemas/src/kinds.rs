@@ -193,6 +193,9 @@ pub struct RepositorySpec {
     /// The S3 endpoint that `type: s3` Volumes are buckets on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Settings>,
+    /// The k3s binary for every `k3s` Cluster that names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s: Option<K3sSource>,
     /// Out-of-process providers: executables that speak nimbus's plugin protocol over stdio
     /// and serve the kinds they name (docs/protocol.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -260,6 +263,7 @@ impl Default for RepositorySpec {
             secrets: SecretSettings::default(),
             policy: PolicySettings::default(),
             s3: None,
+            k3s: None,
             providers: Vec::new(),
             depends_on: Vec::new(),
         }
@@ -426,8 +430,20 @@ pub struct ClusterSpec {
     pub network: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `k3s`: where its binary comes from (else the Repository's `k3s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s: Option<K3sSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+}
+
+/// `k3s: {source, sha256}`: the k3s binary, pinned: an `http(s)://` URL, or a file in the
+/// repository, and its SHA-256 (64 hex digits), checked on every node it is copied to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct K3sSource {
+    pub source: String,
+    pub sha256: String,
 }
 
 impl NetworkSpec {
