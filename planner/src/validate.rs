@@ -701,6 +701,33 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         );
                     }
                 }
+                // A VM reaches a Network through its host: the host must be a member.
+                if let (Some(network), Some(host)) = (&v.network, &v.host) {
+                    let members = model.documents.iter().find_map(|d| match &d.resource.spec {
+                        Spec::Network(n) if d.resource.name() == network => Some(&n.members),
+                        _ => None,
+                    });
+                    let labels = model.documents.iter().find_map(|d| match &d.resource.spec {
+                        Spec::Host(_) if d.resource.name() == host => {
+                            Some(&d.resource.metadata.labels)
+                        }
+                        _ => None,
+                    });
+                    if let (Some(members), Some(labels)) = (members, labels)
+                        && !members.matches(labels)
+                    {
+                        problems.push(
+                            Problem::warning(
+                                "nimbus::vm::network",
+                                format!("{address} names Network/{network}, but its Host/{host} is not a member of it"),
+                                document.label(document.spec_span(&[Segment::Key("network")]), "not reached from its host"),
+                            )
+                            .with_help(format!(
+                                "label Host/{host} to match the Network's members, or drop `network`: a VM reaches a Network through its host"
+                            )),
+                        );
+                    }
+                }
                 if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
                     check_secret(
                         document,
