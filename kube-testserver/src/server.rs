@@ -1211,6 +1211,30 @@ pub struct Running {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl Running {
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A kubeconfig that points a client (kubectl, the Python client) at this server, with no
+    /// credentials.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: t, user: u}}}}]\ncurrent-context: c\n",
+            self.url()
+        )
+    }
+
+    /// The requests served so far, by `VERB KIND NAMESPACE`.
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        self.store
+            .lock()
+            .map(|store| store.requests.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -1248,4 +1272,31 @@ pub async fn serve(address: SocketAddr, options: Options) -> std::io::Result<Run
         store,
         stop: Some(stop),
     })
+}
+
+/// Serves on a free loopback port from a runtime of its own, in a thread of its own, for as
+/// long as the process lives: for callers whose own runtime blocks (tests whose hands run
+/// kubectl) or that have none.
+pub fn spawn(options: Options) -> std::io::Result<Running> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = sender.send(Err(e));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let started = serve(SocketAddr::from(([127, 0, 0, 1], 0)), options).await;
+            let failed = started.is_err();
+            let _ = sender.send(started);
+            if !failed {
+                std::future::pending::<()>().await;
+            }
+        });
+    });
+    receiver
+        .recv()
+        .map_err(|e| std::io::Error::other(format!("the test server's thread ended: {e}")))?
 }

@@ -6,31 +6,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use nimbus_kube_testserver::server::{Options, Running, serve};
+use nimbus_kube_testserver::server::{Options, Running, spawn};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn start(runtime: &tokio::runtime::Runtime, options: Options) -> Running {
-    runtime
-        .block_on(serve(
-            "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-            options,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn kubeconfig(dir: &Path, running: &Running) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: t, user: u}}}}]\ncurrent-context: c\n",
-            running.address
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, running.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
     path
 }
 
@@ -75,8 +59,7 @@ spec:
 
 #[test]
 fn kubectl_applies_scales_labels_and_deletes() {
-    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-    let running = start(&runtime, Options::default());
+    let running = spawn(Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = kubeconfig(dir.path(), &running);
     let apply = ["apply", "--server-side", "--validate=false", "-f", "-"];
@@ -186,10 +169,9 @@ fn kubectl_applies_scales_labels_and_deletes() {
         None,
     ));
     assert_eq!(left.trim(), "");
-    let store = running.store.lock().unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        store
-            .requests
+        running
+            .requests()
             .get("patch deployments acme")
             .copied()
             .unwrap_or(0)
@@ -208,13 +190,10 @@ fn the_python_client_lists_by_label_and_sees_server_side_apply() {
         has_client,
         "python3-kubernetes is missing (scripts/setup.sh installs it)"
     );
-    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-    let running = start(
-        &runtime,
-        Options {
-            failing_image: Some("broken".into()),
-        },
-    );
+    let running = spawn(Options {
+        failing_image: Some("broken".into()),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = kubeconfig(dir.path(), &running);
     let script = r#"

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use nimbus_kube_testserver::server::{Options, Running, serve};
+use nimbus_kube_testserver::server::{Options, spawn};
 use nimbus_planner::plan::{Action, Observed};
 use nimbus_provider_contract::change_of;
 use nimbus_provider_core::{Cancel, ObserveRequest, Provider};
@@ -18,29 +18,11 @@ const TENANTS: usize = 10;
 const PER_TENANT: usize = 10;
 const RUNS: usize = 7;
 
-fn server() -> Running {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-        runtime.block_on(async move {
-            let running = serve(
-                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-                Options::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-            let _ = sender.send(running);
-            std::future::pending::<()>().await;
-        });
-    });
-    receiver.recv().unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn main() {
-    let running = server();
+    let running = spawn(Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     runtime.block_on(async {
-        let config = kube::Config::new(format!("http://{}", running.address).parse().unwrap_or_else(|e| panic!("{e}")));
+        let config = kube::Config::new(running.url().parse().unwrap_or_else(|e| panic!("{e}")));
         let provider = KubeProvider::new(kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}")));
         let mut requests = Vec::new();
         let started = Instant::now();
@@ -61,7 +43,7 @@ fn main() {
             }
         }
         let first = started.elapsed();
-        let before = running.store.lock().map(|s| s.requests.clone()).unwrap_or_default();
+        let before = running.requests();
         let mut times: Vec<Duration> = Vec::new();
         for _ in 0..RUNS {
             let started = Instant::now();
@@ -69,7 +51,7 @@ fn main() {
             times.push(started.elapsed());
             assert!(seen.iter().all(|(_, o)| matches!(o, Observed::Present(_))));
         }
-        let after = running.store.lock().map(|s| s.requests.clone()).unwrap_or_default();
+        let after = running.requests();
         times.sort();
         let calls: Vec<String> = after
             .iter()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nimbus_kube_testserver::server::{Options, Running, serve};
+use nimbus_kube_testserver::server::{Options, Running, spawn};
 use nimbus_planner::plan::{Action, Observed};
 use nimbus_provider_contract::{Case, Hands, change_of, check};
 use nimbus_provider_core::{Cancel, ObserveRequest, Provider, ProviderError};
@@ -23,14 +23,7 @@ struct Kubectl {
 impl Kubectl {
     fn new(dir: &Path, running: &Running) -> Kubectl {
         let config = dir.join("kubeconfig");
-        std::fs::write(
-            &config,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: t, user: u}}}}]\ncurrent-context: c\n",
-                running.address
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&config, running.kubeconfig()).unwrap_or_else(|e| panic!("{e}"));
         Kubectl { config }
     }
 
@@ -134,17 +127,13 @@ impl Hands for Workloads<'_> {
 }
 
 async fn client(running: &Running) -> kube::Client {
-    let config = kube::Config::new(
-        format!("http://{}", running.address)
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let config = kube::Config::new(running.url().parse().unwrap_or_else(|e| panic!("{e}")));
     kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_keep_the_contract() {
-    let running = server(Options::default());
+    let running = spawn(Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let kubectl = Kubectl::new(dir.path(), &running);
     let provider = KubeProvider::new(client(&running).await);
@@ -163,7 +152,7 @@ async fn tenants_keep_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_keep_the_contract_and_observe_with_one_list_per_kind() {
-    let running = server(Options::default());
+    let running = spawn(Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let kubectl = Kubectl::new(dir.path(), &running);
     kubectl.must(&["create", "namespace", "acme"]);
@@ -206,20 +195,12 @@ async fn workloads_keep_the_contract_and_observe_with_one_list_per_kind() {
             desired: Some(desired),
         });
     }
-    let before = running
-        .store
-        .lock()
-        .map(|s| s.requests.clone())
-        .unwrap_or_default();
+    let before = running.requests();
     let seen = provider
         .observe(None, &requests)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let after = running
-        .store
-        .lock()
-        .map(|s| s.requests.clone())
-        .unwrap_or_default();
+    let after = running.requests();
     let made: Vec<(String, u64)> = after
         .iter()
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
@@ -244,9 +225,10 @@ async fn workloads_keep_the_contract_and_observe_with_one_list_per_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_rollout_and_pods_over_quota_fail_the_workload_with_the_apis_reason() {
-    let running = server(Options {
+    let running = spawn(Options {
         failing_image: Some("broken".into()),
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let provider =
         KubeProvider::new(client(&running).await).with_rollout_timeout(Duration::from_secs(5));
     let tenant = json!({"quota": {"pods": 2}});
@@ -299,29 +281,9 @@ async fn a_failed_rollout_and_pods_over_quota_fail_the_workload_with_the_apis_re
     }
 }
 
-/// The test server on a runtime of its own, so that the hands' blocking kubectl calls never
-/// stall it.
-fn server(options: Options) -> Running {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-        runtime.block_on(async move {
-            let running = serve(
-                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-                options,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-            let _ = sender.send(running);
-            std::future::pending::<()>().await;
-        });
-    });
-    receiver.recv().unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_env_secret_becomes_a_secret_whose_value_is_not_recorded() {
-    let running = server(Options::default());
+    let running = spawn(Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let kubectl = Kubectl::new(dir.path(), &running);
     kubectl.must(&["create", "namespace", "acme"]);

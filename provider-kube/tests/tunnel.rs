@@ -8,7 +8,7 @@ mod sshd;
 
 use std::sync::Arc;
 
-use nimbus_kube_testserver::server::{Options, Running, serve};
+use nimbus_kube_testserver::server::{Options, spawn};
 use nimbus_planner::plan::{Action, Observed};
 use nimbus_provider_contract::change_of;
 use nimbus_provider_core::{Cancel, ObserveRequest, Provider};
@@ -18,28 +18,10 @@ use nimbus_providers::ssh::SshSession;
 use nimbus_schemas::Kind;
 use serde_json::json;
 
-fn server() -> Running {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-        runtime.block_on(async move {
-            let running = serve(
-                "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-                Options::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-            let _ = sender.send(running);
-            std::future::pending::<()>().await;
-        });
-    });
-    receiver.recv().unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_and_workloads_go_through_the_ssh_connection() {
     let sshd = sshd::start_sshd();
-    let running = server();
+    let running = spawn(Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let session = Arc::new(
         SshSession::connect(&sshd.target())
             .await
@@ -87,15 +69,9 @@ async fn tenants_and_workloads_go_through_the_ssh_connection() {
         panic!("{seen:?}")
     };
     assert_eq!(live["replicas"], 2, "{live}");
-    let store = running.store.lock().unwrap_or_else(|e| panic!("{e}"));
+    let requests = running.requests();
     assert!(
-        store
-            .requests
-            .get("patch deployments acme")
-            .copied()
-            .unwrap_or(0)
-            >= 1,
-        "{:?}",
-        store.requests
+        requests.get("patch deployments acme").copied().unwrap_or(0) >= 1,
+        "{requests:?}"
     );
 }
