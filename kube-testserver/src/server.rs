@@ -622,9 +622,21 @@ impl Store {
         })
     }
 
-    fn namespace_exists(&self, namespace: &str) -> bool {
-        self.objects
-            .contains_key(&("namespaces".to_owned(), String::new(), namespace.to_owned()))
+    /// A namespaced object's namespace, which must exist before it.
+    fn namespace_must_exist(&self, resource: &Resource, namespace: &str) -> Result<(), Failure> {
+        let exists = self.objects.contains_key(&(
+            "namespaces".to_owned(),
+            String::new(),
+            namespace.to_owned(),
+        ));
+        if resource.namespaced && !exists {
+            return Err(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("namespaces \"{namespace}\" not found"),
+            ));
+        }
+        Ok(())
     }
 
     fn create(
@@ -646,13 +658,7 @@ impl Store {
                 "metadata.name: Required value: name is required",
             ));
         }
-        if resource.namespaced && !self.namespace_exists(namespace) {
-            return Err(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("namespaces \"{namespace}\" not found"),
-            ));
-        }
+        self.namespace_must_exist(resource, namespace)?;
         if self
             .objects
             .contains_key(&Self::key(resource, namespace, &name))
@@ -733,13 +739,7 @@ impl Store {
                 "PATCH, application/apply-patch+yaml: fieldManager is required",
             ));
         }
-        if resource.namespaced && !self.namespace_exists(namespace) {
-            return Err(failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("namespaces \"{namespace}\" not found"),
-            ));
-        }
+        self.namespace_must_exist(resource, namespace)?;
         let old = self
             .objects
             .get(&Self::key(resource, namespace, name))

@@ -262,7 +262,7 @@ impl S3Provider {
                 format!("`{bucket}` is not a bucket name S3 accepts: {problem}"),
             ));
         }
-        let size = size_of(spec).ok_or_else(|| failed(address, "a size such as 1Gi is needed"))?;
+        let size = crate::volume::size_of(address, spec)?;
         let body = if self.config.region == nimbus_schemas::DEFAULT_S3_REGION {
             Vec::new()
         } else {
@@ -474,8 +474,7 @@ impl Provider for S3Provider {
                 }
                 (Action::Update, _, Some(after)) => {
                     let bucket = bucket_of(address, after).map_err(|e| failed(address, e))?;
-                    let size = size_of(after)
-                        .ok_or_else(|| failed(address, "a size such as 1Gi is needed"))?;
+                    let size = crate::volume::size_of(address, after)?;
                     let tags = self.owned_tags(&bucket, address).await?;
                     self.tag(&bucket, address, &size, tags)
                         .await
@@ -509,14 +508,6 @@ pub fn bucket_of(address: &str, spec: &Value) -> Result<String, String> {
         .and_then(|rest| rest.split_once('/'))
         .ok_or_else(|| format!("{address} is not a Volume's address"))?;
     Ok(format!("{tenant}-{name}"))
-}
-
-fn size_of(spec: &Value) -> Option<Bytes> {
-    spec["size"]
-        .as_str()
-        .map(Bytes::parse)
-        .and_then(Result::ok)
-        .or_else(|| spec["size"].as_u64().map(Bytes::from_bytes))
 }
 
 /// Whether the tags say nimbus created the bucket for this Volume.
@@ -608,23 +599,10 @@ fn encode_key(key: &str) -> String {
         .collect()
 }
 
+/// Standard base64, padded: what S3's checksum headers take.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -171,7 +171,8 @@ fn is_nfs(spec: &Value) -> bool {
     spec.get("type").and_then(Value::as_str) == Some("nfs")
 }
 
-fn size_of(address: &str, spec: &Value) -> Result<Bytes, ProviderError> {
+/// A Volume's `size` (`1Gi`, or bytes), or the failure that names the instance.
+pub(crate) fn size_of(address: &str, spec: &Value) -> Result<Bytes, ProviderError> {
     spec["size"]
         .as_str()
         .map(Bytes::parse)

@@ -43,27 +43,12 @@ fn a_cloud_init_guest_takes_its_seed_from_a_secret() {
     let bed = Bed::up_vm(1);
     let host = bed.hosts[0].name.clone();
     for file in ["base.qcow2", "vmlinux", "initrd.img"] {
-        let status = Command::new("ssh")
-            .arg("-F")
-            .arg(&bed.ssh_config)
-            .arg(&host)
-            .arg(format!("mkdir -p /srv/ci && cat > /srv/ci/{file}"))
-            .stdin(std::fs::File::open(image.join(file)).unwrap_or_else(|e| panic!("{e}")))
-            .status()
-            .unwrap_or_else(|e| panic!("ssh: {e}"));
-        assert!(status.success(), "copying {file}");
+        bed.copy_to(&host, &image.join(file), &format!("/srv/ci/{file}"));
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
     common::bed_repository(repo, "cloud-init", &bed.known_hosts, &bed.key);
-    write(
-        repo,
-        "hosts.yaml",
-        &format!(
-            "{HEADER}kind: Host\nmetadata: {{name: {host}}}\nspec: {{address: {}}}\n",
-            bed.hosts[0].address
-        ),
-    );
+    write(repo, "hosts.yaml", &bed.hosts_manifest(""));
     encrypt_secret(
         repo,
         "guest-init",

@@ -47,14 +47,7 @@ fn an_nfs_volume_is_an_export_a_client_writes_to() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
     common::bed_repository(repo, "nfs", &bed.known_hosts, &bed.key);
-    let mut hosts = String::new();
-    for host in &bed.hosts {
-        hosts.push_str(&format!(
-            "{HEADER}kind: Host\nmetadata: {{name: {}}}\nspec: {{address: {}}}\n---\n",
-            host.name, host.address
-        ));
-    }
-    write(repo, "hosts.yaml", &hosts);
+    write(repo, "hosts.yaml", &bed.hosts_manifest(""));
     write(
         repo,
         "tenants/acme/tenant.yaml",

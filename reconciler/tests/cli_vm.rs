@@ -261,14 +261,7 @@ fn a_bridged_vm_answers_on_its_own_address() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
     common::bed_repository(repo, "bridged", &bed.known_hosts, &bed.key);
-    write(
-        repo,
-        "hosts.yaml",
-        &format!(
-            "{HEADER}kind: Host\nmetadata: {{name: {host}}}\nspec: {{address: {}}}\n",
-            bed.hosts[0].address
-        ),
-    );
+    write(repo, "hosts.yaml", &bed.hosts_manifest(""));
     write(
         repo,
         "vms/web.yaml",
@@ -329,18 +322,7 @@ fn a_vm_on_a_network_answers_over_the_mesh() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = dir.path();
     common::bed_repository(repo, "vm-mesh", &bed.known_hosts, &bed.key);
-    let hosts = bed
-        .hosts
-        .iter()
-        .map(|h| {
-            format!(
-                "{HEADER}kind: Host\nmetadata: {{name: {}, labels: {{mesh: \"yes\"}}}}\nspec: {{address: {}}}\n",
-                h.name, h.address
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n");
-    write(repo, "hosts.yaml", &hosts);
+    write(repo, "hosts.yaml", &bed.hosts_manifest("mesh: \"yes\""));
     write(
         repo,
         "network.yaml",

@@ -132,18 +132,7 @@ impl Bed {
         let bed = Self::up_with(n, "rootfs-vm", false);
         for host in &bed.hosts {
             for (file, path) in [("vmlinux", GUEST_KERNEL), ("initrd.cpio.gz", GUEST_INITRD)] {
-                let status = Command::new("ssh")
-                    .arg("-F")
-                    .arg(&bed.ssh_config)
-                    .arg(&host.name)
-                    .arg(format!("mkdir -p /srv/guest && cat > {path}"))
-                    .stdin(
-                        std::fs::File::open(cache.join("guest").join(file))
-                            .unwrap_or_else(|e| panic!("{e}")),
-                    )
-                    .status()
-                    .unwrap_or_else(|e| panic!("ssh: {e}"));
-                assert!(status.success(), "copying {file} to {}", host.name);
+                bed.copy_to(&host.name, &cache.join("guest").join(file), path);
             }
         }
         bed
@@ -283,6 +272,46 @@ impl Bed {
     /// An address on this bed's network where no host answers.
     pub fn unreachable_address(&self) -> String {
         format!("10.233.{}.250", self.number)
+    }
+
+    /// The bed's hosts as Host manifests (YAML, one document each), each with `labels` (a
+    /// flow map's inside, such as `mesh: "yes"`, or empty).
+    #[allow(dead_code)]
+    pub fn hosts_manifest(&self, labels: &str) -> String {
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!(", labels: {{{labels}}}")
+        };
+        self.hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {{name: {}{labels}}}\nspec: {{address: {}}}\n",
+                    h.name, h.address
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    /// Copies the local file `from` to `to` on `host` (its folder made), through ssh.
+    #[allow(dead_code)]
+    pub fn copy_to(&self, host: &str, from: &Path, to: &str) {
+        let folder = to.rsplit_once('/').map_or(".", |(folder, _)| folder);
+        let status = Command::new("ssh")
+            .arg("-F")
+            .arg(&self.ssh_config)
+            .arg(host)
+            .arg(format!("mkdir -p {folder} && cat > {to}"))
+            .stdin(std::fs::File::open(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())))
+            .status()
+            .unwrap_or_else(|e| panic!("ssh: {e}"));
+        assert!(
+            status.success(),
+            "copying {} to {host}:{to}",
+            from.display()
+        );
     }
 
     /// Runs `command` on `host` with the system's ssh client (pinned keys, key auth).
