@@ -154,6 +154,33 @@ pub struct Options {
     /// A Deployment whose containers' images contain this text never becomes available: its
     /// rollout fails (`ProgressDeadlineExceeded`).
     pub failing_image: Option<String>,
+    /// Every request must carry `Authorization: Bearer TOKEN` (else 401 Unauthorized).
+    pub token: Option<String>,
+    /// Serve HTTPS with this certificate and key (else plain HTTP).
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+/// A TLS configuration from a PEM certificate chain and key.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<Arc<tokio_rustls::rustls::ServerConfig>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", key.display())))?;
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(std::io::Error::other)?;
+    Ok(Arc::new(config))
 }
 
 /// Objects by (plural, namespace, name), and the bookkeeping around them.
@@ -374,6 +401,22 @@ impl Store {
         }
     }
 
+    /// Creates an object as a client's `POST` would (the binary registers its own Node so).
+    pub fn create_object(
+        &mut self,
+        plural: &str,
+        namespace: &str,
+        body: Value,
+        manager: &str,
+    ) -> Result<Value, String> {
+        let resource = RESOURCES
+            .iter()
+            .find(|r| r.plural == plural)
+            .ok_or_else(|| format!("the server has no resource {plural}"))?;
+        self.create(resource, namespace, body, manager)
+            .map_err(|failure| failure.message)
+    }
+
     fn count(&mut self, verb: &str, resource: &Resource, namespace: &str) {
         *self
             .requests
@@ -465,6 +508,15 @@ impl Store {
         }
         if resource.kind == "Deployment" {
             object["status"] = self.rollout(namespace, &object);
+        }
+        // The simulated kubelet: a node that registers is Ready at the address k3s annotates.
+        if resource.kind == "Node" && previous.is_none() {
+            let mut status = json!({"conditions": [{"type": "Ready", "status": "True",
+                "reason": "KubeletReady", "message": "kubelet is posting ready status"}]});
+            if let Some(ip) = object["metadata"]["annotations"]["k3s.io/internal-ip"].as_str() {
+                status["addresses"] = json!([{"type": "InternalIP", "address": ip}]);
+            }
+            object["status"] = status;
         }
         self.objects
             .insert(Self::key(resource, namespace, name), object.clone());
@@ -1076,6 +1128,16 @@ pub async fn handle(
     let mut store = store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(token) = &store.options.token {
+        let given = parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {token}").as_str()) {
+            let refused = failure(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+            return Ok(respond(refused.code, &status_of(&refused)));
+        }
+    }
     Ok(match answer(&mut store, &parts, &bytes) {
         Ok((code, value)) => respond(code, &value),
         Err(failure) => respond(failure.code, &status_of(&failure)),
@@ -1247,6 +1309,7 @@ impl Drop for Running {
 pub async fn serve(address: SocketAddr, options: Options) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
+    let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let store = Arc::new(Mutex::new(Store::new(options)));
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let shared = Arc::clone(&store);
@@ -1258,12 +1321,24 @@ pub async fn serve(address: SocketAddr, options: Options) -> std::io::Result<Run
             };
             let Ok((stream, _)) = accepted else { continue };
             let store = Arc::clone(&shared);
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |request| handle(Arc::clone(&store), request));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match tls {
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => {
+                            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await
+                        }
+                        Err(_) => return,
+                    },
+                    None => {
+                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await
+                    }
+                };
             });
         }
     });

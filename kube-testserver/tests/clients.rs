@@ -192,6 +192,7 @@ fn the_python_client_lists_by_label_and_sees_server_side_apply() {
     );
     let running = spawn(Options {
         failing_image: Some("broken".into()),
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

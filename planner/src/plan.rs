@@ -589,6 +589,20 @@ pub fn plan(
                 "nodes".into(),
                 crate::topology::nodes_value(&nodes, cluster.network.is_some()),
             );
+            // A k3s cluster's binary: its own, else the Repository's (a new one there is an
+            // upgrade of every cluster that uses it).
+            if cluster.cluster_type == nimbus_schemas::ClusterType::K3s
+                && cluster.k3s.is_none()
+                && let Some(k3s) = model.repository().and_then(|d| match &d.resource.spec {
+                    Spec::Repository(r) => r.k3s.as_ref(),
+                    _ => None,
+                })
+            {
+                map.insert(
+                    "k3s".into(),
+                    serde_json::to_value(k3s).unwrap_or(Value::Null),
+                );
+            }
         }
         // A Network member carries its address and peers; one left without an address is not
         // planned.

@@ -596,6 +596,24 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                         );
                     }
                     check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
+                } else if c.cluster_type == nimbus_schemas::ClusterType::K3s
+                    && !model.repository().is_some_and(
+                        |d| matches!(&d.resource.spec, Spec::Repository(r) if r.k3s.is_some()),
+                    )
+                {
+                    problems.push(
+                        Problem::error(
+                            "nimbus::cluster::k3s_source",
+                            format!("{address} is a k3s cluster, but no k3s binary is pinned for it"),
+                            document.label(
+                                document.spec_key_span(&[Segment::Key("type")]),
+                                "type: k3s",
+                            ),
+                        )
+                        .with_help(
+                            "add `k3s: {source: URL or repository file, sha256: ...}` to the Cluster or to the Repository",
+                        ),
+                    );
                 }
             }
             Spec::Repository(r) if r.k3s.is_some() || r.s3.is_some() => {

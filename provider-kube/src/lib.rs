@@ -1,8 +1,7 @@
-//! nimbus's Kubernetes provider (SPEC §11, issue 13), in part: Tenants and Workloads on a
-//! Kubernetes API, by server-side apply with field manager `nimbus` through kube-rs. What each
-//! becomes is in [`objects`]. Not yet: the `k3s` Cluster (its install over SSH and the tunnel
-//! to its API), and the wiring into nimbus's runs; this crate is exercised by its own tests
-//! against `nimbus-kube-testserver`.
+//! nimbus's Kubernetes provider (SPEC §11): the `k3s` Cluster installed over SSH ([`k3s`]),
+//! and its Tenants and Workloads on its API, by server-side apply with field manager `nimbus`
+//! through kube-rs, the API reached through a server's SSH connection ([`tunnel`]). What each
+//! Tenant and Workload becomes is in [`objects`].
 //!
 //! Observing lists each kind once for all namespaces (by the `managed-by` label): a no-change
 //! plan makes one list call per kind, and no per-object GET. Drift is read on the fields nimbus
@@ -12,6 +11,7 @@
 //! reported with the fields and their managers, and forced only when asked
 //! ([`KubeProvider::force_conflicts`]).
 
+pub mod k3s;
 pub mod objects;
 pub mod tunnel;
 
@@ -34,11 +34,75 @@ pub const MANAGER: &str = "nimbus";
 /// Listed objects by (namespace, name).
 type ByName = BTreeMap<(String, String), Value>;
 
-/// Tenants and Workloads on one Kubernetes API.
+/// k3s Clusters, and Tenants and Workloads on their APIs.
 pub struct KubeProvider {
-    client: kube::Client,
+    target: Target,
     rollout_timeout: Duration,
     force_conflicts: bool,
+}
+
+/// Where the Tenants and Workloads go.
+enum Target {
+    /// One API, whatever their Cluster (tests and the benchmark).
+    Fixed(kube::Client),
+    /// Each Tenant's k3s Cluster, found through the run's SSH connections.
+    K3s(k3s::Clusters),
+}
+
+/// The Kubernetes provider of a run: its k3s Clusters on the run's SSH connections; without
+/// them (no key), its instances fail with the reason. `force_conflicts`: `--force-conflicts`.
+pub fn configure(
+    context: &nimbus_providers::configure::Context<'_>,
+    pool: &Result<std::sync::Arc<nimbus_providers::ssh::Pool>, String>,
+    force_conflicts: bool,
+) -> std::sync::Arc<dyn Provider> {
+    use nimbus_schemas::{ClusterType, Spec};
+    let pool = match pool {
+        Ok(pool) => std::sync::Arc::clone(pool),
+        Err(reason) => return std::sync::Arc::new(k3s::Clusters::unavailable(reason.clone())),
+    };
+    let hosts = nimbus_planner::topology::HostIndex::new(context.model);
+    let repository_k3s = context
+        .model
+        .repository()
+        .and_then(|d| match &d.resource.spec {
+            Spec::Repository(r) => r.k3s.clone(),
+            _ => None,
+        });
+    let (mut clusters, mut tenants, mut files) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for document in &context.model.documents {
+        match &document.resource.spec {
+            Spec::Cluster(cluster) if cluster.cluster_type == ClusterType::K3s => {
+                clusters.insert(
+                    document.resource.name().to_owned(),
+                    hosts.cluster_nodes(cluster),
+                );
+                // A binary in the repository is read now, at the revision in use.
+                if let Some(source) = cluster.k3s.as_ref().or(repository_k3s.as_ref())
+                    && !source.source.starts_with("http://")
+                    && !source.source.starts_with("https://")
+                {
+                    let path = source.source.trim_start_matches("./").to_owned();
+                    let read = (context.read_file)(&path)
+                        .map(std::sync::Arc::new)
+                        .map_err(|e| e.to_string());
+                    files.insert(path, read);
+                }
+            }
+            Spec::Tenant(tenant) => {
+                if let Some(cluster) = &tenant.cluster {
+                    tenants.insert(document.resource.name().to_owned(), cluster.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    std::sync::Arc::new(KubeProvider {
+        target: Target::K3s(k3s::Clusters::new(pool, &clusters, tenants, files)),
+        rollout_timeout: Duration::from_secs(120),
+        force_conflicts,
+    })
 }
 
 impl std::fmt::Debug for KubeProvider {
@@ -104,9 +168,10 @@ fn parts(address: &str) -> (&str, &str) {
 }
 
 impl KubeProvider {
+    /// Tenants and Workloads on `client`'s API, whatever their Cluster.
     pub fn new(client: kube::Client) -> KubeProvider {
         KubeProvider {
-            client,
+            target: Target::Fixed(client),
             rollout_timeout: Duration::from_secs(120),
             force_conflicts: false,
         }
@@ -124,7 +189,46 @@ impl KubeProvider {
         self
     }
 
-    fn api(&self, kind: objects::Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+    /// How long a k3s node may take to be listed Ready.
+    pub fn with_ready_timeout(mut self, timeout: Duration) -> KubeProvider {
+        if let Target::K3s(clusters) = &mut self.target {
+            clusters.ready_timeout = timeout;
+        }
+        self
+    }
+
+    /// The API of the Cluster of the Tenant or Workload at `address`; none while the Cluster
+    /// has no server answering with a kubeconfig.
+    async fn client_for(&self, address: &str) -> Result<Option<kube::Client>, ProviderError> {
+        match &self.target {
+            Target::Fixed(client) => Ok(Some(client.clone())),
+            Target::K3s(clusters) => {
+                let (tenant, _) = parts(address);
+                let cluster = clusters.cluster_of_tenant(tenant).ok_or_else(|| {
+                    ProviderError::Failed(format!(
+                        "{address}: Tenant/{tenant} names no k3s Cluster"
+                    ))
+                })?;
+                clusters.client(cluster).await
+            }
+        }
+    }
+
+    /// The API of `address`'s Cluster, or why there is none to apply to.
+    async fn client_to_apply(&self, address: &str) -> Result<kube::Client, ProviderError> {
+        self.client_for(address).await?.ok_or_else(|| {
+            ProviderError::Failed(format!(
+                "{address}: its Cluster has no API yet (no server of it has k3s running)"
+            ))
+        })
+    }
+
+    fn api(
+        &self,
+        client: &kube::Client,
+        kind: objects::Kind,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
         let (group, version) = kind
             .api_version
             .split_once('/')
@@ -138,16 +242,20 @@ impl KubeProvider {
         };
         match namespace {
             Some(namespace) if kind.namespaced => {
-                Api::namespaced_with(self.client.clone(), namespace, &resource)
+                Api::namespaced_with(client.clone(), namespace, &resource)
             }
-            _ => Api::all_with(self.client.clone(), &resource),
+            _ => Api::all_with(client.clone(), &resource),
         }
     }
 
     /// Everything of `kind` that nimbus manages, in every namespace: one list call.
-    async fn managed(&self, kind: objects::Kind) -> Result<Vec<Value>, ProviderError> {
+    async fn managed(
+        &self,
+        client: &kube::Client,
+        kind: objects::Kind,
+    ) -> Result<Vec<Value>, ProviderError> {
         let listed = self
-            .api(kind, None)
+            .api(client, kind, None)
             .list(&ListParams::default().labels(&format!("{MANAGED_BY}=nimbus")))
             .await
             .map_err(|e| api_error(&format!("listing {}", kind.plural), e))?;
@@ -160,6 +268,7 @@ impl KubeProvider {
 
     async fn apply_object(
         &self,
+        client: &kube::Client,
         address: &str,
         object: &Object,
         force: bool,
@@ -168,7 +277,7 @@ impl KubeProvider {
         if force || self.force_conflicts {
             params = params.force();
         }
-        self.api(object.kind, object.namespace.as_deref())
+        self.api(client, object.kind, object.namespace.as_deref())
             .patch(&object.name, &params, &Patch::Apply(&object.body))
             .await
             .map(|_| ())
@@ -182,13 +291,14 @@ impl KubeProvider {
 
     async fn delete_object(
         &self,
+        client: &kube::Client,
         address: &str,
         kind: objects::Kind,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<(), ProviderError> {
         match self
-            .api(kind, namespace)
+            .api(client, kind, namespace)
             .delete(name, &DeleteParams::default())
             .await
         {
@@ -204,13 +314,14 @@ impl KubeProvider {
     /// Waits until the Deployment's rollout is done, or says why it failed.
     async fn rollout(
         &self,
+        client: &kube::Client,
         address: &str,
         namespace: &str,
         name: &str,
         cancel: &Cancel,
     ) -> Result<Value, ProviderError> {
         let started = Instant::now();
-        let api = self.api(objects::DEPLOYMENT, Some(namespace));
+        let api = self.api(client, objects::DEPLOYMENT, Some(namespace));
         loop {
             let live = api
                 .get(name)
@@ -261,10 +372,11 @@ impl KubeProvider {
     async fn apply_tenant(&self, change: &Change) -> Result<Applied, ProviderError> {
         let address = &change.address;
         let (name, _) = parts(address);
+        let client = self.client_to_apply(address).await?;
         if change.action == Action::Delete {
             // Only a namespace nimbus made goes (with everything in it).
             let namespace = self
-                .api(objects::NAMESPACE, None)
+                .api(&client, objects::NAMESPACE, None)
                 .get_opt(name)
                 .await
                 .map_err(|e| api_error(&format!("{address}: reading its namespace"), e))?;
@@ -276,7 +388,7 @@ impl KubeProvider {
                     .is_some_and(|v| v == "nimbus")
             });
             if ours {
-                self.delete_object(address, objects::NAMESPACE, None, name)
+                self.delete_object(&client, address, objects::NAMESPACE, None, name)
                     .await?;
             }
             return Ok(Applied::default());
@@ -284,19 +396,19 @@ impl KubeProvider {
         let spec = change.after.clone().unwrap_or(Value::Null);
         let wanted = objects::tenant(name, &spec);
         let existed = self
-            .api(objects::NAMESPACE, None)
+            .api(&client, objects::NAMESPACE, None)
             .get_opt(name)
             .await
             .map_err(|e| api_error(&format!("{address}: reading its namespace"), e))?
             .is_some();
         for object in &wanted {
             if let Err(e) = self
-                .apply_object(address, object, change.before.is_some())
+                .apply_object(&client, address, object, change.before.is_some())
                 .await
             {
                 // A new tenant the API refuses leaves nothing behind.
                 if !existed {
-                    self.delete_object(address, objects::NAMESPACE, None, name)
+                    self.delete_object(&client, address, objects::NAMESPACE, None, name)
                         .await?;
                 }
                 return Err(e);
@@ -310,7 +422,7 @@ impl KubeProvider {
             (objects::ROLE_BINDING, "nimbus-members"),
         ] {
             if change.before.is_some() && !wanted.iter().any(|o| o.kind == kind) {
-                self.delete_object(address, kind, Some(name), object_name)
+                self.delete_object(&client, address, kind, Some(name), object_name)
                     .await?;
             }
         }
@@ -327,12 +439,14 @@ impl KubeProvider {
     ) -> Result<Applied, ProviderError> {
         let address = &change.address;
         let (tenant, name) = parts(address);
+        let client = self.client_to_apply(address).await?;
         if change.action == Action::Delete {
-            self.delete_object(address, objects::SERVICE, Some(tenant), name)
+            self.delete_object(&client, address, objects::SERVICE, Some(tenant), name)
                 .await?;
-            self.delete_object(address, objects::DEPLOYMENT, Some(tenant), name)
+            self.delete_object(&client, address, objects::DEPLOYMENT, Some(tenant), name)
                 .await?;
             self.delete_object(
+                &client,
                 address,
                 objects::SECRET,
                 Some(tenant),
@@ -345,16 +459,17 @@ impl KubeProvider {
         let wanted = objects::workload(tenant, name, &spec)
             .map_err(|e| ProviderError::Failed(format!("{address}: {e}")))?;
         for object in &wanted {
-            self.apply_object(address, object, change.before.is_some())
+            self.apply_object(&client, address, object, change.before.is_some())
                 .await?;
         }
         if change.before.is_some() {
             if !wanted.iter().any(|o| o.kind == objects::SERVICE) {
-                self.delete_object(address, objects::SERVICE, Some(tenant), name)
+                self.delete_object(&client, address, objects::SERVICE, Some(tenant), name)
                     .await?;
             }
             if !wanted.iter().any(|o| o.kind == objects::SECRET) {
                 self.delete_object(
+                    &client,
                     address,
                     objects::SECRET,
                     Some(tenant),
@@ -363,7 +478,7 @@ impl KubeProvider {
                 .await?;
             }
         }
-        let live = self.rollout(address, tenant, name, cancel).await?;
+        let live = self.rollout(&client, address, tenant, name, cancel).await?;
         // What is recorded: the spec with its secrets' fingerprints, never their values.
         let mut recorded = spec;
         if let Some(Value::Object(env)) = recorded.get_mut("env") {
@@ -378,6 +493,116 @@ impl KubeProvider {
             outputs: json!({"namespace": tenant, "deployment": name,
                             "generation": live["metadata"]["generation"]}),
         })
+    }
+    /// Tenants and Workloads of one API: each kind listed once, across namespaces.
+    async fn observe_on(
+        &self,
+        client: &kube::Client,
+        batch: &[&ObserveRequest],
+    ) -> Result<Vec<(String, Observed)>, ProviderError> {
+        let wants = |kind: Kind| batch.iter().any(|r| r.kind == kind);
+        let by_name = |items: Vec<Value>| -> ByName {
+            items
+                .into_iter()
+                .map(|o| {
+                    let key = (
+                        o["metadata"]["namespace"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        o["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                    (key, o)
+                })
+                .collect()
+        };
+        let (mut namespaces, mut quotas, mut bindings) =
+            (ByName::new(), ByName::new(), ByName::new());
+        if wants(Kind::Tenant) {
+            namespaces = by_name(self.managed(client, objects::NAMESPACE).await?);
+            quotas = by_name(self.managed(client, objects::RESOURCE_QUOTA).await?);
+            bindings = by_name(self.managed(client, objects::ROLE_BINDING).await?);
+        }
+        let (mut deployments, mut secrets) = (ByName::new(), ByName::new());
+        if wants(Kind::Workload) {
+            deployments = by_name(self.managed(client, objects::DEPLOYMENT).await?);
+            secrets = by_name(self.managed(client, objects::SECRET).await?);
+        }
+
+        let mut seen = Vec::new();
+        for request in batch {
+            let desired = request.desired.clone().unwrap_or(Value::Null);
+            let observed = match request.kind {
+                Kind::Tenant => {
+                    let (name, _) = parts(&request.address);
+                    match namespaces.get(&(String::new(), name.to_owned())) {
+                        None => Observed::Absent,
+                        Some(_) => {
+                            let mut spec = desired.clone();
+                            let hard = &quotas
+                                .get(&(name.to_owned(), "nimbus-quota".to_owned()))
+                                .map(|q| q["spec"]["hard"].clone())
+                                .unwrap_or(Value::Null);
+                            let mut quota = serde_json::Map::new();
+                            for (field, key) in [
+                                ("cpu", "requests.cpu"),
+                                ("memory", "requests.memory"),
+                                ("pods", "pods"),
+                            ] {
+                                if let Some(value) = hard.get(key) {
+                                    // As the manifest writes it: pods as a number.
+                                    let value = match (
+                                        field,
+                                        value.as_str().and_then(|t| t.parse::<u64>().ok()),
+                                    ) {
+                                        ("pods", Some(n)) => json!(n),
+                                        _ => value.clone(),
+                                    };
+                                    quota.insert(field.to_owned(), value);
+                                }
+                            }
+                            spec["quota"] = Value::Object(quota);
+                            let members: Vec<Value> = bindings
+                                .get(&(name.to_owned(), "nimbus-members".to_owned()))
+                                .and_then(|b| b["subjects"].as_array().cloned())
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|s| s["name"].clone())
+                                .collect();
+                            if let Value::Object(map) = &mut spec {
+                                if members.is_empty() {
+                                    map.remove("members");
+                                } else {
+                                    map.insert("members".into(), Value::Array(members));
+                                }
+                            }
+                            Observed::Present(spec)
+                        }
+                    }
+                }
+                Kind::Workload => {
+                    let (tenant, name) = parts(&request.address);
+                    match deployments.get(&(tenant.to_owned(), name.to_owned())) {
+                        None => Observed::Absent,
+                        Some(deployment) => Observed::Present(objects::observed_workload(
+                            &desired,
+                            deployment,
+                            secrets.get(&(tenant.to_owned(), format!("{name}-env"))),
+                        )),
+                    }
+                }
+                other => {
+                    return Err(ProviderError::Bug(format!(
+                        "the kubernetes provider does not serve {other}"
+                    )));
+                }
+            };
+            seen.push((request.address.clone(), observed));
+        }
+        Ok(seen)
     }
 }
 
@@ -396,107 +621,70 @@ impl Provider for KubeProvider {
         batch: &'a [ObserveRequest],
     ) -> BoxFuture<'a, Result<Vec<(String, Observed)>, ProviderError>> {
         Box::pin(async move {
-            let wants = |kind: Kind| batch.iter().any(|r| r.kind == kind);
-            let by_name = |items: Vec<Value>| -> ByName {
-                items
-                    .into_iter()
-                    .map(|o| {
-                        let key = (
-                            o["metadata"]["namespace"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned(),
-                            o["metadata"]["name"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned(),
-                        );
-                        (key, o)
-                    })
-                    .collect()
-            };
-            let (mut namespaces, mut quotas, mut bindings) =
-                (ByName::new(), ByName::new(), ByName::new());
-            if wants(Kind::Tenant) {
-                namespaces = by_name(self.managed(objects::NAMESPACE).await?);
-                quotas = by_name(self.managed(objects::RESOURCE_QUOTA).await?);
-                bindings = by_name(self.managed(objects::ROLE_BINDING).await?);
-            }
-            let (mut deployments, mut secrets) = (ByName::new(), ByName::new());
-            if wants(Kind::Workload) {
-                deployments = by_name(self.managed(objects::DEPLOYMENT).await?);
-                secrets = by_name(self.managed(objects::SECRET).await?);
-            }
-
             let mut seen = Vec::new();
+            // Tenants and Workloads by Cluster: one API each, listed once per kind.
+            let mut by_cluster: BTreeMap<Option<&str>, Vec<&ObserveRequest>> = BTreeMap::new();
             for request in batch {
-                let desired = request.desired.clone().unwrap_or(Value::Null);
-                let observed = match request.kind {
-                    Kind::Tenant => {
-                        let (name, _) = parts(&request.address);
-                        match namespaces.get(&(String::new(), name.to_owned())) {
-                            None => Observed::Absent,
-                            Some(_) => {
-                                let mut spec = desired.clone();
-                                let hard = &quotas
-                                    .get(&(name.to_owned(), "nimbus-quota".to_owned()))
-                                    .map(|q| q["spec"]["hard"].clone())
-                                    .unwrap_or(Value::Null);
-                                let mut quota = serde_json::Map::new();
-                                for (field, key) in [
-                                    ("cpu", "requests.cpu"),
-                                    ("memory", "requests.memory"),
-                                    ("pods", "pods"),
-                                ] {
-                                    if let Some(value) = hard.get(key) {
-                                        // As the manifest writes it: pods as a number.
-                                        let value = match (
-                                            field,
-                                            value.as_str().and_then(|t| t.parse::<u64>().ok()),
-                                        ) {
-                                            ("pods", Some(n)) => json!(n),
-                                            _ => value.clone(),
-                                        };
-                                        quota.insert(field.to_owned(), value);
-                                    }
-                                }
-                                spec["quota"] = Value::Object(quota);
-                                let members: Vec<Value> = bindings
-                                    .get(&(name.to_owned(), "nimbus-members".to_owned()))
-                                    .and_then(|b| b["subjects"].as_array().cloned())
-                                    .unwrap_or_default()
-                                    .iter()
-                                    .map(|s| s["name"].clone())
-                                    .collect();
-                                if let Value::Object(map) = &mut spec {
-                                    if members.is_empty() {
-                                        map.remove("members");
-                                    } else {
-                                        map.insert("members".into(), Value::Array(members));
-                                    }
-                                }
-                                Observed::Present(spec)
+                match (request.kind, &self.target) {
+                    (Kind::Cluster, Target::K3s(clusters)) => {
+                        let desired = request.desired.clone().unwrap_or(Value::Null);
+                        let observed = match clusters.observe(&request.address, &desired).await {
+                            Ok(Some(live)) => Observed::Present(live),
+                            Ok(None) => Observed::Absent,
+                            Err(error) => {
+                                tracing::warn!(address = %request.address, %error, "not observed");
+                                Observed::Unknown
                             }
+                        };
+                        seen.push((request.address.clone(), observed));
+                    }
+                    (Kind::Tenant | Kind::Workload, Target::Fixed(_)) => {
+                        by_cluster.entry(None).or_default().push(request);
+                    }
+                    (Kind::Tenant | Kind::Workload, Target::K3s(clusters)) => {
+                        let (tenant, _) = parts(&request.address);
+                        match clusters.cluster_of_tenant(tenant) {
+                            Some(cluster) => {
+                                by_cluster.entry(Some(cluster)).or_default().push(request)
+                            }
+                            None => seen.push((request.address.clone(), Observed::Unknown)),
                         }
                     }
-                    Kind::Workload => {
-                        let (tenant, name) = parts(&request.address);
-                        match deployments.get(&(tenant.to_owned(), name.to_owned())) {
-                            None => Observed::Absent,
-                            Some(deployment) => Observed::Present(objects::observed_workload(
-                                &desired,
-                                deployment,
-                                secrets.get(&(tenant.to_owned(), format!("{name}-env"))),
-                            )),
-                        }
-                    }
-                    other => {
+                    (other, _) => {
                         return Err(ProviderError::Bug(format!(
-                            "the kubernetes provider does not serve {other}"
+                            "the kubernetes provider does not serve {other} here"
                         )));
                     }
+                }
+            }
+            for (cluster, requests) in by_cluster {
+                let client = match (cluster, &self.target) {
+                    (_, Target::Fixed(client)) => Ok(Some(client.clone())),
+                    (Some(cluster), Target::K3s(clusters)) => clusters.client(cluster).await,
+                    (None, Target::K3s(_)) => Ok(None),
                 };
-                seen.push((request.address.clone(), observed));
+                let found = match client {
+                    // No API yet: the Cluster is not installed, nor anything on it.
+                    Ok(None) => Ok(requests
+                        .iter()
+                        .map(|r| (r.address.clone(), Observed::Absent))
+                        .collect()),
+                    Ok(Some(client)) => self.observe_on(&client, &requests).await,
+                    Err(error) => Err(error),
+                };
+                match found {
+                    Ok(found) => seen.extend(found),
+                    Err(error) => {
+                        // Its instances are not observed (their recorded specs stand in);
+                        // the other Clusters' are.
+                        tracing::warn!(cluster = cluster.unwrap_or_default(), %error, "not observed");
+                        seen.extend(
+                            requests
+                                .iter()
+                                .map(|r| (r.address.clone(), Observed::Unknown)),
+                        );
+                    }
+                }
             }
             Ok(seen)
         })
@@ -508,10 +696,29 @@ impl Provider for KubeProvider {
         cancel: &'a Cancel,
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
-            match change.kind {
-                Kind::Tenant => self.apply_tenant(change).await,
-                Kind::Workload => self.apply_workload(change, cancel).await,
-                other => Err(ProviderError::Bug(format!(
+            match (change.kind, &self.target) {
+                (Kind::Cluster, Target::K3s(clusters)) => {
+                    let address = &change.address;
+                    match (change.action, &change.after) {
+                        (Action::Delete, _) | (_, None) => {
+                            let spec = change.before.clone().unwrap_or(Value::Null);
+                            clusters.remove(address, &spec).await?;
+                            Ok(Applied::default())
+                        }
+                        (_, Some(after)) => {
+                            let applied = clusters
+                                .converge(address, change.before.as_ref(), after)
+                                .await?;
+                            Ok(Applied {
+                                observed: applied,
+                                outputs: json!({"api": format!("https://127.0.0.1:{} on each server, through its SSH connection", k3s::API_PORT)}),
+                            })
+                        }
+                    }
+                }
+                (Kind::Tenant, _) => self.apply_tenant(change).await,
+                (Kind::Workload, _) => self.apply_workload(change, cancel).await,
+                (other, _) => Err(ProviderError::Bug(format!(
                     "the kubernetes provider does not serve {other}"
                 ))),
             }

@@ -227,6 +227,7 @@ async fn workloads_keep_the_contract_and_observe_with_one_list_per_kind() {
 async fn a_failed_rollout_and_pods_over_quota_fail_the_workload_with_the_apis_reason() {
     let running = spawn(Options {
         failing_image: Some("broken".into()),
+        ..Options::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let provider =

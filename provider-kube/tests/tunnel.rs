@@ -27,7 +27,12 @@ async fn tenants_and_workloads_go_through_the_ssh_connection() {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let provider = KubeProvider::new(Tunnel::new(session, running.address.port()).client());
+    // The kubeconfig as a server hands it over, read by kube-rs as any kubeconfig is.
+    let client = Tunnel::new(session)
+        .client(&running.kubeconfig())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let provider = KubeProvider::new(client);
     let tenant = json!({"quota": {"pods": 10}});
     let change = change_of(
         Kind::Tenant,

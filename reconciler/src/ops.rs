@@ -38,6 +38,8 @@ pub struct SessionOptions {
     pub memory: Option<PathBuf>,
     /// Decrypt the repository's secrets (a preview without state makes its own key).
     pub secret_key: Option<Vec<u8>>,
+    /// `--force-conflicts`: Kubernetes fields another field manager owns are taken over.
+    pub force_conflicts: bool,
 }
 
 impl SessionOptions {
@@ -50,6 +52,7 @@ impl SessionOptions {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             secret_key: None,
+            force_conflicts: false,
         }
     }
 }
@@ -255,6 +258,21 @@ async fn providers(
         if needs_agent {
             registry.add(nimbus_providers::configure::mesh(&pool));
         }
+    }
+    let kubernetes = nimbus_planner::rules::KUBERNETES;
+    if wanted(kubernetes) || wanted_by_state(kubernetes) {
+        // Its Clusters are installed over the same connections, and their APIs reached
+        // through them.
+        let pool = match &shared_pool {
+            Some(pool) => Ok(Arc::clone(pool)),
+            None => nimbus_providers::configure::ssh_pool(&context),
+        };
+        shared_pool = pool.as_ref().ok().cloned();
+        registry.add(nimbus_provider_kube::configure(
+            &context,
+            &pool,
+            options.force_conflicts,
+        ));
     }
     let s3 = nimbus_providers::s3::PROVIDER;
     if wanted(s3) || wanted_by_state(s3) {

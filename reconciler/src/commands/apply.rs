@@ -35,6 +35,10 @@ pub struct ApplyArgs {
     /// Lift the Repository's deletion budget.
     #[arg(long)]
     pub allow_deletes: bool,
+    /// Kubernetes: take over fields another field manager owns (server-side apply's
+    /// `force`) instead of failing the resource with the conflict.
+    #[arg(long)]
+    pub force_conflicts: bool,
     /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
     /// Repository's secrets.identityFile).
     #[arg(long, value_name = "FILE")]
@@ -103,6 +107,7 @@ pub fn apply(args: ApplyArgs) -> Result<i32> {
         args.parallelism,
         args.identity.as_deref(),
         "apply",
+        args.force_conflicts,
     )
 }
 
@@ -121,6 +126,7 @@ pub fn destroy(args: DestroyArgs) -> Result<i32> {
         args.parallelism,
         args.identity.as_deref(),
         "destroy",
+        false,
     )
 }
 
@@ -133,13 +139,17 @@ fn run(
     parallelism: Option<usize>,
     identity: Option<&Path>,
     command: &str,
+    force_conflicts: bool,
 ) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
         let loaded = engine::load_at(dir, rev)?;
         let session = Session::open(
             loaded,
-            SessionOptions::for_command(Some(&format!("nimbus {command}")), identity),
+            SessionOptions {
+                force_conflicts,
+                ..SessionOptions::for_command(Some(&format!("nimbus {command}")), identity)
+            },
         )
         .await?;
         let plan = session.plan(&options).await?;
@@ -205,10 +215,13 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         // The same session as any apply: lock, providers, recovery of an interrupted run.
         let session = Session::open(
             loaded,
-            SessionOptions::for_command(
-                Some("nimbus apply (saved plan)"),
-                args.identity.as_deref(),
-            ),
+            SessionOptions {
+                force_conflicts: args.force_conflicts,
+                ..SessionOptions::for_command(
+                    Some("nimbus apply (saved plan)"),
+                    args.identity.as_deref(),
+                )
+            },
         )
         .await?;
         let mut stale = Vec::new();
