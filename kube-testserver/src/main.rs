@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! nimbus-kube-testserver [--listen ADDR] [--fail-image TEXT]
-//!     [--tls-cert PEM --tls-key PEM] [--token-file PATH] [--kubeconfig PATH]
+//!     [--tls-cert PEM --tls-key PEM [--ca PEM]] [--token-file PATH] [--kubeconfig PATH]
 //!     [--node NAME [--node-label K=V]... [--node-ip IP]]
 //! nimbus-kube-testserver join --server URL [--ca PEM] --node NAME [--node-label K=V]... [--node-ip IP]
 //! ```
@@ -168,7 +168,14 @@ async fn main() {
         } else {
             "http"
         };
-        let authority = match &args.tls_cert {
+        // The certificate authority clients check the server against: `--ca`, else the
+        // server's own (self-signed) certificate.
+        let authority = match args
+            .ca
+            .as_ref()
+            .or(args.tls_cert.as_ref())
+            .filter(|_| args.tls_cert.is_some())
+        {
             Some(cert) => {
                 use base64::Engine;
                 let pem = std::fs::read(cert)

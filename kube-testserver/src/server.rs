@@ -567,6 +567,39 @@ impl Store {
 
     /// How many of `replicas` pods the namespace's ResourceQuotas admit (pods, requests.cpu,
     /// requests.memory, limits.*), and the refusal of the first one refused.
+    /// Containers as the LimitRanger admission leaves them: a missing request takes the
+    /// namespace's LimitRange `defaultRequest` (else its `default`), a missing limit its
+    /// `default`.
+    fn with_limit_defaults(&self, namespace: &str, containers: &[Value]) -> Vec<Value> {
+        let ranges: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|((plural, ns, _), _)| plural == "limitranges" && ns == namespace)
+            .flat_map(|(_, range)| range["spec"]["limits"].as_array().into_iter().flatten())
+            .filter(|limit| limit["type"] == "Container")
+            .collect();
+        containers
+            .iter()
+            .map(|container| {
+                let mut container = container.clone();
+                for range in &ranges {
+                    for resource in ["cpu", "memory"] {
+                        let default = range["default"].get(resource);
+                        let request = range["defaultRequest"].get(resource).or(default);
+                        for (field, value) in [("requests", request), ("limits", default)] {
+                            if let Some(value) = value
+                                && container["resources"][field].get(resource).is_none()
+                            {
+                                container["resources"][field][resource] = value.clone();
+                            }
+                        }
+                    }
+                }
+                container
+            })
+            .collect()
+    }
+
     fn admitted(
         &self,
         namespace: &str,
@@ -590,6 +623,9 @@ impl Store {
                 _ => return None,
             })
         };
+        // The LimitRanger admission first: containers without requests or limits get the
+        // namespace's LimitRange defaults.
+        let containers = &self.with_limit_defaults(namespace, containers);
         // What the namespace's other Deployments' pods use already.
         let others: Vec<(u64, Vec<Value>)> = self
             .objects
@@ -600,10 +636,12 @@ impl Store {
             .map(|(_, d)| {
                 (
                     d["status"]["replicas"].as_u64().unwrap_or(0),
-                    d["spec"]["template"]["spec"]["containers"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default(),
+                    self.with_limit_defaults(
+                        namespace,
+                        d["spec"]["template"]["spec"]["containers"]
+                            .as_array()
+                            .map_or(&[][..], Vec::as_slice),
+                    ),
                 )
             })
             .collect();
@@ -622,7 +660,15 @@ impl Store {
                     continue;
                 };
                 if each <= 0.0 {
-                    continue;
+                    // A quota on a compute resource refuses pods that do not say how much of
+                    // it they use (what the LimitRange's defaults are for).
+                    let resource = key.rsplit('.').next().unwrap_or(key);
+                    return (
+                        0,
+                        Some(format!(
+                            "pods is forbidden: failed quota: {quota_name}: must specify {resource}"
+                        )),
+                    );
                 }
                 let used: f64 = others
                     .iter()

@@ -118,8 +118,11 @@ impl Source {
 /// per cluster, made once from the kubeconfig a server hands over.
 pub struct Clusters {
     pool: Arc<Pool>,
-    /// Each k3s Cluster's server hosts, as the manifests resolve them (to find its API).
-    servers: BTreeMap<String, Vec<String>>,
+    /// Each k3s Cluster's nodes, as the manifests resolve them (to find its API, and to
+    /// observe it when asked with the manifest's spec alone).
+    nodes: BTreeMap<String, Vec<ClusterNode>>,
+    /// Each k3s Cluster's binary: its own `k3s`, else the Repository's.
+    sources: BTreeMap<String, Source>,
     /// Each Tenant's Cluster.
     tenants: BTreeMap<String, String>,
     /// Binaries from repository files, read when the run was configured, by path.
@@ -134,7 +137,7 @@ pub struct Clusters {
 impl std::fmt::Debug for Clusters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Clusters")
-            .field("servers", &self.servers)
+            .field("clusters", &self.nodes.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -152,29 +155,26 @@ struct Seen {
 impl Clusters {
     pub fn new(
         pool: Arc<Pool>,
-        clusters: &BTreeMap<String, Vec<ClusterNode>>,
+        nodes: BTreeMap<String, Vec<ClusterNode>>,
+        sources: BTreeMap<String, Source>,
         tenants: BTreeMap<String, String>,
         files: BTreeMap<String, Result<Arc<Vec<u8>>, String>>,
     ) -> Clusters {
         Clusters {
             pool,
-            servers: clusters
-                .iter()
-                .map(|(name, nodes)| {
-                    let servers = nodes
-                        .iter()
-                        .filter(|n| n.manager)
-                        .map(|n| n.host.clone())
-                        .collect();
-                    (name.clone(), servers)
-                })
-                .collect(),
+            nodes,
+            sources,
             tenants,
             files,
             fetched: tokio::sync::Mutex::new(BTreeMap::new()),
             clients: tokio::sync::Mutex::new(BTreeMap::new()),
             ready_timeout: Duration::from_secs(180),
         }
+    }
+
+    /// The declared k3s Clusters, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
     }
 
     /// The Cluster of the Tenant called `tenant`.
@@ -185,12 +185,31 @@ impl Clusters {
     /// The cluster's API, through the first server that hands over a kubeconfig; none when
     /// no server has one (k3s is not installed yet).
     pub async fn client(&self, cluster: &str) -> Result<Option<kube::Client>, ProviderError> {
+        let servers: Vec<String> = self
+            .nodes
+            .get(cluster)
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter(|n| n.manager)
+                    .map(|n| n.host.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.client_via(cluster, &servers).await
+    }
+
+    /// The cluster's API through the first of `servers` that has a kubeconfig.
+    async fn client_via(
+        &self,
+        cluster: &str,
+        servers: &[String],
+    ) -> Result<Option<kube::Client>, ProviderError> {
         if let Some(client) = self.clients.lock().await.get(cluster) {
             return Ok(Some(client.clone()));
         }
-        let servers = self.servers.get(cluster).cloned().unwrap_or_default();
         let mut trouble = None;
-        for host in &servers {
+        for host in servers {
             match self.client_through(cluster, host).await {
                 Ok(Some(client)) => {
                     self.clients
@@ -322,6 +341,19 @@ impl Clusters {
         desired: &Value,
     ) -> Result<Option<Value>, ProviderError> {
         let cluster = address.trim_start_matches("Cluster/");
+        // The manifest's spec alone (a refresh): its nodes and binary as the plan has them.
+        let mut desired = desired.clone();
+        if desired.get("nodes").is_none_or(Value::is_null)
+            && let Some(nodes) = self.nodes.get(cluster)
+        {
+            desired["nodes"] = nimbus_planner::topology::nodes_value(nodes, false);
+        }
+        if desired.get("k3s").is_none_or(Value::is_null)
+            && let Some(source) = self.sources.get(cluster)
+        {
+            desired["k3s"] = json!({"source": source.source, "sha256": source.sha256});
+        }
+        let desired = &desired;
         let wanted = nodes_of(desired);
         let looks = futures_util::future::join_all(wanted.iter().map(|n| self.look(&n.host))).await;
         let mut seen = BTreeMap::new();
@@ -333,9 +365,27 @@ impl Clusters {
         }
         // Readiness and labels as the API has them; an API that cannot be asked leaves every
         // node's readiness unknown (and the Cluster then not converged).
-        let listed = match self.client(cluster).await {
-            Ok(Some(client)) => api_nodes(&client).await.map_err(|e| e.to_string()),
+        // Through the servers the spec names (a Cluster gone from the manifests has only its
+        // recorded spec). Units running and an API that cannot be asked: not observed.
+        let servers: Vec<String> = wanted
+            .iter()
+            .filter(|n| n.server)
+            .map(|n| n.host.clone())
+            .collect();
+        let running = seen.values().any(|s| s.active);
+        let listed = match self.client_via(cluster, &servers).await {
+            Ok(Some(client)) => match api_nodes(&client).await {
+                Ok(listed) => Ok(listed),
+                Err(e) if running => {
+                    return Err(ProviderError::Transient(format!(
+                        "{address}: its API does not answer: {}",
+                        crate::with_causes(&e)
+                    )));
+                }
+                Err(e) => Err(crate::with_causes(&e)),
+            },
             Ok(None) => Err("no server has a kubeconfig yet".to_owned()),
+            Err(e) if running => return Err(e),
             Err(e) => Err(e.to_string()),
         };
         let mut nodes = serde_json::Map::new();
@@ -651,7 +701,7 @@ impl Clusters {
                         Some((false, _)) => last = "the API lists it NotReady".to_owned(),
                         None => last = "the API does not list it".to_owned(),
                     },
-                    Err(e) => last = format!("the API does not answer: {e}"),
+                    Err(e) => last = format!("the API does not answer: {}", crate::with_causes(&e)),
                 },
                 Ok(None) => {}
                 Err(e) => last = e.to_string(),

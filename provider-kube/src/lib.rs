@@ -71,6 +71,7 @@ pub fn configure(
         });
     let (mut clusters, mut tenants, mut files) =
         (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut sources = BTreeMap::new();
     for document in &context.model.documents {
         match &document.resource.spec {
             Spec::Cluster(cluster) if cluster.cluster_type == ClusterType::K3s => {
@@ -78,8 +79,18 @@ pub fn configure(
                     document.resource.name().to_owned(),
                     hosts.cluster_nodes(cluster),
                 );
+                let source = cluster.k3s.as_ref().or(repository_k3s.as_ref());
+                if let Some(source) = source {
+                    sources.insert(
+                        document.resource.name().to_owned(),
+                        k3s::Source {
+                            source: source.source.clone(),
+                            sha256: source.sha256.to_ascii_lowercase(),
+                        },
+                    );
+                }
                 // A binary in the repository is read now, at the revision in use.
-                if let Some(source) = cluster.k3s.as_ref().or(repository_k3s.as_ref())
+                if let Some(source) = source
                     && !source.source.starts_with("http://")
                     && !source.source.starts_with("https://")
                 {
@@ -99,7 +110,7 @@ pub fn configure(
         }
     }
     std::sync::Arc::new(KubeProvider {
-        target: Target::K3s(k3s::Clusters::new(pool, &clusters, tenants, files)),
+        target: Target::K3s(k3s::Clusters::new(pool, clusters, sources, tenants, files)),
         rollout_timeout: Duration::from_secs(120),
         force_conflicts,
     })
@@ -119,6 +130,12 @@ pub fn schema() -> ProviderSchema {
     ProviderSchema {
         provider: PROVIDER.to_owned(),
         kinds: vec![
+            KindSchema {
+                // `status` (each node's readiness) is shown, not compared: a node that is not
+                // Ready is missing from `nodes`.
+                compare_fields: Some(strings(&["type", "nodes", "k3s", "version"])),
+                ..KindSchema::default_for(Kind::Cluster)
+            },
             KindSchema {
                 compare_fields: Some(strings(&["quota", "members"])),
                 ..KindSchema::default_for(Kind::Tenant)
@@ -151,10 +168,27 @@ fn api_error(what: &str, error: kube::Error) -> ProviderError {
             "{what}: {} ({})",
             response.message, response.reason
         )),
-        other => {
-            ProviderError::Transient(format!("{what}: cannot reach the Kubernetes API: {other}"))
-        }
+        other => ProviderError::Transient(format!(
+            "{what}: cannot reach the Kubernetes API: {}",
+            with_causes(&other)
+        )),
     }
+}
+
+/// An error and its causes on one line (kube's own message hides why a connection failed:
+/// TLS, the tunnel, a refused port).
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn is_missing(error: &kube::Error) -> bool {
@@ -199,28 +233,85 @@ impl KubeProvider {
 
     /// The API of the Cluster of the Tenant or Workload at `address`; none while the Cluster
     /// has no server answering with a kubeconfig.
-    async fn client_for(&self, address: &str) -> Result<Option<kube::Client>, ProviderError> {
+    async fn client_for(
+        &self,
+        address: &str,
+        recorded: Option<&Value>,
+    ) -> Result<Option<kube::Client>, ProviderError> {
         match &self.target {
             Target::Fixed(client) => Ok(Some(client.clone())),
-            Target::K3s(clusters) => {
-                let (tenant, _) = parts(address);
-                let cluster = clusters.cluster_of_tenant(tenant).ok_or_else(|| {
-                    ProviderError::Failed(format!(
-                        "{address}: Tenant/{tenant} names no k3s Cluster"
-                    ))
-                })?;
-                clusters.client(cluster).await
-            }
+            Target::K3s(clusters) => match self.cluster_of(address, recorded) {
+                Some(cluster) => clusters.client(&cluster).await,
+                None => Err(ProviderError::Failed(format!(
+                    "{address}: Tenant/{} names no k3s Cluster",
+                    parts(address).0
+                ))),
+            },
         }
     }
 
+    /// The k3s Cluster of the Tenant or Workload at `address`: its Tenant's, as declared, else
+    /// as recorded when it was applied (a Tenant removed from the manifests).
+    fn cluster_of(&self, address: &str, recorded: Option<&Value>) -> Option<String> {
+        let Target::K3s(clusters) = &self.target else {
+            return None;
+        };
+        clusters
+            .cluster_of_tenant(parts(address).0)
+            .map(str::to_owned)
+            .or_else(|| {
+                recorded
+                    .and_then(|spec| spec["cluster"].as_str())
+                    .map(str::to_owned)
+            })
+    }
+
     /// The API of `address`'s Cluster, or why there is none to apply to.
-    async fn client_to_apply(&self, address: &str) -> Result<kube::Client, ProviderError> {
-        self.client_for(address).await?.ok_or_else(|| {
-            ProviderError::Failed(format!(
-                "{address}: its Cluster has no API yet (no server of it has k3s running)"
-            ))
-        })
+    async fn client_to_apply(&self, change: &Change) -> Result<kube::Client, ProviderError> {
+        self.client_for(&change.address, change.before.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ProviderError::Failed(format!(
+                    "{}: its Cluster has no API yet (no server of it has k3s running)",
+                    change.address
+                ))
+            })
+    }
+
+    /// The API to delete from; none when the Cluster has no API (not installed, or gone
+    /// with everything on it). A Tenant gone from the manifests is looked for in every
+    /// declared k3s Cluster: the one whose API has its namespace, made by nimbus.
+    async fn client_to_delete(
+        &self,
+        change: &Change,
+    ) -> Result<Option<kube::Client>, ProviderError> {
+        let address = &change.address;
+        let Target::K3s(clusters) = &self.target else {
+            return self.client_for(address, change.before.as_ref()).await;
+        };
+        if self.cluster_of(address, change.before.as_ref()).is_some() {
+            return self.client_for(address, change.before.as_ref()).await;
+        }
+        let tenant = parts(address).0;
+        for cluster in clusters.names() {
+            let Some(client) = clusters.client(cluster).await? else {
+                continue;
+            };
+            let namespace = self
+                .api(&client, objects::NAMESPACE, None)
+                .get_opt(tenant)
+                .await
+                .map_err(|e| api_error(&format!("{address}: looking for its namespace"), e))?;
+            let ours = namespace.is_some_and(|n| {
+                n.metadata
+                    .labels
+                    .is_some_and(|l| l.get(MANAGED_BY).is_some_and(|v| v == "nimbus"))
+            });
+            if ours {
+                return Ok(Some(client));
+            }
+        }
+        Ok(None)
     }
 
     fn api(
@@ -372,8 +463,10 @@ impl KubeProvider {
     async fn apply_tenant(&self, change: &Change) -> Result<Applied, ProviderError> {
         let address = &change.address;
         let (name, _) = parts(address);
-        let client = self.client_to_apply(address).await?;
         if change.action == Action::Delete {
+            let Some(client) = self.client_to_delete(change).await? else {
+                return Ok(Applied::default());
+            };
             // Only a namespace nimbus made goes (with everything in it).
             let namespace = self
                 .api(&client, objects::NAMESPACE, None)
@@ -393,6 +486,7 @@ impl KubeProvider {
             }
             return Ok(Applied::default());
         }
+        let client = self.client_to_apply(change).await?;
         let spec = change.after.clone().unwrap_or(Value::Null);
         let wanted = objects::tenant(name, &spec);
         let existed = self
@@ -439,8 +533,10 @@ impl KubeProvider {
     ) -> Result<Applied, ProviderError> {
         let address = &change.address;
         let (tenant, name) = parts(address);
-        let client = self.client_to_apply(address).await?;
         if change.action == Action::Delete {
+            let Some(client) = self.client_to_delete(change).await? else {
+                return Ok(Applied::default());
+            };
             self.delete_object(&client, address, objects::SERVICE, Some(tenant), name)
                 .await?;
             self.delete_object(&client, address, objects::DEPLOYMENT, Some(tenant), name)
@@ -455,6 +551,7 @@ impl KubeProvider {
             .await?;
             return Ok(Applied::default());
         }
+        let client = self.client_to_apply(change).await?;
         let spec = change.after.clone().unwrap_or(Value::Null);
         let wanted = objects::workload(tenant, name, &spec)
             .map_err(|e| ProviderError::Failed(format!("{address}: {e}")))?;
@@ -481,6 +578,12 @@ impl KubeProvider {
         let live = self.rollout(&client, address, tenant, name, cancel).await?;
         // What is recorded: the spec with its secrets' fingerprints, never their values.
         let mut recorded = spec;
+        // Its Cluster, for its removal once its Tenant is gone from the manifests.
+        if let Some(cluster) = self.cluster_of(address, None)
+            && let Value::Object(map) = &mut recorded
+        {
+            map.insert("cluster".into(), json!(cluster));
+        }
         if let Some(Value::Object(env)) = recorded.get_mut("env") {
             for value in env.values_mut() {
                 if let Value::Object(secret) = value {
@@ -499,6 +602,7 @@ impl KubeProvider {
         &self,
         client: &kube::Client,
         batch: &[&ObserveRequest],
+        cluster: Option<&str>,
     ) -> Result<Vec<(String, Observed)>, ProviderError> {
         let wants = |kind: Kind| batch.iter().any(|r| r.kind == kind);
         let by_name = |items: Vec<Value>| -> ByName {
@@ -587,11 +691,18 @@ impl KubeProvider {
                     let (tenant, name) = parts(&request.address);
                     match deployments.get(&(tenant.to_owned(), name.to_owned())) {
                         None => Observed::Absent,
-                        Some(deployment) => Observed::Present(objects::observed_workload(
-                            &desired,
-                            deployment,
-                            secrets.get(&(tenant.to_owned(), format!("{name}-env"))),
-                        )),
+                        Some(deployment) => {
+                            let mut live = objects::observed_workload(
+                                &desired,
+                                deployment,
+                                secrets.get(&(tenant.to_owned(), format!("{name}-env"))),
+                            );
+                            // Its Cluster, for its removal once its Tenant is gone.
+                            if let (Some(cluster), Value::Object(map)) = (cluster, &mut live) {
+                                map.insert("cluster".into(), json!(cluster));
+                            }
+                            Observed::Present(live)
+                        }
                     }
                 }
                 other => {
@@ -669,7 +780,7 @@ impl Provider for KubeProvider {
                         .iter()
                         .map(|r| (r.address.clone(), Observed::Absent))
                         .collect()),
-                    Ok(Some(client)) => self.observe_on(&client, &requests).await,
+                    Ok(Some(client)) => self.observe_on(&client, &requests, cluster).await,
                     Err(error) => Err(error),
                 };
                 match found {

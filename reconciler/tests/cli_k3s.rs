@@ -1,0 +1,546 @@
+//! `nimbus apply` of a k3s Cluster, a Tenant and its Workloads on two test-bed hosts (real
+//! systemd and sshd), with the test API server standing in for the k3s binary
+//! (`testbed/k3s/k3s`: k3s's command line in front of `nimbus-kube-testserver`, HTTPS with a
+//! certificate authority, a node token every request must carry). So the copy, the checksum,
+//! the units, servers before agents, the token read live, the kubeconfig and the tunnel
+//! through the server's SSH connection are nimbus's real path; what a real k3s would add
+//! (pods, a kubelet) is not here (docs/kubernetes.md). The results are read with kubectl, a
+//! client nimbus did not write, through an SSH port forward.
+
+mod common;
+use common::{text, write};
+#[path = "../../providers/tests/common/mod.rs"]
+mod sshd;
+use sshd::bed::Bed;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+const SECRET: &str = "k3s-secret-value-6b1f";
+const TEST_DIR: &str = "/usr/local/lib/nimbus-test";
+
+fn nimbus(repo: &Path, args: &[&str]) -> Output {
+    common::nimbus_with(args, repo, &[])
+}
+
+fn said(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The test API server's binary (built with the workspace), stripped, next to it.
+fn testserver() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_nimbus"))
+        .parent()
+        .unwrap_or_else(|| panic!("no target dir"))
+        .to_path_buf();
+    let binary = dir.join("nimbus-kube-testserver");
+    if !binary.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "nimbus-kube-testserver"])
+            .status()
+            .unwrap_or_else(|e| panic!("cargo: {e}"));
+        assert!(status.success(), "building nimbus-kube-testserver");
+    }
+    let stripped = dir.join(format!(
+        "nimbus-kube-testserver-stripped.{}",
+        std::process::id()
+    ));
+    let status = Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(&binary)
+        .arg(&stripped)
+        .status()
+        .unwrap_or_else(|e| panic!("objcopy: {e}"));
+    assert!(status.success(), "objcopy --strip-all");
+    stripped
+}
+
+/// A certificate authority and the API's certificate signed by it, valid for the server's
+/// loopback and address, as k3s makes them: `(ca.crt, tls.crt, tls.key)`.
+fn certificates(dir: &Path, address: &str) -> [PathBuf; 3] {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl: {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &new_key,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=k3s-server-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &new_key,
+            &["-subj", "/CN=k3s", "-keyout", "tls.key", "-out", "tls.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("tls.ext"),
+        format!("subjectAltName=IP:127.0.0.1,IP:{address}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "tls.ext",
+        "-out",
+        "tls.crt",
+    ]);
+    ["ca.crt", "tls.crt", "tls.key"].map(|name| dir.join(name))
+}
+
+/// kubectl on this machine, through an SSH port forward to the server's loopback :6443, with
+/// the server's own kubeconfig.
+struct Kubectl {
+    forward: std::process::Child,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn new(bed: &Bed, server: &str, dir: &Path) -> Kubectl {
+        let port = {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            listener
+                .local_addr()
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let forward = Command::new("ssh")
+            .arg("-F")
+            .arg(&bed.ssh_config)
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("127.0.0.1:{port}:127.0.0.1:6443"))
+            .arg(server)
+            .spawn()
+            .unwrap_or_else(|e| panic!("ssh -L: {e}"));
+        common::wait_port(port);
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            bed.ssh_ok(server, "cat /etc/rancher/k3s/k3s.yaml")
+                .replace("127.0.0.1:6443", &format!("127.0.0.1:{port}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Kubectl {
+            forward,
+            kubeconfig,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("kubectl: {e}"))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", said(&out));
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = self.forward.kill();
+        let _ = self.forward.wait();
+    }
+}
+
+fn workload(name: &str, spec: &str) -> String {
+    format!("{HEADER}kind: Workload\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n")
+}
+
+#[test]
+fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
+    let bed = Bed::up(2);
+    let (server, agent) = (bed.hosts[0].name.clone(), bed.hosts[1].name.clone());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = &dir.path().join("repo");
+    std::fs::create_dir_all(repo).unwrap_or_else(|e| panic!("{e}"));
+    // What the stand-in runs, put on both hosts as the test bed's own software.
+    let binary = testserver();
+    let certificates = certificates(dir.path(), &bed.hosts[0].address);
+    for host in [&server, &agent] {
+        bed.copy_to(host, &binary, &format!("{TEST_DIR}/nimbus-kube-testserver"));
+        for file in &certificates {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            bed.copy_to(host, file, &format!("{TEST_DIR}/{name}"));
+        }
+        bed.ssh_ok(
+            host,
+            &format!("chmod 0755 {TEST_DIR}/nimbus-kube-testserver && echo broken > {TEST_DIR}/fail-image"),
+        );
+    }
+    let _ = std::fs::remove_file(&binary);
+
+    common::bed_repository(repo, "k3s", &bed.known_hosts, &bed.key);
+    common::encrypt_secret(repo, "api-token", SECRET);
+    let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed/k3s/k3s");
+    std::fs::create_dir_all(repo.join("bin")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&standin, repo.join("bin/k3s")).unwrap_or_else(|e| panic!("{e}"));
+    let hosts = format!(
+        "{HEADER}kind: Host\nmetadata: {{name: {server}, labels: {{k3s: server, zone: a}}}}\nspec: {{address: {}}}\n---\n\
+         {HEADER}kind: Host\nmetadata: {{name: {agent}, labels: {{k3s: agent, zone: b}}}}\nspec: {{address: {}}}\n",
+        bed.hosts[0].address, bed.hosts[1].address
+    );
+    write(repo, "hosts.yaml", &hosts);
+    let cluster = |sha: &str| {
+        format!(
+            "{HEADER}kind: Cluster\nmetadata: {{name: apps}}\nspec:\n  type: k3s\n  servers: {{k3s: server}}\n  agents: {{k3s: agent}}\n  k3s: {{source: bin/k3s, sha256: {sha}}}\n"
+        )
+    };
+    write(repo, "cluster.yaml", &cluster(&"0".repeat(64)));
+    write(
+        repo,
+        "tenants/acme/tenant.yaml",
+        &format!(
+            "{HEADER}kind: Tenant\nmetadata: {{name: acme}}\nspec: {{cluster: apps, quota: {{pods: 20, cpu: \"4\", memory: 1Gi}}, members: [alice]}}\n"
+        ),
+    );
+    write(
+        repo,
+        "tenants/acme/web.yaml",
+        &workload(
+            "web",
+            "image: \"nginx:1.27\", replicas: 2, cpu: 100m, memory: 64Mi, ports: [{port: 80}]",
+        ),
+    );
+    write(
+        repo,
+        "tenants/acme/api.yaml",
+        &workload(
+            "api",
+            "image: \"api:1\", replicas: 1, env: {MODE: prod, TOKEN: {secret: api-token}}",
+        ),
+    );
+
+    // A binary whose sha256 is not the pinned one goes nowhere, and what needs it waits.
+    let refused = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = said(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("Cluster/apps") && out.contains("has sha256"),
+        "{out}"
+    );
+    for host in [&server, &agent] {
+        assert_eq!(
+            bed.ssh_ok(
+                host,
+                "ls /usr/local/bin/k3s /etc/systemd/system/k3s*.service 2>/dev/null | wc -l"
+            )
+            .trim(),
+            "0",
+            "nothing installed on {host}"
+        );
+    }
+
+    // The right one: server, then agent, then the tenant and its workloads.
+    write(
+        repo,
+        "cluster.yaml",
+        &cluster(&sha256(&repo.join("bin/k3s"))),
+    );
+    let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = said(&applied);
+    assert_eq!(applied.status.code(), Some(0), "{out}");
+    assert_eq!(
+        bed.ssh_ok(&server, "systemctl is-active k3s").trim(),
+        "active"
+    );
+    assert_eq!(
+        bed.ssh_ok(&agent, "systemctl is-active k3s-agent").trim(),
+        "active"
+    );
+    let unit = bed.ssh_ok(&agent, "cat /etc/systemd/system/k3s-agent.service");
+    assert!(
+        unit.contains(&format!("--server https://{}:6443", bed.hosts[0].address))
+            && unit.contains("--node-label k3s=agent")
+            && unit.contains("--node-label zone=b"),
+        "{unit}"
+    );
+    // The token: read live, handed over on stdin into a root-only file, shown nowhere.
+    let token = bed
+        .ssh_ok(&server, "cat /var/lib/rancher/k3s/server/node-token")
+        .trim()
+        .to_owned();
+    assert!(token.len() >= 16, "{token}");
+    assert!(!unit.contains(&token), "the token is not in the unit");
+    assert_eq!(
+        bed.ssh_ok(
+            &agent,
+            "stat -c %a /etc/systemd/system/k3s-agent.service.env"
+        )
+        .trim(),
+        "600"
+    );
+    assert!(!out.contains(&token) && !out.contains(SECRET), "{out}");
+
+    let kubectl = Kubectl::new(&bed, &server, dir.path());
+    let nodes = kubectl.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.zone};{end}",
+    ]);
+    assert!(
+        nodes.contains(&format!("{server}=a")) && nodes.contains(&format!("{agent}=b")),
+        "{nodes}"
+    );
+    let namespace = kubectl.ok(&[
+        "get",
+        "namespace",
+        "acme",
+        "-o",
+        "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}",
+    ]);
+    assert_eq!(namespace, "nimbus");
+    for object in [
+        "resourcequota/nimbus-quota",
+        "limitrange/nimbus-defaults",
+        "networkpolicy/nimbus-isolation",
+        "rolebinding/nimbus-members",
+        "deployment/web",
+        "deployment/api",
+        "service/web",
+        "secret/api-env",
+    ] {
+        kubectl.ok(&["-n", "acme", "get", object]);
+    }
+    let replicas = kubectl.ok(&[
+        "-n",
+        "acme",
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}/{.status.availableReplicas}",
+    ]);
+    assert_eq!(replicas, "2/2");
+    let managers = kubectl.ok(&[
+        "-n",
+        "acme",
+        "get",
+        "deployment",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        managers.split_whitespace().any(|m| m == "nimbus"),
+        "{managers}"
+    );
+    // The secret's value reached the API, not the state or the plan.
+    let data = kubectl.ok(&[
+        "-n",
+        "acme",
+        "get",
+        "secret",
+        "api-env",
+        "-o",
+        "jsonpath={.data.TOKEN}",
+    ]);
+    assert!(!data.is_empty());
+    let state = std::fs::read(repo.join(".nimbus/state.db")).unwrap_or_default();
+    let state = String::from_utf8_lossy(&state);
+    assert!(
+        !state.contains(SECRET) && !state.contains(&token),
+        "a secret in state"
+    );
+
+    // Nothing to do the second time.
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", said(&again));
+
+    // A replica count changed by hand is drift and is corrected; a label another manager
+    // adds is not drift and stays.
+    kubectl.ok(&["-n", "acme", "scale", "deployment", "web", "--replicas=4"]);
+    kubectl.ok(&["-n", "acme", "label", "deployment", "web", "team=payments"]);
+    let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    let out = said(&drift);
+    assert_eq!(drift.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("Workload/acme/web") && out.contains("replicas"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("team"),
+        "a label nimbus does not manage is not drift: {out}"
+    );
+    let fixed = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", said(&fixed));
+    let now = kubectl.ok(&[
+        "-n",
+        "acme",
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.metadata.labels.team}",
+    ]);
+    assert_eq!(now, "2 payments");
+
+    // A rollout that fails fails its Workload with the API's reason; the rest converges.
+    write(
+        repo,
+        "tenants/acme/bad.yaml",
+        &workload("bad", "image: \"broken:1\", replicas: 1"),
+    );
+    write(
+        repo,
+        "tenants/acme/small.yaml",
+        &workload("small", "image: \"nginx:1.27\", replicas: 1"),
+    );
+    let mixed = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = said(&mixed);
+    assert_eq!(mixed.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("Workload/acme/bad") && out.contains("rollout failed"),
+        "{out}"
+    );
+    std::fs::remove_file(repo.join("tenants/acme/bad.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    // Over the quota: `big` declares no memory, so the LimitRange's default limit (256Mi a
+    // pod) counts against the tenant's 1Gi, as the API admits pods; only the API can say
+    // that six of them do not fit in what web, api and small leave.
+    write(
+        repo,
+        "tenants/acme/big.yaml",
+        &workload("big", "image: \"nginx:1.27\", replicas: 6"),
+    );
+    let over = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
+    let out = said(&over);
+    assert_eq!(over.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("Workload/acme/big") && out.contains("exceeded quota"),
+        "{out}"
+    );
+    kubectl.ok(&["-n", "acme", "get", "deployment", "small"]);
+    std::fs::remove_file(repo.join("tenants/acme/big.yaml")).unwrap_or_else(|e| panic!("{e}"));
+
+    // A new binary rolls node by node: the server restarts first, then the agent.
+    let standin_text = std::fs::read_to_string(repo.join("bin/k3s")).unwrap_or_default();
+    std::fs::write(
+        repo.join("bin/k3s"),
+        standin_text.replace("nimbus.test.1", "nimbus.test.2"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    write(
+        repo,
+        "cluster.yaml",
+        &cluster(&sha256(&repo.join("bin/k3s"))),
+    );
+    let upgraded = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
+    assert_eq!(upgraded.status.code(), Some(0), "{}", said(&upgraded));
+    let started = |host: &str, unit: &str| -> u64 {
+        bed.ssh_ok(
+            host,
+            &format!("systemctl show -p ActiveEnterTimestampMonotonic --value {unit}"),
+        )
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    let (server_at, agent_at) = (started(&server, "k3s"), started(&agent, "k3s-agent"));
+    assert!(
+        server_at > 0 && server_at < agent_at,
+        "server {server_at}, agent {agent_at}"
+    );
+    for host in [&server, &agent] {
+        assert!(
+            bed.ssh_ok(host, "/usr/local/bin/k3s --version")
+                .contains("nimbus.test.2")
+        );
+    }
+    drop(kubectl);
+    let kubectl = Kubectl::new(&bed, &server, dir.path());
+
+    // The tenant goes: its workloads first, then its namespace.
+    std::fs::remove_dir_all(repo.join("tenants")).unwrap_or_else(|e| panic!("{e}"));
+    let removed = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
+    let out = said(&removed);
+    assert_eq!(removed.status.code(), Some(0), "{out}");
+    let position = |needle: &str| {
+        out.rfind(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {out}"))
+    };
+    assert!(
+        position("Workload/acme/web") < position("Tenant/acme"),
+        "{out}"
+    );
+    let gone = kubectl.run(&["get", "namespace", "acme"]);
+    assert!(
+        !gone.status.success() && said(&gone).contains("NotFound"),
+        "{}",
+        said(&gone)
+    );
+    drop(kubectl);
+
+    // And the cluster: units, binary and data leave both hosts.
+    std::fs::remove_file(repo.join("cluster.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let uninstalled = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
+    assert_eq!(uninstalled.status.code(), Some(0), "{}", said(&uninstalled));
+    for host in [&server, &agent] {
+        assert_eq!(
+            bed.ssh_ok(host, "ls /usr/local/bin/k3s /etc/systemd/system/k3s*.service /etc/rancher/k3s 2>/dev/null | wc -l").trim(),
+            "0",
+            "{host} still has k3s: {}",
+            said(&uninstalled)
+        );
+    }
+}
