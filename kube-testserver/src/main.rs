@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! nimbus-kube-testserver [--listen ADDR] [--fail-image TEXT]
-//!     [--tls-cert PEM --tls-key PEM [--ca PEM]] [--token-file PATH] [--kubeconfig PATH]
+//!     [--tls-cert PEM --tls-key PEM [--ca PEM]] [--token-file PATH] [--kubeconfig PATH] [--state FILE]
 //!     [--node NAME [--node-label K=V]... [--node-ip IP]]
 //! nimbus-kube-testserver join --server URL [--ca PEM] --node NAME [--node-label K=V]... [--node-ip IP]
 //! ```
@@ -22,7 +22,7 @@ use nimbus_kube_testserver::server;
 fn usage() -> ! {
     eprintln!(
         "usage: nimbus-kube-testserver [--listen ADDR] [--fail-image TEXT] [--tls-cert PEM --tls-key PEM] \
-         [--token-file PATH] [--kubeconfig PATH] [--node NAME] [--node-label K=V]... [--node-ip IP]\n       \
+         [--token-file PATH] [--kubeconfig PATH] [--state FILE] [--node NAME] [--node-label K=V]... [--node-ip IP]\n       \
          nimbus-kube-testserver join --server URL [--ca PEM] --node NAME [--node-label K=V]... [--node-ip IP]"
     );
     std::process::exit(2);
@@ -41,6 +41,7 @@ struct Args {
     tls_key: Option<PathBuf>,
     token_file: Option<PathBuf>,
     kubeconfig: Option<PathBuf>,
+    state: Option<PathBuf>,
     node: Option<String>,
     labels: Vec<(String, String)>,
     node_ip: Option<String>,
@@ -65,6 +66,7 @@ fn parse(mut words: impl Iterator<Item = String>) -> Args {
             "--tls-key" => args.tls_key = Some(value.into()),
             "--token-file" => args.token_file = Some(value.into()),
             "--kubeconfig" => args.kubeconfig = Some(value.into()),
+            "--state" => args.state = Some(value.into()),
             "--node" => args.node = Some(value),
             "--node-label" => match value.split_once('=') {
                 Some((k, v)) => args.labels.push((k.to_owned(), v.to_owned())),
@@ -144,6 +146,7 @@ async fn main() {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 6443)));
     let mut options = server::Options {
         failing_image: args.failing_image.clone(),
+        state_file: args.state.clone(),
         ..server::Options::default()
     };
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -158,7 +161,10 @@ async fn main() {
             .store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(e) = store.create_object("nodes", "", node, "k3s") {
+        // Registered again after a restart: already there is as good.
+        if let Err(e) = store.create_object("nodes", "", node, "k3s")
+            && !e.contains("already exists")
+        {
             fail(format!("cannot register its node: {e}"));
         }
     }

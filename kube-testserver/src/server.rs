@@ -158,6 +158,9 @@ pub struct Options {
     pub token: Option<String>,
     /// Serve HTTPS with this certificate and key (else plain HTTP).
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Keep the objects in this file (JSON), written after every change and read at start,
+    /// as k3s keeps them in its datastore across restarts.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// A TLS configuration from a PEM certificate chain and key.
@@ -395,9 +398,48 @@ fn content(object: &Value) -> Value {
 
 impl Store {
     pub fn new(options: Options) -> Store {
-        Store {
+        let mut store = Store {
             options,
             ..Store::default()
+        };
+        store.load();
+        store
+    }
+
+    /// The objects of `state_file`, when there is one.
+    fn load(&mut self) {
+        let Some(path) = &self.options.state_file else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let Ok(saved) = serde_json::from_str::<Value>(&text) else {
+            return;
+        };
+        self.revision = saved["revision"].as_u64().unwrap_or(0);
+        self.uids = saved["uids"].as_u64().unwrap_or(0);
+        for entry in saved["objects"].as_array().into_iter().flatten() {
+            let part = |i: usize| entry[i].as_str().unwrap_or_default().to_owned();
+            self.objects
+                .insert((part(0), part(1), part(2)), entry[3].clone());
+        }
+    }
+
+    /// Writes the objects to `state_file` (a temporary file, then renamed).
+    fn save(&self) {
+        let Some(path) = &self.options.state_file else {
+            return;
+        };
+        let objects: Vec<Value> = self
+            .objects
+            .iter()
+            .map(|((plural, namespace, name), object)| json!([plural, namespace, name, object]))
+            .collect();
+        let text = json!({"revision": self.revision, "uids": self.uids, "objects": objects});
+        let partial = path.with_extension("partial");
+        if std::fs::write(&partial, text.to_string()).is_ok() {
+            let _ = std::fs::rename(&partial, path);
         }
     }
 
@@ -413,8 +455,11 @@ impl Store {
             .iter()
             .find(|r| r.plural == plural)
             .ok_or_else(|| format!("the server has no resource {plural}"))?;
-        self.create(resource, namespace, body, manager)
-            .map_err(|failure| failure.message)
+        let created = self
+            .create(resource, namespace, body, manager)
+            .map_err(|failure| failure.message)?;
+        self.save();
+        Ok(created)
     }
 
     fn count(&mut self, verb: &str, resource: &Resource, namespace: &str) {
@@ -1184,7 +1229,11 @@ pub async fn handle(
             return Ok(respond(refused.code, &status_of(&refused)));
         }
     }
-    Ok(match answer(&mut store, &parts, &bytes) {
+    let answered = answer(&mut store, &parts, &bytes);
+    if parts.method != Method::GET && answered.is_ok() {
+        store.save();
+    }
+    Ok(match answered {
         Ok((code, value)) => respond(code, &value),
         Err(failure) => respond(failure.code, &status_of(&failure)),
     })

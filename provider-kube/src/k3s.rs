@@ -31,6 +31,8 @@ pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 pub const TOKEN: &str = "/var/lib/rancher/k3s/server/node-token";
 /// The API's port on a server.
 pub const API_PORT: u16 = 6443;
+/// How long a node may take to be listed Ready, in seconds (default 180).
+pub const READY_TIMEOUT_ENV: &str = "NIMBUS_K3S_READY_TIMEOUT";
 /// The first line of every unit nimbus writes: what it was written for, as JSON.
 const MARKER: &str = "# nimbus k3s node: ";
 
@@ -656,7 +658,7 @@ impl Clusters {
             .exec(
                 &format!(
                     "if [ -e {other_unit} ]; then systemctl disable --now {other} >/dev/null 2>&1; rm -f {other_unit} {other_unit}.env; fi; \
-                     systemctl daemon-reload && systemctl enable {unit} >/dev/null 2>&1 && systemctl {start} {unit}",
+                     systemctl daemon-reload && systemctl reset-failed {unit} 2>/dev/null; systemctl enable {unit} >/dev/null 2>&1 && systemctl {start} {unit}",
                     other_unit = unit_path(other),
                 ),
                 None,

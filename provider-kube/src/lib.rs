@@ -109,8 +109,12 @@ pub fn configure(
             _ => {}
         }
     }
+    let mut clusters = k3s::Clusters::new(pool, clusters, sources, tenants, files);
+    if let Some(seconds) = (context.env)(k3s::READY_TIMEOUT_ENV).and_then(|s| s.parse().ok()) {
+        clusters.ready_timeout = Duration::from_secs(seconds);
+    }
     std::sync::Arc::new(KubeProvider {
-        target: Target::K3s(k3s::Clusters::new(pool, clusters, sources, tenants, files)),
+        target: Target::K3s(clusters),
         rollout_timeout: Duration::from_secs(120),
         force_conflicts,
     })

@@ -290,7 +290,34 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         );
     }
 
+    // A binary that does not come up as a server fails the Cluster with what its unit logged,
+    // after the time it is given.
+    std::fs::write(
+        repo.join("bin/k3s"),
+        "#!/bin/sh\necho 'k3s: cannot start: failed to find memory cgroup' >&2\nexit 1\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    write(
+        repo,
+        "cluster.yaml",
+        &cluster(&sha256(&repo.join("bin/k3s"))),
+    );
+    let down = common::nimbus_with(
+        &["apply", "--auto-approve", "."],
+        repo,
+        &[("NIMBUS_K3S_READY_TIMEOUT", "5")],
+    );
+    let out = said(&down);
+    assert_eq!(down.status.code(), Some(1), "{out}");
+    assert!(
+        (out.contains("k3s did not come up in 5 s") || out.contains("k3s.service does not start"))
+            && out.contains("failed to find memory cgroup"),
+        "{out}"
+    );
+    assert!(out.contains("skipped  Tenant/acme"), "{out}");
+
     // The right one: server, then agent, then the tenant and its workloads.
+    std::fs::copy(&standin, repo.join("bin/k3s")).unwrap_or_else(|e| panic!("{e}"));
     write(
         repo,
         "cluster.yaml",
@@ -298,7 +325,12 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     );
     let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
     let out = said(&applied);
-    assert_eq!(applied.status.code(), Some(0), "{out}");
+    assert_eq!(
+        applied.status.code(),
+        Some(0),
+        "{out}\n{}",
+        bed.ssh(&server, "sha256sum /usr/local/bin/k3s; head -1 /usr/local/bin/k3s; systemctl status k3s --no-pager; journalctl -u k3s -n 30 --no-pager").stdout.escape_ascii()
+    );
     assert_eq!(
         bed.ssh_ok(&server, "systemctl is-active k3s").trim(),
         "active"
@@ -509,6 +541,20 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     }
     drop(kubectl);
     let kubectl = Kubectl::new(&bed, &server, dir.path());
+
+    // An API that does not answer (the server stopped by hand): the Cluster and what runs on
+    // it are not observed, and the plan says why instead of planning them anew.
+    bed.ssh_ok(&server, "systemctl stop k3s");
+    let blind = nimbus(repo, &["plan", "."]);
+    let out = said(&blind);
+    assert!(
+        out.contains("not observed") && out.contains("Cluster/apps"),
+        "{out}"
+    );
+    assert!(!out.contains("will be created"), "{out}");
+    bed.ssh_ok(&server, "systemctl start k3s");
+    let back = nimbus(repo, &["apply", "--auto-approve", "."]);
+    assert_eq!(back.status.code(), Some(0), "{}", said(&back));
 
     // The tenant goes: its workloads first, then its namespace.
     std::fs::remove_dir_all(repo.join("tenants")).unwrap_or_else(|e| panic!("{e}"));
