@@ -1250,6 +1250,10 @@ fn answer(
     {
         return Ok((StatusCode::OK, found));
     }
+    // Not Kubernetes: the requests served so far, for benchmarks in other processes.
+    if parts.method == Method::GET && path == "/nimbus-test/requests" {
+        return Ok((StatusCode::OK, json!(store.requests)));
+    }
     let target = parse_path(path).ok_or_else(|| {
         failure(
             StatusCode::NOT_FOUND,
