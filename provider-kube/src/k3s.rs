@@ -505,6 +505,11 @@ impl Clusters {
         });
         let join_url = format!("https://{join_at}:{API_PORT}");
         let version = after["version"].as_str();
+        let servers: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.server)
+            .map(|n| n.host.clone())
+            .collect();
         let mut order = vec![init.clone()];
         order.extend(nodes.iter().filter(|n| n.host != init.host).cloned());
         let mut token: Option<String> = None;
@@ -528,7 +533,7 @@ impl Clusters {
             if !joins {
                 self.forget(cluster).await;
             }
-            self.wait_ready(address, cluster, node).await?;
+            self.wait_ready(address, cluster, node, &servers).await?;
         }
         // Nodes that were declared before and are not now leave the cluster.
         if let Some(before) = before {
@@ -536,7 +541,8 @@ impl Clusters {
                 .into_iter()
                 .filter(|n| !nodes.iter().any(|m| m.host == n.host))
             {
-                self.remove_node(address, cluster, &gone, true).await?;
+                self.remove_node(address, cluster, &gone, Some(&servers))
+                    .await?;
             }
         }
         let mut applied = after.clone();
@@ -681,11 +687,12 @@ impl Clusters {
         address: &str,
         cluster: &str,
         node: &Node,
+        servers: &[String],
     ) -> Result<(), ProviderError> {
         let started = Instant::now();
         let mut last = String::from("no server has a kubeconfig yet");
         loop {
-            match self.client(cluster).await {
+            match self.client_via(cluster, servers).await {
                 Ok(Some(client)) => match api_nodes(&client).await {
                     Ok(listed) => match listed.get(&node.host) {
                         Some((true, labels)) => {
@@ -724,14 +731,14 @@ impl Clusters {
         }
     }
 
-    /// Takes a node out: its Node object (while the API answers), then its unit, binary and
-    /// k3s's data on the host.
+    /// Takes a node out: its unit, binary and k3s's data on the host, then its Node object
+    /// (through `servers`, the cluster's that stay).
     pub async fn remove_node(
         &self,
         address: &str,
         cluster: &str,
         node: &Node,
-        from_api: bool,
+        servers: Option<&[String]>,
     ) -> Result<(), ProviderError> {
         let session = self.pool.session(&node.host).await?;
         let unit = node.unit();
@@ -755,7 +762,9 @@ impl Clusters {
                 ),
             ));
         }
-        if from_api && let Ok(Some(client)) = self.client(cluster).await {
+        if let Some(servers) = servers
+            && let Ok(Some(client)) = self.client_via(cluster, servers).await
+        {
             let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
             match nodes.delete(&node.host, &Default::default()).await {
                 Ok(_) => {}
@@ -777,7 +786,7 @@ impl Clusters {
         let mut nodes = nodes_of(spec);
         nodes.reverse();
         for node in &nodes {
-            self.remove_node(address, cluster, node, false).await?;
+            self.remove_node(address, cluster, node, None).await?;
         }
         self.forget(cluster).await;
         Ok(())

@@ -113,11 +113,7 @@ pub fn configure(
     if let Some(seconds) = (context.env)(k3s::READY_TIMEOUT_ENV).and_then(|s| s.parse().ok()) {
         clusters.ready_timeout = Duration::from_secs(seconds);
     }
-    std::sync::Arc::new(KubeProvider {
-        target: Target::K3s(clusters),
-        rollout_timeout: Duration::from_secs(120),
-        force_conflicts,
-    })
+    std::sync::Arc::new(KubeProvider::on_k3s(clusters).force_conflicts(force_conflicts))
 }
 
 impl std::fmt::Debug for KubeProvider {
@@ -225,6 +221,15 @@ impl KubeProvider {
     pub fn force_conflicts(mut self, force: bool) -> KubeProvider {
         self.force_conflicts = force;
         self
+    }
+
+    /// k3s Clusters, and the Tenants and Workloads on them.
+    pub fn on_k3s(clusters: k3s::Clusters) -> KubeProvider {
+        KubeProvider {
+            target: Target::K3s(clusters),
+            rollout_timeout: Duration::from_secs(120),
+            force_conflicts: false,
+        }
     }
 
     /// How long a k3s node may take to be listed Ready.

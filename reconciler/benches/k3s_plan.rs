@@ -12,7 +12,6 @@ mod common;
 #[path = "../tests/common/k3s.rs"]
 mod k3s;
 #[path = "../../providers/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod sshd;
 
 use std::time::{Duration, Instant};
