@@ -1008,10 +1008,19 @@ fn validate(resource: &Resource, name: &str, object: &Value) -> Result<(), Failu
             .cloned()
             .unwrap_or_default();
         for (i, container) in containers.iter().enumerate() {
-            if container["image"].as_str().is_none_or(str::is_empty) {
+            let image = container["image"].as_str().unwrap_or_default();
+            if image.is_empty() {
                 return Err(invalid(
                     format!("spec.template.spec.containers[{i}].image"),
                     "Required value",
+                ));
+            }
+            if image.trim() != image {
+                return Err(invalid(
+                    format!("spec.template.spec.containers[{i}].image"),
+                    &format!(
+                        "Invalid value: \"{image}\": must not have leading or trailing whitespace"
+                    ),
                 ));
             }
             for kind in ["requests", "limits"] {

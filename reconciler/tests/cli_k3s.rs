@@ -331,6 +331,69 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     kubectl.ok(&["-n", "acme", "get", "deployment", "small"]);
     std::fs::remove_file(repo.join("tenants/acme/big.yaml")).unwrap_or_else(|e| panic!("{e}"));
 
+    // An image the API refuses fails its Workload with the API's words.
+    write(
+        repo,
+        "tenants/acme/spaced.yaml",
+        &workload("spaced", "image: \"nginx:1.27 \", replicas: 1"),
+    );
+    let refused = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
+    let out = said(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("Workload/acme/spaced")
+            && out.contains("must not have leading or trailing whitespace"),
+        "{out}"
+    );
+    std::fs::remove_file(repo.join("tenants/acme/spaced.yaml")).unwrap_or_else(|e| panic!("{e}"));
+
+    // A Deployment another field manager applied first: the conflict is named, and forced
+    // only with --force-conflicts.
+    let theirs = dir.path().join("shared.yaml");
+    std::fs::write(
+        &theirs,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shared, namespace: acme}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: shared}}\n  template:\n    metadata: {labels: {app: shared}}\n    spec:\n      containers: [{name: shared, image: \"nginx:1.27\", resources: {requests: {cpu: 50m, memory: 32Mi}, limits: {cpu: 50m, memory: 32Mi}}}]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    kubectl.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "-f",
+        &theirs.display().to_string(),
+    ]);
+    write(
+        repo,
+        "tenants/acme/shared.yaml",
+        &workload(
+            "shared",
+            "image: \"nginx:1.27\", replicas: 1, cpu: 50m, memory: 32Mi",
+        ),
+    );
+    let conflict = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = said(&conflict);
+    assert_eq!(conflict.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("Workload/acme/shared")
+            && out.contains("conflict with \"kubectl\"")
+            && out.contains("--force-conflicts"),
+        "{out}"
+    );
+    let forced = nimbus(repo, &["apply", "--auto-approve", "--force-conflicts", "."]);
+    assert_eq!(forced.status.code(), Some(0), "{}", said(&forced));
+    assert_eq!(
+        kubectl.ok(&[
+            "-n",
+            "acme",
+            "get",
+            "deployment",
+            "shared",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "1"
+    );
+
     // A new binary rolls node by node: the server restarts first, then the agent.
     let standin_text = std::fs::read_to_string(repo.join("bin/k3s")).unwrap_or_default();
     std::fs::write(
