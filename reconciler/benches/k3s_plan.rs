@@ -34,7 +34,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = &dir.path().join("repo");
     std::fs::create_dir_all(repo.join("bin")).unwrap_or_else(|e| panic!("{e}"));
-    k3s::prepare(&bed, dir.path(), "never-fails");
+    k3s::prepare(&bed, "never-fails");
     common::bed_repository(repo, "k3s-bench", &bed.known_hosts, &bed.key);
     std::fs::copy(k3s::standin(), repo.join("bin/k3s")).unwrap_or_else(|e| panic!("{e}"));
     let digest = std::process::Command::new("sha256sum")

@@ -54,7 +54,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     let repo = &dir.path().join("repo");
     std::fs::create_dir_all(repo).unwrap_or_else(|e| panic!("{e}"));
     // What the stand-in runs, put on both hosts as the test bed's own software.
-    k3s::prepare(&bed, dir.path(), "broken");
+    k3s::prepare(&bed, "broken");
     common::bed_repository(repo, "k3s", &bed.known_hosts, &bed.key);
     common::encrypt_secret(repo, "api-token", SECRET);
     let standin = k3s::standin();

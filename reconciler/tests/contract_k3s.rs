@@ -95,8 +95,7 @@ impl Hands for Shell<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubernetes_provider_keeps_the_contract_for_k3s_clusters() {
     let bed = Bed::up(3);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    k3s::prepare(&bed, dir.path(), "broken");
+    k3s::prepare(&bed, "broken");
     let binary = std::fs::read(k3s::standin()).unwrap_or_else(|e| panic!("{e}"));
     let digest = {
         use sha2::Digest;
