@@ -96,7 +96,7 @@ printf '%s\n' \
   >tenants/acme/acme.yaml
 git add -A && git commit -qm "a k3s cluster, tenant acme"
 "$nimbus" apply --auto-approve .
-ssh -F "$TB/ssh_config" h3 'systemctl is-active k3s; grep -o -- "--node-ip [0-9.]*" /etc/systemd/system/k3s.service'
+ssh -F "$TB/ssh_config" h3 'systemctl is-active k3s; grep -o -- "--node-ip [0-9.]* --flannel-iface [^ ]*" /etc/systemd/system/k3s.service'
 ssh -F "$TB/ssh_config" h1 'systemctl is-active k3s-agent; grep -o -- "--server [^ ]*" /etc/systemd/system/k3s-agent.service'
 "$nimbus" plan --detailed-exitcode . && echo "(exit code 0: no changes)"
 

@@ -132,6 +132,8 @@ pub struct Clusters {
     /// Binaries fetched from URLs in this run, by URL.
     fetched: tokio::sync::Mutex<BTreeMap<String, Arc<Vec<u8>>>>,
     clients: tokio::sync::Mutex<BTreeMap<String, kube::Client>>,
+    /// Each Network's WireGuard interface, by Network name.
+    interfaces: BTreeMap<String, String>,
     /// How long a node may take to be listed Ready.
     pub ready_timeout: Duration,
 }
@@ -170,8 +172,16 @@ impl Clusters {
             files,
             fetched: tokio::sync::Mutex::new(BTreeMap::new()),
             clients: tokio::sync::Mutex::new(BTreeMap::new()),
+            interfaces: BTreeMap::new(),
             ready_timeout: Duration::from_secs(180),
         }
+    }
+
+    /// The Networks' WireGuard interfaces (by Network name), for flannel on a Cluster that
+    /// names one.
+    pub fn with_interfaces(mut self, interfaces: BTreeMap<String, String>) -> Clusters {
+        self.interfaces = interfaces;
+        self
     }
 
     /// The declared k3s Clusters, by name.
@@ -505,6 +515,10 @@ impl Clusters {
         });
         let join_url = format!("https://{join_at}:{API_PORT}");
         let version = after["version"].as_str();
+        let interface = after["network"]
+            .as_str()
+            .and_then(|network| self.interfaces.get(network))
+            .map(String::as_str);
         let servers: Vec<String> = nodes
             .iter()
             .filter(|n| n.server)
@@ -518,7 +532,7 @@ impl Clusters {
             if joins && token.is_none() {
                 token = Some(self.read_token(address, &init.host).await?);
             }
-            let flags = flags(node, joins.then_some(join_url.as_str()));
+            let flags = flags(node, joins.then_some(join_url.as_str()), interface);
             self.install_node(
                 address,
                 cluster,
@@ -811,9 +825,10 @@ impl Clusters {
     }
 }
 
-/// The k3s command line of a node: `server` or `agent`, its name, labels, address, and the
-/// server it joins (none for the server that initialises the cluster).
-pub fn flags(node: &Node, join: Option<&str>) -> Vec<String> {
+/// The k3s command line of a node: `server` or `agent`, its name, labels, address (and the
+/// WireGuard interface flannel is to use, on a Network), and the server it joins (none for the
+/// server that initialises the cluster).
+pub fn flags(node: &Node, join: Option<&str>, interface: Option<&str>) -> Vec<String> {
     let mut flags = vec![
         if node.server { "server" } else { "agent" }.to_owned(),
         "--node-name".to_owned(),
@@ -826,6 +841,10 @@ pub fn flags(node: &Node, join: Option<&str>) -> Vec<String> {
     if let Some(address) = &node.address {
         flags.push("--node-ip".to_owned());
         flags.push(address.clone());
+        if let Some(interface) = interface {
+            flags.push("--flannel-iface".to_owned());
+            flags.push(interface.to_owned());
+        }
     }
     match join {
         Some(url) => {
@@ -985,7 +1004,7 @@ mod tests {
         let order: Vec<String> = nodes_of(&spec).into_iter().map(|n| n.host).collect();
         assert_eq!(order, ["s1", "s2", "a1"]);
         assert_eq!(
-            flags(&node("s1", true), None),
+            flags(&node("s1", true), None, Some("wg-mesh")),
             [
                 "server",
                 "--node-name",
@@ -995,7 +1014,15 @@ mod tests {
                 "--cluster-init"
             ]
         );
-        let agent = flags(&node("a1", false), Some("https://10.0.0.1:6443"));
+        let mut on_mesh = node("a1", false);
+        on_mesh.address = Some("10.106.103.2".to_owned());
+        let agent = flags(&on_mesh, Some("https://10.0.0.1:6443"), Some("wg-mesh"));
+        assert!(
+            agent
+                .windows(4)
+                .any(|w| w == ["--node-ip", "10.106.103.2", "--flannel-iface", "wg-mesh"]),
+            "{agent:?}"
+        );
         assert_eq!(agent[0], "agent");
         assert_eq!(
             &agent[agent.len() - 2..],
@@ -1005,7 +1032,7 @@ mod tests {
 
     #[test]
     fn the_unit_quotes_what_systemd_would_split_and_reads_the_token_from_a_file() {
-        let flags = flags(&node("a1", false), Some("https://h:6443"));
+        let flags = flags(&node("a1", false), Some("https://h:6443"), None);
         let text = unit_text(&json!({"role": "agent"}), "k3s-agent", &flags, true);
         assert!(text.starts_with(MARKER), "{text}");
         assert!(text.contains("--node-label \"zone=a b\""), "{text}");

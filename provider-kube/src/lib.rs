@@ -109,7 +109,20 @@ pub fn configure(
             _ => {}
         }
     }
-    let mut clusters = k3s::Clusters::new(pool, clusters, sources, tenants, files);
+    let interfaces = context
+        .model
+        .documents
+        .iter()
+        .filter_map(|d| match &d.resource.spec {
+            Spec::Network(network) => Some((
+                d.resource.name().to_owned(),
+                network.interface_name(d.resource.name()),
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut clusters =
+        k3s::Clusters::new(pool, clusters, sources, tenants, files).with_interfaces(interfaces);
     if let Some(seconds) = (context.env)(k3s::READY_TIMEOUT_ENV).and_then(|s| s.parse().ok()) {
         clusters.ready_timeout = Duration::from_secs(seconds);
     }
