@@ -272,17 +272,23 @@ async fn register(
             let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(name, stream)
                 .await?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            sender.send_request(request).await?.status()
+            send(stream, request).await?
         }
-        None => {
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            sender.send_request(request).await?.status()
-        }
+        None => send(stream, request).await?,
     };
-    Ok(status.as_u16())
+    Ok(status)
+}
+
+/// One request on its own HTTP/1 connection over `stream`: the answer's status code.
+async fn send<S>(
+    stream: S,
+    request: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
+) -> Result<u16, Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender.send_request(request).await?.status().as_u16())
 }

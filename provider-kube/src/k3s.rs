@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nimbus_planner::topology::ClusterNode;
-use nimbus_providers::hosts::shell_quote;
+use nimbus_providers::ProviderError;
+use nimbus_providers::hosts::{
+    remove_service_script, service_script, sha256_hex, shell_quote, systemd_escape,
+};
 use nimbus_providers::ssh::{Pool, SshSession};
-use nimbus_providers::{ProviderError, Unavailable};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// Where the binary goes on every node.
 pub const BINARY: &str = "/usr/local/bin/k3s";
@@ -90,10 +91,6 @@ pub fn nodes_of(spec: &Value) -> Vec<Node> {
 
 fn failed(address: &str, message: impl std::fmt::Display) -> ProviderError {
     ProviderError::Failed(format!("{address}: {message}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where a Cluster's binary comes from: `k3s.source` and `k3s.sha256`.
@@ -305,7 +302,7 @@ impl Clusters {
                 }
             }
         };
-        let got = hex(&Sha256::digest(bytes.as_slice()));
+        let got = sha256_hex(&bytes);
         if got != source.sha256 {
             return Err(failed(
                 address,
@@ -367,24 +364,24 @@ impl Clusters {
         }
         let desired = &desired;
         let wanted = nodes_of(desired);
-        let looks = futures_util::future::join_all(wanted.iter().map(|n| self.look(&n.host))).await;
-        let mut seen = BTreeMap::new();
-        for (node, look) in wanted.iter().zip(looks) {
-            seen.insert(node.host.clone(), look?);
-        }
-        if seen.values().all(|s| s.unit.is_none()) {
+        // What each node shows, in the order of `wanted`.
+        let seen: Vec<Seen> =
+            futures_util::future::join_all(wanted.iter().map(|n| self.look(&n.host)))
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+        if seen.iter().all(|s| s.unit.is_none()) {
             return Ok(None);
         }
-        // Readiness and labels as the API has them; an API that cannot be asked leaves every
-        // node's readiness unknown (and the Cluster then not converged).
-        // Through the servers the spec names (a Cluster gone from the manifests has only its
-        // recorded spec). Units running and an API that cannot be asked: not observed.
+        // Readiness and labels as the API has them, through the servers the spec names (a
+        // Cluster gone from the manifests has only its recorded spec). Units running and an
+        // API that cannot be asked: not observed.
         let servers: Vec<String> = wanted
             .iter()
             .filter(|n| n.server)
             .map(|n| n.host.clone())
             .collect();
-        let running = seen.values().any(|s| s.active);
+        let running = seen.iter().any(|s| s.active);
         let listed = match self.client_via(cluster, &servers).await {
             Ok(Some(client)) => match api_nodes(&client).await {
                 Ok(listed) => Ok(listed),
@@ -405,10 +402,7 @@ impl Clusters {
         let source = Source::of(desired);
         let mut binary = None;
         let mut version = None;
-        for node in &wanted {
-            let Some(look) = seen.get(&node.host) else {
-                continue;
-            };
+        for (node, look) in wanted.iter().zip(&seen) {
             // The pinned binary, unless a node runs another one.
             if binary.is_none() || source.as_ref().is_some_and(|s| s.sha256 != look.sha256) {
                 binary = Some(look.sha256.clone());
@@ -642,28 +636,17 @@ impl Clusters {
             "sha256": source.sha256,
         });
         let text = unit_text(&marker, unit, flags, token.is_some());
-        let write = |path: String, mode: &str| {
-            format!(
-                "set -e; umask {mode}; cat > {path}.nimbus-new; \
-                 if cmp -s {path}.nimbus-new {path}; then rm -f {path}.nimbus-new; else mv {path}.nimbus-new {path}; echo changed; fi"
-            )
-        };
-        let wrote = session
-            .exec(&write(unit_path(unit), "022"), Some(text.as_bytes()))
-            .await?;
-        if wrote.status != 0 {
-            return Err(on(format!(
-                "cannot write {}: {}",
-                unit_path(unit),
-                String::from_utf8_lossy(&wrote.stderr).trim()
-            )));
-        }
-        changed |= !wrote.stdout.is_empty();
-        let env = format!("{}.env", unit_path(unit));
+        // The token it joins with: read by systemd, root only.
         if let Some(token) = token {
-            let secret = format!("K3S_TOKEN={token}\n");
+            let env = format!("{}.env", unit_path(unit));
             let wrote = session
-                .exec(&write(env.clone(), "077"), Some(secret.as_bytes()))
+                .exec(
+                    &format!(
+                        "set -e; umask 077; cat > {env}.nimbus-new; \
+                         if cmp -s {env}.nimbus-new {env}; then rm -f {env}.nimbus-new; else mv {env}.nimbus-new {env}; echo changed; fi"
+                    ),
+                    Some(format!("K3S_TOKEN={token}\n").as_bytes()),
+                )
                 .await?;
             if wrote.status != 0 {
                 return Err(on(format!(
@@ -673,17 +656,19 @@ impl Clusters {
             }
             changed |= !wrote.stdout.is_empty();
         }
-        let start = if changed { "restart" } else { "start" };
-        let started = session
-            .exec(
-                &format!(
-                    "if [ -e {other_unit} ]; then systemctl disable --now {other} >/dev/null 2>&1; rm -f {other_unit} {other_unit}.env; fi; \
-                     systemctl daemon-reload && systemctl reset-failed {unit} 2>/dev/null; systemctl enable {unit} >/dev/null 2>&1 && systemctl {start} {unit}",
-                    other_unit = unit_path(other),
-                ),
-                None,
-            )
-            .await?;
+        // The unit, written, enabled and (re)started as any Service of nimbus's; the other
+        // role's unit, when the host had it, goes first.
+        let other_unit = unit_path(other);
+        let script = format!(
+            "if [ -e {other_unit} ]; then\n{remove}rm -f {other_unit}.env\nfi\nsystemctl reset-failed {unit} 2>/dev/null || true\n{service}",
+            remove = remove_service_script(&format!("{other}.service"), true),
+            service = service_script(
+                &format!("{unit}.service"),
+                &json!({ "unit": text }),
+                changed
+            ),
+        );
+        let started = session.exec(&script, Some(text.as_bytes())).await?;
         if started.status != 0 {
             return Err(on(format!(
                 "{unit}.service does not start: {}{}",
@@ -805,24 +790,6 @@ impl Clusters {
         self.forget(cluster).await;
         Ok(())
     }
-
-    /// A provider that fails every k3s instance with `reason` (no SSH connections).
-    pub fn unavailable(reason: String) -> Unavailable {
-        Unavailable {
-            name: crate::PROVIDER.to_owned(),
-            reason,
-            kinds: vec![
-                nimbus_schemas::Kind::Cluster,
-                nimbus_schemas::Kind::Tenant,
-                nimbus_schemas::Kind::Workload,
-            ],
-        }
-    }
-
-    /// Its connections, for the Tenants' and Workloads' tunnels.
-    pub async fn session(&self, host: &str) -> Result<Arc<SshSession>, ProviderError> {
-        self.pool.session(host).await
-    }
 }
 
 /// The k3s command line of a node: `server` or `agent`, its name, labels, address (and the
@@ -897,7 +864,7 @@ fn unit_text(marker: &Value, unit: &str, flags: &[String], with_token: bool) -> 
     )
 }
 
-/// A word of a systemd command line: quoted when it has anything but plain characters.
+/// A word of a systemd command line: as it is when plain, else quoted and escaped.
 fn systemd_quote(word: &str) -> String {
     if word
         .chars()
@@ -905,26 +872,17 @@ fn systemd_quote(word: &str) -> String {
     {
         word.to_owned()
     } else {
-        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+        format!("\"{}\"", systemd_escape(word))
     }
 }
 
 /// The last lines of a unit's journal, for a failure's message.
 async fn journal(session: &SshSession, unit: &str) -> String {
-    match session
-        .exec(
-            &format!("journalctl -u {unit} -n 5 --no-pager -o cat 2>/dev/null"),
-            None,
-        )
-        .await
-    {
-        Ok(output) if !output.stdout.is_empty() => format!(
-            "; its last log lines: {}",
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .replace('\n', " | ")
-        ),
-        _ => String::new(),
+    let lines = session.journal(unit, 5).await;
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; its last log lines: {}", lines.replace('\n', " | "))
     }
 }
 
@@ -1031,15 +989,18 @@ mod tests {
     }
 
     #[test]
-    fn the_unit_quotes_what_systemd_would_split_and_reads_the_token_from_a_file() {
-        let flags = flags(&node("a1", false), Some("https://h:6443"), None);
+    fn the_unit_quotes_what_systemd_would_split_or_expand_and_reads_the_token_from_a_file() {
+        let mut agent = node("a1", false);
+        agent.labels.insert("cost".to_owned(), "100%$".to_owned());
+        let flags = flags(&agent, Some("https://h:6443"), None);
         let text = unit_text(&json!({"role": "agent"}), "k3s-agent", &flags, true);
         assert!(text.starts_with(MARKER), "{text}");
         assert!(text.contains("--node-label \"zone=a b\""), "{text}");
+        // systemd would expand `%` as a specifier and `$` as a variable.
+        assert!(text.contains("--node-label \"cost=100%%$$\""), "{text}");
         assert!(
             text.contains("EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env"),
             "{text}"
         );
-        assert!(!text.contains("K3S_TOKEN"), "{text}");
     }
 }

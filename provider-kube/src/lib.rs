@@ -59,7 +59,13 @@ pub fn configure(
     use nimbus_schemas::{ClusterType, Spec};
     let pool = match pool {
         Ok(pool) => std::sync::Arc::clone(pool),
-        Err(reason) => return std::sync::Arc::new(k3s::Clusters::unavailable(reason.clone())),
+        Err(reason) => {
+            return std::sync::Arc::new(nimbus_provider_core::Unavailable {
+                name: PROVIDER.to_owned(),
+                reason: reason.clone(),
+                kinds: vec![Kind::Cluster, Kind::Tenant, Kind::Workload],
+            });
+        }
     };
     let hosts = nimbus_planner::topology::HostIndex::new(context.model);
     let repository_k3s = context
@@ -319,17 +325,7 @@ impl KubeProvider {
             let Some(client) = clusters.client(cluster).await? else {
                 continue;
             };
-            let namespace = self
-                .api(&client, objects::NAMESPACE, None)
-                .get_opt(tenant)
-                .await
-                .map_err(|e| api_error(&format!("{address}: looking for its namespace"), e))?;
-            let ours = namespace.is_some_and(|n| {
-                n.metadata
-                    .labels
-                    .is_some_and(|l| l.get(MANAGED_BY).is_some_and(|v| v == "nimbus"))
-            });
-            if ours {
+            if self.made_namespace(&client, address, tenant).await? {
                 return Ok(Some(client));
             }
         }
@@ -482,6 +478,25 @@ impl KubeProvider {
         }
     }
 
+    /// Whether the namespace `name` exists and carries nimbus's `managed-by` label.
+    async fn made_namespace(
+        &self,
+        client: &kube::Client,
+        address: &str,
+        name: &str,
+    ) -> Result<bool, ProviderError> {
+        let namespace = self
+            .api(client, objects::NAMESPACE, None)
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(&format!("{address}: reading its namespace"), e))?;
+        Ok(namespace.is_some_and(|n| {
+            n.metadata
+                .labels
+                .is_some_and(|l| l.get(MANAGED_BY).is_some_and(|v| v == "nimbus"))
+        }))
+    }
+
     async fn apply_tenant(&self, change: &Change) -> Result<Applied, ProviderError> {
         let address = &change.address;
         let (name, _) = parts(address);
@@ -490,19 +505,7 @@ impl KubeProvider {
                 return Ok(Applied::default());
             };
             // Only a namespace nimbus made goes (with everything in it).
-            let namespace = self
-                .api(&client, objects::NAMESPACE, None)
-                .get_opt(name)
-                .await
-                .map_err(|e| api_error(&format!("{address}: reading its namespace"), e))?;
-            let ours = namespace.is_some_and(|n| {
-                n.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(MANAGED_BY))
-                    .is_some_and(|v| v == "nimbus")
-            });
-            if ours {
+            if self.made_namespace(&client, address, name).await? {
                 self.delete_object(&client, address, objects::NAMESPACE, None, name)
                     .await?;
             }

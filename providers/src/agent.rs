@@ -321,13 +321,9 @@ impl Installer {
     }
 
     pub fn of(binary: std::path::PathBuf) -> Result<Installer, ProviderError> {
-        use sha2::Digest;
         let bytes = std::fs::read(&binary)
             .map_err(|e| ProviderError::Failed(format!("cannot read {}: {e}", binary.display())))?;
-        let sha256 = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = crate::hosts::sha256_hex(&bytes);
         Ok(Installer { binary, sha256 })
     }
 

@@ -20,6 +20,24 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// A word of a systemd command line, escaped for use inside `"..."`: `\` and `"` escaped,
+/// `%` and `$` doubled (else systemd expands them as specifiers and variables).
+pub fn systemd_escape(word: &str) -> String {
+    word.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%")
+        .replace('$', "$$")
+}
+
+/// The SHA-256 of `bytes`, as 64 hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// How this provider compares its kinds, as data. A File compares as what can be seen on
 /// the host: path, content digest, and the mode, owner and group it sets. A Service compares
 /// as its unit file's digest, whether it is enabled, and whether it runs. A Host compares as
@@ -533,7 +551,7 @@ fn observed_service(desired: &Value, digest: &str, properties: &str) -> Observed
 /// content differs; a running service is restarted when its unit changed or `restart` is set.
 /// Stops and disables a service; with `remove_unit`, removes its unit file too (nimbus wrote
 /// it) and reloads systemd.
-fn remove_service_script(unit: &str, remove_unit: bool) -> String {
+pub fn remove_service_script(unit: &str, remove_unit: bool) -> String {
     let mut script = format!(
         "n={}\nsystemctl disable --now --quiet \"$n\" 2>/dev/null || true\n",
         shell_quote(unit)
@@ -547,7 +565,7 @@ fn remove_service_script(unit: &str, remove_unit: bool) -> String {
     script
 }
 
-fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
+pub fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
     let n = shell_quote(unit);
     let mut script = format!(
         "set -e\nn={n}\nu={UNIT_DIR}/$n\nchanged=0\n\

@@ -339,6 +339,18 @@ impl SshSession {
         Ok(channel.into_stream())
     }
 
+    /// The last `lines` lines of a systemd unit's journal on the host, trimmed (empty when
+    /// there are none, or they cannot be read): for a failure's message.
+    pub async fn journal(&self, unit: &str, lines: u32) -> String {
+        self.exec(
+            &format!("journalctl -u {unit} -n {lines} --no-pager -o cat 2>/dev/null"),
+            None,
+        )
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+    }
+
     /// Runs `command` on a new channel of this connection, feeding it `stdin`.
     pub async fn exec(
         &self,

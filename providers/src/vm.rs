@@ -225,11 +225,7 @@ pub fn mac_of(name: &str) -> String {
 }
 
 fn hex_digest(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hosts::sha256_hex(text.as_bytes())
 }
 
 /// The unit's lines that plug the tap into the bridge before qemu starts (the bridge made,
@@ -248,14 +244,7 @@ fn tap_lines(name: &str, bridge: &str) -> String {
 fn unit(name: &str, args: &[String], bridge: Option<&str>) -> String {
     let quoted: Vec<String> = args
         .iter()
-        .map(|a| {
-            let escaped = a
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('%', "%%")
-                .replace('$', "$$");
-            format!("\"{escaped}\"")
-        })
+        .map(|a| format!("\"{}\"", crate::hosts::systemd_escape(a)))
         .collect();
     format!(
         "[Unit]\nDescription=nimbus: VM {name}\nAfter=network.target\n\n[Service]\n{}ExecStart={}\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",
@@ -484,14 +473,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
                 ));
             }
             Err(e) if std::time::Instant::now() > deadline => {
-                let log = session
-                    .exec(
-                        &format!("journalctl -u {unit_name} -n 5 --no-pager -o cat"),
-                        None,
-                    )
-                    .await
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                    .unwrap_or_default();
+                let log = session.journal(&unit_name, 5).await;
                 return Err(failed(address, format!("the VM does not run: {e}; {log}")));
             }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,

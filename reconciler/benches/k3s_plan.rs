@@ -37,12 +37,7 @@ fn main() {
     k3s::prepare(&bed, "never-fails");
     common::bed_repository(repo, "k3s-bench", &bed.known_hosts, &bed.key);
     std::fs::copy(k3s::standin(), repo.join("bin/k3s")).unwrap_or_else(|e| panic!("{e}"));
-    let digest = std::process::Command::new("sha256sum")
-        .arg(repo.join("bin/k3s"))
-        .output()
-        .map(|o| text(&o.stdout))
-        .unwrap_or_default();
-    let digest = digest.split_whitespace().next().unwrap_or_default();
+    let digest = k3s::sha256_of(&repo.join("bin/k3s"));
     let hosts: Vec<String> = bed
         .hosts
         .iter()

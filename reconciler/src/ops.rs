@@ -245,8 +245,11 @@ async fn providers(
     let needs_docker = wanted(docker) || wanted_by_state(docker);
     let agent = nimbus_planner::rules::AGENT;
     let needs_agent = wanted(agent) || wanted_by_state(agent);
-    if needs_ssh || needs_docker || needs_agent {
-        // One connection per host, shared by every provider that goes over SSH.
+    let kubernetes = nimbus_planner::rules::KUBERNETES;
+    let needs_kubernetes = wanted(kubernetes) || wanted_by_state(kubernetes);
+    if needs_ssh || needs_docker || needs_agent || needs_kubernetes {
+        // One connection per host, shared by every provider that goes over SSH (k3s is
+        // installed over them, and its APIs reached through them).
         let pool = nimbus_providers::configure::ssh_pool(&context);
         shared_pool = pool.as_ref().ok().cloned();
         if needs_ssh {
@@ -258,21 +261,13 @@ async fn providers(
         if needs_agent {
             registry.add(nimbus_providers::configure::mesh(&pool));
         }
-    }
-    let kubernetes = nimbus_planner::rules::KUBERNETES;
-    if wanted(kubernetes) || wanted_by_state(kubernetes) {
-        // Its Clusters are installed over the same connections, and their APIs reached
-        // through them.
-        let pool = match &shared_pool {
-            Some(pool) => Ok(Arc::clone(pool)),
-            None => nimbus_providers::configure::ssh_pool(&context),
-        };
-        shared_pool = pool.as_ref().ok().cloned();
-        registry.add(nimbus_provider_kube::configure(
-            &context,
-            &pool,
-            options.force_conflicts,
-        ));
+        if needs_kubernetes {
+            registry.add(nimbus_provider_kube::configure(
+                &context,
+                &pool,
+                options.force_conflicts,
+            ));
+        }
     }
     let s3 = nimbus_providers::s3::PROVIDER;
     if wanted(s3) || wanted_by_state(s3) {

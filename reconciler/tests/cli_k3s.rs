@@ -17,7 +17,7 @@ mod sshd;
 use sshd::bed::Bed;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
 const SECRET: &str = "k3s-secret-value-6b1f";
@@ -28,18 +28,6 @@ fn nimbus(repo: &Path, args: &[&str]) -> Output {
 
 fn said(output: &Output) -> String {
     format!("{}{}", text(&output.stdout), text(&output.stderr))
-}
-
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
-    text(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn workload(name: &str, spec: &str) -> String {
@@ -126,7 +114,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     write(
         repo,
         "cluster.yaml",
-        &cluster(&sha256(&repo.join("bin/k3s"))),
+        &cluster(&k3s::sha256_of(&repo.join("bin/k3s"))),
     );
     let down = common::nimbus_with(
         &["apply", "--auto-approve", "."],
@@ -147,7 +135,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     write(
         repo,
         "cluster.yaml",
-        &cluster(&sha256(&repo.join("bin/k3s"))),
+        &cluster(&k3s::sha256_of(&repo.join("bin/k3s"))),
     );
     let applied = nimbus(repo, &["apply", "--auto-approve", "."]);
     let out = said(&applied);
@@ -404,7 +392,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     write(
         repo,
         "cluster.yaml",
-        &cluster(&sha256(&repo.join("bin/k3s"))),
+        &cluster(&k3s::sha256_of(&repo.join("bin/k3s"))),
     );
     let upgraded = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
     assert_eq!(upgraded.status.code(), Some(0), "{}", said(&upgraded));

@@ -97,13 +97,7 @@ async fn the_kubernetes_provider_keeps_the_contract_for_k3s_clusters() {
     let bed = Bed::up(3);
     k3s::prepare(&bed, "broken");
     let binary = std::fs::read(k3s::standin()).unwrap_or_else(|e| panic!("{e}"));
-    let digest = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&binary)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let digest = k3s::sha256_of(&k3s::standin());
     let pool = Arc::new(Pool::new((0..3).map(|i| bed.target(i))));
     let files = BTreeMap::from([("bin/k3s".to_owned(), Ok(Arc::new(binary)))]);
     let clusters = Clusters::new(

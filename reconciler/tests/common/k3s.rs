@@ -16,6 +16,19 @@ pub fn standin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testbed/k3s/k3s")
 }
 
+/// A file's SHA-256 as `sha256sum` computes it (not nimbus's own code, which it checks).
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("sha256sum: {e}"));
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Puts what the stand-in runs on every host of the bed (`testbed/k3s/prepare.sh`: the test
 /// server, a CA and the API's certificate for the first host's address); `fail_image`:
 /// rollouts of images containing it fail.
