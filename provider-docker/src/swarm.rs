@@ -286,14 +286,7 @@ pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), Pr
                     availability: Some(NodeSpecAvailabilityEnum::ACTIVE),
                 };
                 if node.spec.as_ref() != Some(&spec) {
-                    docker
-                        .update_node(
-                            &id,
-                            spec,
-                            UpdateNodeOptionsBuilder::new()
-                                .version(version as i64)
-                                .build(),
-                        )
+                    update_node(&docker, &id, version, spec)
                         .await
                         .map_err(|e| {
                             failed(&want.host, "cannot set the node's role and labels", &e)
@@ -318,6 +311,33 @@ pub async fn converge(engines: &Engines, nodes: &[ClusterNode]) -> Result<(), Pr
     Ok(())
 }
 
+/// Sets a node's spec. The swarm bumps a node's version on its own as well (a node that has
+/// just joined reports its description and status a moment later), so an update of the
+/// version read a moment ago can be refused as "update out of sequence": the node is read
+/// again and the update made on its new version, a few times at most.
+async fn update_node(
+    docker: &Docker,
+    id: &str,
+    mut version: u64,
+    spec: NodeSpec,
+) -> Result<(), bollard::errors::Error> {
+    let mut attempt = 0;
+    loop {
+        let options = UpdateNodeOptionsBuilder::new()
+            .version(version as i64)
+            .build();
+        match docker.update_node(id, spec.clone(), options).await {
+            Err(e) if attempt < 5 && e.to_string().contains("update out of sequence") => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                let node = docker.inspect_node(id).await?;
+                version = node.version.and_then(|v| v.index).unwrap_or(version);
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Drains a node, makes its host leave, and removes it from the swarm.
 async fn remove_node(
     engines: &Engines,
@@ -336,14 +356,7 @@ async fn remove_node(
         spec.role = Some(NodeSpecRoleEnum::WORKER);
     }
     spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN);
-    docker
-        .update_node(
-            id,
-            spec,
-            UpdateNodeOptionsBuilder::new()
-                .version(version as i64)
-                .build(),
-        )
+    update_node(docker, id, version, spec)
         .await
         .map_err(|e| failed(leader, "cannot drain a leaving node", &e))?;
     if let Some(host) = host
