@@ -335,7 +335,7 @@ impl Clusters {
             } else if let Some(sha) = line.strip_prefix("sha ") {
                 seen.sha256 = sha.trim().to_owned();
             } else if let Some(version) = line.strip_prefix("version ") {
-                seen.version = version.trim().to_owned();
+                seen.version = version_of(version);
             }
         }
         Ok(seen)
@@ -423,28 +423,30 @@ impl Clusters {
             if state == "Ready"
                 && let Some(written) = &look.written
             {
-                let mut shown = json!({
-                    "role": if written["role"] == "server" { "manager" } else { "worker" },
-                    "labels": written["labels"].clone(),
-                });
-                // The labels the API has, for the keys nimbus declares: a label changed by
-                // hand is drift; one another tool added is not.
-                if let Ok(listed) = &listed
-                    && let Some((_, labels)) = listed.get(&node.host)
-                    && let Some(declared) = shown["labels"].as_object().cloned()
-                {
-                    let now: serde_json::Map<String, Value> = declared
-                        .keys()
-                        .filter_map(|k| labels.get(k).map(|v| (k.clone(), json!(v))))
-                        .collect();
-                    shown["labels"] = Value::Object(now);
-                }
-                if let Some(at) = written["address"].as_str() {
-                    shown["address"] = json!(at);
-                }
-                nodes.insert(node.host.clone(), shown);
+                nodes.insert(node.host.clone(), shown(written, &listed, &node.host));
             }
             status.insert(node.host.clone(), json!(state));
+        }
+        // Nodes the API lists that the spec no longer selects, on Hosts nimbus reaches, running
+        // a unit nimbus wrote: still members, so that the plan shows them leaving.
+        if let Ok(api) = &listed {
+            let others: Vec<&String> = api
+                .keys()
+                .filter(|h| !wanted.iter().any(|n| &n.host == *h))
+                .filter(|h| self.pool.target(h).is_some())
+                .collect();
+            let looks = futures_util::future::join_all(others.iter().map(|h| self.look(h))).await;
+            for (host, look) in others.into_iter().zip(looks) {
+                if let Ok(Seen {
+                    unit: Some(_),
+                    written: Some(written),
+                    ..
+                }) = look
+                {
+                    nodes.insert(host.clone(), shown(&written, &listed, host));
+                    status.insert(host.clone(), json!("not selected"));
+                }
+            }
         }
         let mut observed = desired.clone();
         observed["nodes"] = Value::Object(nodes);
@@ -887,9 +889,10 @@ async fn journal(session: &SshSession, unit: &str) -> String {
 }
 
 /// The nodes the API lists: readiness and labels, by name.
-async fn api_nodes(
-    client: &kube::Client,
-) -> Result<BTreeMap<String, (bool, BTreeMap<String, String>)>, kube::Error> {
+/// The nodes the API lists, by name: whether each is Ready, and its labels.
+type ApiNodes = BTreeMap<String, (bool, BTreeMap<String, String>)>;
+
+async fn api_nodes(client: &kube::Client) -> Result<ApiNodes, kube::Error> {
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let listed = nodes.list(&Default::default()).await?;
     Ok(listed
@@ -926,6 +929,44 @@ async fn label(client: &kube::Client, node: &Node) -> Result<(), kube::Error> {
         .map(|_| ())
 }
 
+/// A member node as observed: the role and labels its unit was written with, the labels as the
+/// API has them for the keys nimbus declares (a label changed by hand is drift; one another
+/// tool added is not), and its address.
+fn shown(written: &Value, listed: &Result<ApiNodes, String>, host: &str) -> Value {
+    let mut shown = json!({
+        "role": if written["role"] == "server" { "manager" } else { "worker" },
+        "labels": written["labels"].clone(),
+    });
+    if let Ok(listed) = listed
+        && let Some((_, labels)) = listed.get(host)
+        && let Some(declared) = shown["labels"].as_object().cloned()
+    {
+        let now: serde_json::Map<String, Value> = declared
+            .keys()
+            .filter_map(|k| labels.get(k).map(|v| (k.clone(), json!(v))))
+            .collect();
+        shown["labels"] = Value::Object(now);
+    }
+    if let Some(at) = written["address"].as_str() {
+        shown["address"] = json!(at);
+    }
+    shown
+}
+
+/// The version in the first line `k3s --version` prints (`k3s version v1.33.1+k3s1 (abc123)`),
+/// else that line as it is.
+fn version_of(line: &str) -> String {
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "version"
+            && let Some(version) = words.next()
+        {
+            return version.to_owned();
+        }
+    }
+    line.trim().to_owned()
+}
+
 /// A URL's body, fetched by nimbus (then copied to the nodes over SSH).
 async fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let response = reqwest::get(url).await.map_err(|e| e.to_string())?;
@@ -942,6 +983,15 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_is_the_word_after_version() {
+        assert_eq!(
+            version_of("k3s version v1.33.1+k3s1 (99d91538)"),
+            "v1.33.1+k3s1"
+        );
+        assert_eq!(version_of("  something else "), "something else");
+    }
 
     fn node(host: &str, server: bool) -> Node {
         Node {

@@ -34,6 +34,29 @@ fn workload(name: &str, spec: &str) -> String {
     format!("{HEADER}kind: Workload\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n")
 }
 
+/// Serves `body` to every request on a loopback port, as a release download would; its URL.
+fn serve(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/k3s/v1.33.0+nimbus.test.2/k3s")
+}
+
 #[test]
 fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     let bed = Bed::up(2);
@@ -382,18 +405,38 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "1"
     );
 
-    // A new binary rolls node by node: the server restarts first, then the agent.
+    // A new binary, given by URL (a release download, here served on loopback): with a
+    // `version` it does not report, nothing is replaced anywhere.
     let standin_text = std::fs::read_to_string(repo.join("bin/k3s")).unwrap_or_default();
-    std::fs::write(
-        repo.join("bin/k3s"),
-        standin_text.replace("nimbus.test.1", "nimbus.test.2"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    write(
-        repo,
-        "cluster.yaml",
-        &cluster(&k3s::sha256_of(&repo.join("bin/k3s"))),
+    let next = standin_text.replace("nimbus.test.1", "nimbus.test.2");
+    let url = serve(next.clone().into_bytes());
+    std::fs::write(dir.path().join("k3s-next"), &next).unwrap_or_else(|e| panic!("{e}"));
+    let next_sha = k3s::sha256_of(&dir.path().join("k3s-next"));
+    let by_url = |version: &str| {
+        format!(
+            "{HEADER}kind: Cluster\nmetadata: {{name: apps}}\nspec:\n  type: k3s\n  servers: {{k3s: server}}\n  agents: {{k3s: agent}}\n  version: \"{version}\"\n  k3s: {{source: \"{url}\", sha256: {next_sha}}}\n"
+        )
+    };
+    write(repo, "cluster.yaml", &by_url("v1.33.0+nimbus.test.3"));
+    let mismatch = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let out = said(&mismatch);
+    assert_eq!(mismatch.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("not the version 'v1.33.0+nimbus.test.3'")
+            && out.contains("\"v1.33.0+nimbus.test.1\" -> \"v1.33.0+nimbus.test.3\""),
+        "{out}"
     );
+    for host in [&server, &agent] {
+        assert!(
+            bed.ssh_ok(host, "/usr/local/bin/k3s --version")
+                .contains("nimbus.test.1"),
+            "{host} kept its binary"
+        );
+    }
+
+    // The version it reports: it rolls node by node, the server restarts first, then the
+    // agent.
+    write(repo, "cluster.yaml", &by_url("v1.33.0+nimbus.test.2"));
     let upgraded = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
     assert_eq!(upgraded.status.code(), Some(0), "{}", said(&upgraded));
     let started = |host: &str, unit: &str| -> u64 {
@@ -432,6 +475,40 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     bed.ssh_ok(&server, "systemctl start k3s");
     let back = nimbus(repo, &["apply", "--auto-approve", "."]);
     assert_eq!(back.status.code(), Some(0), "{}", said(&back));
+
+    // A node no longer selected leaves the cluster that stays: its unit, binary and Node go,
+    // the server and the workloads stay.
+    write(repo, "hosts.yaml", &hosts.replace("k3s: agent, ", ""));
+    let left = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
+    assert_eq!(left.status.code(), Some(0), "{}", said(&left));
+    assert_eq!(
+        bed.ssh_ok(
+            &agent,
+            "ls /usr/local/bin/k3s /etc/systemd/system/k3s*.service 2>/dev/null | wc -l"
+        )
+        .trim(),
+        "0"
+    );
+    let nodes = kubectl.ok(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(nodes, server, "only the server is a node");
+    assert_eq!(
+        kubectl.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "acme",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "2"
+    );
+    assert_eq!(
+        bed.ssh_ok(&server, "systemctl is-active k3s").trim(),
+        "active"
+    );
+    let settled = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(settled.status.code(), Some(0), "{}", said(&settled));
 
     // The tenant goes: its workloads first, then its namespace.
     std::fs::remove_dir_all(repo.join("tenants")).unwrap_or_else(|e| panic!("{e}"));

@@ -285,6 +285,27 @@ fn storage_vm_bridge_and_k3s_mistakes_are_named_at_their_lines() {
         assert!(codes.iter().any(|c| c == code), "{code} missing: {actual}");
     }
     let text = actual.to_string();
+    // A k3s Cluster with no binary pinned at all (none on it, none on the Repository): named
+    // at its `type` line.
+    let unpinned = actual["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no k3s binary is pinned"))
+        })
+        .unwrap_or_else(|| panic!("no diagnostic for the unpinned cluster: {text}"));
+    assert_eq!(
+        unpinned["code"], "nimbus::cluster::k3s_source",
+        "{unpinned}"
+    );
+    assert_eq!(
+        (&unpinned["file"], &unpinned["line"]),
+        (&serde_json::json!("cluster.yaml"), &serde_json::json!(13)),
+        "{unpinned}"
+    );
     assert!(
         !text.contains("wJalrXUtnFEMI"),
         "the plain-text key is repeated: {text}"
