@@ -275,6 +275,7 @@ mod tests {
             depends_on: Vec::new(),
             provider: "agent".into(),
             outputs: Value::Null,
+            tainted: None,
         }
     }
 

@@ -275,6 +275,7 @@ mod tests {
             depends_on: Vec::new(),
             provider: "ssh".into(),
             outputs: json!({"facts": {"cpus": 4, "memory": memory, "memoryAvailable": available}}),
+            tainted: None,
         }
     }
 

@@ -76,6 +76,11 @@ pub struct Record {
     /// What its provider reported when it was applied (a Host's facts, an image id).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub outputs: Value,
+    /// Why the apply that created it failed, when it failed having made something (a
+    /// Deployment whose rollout failed): the next plan replaces it, as Terraform replaces a
+    /// tainted resource, and removing its manifest deletes what was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tainted: Option<String>,
 }
 
 /// What a provider saw of an instance.
@@ -236,6 +241,7 @@ impl Change {
             depends_on: self.depends_on.clone(),
             provider: self.provider.clone(),
             outputs: Value::Null,
+            tainted: None,
         })
     }
 
@@ -778,6 +784,34 @@ pub fn plan(
             }
             _ => change,
         };
+        // Made by an apply that failed: replaced, whatever it shows now.
+        let change = match record.and_then(|r| r.tainted.as_deref()) {
+            Some(why)
+                if !protected
+                    && matches!(observed, Observed::Present(_))
+                    && matches!(change.action, Action::NoOp | Action::Update) =>
+            {
+                let before = match &observed {
+                    Observed::Present(value) => {
+                        let mut value = value.clone();
+                        schema.normalize(&mut value);
+                        Some(value)
+                    }
+                    _ => None,
+                };
+                Change {
+                    action: Action::Replace,
+                    before,
+                    after: Some(desired.clone()),
+                    reason: Some(format!(
+                        "tainted: the apply that made it failed ({}); it is made again",
+                        first_line(why)
+                    )),
+                    ..change
+                }
+            }
+            _ => change,
+        };
         // The scheduler's reason goes with a placement that changes something.
         let change = match placement {
             Some(crate::scheduler::Placement::On { reason, .. }) if change.action.is_change() => {
@@ -1220,6 +1254,15 @@ fn restart_if_changed(
         change.restart_for = changed;
     }
     change
+}
+
+/// A reason's first line, at most 200 characters, for a plan's one-line reasons.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_owned(),
+    }
 }
 
 fn delete_change(base: Change, record: &Record, protected: bool, observed: &Observed) -> Change {

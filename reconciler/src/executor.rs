@@ -551,7 +551,7 @@ async fn apply_one(
                 }
                 if stop.is_cancelled() {
                     let reason = format!("{error}; not retried: the run was stopped");
-                    let _ = lock_state(state).fail(run, change, "failed", &reason);
+                    record_failure(state, run, change, provider.as_ref(), &reason).await;
                     break Outcome::Failed(reason);
                 }
             }
@@ -562,7 +562,7 @@ async fn apply_one(
                     }
                     _ => error.to_string(),
                 };
-                let _ = lock_state(state).fail(run, change, "failed", &reason);
+                record_failure(state, run, change, provider.as_ref(), &reason).await;
                 break Outcome::Failed(reason);
             }
         }
@@ -592,6 +592,47 @@ async fn apply_one(
     }
     options.progress.finished_one();
     (attempts, outcome, elapsed)
+}
+
+/// What the target shows of a change's instance now; `None` when it cannot be observed.
+pub async fn observe_one(
+    provider: &dyn nimbus_providers::Provider,
+    change: &Change,
+) -> Option<Observed> {
+    let host = target_of(&change.address, change.kind);
+    let request = ObserveRequest {
+        address: change.address.clone(),
+        kind: change.kind,
+        desired: change.after.clone(),
+    };
+    provider
+        .observe(host.as_deref(), std::slice::from_ref(&request))
+        .await
+        .ok()
+        .and_then(|o| o.into_iter().next())
+        .map(|(_, o)| o)
+}
+
+/// Records a change that failed. A create (or the create of a replace) that failed having made
+/// its instance (the target shows it now) keeps it in state, tainted: the next plan replaces
+/// it, and removing its manifest deletes it, instead of leaving it behind unknown to nimbus.
+async fn record_failure(
+    state: &Mutex<StateStore>,
+    run: i64,
+    change: &Change,
+    provider: &dyn nimbus_providers::Provider,
+    reason: &str,
+) {
+    if matches!(change.action, Action::Create | Action::Replace)
+        && matches!(
+            observe_one(provider, change).await,
+            Some(Observed::Present(_))
+        )
+    {
+        let _ = lock_state(state).taint(run, change, provider.name(), reason);
+        return;
+    }
+    let _ = lock_state(state).fail(run, change, "failed", reason);
 }
 
 /// For crash tests: `NIMBUS_TEST_PAUSE_AFTER_APPLY_MS` holds each change between taking

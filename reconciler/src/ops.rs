@@ -14,7 +14,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use nimbus_planner::plan::{self, Action, Observed, Plan, PlanInput, Record};
 use nimbus_planner::rules::MEMORY;
 use nimbus_providers::memory::MemoryProvider;
-use nimbus_providers::{ObserveRequest, Provider, Registry};
+use nimbus_providers::{Provider, Registry};
 use nimbus_schemas::Kind;
 
 use crate::engine::{self, Loaded, LockGuard, PlanOptions, RunSecrets};
@@ -520,6 +520,7 @@ async fn recover_intents(
                         depends_on: Vec::new(),
                         provider: change.provider.clone(),
                         outputs: serde_json::Value::Null,
+                        tainted: None,
                     },
                     delete: true,
                 });
@@ -556,18 +557,7 @@ async fn recover_intents(
 
 /// Whether the target shows a change made: present as planned, or gone for a delete.
 async fn change_took_effect(provider: &dyn Provider, change: &plan::Change) -> bool {
-    let host = executor::target_of(&change.address, change.kind);
-    let request = ObserveRequest {
-        address: change.address.clone(),
-        kind: change.kind,
-        desired: change.after.clone(),
-    };
-    let observed = provider
-        .observe(host.as_deref(), std::slice::from_ref(&request))
-        .await
-        .ok()
-        .and_then(|o| o.into_iter().next())
-        .map(|(_, o)| o);
+    let observed = executor::observe_one(provider, change).await;
     let schema = provider
         .describe()
         .kinds

@@ -39,6 +39,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: the status page reads results by run and by instance.
     "CREATE INDEX results_by_run ON results (run);
      CREATE INDEX results_by_address ON results (address);",
+    // 3: an instance made by an apply that failed is kept, tainted with the reason.
+    "ALTER TABLE resources ADD COLUMN tainted TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -316,7 +318,7 @@ impl StateStore {
         value: &str,
     ) -> Result<Vec<StoredResource>, StateError> {
         let mut statement = self.db(self.connection.prepare(&format!(
-            "SELECT address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at
+            "SELECT address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at, tainted
              FROM resources {filter} ORDER BY address"
         )))?;
         let rows = self.db(statement.query_map(params![value], |r| {
@@ -332,6 +334,7 @@ impl StateStore {
                 r.get::<_, bool>(8)?,
                 r.get::<_, String>(9)?,
                 r.get::<_, i64>(10)?,
+                r.get::<_, Option<String>>(11)?,
             ))
         }))?;
         let mut out = Vec::new();
@@ -348,6 +351,7 @@ impl StateStore {
                 keep_on_removal,
                 depends_on,
                 updated_at,
+                tainted,
             ) = self.db(row)?;
             let kind: Kind = serde_json::from_value(Value::String(kind)).unwrap_or(Kind::Host);
             out.push(StoredResource {
@@ -361,6 +365,7 @@ impl StateStore {
                     depends_on: serde_json::from_str(&depends_on).unwrap_or_default(),
                     provider: provider.clone(),
                     outputs: serde_json::from_str(&outputs).unwrap_or(Value::Null),
+                    tainted,
                 },
                 provider,
                 target,
@@ -517,6 +522,30 @@ impl StateStore {
         provider: &str,
         outputs: &Value,
     ) -> Result<(), StateError> {
+        self.finish(run, change, provider, outputs, None)
+    }
+
+    /// Records a change that failed having made its instance (a create whose Deployment the
+    /// API accepted and whose rollout then failed): the instance is kept, tainted with the
+    /// reason, so that the next plan replaces it and removing its manifest deletes it.
+    pub fn taint(
+        &mut self,
+        run: i64,
+        change: &Change,
+        provider: &str,
+        reason: &str,
+    ) -> Result<(), StateError> {
+        self.finish(run, change, provider, &Value::Null, Some(reason))
+    }
+
+    fn finish(
+        &mut self,
+        run: i64,
+        change: &Change,
+        provider: &str,
+        outputs: &Value,
+        failed: Option<&str>,
+    ) -> Result<(), StateError> {
         let path = self.path.display().to_string();
         let wrap = |source| StateError::Database {
             path: path.clone(),
@@ -528,8 +557,8 @@ impl StateStore {
                 transaction
                     .execute(
                         "INSERT OR REPLACE INTO resources
-                         (address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10)",
+                         (address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at, tainted)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11)",
                         params![
                             record.address,
                             record.kind.as_str(),
@@ -540,7 +569,8 @@ impl StateStore {
                             record.protected,
                             record.keep_on_removal,
                             serde_json::to_string(&record.depends_on).unwrap_or_default(),
-                            now()
+                            now(),
+                            failed
                         ],
                     )
                     .map_err(wrap)?;
@@ -562,8 +592,15 @@ impl StateStore {
             .map_err(wrap)?;
         transaction
             .execute(
-                "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, 'applied', NULL, ?4)",
-                params![run, change.address, action_name(change.action), now()],
+                "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run,
+                    change.address,
+                    action_name(change.action),
+                    if failed.is_some() { "failed" } else { "applied" },
+                    failed,
+                    now()
+                ],
             )
             .map_err(wrap)?;
         transaction
@@ -772,6 +809,36 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_of_the_previous_schema_is_upgraded_and_keeps_its_instances() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("state.db");
+        {
+            // Written by the nimbus before `tainted`: the first two migrations, one instance.
+            let connection = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            for (i, migration) in MIGRATIONS[..2].iter().enumerate() {
+                connection
+                    .execute_batch(&format!(
+                        "BEGIN; {migration}; PRAGMA user_version = {}; COMMIT;",
+                        i + 1
+                    ))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            connection
+                .execute(
+                    "INSERT INTO resources (address, kind, provider, applied, owned, protected, keep_on_removal, updated_at)
+                     VALUES ('Host/a', 'Host', 'ssh', '{}', 1, 0, 0, 0)",
+                    [],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = StateStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let records = store.records().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].address, "Host/a");
+        assert_eq!(records[0].tainted, None);
+    }
 
     #[test]
     fn times_render_as_utc() {

@@ -323,7 +323,32 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         out.contains("Workload/acme/bad") && out.contains("rollout failed"),
         "{out}"
     );
+    // What the failed create made (its Deployment) is kept, tainted: the next plan makes it
+    // again, and removing its manifest deletes it, as Terraform does with a tainted resource.
+    kubectl.ok(&["-n", "acme", "get", "deployment", "bad"]);
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    let out = said(&again);
+    assert_eq!(again.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("Workload/acme/bad must be replaced")
+            && out.contains("tainted: the apply that made it failed"),
+        "{out}"
+    );
+    let listed = nimbus(repo, &["state", "list"]);
+    assert!(
+        said(&listed).contains("Workload/acme/bad  (tainted"),
+        "{}",
+        said(&listed)
+    );
     std::fs::remove_file(repo.join("tenants/acme/bad.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let gone = |name: &str| {
+        let got = kubectl.run(&["-n", "acme", "get", "deployment", name]);
+        assert!(
+            !got.status.success() && said(&got).contains("NotFound"),
+            "{name}: {}",
+            said(&got)
+        );
+    };
     // Over the quota: `big` declares no memory, so the LimitRange's default limit (256Mi a
     // pod) counts against the tenant's 1Gi, as the API admits pods; only the API can say
     // that six of them do not fit in what web, api and small leave.
@@ -340,6 +365,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "{out}"
     );
     kubectl.ok(&["-n", "acme", "get", "deployment", "small"]);
+    gone("bad");
     std::fs::remove_file(repo.join("tenants/acme/big.yaml")).unwrap_or_else(|e| panic!("{e}"));
 
     // An image the API refuses fails its Workload with the API's words.
@@ -356,6 +382,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
             && out.contains("must not have leading or trailing whitespace"),
         "{out}"
     );
+    gone("big");
     std::fs::remove_file(repo.join("tenants/acme/spaced.yaml")).unwrap_or_else(|e| panic!("{e}"));
 
     // A Deployment another field manager applied first: the conflict is named, and forced

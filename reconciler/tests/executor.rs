@@ -215,6 +215,48 @@ async fn a_failure_skips_only_its_dependents() {
 }
 
 #[tokio::test]
+async fn a_create_that_failed_having_made_its_instance_keeps_it_tainted() {
+    let bed = bed();
+    let provider = Arc::new(MemoryProvider::new());
+    // `made` fails after its instance came to be (as a Deployment whose rollout fails);
+    // `refused` fails with nothing made.
+    provider.fail("Host/made");
+    provider.set(
+        "Host/made",
+        Some(serde_json::json!({"address": "Host/made"})),
+    );
+    provider.fail("Host/refused");
+    let registry = Registry::new().with(provider.clone());
+    let plan = plan(vec![change("Host/made", &[]), change("Host/refused", &[])]);
+    let report = execute(
+        &plan,
+        &registry,
+        bed.state.clone(),
+        bed.run,
+        &options(2),
+        never(),
+    )
+    .await;
+    assert!(!report.succeeded());
+    let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
+    let records = store.records().unwrap_or_else(|e| panic!("{e}"));
+    let addresses: Vec<&str> = records.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(addresses, ["Host/made"], "only what was made is kept");
+    assert_eq!(
+        records[0].tainted.as_deref(),
+        Some("Host/made failed (injected)")
+    );
+    assert!(records[0].owned);
+    // The run's results say it failed, both of them.
+    let results = store.run_results(bed.run).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        results.iter().filter(|r| r.outcome == "failed").count(),
+        2,
+        "{results:?}"
+    );
+}
+
+#[tokio::test]
 async fn transient_failures_are_retried_with_a_bound() {
     let bed = bed();
     let provider = Arc::new(MemoryProvider::new());

@@ -66,6 +66,9 @@ pub fn run(args: StateArgs) -> Result<i32> {
                     if r.record.keep_on_removal {
                         flags.push("kept on removal");
                     }
+                    if r.record.tainted.is_some() {
+                        flags.push("tainted: replaced by the next apply");
+                    }
                     let flags = if flags.is_empty() {
                         String::new()
                     } else {
@@ -101,6 +104,11 @@ pub fn run(args: StateArgs) -> Result<i32> {
                     serde_json::to_string_pretty(&resource.record.applied).into_diagnostic()?,
                     resource.record.outputs
                 ));
+                if let Some(why) = &resource.record.tainted {
+                    print_stdout(&format!(
+                        "tainted:   the apply that made it failed: {why}\n"
+                    ));
+                }
             }
         }
         StateCommand::History => {
