@@ -784,21 +784,20 @@ pub fn plan(
             }
             _ => change,
         };
-        // Made by an apply that failed: replaced, whatever it shows now.
-        let change = match record.and_then(|r| r.tainted.as_deref()) {
-            Some(why)
+        // Made by an apply that failed: made again, whatever it shows now (also when it
+        // cannot be observed: it is known not to be right). Gone: created, as planned above.
+        let change = match (record, record.and_then(|r| r.tainted.as_deref())) {
+            (Some(record), Some(why))
                 if !protected
-                    && matches!(observed, Observed::Present(_))
+                    && !matches!(observed, Observed::Absent)
                     && matches!(change.action, Action::NoOp | Action::Update) =>
             {
-                let before = match &observed {
-                    Observed::Present(value) => {
-                        let mut value = value.clone();
-                        schema.normalize(&mut value);
-                        Some(value)
-                    }
-                    _ => None,
+                let mut before = match &observed {
+                    Observed::Present(value) => value.clone(),
+                    _ => record.applied.clone(),
                 };
+                schema.normalize(&mut before);
+                let before = Some(before);
                 Change {
                     action: Action::Replace,
                     before,
