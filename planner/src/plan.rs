@@ -685,7 +685,7 @@ pub fn plan(
         if let Some(current) = &mut current {
             schema.normalize(current);
         }
-        let change = match current {
+        let change = match current.clone() {
             None => Change {
                 action: Action::Create,
                 reason: match (record, &observed) {
@@ -786,21 +786,15 @@ pub fn plan(
         };
         // Made by an apply that failed: made again, whatever it shows now (also when it
         // cannot be observed: it is known not to be right). Gone: created, as planned above.
-        let change = match (record, record.and_then(|r| r.tainted.as_deref())) {
-            (Some(record), Some(why))
+        let change = match record.and_then(|r| r.tainted.as_deref()) {
+            Some(why)
                 if !protected
-                    && !matches!(observed, Observed::Absent)
+                    && current.is_some()
                     && matches!(change.action, Action::NoOp | Action::Update) =>
             {
-                let mut before = match &observed {
-                    Observed::Present(value) => value.clone(),
-                    _ => record.applied.clone(),
-                };
-                schema.normalize(&mut before);
-                let before = Some(before);
                 Change {
                     action: Action::Replace,
-                    before,
+                    before: current,
                     after: Some(desired.clone()),
                     reason: Some(format!(
                         "tainted: the apply that made it failed ({}); it is made again",

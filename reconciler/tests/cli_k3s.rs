@@ -30,6 +30,13 @@ fn said(output: &Output) -> String {
     format!("{}{}", text(&output.stdout), text(&output.stderr))
 }
 
+/// What a command said, once it exited with `code`.
+fn exits(output: Output, code: i32) -> String {
+    let out = said(&output);
+    assert_eq!(output.status.code(), Some(code), "{out}");
+    out
+}
+
 fn workload(name: &str, spec: &str) -> String {
     format!("{HEADER}kind: Workload\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n")
 }
@@ -108,9 +115,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     );
 
     // A binary whose sha256 is not the pinned one goes nowhere, and what needs it waits.
-    let refused = nimbus(repo, &["apply", "--auto-approve", "."]);
-    let out = said(&refused);
-    assert_eq!(refused.status.code(), Some(1), "{out}");
+    let out = exits(nimbus(repo, &["apply", "--auto-approve", "."]), 1);
     assert!(
         out.contains("Cluster/apps") && out.contains("has sha256"),
         "{out}"
@@ -139,13 +144,14 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "cluster.yaml",
         &cluster(&k3s::sha256_of(&repo.join("bin/k3s"))),
     );
-    let down = common::nimbus_with(
-        &["apply", "--auto-approve", "."],
-        repo,
-        &[("NIMBUS_K3S_READY_TIMEOUT", "5")],
+    let out = exits(
+        common::nimbus_with(
+            &["apply", "--auto-approve", "."],
+            repo,
+            &[("NIMBUS_K3S_READY_TIMEOUT", "5")],
+        ),
+        1,
     );
-    let out = said(&down);
-    assert_eq!(down.status.code(), Some(1), "{out}");
     assert!(
         (out.contains("k3s did not come up in 5 s") || out.contains("k3s.service does not start"))
             && out.contains("failed to find memory cgroup"),
@@ -281,9 +287,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     // adds is not drift and stays.
     kubectl.ok(&["-n", "acme", "scale", "deployment", "web", "--replicas=4"]);
     kubectl.ok(&["-n", "acme", "label", "deployment", "web", "team=payments"]);
-    let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
-    let out = said(&drift);
-    assert_eq!(drift.status.code(), Some(2), "{out}");
+    let out = exits(nimbus(repo, &["plan", "--detailed-exitcode", "."]), 2);
     assert!(
         out.contains("Workload/acme/web") && out.contains("replicas"),
         "{out}"
@@ -292,8 +296,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         !out.contains("team"),
         "a label nimbus does not manage is not drift: {out}"
     );
-    let fixed = nimbus(repo, &["apply", "--auto-approve", "."]);
-    assert_eq!(fixed.status.code(), Some(0), "{}", said(&fixed));
+    exits(nimbus(repo, &["apply", "--auto-approve", "."]), 0);
     let now = kubectl.ok(&[
         "-n",
         "acme",
@@ -316,9 +319,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "tenants/acme/small.yaml",
         &workload("small", "image: \"nginx:1.27\", replicas: 1"),
     );
-    let mixed = nimbus(repo, &["apply", "--auto-approve", "."]);
-    let out = said(&mixed);
-    assert_eq!(mixed.status.code(), Some(1), "{out}");
+    let out = exits(nimbus(repo, &["apply", "--auto-approve", "."]), 1);
     assert!(
         out.contains("Workload/acme/bad") && out.contains("rollout failed"),
         "{out}"
@@ -326,9 +327,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     // What the failed create made (its Deployment) is kept, tainted: the next plan makes it
     // again, and removing its manifest deletes it, as Terraform does with a tainted resource.
     kubectl.ok(&["-n", "acme", "get", "deployment", "bad"]);
-    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
-    let out = said(&again);
-    assert_eq!(again.status.code(), Some(2), "{out}");
+    let out = exits(nimbus(repo, &["plan", "--detailed-exitcode", "."]), 2);
     assert!(
         out.contains("Workload/acme/bad must be replaced")
             && out.contains("tainted: the apply that made it failed"),
@@ -357,9 +356,10 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "tenants/acme/big.yaml",
         &workload("big", "image: \"nginx:1.27\", replicas: 6"),
     );
-    let over = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
-    let out = said(&over);
-    assert_eq!(over.status.code(), Some(1), "{out}");
+    let out = exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        1,
+    );
     assert!(
         out.contains("Workload/acme/big") && out.contains("exceeded quota"),
         "{out}"
@@ -374,9 +374,10 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "tenants/acme/spaced.yaml",
         &workload("spaced", "image: \"nginx:1.27 \", replicas: 1"),
     );
-    let refused = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
-    let out = said(&refused);
-    assert_eq!(refused.status.code(), Some(1), "{out}");
+    let out = exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        1,
+    );
     assert!(
         out.contains("Workload/acme/spaced")
             && out.contains("must not have leading or trailing whitespace"),
@@ -408,17 +409,17 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
             "image: \"nginx:1.27\", replicas: 1, cpu: 50m, memory: 32Mi",
         ),
     );
-    let conflict = nimbus(repo, &["apply", "--auto-approve", "."]);
-    let out = said(&conflict);
-    assert_eq!(conflict.status.code(), Some(1), "{out}");
+    let out = exits(nimbus(repo, &["apply", "--auto-approve", "."]), 1);
     assert!(
         out.contains("Workload/acme/shared")
             && out.contains("conflict with \"kubectl\"")
             && out.contains("--force-conflicts"),
         "{out}"
     );
-    let forced = nimbus(repo, &["apply", "--auto-approve", "--force-conflicts", "."]);
-    assert_eq!(forced.status.code(), Some(0), "{}", said(&forced));
+    exits(
+        nimbus(repo, &["apply", "--auto-approve", "--force-conflicts", "."]),
+        0,
+    );
     assert_eq!(
         kubectl.ok(&[
             "-n",
@@ -445,9 +446,7 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         )
     };
     write(repo, "cluster.yaml", &by_url("v1.33.0+nimbus.test.3"));
-    let mismatch = nimbus(repo, &["apply", "--auto-approve", "."]);
-    let out = said(&mismatch);
-    assert_eq!(mismatch.status.code(), Some(1), "{out}");
+    let out = exits(nimbus(repo, &["apply", "--auto-approve", "."]), 1);
     assert!(
         out.contains("not the version 'v1.33.0+nimbus.test.3'")
             && out.contains("\"v1.33.0+nimbus.test.1\" -> \"v1.33.0+nimbus.test.3\""),
@@ -464,8 +463,10 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     // The version it reports: it rolls node by node, the server restarts first, then the
     // agent.
     write(repo, "cluster.yaml", &by_url("v1.33.0+nimbus.test.2"));
-    let upgraded = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
-    assert_eq!(upgraded.status.code(), Some(0), "{}", said(&upgraded));
+    exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        0,
+    );
     let started = |host: &str, unit: &str| -> u64 {
         bed.ssh_ok(
             host,
@@ -500,14 +501,15 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     );
     assert!(!out.contains("will be created"), "{out}");
     bed.ssh_ok(&server, "systemctl start k3s");
-    let back = nimbus(repo, &["apply", "--auto-approve", "."]);
-    assert_eq!(back.status.code(), Some(0), "{}", said(&back));
+    exits(nimbus(repo, &["apply", "--auto-approve", "."]), 0);
 
     // A node no longer selected leaves the cluster that stays: its unit, binary and Node go,
     // the server and the workloads stay.
     write(repo, "hosts.yaml", &hosts.replace("k3s: agent, ", ""));
-    let left = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
-    assert_eq!(left.status.code(), Some(0), "{}", said(&left));
+    exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        0,
+    );
     assert_eq!(
         bed.ssh_ok(
             &agent,
@@ -534,14 +536,14 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         bed.ssh_ok(&server, "systemctl is-active k3s").trim(),
         "active"
     );
-    let settled = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
-    assert_eq!(settled.status.code(), Some(0), "{}", said(&settled));
+    exits(nimbus(repo, &["plan", "--detailed-exitcode", "."]), 0);
 
     // The tenant goes: its workloads first, then its namespace.
     std::fs::remove_dir_all(repo.join("tenants")).unwrap_or_else(|e| panic!("{e}"));
-    let removed = nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]);
-    let out = said(&removed);
-    assert_eq!(removed.status.code(), Some(0), "{out}");
+    let out = exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        0,
+    );
     let position = |needle: &str| {
         out.rfind(needle)
             .unwrap_or_else(|| panic!("{needle} not in {out}"))

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nimbus::executor::{ExecutorOptions, Outcome, execute};
+use nimbus::executor::{ExecutorOptions, Outcome, Report, execute};
 use nimbus::state::StateStore;
 use nimbus_planner::plan::{Action, Change, Plan};
 use nimbus_providers::Registry;
@@ -103,6 +103,19 @@ fn never() -> std::future::Pending<()> {
     std::future::pending()
 }
 
+/// Executes `plan` on the bed's state with up to `parallelism` changes at once, never stopped.
+async fn run(bed: &Bed, plan: &Plan, registry: &Registry, parallelism: usize) -> Report {
+    execute(
+        plan,
+        registry,
+        bed.state.clone(),
+        bed.run,
+        &options(parallelism),
+        never(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn dependencies_apply_first() {
     let bed = bed();
@@ -114,15 +127,7 @@ async fn dependencies_apply_first() {
         change("Host/a", &[]),
         change("Host/x", &[]),
     ]);
-    let report = execute(
-        &plan,
-        &registry,
-        bed.state.clone(),
-        bed.run,
-        &options(4),
-        never(),
-    )
-    .await;
+    let report = run(&bed, &plan, &registry, 4).await;
     assert!(report.succeeded(), "{}", report.summary());
     let order = applied_in_order(&bed);
     let position = |a: &str| {
@@ -146,15 +151,7 @@ async fn parallelism_bounds_changes_in_flight() {
     let changes = (0..24)
         .map(|i| change(&format!("Host/h{i}"), &[]))
         .collect();
-    let report = execute(
-        &plan(changes),
-        &registry,
-        bed.state.clone(),
-        bed.run,
-        &options(3),
-        never(),
-    )
-    .await;
+    let report = run(&bed, &plan(changes), &registry, 3).await;
     assert!(report.succeeded());
     assert_eq!(
         provider.peak_in_flight(),
@@ -176,15 +173,7 @@ async fn a_failure_skips_only_its_dependents() {
         change("Host/d", &["Host/c"]),
         change("Host/x", &[]),
     ]);
-    let report = execute(
-        &plan,
-        &registry,
-        bed.state.clone(),
-        bed.run,
-        &options(2),
-        never(),
-    )
-    .await;
+    let report = run(&bed, &plan, &registry, 2).await;
     assert!(!report.succeeded());
     let outcome = |a: &str| {
         report
@@ -228,15 +217,7 @@ async fn a_create_that_failed_having_made_its_instance_keeps_it_tainted() {
     provider.fail("Host/refused");
     let registry = Registry::new().with(provider.clone());
     let plan = plan(vec![change("Host/made", &[]), change("Host/refused", &[])]);
-    let report = execute(
-        &plan,
-        &registry,
-        bed.state.clone(),
-        bed.run,
-        &options(2),
-        never(),
-    )
-    .await;
+    let report = run(&bed, &plan, &registry, 2).await;
     assert!(!report.succeeded());
     let store = bed.state.lock().unwrap_or_else(|e| e.into_inner());
     let records = store.records().unwrap_or_else(|e| panic!("{e}"));
@@ -264,15 +245,7 @@ async fn transient_failures_are_retried_with_a_bound() {
     provider.fail_transiently("Host/down", 10);
     let registry = Registry::new().with(provider.clone());
     let plan = plan(vec![change("Host/flaky", &[]), change("Host/down", &[])]);
-    let report = execute(
-        &plan,
-        &registry,
-        bed.state.clone(),
-        bed.run,
-        &options(2),
-        never(),
-    )
-    .await;
+    let report = run(&bed, &plan, &registry, 2).await;
     let result = |a: &str| {
         report
             .results
