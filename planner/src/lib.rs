@@ -3,6 +3,7 @@
 
 pub mod de;
 pub mod diagnostics;
+pub mod fields;
 pub mod graph;
 pub mod instances;
 pub mod kdl;

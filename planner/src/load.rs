@@ -34,6 +34,38 @@ pub struct InputFile {
 pub struct RepositoryInput {
     pub manifests: Vec<InputFile>,
     pub other_paths: BTreeSet<String>,
+    /// Symbolic links that lead outside the repository's root: never read, each a problem.
+    pub outside_links: Vec<OutsideLink>,
+}
+
+/// A symbolic link in the repository that leads outside its root, directly or through a
+/// chain of links (docs/security.md, "the repository is a jail"). Neither it nor its target
+/// is read: the reader lists it here instead of among the files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutsideLink {
+    /// The link's path in the repository.
+    pub path: String,
+    /// Where it points, as the link says (or where its chain ends).
+    pub target: String,
+}
+
+/// The problem of one [`OutsideLink`]: the link and its target, never the target's content.
+fn outside_link_problem(model: &mut Model, link: &OutsideLink) -> Problem {
+    let text = format!("{} -> {}\n", link.path, link.target);
+    let span = ByteSpan::new(0, text.len().saturating_sub(1));
+    let id = model.sources.add(SourceText::new(link.path.clone(), text));
+    model
+        .outside_links
+        .insert(link.path.clone(), link.target.clone());
+    Problem::error(
+        "nimbus::repository::outside_link",
+        format!(
+            "{} is a symbolic link to {}, outside the repository; nimbus reads nothing outside the repository",
+            link.path, link.target
+        ),
+        Label::new(id, span, "leads outside the repository"),
+    )
+    .with_help("copy the file into the repository, or remove the link (or list it in .nimbusignore)")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +233,8 @@ pub struct Model {
     pub declared: Vec<Declared>,
     /// Paths of every file in the repository, manifests included.
     pub paths: BTreeSet<String>,
+    /// Links that lead outside the repository (path -> target): not read, not in `paths`.
+    pub outside_links: BTreeMap<String, String>,
 }
 
 impl Model {
@@ -222,6 +256,10 @@ pub fn load(input: RepositoryInput) -> (Model, Vec<Problem>) {
     for file in manifests {
         model.paths.insert(file.path.clone());
         load_file(file, &mut model, &mut problems);
+    }
+    for link in &input.outside_links {
+        let problem = outside_link_problem(&mut model, link);
+        problems.push(problem);
     }
     sort_problems(&mut problems, &model.sources);
     (model, problems)
@@ -286,6 +324,7 @@ impl LoadedFile {
 pub fn load_files(
     mut files: Vec<std::sync::Arc<LoadedFile>>,
     other_paths: BTreeSet<String>,
+    outside_links: &[OutsideLink],
 ) -> (Model, Vec<Problem>) {
     let mut model = Model {
         paths: other_paths,
@@ -295,6 +334,10 @@ pub fn load_files(
     files.sort_by(|a, b| a.source.path.cmp(&b.source.path));
     for file in files {
         file.merge_into(&mut model, &mut problems);
+    }
+    for link in outside_links {
+        let problem = outside_link_problem(&mut model, link);
+        problems.push(problem);
     }
     sort_problems(&mut problems, &model.sources);
     (model, problems)
@@ -880,13 +923,14 @@ mod tests {
         let (whole, whole_problems) = load(RepositoryInput {
             manifests: files.clone(),
             other_paths: other.clone(),
+            outside_links: Vec::new(),
         });
         let alone: Vec<std::sync::Arc<LoadedFile>> = files
             .into_iter()
             .rev()
             .map(|f| std::sync::Arc::new(LoadedFile::load(f)))
             .collect();
-        let (merged, merged_problems) = load_files(alone, other);
+        let (merged, merged_problems) = load_files(alone, other, &[]);
         let summary = |model: &Model, problems: &[Problem]| {
             (
                 model

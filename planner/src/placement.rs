@@ -259,6 +259,7 @@ mod tests {
                 bytes: text.as_bytes().to_vec(),
             }],
             other_paths: Default::default(),
+            outside_links: Vec::new(),
         });
         assert!(!checked.has_errors(), "{:?}", checked.problems);
         checked.model

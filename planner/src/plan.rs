@@ -441,6 +441,9 @@ pub enum PlanError {
     },
 }
 
+/// The mode of a File whose content is a secret and whose manifest names none.
+pub const SECRET_FILE_MODE: &str = "0600";
+
 /// The spec an instance should have, as JSON.
 pub fn desired_spec(spec: &Spec) -> Value {
     serde_json::to_value(spec).unwrap_or(Value::Null)
@@ -574,6 +577,15 @@ pub fn plan(
             && let Value::Object(map) = &mut desired
         {
             map.insert("content".into(), Value::String(text.clone()));
+        }
+        // A File whose content is a secret is readable by its owner only, unless its `mode`
+        // says otherwise; the plan shows the mode it gets.
+        if let Spec::File(file) = spec
+            && file.secret.is_some()
+            && file.mode.is_none()
+            && let Value::Object(map) = &mut desired
+        {
+            map.insert("mode".into(), Value::String(SECRET_FILE_MODE.into()));
         }
         // A Cluster carries the nodes its selectors resolve to: who is a manager, who a
         // worker, with which labels; providers compare and apply them.

@@ -24,6 +24,7 @@ pub fn validate(model: &Model) -> Vec<Problem> {
     check_kinds(model, &mut problems);
     check_tenants(model, &mut problems);
     check_networks(model, &mut problems);
+    crate::fields::check(model, &mut problems);
     sort_problems(&mut problems, &model.sources);
     problems
 }
@@ -509,6 +510,20 @@ fn check_kinds(model: &Model, problems: &mut Vec<Problem>) {
                             .with_help(
                                 "write a path relative to the repository root, without `..`",
                             ),
+                        );
+                    } else if let Some(target) =
+                        model.outside_links.get(source.trim_start_matches("./"))
+                    {
+                        problems.push(
+                            Problem::error(
+                                "nimbus::repository::outside_link",
+                                format!("source `{source}` is a symbolic link to {target}, outside the repository"),
+                                document.label(
+                                    document.spec_span(&[Segment::Key("source")]),
+                                    "leads outside the repository",
+                                ),
+                            )
+                            .with_help("copy the file into the repository instead of linking to it"),
                         );
                     } else if !model.paths.contains(source.trim_start_matches("./")) {
                         let near = did_you_mean(source, model.paths.iter().map(String::as_str));

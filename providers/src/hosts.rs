@@ -15,19 +15,7 @@ use tokio::sync::oneshot;
 use crate::ssh::{SshSession, SshTarget};
 use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
 
-/// Single-quotes a string for the remote shell.
-pub fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// A word of a systemd command line, escaped for use inside `"..."`: `\` and `"` escaped,
-/// `%` and `$` doubled (else systemd expands them as specifiers and variables).
-pub fn systemd_escape(word: &str) -> String {
-    word.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%")
-        .replace('$', "$$")
-}
+pub use crate::quote::{shell_quote, systemd_escape};
 
 /// The SHA-256 of `bytes`, as 64 hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -616,7 +604,7 @@ fn write_files_script(files: &[FileWrite]) -> String {
         "set +e\n\
          stage() { d=$(dirname \"$1\"); if mkdir -p \"$d\" 2>/dev/null && T=$(mktemp \"$d/.nimbus.XXXXXX\" 2>/dev/null); then head -c \"$2\" > \"$T\"; else T=; head -c \"$2\" > /dev/null; fi; }\n\
          fin() { if [ -z \"$2\" ]; then printf 'W\\t%s\\terr\\tcannot create %s or a temporary file in it\\n' \"$1\" \"$(dirname \"$3\")\"; return; fi; \
-         err=$( { chmod \"$4\" \"$2\" && { [ -z \"$5\" ] || chown \"$5\" \"$2\"; } && sync \"$2\" && mv -f \"$2\" \"$3\"; } 2>&1 ); \
+         err=$( { chmod \"$4\" \"$2\" && { [ -z \"$5\" ] || chown -- \"$5\" \"$2\"; } && sync \"$2\" && mv -f \"$2\" \"$3\"; } 2>&1 ); \
          if [ $? -eq 0 ]; then printf 'W\\t%s\\tok\\n' \"$1\"; else rm -f \"$2\"; printf 'W\\t%s\\terr\\t%s\\n' \"$1\" \"$(printf %s \"$err\" | tr '\\n\\t' '  ')\"; fi; }\n",
     );
     // Interrupted (the connection dropped: nimbus was killed), the script takes its staged

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod mesh;
 pub mod nfs;
 pub mod plugin;
+pub mod quote;
 pub mod s3;
 pub mod ssh;
 pub mod vm;

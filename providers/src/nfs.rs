@@ -18,10 +18,12 @@
 use nimbus_planner::plan::Observed;
 use serde_json::{Value, json};
 
-use crate::hosts::shell_quote;
+use nimbus_planner::fields::{config_path_problem, export_client_problem};
+
+use crate::quote::{exports_path, ganesha_string, shell_quote};
 
 /// Where exported directories go when a Volume names no `pool`.
-pub const DEFAULT_POOL: &str = "/srv/nimbus/exports";
+pub const DEFAULT_POOL: &str = nimbus_planner::fields::DEFAULT_NFS_POOL;
 
 /// The line that includes nimbus's ganesha exports.
 const GANESHA_INCLUDE: &str = "%include \"/etc/ganesha/nimbus-exports.conf\"";
@@ -185,30 +187,53 @@ fn shell_words(line: &str) -> Vec<String> {
 }
 
 /// The kernel's exports line.
+/// The kernel's exports line: the path as one quoted word ([`exports_path`]), each client
+/// (checked by [`export_client_problem`], which allows no blank, `(` or quote) with
+/// nimbus's options. A client that breaks the rule is left out of the line: the caller
+/// refuses such a spec before writing ([`check_clients`]).
 fn kernel_export(paths: &Paths, clients: &[String], size: &str) -> String {
     let options = "(rw,sync,no_subtree_check,no_root_squash)";
-    let list: Vec<String> = clients.iter().map(|c| format!("{c}{options}")).collect();
+    let list: Vec<String> = clients
+        .iter()
+        .filter(|c| export_client_problem(c).is_none())
+        .map(|c| format!("{c}{options}"))
+        .collect();
     format!(
-        "# nimbus: size={size}\n# Managed by nimbus (dev.nimbus.managed-by); changes are drift.\n\"{}\" {}\n",
-        paths.dir,
+        "# nimbus: size={size}\n# Managed by nimbus (dev.nimbus.managed-by); changes are drift.\n{} {}\n",
+        exports_path(&paths.dir),
         list.join(" ")
     )
 }
 
+/// Every client is one that [`export_client_problem`] accepts, or the first that is not.
+fn check_clients(clients: &[String]) -> Result<(), String> {
+    for client in clients {
+        if let Some(problem) = export_client_problem(client) {
+            return Err(format!("client `{}` {problem}", client.escape_default()));
+        }
+    }
+    Ok(())
+}
+
 /// nfs-ganesha's EXPORT block; `@ID@` is replaced on the host by a free Export_Id.
-fn ganesha_export(paths: &Paths, clients: &[String], size: &str) -> String {
+fn ganesha_export(paths: &Paths, clients: &[String], size: &str) -> Option<String> {
+    let clients: Vec<&String> = clients
+        .iter()
+        .filter(|c| export_client_problem(c).is_none())
+        .collect();
     let access = if clients == ["*"] {
         "  Access_Type = RW;\n".to_owned()
     } else {
+        let list: Vec<&str> = clients.iter().map(|c| c.as_str()).collect();
         format!(
             "  Access_Type = None;\n  CLIENT {{\n    Clients = {};\n    Access_Type = RW;\n    Squash = No_Root_Squash;\n  }}\n",
-            clients.join(", ")
+            list.join(", ")
         )
     };
-    format!(
-        "# nimbus: size={size}\n# Managed by nimbus (dev.nimbus.managed-by); changes are drift.\nEXPORT {{\n  Export_Id = @ID@;\n  Path = \"{dir}\";\n  Pseudo = \"{dir}\";\n  Squash = No_Root_Squash;\n  Protocols = 3, 4;\n  Transports = TCP;\n  SecType = sys;\n{access}  FSAL {{\n    Name = VFS;\n  }}\n}}\n",
-        dir = paths.dir,
-    )
+    let dir = ganesha_string(&paths.dir)?;
+    Some(format!(
+        "# nimbus: size={size}\n# Managed by nimbus (dev.nimbus.managed-by); changes are drift.\nEXPORT {{\n  Export_Id = @ID@;\n  Path = {dir};\n  Pseudo = {dir};\n  Squash = No_Root_Squash;\n  Protocols = 3, 4;\n  Transports = TCP;\n  SecType = sys;\n{access}  FSAL {{\n    Name = VFS;\n  }}\n}}\n",
+    ))
 }
 
 /// Shell that gathers nimbus's ganesha exports, makes `ganesha.conf` include them, and has
@@ -226,11 +251,25 @@ const GANESHA_RELOAD: &str = "mkdir -p /etc/ganesha/nimbus.d; \
      bad=$(tail -n +$((before+1)) $log 2>/dev/null | grep -F \"Path=$dir \" | grep -E 'CRIT|MAJ' | head -1 | sed 's/.*:\\(CRIT\\|MAJ\\) *://'); ";
 
 /// The command that makes or updates one export (the directory, when missing, first).
-pub fn apply_script(paths: &Paths, spec: &Value, size: &str) -> String {
+/// Refused (`Err`, with the reason) when a client or the directory is not one that
+/// validation accepts: nothing is written.
+pub fn apply_script(paths: &Paths, spec: &Value, size: &str) -> Result<String, String> {
     let clients = clients_of(spec);
+    check_clients(&clients)?;
+    if let Some(problem) = config_path_problem(&paths.dir) {
+        return Err(format!(
+            "directory `{}` {problem}",
+            paths.dir.escape_default()
+        ));
+    }
     let kernel = kernel_export(paths, &clients, size);
-    let ganesha = ganesha_export(paths, &clients, size);
-    format!(
+    let ganesha = ganesha_export(paths, &clients, size).ok_or_else(|| {
+        format!(
+            "directory `{}` cannot be a ganesha string",
+            paths.dir.escape_default()
+        )
+    })?;
+    Ok(format!(
         "set -e; {DETECT}dir={dir}; \
          fresh=; if [ ! -d {dir} ]; then mkdir -p {dir} {marker_dir}; touch {marker}; fresh=1; fi; \
          if [ $server = kernel ]; then \
@@ -263,7 +302,7 @@ pub fn apply_script(paths: &Paths, spec: &Value, size: &str) -> String {
         ganesha = shell_quote(&ganesha),
         stem = paths.stem,
         reload = GANESHA_RELOAD.replace("%INCLUDE%", GANESHA_INCLUDE),
-    )
+    ))
 }
 
 /// The command that unexports a Volume and removes its directory when nimbus made it.
@@ -293,10 +332,10 @@ mod tests {
         let kernel = kernel_export(&paths, &clients, "1Gi");
         let lines: Vec<&str> = kernel.lines().collect();
         assert_eq!(exported_clients(&lines), Some(clients.clone()));
-        let ganesha = ganesha_export(&paths, &clients, "1Gi");
+        let ganesha = ganesha_export(&paths, &clients, "1Gi").expect("a plain path");
         let lines: Vec<&str> = ganesha.lines().collect();
         assert_eq!(exported_clients(&lines), Some(clients));
-        let everyone = ganesha_export(&paths, &["*".to_owned()], "1Gi");
+        let everyone = ganesha_export(&paths, &["*".to_owned()], "1Gi").expect("a plain path");
         let lines: Vec<&str> = everyone.lines().collect();
         assert_eq!(exported_clients(&lines), Some(vec!["*".to_owned()]));
         assert_eq!(exported_clients(&[]), None);

@@ -253,6 +253,28 @@ fn unit(name: &str, args: &[String], bridge: Option<&str>) -> String {
     )
 }
 
+/// The second guard (docs/security.md): boot paths and the kernel command line that
+/// validation would refuse are refused here too, before the unit is written.
+fn refuse_unsafe(address: &str, spec: &VmSpec) -> Result<(), ProviderError> {
+    use nimbus_planner::fields::{cmdline_problem, config_path_problem};
+    let Some(boot) = &spec.boot else {
+        return Ok(());
+    };
+    let paths = [
+        ("boot.kernel", Some(&boot.kernel)),
+        ("boot.initrd", boot.initrd.as_ref()),
+    ];
+    for (field, path) in paths {
+        if let Some(problem) = path.and_then(|p| config_path_problem(p)) {
+            return Err(failed(address, format!("{field} {problem}")));
+        }
+    }
+    if let Some(problem) = boot.cmdline.as_deref().and_then(cmdline_problem) {
+        return Err(failed(address, format!("boot.cmdline {problem}")));
+    }
+    Ok(())
+}
+
 /// One QMP command on the VM's socket, through the SSH connection: its `return`.
 pub async fn qmp(session: &SshSession, name: &str, command: &str) -> Result<Value, ProviderError> {
     let stream = session
@@ -365,6 +387,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     }
     let spec: VmSpec = serde_json::from_value(typed)
         .map_err(|e| failed(address, format!("not a VM spec: {e}")))?;
+    refuse_unsafe(address, &spec)?;
     let seed = user_data.as_deref().map(|u| seed_name(name, u));
     let image: Option<String> = match spec.disk.image.as_deref() {
         None => None,

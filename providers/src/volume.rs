@@ -15,7 +15,7 @@ use crate::ssh::SshSession;
 use crate::{Applied, ProviderError};
 
 /// Where volumes go when a Volume names no `pool`.
-pub const DEFAULT_POOL: &str = "/srv/nimbus/volumes";
+pub const DEFAULT_POOL: &str = nimbus_planner::fields::DEFAULT_BTRFS_POOL;
 
 /// What is compared: the type, the size (the qgroup limit), where it lives.
 pub fn kind_schema() -> KindSchema {
@@ -158,6 +158,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     {
         delete(session, address, before, tenant, name).await?;
     }
+    refuse_unsafe(address, &spec)?;
     if is_nfs(&spec) {
         return export(session, address, &spec, tenant, name).await;
     }
@@ -165,6 +166,29 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     let path = format!("{pool}/{tenant}/{name}");
     let marker = format!("{pool}/.nimbus/{tenant}/{name}");
     create(session, address, &spec, tenant, (&pool, &path, &marker)).await
+}
+
+/// The second guard (docs/security.md): a pool or client that validation would refuse is
+/// refused here too, before anything reaches the host.
+fn refuse_unsafe(address: &str, spec: &Value) -> Result<(), ProviderError> {
+    use nimbus_planner::fields::{config_path_problem, export_client_problem};
+    let pool = pool_of(spec);
+    if let Some(problem) = config_path_problem(&pool) {
+        return Err(failed(
+            address,
+            format!("pool `{}` {problem}", pool.escape_default()),
+        ));
+    }
+    for client in spec["clients"].as_array().into_iter().flatten() {
+        let client = client.as_str().unwrap_or_default();
+        if let Some(problem) = export_client_problem(client) {
+            return Err(failed(
+                address,
+                format!("client `{}` {problem}", client.escape_default()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_nfs(spec: &Value) -> bool {
@@ -191,12 +215,9 @@ async fn export(
 ) -> Result<Applied, ProviderError> {
     let size = size_of(address, spec)?;
     let paths = crate::nfs::Paths::new(spec, tenant, name);
-    let output = session
-        .exec(
-            &crate::nfs::apply_script(&paths, spec, &size.to_string()),
-            None,
-        )
-        .await?;
+    let script = crate::nfs::apply_script(&paths, spec, &size.to_string())
+        .map_err(|reason| failed(address, reason))?;
+    let output = session.exec(&script, None).await?;
     if output.status != 0 {
         return Err(failed(
             address,

@@ -77,7 +77,8 @@ pub fn load_revision(dir: &Path, rev: &str) -> Result<LoadedRevision> {
     }
     cache.retain(|key, _| keep.contains(key));
     drop(cache);
-    let (model, problems) = nimbus_planner::load::load_files(loaded, listing.other_paths);
+    let (model, problems) =
+        nimbus_planner::load::load_files(loaded, listing.other_paths, &listing.outside_links);
     Ok(LoadedRevision {
         model,
         problems,
@@ -91,6 +92,7 @@ pub fn load_revision(dir: &Path, rev: &str) -> Result<LoadedRevision> {
 /// A revision's files: manifests and other paths (as the working tree reader sorts them),
 /// nothing read yet.
 struct Listing {
+    outside_links: Vec<nimbus_planner::load::OutsideLink>,
     commit: String,
     tree: String,
     manifests: Vec<String>,
@@ -116,6 +118,7 @@ pub fn read_revision(dir: &Path, rev: &str) -> Result<Revision> {
     let mut input = RepositoryInput {
         manifests: Vec::new(),
         other_paths: listing.other_paths,
+        outside_links: listing.outside_links,
     };
     for path in listing.manifests {
         let id = listing.files.blobs[&path];
@@ -167,15 +170,44 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the tree of `{rev}`"))?;
     let mut blobs: HashMap<String, gix::ObjectId> = HashMap::new();
+    let mut links: HashMap<String, String> = HashMap::new();
+    let mut directories: BTreeSet<String> = BTreeSet::new();
     for entry in recorder.records {
-        if !entry.mode.is_blob() {
-            continue;
-        }
         let path = entry.filepath.to_string();
         let Some(relative) = path.strip_prefix(&prefix) else {
             continue;
         };
-        blobs.insert(relative.to_owned(), entry.oid);
+        if entry.mode.is_tree() {
+            directories.insert(relative.to_owned());
+        } else if entry.mode.is_link() {
+            let target = repo.find_object(entry.oid).into_diagnostic()?.data.clone();
+            links.insert(
+                relative.to_owned(),
+                String::from_utf8_lossy(&target).into_owned(),
+            );
+        } else if entry.mode.is_blob() {
+            blobs.insert(relative.to_owned(), entry.oid);
+        }
+    }
+    // A committed link is read as the file it leads to when its chain stays inside the
+    // directory read; a link that leaves it is a problem, and nothing is read through it.
+    let mut outside_links = Vec::new();
+    let mut link_paths: Vec<&String> = links.keys().collect();
+    link_paths.sort();
+    for link in link_paths {
+        match resolve_link(link, &links) {
+            Ok(target) => {
+                if let Some(id) = blobs.get(&target).copied() {
+                    blobs.insert(link.clone(), id);
+                } else if !directories.contains(&target) {
+                    // Leads nowhere in the tree: like a missing file.
+                }
+            }
+            Err(target) => outside_links.push(nimbus_planner::load::OutsideLink {
+                path: link.clone(),
+                target,
+            }),
+        }
     }
     let ignore_text = match blobs.get(".nimbusignore") {
         Some(id) => Some(
@@ -213,7 +245,16 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
             .flatten()
             .map_or_else(|| tree.id.to_string(), |e| e.oid().to_string())
     };
+    let outside_links = outside_links
+        .into_iter()
+        .filter(|l| {
+            let parts: Vec<&str> = l.path.split('/').collect();
+            !parts.iter().any(|p| ManifestFilter::is_hidden(p))
+                && !filter.is_ignored(&l.path, false)
+        })
+        .collect();
     Ok(Listing {
+        outside_links,
         commit: commit.id.to_string(),
         tree: tree_id,
         manifests,
@@ -224,6 +265,40 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
             blobs,
         },
     })
+}
+
+/// Where a committed link leads, through any chain of links, as a path inside the directory
+/// read; or, when it leaves it (an absolute target, `..` above the top, a loop), where it
+/// leads as written. Purely lexical: a revision is read from the object database, never from
+/// the file system.
+fn resolve_link(link: &str, links: &HashMap<String, String>) -> Result<String, String> {
+    let mut path = link.to_owned();
+    for _ in 0..40 {
+        let Some(target) = links.get(&path) else {
+            return Ok(path);
+        };
+        if target.starts_with('/') {
+            return Err(target.clone());
+        }
+        let mut parts: Vec<&str> = path.split('/').collect();
+        parts.pop();
+        for segment in target.split('/') {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    if parts.pop().is_none() {
+                        return Err(target.clone());
+                    }
+                }
+                other => parts.push(other),
+            }
+        }
+        path = parts.join("/");
+    }
+    Err(format!(
+        "{} (a loop of links)",
+        links.get(link).cloned().unwrap_or_default()
+    ))
 }
 
 /// A bare mirror of a remote config repository in a cache directory: cloned on first use,

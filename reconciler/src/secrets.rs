@@ -404,7 +404,7 @@ pub fn recipient_warnings(root: &Path, recipients: &[String]) -> Vec<(String, St
             .unwrap_or(&path)
             .display()
             .to_string();
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Ok(bytes) = crate::workdir::read_inside(root, &shown) else {
             continue;
         };
         match stanzas(&bytes) {

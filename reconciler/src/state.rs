@@ -238,14 +238,43 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
+/// The state's folder 0700 when nimbus makes it (and `.nimbus/` always), and the database
+/// 0600, whatever the umask: the database holds the key behind secrets' fingerprints
+/// (docs/security.md). SQLite gives its `-wal` and `-shm` files the database's mode.
+fn private_files(path: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent);
+        if parent.file_name().is_some_and(|n| n == ".nimbus") {
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        if let Ok(metadata) = std::fs::metadata(&file)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
 impl StateStore {
     /// Opens (or creates) the database at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            let _ = std::fs::create_dir_all(parent);
-        }
+        private_files(path);
         let wrap = |source| StateError::Database {
             path: path.display().to_string(),
             source,
@@ -809,6 +838,35 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_folder_and_database_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let folder = dir.path().join(".nimbus");
+        // A folder and database left readable by an older nimbus under umask 022.
+        std::fs::create_dir(&folder).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = folder.join("state.db");
+        std::fs::write(&path, b"").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = StateStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        drop(store);
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0)
+        };
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        // A new one, in a folder made on the way.
+        let fresh = dir.path().join("deep/.nimbus/state.db");
+        drop(StateStore::open(&fresh).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(mode(fresh.parent().unwrap_or(dir.path())), 0o700);
+        assert_eq!(mode(&fresh), 0o600);
+    }
 
     #[test]
     fn a_state_of_the_previous_schema_is_upgraded_and_keeps_its_instances() {

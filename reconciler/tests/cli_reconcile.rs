@@ -180,7 +180,7 @@ impl Servers {
         let port = free_port();
         let workdir = self.dir.path().join(name);
         std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(workdir.join("hook-secret"), "s3cret-hook\n")
+        std::fs::write(workdir.join("hook-secret"), "s3cret-hook-for-tests\n")
             .unwrap_or_else(|e| panic!("{e}"));
         let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(["reconcile", "--repo", url, "--branch", "main"])
@@ -227,7 +227,7 @@ fn pushes_are_applied_through_a_verified_webhook() {
         port,
         "POST",
         "/hooks/git",
-        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        &[("X-Hub-Signature-256", &sign("s3cret-hook-for-tests", body))],
         body,
     );
     assert_eq!(code, 202);
@@ -266,7 +266,7 @@ fn pushes_are_applied_through_a_verified_webhook() {
         port,
         "POST",
         "/hooks/git",
-        &[("X-Gitlab-Token", "s3cret-hook")],
+        &[("X-Gitlab-Token", "s3cret-hook-for-tests")],
         body,
     );
     assert_eq!(code, 202);
@@ -283,7 +283,7 @@ fn pushes_are_applied_through_a_verified_webhook() {
         port,
         "POST",
         "/hooks/git",
-        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        &[("X-Hub-Signature-256", &sign("s3cret-hook-for-tests", body))],
         body,
     );
     let now = wait_status(port, "the broken commit seen", |s| {
@@ -310,7 +310,7 @@ fn pushes_are_applied_through_a_verified_webhook() {
         port,
         "POST",
         "/hooks/git",
-        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        &[("X-Hub-Signature-256", &sign("s3cret-hook-for-tests", body))],
         body,
     );
     let now = wait_status(port, "the fix applied", |s| {
@@ -755,7 +755,7 @@ fn a_newer_commit_supersedes_a_run_waiting_on_retries() {
         port,
         "POST",
         "/hooks/git",
-        &[("X-Hub-Signature-256", &sign("s3cret-hook", body))],
+        &[("X-Hub-Signature-256", &sign("s3cret-hook-for-tests", body))],
         body,
     );
     assert_eq!(code, 202);

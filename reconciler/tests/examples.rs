@@ -130,6 +130,7 @@ fn every_yaml_and_kdl_pair_in_the_manifest_reference_agrees() {
                     bytes: text.as_bytes().to_vec(),
                 }],
                 other_paths: Default::default(),
+                outside_links: Vec::new(),
             };
             let (model, problems) = nimbus_planner::load::load(input);
             assert!(
@@ -185,6 +186,7 @@ spec:
             },
         ],
         other_paths: Default::default(),
+        outside_links: Vec::new(),
     };
     let (model, problems) = nimbus_planner::load::load(input);
     assert!(problems.is_empty(), "{problems:#?}");

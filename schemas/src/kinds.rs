@@ -299,6 +299,10 @@ pub struct HostSpec {
     pub via: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// The folders on this host that Volumes may use: a Volume's `pool` (and so what it
+    /// exports) lies under one of them. `[/srv/nimbus]` when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_roots: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }

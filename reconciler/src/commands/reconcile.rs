@@ -34,6 +34,11 @@ pub struct ReconcileArgs {
     /// A file holding the webhook secret; without it, POST /hooks/git is refused.
     #[arg(long, value_name = "FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// A file holding a bearer token (at least 16 bytes) that the pages, /status, /runs and
+    /// /metrics then require (`Authorization: Bearer TOKEN`); webhooks keep their signatures,
+    /// /healthz and /readyz stay open.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The directory state and the in-memory provider live in (the Repository's state.path
     /// is relative to it).
     #[arg(long, default_value = ".")]

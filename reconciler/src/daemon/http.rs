@@ -1,110 +1,197 @@
-//! The daemon's HTTP side: the webhook, /status, /runs and /metrics as data, and the pages
-//! people read.
+//! The daemon's HTTP side, on hyper's HTTP/1.1 server: the webhook, /status, /runs and
+//! /metrics as data, the pages people read, and /healthz and /readyz for probes.
+//!
+//! The front door (docs/security.md): request headers must arrive within
+//! [`HEADER_TIMEOUT`] and a webhook's body within [`BODY_TIMEOUT`], bodies are at most
+//! [`MAX_BODY`], at most [`MAX_CONNECTIONS`] connections are served at once (more are closed
+//! as they come, so the backlog never fills with them), and the accept loop backs off when
+//! accepting fails (out of file descriptors) instead of spinning. With a token, every page
+//! and data endpoint wants `Authorization: Bearer TOKEN`; webhooks are authenticated by
+//! their signatures alone, probes by nothing.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::page;
 use super::status::Status;
-use super::webhook::verify_webhook;
+use super::webhook::{same, verify_webhook};
 
-pub async fn serve(
-    mut stream: tokio::net::TcpStream,
-    status: &Mutex<Status>,
-    wake: &Notify,
-    secret: Option<&str>,
-    workdir: &Path,
-) -> std::io::Result<()> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::other("timeout"))??;
-        if n == 0 {
-            return Ok(());
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buffer.len() > 64 * 1024 {
-            return respond(&mut stream, 431, "text/plain", b"headers too large\n").await;
-        }
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a webhook's body, once its headers are in.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest webhook body read.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Connections served at once. Each costs a task and hyper's buffers (tens of KiB at most),
+/// so this bounds the daemon's memory; the timeouts above free a slot within seconds.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The shortest secret or token the daemon takes, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// What every connection shares.
+pub struct Front {
+    pub status: Arc<Mutex<Status>>,
+    pub wake: Arc<Notify>,
+    /// The webhook secret; without one, every webhook is refused.
+    pub secret: Option<String>,
+    /// The bearer token the pages and data endpoints want; without one, they are open.
+    pub token: Option<String>,
+    pub workdir: PathBuf,
+}
+
+/// Reads a secret or token from `path`: its first line, trimmed, refused when it is empty or
+/// shorter than [`MIN_SECRET_BYTES`] (a signature made with an empty key would otherwise be
+/// valid).
+pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
+    let secret = text.trim().to_owned();
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "the {what} in {} is {} bytes long; it must be at least {MIN_SECRET_BYTES} (make one with `head -c 32 /dev/urandom | base64`)",
+            path.display(),
+            secret.len()
+        ));
+    }
+    Ok(secret)
+}
+
+/// Accepts connections until `shutdown`, serving each on a task of its own.
+pub async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    front: Arc<Front>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(5);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors, or memory: wait for connections to end.
+                tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let front = Arc::clone(&front);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let front = Arc::clone(&front);
+                async move { Ok::<_, Infallible>(route(&front, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .max_buf_size(64 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(code: StatusCode, kind: &str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = code;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(kind) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn text(code: StatusCode, body: &'static str) -> Reply {
+    reply(code, "text/plain; charset=utf-8", body)
+}
+
+fn reply_json(body: &Value) -> Reply {
+    let text = serde_json::to_string_pretty(body).unwrap_or_default();
+    reply(StatusCode::OK, "application/json", text)
+}
+
+/// Whether the request carries the bearer token (or none is required).
+fn authorized(front: &Front, request: &Request<Incoming>) -> bool {
+    let Some(token) = &front.token else {
+        return true;
     };
-    let head = String::from_utf8_lossy(&buffer[..header_end]).into_owned();
-    let mut lines = head.lines();
-    let request = lines.next().unwrap_or_default().to_owned();
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if length > 4 * 1024 * 1024 {
-        return respond(&mut stream, 413, "text/plain", b"body too large\n").await;
-    }
-    let mut body = buffer[header_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    let path = path.split('?').next().unwrap_or("/");
-    match (method, path) {
-        ("POST", "/hooks/git") => {
-            let verified = secret.is_some_and(|s| verify_webhook(s, &headers, &body));
-            if verified {
-                wake.notify_one();
-                respond(&mut stream, 202, "text/plain", b"fetching\n").await
+    request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
+}
+
+async fn route(front: &Front, request: Request<Incoming>) -> Reply {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
+        ("GET", "/readyz") => {
+            let status = front.status.lock().unwrap_or_else(|e| e.into_inner());
+            if status.revision_seen.is_some() && status.fetch_error.is_none() {
+                text(StatusCode::OK, "ready\n")
             } else {
-                status
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .webhooks_refused += 1;
-                respond(
-                    &mut stream,
-                    401,
-                    "text/plain",
-                    b"bad or missing signature\n",
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: the branch has not been fetched yet, or the last fetch failed\n",
                 )
-                .await
             }
         }
+        ("POST", "/hooks/git") => webhook(front, request).await,
+        ("GET", _) if !authorized(front, &request) => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"nimbus\""),
+            );
+            response
+        }
         ("GET", "/status") => {
-            let body = status.lock().unwrap_or_else(|e| e.into_inner()).json();
-            respond_json(&mut stream, &body).await
-        }
-        ("GET", "/metrics") => {
-            let body = status.lock().unwrap_or_else(|e| e.into_inner()).metrics();
-            respond(
-                &mut stream,
-                200,
-                "text/plain; version=0.0.4",
-                body.as_bytes(),
-            )
-            .await
-        }
-        ("GET", "/runs") | ("GET", _) if path == "/runs" || path.starts_with("/runs/") => {
-            let state_path = status
+            let body = front
+                .status
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .state_path
-                .clone()
-                .unwrap_or_else(|| workdir.join(".nimbus/state.db"));
-            let runs = runs(&state_path);
+                .json();
+            reply_json(&body)
+        }
+        ("GET", "/metrics") => {
+            let body = front
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .metrics();
+            reply(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
+        ("GET", _) if path == "/runs" || path.starts_with("/runs/") => {
+            let runs = runs(&state_path(front));
             let body = match path.strip_prefix("/runs/") {
                 Some(id) => runs.as_array().and_then(|r| {
                     r.iter()
@@ -114,8 +201,8 @@ pub async fn serve(
                 None => Some(runs),
             };
             match body {
-                Some(body) => respond_json(&mut stream, &body).await,
-                None => respond(&mut stream, 404, "text/plain", b"no such run\n").await,
+                Some(body) => reply_json(&body),
+                None => text(StatusCode::NOT_FOUND, "no such run\n"),
             }
         }
         ("GET", _)
@@ -124,26 +211,72 @@ pub async fn serve(
                 || path.starts_with("/run/")
                 || path.starts_with("/resource/") =>
         {
-            let state_path = status
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .state_path
-                .clone()
-                .unwrap_or_else(|| workdir.join(".nimbus/state.db"));
-            match html(status, &state_path, path) {
-                Some(page) => {
-                    respond(
-                        &mut stream,
-                        200,
-                        "text/html; charset=utf-8",
-                        page.as_bytes(),
-                    )
-                    .await
-                }
-                None => respond(&mut stream, 404, "text/plain", b"not found\n").await,
+            match html(&front.status, &state_path(front), &path) {
+                Some(page) => reply(StatusCode::OK, "text/html; charset=utf-8", page),
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
             }
         }
-        _ => respond(&mut stream, 404, "text/plain", b"not found\n").await,
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn state_path(front: &Front) -> PathBuf {
+    front
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .state_path
+        .clone()
+        .unwrap_or_else(|| front.workdir.join(".nimbus/state.db"))
+}
+
+/// A push webhook: its body read within [`BODY_TIMEOUT`] and [`MAX_BODY`], then its
+/// signature checked.
+async fn webhook(front: &Front, request: Request<Incoming>) -> Reply {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+    }
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+            Err(_) => {
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive in time\n",
+                );
+            }
+        };
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.trim().to_owned(),
+            ))
+        })
+        .collect();
+    let verified = front
+        .secret
+        .as_deref()
+        .is_some_and(|s| verify_webhook(s, &headers, &body));
+    if verified {
+        front.wake.notify_one();
+        text(StatusCode::ACCEPTED, "fetching\n")
+    } else {
+        front
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .webhooks_refused += 1;
+        text(StatusCode::UNAUTHORIZED, "bad or missing signature\n")
     }
 }
 
@@ -153,34 +286,6 @@ fn runs(path: &Path) -> Value {
         Ok(history) => serde_json::to_value(history).unwrap_or(Value::Null),
         Err(_) => json!([]),
     }
-}
-
-async fn respond_json(stream: &mut tokio::net::TcpStream, body: &Value) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(body).unwrap_or_default();
-    respond(stream, 200, "application/json", text.as_bytes()).await
-}
-
-async fn respond(
-    stream: &mut tokio::net::TcpStream,
-    code: u16,
-    kind: &str,
-    body: &[u8],
-) -> std::io::Result<()> {
-    let reason = match code {
-        200 => "OK",
-        202 => "Accepted",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        _ => "Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
 }
 
 /// The page at `path`, or `None` when there is no such run or instance. State is read for

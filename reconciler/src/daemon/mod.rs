@@ -23,7 +23,6 @@ use crate::commands::reconcile::ReconcileArgs;
 use crate::engine::{self, PlanOptions};
 use crate::ops::{Session, SessionOptions};
 use crate::render::problems_text;
-use http::serve;
 use status::Status;
 
 pub fn now() -> f64 {
@@ -94,13 +93,15 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
     };
     let source = Arc::new(source);
     let secret = match &args.webhook_secret_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot read the webhook secret {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
+        Some(path) => {
+            Some(http::read_secret(path, "webhook secret").map_err(|e| miette::miette!("{e}"))?)
+        }
+        None => None,
+    };
+    let token = match &args.token_file {
+        Some(path) => {
+            Some(http::read_secret(path, "bearer token").map_err(|e| miette::miette!("{e}"))?)
+        }
         None => None,
     };
     let status = Arc::new(Mutex::new(Status::default()));
@@ -115,25 +116,17 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
         args.branch,
         listener.local_addr().into_diagnostic()?
     ));
-    {
-        let status = Arc::clone(&status);
-        let wake = Arc::clone(&wake);
-        let workdir = args.workdir.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let status = Arc::clone(&status);
-                let wake = Arc::clone(&wake);
-                let secret = secret.clone();
-                let workdir = workdir.clone();
-                tokio::spawn(async move {
-                    let _ = serve(stream, &status, &wake, secret.as_deref(), &workdir).await;
-                });
-            }
-        });
-    }
+    tokio::spawn(http::accept_loop(
+        listener,
+        Arc::new(http::Front {
+            status: Arc::clone(&status),
+            wake: Arc::clone(&wake),
+            secret,
+            token,
+            workdir: args.workdir.clone(),
+        }),
+        std::future::pending(),
+    ));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .into_diagnostic()?;
     let mut last_drift = Instant::now();

@@ -163,7 +163,7 @@ fn read_repository_file(
 ) -> std::io::Result<Vec<u8>> {
     match files {
         Some(files) => files.read(path),
-        None => std::fs::read(root.join(path)),
+        None => crate::workdir::read_inside(root, path),
     }
 }
 
