@@ -144,7 +144,9 @@ pub fn export_client_problem(client: &str) -> Option<String> {
         };
     }
     if prefix.is_some() {
-        return Some(format!("`{address}` before `/` is not an IP address"));
+        return Some(format!(
+            "has `{address}` before `/`, which is not an IP address"
+        ));
     }
     let host_pattern = client.split('.').all(|label| {
         !label.is_empty()
@@ -474,10 +476,15 @@ pub(crate) fn check(model: &Model, problems: &mut Vec<Problem>) {
                 let Some(host) = hosts.get(host_name) else {
                     continue;
                 };
+                // Roots that break the path rule are reported on the Host and used by no one.
                 let roots: Vec<&str> = if host.volume_roots.is_empty() {
                     DEFAULT_VOLUME_ROOTS.to_vec()
                 } else {
-                    host.volume_roots.iter().map(String::as_str).collect()
+                    host.volume_roots
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|r| config_path_problem(r).is_none())
+                        .collect()
                 };
                 if !roots.iter().any(|root| is_under(pool, root)) {
                     let (span, note) = match v.pool {

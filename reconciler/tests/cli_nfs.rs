@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
-const POOL: &str = "/srv/exports";
-const DIR: &str = "/srv/exports/acme/share";
+const POOL: &str = "/srv/nimbus/shared";
+const DIR: &str = "/srv/nimbus/shared/acme/share";
 
 fn nimbus(repo: &Path, args: &[&str]) -> Output {
     common::nimbus_with(args, repo, &[])

@@ -5,7 +5,7 @@
 //! fetches nothing; drift is corrected; /metrics parses as Prometheus text; SIGTERM stops it.
 
 mod common;
-use common::{Running, copy_dir, git, git_daemon, http, text, wait_port};
+use common::{Running, copy_dir, git, git_daemon, http, sign, text, wait_port};
 use sshd::free_port;
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
@@ -38,20 +38,6 @@ fn wait_status(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn sign(secret: &str, body: &str) -> String {
-    // HMAC-SHA256 computed independently of nimbus (python's hmac module).
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())",
-            secret,
-            body,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("python3: {e}"));
-    format!("sha256={}", text(&output.stdout).trim())
 }
 
 /// Checks Prometheus' text exposition format: comments, and `name{labels} value` samples.

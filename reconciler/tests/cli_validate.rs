@@ -311,3 +311,60 @@ fn storage_vm_bridge_and_k3s_mistakes_are_named_at_their_lines() {
         "the plain-text key is repeated: {text}"
     );
 }
+
+/// Issue 23's attacks, written as a tenant (and an operator) would: every value that would
+/// reach a host with a newline, a quote, `$(...)`, backticks, `;`, a leading `-` or a path
+/// out of the host's volume roots is refused at its line, and nothing else is missed.
+#[test]
+fn hostile_values_are_refused_at_their_lines() {
+    let actual = check("hostile-values");
+    assert_eq!(actual["exit"], 1);
+    let problems = actual["problems"].as_array().cloned().unwrap_or_default();
+    let at = |file: &str, line: u64| {
+        problems
+            .iter()
+            .any(|p| p["file"] == file && p["line"] == line && p["severity"] == "error")
+    };
+    // Each hostile client, pool, path, owner, image and command line, at its own line.
+    for (file, line) in [
+        ("tenants/acme/volumes.yaml", 10),
+        ("tenants/acme/volumes.yaml", 15),
+        ("tenants/acme/volumes.yaml", 20),
+        ("tenants/acme/volumes.yaml", 25),
+        ("tenants/acme/volumes.yaml", 30),
+        ("tenants/acme/volumes.yaml", 35),
+        ("tenants/acme/volumes.yaml", 40),
+        ("tenants/acme/volumes.yaml", 46),
+        ("tenants/acme/volumes.yaml", 48),
+        ("tenants/acme/volumes.yaml", 49),
+        ("vms.yaml", 8),
+        ("vms.yaml", 11),
+        ("vms.yaml", 12),
+        ("files.yaml", 6),
+        ("files.yaml", 8),
+        ("files.yaml", 9),
+        ("files.yaml", 17),
+        ("hosts.yaml", 6),
+        ("hosts.yaml", 13),
+    ] {
+        assert!(
+            at(file, line),
+            "nothing refused at {file}:{line}: {problems:#?}"
+        );
+    }
+    // Seven hostile clients on one line, each its own problem but the CIDR.
+    let clients = problems
+        .iter()
+        .filter(|p| p["file"] == "tenants/acme/volumes.yaml" && p["line"] == 10)
+        .count();
+    assert_eq!(clients, 6, "{problems:#?}");
+    let codes = codes(&actual);
+    assert!(
+        codes.iter().any(|c| c == "nimbus::volume::outside_roots"),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().any(|c| c == "nimbus::volume::overlap"),
+        "{codes:?}"
+    );
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
-const POOL: &str = "/srv/pool";
+const POOL: &str = "/srv/nimbus/pool";
 
 fn nimbus(repo: &Path, args: &[&str]) -> Output {
     common::nimbus_with(args, repo, &[])
@@ -96,7 +96,7 @@ fn a_btrfs_volume_is_a_subvolume_with_a_quota() {
     write(
         repo,
         "tenants/acme/other.yaml",
-        &volume("8Mi", "/srv").replace("name: data", "name: other"),
+        &volume("8Mi", "/srv/nimbus").replace("name: data", "name: other"),
     );
     let refused = nimbus(repo, &["apply", "--auto-approve", "."]);
     let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));

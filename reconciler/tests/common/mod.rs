@@ -349,3 +349,19 @@ pub fn bed_repository(repo: &Path, name: &str, known_hosts: &Path, key: &Path) {
         ),
     );
 }
+
+/// A webhook's `X-Hub-Signature-256`: HMAC-SHA256 of `body` with `secret`, computed
+/// independently of nimbus (python's hmac module).
+#[allow(dead_code)]
+pub fn sign(secret: &str, body: &str) -> String {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())",
+            secret,
+            body,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    format!("sha256={}", text(&output.stdout).trim())
+}
