@@ -383,7 +383,10 @@ pub(crate) fn check(model: &Model, problems: &mut Vec<Problem>) {
                 }
             }
             Spec::File(f) => {
-                report(&[Key("path")], &f.path, Rule::HostPath);
+                // A relative path has its own diagnostic (`nimbus::value::path`).
+                if f.path.starts_with('/') {
+                    report(&[Key("path")], &f.path, Rule::HostPath);
+                }
                 if let Some(content) = &f.content {
                     report(&[Key("content")], content, Rule::Text);
                 }

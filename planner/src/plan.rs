@@ -449,6 +449,19 @@ pub fn desired_spec(spec: &Spec) -> Value {
     serde_json::to_value(spec).unwrap_or(Value::Null)
 }
 
+/// The defaults nimbus gives a spec beyond what it says, the same for planning and for
+/// observing: a File whose content is a secret is readable by its owner only
+/// ([`SECRET_FILE_MODE`]) unless its `mode` says otherwise, and the plan shows that mode.
+pub fn apply_defaults(spec: &Spec, desired: &mut Value) {
+    if let Spec::File(file) = spec
+        && file.secret.is_some()
+        && file.mode.is_none()
+        && let Value::Object(map) = desired
+    {
+        map.insert("mode".into(), Value::String(SECRET_FILE_MODE.into()));
+    }
+}
+
 /// A SHA-256 digest of a canonical rendering of `value`, in hex.
 pub fn fingerprint<T: Serialize>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
@@ -578,15 +591,7 @@ pub fn plan(
         {
             map.insert("content".into(), Value::String(text.clone()));
         }
-        // A File whose content is a secret is readable by its owner only, unless its `mode`
-        // says otherwise; the plan shows the mode it gets.
-        if let Spec::File(file) = spec
-            && file.secret.is_some()
-            && file.mode.is_none()
-            && let Value::Object(map) = &mut desired
-        {
-            map.insert("mode".into(), Value::String(SECRET_FILE_MODE.into()));
-        }
+        apply_defaults(spec, &mut desired);
         // A Cluster carries the nodes its selectors resolve to: who is a manager, who a
         // worker, with which labels; providers compare and apply them.
         if let Spec::Cluster(cluster) = spec

@@ -692,6 +692,10 @@ pub async fn observe(
             Some(Ok(spec)) => spec.clone(),
             _ => desired_spec(&model.documents[instance.document].resource.spec),
         };
+        nimbus_planner::plan::apply_defaults(
+            &model.documents[instance.document].resource.spec,
+            &mut desired,
+        );
         // A placed VM is observed where it is (the host state recorded), else where the
         // scheduler puts it; a move is then a replace, which removes it from the old host.
         if instance.kind == nimbus_schemas::Kind::Vm
