@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
             InputFile { path: "tenants/acme/fuzz.kdl".into(), bytes: data.to_vec() },
         ],
         other_paths: Default::default(),
+        outside_links: Vec::new(),
     };
     let checked = nimbus_planner::check(input);
     for problem in &checked.problems {

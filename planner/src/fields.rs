@@ -212,17 +212,15 @@ pub fn version_problem(version: &str) -> Option<String> {
     .then(|| "holds a character other than letters, digits and `. + _ -`".into())
 }
 
-/// Why `image` cannot be a container image reference: blank, whitespace, control characters,
-/// a leading `-`, or longer than 4096 bytes.
+/// Why `image` cannot be a container image reference: empty, control characters, a leading
+/// `-`, or longer than 4096 bytes. (It reaches Docker's and Kubernetes' APIs as JSON; other
+/// mistakes, such as a blank, are the API's to refuse, with its own words.)
 pub fn image_problem(image: &str) -> Option<String> {
     if image.is_empty() || image.len() > MAX_LINE_VALUE {
         return Some(format!("is empty or longer than {MAX_LINE_VALUE} bytes"));
     }
     if let Some(problem) = control_problem(image) {
         return Some(problem);
-    }
-    if image.chars().any(char::is_whitespace) {
-        return Some("holds a space; an image reference has none".into());
     }
     image
         .starts_with('-')
@@ -292,7 +290,9 @@ impl Rule {
             Rule::Image => image_problem(value),
             Rule::EnvName => env_name_problem(value),
             Rule::PathOrUrl if value.starts_with('/') => config_path_problem(value),
-            Rule::PathOrUrl => url_problem(value),
+            Rule::PathOrUrl if value.contains("://") => url_problem(value),
+            // A name (the provider says at apply what it takes): one word on one line.
+            Rule::PathOrUrl => image_problem(value),
         }
     }
 
@@ -351,6 +351,29 @@ pub(crate) fn check(model: &Model, problems: &mut Vec<Problem>) {
     // (host, folder) -> the Volume document that uses it, for overlaps between Volumes.
     let mut folders: Vec<(&str, String, &Document)> = Vec::new();
     for document in &model.documents {
+        // Labels reach k3s's `--node-label` flags and Docker's node labels: one line each.
+        for (key, value) in &document.resource.metadata.labels.0 {
+            for text in [key, value] {
+                if let Some(problem) = Rule::Line.problem(text) {
+                    let span = document
+                        .envelope()
+                        .and_then(|e| e.metadata.as_ref())
+                        .and_then(|m| m.lookup(&[Segment::Key("labels"), Segment::Key(key)]))
+                        .map_or(document.name_span(), |n| n.span);
+                    problems.push(
+                        Problem::error(
+                            "nimbus::value::unsafe",
+                            format!(
+                                "label `{}` is not one line of text: it {problem}",
+                                shown(key)
+                            ),
+                            document.label(span, "not one line of text"),
+                        )
+                        .with_help(Rule::Line.help()),
+                    );
+                }
+            }
+        }
         let mut report = |path: &[Segment<'_>], value: &str, rule: Rule| {
             if let Some(problem) = rule.problem(value) {
                 problems.push(
@@ -678,6 +701,7 @@ mod tests {
         assert_eq!(version_problem("v1.31.2+k3s1"), None);
         assert!(version_problem("1; rm -rf /").is_some());
         assert_eq!(image_problem("registry.local:5000/app:1.2@sha256:ab"), None);
+        assert_eq!(image_problem("nginx:1.27 "), None);
         assert!(image_problem("nginx\n--privileged").is_some());
         assert!(image_problem("--privileged").is_some());
         assert_eq!(env_name_problem("_A1"), None);

@@ -4,6 +4,7 @@
 //! callers name one crate; providers with a heavy SDK have crates of their own.
 
 pub mod agent;
+pub mod audit;
 pub mod configure;
 pub mod hosts;
 pub mod memory;

@@ -191,7 +191,7 @@ fn shell_words(line: &str) -> Vec<String> {
 /// (checked by [`export_client_problem`], which allows no blank, `(` or quote) with
 /// nimbus's options. A client that breaks the rule is left out of the line: the caller
 /// refuses such a spec before writing ([`check_clients`]).
-fn kernel_export(paths: &Paths, clients: &[String], size: &str) -> String {
+pub(crate) fn kernel_export(paths: &Paths, clients: &[String], size: &str) -> String {
     let options = "(rw,sync,no_subtree_check,no_root_squash)";
     let list: Vec<String> = clients
         .iter()
@@ -216,7 +216,7 @@ fn check_clients(clients: &[String]) -> Result<(), String> {
 }
 
 /// nfs-ganesha's EXPORT block; `@ID@` is replaced on the host by a free Export_Id.
-fn ganesha_export(paths: &Paths, clients: &[String], size: &str) -> Option<String> {
+pub(crate) fn ganesha_export(paths: &Paths, clients: &[String], size: &str) -> Option<String> {
     let clients: Vec<&String> = clients
         .iter()
         .filter(|c| export_client_problem(c).is_none())

@@ -140,11 +140,17 @@ impl PluginProvider {
             ))
         })?;
         let path = Path::new(first);
-        Ok(if path.is_relative() && first.contains('/') {
-            self.spec.repository.join(path)
-        } else {
-            path.to_owned()
-        })
+        if path.is_relative() && first.contains('/') {
+            // A repository path: run only if it, and every link on its way, stays inside the
+            // repository (docs/security.md, "the repository is a jail").
+            return inside_repository(&self.spec.repository, path).map_err(|target| {
+                ProviderError::Failed(format!(
+                    "{}'s command {first} leads to {target}, outside the repository; nimbus runs nothing from outside it",
+                    self.who()
+                ))
+            });
+        }
+        Ok(path.to_owned())
     }
 
     /// Starts the process and says hello and configure.
@@ -422,5 +428,20 @@ impl Provider for PluginProvider {
             )
             .await
         })
+    }
+}
+
+/// `root/relative` resolved through every link, if it stays inside `root` (resolved too); else
+/// where it leads, or the link's own words when it leads nowhere. The one check behind the
+/// repository jail (docs/security.md), for the working tree's files and plugin commands alike.
+pub fn inside_repository(root: &Path, relative: &Path) -> Result<PathBuf, String> {
+    let path = root.join(relative);
+    let top = std::fs::canonicalize(root).map_err(|e| format!("{} ({e})", root.display()))?;
+    match std::fs::canonicalize(&path) {
+        Ok(full) if full.starts_with(&top) => Ok(full),
+        Ok(full) => Err(full.display().to_string()),
+        Err(_) => Err(std::fs::read_link(&path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| format!("{} (which does not exist)", path.display()))),
     }
 }

@@ -148,7 +148,12 @@ pub fn host_in(spec: &Value) -> Option<&str> {
 }
 
 /// The qemu command line of a VM (`accel` is `kvm` or `tcg`).
-fn command_line(name: &str, spec: &VmSpec, accel: &str, seed: Option<&str>) -> Vec<String> {
+pub(crate) fn command_line(
+    name: &str,
+    spec: &VmSpec,
+    accel: &str,
+    seed: Option<&str>,
+) -> Vec<String> {
     let dir = format!("{DIR}/{name}");
     let mut args: Vec<String> = [
         "/usr/bin/qemu-system-x86_64",
@@ -241,7 +246,7 @@ fn tap_lines(name: &str, bridge: &str) -> String {
 
 /// The unit: systemd's quoting of each argument (`"..."` with `\` and `"` escaped, `%` and `$`
 /// doubled).
-fn unit(name: &str, args: &[String], bridge: Option<&str>) -> String {
+pub(crate) fn unit(name: &str, args: &[String], bridge: Option<&str>) -> String {
     let quoted: Vec<String> = args
         .iter()
         .map(|a| format!("\"{}\"", crate::hosts::systemd_escape(a)))

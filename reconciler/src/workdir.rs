@@ -2,11 +2,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use miette::{Context, IntoDiagnostic, Result};
 use nimbus_planner::load::OutsideLink;
 use nimbus_planner::{InputFile, ManifestFilter, RepositoryInput};
+use nimbus_providers::plugin::inside_repository;
 
 /// Walks `root`: manifests (not hidden, not matched by `.nimbusignore`) are read; every other
 /// file's path is listed for `source:` and secret references. Symlinked directories are not
@@ -66,7 +67,7 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
             let file_type = entry.file_type().into_diagnostic()?;
             // A link is read only when it, and every link after it, stays inside the root.
             if file_type.is_symlink() {
-                if let Err(target) = inside(&top, &entry.path()) {
+                if let Err(target) = inside_repository(&top, Path::new(&path)) {
                     if !filter.is_ignored(&path, false) {
                         input.outside_links.push(OutsideLink { path, target });
                     }
@@ -96,25 +97,12 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
     Ok((input, invalid_patterns))
 }
 
-/// `path` resolved through every link, if it stays inside `top` (the root, resolved);
-/// else where it leads (or what its first link says, when it leads nowhere).
-fn inside(top: &Path, path: &Path) -> std::result::Result<PathBuf, String> {
-    match fs::canonicalize(path) {
-        Ok(full) if full.starts_with(top) => Ok(full),
-        Ok(full) => Err(full.display().to_string()),
-        Err(_) => Err(fs::read_link(path)
-            .map(|t| t.display().to_string())
-            .unwrap_or_else(|_| "a path that cannot be resolved".into())),
-    }
-}
-
 /// The file at `relative` in the working tree at `root`, read only when it lies inside the
 /// root once every link is followed (docs/security.md): a link out of the repository is an
 /// error naming the link and its target, and nothing of the target is read.
 pub fn read_inside(root: &Path, relative: &str) -> std::io::Result<Vec<u8>> {
-    let top = fs::canonicalize(root)?;
     let path = root.join(relative);
-    match inside(&top, &path) {
+    match inside_repository(root, Path::new(relative)) {
         Ok(full) => fs::read(full),
         Err(target) if path.symlink_metadata().is_ok() => Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,

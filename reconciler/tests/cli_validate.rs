@@ -346,6 +346,7 @@ fn hostile_values_are_refused_at_their_lines() {
         ("files.yaml", 17),
         ("hosts.yaml", 6),
         ("hosts.yaml", 13),
+        ("hosts.yaml", 19),
     ] {
         assert!(
             at(file, line),

@@ -5,10 +5,15 @@
 //! (`/resource/ADDRESS`) and the list of every instance (`/instances`). No raw JSON: that
 //! stays at `/status` and `/runs`. No secret value: specs are shown with sensitive fields as
 //! `(sensitive)`, and state holds no secret value in the first place.
+//!
+//! Rendered with maud, which escapes every value it is given: no page is built from strings
+//! by hand (docs/security.md). Only the style sheet, the script and the estate's SVG (which
+//! escapes its own values, `graph.rs`) go in as they are.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use nimbus_planner::plan::{KindSchema, Rules};
 use serde_json::Value;
 
@@ -17,7 +22,7 @@ use super::status::Status;
 use crate::gitsource::CommitInfo;
 use crate::state::{ResourceResult, RunRow, StoredResource};
 
-/// Escapes text for HTML, attributes included.
+/// Escapes text for HTML, attributes included (for the SVG, which is not built with maud).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -82,13 +87,10 @@ pub fn ago(now: f64, then: f64) -> String {
 }
 
 /// A time in relative form, the absolute one (UTC, then the reader's local time) on hover.
-fn time(now: f64, then: f64) -> String {
+fn time(now: f64, then: f64) -> Markup {
     let absolute = crate::state::format_time(then as i64);
     let iso = absolute.replace(' ', "T").replace("TUTC", "Z");
-    format!(
-        "<time datetime=\"{iso}\" title=\"{absolute}\">{}</time>",
-        ago(now, then)
-    )
+    html! { time datetime=(iso) title=(absolute) { (ago(now, then)) } }
 }
 
 fn short(commit: &str) -> &str {
@@ -111,197 +113,141 @@ svg .node rect{stroke-width:2}svg .ok rect{fill:#dafbe1;stroke:#1a7f37}svg .fail
 svg .drifted rect{fill:#fff8c5;stroke:#bf8700;stroke-dasharray:6 3}svg .changing rect{fill:#ddf4ff;stroke:#0969da}\
 svg .unknown rect{fill:#f6f8fa;stroke:#8c959f;stroke-dasharray:2 3}svg a:hover rect{filter:brightness(.93)}";
 
-const SCRIPT: &str = "<script>for(const t of document.querySelectorAll('time'))t.title=new Date(t.dateTime).toLocaleString()+' ('+t.title+')';</script>";
+const SCRIPT: &str = "for(const t of document.querySelectorAll('time'))t.title=new Date(t.dateTime).toLocaleString()+' ('+t.title+')';";
 
-fn document(title: &str, refresh: bool, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{}<title>{}</title><style>{STYLE}</style></head><body><header><h1><a href=\"/\">nimbus reconcile</a> \u{b7} {}</h1></header><main>{body}</main>{SCRIPT}</body></html>\n",
-        if refresh {
-            "<meta http-equiv=\"refresh\" content=\"5\">"
-        } else {
-            ""
-        },
-        escape(title),
-        escape(title)
-    )
+fn document(title: &str, refresh: bool, body: Markup) -> String {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                @if refresh { meta http-equiv="refresh" content="5"; }
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header { h1 { a href="/" { "nimbus reconcile" } " \u{b7} " (title) } }
+                main { (body) }
+                script { (PreEscaped(SCRIPT)) }
+            }
+        }
+    };
+    page.into_string() + "\n"
 }
 
-fn badge(health: Health) -> String {
-    format!(
-        "<span class=\"{}\">{} {}</span>",
-        health.class(),
-        health.glyph(),
-        health.label()
-    )
+fn badge(health: Health) -> Markup {
+    html! { span class=(health.class()) { (health.glyph()) " " (health.label()) } }
 }
 
-fn commit_line(commit: &str, info: Option<&CommitInfo>, now: f64) -> String {
-    match info {
-        Some(info) => format!(
-            "<code>{}</code> \u{201c}{}\u{201d} by {}, {}",
-            escape(short(commit)),
-            escape(&info.subject),
-            escape(&info.author),
-            time(now, info.time as f64)
-        ),
-        None => format!("<code>{}</code>", escape(short(commit))),
+fn commit_line(commit: &str, info: Option<&CommitInfo>, now: f64) -> Markup {
+    html! {
+        code { (short(commit)) }
+        @if let Some(info) = info {
+            " \u{201c}" (info.subject) "\u{201d} by " (info.author) ", " (time(now, info.time as f64))
+        }
     }
+}
+
+fn instance_link(address: &str) -> Markup {
+    html! { a href=(resource_href(address)) { code { (address) } } }
 }
 
 /// The overview at `/`.
 pub fn overview(status: &Status, runs: &[RunRow], now: f64) -> String {
     let estate = &status.estate;
-    let mut body = String::new();
-    for note in &status.notes {
-        let _ = write!(
-            body,
-            "<p class=\"box\"><strong>note:</strong> {}</p>",
-            escape(note)
-        );
-    }
-    // At a glance.
-    body.push_str("<div class=\"counts\">");
     let counts = estate.counts();
-    let _ = write!(
-        body,
-        "<strong>{} instances</strong> ",
-        estate.instances.len()
-    );
-    for health in Health::ALL {
-        let n = counts.get(&health).copied().unwrap_or(0);
-        if n > 0 || matches!(health, Health::Failed | Health::InSync) {
-            let _ = write!(
-                body,
-                "<span class=\"{}\">{} {n} {}</span>",
-                health.class(),
-                health.glyph(),
-                health.label()
-            );
-        }
-    }
-    let _ = write!(
-        body,
-        "<span class=\"unknown\">{} drift events since start</span></div>",
-        status.drift_events
-    );
-    body.push_str("<div class=\"box\">");
-    match &status.revision_applied {
-        Some(commit) => {
-            let _ = write!(
-                body,
-                "In force: {}",
-                commit_line(commit, status.commits.get(commit), now)
-            );
-            if let Some(at) = status.applied_at {
-                let _ = write!(body, "; applied {}", time(now, at));
-            }
-        }
-        None => body.push_str("In force: no revision applied yet"),
-    }
-    if let Some(seen) = &status.revision_seen
-        && status.revision_applied.as_deref() != Some(seen.as_str())
-    {
-        let line = commit_line(seen, status.commits.get(seen), now);
-        if let Some((commit, what)) = &status.head_failed
-            && commit == seen
-            && status.errors.is_empty()
-        {
-            let _ = write!(
-                body,
-                "<br><span class=\"failed\">\u{2717} Branch head {line}: {}</span>",
-                escape(what)
-            );
-        } else if status.errors.is_empty() {
-            let _ = write!(body, "<br>Branch head {line}: being applied");
-        } else {
-            let reason = status
-                .errors
-                .iter()
-                .map(|e| first_line(e))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let _ = write!(
-                body,
-                "<br><span class=\"failed\">\u{2717} Branch head {line} was refused: {}</span>",
-                escape(&reason)
-            );
-        }
-    }
-    if let Some(error) = &status.fetch_error {
-        let _ = write!(
-            body,
-            "<br><span class=\"failed\">\u{2717} The last fetch failed: {}</span>",
-            escape(first_line(error))
-        );
-    }
-    body.push_str("</div>");
-    if !status.errors.is_empty() {
-        body.push_str("<h2>Why the branch head is not applied</h2>");
-        for error in &status.errors {
-            let _ = write!(body, "<pre>{}</pre>", escape(error));
-        }
-    }
-
-    // Failures first.
     let mut alarming: Vec<&InstanceView> = estate
         .instances
         .values()
         .filter(|i| matches!(i.health, Health::Failed | Health::Drifted))
         .collect();
     alarming.sort_by(|a, b| a.health.cmp(&b.health).then(a.address.cmp(&b.address)));
-    if alarming.is_empty() {
-        body.push_str(
-            "<h2>Failed and drifted</h2><p class=\"ok\">\u{2713} Nothing failed or drifted.</p>",
-        );
-    } else {
-        let _ = write!(
-            body,
-            "<h2>Failed and drifted ({})</h2><table><tr><th>status</th><th>instance</th><th>why</th><th>run</th><th>commit</th><th>since</th></tr>",
-            alarming.len()
-        );
-        for instance in alarming.iter().take(200) {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                badge(instance.health),
-                escape(&resource_href(&instance.address)),
-                escape(&instance.address),
-                escape(instance.reason.as_deref().unwrap_or("")),
-                instance
-                    .run
-                    .map(|r| format!("<a href=\"/run/{r}\">#{r}</a>"))
-                    .unwrap_or_default(),
-                instance
-                    .revision
-                    .as_deref()
-                    .map(|c| format!("<code>{}</code>", escape(short(c))))
-                    .unwrap_or_default(),
-                time(now, instance.since)
-            );
+    let seen_line = status
+        .revision_seen
+        .as_ref()
+        .filter(|seen| status.revision_applied.as_deref() != Some(seen.as_str()));
+    let body = html! {
+        @for note in &status.notes {
+            p.box { strong { "note:" } " " (note) }
         }
-        body.push_str("</table>");
-        if alarming.len() > 200 {
-            let _ = write!(
-                body,
-                "<p>and {} more on <a href=\"/instances\">every instance</a>.</p>",
-                alarming.len() - 200
-            );
+        // At a glance.
+        div.counts {
+            strong { (estate.instances.len()) " instances" } " "
+            @for health in Health::ALL {
+                @let n = counts.get(&health).copied().unwrap_or(0);
+                @if n > 0 || matches!(health, Health::Failed | Health::InSync) {
+                    span class=(health.class()) { (health.glyph()) " " (n) " " (health.label()) }
+                }
+            }
+            span.unknown { (status.drift_events) " drift events since start" }
         }
-    }
-
-    body.push_str("<h2>The estate</h2>");
-    if estate.instances.is_empty() {
-        body.push_str("<p>No instances yet.</p>");
-    } else {
-        body.push_str(&super::graph::svg(estate));
-        body.push_str("<p><a href=\"/instances\">Every instance</a> \u{b7} hover a box for its reason, click it for its page.</p>");
-    }
-
-    body.push_str(&hosts_table(status, now));
-
-    body.push_str("<h2>Runs</h2>");
-    body.push_str(&runs_table(runs, &status.commits, now));
-    document("status", true, &body)
+        div.box {
+            @match &status.revision_applied {
+                Some(commit) => {
+                    "In force: " (commit_line(commit, status.commits.get(commit), now))
+                    @if let Some(at) = status.applied_at { "; applied " (time(now, at)) }
+                }
+                None => { "In force: no revision applied yet" }
+            }
+            @if let Some(seen) = seen_line {
+                @let line = commit_line(seen, status.commits.get(seen), now);
+                br;
+                @if let Some((_, what)) = status.head_failed.as_ref().filter(|(c, _)| c == seen && status.errors.is_empty()) {
+                    span.failed { "\u{2717} Branch head " (line) ": " (what) }
+                } @else if status.errors.is_empty() {
+                    "Branch head " (line) ": being applied"
+                } @else {
+                    span.failed {
+                        "\u{2717} Branch head " (line) " was refused: "
+                        (status.errors.iter().map(|e| first_line(e)).collect::<Vec<_>>().join("; "))
+                    }
+                }
+            }
+            @if let Some(error) = &status.fetch_error {
+                br;
+                span.failed { "\u{2717} The last fetch failed: " (first_line(error)) }
+            }
+        }
+        @if !status.errors.is_empty() {
+            h2 { "Why the branch head is not applied" }
+            @for error in &status.errors { pre { (error) } }
+        }
+        // Failures first.
+        @if alarming.is_empty() {
+            h2 { "Failed and drifted" }
+            p.ok { "\u{2713} Nothing failed or drifted." }
+        } @else {
+            h2 { "Failed and drifted (" (alarming.len()) ")" }
+            table {
+                tr { th { "status" } th { "instance" } th { "why" } th { "run" } th { "commit" } th { "since" } }
+                @for instance in alarming.iter().take(200) {
+                    tr {
+                        td { (badge(instance.health)) }
+                        td { (instance_link(&instance.address)) }
+                        td { (instance.reason.as_deref().unwrap_or("")) }
+                        td { @if let Some(r) = instance.run { a href={ "/run/" (r) } { "#" (r) } } }
+                        td { @if let Some(c) = instance.revision.as_deref() { code { (short(c)) } } }
+                        td { (time(now, instance.since)) }
+                    }
+                }
+            }
+            @if alarming.len() > 200 {
+                p { "and " (alarming.len() - 200) " more on " a href="/instances" { "every instance" } "." }
+            }
+        }
+        h2 { "The estate" }
+        @if estate.instances.is_empty() {
+            p { "No instances yet." }
+        } @else {
+            (PreEscaped(super::graph::svg(estate)))
+            p { a href="/instances" { "Every instance" } " \u{b7} hover a box for its reason, click it for its page." }
+        }
+        (hosts_table(status, now))
+        h2 { "Runs" }
+        (runs_table(runs, &status.commits, now))
+    };
+    document("status", true, body)
 }
 
 /// Bytes as a person reads them: `1.5 GiB`.
@@ -319,52 +265,43 @@ fn bytes(value: &Value) -> String {
 }
 
 /// Each Host's facts and load as its agent reported them after the last run.
-fn hosts_table(status: &Status, now: f64) -> String {
-    if status.hosts.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "<h2>Hosts</h2><p>Facts and load from each host's agent, {}.</p><table><tr><th>host</th><th>cpus</th><th>load (1, 5, 15 min)</th><th>memory available</th><th>disk available</th><th>up</th></tr>",
-        status
-            .hosts_at
-            .map_or_else(|| "not yet".to_owned(), |at| ago(now, at))
-    );
-    for (host, seen) in &status.hosts {
-        let name = escape(host);
-        if let Some(error) = seen["error"].as_str() {
-            let _ = write!(
-                out,
-                "<tr><td>{name}</td><td colspan=\"5\" class=\"bad\">does not answer: {}</td></tr>",
-                escape(error)
-            );
-            continue;
+fn hosts_table(status: &Status, now: f64) -> Markup {
+    let figure = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "\u{2013}".to_owned(), |f| format!("{f:.2}"))
+    };
+    html! {
+        @if !status.hosts.is_empty() {
+            h2 { "Hosts" }
+            p {
+                "Facts and load from each host's agent, "
+                (status.hosts_at.map_or_else(|| "not yet".to_owned(), |at| ago(now, at))) "."
+            }
+            table {
+                tr { th { "host" } th { "cpus" } th { "load (1, 5, 15 min)" } th { "memory available" } th { "disk available" } th { "up" } }
+                @for (host, seen) in &status.hosts {
+                    @if let Some(error) = seen["error"].as_str() {
+                        tr { td { (host) } td colspan="5" class="bad" { "does not answer: " (error) } }
+                    } @else {
+                        @let (facts, load) = (&seen["facts"], &seen["load"]);
+                        tr {
+                            td { (host) }
+                            td { (facts["cpus"].as_u64().map_or_else(|| "\u{2013}".to_owned(), |c| c.to_string())) }
+                            td { (figure(&load["load1"])) " " (figure(&load["load5"])) " " (figure(&load["load15"])) }
+                            td { (bytes(&load["memoryAvailable"])) " of " (bytes(&facts["memory"])) }
+                            td { (bytes(&load["diskAvailable"])) " of " (bytes(&facts["disk"])) }
+                            td {
+                                (load["uptime"].as_f64().map_or_else(
+                                    || "\u{2013}".to_owned(),
+                                    |u| ago(u, 0.0).replace(" ago", "")
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
         }
-        let (facts, load) = (&seen["facts"], &seen["load"]);
-        let figure = |v: &Value| {
-            v.as_f64()
-                .map_or_else(|| "\u{2013}".to_owned(), |f| format!("{f:.2}"))
-        };
-        let _ = write!(
-            out,
-            "<tr><td>{name}</td><td>{}</td><td>{} {} {}</td><td>{} of {}</td><td>{} of {}</td><td>{}</td></tr>",
-            facts["cpus"]
-                .as_u64()
-                .map_or_else(|| "\u{2013}".to_owned(), |c| c.to_string()),
-            figure(&load["load1"]),
-            figure(&load["load5"]),
-            figure(&load["load15"]),
-            bytes(&load["memoryAvailable"]),
-            bytes(&facts["memory"]),
-            bytes(&load["diskAvailable"]),
-            bytes(&facts["disk"]),
-            load["uptime"].as_f64().map_or_else(
-                || "\u{2013}".to_owned(),
-                |u| ago(u, 0.0).replace(" ago", "")
-            ),
-        );
     }
-    out.push_str("</table>");
-    out
 }
 
 fn first_line(text: &str) -> &str {
@@ -374,53 +311,40 @@ fn first_line(text: &str) -> &str {
         .unwrap_or(text)
 }
 
-fn runs_table(runs: &[RunRow], commits: &BTreeMap<String, CommitInfo>, now: f64) -> String {
-    if runs.is_empty() {
-        return "<p>No runs yet.</p>".to_owned();
+fn runs_table(runs: &[RunRow], commits: &BTreeMap<String, CommitInfo>, now: f64) -> Markup {
+    html! {
+        @if runs.is_empty() {
+            p { "No runs yet." }
+        } @else {
+            table {
+                tr { th { "run" } th { "when" } th { "revision" } th { "outcome" } th { "changes" } th { "took" } }
+                @for run in runs {
+                    @let outcome = run.outcome.as_deref().unwrap_or("running");
+                    @let class = match outcome {
+                        "succeeded" | "recovered" => "ok",
+                        "running" => "changing",
+                        _ => "failed",
+                    };
+                    tr {
+                        td { a href={ "/run/" (run.id) } { "#" (run.id) } " " (run.command) }
+                        td { (time(now, run.started_at as f64)) }
+                        td {
+                            @if let Some(c) = run.revision.as_deref() {
+                                code { (short(c)) }
+                                @if let Some(info) = commits.get(c) { " " (info.subject) }
+                            }
+                        }
+                        td class=(class) { (outcome) }
+                        td {
+                            (run.applied) " applied, " (run.failed) " failed"
+                            @if run.other > 0 { ", " (run.other) " not applied" }
+                        }
+                        td { @if let Some(end) = run.ended_at { (end - run.started_at) " s" } }
+                    }
+                }
+            }
+        }
     }
-    let mut out = String::from(
-        "<table><tr><th>run</th><th>when</th><th>revision</th><th>outcome</th><th>changes</th><th>took</th></tr>",
-    );
-    for run in runs {
-        let outcome = run.outcome.as_deref().unwrap_or("running");
-        let class = match outcome {
-            "succeeded" | "recovered" => "ok",
-            "running" => "changing",
-            _ => "failed",
-        };
-        let revision = run
-            .revision
-            .as_deref()
-            .map_or_else(String::new, |c| match commits.get(c) {
-                Some(info) => format!(
-                    "<code>{}</code> {}",
-                    escape(short(c)),
-                    escape(&info.subject)
-                ),
-                None => format!("<code>{}</code>", escape(short(c))),
-            });
-        let took = run
-            .ended_at
-            .map(|end| format!("{} s", end - run.started_at))
-            .unwrap_or_default();
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/run/{id}\">#{id}</a> {}</td><td>{}</td><td>{revision}</td><td class=\"{class}\">{}</td><td>{} applied, {} failed{}</td><td>{took}</td></tr>",
-            escape(&run.command),
-            time(now, run.started_at as f64),
-            escape(outcome),
-            run.applied,
-            run.failed,
-            if run.other > 0 {
-                format!(", {} not applied", run.other)
-            } else {
-                String::new()
-            },
-            id = run.id,
-        );
-    }
-    out.push_str("</table>");
-    out
 }
 
 /// A run's page: its revision and every change with its result.
@@ -430,53 +354,43 @@ pub fn run_page(
     commit: Option<&CommitInfo>,
     now: f64,
 ) -> String {
-    let mut body = format!(
-        "<div class=\"box\">Run #{} \u{b7} {} \u{b7} started {}{}<br>Outcome: <strong>{}</strong>; {} applied, {} failed, {} not applied<br>Revision: {}</div>",
-        run.id,
-        escape(&run.command),
-        time(now, run.started_at as f64),
-        run.ended_at
-            .map(|e| format!(", took {} s", e - run.started_at))
-            .unwrap_or_default(),
-        escape(run.outcome.as_deref().unwrap_or("running")),
-        run.applied,
-        run.failed,
-        run.other,
-        run.revision.as_deref().map_or_else(
-            || "none (a local run)".to_owned(),
-            |c| commit_line(c, commit, now)
-        ),
-    );
-    if results.is_empty() {
-        body.push_str("<p>It changed nothing.</p>");
-    } else {
-        body.push_str("<h2>Changes</h2><table><tr><th>instance</th><th>action</th><th>result</th><th>why</th></tr>");
-        let mut sorted: Vec<&ResourceResult> = results.iter().collect();
-        sorted.sort_by_key(|r| (r.outcome == "applied", r.address.clone()));
-        for result in sorted {
-            let class = if result.outcome == "applied" {
-                "ok"
-            } else {
-                "failed"
-            };
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td class=\"{class}\">{} {}</td><td>{}</td></tr>",
-                escape(&resource_href(&result.address)),
-                escape(&result.address),
-                escape(&result.action),
-                if class == "ok" {
-                    "\u{2713}"
-                } else {
-                    "\u{2717}"
-                },
-                escape(&result.outcome),
-                escape(result.message.as_deref().unwrap_or("")),
-            );
+    let mut sorted: Vec<&ResourceResult> = results.iter().collect();
+    sorted.sort_by_key(|r| (r.outcome == "applied", r.address.clone()));
+    let body = html! {
+        div.box {
+            "Run #" (run.id) " \u{b7} " (run.command) " \u{b7} started " (time(now, run.started_at as f64))
+            @if let Some(end) = run.ended_at { ", took " (end - run.started_at) " s" }
+            br;
+            "Outcome: " strong { (run.outcome.as_deref().unwrap_or("running")) } "; "
+            (run.applied) " applied, " (run.failed) " failed, " (run.other) " not applied"
+            br;
+            "Revision: "
+            @match run.revision.as_deref() {
+                Some(c) => { (commit_line(c, commit, now)) }
+                None => { "none (a local run)" }
+            }
         }
-        body.push_str("</table>");
-    }
-    document(&format!("run #{}", run.id), false, &body)
+        @if results.is_empty() {
+            p { "It changed nothing." }
+        } @else {
+            h2 { "Changes" }
+            table {
+                tr { th { "instance" } th { "action" } th { "result" } th { "why" } }
+                @for result in sorted {
+                    @let applied = result.outcome == "applied";
+                    tr {
+                        td { (instance_link(&result.address)) }
+                        td { (result.action) }
+                        td class=(if applied { "ok" } else { "failed" }) {
+                            (if applied { "\u{2713}" } else { "\u{2717}" }) " " (result.outcome)
+                        }
+                        td { (result.message.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    };
+    document(&format!("run #{}", run.id), false, body)
 }
 
 /// A spec as indented lines, with sensitive fields as `(sensitive)`.
@@ -541,146 +455,121 @@ pub fn resource_page(
     rules: &Rules,
     now: f64,
 ) -> String {
-    let mut body = String::from("<div class=\"box\">");
-    let _ = write!(body, "<code>{}</code><br>", escape(address));
     let kind = view.map(|v| v.kind).or(stored.map(|s| s.record.kind));
-    if let Some(kind) = kind {
-        let _ = write!(body, "Kind: {kind}<br>");
-    }
     let provider = view
         .map(|v| v.provider.as_str())
         .or(stored.map(|s| s.provider.as_str()));
-    if let Some(provider) = provider {
-        let _ = write!(body, "Provider: <code>{}</code><br>", escape(provider));
-    }
     let target = stored
         .and_then(|s| s.target.clone())
         .or_else(|| view.and_then(|v| v.host().map(str::to_owned)));
-    if let Some(target) = target {
-        let _ = write!(body, "Target: <code>{}</code><br>", escape(&target));
-    }
-    match view {
-        Some(view) => {
-            let _ = write!(
-                body,
-                "Status: {} {}{}",
-                badge(view.health),
-                view.reason
-                    .as_deref()
-                    .map(|r| format!("\u{2014} {}", escape(r)))
-                    .unwrap_or_default(),
-                format_args!(" (since {})", time(now, view.since))
-            );
-            if !view.depends_on.is_empty() {
-                body.push_str("<br>Depends on: ");
-                let links: Vec<String> = view
-                    .depends_on
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "<a href=\"{}\"><code>{}</code></a>",
-                            escape(&resource_href(d)),
-                            escape(d)
-                        )
-                    })
-                    .collect();
-                body.push_str(&links.join(", "));
+    let shown = |sensitive: bool, value: &Option<Value>| {
+        if sensitive {
+            nimbus_planner::plan::SENSITIVE.to_owned()
+        } else {
+            value.as_ref().map_or_else(|| "(absent)".to_owned(), scalar)
+        }
+    };
+    let applied = match (stored, kind) {
+        (Some(stored), Some(kind)) => {
+            let schema = rules.get(&stored.provider, kind);
+            let mut spec = String::new();
+            spec_lines(&stored.record.applied, schema, "", 0, &mut spec);
+            let mut outputs = String::new();
+            if !stored.record.outputs.is_null() {
+                spec_lines(&stored.record.outputs, schema, "", 0, &mut outputs);
+            }
+            Some((stored.updated_at, spec, outputs))
+        }
+        _ => None,
+    };
+    let body = html! {
+        div.box {
+            code { (address) } br;
+            @if let Some(kind) = kind { "Kind: " (kind.to_string()) br; }
+            @if let Some(provider) = provider { "Provider: " code { (provider) } br; }
+            @if let Some(target) = &target { "Target: " code { (target) } br; }
+            @match view {
+                Some(view) => {
+                    "Status: " (badge(view.health)) " "
+                    @if let Some(reason) = view.reason.as_deref() { "\u{2014} " (reason) }
+                    " (since " (time(now, view.since)) ")"
+                    @if !view.depends_on.is_empty() {
+                        br; "Depends on: "
+                        @for (i, dependency) in view.depends_on.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (instance_link(dependency))
+                        }
+                    }
+                }
+                None => { "Status: not in the estate the daemon knows" }
             }
         }
-        None => body.push_str("Status: not in the estate the daemon knows"),
-    }
-    body.push_str("</div>");
-    if let Some(view) = view
-        && !view.fields.is_empty()
-    {
-        body.push_str("<h2>Observed against desired</h2><p>What the last plan of it found different: the observed value, and what the repository wants.</p><table><tr><th>field</th><th>observed</th><th>desired</th></tr>");
-        for field in &view.fields {
-            let shown = |value: &Option<Value>| {
-                if field.sensitive {
-                    nimbus_planner::plan::SENSITIVE.to_owned()
-                } else {
-                    value.as_ref().map_or_else(|| "(absent)".to_owned(), scalar)
+        @if let Some(view) = view.filter(|v| !v.fields.is_empty()) {
+            h2 { "Observed against desired" }
+            p { "What the last plan of it found different: the observed value, and what the repository wants." }
+            table {
+                tr { th { "field" } th { "observed" } th { "desired" } }
+                @for field in &view.fields {
+                    tr {
+                        td { code { (field.path) } }
+                        td { code { (shown(field.sensitive, &field.before)) } }
+                        td { code { (shown(field.sensitive, &field.after)) } }
+                    }
                 }
-            };
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
-                escape(&field.path),
-                escape(&shown(&field.before)),
-                escape(&shown(&field.after))
-            );
+            }
         }
-        body.push_str("</table>");
-    }
-    if let (Some(stored), Some(kind)) = (stored, kind) {
-        let schema = rules.get(&stored.provider, kind);
-        let mut lines = String::new();
-        spec_lines(&stored.record.applied, schema, "", 0, &mut lines);
-        let _ = write!(
-            body,
-            "<h2>Desired spec, as last applied</h2><p>What nimbus applied and observed in its last change, updated {}; secrets show as (sensitive).</p><pre>{}</pre>",
-            time(now, stored.updated_at as f64),
-            escape(&lines)
-        );
-        if !stored.record.outputs.is_null() {
-            let mut lines = String::new();
-            spec_lines(&stored.record.outputs, schema, "", 0, &mut lines);
-            let _ = write!(
-                body,
-                "<h2>Observed and generated values</h2><pre>{}</pre>",
-                escape(&lines)
-            );
+        @if let Some((updated_at, spec, outputs)) = &applied {
+            h2 { "Desired spec, as last applied" }
+            p {
+                "What nimbus applied and observed in its last change, updated "
+                (time(now, *updated_at as f64)) "; secrets show as (sensitive)."
+            }
+            pre { (spec) }
+            @if !outputs.is_empty() {
+                h2 { "Observed and generated values" }
+                pre { (outputs) }
+            }
         }
-    }
-    body.push_str("<h2>Last changes</h2>");
-    if history.is_empty() {
-        body.push_str("<p>None recorded.</p>");
-    } else {
-        body.push_str(
-            "<table><tr><th>run</th><th>when</th><th>action</th><th>result</th><th>why</th></tr>",
-        );
-        for (run, result) in history {
-            let _ = write!(
-                body,
-                "<tr><td><a href=\"/run/{id}\">#{id}</a></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-                time(now, run.started_at as f64),
-                escape(&result.action),
-                if result.outcome == "applied" {
-                    "ok"
-                } else {
-                    "failed"
-                },
-                escape(&result.outcome),
-                escape(result.message.as_deref().unwrap_or("")),
-                id = run.id
-            );
+        h2 { "Last changes" }
+        @if history.is_empty() {
+            p { "None recorded." }
+        } @else {
+            table {
+                tr { th { "run" } th { "when" } th { "action" } th { "result" } th { "why" } }
+                @for (run, result) in history {
+                    tr {
+                        td { a href={ "/run/" (run.id) } { "#" (run.id) } }
+                        td { (time(now, run.started_at as f64)) }
+                        td { (result.action) }
+                        td class=(if result.outcome == "applied" { "ok" } else { "failed" }) { (result.outcome) }
+                        td { (result.message.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
         }
-        body.push_str("</table>");
-    }
-    document(address, false, &body)
+    };
+    document(address, false, body)
 }
 
 /// Every instance, most alarming first.
 pub fn instances_page(estate: &Estate, now: f64) -> String {
     let mut all: Vec<&InstanceView> = estate.instances.values().collect();
     all.sort_by(|a, b| a.health.cmp(&b.health).then(a.address.cmp(&b.address)));
-    let mut body = String::from(
-        "<table><tr><th>status</th><th>instance</th><th>provider</th><th>why</th><th>since</th></tr>",
-    );
-    for instance in all {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            badge(instance.health),
-            escape(&resource_href(&instance.address)),
-            escape(&instance.address),
-            escape(&instance.provider),
-            escape(instance.reason.as_deref().unwrap_or("")),
-            time(now, instance.since)
-        );
-    }
-    body.push_str("</table>");
-    document("every instance", false, &body)
+    let body = html! {
+        table {
+            tr { th { "status" } th { "instance" } th { "provider" } th { "why" } th { "since" } }
+            @for instance in all {
+                tr {
+                    td { (badge(instance.health)) }
+                    td { (instance_link(&instance.address)) }
+                    td { (instance.provider) }
+                    td { (instance.reason.as_deref().unwrap_or("")) }
+                    td { (time(now, instance.since)) }
+                }
+            }
+        }
+    };
+    document("every instance", false, body)
 }
 
 #[cfg(test)]
@@ -697,6 +586,28 @@ mod tests {
         assert_eq!(
             escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn values_on_pages_are_escaped_by_the_template() {
+        let run = RunRow {
+            id: 7,
+            command: "<script>alert(1)</script>".into(),
+            revision: None,
+            outcome: Some("failed\"><img src=x onerror=alert(1)>".into()),
+            started_at: 0,
+            ended_at: Some(1),
+            applied: 0,
+            failed: 1,
+            other: 0,
+        };
+        let page = run_page(&run, &[], None, 10.0);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
         );
     }
 
