@@ -445,3 +445,35 @@ pub fn inside_repository(root: &Path, relative: &Path) -> Result<PathBuf, String
             .unwrap_or_else(|_| format!("{} (which does not exist)", path.display()))),
     }
 }
+
+#[cfg(test)]
+mod jail_tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_path_that_leads_outside_is_refused_with_where_it_leads() {
+        let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let tool = outside.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(repo.path().join("plugins")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(repo.path().join("plugins/inside"), "#!/bin/sh\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let link = |target: &Path, at: &str| {
+            std::os::unix::fs::symlink(target, repo.path().join(at))
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        link(&tool, "plugins/out");
+        link(Path::new("out"), "plugins/chain");
+        link(Path::new("inside"), "plugins/alias");
+        let inside = |p: &str| inside_repository(repo.path(), Path::new(p));
+        assert!(inside("plugins/inside").is_ok());
+        assert!(inside("plugins/alias").is_ok());
+        for escaping in ["plugins/out", "plugins/chain", "../outside"] {
+            let refused = inside(escaping);
+            assert!(refused.is_err(), "{escaping}: {refused:?}");
+        }
+        let target = inside("plugins/chain").err().unwrap_or_default();
+        assert!(target.contains(&tool.display().to_string()), "{target}");
+    }
+}

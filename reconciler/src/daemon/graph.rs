@@ -4,6 +4,7 @@
 //! under their host; a tenant with more than a handful of workloads is one node with counts;
 //! a layer too long to read keeps its most alarming nodes and folds the rest into one. Every
 //! instance is in the picture: a group lists its members in `data-members` and on hover.
+//! Rendered with maud, which escapes every value, as the pages are.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
@@ -11,7 +12,9 @@ use std::fmt::Write;
 use nimbus_schemas::Kind;
 
 use super::estate::{Estate, Health, InstanceView};
-use super::page::{escape, resource_href};
+use maud::{Markup, html};
+
+use super::page::resource_href;
 
 /// A tenant with more workloads than this is drawn as one node with counts.
 pub const TENANT_FOLD: usize = 6;
@@ -242,7 +245,7 @@ fn fold(layer: &mut Vec<Node<'_>>) {
 }
 
 /// The SVG of the estate, and the time it took is the caller's to measure.
-pub fn svg(estate: &Estate) -> String {
+pub fn svg(estate: &Estate) -> Markup {
     let layers = nodes(estate);
     let width = MARGIN * 2 + COLUMNS * NODE_W + (COLUMNS - 1) * GAP_X;
     // Positions, layer by layer; empty layers take no room.
@@ -267,12 +270,6 @@ pub fn svg(estate: &Estate) -> String {
         positions.push(placed);
     }
     let height = y + MARGIN;
-    let mut out = String::with_capacity(4096 + estate.instances.len() * 96);
-    let _ = write!(
-        out,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"estate\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"The estate: {} instances by layer\">",
-        estate.instances.len()
-    );
     // Edges first, under the nodes: one per pair of nodes that depend on each other.
     let mut node_of: HashMap<&str, (usize, usize)> = HashMap::new();
     for (i, layer) in layers.iter().enumerate() {
@@ -297,8 +294,7 @@ pub fn svg(estate: &Estate) -> String {
     }
     let mut edges: Vec<_> = edges.into_iter().collect();
     edges.sort_unstable();
-    out.push_str("<g class=\"edges\">");
-    for ((fi, fj), (ti, tj)) in edges {
+    let curves = edges.into_iter().map(|((fi, fj), (ti, tj))| {
         let (fx, fy) = positions[fi][fj];
         let (tx, ty) = positions[ti][tj];
         let (x1, y1, x2, y2) = if ty < fy {
@@ -306,28 +302,29 @@ pub fn svg(estate: &Estate) -> String {
         } else {
             (fx + NODE_W / 2, fy + NODE_H, tx + NODE_W / 2, ty)
         };
-        let _ = write!(
-            out,
-            "<path d=\"M{x1} {y1} C{x1} {m} {x2} {m} {x2} {y2}\"/>",
-            m = (y1 + y2) / 2
-        );
-    }
-    out.push_str("</g>");
-    for (y, name) in heads {
-        let _ = write!(
-            out,
-            "<text class=\"layer\" x=\"{MARGIN}\" y=\"{}\">{name}</text>",
-            y + 16
-        );
-    }
-    for (i, layer) in layers.iter().enumerate() {
-        for (j, node) in layer.iter().enumerate() {
-            let (x, y) = positions[i][j];
-            node_svg(&mut out, node, x, y);
+        let m = (y1 + y2) / 2;
+        format!("M{x1} {y1} C{x1} {m} {x2} {m} {x2} {y2}")
+    });
+    // SVG inside HTML: every element closed (`path {}`), never left open as HTML's void
+    // elements are.
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" class="estate"
+            viewBox={ "0 0 " (width) " " (height) } width=(width) height=(height) role="img"
+            aria-label={ "The estate: " (estate.instances.len()) " instances by layer" } {
+            g.edges {
+                @for curve in curves { path d=(curve) {} }
+            }
+            @for (y, name) in heads {
+                text.layer x=(MARGIN) y=(y + 16) { (name) }
+            }
+            @for (i, layer) in layers.iter().enumerate() {
+                @for (j, node) in layer.iter().enumerate() {
+                    @let (x, y) = positions[i][j];
+                    (node_svg(node, x, y))
+                }
+            }
         }
     }
-    out.push_str("</svg>");
-    out
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -339,7 +336,7 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-fn node_svg(out: &mut String, node: &Node<'_>, x: usize, y: usize) {
+fn node_svg(node: &Node<'_>, x: usize, y: usize) -> Markup {
     let health = node.health();
     let members: Vec<&str> = node.members.iter().map(|m| m.address.as_str()).collect();
     let mut title = format!("{}: {}", node.label, health.label());
@@ -364,22 +361,14 @@ fn node_svg(out: &mut String, node: &Node<'_>, x: usize, y: usize) {
             let _ = write!(title, "\n  \u{2026}");
         }
     }
-    let _ = write!(
-        out,
-        "<a href=\"{}\" class=\"node {}\" data-members=\"{}\"><title>{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\"/><text x=\"{}\" y=\"{}\" class=\"name\">{} {}</text><text x=\"{}\" y=\"{}\" class=\"detail\">{}</text></a>",
-        escape(&node.href),
-        health.class(),
-        escape(&members.join(" ")),
-        escape(&title),
-        x + 8,
-        y + 19,
-        health.glyph(),
-        escape(&truncate(&node.label, 22)),
-        x + 8,
-        y + 37,
-        escape(&truncate(
-            &format!("{} \u{b7} {}", health.label(), node.detail),
-            34
-        )),
-    );
+    html! {
+        a href=(node.href) class={ "node " (health.class()) } data-members=(members.join(" ")) {
+            title { (title) }
+            rect x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="6" {}
+            text x=(x + 8) y=(y + 19) class="name" { (health.glyph()) " " (truncate(&node.label, 22)) }
+            text x=(x + 8) y=(y + 37) class="detail" {
+                (truncate(&format!("{} \u{b7} {}", health.label(), node.detail), 34))
+            }
+        }
+    }
 }
