@@ -66,13 +66,13 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
             }
             let file_type = entry.file_type().into_diagnostic()?;
             // A link is read only when it, and every link after it, stays inside the root.
-            if file_type.is_symlink() {
-                if let Err(target) = inside_repository(&top, Path::new(&path)) {
-                    if !filter.is_ignored(&path, false) {
-                        input.outside_links.push(OutsideLink { path, target });
-                    }
-                    continue;
+            if file_type.is_symlink()
+                && let Err(target) = inside_repository(&top, Path::new(&path))
+            {
+                if !filter.is_ignored(&path, false) {
+                    input.outside_links.push(OutsideLink { path, target });
                 }
+                continue;
             }
             let is_dir = file_type.is_dir();
             if is_dir {
