@@ -16,8 +16,7 @@ bash scripts/setup.sh >/dev/null
 cargo build --release -q -p nimbus
 cp "$target/release/nimbus" "$work/nimbus-after"
 git worktree add -q --detach "$work/before" "$BEFORE"
-(cd "$work/before" && CARGO_TARGET_DIR=$target cargo build --release -q -p nimbus)
-cp "$target/release/nimbus" "$work/nimbus-before"
-# The working tree's build back in place for whoever runs target/release/nimbus next.
-cargo build --release -q -p nimbus
+# A target directory of its own: two checkouts of the same workspace must not share one.
+(cd "$work/before" && CARGO_TARGET_DIR=$target/bench-before cargo build --release -q -p nimbus)
+cp "$target/bench-before/release/nimbus" "$work/nimbus-before"
 python3 bench/security.py --before "$work/nimbus-before" --after "$work/nimbus-after"

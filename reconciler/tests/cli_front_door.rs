@@ -233,3 +233,77 @@ fn the_front_door_wants_its_token_and_outlasts_stalled_clients() {
     drop(stalled);
     assert_eq!(http(port, "GET", "/healthz", &[], "").0, 200);
 }
+
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // utime and stime: the 14th and 15th fields, the 12th and 13th after `) S`.
+            Some(fields.get(10)? + fields.get(11)?)
+        })
+        .unwrap_or(0)
+}
+
+/// Out of file descriptors, the accept loop waits for connections to end instead of spinning
+/// on the error; once they end, it serves again.
+#[test]
+fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (command, port) = daemon(dir.path(), SECRET, None);
+    // The same command under a limit of 64 descriptors.
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("log")).unwrap_or_else(|e| panic!("{e}")));
+    let child = Running(limited.spawn().unwrap_or_else(|e| panic!("{e}")));
+    let pid = child.0.id();
+    wait_port(port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/readyz", &[], "").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // More connections than it has descriptors, each stalled in its headers.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.write_all(b"GET /status HTTP/1.1\r\n");
+            held.push(stream);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    // A loop spinning on EMFILE burns a whole core: 200 ticks in 2 s. Backing off, a few.
+    assert!(
+        spent < 50,
+        "the daemon spent {spent} ticks in 2 s while out of descriptors"
+    );
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    assert!(
+        log.contains("accept failed"),
+        "it never ran out of descriptors: {log}"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(port, "GET", "/healthz", &[], "").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "it did not serve again after the connections ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

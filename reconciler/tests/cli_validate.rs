@@ -344,6 +344,7 @@ fn hostile_values_are_refused_at_their_lines() {
         ("files.yaml", 8),
         ("files.yaml", 9),
         ("files.yaml", 17),
+        ("files.yaml", 25),
         ("hosts.yaml", 6),
         ("hosts.yaml", 13),
         ("hosts.yaml", 19),

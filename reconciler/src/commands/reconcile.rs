@@ -37,7 +37,13 @@ pub struct ReconcileArgs {
     /// A file holding a bearer token (at least 16 bytes) that the pages, /status, /runs and
     /// /metrics then require (`Authorization: Bearer TOKEN`); webhooks keep their signatures,
     /// /healthz and /readyz stay open.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        visible_alias = "bearer-token-file",
+        alias = "auth-token-file",
+        env = "NIMBUS_TOKEN_FILE"
+    )]
     pub token_file: Option<PathBuf>,
     /// The directory state and the in-memory provider live in (the Repository's state.path
     /// is relative to it).
