@@ -5,8 +5,6 @@
 //! again before they write, so a value that got past validation is still refused rather than
 //! written. Escaping for each syntax is the providers' (`nimbus_providers::quote`).
 
-use std::collections::HashMap;
-
 use crate::diagnostics::Problem;
 use crate::load::{Document, Model};
 use crate::tree::Segment;
@@ -340,15 +338,8 @@ impl Rule {
 /// Volume's folder against its Host's `volumeRoots` and the other Volumes on that host.
 pub(crate) fn check(model: &Model, problems: &mut Vec<Problem>) {
     use nimbus_schemas::{CloudInit, EnvValue, Spec, StringOrList, VolumeType};
-    let hosts: HashMap<&str, &nimbus_schemas::HostSpec> = model
-        .documents
-        .iter()
-        .filter_map(|d| match &d.resource.spec {
-            Spec::Host(h) => Some((d.resource.name(), h)),
-            _ => None,
-        })
-        .collect();
-    // (host, folder) -> the Volume document that uses it, for overlaps between Volumes.
+    let hosts = model.hosts_by_name();
+    // (host, folder, the Volume's document), for overlaps between Volumes.
     let mut folders: Vec<(&str, String, &Document)> = Vec::new();
     for document in &model.documents {
         // Labels reach k3s's `--node-label` flags and Docker's node labels: one line each.
@@ -360,35 +351,16 @@ pub(crate) fn check(model: &Model, problems: &mut Vec<Problem>) {
                         .and_then(|e| e.metadata.as_ref())
                         .and_then(|m| m.lookup(&[Segment::Key("labels"), Segment::Key(key)]))
                         .map_or(document.name_span(), |n| n.span);
-                    problems.push(
-                        Problem::error(
-                            "nimbus::value::unsafe",
-                            format!(
-                                "label `{}` is not one line of text: it {problem}",
-                                shown(key)
-                            ),
-                            document.label(span, "not one line of text"),
-                        )
-                        .with_help(Rule::Line.help()),
-                    );
+                    let subject = format!("label `{}`", shown(key));
+                    problems.push(unsafe_value(document, span, &subject, Rule::Line, &problem));
                 }
             }
         }
         let mut report = |path: &[Segment<'_>], value: &str, rule: Rule| {
             if let Some(problem) = rule.problem(value) {
-                problems.push(
-                    Problem::error(
-                        "nimbus::value::unsafe",
-                        format!(
-                            "{} `{}` is not {}: it {problem}",
-                            field_name(path),
-                            shown(value),
-                            rule.what()
-                        ),
-                        document.label(document.spec_span(path), format!("not {}", rule.what())),
-                    )
-                    .with_help(rule.help()),
-                );
+                let subject = format!("{} `{}`", field_name(path), shown(value));
+                let span = document.spec_span(path);
+                problems.push(unsafe_value(document, span, &subject, rule, &problem));
             }
         };
         use Segment::{Index, Key};
@@ -579,6 +551,22 @@ pub(crate) fn check(model: &Model, problems: &mut Vec<Problem>) {
             );
         }
     }
+}
+
+/// `SUBJECT is not WHAT: it PROBLEM` at `span`, with the rule's help.
+fn unsafe_value(
+    document: &Document,
+    span: crate::tree::ByteSpan,
+    subject: &str,
+    rule: Rule,
+    problem: &str,
+) -> Problem {
+    Problem::error(
+        "nimbus::value::unsafe",
+        format!("{subject} is not {}: it {problem}", rule.what()),
+        document.label(span, format!("not {}", rule.what())),
+    )
+    .with_help(rule.help())
 }
 
 /// Where btrfs Volumes go when they name no `pool` (the provider's default too).

@@ -49,23 +49,30 @@ pub struct OutsideLink {
     pub target: String,
 }
 
-/// The problem of one [`OutsideLink`]: the link and its target, never the target's content.
-fn outside_link_problem(model: &mut Model, link: &OutsideLink) -> Problem {
-    let text = format!("{} -> {}\n", link.path, link.target);
-    let span = ByteSpan::new(0, text.len().saturating_sub(1));
-    let id = model.sources.add(SourceText::new(link.path.clone(), text));
-    model
-        .outside_links
-        .insert(link.path.clone(), link.target.clone());
-    Problem::error(
-        "nimbus::repository::outside_link",
-        format!(
-            "{} is a symbolic link to {}, outside the repository; nimbus reads nothing outside the repository",
-            link.path, link.target
-        ),
-        Label::new(id, span, "leads outside the repository"),
-    )
-    .with_help("copy the file into the repository, or remove the link (or list it in .nimbusignore)")
+/// Records each [`OutsideLink`] in the model and reports it: the link and its target, never
+/// the target's content.
+fn add_outside_links(model: &mut Model, links: &[OutsideLink], problems: &mut Vec<Problem>) {
+    for link in links {
+        let text = format!("{} -> {}\n", link.path, link.target);
+        let span = ByteSpan::new(0, text.len().saturating_sub(1));
+        let id = model.sources.add(SourceText::new(link.path.clone(), text));
+        model
+            .outside_links
+            .insert(link.path.clone(), link.target.clone());
+        problems.push(
+            Problem::error(
+                "nimbus::repository::outside_link",
+                format!(
+                    "{} is a symbolic link to {}, outside the repository; nimbus reads nothing outside the repository",
+                    link.path, link.target
+                ),
+                Label::new(id, span, "leads outside the repository"),
+            )
+            .with_help(
+                "copy the file into the repository, or remove the link (or list it in .nimbusignore)",
+            ),
+        );
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,6 +245,17 @@ pub struct Model {
 }
 
 impl Model {
+    /// Every declared Host's spec, by name.
+    pub fn hosts_by_name(&self) -> std::collections::HashMap<&str, &nimbus_schemas::HostSpec> {
+        self.documents
+            .iter()
+            .filter_map(|d| match &d.resource.spec {
+                Spec::Host(h) => Some((d.resource.name(), h)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn repository(&self) -> Option<&Document> {
         self.documents
             .iter()
@@ -257,10 +275,7 @@ pub fn load(input: RepositoryInput) -> (Model, Vec<Problem>) {
         model.paths.insert(file.path.clone());
         load_file(file, &mut model, &mut problems);
     }
-    for link in &input.outside_links {
-        let problem = outside_link_problem(&mut model, link);
-        problems.push(problem);
-    }
+    add_outside_links(&mut model, &input.outside_links, &mut problems);
     sort_problems(&mut problems, &model.sources);
     (model, problems)
 }
@@ -335,10 +350,7 @@ pub fn load_files(
     for file in files {
         file.merge_into(&mut model, &mut problems);
     }
-    for link in outside_links {
-        let problem = outside_link_problem(&mut model, link);
-        problems.push(problem);
-    }
+    add_outside_links(&mut model, outside_links, &mut problems);
     sort_problems(&mut problems, &model.sources);
     (model, problems)
 }

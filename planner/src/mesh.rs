@@ -78,14 +78,7 @@ pub fn plan(
     records: &HashMap<&str, &Record>,
     observed: &HashMap<String, crate::plan::Observed>,
 ) -> Mesh {
-    let hosts: HashMap<&str, &nimbus_schemas::HostSpec> = model
-        .documents
-        .iter()
-        .filter_map(|d| match &d.resource.spec {
-            Spec::Host(h) => Some((d.resource.name(), h)),
-            _ => None,
-        })
-        .collect();
+    let hosts = model.hosts_by_name();
     let mut mesh = Mesh::default();
     for (d, document) in model.documents.iter().enumerate() {
         let Spec::Network(network) = &document.resource.spec else {

@@ -186,18 +186,12 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// The kernel's exports line.
 /// The kernel's exports line: the path as one quoted word ([`exports_path`]), each client
-/// (checked by [`export_client_problem`], which allows no blank, `(` or quote) with
-/// nimbus's options. A client that breaks the rule is left out of the line: the caller
-/// refuses such a spec before writing ([`check_clients`]).
+/// with nimbus's options. Clients are the ones [`apply_script`] checked
+/// ([`check_clients`]: no blank, `(` or quote), so that each is one entry.
 pub(crate) fn kernel_export(paths: &Paths, clients: &[String], size: &str) -> String {
     let options = "(rw,sync,no_subtree_check,no_root_squash)";
-    let list: Vec<String> = clients
-        .iter()
-        .filter(|c| export_client_problem(c).is_none())
-        .map(|c| format!("{c}{options}"))
-        .collect();
+    let list: Vec<String> = clients.iter().map(|c| format!("{c}{options}")).collect();
     format!(
         "# nimbus: size={size}\n# Managed by nimbus (dev.nimbus.managed-by); changes are drift.\n{} {}\n",
         exports_path(&paths.dir),
@@ -215,19 +209,16 @@ fn check_clients(clients: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// nfs-ganesha's EXPORT block; `@ID@` is replaced on the host by a free Export_Id.
+/// nfs-ganesha's EXPORT block; `@ID@` is replaced on the host by a free Export_Id. Clients
+/// are the ones [`apply_script`] checked; `None` when the directory cannot be a ganesha
+/// string.
 pub(crate) fn ganesha_export(paths: &Paths, clients: &[String], size: &str) -> Option<String> {
-    let clients: Vec<&String> = clients
-        .iter()
-        .filter(|c| export_client_problem(c).is_none())
-        .collect();
     let access = if clients == ["*"] {
         "  Access_Type = RW;\n".to_owned()
     } else {
-        let list: Vec<&str> = clients.iter().map(|c| c.as_str()).collect();
         format!(
             "  Access_Type = None;\n  CLIENT {{\n    Clients = {};\n    Access_Type = RW;\n    Squash = No_Root_Squash;\n  }}\n",
-            list.join(", ")
+            clients.join(", ")
         )
     };
     let dir = ganesha_string(&paths.dir)?;

@@ -168,27 +168,18 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     create(session, address, &spec, tenant, (&pool, &path, &marker)).await
 }
 
-/// The second guard (docs/security.md): a pool or client that validation would refuse is
-/// refused here too, before anything reaches the host.
+/// The second guard (docs/security.md): a pool that validation would refuse is refused here
+/// too, before anything reaches the host. An nfs Volume's clients are checked where they are
+/// written ([`crate::nfs::apply_script`]).
 fn refuse_unsafe(address: &str, spec: &Value) -> Result<(), ProviderError> {
-    use nimbus_planner::fields::{config_path_problem, export_client_problem};
     let pool = pool_of(spec);
-    if let Some(problem) = config_path_problem(&pool) {
-        return Err(failed(
+    match nimbus_planner::fields::config_path_problem(&pool) {
+        Some(problem) => Err(failed(
             address,
             format!("pool `{}` {problem}", pool.escape_default()),
-        ));
+        )),
+        None => Ok(()),
     }
-    for client in spec["clients"].as_array().into_iter().flatten() {
-        let client = client.as_str().unwrap_or_default();
-        if let Some(problem) = export_client_problem(client) {
-            return Err(failed(
-                address,
-                format!("client `{}` {problem}", client.escape_default()),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn is_nfs(spec: &Value) -> bool {

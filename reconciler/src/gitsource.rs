@@ -171,15 +171,12 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
         .wrap_err_with(|| format!("cannot read the tree of `{rev}`"))?;
     let mut blobs: HashMap<String, gix::ObjectId> = HashMap::new();
     let mut links: HashMap<String, String> = HashMap::new();
-    let mut directories: BTreeSet<String> = BTreeSet::new();
     for entry in recorder.records {
         let path = entry.filepath.to_string();
         let Some(relative) = path.strip_prefix(&prefix) else {
             continue;
         };
-        if entry.mode.is_tree() {
-            directories.insert(relative.to_owned());
-        } else if entry.mode.is_link() {
+        if entry.mode.is_link() {
             let target = repo.find_object(entry.oid).into_diagnostic()?.data.clone();
             links.insert(
                 relative.to_owned(),
@@ -190,7 +187,8 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
         }
     }
     // A committed link is read as the file it leads to when its chain stays inside the
-    // directory read; a link that leaves it is a problem, and nothing is read through it.
+    // directory read (one that leads to no file is like a missing file); a link that leaves
+    // it is a problem, and nothing is read through it.
     let mut outside_links = Vec::new();
     let mut link_paths: Vec<&String> = links.keys().collect();
     link_paths.sort();
@@ -199,8 +197,6 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
             Ok(target) => {
                 if let Some(id) = blobs.get(&target).copied() {
                     blobs.insert(link.clone(), id);
-                } else if !directories.contains(&target) {
-                    // Leads nowhere in the tree: like a missing file.
                 }
             }
             Err(target) => outside_links.push(nimbus_planner::load::OutsideLink {

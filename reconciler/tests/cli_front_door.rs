@@ -5,7 +5,7 @@
 //! closed when their body does not come. The test stops the daemon itself.
 
 mod common;
-use common::{Running, copy_dir, git, http, sign, text, wait_port};
+use common::{Running, copy_dir, git, http, http_within, sign, text, wait_port};
 #[path = "../../providers/tests/common/mod.rs"]
 mod sshd;
 use sshd::free_port;
@@ -97,26 +97,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// GET `path` with a deadline on the whole exchange; the status code and how long it took.
+/// GET `path` with the token and a deadline on the answer; the status code and how long it
+/// took.
 fn timed_get(port: u16, path: &str, token: &str, within: Duration) -> (u16, Duration) {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
-    stream
-        .set_read_timeout(Some(within))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    let bearer = format!("Bearer {token}");
+    let (code, _) = http_within(
+        port,
+        "GET",
+        path,
+        &[("Authorization", &bearer)],
+        "",
+        Some(within),
     );
-    stream
-        .write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
     (code, started.elapsed())
 }
 

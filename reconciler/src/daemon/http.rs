@@ -48,7 +48,7 @@ pub struct Front {
     pub workdir: PathBuf,
 }
 
-/// Reads a secret or token from `path`: its first line, trimmed, refused when it is empty or
+/// Reads a secret or token from `path`: its content, trimmed, refused when it is empty or
 /// shorter than [`MIN_SECRET_BYTES`] (a signature made with an empty key would otherwise be
 /// valid).
 pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {

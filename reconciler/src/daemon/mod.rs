@@ -92,18 +92,14 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
         Source::Local(PathBuf::from(&args.repo))
     };
     let source = Arc::new(source);
-    let secret = match &args.webhook_secret_file {
-        Some(path) => {
-            Some(http::read_secret(path, "webhook secret").map_err(|e| miette::miette!("{e}"))?)
-        }
-        None => None,
+    let read = |path: &Option<PathBuf>, what: &str| {
+        path.as_deref()
+            .map(|p| http::read_secret(p, what))
+            .transpose()
+            .map_err(|e| miette::miette!("{e}"))
     };
-    let token = match &args.token_file {
-        Some(path) => {
-            Some(http::read_secret(path, "bearer token").map_err(|e| miette::miette!("{e}"))?)
-        }
-        None => None,
-    };
+    let secret = read(&args.webhook_secret_file, "webhook secret")?;
+    let token = read(&args.token_file, "bearer token")?;
     let status = Arc::new(Mutex::new(Status::default()));
     let wake = Arc::new(Notify::new());
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -194,9 +194,25 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    http_within(port, method, path, headers, body, None)
+}
+
+/// [`http`], giving up reading the answer after `within` (then code 0).
+#[allow(dead_code)]
+pub fn http_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    within: Option<std::time::Duration>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("connect: {e}"));
+    stream
+        .set_read_timeout(within)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
