@@ -90,8 +90,10 @@ pub enum Observed {
     Present(Value),
     /// It does not exist.
     Absent,
-    /// Not observed (no refresh, or the target was unreachable): the recorded spec stands in.
-    Unknown,
+    /// Not observed, and why: the target could not be reached or asked. Such an instance is
+    /// not planned (the plan names it); with no refresh at all (no entry), the recorded spec
+    /// stands in.
+    Unknown(String),
 }
 
 pub use crate::rules::{KindSchema, ProviderSchema, Rules};
@@ -186,6 +188,17 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub changes: Vec<Change>,
+    /// Instances that could not be observed, each with why: nothing is planned for them, and
+    /// the plan never says the observed state matches while one is listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unobserved: Vec<Unobserved>,
+}
+
+/// An instance that could not be observed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unobserved {
+    pub address: String,
+    pub reason: String,
 }
 
 impl Change {
@@ -528,6 +541,7 @@ pub fn plan(
         .map(|r| (r.address.as_str(), r))
         .collect();
     let mut changes: Vec<Change> = Vec::new();
+    let mut unobserved: Vec<Unobserved> = Vec::new();
     let order = graph.order();
 
     // Which instances the plan may touch: all, or the targets and what they depend on.
@@ -652,7 +666,7 @@ pub fn plan(
             .observed
             .get(&instance.address)
             .cloned()
-            .unwrap_or(Observed::Unknown);
+            .unwrap_or(Observed::Unknown(String::new()));
         let protected = annotation(model, document, "nimbus.dev/protect").as_deref()
             == Some("true")
             || record.is_some_and(|r| r.protected);
@@ -685,6 +699,19 @@ pub fn plan(
             confirm: None,
             error: None,
         };
+        if let Some(reason) = not_observed(input, &instance.address) {
+            // Nothing is planned for what could not be seen: the plan names it instead.
+            unobserved.push(Unobserved {
+                address: instance.address.clone(),
+                reason: reason.clone(),
+            });
+            changes.push(Change {
+                after: None,
+                reason: Some(format!("not observed: {reason}")),
+                ..base
+            });
+            continue;
+        }
         if input.destroy {
             if let Some(record) = record
                 && record.owned
@@ -696,8 +723,8 @@ pub fn plan(
         let mut current = match (&observed, record) {
             (Observed::Present(value), _) => Some(value.clone()),
             (Observed::Absent, _) => None,
-            (Observed::Unknown, Some(record)) => Some(record.applied.clone()),
-            (Observed::Unknown, None) => None,
+            (Observed::Unknown(_), Some(record)) => Some(record.applied.clone()),
+            (Observed::Unknown(_), None) => None,
         };
         if let Some(current) = &mut current {
             schema.normalize(current);
@@ -897,7 +924,7 @@ pub fn plan(
                 .observed
                 .get(&record.address)
                 .cloned()
-                .unwrap_or(Observed::Unknown);
+                .unwrap_or(Observed::Unknown(String::new()));
             let base = Change {
                 address: record.address.clone(),
                 resource: record
@@ -923,6 +950,17 @@ pub fn plan(
                 error: None,
             };
             if !record.owned {
+                continue;
+            }
+            if let Some(reason) = not_observed(input, &record.address) {
+                unobserved.push(Unobserved {
+                    address: record.address.clone(),
+                    reason: reason.clone(),
+                });
+                changes.push(Change {
+                    reason: Some(format!("not observed: {reason}")),
+                    ..base
+                });
                 continue;
             }
             let mut change = delete_change(base, record, record.protected, &observed);
@@ -954,7 +992,16 @@ pub fn plan(
         observed_fingerprint,
         notes,
         changes,
+        unobserved,
     })
+}
+
+/// Why an instance could not be observed, when its provider was asked and could not tell.
+fn not_observed<'a>(input: &'a PlanInput<'_>, address: &str) -> Option<&'a String> {
+    match input.observed.get(address) {
+        Some(Observed::Unknown(reason)) => Some(reason),
+        _ => None,
+    }
 }
 
 /// A VM's update says what it does to the guest: a change of its unit (cpus, memory, disk

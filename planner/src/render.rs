@@ -267,7 +267,31 @@ pub fn summary(plan: &Plan) -> String {
             if errors == 1 { "instance" } else { "instances" }
         );
     }
+    let unobserved = plan.unobserved.len();
+    if unobserved > 0 {
+        let _ = write!(
+            line,
+            " {unobserved} {} not observed: there may be differences.",
+            if unobserved == 1 { "instance" } else { "instances" }
+        );
+    }
     line
+}
+
+/// The instances that could not be observed, each with why.
+pub fn unobserved_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.unobserved.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nNot observed (nothing is planned for them; whether they match is unknown):"
+    );
+    for item in &plan.unobserved {
+        let _ = writeln!(out, "  ? {}: {}", item.address, item.reason);
+    }
+    out
 }
 
 /// The plan's notes, one `note:` line each: what the reader must know first.
@@ -305,17 +329,22 @@ pub fn text(plan: &Plan) -> String {
         if plan.errors().next().is_some() {
             out.push_str("No changes can be made, and some instances cannot be planned:\n");
             out.push_str(&errors_text(plan));
+            out.push_str(&unobserved_text(plan));
+            let _ = writeln!(out, "\n{}", summary(plan));
+        } else if !plan.unobserved.is_empty() {
+            out.push_str("No changes for what was observed, but some instances could not be observed:\n");
+            out.push_str(&unobserved_text(plan));
             let _ = writeln!(out, "\n{}", summary(plan));
         } else {
             out.push_str("No changes. The observed state matches the repository.\n");
         }
-        for change in shown {
+        for change in shown.iter().filter(|c| !is_unobserved(plan, c)) {
             let _ = writeln!(out, "\n  # {}", headline(change));
         }
         return out;
     }
     out.push_str("nimbus will perform the following actions:\n");
-    for change in shown {
+    for change in shown.into_iter().filter(|c| !is_unobserved(plan, c)) {
         let _ = writeln!(out, "\n  # {}", headline(change));
         if let Some(confirm) = &change.confirm {
             let _ = writeln!(out, "  # {}", confirm_line(confirm));
@@ -327,8 +356,15 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     out.push_str(&errors_text(plan));
+    out.push_str(&unobserved_text(plan));
     let _ = writeln!(out, "\n{}", summary(plan));
     out
+}
+
+/// Whether a change is the placeholder of an instance that could not be observed (listed
+/// apart, with why).
+fn is_unobserved(plan: &Plan, change: &Change) -> bool {
+    change.action == Action::NoOp && plan.unobserved.iter().any(|u| u.address == change.address)
 }
 
 /// A pull-request comment: a summary table, then one collapsible section per change.
@@ -354,9 +390,16 @@ pub fn markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     out.push_str("### nimbus plan\n\n");
-    if !plan.has_changes() && plan.errors().next().is_none() {
+    if !plan.has_changes() && plan.errors().next().is_none() && plan.unobserved.is_empty() {
         out.push_str("No changes. The observed state matches the repository.\n");
         return out;
+    }
+    for item in &plan.unobserved {
+        let _ = writeln!(
+            out,
+            "> **not observed:** `{}`: {} (nothing is planned for it; there may be a difference)\n",
+            item.address, item.reason
+        );
     }
     for change in plan.errors() {
         let _ = writeln!(

@@ -82,6 +82,9 @@ pub struct Observation {
     pub state: ObservedState,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub spec: Value,
+    /// With `unknown`: why it could not be observed (shown in the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,21 +100,26 @@ impl Observation {
         let observed = match self.state {
             ObservedState::Present => Observed::Present(self.spec),
             ObservedState::Absent => Observed::Absent,
-            ObservedState::Unknown => Observed::Unknown,
+            ObservedState::Unknown => Observed::Unknown(
+                self.reason
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "its provider could not observe it".to_owned()),
+            ),
         };
         (self.address, observed)
     }
 
     pub fn from_observed(address: String, observed: Observed) -> Self {
-        let (state, spec) = match observed {
-            Observed::Present(spec) => (ObservedState::Present, spec),
-            Observed::Absent => (ObservedState::Absent, Value::Null),
-            Observed::Unknown => (ObservedState::Unknown, Value::Null),
+        let (state, spec, reason) = match observed {
+            Observed::Present(spec) => (ObservedState::Present, spec, None),
+            Observed::Absent => (ObservedState::Absent, Value::Null, None),
+            Observed::Unknown(reason) => (ObservedState::Unknown, Value::Null, Some(reason)),
         };
         Observation {
             address,
             state,
             spec,
+            reason,
         }
     }
 }
@@ -238,6 +246,7 @@ mod tests {
             address: String::new(),
             state: ObservedState::Unknown,
             spec: Value::Null,
+            reason: None,
         });
         assert_eq!(
             observed.into_observed(),

@@ -631,10 +631,7 @@ impl DockerProvider {
     ) -> (String, Observed) {
         let observed = match self.observe_one(request, managers).await {
             Ok(observed) => observed,
-            Err(error) => {
-                tracing::warn!(address = %request.address, %error, "not observed");
-                Observed::Unknown
-            }
+            Err(error) => Observed::Unknown(error.to_string()),
         };
         (request.address.clone(), observed)
     }

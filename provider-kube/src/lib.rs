@@ -767,10 +767,7 @@ impl Provider for KubeProvider {
                         let observed = match clusters.observe(&request.address, &desired).await {
                             Ok(Some(live)) => Observed::Present(live),
                             Ok(None) => Observed::Absent,
-                            Err(error) => {
-                                tracing::warn!(address = %request.address, %error, "not observed");
-                                Observed::Unknown
-                            }
+                            Err(error) => Observed::Unknown(error.to_string()),
                         };
                         seen.push((request.address.clone(), observed));
                     }
@@ -783,7 +780,12 @@ impl Provider for KubeProvider {
                             Some(cluster) => {
                                 by_cluster.entry(Some(cluster)).or_default().push(request)
                             }
-                            None => seen.push((request.address.clone(), Observed::Unknown)),
+                            None => seen.push((
+                                request.address.clone(),
+                                Observed::Unknown(format!(
+                                    "its tenant `{tenant}` is on no k3s Cluster"
+                                )),
+                            )),
                         }
                     }
                     (other, _) => {
@@ -811,13 +813,16 @@ impl Provider for KubeProvider {
                 match found {
                     Ok(found) => seen.extend(found),
                     Err(error) => {
-                        // Its instances are not observed (their recorded specs stand in);
-                        // the other Clusters' are.
-                        tracing::warn!(cluster = cluster.unwrap_or_default(), %error, "not observed");
+                        // Its instances are not observed (the plan names them); the other
+                        // Clusters' are.
+                        let reason = match cluster {
+                            Some(cluster) => format!("Cluster/{cluster}: {error}"),
+                            None => error.to_string(),
+                        };
                         seen.extend(
                             requests
                                 .iter()
-                                .map(|r| (r.address.clone(), Observed::Unknown)),
+                                .map(|r| (r.address.clone(), Observed::Unknown(reason.clone()))),
                         );
                     }
                 }

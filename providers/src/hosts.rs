@@ -273,7 +273,14 @@ impl HostsProvider {
                         .or_default()
                         .push(request.clone());
                 }
-                _ => seen.push((request.address.clone(), Observed::Unknown)),
+                // A VM the scheduler has not placed and state does not record is nowhere.
+                None if request.kind == Kind::Vm => {
+                    seen.push((request.address.clone(), Observed::Absent))
+                }
+                _ => seen.push((
+                    request.address.clone(),
+                    Observed::Unknown("it names no host to look on".into()),
+                )),
             }
         }
         for ((host, vms), requests) in by_host {

@@ -99,7 +99,7 @@ pub fn observe_script(i: usize, paths: &Paths) -> String {
 /// What one Volume's lines say: `desired` with the size and clients its export file holds.
 pub fn observed(desired: &Value, header: &[&str], export: &[&str]) -> Observed {
     let [owned, empty, used] = header else {
-        return Observed::Unknown;
+        return Observed::Unknown("the host's reply about the export is malformed".into());
     };
     let mut observed = desired.clone();
     let size = export

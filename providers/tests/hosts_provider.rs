@@ -45,7 +45,7 @@ async fn observe(provider: &HostsProvider, desired: &Value) -> Observed {
         .observe(Some("local"), std::slice::from_ref(&request))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    observed.pop().map(|(_, o)| o).unwrap_or(Observed::Unknown)
+    observed.pop().map(|(_, o)| o).unwrap_or(Observed::Unknown("not in the reply".into()))
 }
 
 /// The differences the planner would see between `desired` and what was observed.
@@ -270,7 +270,7 @@ async fn odd_paths_are_observed_exactly() {
         let got = observed
             .get(&request.address)
             .cloned()
-            .unwrap_or(Observed::Unknown);
+            .unwrap_or(Observed::Unknown("not in the reply".into()));
         assert!(diff(&desired, &got).is_empty(), "{name:?}: {got:?}");
     }
     assert_eq!(

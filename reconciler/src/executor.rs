@@ -676,7 +676,7 @@ pub async fn observe(
     records: &[nimbus_planner::plan::Record],
     extra: &[(String, nimbus_schemas::Kind, serde_json::Value, String)],
     registry: &Registry,
-) -> (HashMap<String, Observed>, Vec<String>) {
+) -> HashMap<String, Observed> {
     let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
     // A Network member is observed against what the plan will ask of it (address, peers).
     let by_address: HashMap<&str, &nimbus_planner::plan::Record> =
@@ -741,7 +741,6 @@ pub async fn observe(
             });
     }
     let mut observed = HashMap::new();
-    let mut problems = Vec::new();
     let mut tasks = JoinSet::new();
     for ((name, host), batch) in batches {
         let Some(provider) = registry.get(&name).cloned() else {
@@ -753,18 +752,42 @@ pub async fn observe(
         });
     }
     while let Some(Ok((host, batch, result))) = tasks.join_next().await {
-        match result {
-            Ok(list) => observed.extend(list),
-            Err(error) => {
-                problems.push(format!(
-                    "cannot observe {}: {error}",
-                    host.as_deref().unwrap_or("cluster-level instances")
-                ));
-                for request in batch {
-                    observed.insert(request.address, Observed::Unknown);
-                }
+        observed.extend(answers(host.as_deref(), batch, result));
+    }
+    observed
+}
+
+/// A batch's observations by address: every instance asked about is answered, as the
+/// provider saw it or as unknown with why (the provider failed, skipped it, or gave no reason).
+fn answers(
+    host: Option<&str>,
+    batch: Vec<ObserveRequest>,
+    result: Result<Vec<(String, Observed)>, ProviderError>,
+) -> HashMap<String, Observed> {
+    let mut out = HashMap::new();
+    match result {
+        Ok(list) => {
+            let mut list: HashMap<String, Observed> = list.into_iter().collect();
+            for request in batch {
+                let observed = match list.remove(&request.address) {
+                    Some(Observed::Unknown(reason)) if reason.trim().is_empty() => {
+                        Observed::Unknown("its provider could not observe it".into())
+                    }
+                    Some(observed) => observed,
+                    None => Observed::Unknown("its provider did not answer for it".into()),
+                };
+                out.insert(request.address, observed);
+            }
+        }
+        Err(error) => {
+            let reason = match host {
+                Some(host) => format!("cannot observe {host}: {error}"),
+                None => error.to_string(),
+            };
+            for request in batch {
+                out.insert(request.address, Observed::Unknown(reason.clone()));
             }
         }
     }
-    (observed, problems)
+    out
 }

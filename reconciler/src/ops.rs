@@ -74,6 +74,9 @@ pub struct Session {
     /// Records of changes an interrupted run made that a read-only session found done (not
     /// written: the next apply records them).
     recovered_records: Vec<Found>,
+    /// Plugins the Repository names that could not be started (each reported at its
+    /// `providers` entry): the run goes on without them, and fails.
+    pub plugin_errors: usize,
     _lock: Option<LockGuard>,
 }
 
@@ -120,6 +123,14 @@ impl Session {
                 "{reason}"
             );
         }
+        let plugin_problems = unavailable_plugins(&loaded, &registry);
+        if !plugin_problems.is_empty() {
+            print_stderr(&crate::render::problems_text(
+                &plugin_problems,
+                &loaded.checked.model.sources,
+                crate::render::stderr_is_terminal(),
+            ));
+        }
         let (_, serial_before_recovery) = store.snapshot().map_err(|e| miette::miette!("{e}"))?;
         let state = Arc::new(Mutex::new(store));
         let (recovered_records, recovery_notes) =
@@ -137,6 +148,7 @@ impl Session {
             notes,
             serial_before_recovery,
             recovered_records,
+            plugin_errors: plugin_problems.len(),
             _lock: lock,
         })
     }
@@ -193,6 +205,42 @@ impl Session {
         )
         .await
     }
+}
+
+/// A diagnostic at the Repository's `providers` entry of each plugin that could not be
+/// started, for the instances it serves (they are not observed, and the run fails).
+fn unavailable_plugins(loaded: &Loaded, registry: &Registry) -> Vec<nimbus_planner::Problem> {
+    let Some(document) = loaded.checked.model.repository() else {
+        return Vec::new();
+    };
+    let Some(repository) = loaded.repository() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, plugin) in repository.providers.iter().enumerate() {
+        let Some(reason) = registry.get(&plugin.name).and_then(|p| p.unavailable()) else {
+            continue;
+        };
+        let span = document.spec_span(&[
+            nimbus_planner::tree::Segment::Key("providers"),
+            nimbus_planner::tree::Segment::Index(i),
+        ]);
+        out.push(
+            nimbus_planner::Problem::error(
+                "nimbus::provider::unavailable",
+                format!(
+                    "the provider plugin `{}` could not be started: {reason}",
+                    plugin.name
+                ),
+                document.label(span, "this plugin"),
+            )
+            .with_help(
+                "its instances are not observed or applied in this run; fix its command \
+                 (see docs/protocol.md) and run again",
+            ),
+        );
+    }
+    out
 }
 
 /// A change an interrupted run made that a read-only session found done.
@@ -603,18 +651,14 @@ pub async fn make_plan(
                 )
             })
             .collect();
-        let (observed, problems) = executor::observe(
+        executor::observe(
             &loaded.checked.model,
             &loaded.graph,
             records,
             &extra,
             registry,
         )
-        .await;
-        for problem in problems {
-            print_stderr(&format!("warning: {problem}\n"));
-        }
-        observed
+        .await
     } else {
         HashMap::new()
     };

@@ -199,3 +199,68 @@ fn a_plugin_that_misbehaves_fails_its_own_instances_only() {
         }
     }
 }
+
+/// A plugin whose `observe` fails: its instances are not observed, so nothing is planned for
+/// them (no create on a new repository) and no plan says the state matches; `plan
+/// --detailed-exitcode` exits 2, and `apply` applies the rest and exits 1 naming them.
+#[test]
+fn what_a_plugin_cannot_observe_is_named_and_never_said_to_match() {
+    let repo = Repo::new();
+    repo.set_volume_plugin("{fault: observe}");
+    let plan = repo.nimbus(&["plan", "--detailed-exitcode", "."]);
+    let stdout = text(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{stdout}\n{}", text(&plan.stderr));
+    assert!(!stdout.contains("Volume/acme/data will be created"), "{stdout}");
+    assert!(
+        stdout.contains("? Volume/acme/data: the store is locked by a backup"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 instance not observed"), "{stdout}");
+    let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+    let stdout = text(&apply.stdout);
+    assert_eq!(apply.status.code(), Some(1), "{stdout}\n{}", text(&apply.stderr));
+    assert!(repo.stored("kv", "Tenant/acme").is_some(), "{stdout}");
+    assert!(repo.stored("vol", "Volume/acme/data").is_none());
+    assert!(
+        stdout.contains("Apply incomplete") && stdout.contains("unknown  Volume/acme/data"),
+        "{stdout}"
+    );
+    // Everything else is in sync now, and still the plan does not say the state matches.
+    let again = repo.nimbus(&["plan", "--detailed-exitcode", "."]);
+    let stdout = text(&again.stdout);
+    assert_eq!(again.status.code(), Some(2), "{stdout}");
+    assert!(!stdout.contains("matches the repository"), "{stdout}");
+    assert!(stdout.contains("could not be observed"), "{stdout}");
+    let json = repo.nimbus(&["plan", "--format", "json", "."]);
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed["unobserved"][0]["address"], "Volume/acme/data");
+}
+
+/// A plugin that cannot be started is an error at the Repository's `providers` entry, and
+/// the rest of the run goes on: nothing is planned for what it serves.
+#[test]
+fn a_plugin_that_cannot_start_is_an_error_at_its_entry() {
+    let repo = Repo::new();
+    let manifest = std::fs::read_to_string(repo.root().join("nimbus.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    repo.write(
+        "nimbus.yaml",
+        &manifest.replace(
+            "command: [python3, plugins/kv_plugin.py], kinds: [Volume]",
+            "command: [no-such-plugin-binary], kinds: [Volume]",
+        ),
+    );
+    let plan = repo.nimbus(&["plan", "."]);
+    let stdout = text(&plan.stdout);
+    let stderr = text(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("nimbus::provider::unavailable"), "{stderr}");
+    assert!(stderr.contains("nimbus.yaml:7"), "{stderr}");
+    assert!(stderr.contains("plugin `vol`"), "{stderr}");
+    assert!(!stdout.contains("Volume/acme/data will be created"), "{stdout}");
+    assert!(stdout.contains("Tenant/acme will be created by kv"), "{stdout}");
+    let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+    assert_eq!(apply.status.code(), Some(1), "{}", text(&apply.stdout));
+    assert!(repo.stored("kv", "Tenant/acme").is_some());
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nimbus::executor::{ExecutorOptions, Outcome, Report, execute};
 use nimbus::state::StateStore;
-use nimbus_planner::plan::{Action, Change, Plan};
+use nimbus_planner::plan::{Action, Change, Observed, Plan};
 use nimbus_providers::Registry;
 use nimbus_providers::memory::MemoryProvider;
 use nimbus_schemas::Kind;
@@ -42,6 +42,7 @@ fn plan(changes: Vec<Change>) -> Plan {
         observed_fingerprint: String::new(),
         notes: Vec::new(),
         changes,
+        unobserved: Vec::new(),
     }
 }
 
@@ -340,10 +341,12 @@ async fn observation_is_one_call_per_target() {
     }
     let provider = Arc::new(MemoryProvider::new());
     let registry = Registry::new().with(provider.clone());
-    let (observed, problems) =
-        nimbus::executor::observe(&checked.model, &graph, &[], &[], &registry).await;
-    assert!(problems.is_empty());
+    let observed = nimbus::executor::observe(&checked.model, &graph, &[], &[], &registry).await;
     assert_eq!(observed.len(), graph.instances.len());
+    assert!(
+        observed.values().all(|o| !matches!(o, Observed::Unknown(_))),
+        "{observed:?}"
+    );
     // One batch per host (its Host and its per-host instances), plus one for the instances
     // that are not per host.
     assert_eq!(provider.observe_calls(), 4);

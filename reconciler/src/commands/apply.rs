@@ -166,9 +166,13 @@ async fn execute(
     command: &str,
 ) -> Result<i32> {
     print_stdout(&nimbus_planner::render::text(plan));
-    let errors = plan.errors().count();
+    // What could not be observed is not applied, and fails the run (as does a plugin that
+    // could not be started), once the rest is applied.
+    let incomplete = plan.errors().count() > 0
+        || !plan.unobserved.is_empty()
+        || session.plugin_errors > 0;
     if !plan.has_work() {
-        return Ok(if errors > 0 { 1 } else { 0 });
+        return Ok(if incomplete { 1 } else { 0 });
     }
     // Reads alone (a Host's facts on first contact) change nothing: no question to ask.
     let auto_approve = auto_approve || !plan.has_changes();
@@ -193,8 +197,24 @@ async fn execute(
     if let Some(note) = session.notes.first() {
         summary = format!("{}\n{summary}", nimbus_planner::render::note_line(note));
     }
+    if !plan.unobserved.is_empty() {
+        summary = format!(
+            "{}{} {} not observed, so not applied:\n{}",
+            summary.replace(" complete:", " incomplete:"),
+            plan.unobserved.len(),
+            if plan.unobserved.len() == 1 {
+                "instance was"
+            } else {
+                "instances were"
+            },
+            plan.unobserved
+                .iter()
+                .map(|u| format!("  unknown  {}: {}\n", u.address, u.reason))
+                .collect::<String>()
+        );
+    }
     print_stdout(&format!("\n{summary}"));
-    Ok(if report.succeeded() { 0 } else { 1 })
+    Ok(if report.succeeded() && !incomplete { 0 } else { 1 })
 }
 
 fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {

@@ -105,9 +105,10 @@ pub fn run(args: PlanArgs) -> Result<i32> {
             }
         }
         // An instance that cannot be planned fails the plan, whatever else it holds.
-        Ok(if plan.errors().next().is_some() {
+        // So does a plugin that could not be started. What could not be observed may differ.
+        Ok(if plan.errors().next().is_some() || session.plugin_errors > 0 {
             1
-        } else if args.detailed_exitcode && plan.has_changes() {
+        } else if args.detailed_exitcode && (plan.has_changes() || !plan.unobserved.is_empty()) {
             2
         } else {
             0

@@ -176,7 +176,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
             ),
         };
         print_stdout(&rendered);
-        Ok(if args.detailed_exitcode && plan.has_changes() {
+        Ok(if args.detailed_exitcode && (plan.has_changes() || !plan.unobserved.is_empty()) {
             2
         } else {
             0

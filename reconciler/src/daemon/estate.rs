@@ -178,6 +178,12 @@ impl Estate {
                 );
                 continue;
             }
+            if let Some(unobserved) = plan.unobserved.iter().find(|u| u.address == change.address)
+            {
+                let reason = format!("not observed: {}", unobserved.reason);
+                self.set(change, Health::Unknown, Some(reason), None, None, now);
+                continue;
+            }
             match change.action {
                 Action::NoOp | Action::Read => {
                     self.set(change, Health::InSync, None, None, None, now);

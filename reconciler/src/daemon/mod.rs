@@ -365,7 +365,11 @@ async fn apply_commit(
             .estate
             .applied(&plan, report, run, commit, drift, now());
     }
-    let succeeded = report.as_ref().is_none_or(|r| r.succeeded()) && plan.errors().next().is_none();
+    // What could not be observed was not applied: the commit is not yet applied in full.
+    let succeeded = report.as_ref().is_none_or(|r| r.succeeded())
+        && plan.errors().next().is_none()
+        && plan.unobserved.is_empty()
+        && session.plugin_errors == 0;
     let superseded = report.as_ref().is_some_and(|r| r.interrupted);
     // The hosts' facts and load, from their agents, for /metrics and the pages.
     let loads = session.host_loads().await;
@@ -387,6 +391,11 @@ async fn apply_commit(
                 .insert(result.address.clone(), outcome.to_owned());
         }
     }
+    for unobserved in &plan.unobserved {
+        status
+            .resources
+            .insert(unobserved.address.clone(), "unknown".to_owned());
+    }
     for change in plan.changes.iter().filter(|c| c.action == Action::NoOp) {
         status
             .resources
@@ -406,13 +415,22 @@ async fn apply_commit(
                 r.count(|o| matches!(o, crate::executor::Outcome::Failed(_)))
             })
             .max(plan.errors().count());
-        status.head_failed = Some((
-            commit.to_owned(),
-            format!(
-                "applied with failures: {failed} instance{} failed",
-                if failed == 1 { "" } else { "s" }
-            ),
-        ));
+        let mut message = format!(
+            "applied with failures: {failed} instance{} failed",
+            if failed == 1 { "" } else { "s" }
+        );
+        if !plan.unobserved.is_empty() {
+            message.push_str(&format!(
+                ", {} not observed ({})",
+                plan.unobserved.len(),
+                plan.unobserved
+                    .iter()
+                    .map(|u| u.address.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        status.head_failed = Some((commit.to_owned(), message));
     }
     status.hosts = loads;
     status.hosts_at = Some(now());
