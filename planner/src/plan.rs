@@ -1018,8 +1018,20 @@ fn vm_restarts(mut changes: Vec<Change>) -> Vec<Change> {
             .filter(|field| *field != "state")
             .collect();
         restarting.dedup();
+        let was = change
+            .fields
+            .iter()
+            .find(|f| f.path == "state")
+            .and_then(|f| f.before.as_ref())
+            .and_then(Value::as_str);
         let note = if restarting.is_empty() {
-            "starts the VM again: it is not running".to_owned()
+            match was {
+                Some("paused") => "resumes the VM (QMP cont): it is paused".to_owned(),
+                Some("suspended") => {
+                    "wakes the VM (QMP system_wakeup): its guest suspended it".to_owned()
+                }
+                _ => "starts the VM again: it is not running".to_owned(),
+            }
         } else {
             format!("restarts the VM: {} changed", restarting.join(", "))
         };

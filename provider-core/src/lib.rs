@@ -57,6 +57,17 @@ impl ProviderError {
             other => other,
         }
     }
+
+    /// The same failure, saying what was being done (`removing it from Host/n3: ...`).
+    pub fn with_context(self, doing: &str) -> ProviderError {
+        match self {
+            ProviderError::Transient(reason) => {
+                ProviderError::Transient(format!("{doing}: {reason}"))
+            }
+            ProviderError::Failed(reason) => ProviderError::Failed(format!("{doing}: {reason}")),
+            ProviderError::Bug(reason) => ProviderError::Bug(format!("{doing}: {reason}")),
+        }
+    }
 }
 
 /// The three kinds of failure, kept apart, each with the sentence a person reads.

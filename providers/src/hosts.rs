@@ -256,6 +256,18 @@ impl HostsProvider {
         }
     }
 
+    /// Applies a VM's or Volume's change on `host`.
+    async fn apply_on_host(&self, host: &str, change: &Change) -> Result<Applied, ProviderError> {
+        let session = self.session(host).await?;
+        self.commands
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if change.kind == Kind::Vm {
+            crate::vm::apply(&session, change).await
+        } else {
+            crate::volume::apply(&session, change).await
+        }
+    }
+
     /// VMs and Volumes, each on its host (one command per host and kind); one with no host
     /// yet is not observed.
     async fn observe_on_their_hosts(
@@ -688,6 +700,30 @@ impl Provider for HostsProvider {
     ) -> BoxFuture<'a, Result<Applied, ProviderError>> {
         Box::pin(async move {
             if matches!(change.kind, Kind::Vm | Kind::Volume) {
+                // Moved to another host: the old one goes from the host state records, then
+                // the new one is made on its new host.
+                let old = change.before.as_ref().and_then(crate::vm::host_in);
+                let new = change.after.as_ref().and_then(crate::vm::host_in);
+                if change.action == Action::Replace
+                    && let (Some(old), Some(new)) = (old, new)
+                    && old != new
+                {
+                    let delete = Change {
+                        action: Action::Delete,
+                        after: None,
+                        ..change.clone()
+                    };
+                    self.apply_on_host(old, &delete).await.map_err(|e| {
+                        e.with_context(&format!("removing it from Host/{old}"))
+                            .naming(&change.address)
+                    })?;
+                    let create = Change {
+                        action: Action::Create,
+                        before: None,
+                        ..change.clone()
+                    };
+                    return self.apply_on_host(new, &create).await;
+                }
                 let host = change
                     .after
                     .as_ref()
@@ -700,14 +736,7 @@ impl Provider for HostsProvider {
                         ))
                     })?
                     .to_owned();
-                let session = self.session(&host).await?;
-                self.commands
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return if change.kind == Kind::Vm {
-                    crate::vm::apply(&session, change).await
-                } else {
-                    crate::volume::apply(&session, change).await
-                };
+                return self.apply_on_host(&host, change).await;
             }
             let host = Self::host_of(&change.address)
                 .ok_or_else(|| ProviderError::Bug(format!("{} names no host", change.address)))?

@@ -494,6 +494,13 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
     loop {
         match qmp(session, name, "query-status").await {
             Ok(status) if status["status"] == "running" => break,
+            // Paused by hand (QMP `stop`) or suspended by its guest: resumed, not restarted.
+            Ok(status) if status["status"] == "paused" => {
+                qmp(session, name, "cont").await?;
+            }
+            Ok(status) if status["status"] == "suspended" => {
+                qmp(session, name, "system_wakeup").await?;
+            }
             Ok(status) if std::time::Instant::now() > deadline => {
                 return Err(failed(
                     address,

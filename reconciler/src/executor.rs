@@ -696,11 +696,13 @@ pub async fn observe(
             &model.documents[instance.document].resource.spec,
             &mut desired,
         );
-        // A placed VM is observed where it is (the host state recorded), else where the
-        // scheduler puts it; a move is then a replace, which removes it from the old host.
-        if instance.kind == nimbus_schemas::Kind::Vm
-            && let serde_json::Value::Object(map) = &mut desired
-            && !map.contains_key("host")
+        // An instance that lives on one host (a VM, a Volume, a container) is observed where
+        // state records it, else where its manifest or the scheduler puts it: a host that
+        // changed is then a replace, whose delete runs on the recorded host.
+        if matches!(
+            instance.kind,
+            nimbus_schemas::Kind::Vm | nimbus_schemas::Kind::Volume | nimbus_schemas::Kind::Workload
+        ) && let serde_json::Value::Object(map) = &mut desired
         {
             let recorded = by_address
                 .get(instance.address.as_str())
@@ -711,7 +713,8 @@ pub async fn observe(
                 Some(nimbus_planner::scheduler::Placement::On { host, .. }) => Some(host.clone()),
                 _ => None,
             };
-            if let Some(host) = recorded.or(placed) {
+            let named = map.contains_key("host");
+            if let Some(host) = recorded.or(placed.filter(|_| !named)) {
                 map.insert("host".into(), serde_json::Value::String(host));
             }
         }

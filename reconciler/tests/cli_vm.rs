@@ -27,6 +27,19 @@ fn vm_yaml(memory: &str) -> String {
     )
 }
 
+/// Pauses the VM `guest` through its QMP socket on the host, as a person would, and prints
+/// its status after.
+const QMP_STOP: &str = r#"python3 - <<'EOF'
+import socket, json
+s = socket.socket(socket.AF_UNIX); s.connect('/var/lib/nimbus/vms/guest/qmp.sock'); f = s.makefile('rw')
+f.readline()
+for c in ['qmp_capabilities', 'stop', 'query-status']:
+    f.write(json.dumps({'execute': c}) + '\n'); f.flush()
+    r = json.loads(f.readline())
+    while 'event' in r: r = json.loads(f.readline())
+print(r['return']['status'])
+EOF"#;
+
 /// The guest's page, fetched on `host` through the published port, within `within`.
 fn answers(bed: &Bed, host: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -130,6 +143,60 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
         "after the start"
     );
 
+    // Paused by hand (QMP `stop`): drift, resumed with QMP `cont` (not restarted).
+    let pid = bed.ssh_ok(&host, &format!("systemctl show -p MainPID --value {unit}"));
+    let paused = bed.ssh_ok(&host, QMP_STOP);
+    assert_eq!(paused.trim(), "paused", "{paused}");
+    let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(drift.status.code(), Some(2), "{}", text(&drift.stdout));
+    assert!(
+        text(&drift.stdout).contains("resumes the VM (QMP cont): it is paused"),
+        "{}",
+        text(&drift.stdout)
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        answers(&bed, &host, Duration::from_secs(30)),
+        "after the resume"
+    );
+    assert_eq!(
+        bed.ssh_ok(&host, &format!("systemctl show -p MainPID --value {unit}")),
+        pid,
+        "resumed, not restarted"
+    );
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+
+    // Pinned to the other host in the manifest: a replace, whose delete runs on the host state
+    // records; nothing is left running there.
+    let other = bed.hosts[1].name.clone();
+    write(
+        repo,
+        "vms/guest.yaml",
+        &vm_yaml("192Mi").replace("  placement: {vm: \"yes\"}\n", &format!("  host: {other}\n")),
+    );
+    let plan = ok(&nimbus(repo, &["plan", "."]));
+    assert!(plan.contains("-/+ VM/guest"), "{plan}");
+    assert!(!plan.contains("will be created"), "{plan}");
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(
+        answers(&bed, &other, Duration::from_secs(60)),
+        "on its new host"
+    );
+    assert_eq!(
+        bed.ssh_ok(
+            &host,
+            &format!("ls /etc/systemd/system/{unit} /var/lib/nimbus/vms/guest 2>/dev/null | wc -l")
+        )
+        .trim(),
+        "0",
+        "left behind on its old host"
+    );
+    assert!(
+        !bed.ssh(&host, "pgrep -x qemu-system-x86").status.success(),
+        "qemu still runs on the old host"
+    );
+
     // Removed from git: shut down, unit and disk gone.
     std::fs::remove_file(repo.join("vms/guest.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
@@ -141,14 +208,14 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
     assert!(took < Duration::from_secs(15), "{took:?}");
     assert_eq!(
         bed.ssh_ok(
-            &host,
+            &other,
             &format!("ls /etc/systemd/system/{unit} /var/lib/nimbus/vms/guest 2>/dev/null | wc -l")
         )
         .trim(),
         "0"
     );
     assert!(
-        !bed.ssh(&host, "pgrep -x qemu-system-x86").status.success(),
+        !bed.ssh(&other, "pgrep -x qemu-system-x86").status.success(),
         "qemu still runs"
     );
 
