@@ -1056,11 +1056,20 @@ fn keep_volumes_with_data(mut changes: Vec<Change>, input: &PlanInput<'_>) -> Ve
         if let Some(Observed::Present(seen)) = input.observed.get(&change.address)
             && seen["empty"] == false
         {
-            change.error = Some(format!(
-                "{} holds data ({} bytes): nimbus deletes (or replaces) a volume with data only with --allow-deletes, and leaves it as it is until then",
-                change.address,
-                seen["used"].as_u64().unwrap_or(0)
-            ));
+            let used = seen["used"].as_u64().unwrap_or(0);
+            let moved = change.fields.iter().find(|f| f.path == "host");
+            change.error = Some(match moved {
+                Some(field) => format!(
+                    "{} holds data ({used} bytes) on Host/{}: moving it to Host/{} would leave that data behind (it is deleted there, not copied); nimbus does that only with --allow-deletes, and leaves it as it is until then",
+                    change.address,
+                    field.before.as_ref().and_then(Value::as_str).unwrap_or("?"),
+                    field.after.as_ref().and_then(Value::as_str).unwrap_or("?"),
+                ),
+                None => format!(
+                    "{} holds data ({used} bytes): nimbus deletes (or replaces) a volume with data only with --allow-deletes, and leaves it as it is until then",
+                    change.address,
+                ),
+            });
         }
     }
     changes

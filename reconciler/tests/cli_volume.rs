@@ -129,3 +129,68 @@ fn a_btrfs_volume_is_a_subvolume_with_a_quota() {
     );
     drop(pool);
 }
+
+/// A Volume whose host changes is a replace whose delete runs on the host state records: an
+/// empty one moves; one holding data is moved only with `--allow-deletes` (its data would be
+/// left behind), and the plan says so.
+#[test]
+fn a_volume_whose_host_changes_is_replaced_on_the_recorded_host() {
+    let bed = Bed::up_vm(2);
+    let (h1, h2) = (bed.hosts[0].name.clone(), bed.hosts[1].name.clone());
+    let pools = [
+        BtrfsPool::new(&bed, &h1, POOL),
+        BtrfsPool::new(&bed, &h2, POOL),
+    ];
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = dir.path();
+    common::bed_repository(repo, "volumes", &bed.known_hosts, &bed.key);
+    let hosts = bed
+        .hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "{HEADER}kind: Host\nmetadata: {{name: {}}}\nspec: {{address: {}}}\n",
+                h.name, h.address
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    write(repo, "hosts.yaml", &hosts);
+    write(
+        repo,
+        "tenants/acme/tenant.yaml",
+        &format!("{HEADER}kind: Tenant\nmetadata: {{name: acme}}\nspec: {{}}\n"),
+    );
+    let on = |host: &str| volume("32Mi", POOL).replace("host: h1", &format!("host: {host}"));
+    write(repo, "tenants/acme/data.yaml", &on(&h1));
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    let path = format!("{POOL}/acme/data");
+    let exists = |host: &str| bed.ssh(host, &format!("test -d {path}")).status.success();
+    assert!(exists(&h1));
+
+    // Empty: moved.
+    write(repo, "tenants/acme/data.yaml", &on(&h2));
+    let plan = ok(&nimbus(repo, &["plan", "."]));
+    assert!(plan.contains("-/+ Volume/acme/data"), "{plan}");
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert!(exists(&h2), "not made on its new host");
+    assert!(!exists(&h1), "left behind on its old host");
+
+    // Holding data: refused, saying the data would be left behind, until --allow-deletes.
+    bed.ssh_ok(&h2, &format!("echo keep > {path}/file; sync"));
+    write(repo, "tenants/acme/data.yaml", &on(&h1));
+    let refused = nimbus(repo, &["apply", "--auto-approve", "."]);
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("on Host/{h2}: moving it to Host/{h1} would leave that data behind")),
+        "{said}"
+    );
+    assert!(exists(&h2) && !exists(&h1), "{said}");
+    ok(&nimbus(
+        repo,
+        &["apply", "--auto-approve", "--allow-deletes", "."],
+    ));
+    assert!(exists(&h1) && !exists(&h2));
+    drop(pools);
+}
