@@ -474,3 +474,24 @@ fn the_scheduler_places_by_load_keeps_what_was_placed_and_says_what_does_not_fit
         )
     );
 }
+
+/// A File and a Service whose selector stops matching a host and starts matching another:
+/// deleted on the host state records them on, created on the new one.
+#[test]
+fn a_selector_that_moves_deletes_on_the_old_host() {
+    let plan = check("selector-moves").unwrap_or_else(|| panic!("no plan"));
+    let mut got = actions(&plan);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("File/motd@db-1".to_owned(), Create),
+            ("File/motd@web-1".to_owned(), Delete),
+            ("Service/web@db-1".to_owned(), Create),
+            ("Service/web@web-1".to_owned(), Delete),
+        ]
+    );
+    for change in plan.changes.iter().filter(|c| c.action == Delete) {
+        assert_eq!(change.host.as_deref(), Some("web-1"), "{change:?}");
+    }
+}
