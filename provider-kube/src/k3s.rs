@@ -191,6 +191,11 @@ impl Clusters {
         self.tenants.get(tenant).map(String::as_str)
     }
 
+    /// The name of a k3s Cluster this run knows, as `self` keeps it.
+    pub fn cluster_named(&self, cluster: &str) -> Option<&str> {
+        self.nodes.get_key_value(cluster).map(|(k, _)| k.as_str())
+    }
+
     /// The cluster's API, through the first server that hands over a kubeconfig; none when
     /// no server has one (k3s is not installed yet).
     pub async fn client(&self, cluster: &str) -> Result<Option<kube::Client>, ProviderError> {
@@ -381,7 +386,9 @@ impl Clusters {
             .filter(|n| n.server)
             .map(|n| n.host.clone())
             .collect();
-        let running = seen.iter().any(|s| s.active);
+        // The API answers only through a server: with no server's unit active, the units
+        // are what can be observed (over SSH), and the servers are put back.
+        let running = wanted.iter().zip(&seen).any(|(n, s)| n.server && s.active);
         let listed = match self.client_via(cluster, &servers).await {
             Ok(Some(client)) => match api_nodes(&client).await {
                 Ok(listed) => Ok(listed),
@@ -413,6 +420,11 @@ impl Clusters {
             let state = match (&look.unit, look.active, &listed) {
                 (None, _, _) => "not installed".to_owned(),
                 (Some(_), false, _) => "service not active".to_owned(),
+                // An active agent while no server runs: as its unit says, until a server
+                // answers again (only the servers are started).
+                (Some(_), true, Err(_)) if !running && !node.server => {
+                    "active (no server runs to ask)".to_owned()
+                }
                 (Some(_), true, Err(e)) => format!("API not reachable: {e}"),
                 (Some(_), true, Ok(listed)) => match listed.get(&node.host) {
                     None => "not listed by the API".to_owned(),
@@ -420,7 +432,7 @@ impl Clusters {
                     Some((true, _)) => "Ready".to_owned(),
                 },
             };
-            if state == "Ready"
+            if (state == "Ready" || state.starts_with("active (no server"))
                 && let Some(written) = &look.written
             {
                 nodes.insert(node.host.clone(), shown(written, &listed, &node.host));

@@ -776,7 +776,20 @@ impl Provider for KubeProvider {
                     }
                     (Kind::Tenant | Kind::Workload, Target::K3s(clusters)) => {
                         let (tenant, _) = parts(&request.address);
-                        match clusters.cluster_of_tenant(tenant) {
+                        // As declared, else as its Tenant was recorded (removed from the
+                        // manifests, it is in the batch with its recorded spec).
+                        let cluster = clusters.cluster_of_tenant(tenant).or_else(|| {
+                            batch
+                                .iter()
+                                .find(|r| {
+                                    r.kind == Kind::Tenant
+                                        && r.address.strip_prefix("Tenant/") == Some(tenant)
+                                })
+                                .and_then(|r| r.desired.as_ref())
+                                .and_then(|spec| spec["cluster"].as_str())
+                                .and_then(|c| clusters.cluster_named(c))
+                        });
+                        match cluster {
                             Some(cluster) => {
                                 by_cluster.entry(Some(cluster)).or_default().push(request)
                             }

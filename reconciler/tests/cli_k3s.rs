@@ -490,18 +490,26 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     drop(kubectl);
     let kubectl = Kubectl::new(&bed, &server, dir.path());
 
-    // An API that does not answer (the server stopped by hand): the Cluster and what runs on
-    // it are not observed, and the plan says why instead of planning them anew.
+    // The server's unit stopped by hand: its units are observed over SSH, so the Cluster
+    // plans the server back; what runs on it cannot be observed without an API, and the plan
+    // names it instead of saying the state matches or planning it anew. Apply starts the
+    // server again (and exits 1: the workloads were not observed); the next run is clean.
     bed.ssh_ok(&server, "systemctl stop k3s");
-    let blind = nimbus(repo, &["plan", "."]);
+    let blind = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     let out = said(&blind);
-    assert!(
-        out.contains("not observed") && out.contains("Cluster/apps"),
-        "{out}"
-    );
+    assert_eq!(blind.status.code(), Some(2), "{out}");
+    assert!(!out.contains("matches the repository"), "{out}");
+    assert!(out.contains("~ Cluster/apps"), "{out}");
+    assert!(out.contains("? Workload/"), "{out}");
     assert!(!out.contains("will be created"), "{out}");
-    bed.ssh_ok(&server, "systemctl start k3s");
+    exits(nimbus(repo, &["apply", "--auto-approve", "."]), 1);
+    assert_eq!(
+        bed.ssh_ok(&server, "systemctl is-active k3s").trim(),
+        "active",
+        "the server was not started again"
+    );
     exits(nimbus(repo, &["apply", "--auto-approve", "."]), 0);
+    exits(nimbus(repo, &["plan", "--detailed-exitcode", "."]), 0);
 
     // A node no longer selected leaves the cluster that stays: its unit, binary and Node go,
     // the server and the workloads stay.
