@@ -13,6 +13,8 @@ command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 # objcopy: the mesh tests install a stripped agent on many hosts
 command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3)
+# The README's quick start draws the graph with Graphviz (`nimbus graph | dot -Tsvg`).
+command -v dot >/dev/null || need_apt+=(graphviz)
 # The SSH transport is tested against a real sshd on loopback (started and stopped by the tests).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)

@@ -126,7 +126,8 @@ impl Suite<'_> {
             "{}: observe must answer once for the address",
             self.who()
         );
-        mine.pop().unwrap_or(Observed::Unknown("not in the reply".into()))
+        mine.pop()
+            .unwrap_or(Observed::Unknown("not in the reply".into()))
     }
 
     /// The fields the planner would change to go from what is observed to `desired`.

@@ -982,6 +982,7 @@ pub fn plan(
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
     // Containers of tenants without a cluster publish on their host, without a routing mesh.
     let standalone = crate::placement::standalone_tenants(model);
+    let changes = refuse_without_kvm(changes, &records);
     let mut notes = ingress_warnings(&changes, &standalone);
     notes.extend(tcg_warnings(&changes, &records));
     Ok(Plan {
@@ -1118,6 +1119,36 @@ fn confirm_or_revert(mut changes: Vec<Change>, mesh: &crate::mesh::Mesh) -> Vec<
 
 /// VMs going to a host whose recorded facts say it has no usable `/dev/kvm`: they run under
 /// TCG, software emulation (SPEC §11).
+/// A VM with `runtime: cloud-hypervisor` on a Host whose recorded facts show no usable KVM
+/// cannot start there (cloud-hypervisor has no software emulation): refused at plan time, not
+/// found out at apply.
+fn refuse_without_kvm(mut changes: Vec<Change>, records: &HashMap<&str, &Record>) -> Vec<Change> {
+    for change in changes.iter_mut().filter(|c| {
+        c.kind == Kind::Vm
+            && c.error.is_none()
+            && matches!(c.action, Action::Create | Action::Update | Action::Replace)
+    }) {
+        let Some(after) = &change.after else {
+            continue;
+        };
+        if after.get("runtime").and_then(Value::as_str) != Some("cloud-hypervisor") {
+            continue;
+        }
+        let Some(host) = after.get("host").and_then(Value::as_str) else {
+            continue;
+        };
+        let kvm = records
+            .get(format!("Host/{host}").as_str())
+            .map(|r| &r.outputs["facts"]["kvm"]);
+        if kvm == Some(&Value::Bool(false)) {
+            change.error = Some(format!(
+                "runtime cloud-hypervisor needs KVM, and Host/{host} has no usable /dev/kvm (its recorded facts say so); use runtime: qemu, which runs under TCG there, or a host with KVM"
+            ));
+        }
+    }
+    changes
+}
+
 fn tcg_warnings(changes: &[Change], records: &HashMap<&str, &Record>) -> Vec<String> {
     changes
         .iter()
@@ -1279,6 +1310,24 @@ fn redact(mut changes: Vec<Change>, rules: &Rules) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// `after` (a redacted spec) with each of `paths` that shows `(sensitive)` given its value
+/// from `written` (the spec as the manifest has it); `None` when nothing was redacted.
+pub fn unredacted(after: &Value, written: &Value, paths: &[String]) -> Option<Value> {
+    let mut restored = after.clone();
+    let mut any = false;
+    for path in paths {
+        let pointer: String = path.split('.').map(|p| format!("/{p}")).collect();
+        if restored.pointer(&pointer).and_then(Value::as_str) == Some(SENSITIVE)
+            && let Some(value) = written.pointer(&pointer)
+            && let Some(slot) = restored.pointer_mut(&pointer)
+        {
+            *slot = value.clone();
+            any = true;
+        }
+    }
+    any.then_some(restored)
 }
 
 fn redact_path(value: &mut Value, path: &str) {

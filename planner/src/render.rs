@@ -272,7 +272,11 @@ pub fn summary(plan: &Plan) -> String {
         let _ = write!(
             line,
             " {unobserved} {} not observed: there may be differences.",
-            if unobserved == 1 { "instance" } else { "instances" }
+            if unobserved == 1 {
+                "instance"
+            } else {
+                "instances"
+            }
         );
     }
     line
@@ -332,9 +336,15 @@ pub fn text(plan: &Plan) -> String {
             out.push_str(&unobserved_text(plan));
             let _ = writeln!(out, "\n{}", summary(plan));
         } else if !plan.unobserved.is_empty() {
-            out.push_str("No changes for what was observed, but some instances could not be observed:\n");
+            out.push_str(
+                "No changes for what was observed, but some instances could not be observed:\n",
+            );
             out.push_str(&unobserved_text(plan));
             let _ = writeln!(out, "\n{}", summary(plan));
+        } else if plan.changes.iter().any(|c| c.action == Action::Read) {
+            out.push_str(
+                "No changes. nimbus will only read what it has not read yet (a new Host's facts):\n",
+            );
         } else {
             out.push_str("No changes. The observed state matches the repository.\n");
         }

@@ -51,6 +51,8 @@ struct Process {
     child: Child,
     stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
     stdout: BufReader<ChildStdout>,
+    /// The task that keeps the last lines of its stderr: it ends when the pipe closes.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct PluginProvider {
@@ -179,7 +181,7 @@ impl PluginProvider {
         lock(&self.stderr).clear();
         let tail = Arc::clone(&self.stderr);
         let name = self.spec.name.clone();
-        tokio::spawn(async move {
+        let stderr_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 tracing::debug!(plugin = %name, "{line}");
@@ -194,6 +196,7 @@ impl PluginProvider {
             child,
             stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
             stdout: BufReader::new(stdout),
+            stderr_reader: Some(stderr_reader),
         };
         let hello: Hello = self
             .exchange(
@@ -331,6 +334,11 @@ impl PluginProvider {
                 String::new()
             }
         };
+        // Every line it wrote before it went, not only those read by now: the reader reaches
+        // the end of the pipe once the process (and whatever it left holding the pipe) is gone.
+        if let Some(reader) = process.stderr_reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        }
         ProviderError::Failed(format!(
             "{} {what}{status}{}",
             self.who(),

@@ -61,7 +61,10 @@ async fn observe(provider: &HostsProvider, change: &Change, desired: &Value) -> 
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(observed.len(), 1, "{observed:?}");
-    observed.pop().map(|(_, o)| o).unwrap_or(Observed::Unknown("not in the reply".into()))
+    observed
+        .pop()
+        .map(|(_, o)| o)
+        .unwrap_or(Observed::Unknown("not in the reply".into()))
 }
 
 /// The fields the planner would change to go from what was observed to `desired`.

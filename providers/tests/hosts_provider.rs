@@ -45,7 +45,10 @@ async fn observe(provider: &HostsProvider, desired: &Value) -> Observed {
         .observe(Some("local"), std::slice::from_ref(&request))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    observed.pop().map(|(_, o)| o).unwrap_or(Observed::Unknown("not in the reply".into()))
+    observed
+        .pop()
+        .map(|(_, o)| o)
+        .unwrap_or(Observed::Unknown("not in the reply".into()))
 }
 
 /// The differences the planner would see between `desired` and what was observed.

@@ -157,6 +157,10 @@ pub struct ExecutorOptions {
     /// The decrypted secrets of this run, by reference, handed to a provider only inside
     /// the change it applies (never to state, the plan or logs).
     pub secrets: Arc<SecretValues>,
+    /// The spec a provider is given, by address, where the plan shows `(sensitive)` for a
+    /// field its schema declares sensitive: the value from the revision the plan was made from
+    /// (state and logs keep the redacted spec).
+    pub sensitive: Arc<HashMap<String, serde_json::Value>>,
 }
 
 /// Every secret reference of a run: its value, or why it could not be decrypted.
@@ -170,6 +174,7 @@ impl Default for ExecutorOptions {
             backoff: Duration::from_millis(200),
             progress: Progress::Quiet,
             secrets: Arc::new(HashMap::new()),
+            sensitive: Arc::new(HashMap::new()),
         }
     }
 }
@@ -465,7 +470,19 @@ async fn apply_one(
         let _ = lock_state(state).fail(run, change, "failed", &reason);
         return (0, Outcome::Failed(reason), begun.elapsed());
     };
-    let resolved = match with_secret_values(change, provider.as_ref(), &options.secrets) {
+    // The values of sensitive fields, for the provider only.
+    let given;
+    let base = match options.sensitive.get(&change.address) {
+        Some(after) => {
+            given = Change {
+                after: Some(after.clone()),
+                ..change.clone()
+            };
+            &given
+        }
+        None => change,
+    };
+    let resolved = match with_secret_values(base, provider.as_ref(), &options.secrets) {
         Ok(resolved) => resolved,
         Err(reason) => {
             let _ = lock_state(state).fail(run, change, "failed", &reason);
@@ -480,7 +497,7 @@ async fn apply_one(
         );
     }
     // Recorded under another provider: deleted there first, then created here.
-    let mut change_here = resolved.as_ref().unwrap_or(change);
+    let mut change_here = resolved.as_ref().unwrap_or(base);
     let created;
     if let Some(previous) = previous {
         let Some(previous) = previous else {
@@ -701,7 +718,9 @@ pub async fn observe(
         // changed is then a replace, whose delete runs on the recorded host.
         if matches!(
             instance.kind,
-            nimbus_schemas::Kind::Vm | nimbus_schemas::Kind::Volume | nimbus_schemas::Kind::Workload
+            nimbus_schemas::Kind::Vm
+                | nimbus_schemas::Kind::Volume
+                | nimbus_schemas::Kind::Workload
         ) && let serde_json::Value::Object(map) = &mut desired
         {
             let recorded = by_address

@@ -217,16 +217,14 @@ fn list_revision(dir: &Path, rev: &str) -> Result<Listing> {
     let mut paths: Vec<&String> = blobs.keys().collect();
     paths.sort();
     for path in paths {
-        // As in the working tree: hidden paths are skipped, ignored directories pruned.
+        // As in the working tree: hidden paths are skipped; files in ignored directories are
+        // not manifests, but can be a File's `source`.
         let parts: Vec<&str> = path.split('/').collect();
         if parts.iter().any(|p| ManifestFilter::is_hidden(p)) {
             continue;
         }
         let ignored_dir = (1..parts.len()).any(|n| filter.is_ignored(&parts[..n].join("/"), true));
-        if ignored_dir {
-            continue;
-        }
-        if filter.is_manifest(path) {
+        if !ignored_dir && filter.is_manifest(path) {
             manifests.push(path.clone());
         } else {
             other_paths.insert(path.clone());

@@ -14,10 +14,10 @@ const EXAMPLES: &str = "\
 Examples:
   nimbus init my-infra              scaffold a config repository in ./my-infra
   nimbus validate my-infra          check every manifest; exit 1 on any error
-  nimbus validate --format json .   the same problems as a JSON array
+  nimbus validate --format json .   the same problems as JSON
   nimbus plan my-infra              what apply would change
-  nimbus plan --rev origin/main .   the same, for a git revision (no checkout)
-  nimbus preview --base origin/main --head HEAD   a pull request's plan as markdown
+  nimbus plan --rev HEAD~1 .        the same, for a git revision (no checkout)
+  nimbus preview --base main --head HEAD   a pull request's plan as markdown
   nimbus apply --auto-approve my-infra
   nimbus graph my-infra | dot -Tsvg > graph.svg
   nimbus secret encrypt db-password < password.txt
@@ -37,6 +37,9 @@ struct Cli {
     /// Logs as text or as JSON lines.
     #[arg(long, value_enum, default_value_t = nimbus::logging::LogFormat::Text, global = true)]
     log_format: nimbus::logging::LogFormat,
+    /// No colour in any output (as NO_COLOR does); colour is only ever used on a terminal.
+    #[arg(long, global = true)]
+    no_color: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +82,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if cli.no_color {
+        nimbus::render::turn_colour_off();
+    }
     nimbus::logging::init(cli.verbose, cli.log_format);
     let code = match cli.command {
         Command::Init(args) => init::run(args),
@@ -97,7 +103,7 @@ fn main() {
     match code {
         Ok(code) => std::process::exit(code),
         Err(report) => {
-            eprintln!("{report:?}");
+            nimbus::render::print_stderr(&format!("{report:?}\n"));
             std::process::exit(1);
         }
     }

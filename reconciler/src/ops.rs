@@ -201,9 +201,34 @@ impl Session {
             command,
             parallelism,
             &self.secrets,
+            Arc::new(self.sensitive_values(plan)),
             superseded,
         )
         .await
+    }
+
+    /// The specs the plan's changes show with `(sensitive)` in fields their providers declare
+    /// sensitive, with the values of this session's revision (the one the plan was made from:
+    /// a saved plan whose source changed is refused before this).
+    fn sensitive_values(&self, plan: &Plan) -> HashMap<String, serde_json::Value> {
+        let rules = self.registry.rules();
+        let mut out = HashMap::new();
+        for change in &plan.changes {
+            let paths = &rules.get(&change.provider, change.kind).sensitive_fields;
+            let (false, Some(after)) = (paths.is_empty(), &change.after) else {
+                continue;
+            };
+            let Some(index) = self.loaded.graph.get(&change.address) else {
+                continue;
+            };
+            let instance = &self.loaded.graph.instances[index];
+            let document = &self.loaded.checked.model.documents[instance.document];
+            let written = plan::desired_spec(&document.resource.spec);
+            if let Some(restored) = plan::unredacted(after, &written, paths) {
+                out.insert(change.address.clone(), restored);
+            }
+        }
+        out
     }
 }
 
@@ -662,6 +687,18 @@ pub async fn make_plan(
     } else {
         HashMap::new()
     };
+    // Also on stderr, for a run whose stdout is JSON or goes to a file.
+    let mut unobserved: Vec<(&String, &String)> = observed
+        .iter()
+        .filter_map(|(address, o)| match o {
+            Observed::Unknown(reason) => Some((address, reason)),
+            _ => None,
+        })
+        .collect();
+    unobserved.sort();
+    for (address, reason) in unobserved {
+        print_stderr(&format!("warning: not observed: {address}: {reason}\n"));
+    }
     engine::observed_secret_files(loaded, secrets, &mut observed);
     let input = PlanInput {
         records,

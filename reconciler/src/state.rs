@@ -74,9 +74,9 @@ pub struct LockInfo {
 /// One instance as stored.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StoredResource {
+    /// With the provider that applied it (`provider`, once: the record carries it).
     #[serde(flatten)]
     pub record: Record,
-    pub provider: String,
     pub target: Option<String>,
     pub updated_at: i64,
 }
@@ -392,11 +392,10 @@ impl StateStore {
                     protected,
                     keep_on_removal,
                     depends_on: serde_json::from_str(&depends_on).unwrap_or_default(),
-                    provider: provider.clone(),
+                    provider,
                     outputs: serde_json::from_str(&outputs).unwrap_or(Value::Null),
                     tainted,
                 },
-                provider,
                 target,
                 updated_at,
             });
@@ -713,30 +712,51 @@ impl StateStore {
     }
 
     pub fn history(&self) -> Result<Vec<RunSummary>, StateError> {
+        self.history_page(None, None)
+    }
+
+    /// The newest `limit` runs before run `before` (all of them without either), oldest first,
+    /// each with its results.
+    pub fn history_page(
+        &self,
+        before: Option<i64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RunSummary>, StateError> {
         let mut statement = self.db(self.connection.prepare(
-            "SELECT id, command, revision, user, host, started_at, ended_at, outcome FROM runs ORDER BY id",
+            "SELECT id, command, revision, user, host, started_at, ended_at, outcome FROM runs \
+             WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
         ))?;
-        let rows = self.db(statement.query_map([], |r| {
-            Ok(RunSummary {
-                id: r.get(0)?,
-                command: r.get(1)?,
-                revision: r.get(2)?,
-                user: r.get(3)?,
-                host: r.get(4)?,
-                started_at: r.get(5)?,
-                ended_at: r.get(6)?,
-                outcome: r.get(7)?,
-                results: Vec::new(),
-            })
-        }))?;
+        let limit = limit.map_or(-1, |l| l as i64);
+        let rows = self.db(statement.query_map(
+            params![before.unwrap_or(i64::MAX), limit],
+            |r| {
+                Ok(RunSummary {
+                    id: r.get(0)?,
+                    command: r.get(1)?,
+                    revision: r.get(2)?,
+                    user: r.get(3)?,
+                    host: r.get(4)?,
+                    started_at: r.get(5)?,
+                    ended_at: r.get(6)?,
+                    outcome: r.get(7)?,
+                    results: Vec::new(),
+                })
+            },
+        ))?;
         let mut runs = Vec::new();
         for row in rows {
             runs.push(self.db(row)?);
         }
+        runs.reverse();
+        let (Some(first), Some(last)) = (runs.first().map(|r| r.id), runs.last().map(|r| r.id))
+        else {
+            return Ok(runs);
+        };
         let mut statement = self.db(self.connection.prepare(
-            "SELECT run, address, action, outcome, message FROM results ORDER BY rowid",
+            "SELECT run, address, action, outcome, message FROM results \
+             WHERE run BETWEEN ?1 AND ?2 ORDER BY rowid",
         ))?;
-        let rows = self.db(statement.query_map([], |r| {
+        let rows = self.db(statement.query_map(params![first, last], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 RunResult {
@@ -749,8 +769,8 @@ impl StateStore {
         }))?;
         for row in rows {
             let (run, result) = self.db(row)?;
-            if let Some(summary) = runs.iter_mut().find(|s| s.id == run) {
-                summary.results.push(result);
+            if let Ok(i) = runs.binary_search_by_key(&run, |s| s.id) {
+                runs[i].results.push(result);
             }
         }
         Ok(runs)

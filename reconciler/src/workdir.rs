@@ -9,6 +9,50 @@ use nimbus_planner::load::OutsideLink;
 use nimbus_planner::{InputFile, ManifestFilter, RepositoryInput};
 use nimbus_providers::plugin::inside_repository;
 
+/// The names the Repository manifest may have, at a repository's root.
+pub const ROOT_MANIFESTS: [&str; 3] = ["nimbus.yaml", "nimbus.yml", "nimbus.kdl"];
+
+/// The config repository `dir` is in: `dir` or the nearest folder above it that holds
+/// `nimbus.yaml` (or `nimbus.yml`, `nimbus.kdl`), as git and cargo find theirs. A folder with
+/// none above it is not a repository: an error that says what to do.
+pub fn repository_root(dir: &Path) -> Result<std::path::PathBuf> {
+    let metadata = fs::metadata(dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the repository at {}", dir.display()))?;
+    if !metadata.is_dir() {
+        miette::bail!(
+            "{} is not a directory; give the root of a config repository",
+            dir.display()
+        );
+    }
+    let absolute = fs::canonicalize(dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot resolve {}", dir.display()))?;
+    let mut relative_up = std::path::PathBuf::new();
+    for folder in absolute.ancestors() {
+        if ROOT_MANIFESTS
+            .iter()
+            .any(|name| folder.join(name).is_file())
+        {
+            // Said as the user said it: `infra`, or `infra/..` for a folder above it.
+            return Ok(if relative_up.as_os_str().is_empty() {
+                dir.to_owned()
+            } else {
+                dir.join(&relative_up)
+            });
+        }
+        relative_up.push("..");
+    }
+    Err(miette::miette!(
+        help = format!(
+            "run nimbus in a config repository (or give its folder), or make one with `nimbus init {}`",
+            dir.display()
+        ),
+        "{} is not in a nimbus repository: neither it nor any folder above it has a nimbus.yaml (or nimbus.kdl)",
+        dir.display()
+    ))
+}
+
 /// Walks `root`: manifests (not hidden, not matched by `.nimbusignore`) are read; every other
 /// file's path is listed for `source:` and secret references. Symlinked directories are not
 /// followed.
@@ -40,8 +84,10 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
         other_paths: BTreeSet::new(),
         outside_links: Vec::new(),
     };
-    let mut pending = vec![String::new()];
-    while let Some(relative) = pending.pop() {
+    // Ignored folders are not manifests, but their files can still be a File's `source`
+    // (examples/ of `nimbus init`): they are listed as other paths.
+    let mut pending = vec![(String::new(), false)];
+    while let Some((relative, ignored)) = pending.pop() {
         let directory = if relative.is_empty() {
             root.to_path_buf()
         } else {
@@ -69,22 +115,21 @@ pub fn read_working_tree(root: &Path) -> Result<(RepositoryInput, Vec<String>)> 
             if file_type.is_symlink()
                 && let Err(target) = inside_repository(&top, Path::new(&path))
             {
-                if !filter.is_ignored(&path, false) {
+                if !ignored && !filter.is_ignored(&path, false) {
                     input.outside_links.push(OutsideLink { path, target });
                 }
                 continue;
             }
             let is_dir = file_type.is_dir();
             if is_dir {
-                if !filter.is_ignored(&path, true) {
-                    pending.push(path);
-                }
+                let ignored = ignored || filter.is_ignored(&path, true);
+                pending.push((path, ignored));
                 continue;
             }
             if file_type.is_symlink() && entry.path().is_dir() {
                 continue;
             }
-            if filter.is_manifest(&path) {
+            if !ignored && filter.is_manifest(&path) {
                 let bytes = fs::read(entry.path())
                     .into_diagnostic()
                     .wrap_err_with(|| format!("cannot read {}", entry.path().display()))?;

@@ -209,8 +209,16 @@ fn what_a_plugin_cannot_observe_is_named_and_never_said_to_match() {
     repo.set_volume_plugin("{fault: observe}");
     let plan = repo.nimbus(&["plan", "--detailed-exitcode", "."]);
     let stdout = text(&plan.stdout);
-    assert_eq!(plan.status.code(), Some(2), "{stdout}\n{}", text(&plan.stderr));
-    assert!(!stdout.contains("Volume/acme/data will be created"), "{stdout}");
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        text(&plan.stderr)
+    );
+    assert!(
+        !stdout.contains("Volume/acme/data will be created"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("? Volume/acme/data: the store is locked by a backup"),
         "{stdout}"
@@ -218,7 +226,12 @@ fn what_a_plugin_cannot_observe_is_named_and_never_said_to_match() {
     assert!(stdout.contains("1 instance not observed"), "{stdout}");
     let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
     let stdout = text(&apply.stdout);
-    assert_eq!(apply.status.code(), Some(1), "{stdout}\n{}", text(&apply.stderr));
+    assert_eq!(
+        apply.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&apply.stderr)
+    );
     assert!(repo.stored("kv", "Tenant/acme").is_some(), "{stdout}");
     assert!(repo.stored("vol", "Volume/acme/data").is_none());
     assert!(
@@ -242,8 +255,8 @@ fn what_a_plugin_cannot_observe_is_named_and_never_said_to_match() {
 #[test]
 fn a_plugin_that_cannot_start_is_an_error_at_its_entry() {
     let repo = Repo::new();
-    let manifest = std::fs::read_to_string(repo.root().join("nimbus.yaml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let manifest =
+        std::fs::read_to_string(repo.root().join("nimbus.yaml")).unwrap_or_else(|e| panic!("{e}"));
     repo.write(
         "nimbus.yaml",
         &manifest.replace(
@@ -258,9 +271,82 @@ fn a_plugin_that_cannot_start_is_an_error_at_its_entry() {
     assert!(stderr.contains("nimbus::provider::unavailable"), "{stderr}");
     assert!(stderr.contains("nimbus.yaml:7"), "{stderr}");
     assert!(stderr.contains("plugin `vol`"), "{stderr}");
-    assert!(!stdout.contains("Volume/acme/data will be created"), "{stdout}");
-    assert!(stdout.contains("Tenant/acme will be created by kv"), "{stdout}");
+    assert!(
+        !stdout.contains("Volume/acme/data will be created"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Tenant/acme will be created by kv"),
+        "{stdout}"
+    );
     let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
     assert_eq!(apply.status.code(), Some(1), "{}", text(&apply.stdout));
     assert!(repo.stored("kv", "Tenant/acme").is_some());
+}
+
+/// Regression: a plugin that declares `sensitiveFields` was given the literal `(sensitive)` in
+/// apply's `after`, stored it, and never converged. It is given the value; plans, saved plans
+/// and state still show `(sensitive)`, and a saved plan is applied with the value taken again
+/// from the revision it was made from.
+#[test]
+fn a_plugin_is_given_the_values_of_its_sensitive_fields() {
+    let repo = Repo::new();
+    repo.set_volume_plugin("{sensitive: [size]}");
+    repo.set_size("7Gi");
+    let out = repo.dir.path().join("saved.json");
+    let plan = repo.nimbus(&["plan", "--out", &out.display().to_string(), "."]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stderr));
+    assert!(
+        !text(&plan.stdout).contains("7Gi"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let saved = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(!saved.contains("7Gi"), "{saved}");
+    assert!(saved.contains("(sensitive)"), "{saved}");
+    let apply = repo.nimbus(&["apply", &out.display().to_string()]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    assert_eq!(
+        repo.stored("vol", "Volume/acme/data")
+            .map(|v| v["size"].clone()),
+        Some("7Gi".into())
+    );
+    let shown = repo.nimbus(&["state", "show", "--json", "Volume/acme/data"]);
+    assert!(
+        !text(&shown.stdout).contains("7Gi"),
+        "{}",
+        text(&shown.stdout)
+    );
+    // Converged: the next plan is empty.
+    let again = repo.nimbus(&["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+}
+
+/// Regression: the error for a plugin that exited during a call carried the last lines of its
+/// stderr only sometimes when the machine was busy (the reader had not reached them yet). With
+/// both cores busy, it carries them every time.
+#[test]
+fn a_crashed_plugin_s_stderr_is_in_its_error_every_time_under_load() {
+    let busy: Vec<common::Running> = (0..2)
+        .map(|_| {
+            common::Running(
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .collect();
+    let repo = Repo::new();
+    repo.set_volume_plugin("{fault: crash}");
+    for attempt in 0..6 {
+        let apply = repo.nimbus(&["apply", "--auto-approve", "."]);
+        let all = format!("{}\n{}", text(&apply.stdout), text(&apply.stderr));
+        assert_eq!(apply.status.code(), Some(1), "{all}");
+        assert!(
+            all.contains("exited during `apply`") && all.contains("about to crash"),
+            "attempt {attempt}: {all}"
+        );
+    }
+    drop(busy);
 }

@@ -821,3 +821,53 @@ fn a_killed_daemon_recovers_and_prunes_everything() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Regression: a SIGTERM that arrived while the daemon fetched, loaded or planned did not stop
+/// the run it was about to start (it was planned and applied in full, then the daemon exited).
+/// Held in each phase, the daemon stops there: it exits at once, and nothing is applied or
+/// recorded as a run.
+#[test]
+fn sigterm_during_fetch_load_or_plan_starts_nothing() {
+    let servers = Servers::start();
+    let url = format!("git://127.0.0.1:{}/infra.git", servers.git_port);
+    for phase in ["fetch", "load", "plan"] {
+        let (mut daemon, _port, workdir) = servers.reconcile_with(
+            &url,
+            &format!("stop-in-{phase}"),
+            &["--interval", "1h", "--drift-interval", "1h"],
+            &[("NIMBUS_TEST_PAUSE_PHASE", &format!("{phase}:8000"))],
+        );
+        // In the phase now (the fetch of a local git daemon takes milliseconds).
+        std::thread::sleep(Duration::from_millis(1500));
+        let signalled = Instant::now();
+        let pid = daemon.0.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(killed.is_ok_and(|s| s.success()));
+        let exited = loop {
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                break status;
+            }
+            assert!(
+                signalled.elapsed() < Duration::from_secs(5),
+                "{phase}: still running {:?} after SIGTERM",
+                signalled.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = std::fs::read_to_string(workdir.join("log")).unwrap_or_default();
+        assert!(exited.success(), "{phase}: {exited:?}\n{log}");
+        assert!(log.contains("nimbus reconcile: stopped"), "{phase}: {log}");
+        // Nothing reached the (in-memory) infrastructure, and no run was recorded.
+        assert!(
+            !workdir.join("infrastructure/objects.json").exists(),
+            "{phase}: something was applied\n{log}"
+        );
+        let state = workdir.join("infrastructure/state.db");
+        if state.exists() {
+            let runs = nimbus::state::StateStore::open(&state)
+                .and_then(|s| s.history())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(runs.is_empty(), "{phase}: {runs:?}");
+        }
+    }
+}

@@ -88,11 +88,12 @@ fn apply_over_ssh_converges_and_isolates_failures() {
         "the unreachable host fails: {stdout}\n{}",
         text(&output.stderr)
     );
-    assert!(stdout.contains("failed   Host/gone"), "{stdout}");
+    // The unreachable host is not observed, so nothing is applied there, and it is named.
     assert!(
-        stdout.contains("skipped  File/banner@gone: Host/gone did not apply"),
+        stdout.contains("unknown  Host/gone: cannot observe gone"),
         "{stdout}"
     );
+    assert!(stdout.contains("unknown  File/banner@gone"), "{stdout}");
     assert_eq!(
         std::fs::read_to_string(repo.out("motd")).unwrap_or_default(),
         "hello from nimbus\n"
@@ -238,9 +239,12 @@ fn trust_on_first_use_pins_the_first_key_seen() {
     // The same name, now answered by a host with another key: refused.
     std::fs::write(dir.path().join("hosts.yaml"), host(second.port))
         .unwrap_or_else(|e| panic!("{e}"));
-    let plan = common::nimbus_with(&["plan", "."], dir.path(), &[]);
+    let plan = common::nimbus_with(&["plan", "--detailed-exitcode", "."], dir.path(), &[]);
+    assert_eq!(plan.status.code(), Some(2));
     assert!(
-        text(&plan.stderr).contains("host key mismatch"),
+        text(&plan.stderr).contains("host key mismatch")
+            && text(&plan.stdout)
+                .contains("? Host/local: cannot observe local: Host/local: host key mismatch"),
         "{}\n{}",
         text(&plan.stdout),
         text(&plan.stderr)

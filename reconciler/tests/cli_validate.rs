@@ -14,12 +14,14 @@ fn cases_dir() -> PathBuf {
 fn check(case: &str) -> serde_json::Value {
     let dir = cases_dir().join(case);
     let output = nimbus(&["validate", "--format", "json", "."], &dir);
-    let problems: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "{case}: stdout is not JSON ({e}): {}",
             String::from_utf8_lossy(&output.stdout)
         )
     });
+    assert_eq!(document["format_version"], 1, "{document}");
+    let problems = document["problems"].clone();
     let actual = serde_json::json!({"exit": output.status.code(), "problems": problems});
     let expected_path = cases_dir().join(format!("{case}.expected.json"));
     let rendered = serde_json::to_string_pretty(&actual).unwrap_or_default() + "\n";
@@ -173,6 +175,11 @@ fn a_missing_directory_is_a_clear_error() {
 #[test]
 fn huge_and_deeply_nested_files_give_diagnostics_not_crashes() {
     let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        repo.path().join("nimbus.yaml"),
+        "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {name: hostile}\nspec: {}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let huge = "# padding\n".repeat(5 * 1024 * 1024);
     std::fs::write(repo.path().join("huge.yaml"), huge).unwrap_or_else(|e| panic!("{e}"));
     // 2,000 levels of block mappings (4 MB of indentation), and 10,000 of sequences on a line.
@@ -196,8 +203,9 @@ fn huge_and_deeply_nested_files_give_diagnostics_not_crashes() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let problems: serde_json::Value =
+    let document: serde_json::Value =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let problems = &document["problems"];
     for (file, needle) in [
         ("huge.yaml", "more than the 8 MiB"),
         ("deep.yaml", "deeper than"),
@@ -369,4 +377,49 @@ fn hostile_values_are_refused_at_their_lines() {
         codes.iter().any(|c| c == "nimbus::volume::overlap"),
         "{codes:?}"
     );
+}
+
+/// Commands find their repository by walking up to its nimbus.yaml, as git and cargo do; a
+/// folder with none above it is an error that says what to do, not an empty plan.
+#[test]
+fn the_repository_is_found_by_walking_up_and_a_folder_without_one_is_an_error() {
+    let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for args in [
+        vec!["plan", "."],
+        vec!["validate", "."],
+        vec!["apply", "--auto-approve", "."],
+        vec!["state", "list"],
+        vec!["graph", "."],
+    ] {
+        let output = nimbus(&args, empty.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is not in a nimbus repository") && stderr.contains("nimbus init"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&output.stdout).contains("No changes"),
+            "{args:?}"
+        );
+    }
+    // From a folder inside a repository, the repository is the one above it.
+    let repo = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        repo.path().join("nimbus.yaml"),
+        "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {name: up}\nspec: {}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        repo.path().join("bad.yaml"),
+        "apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {name: h1}\nspec: {adress: 10.0.0.1}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let inside = repo.path().join("hosts/more");
+    std::fs::create_dir_all(&inside).unwrap_or_else(|e| panic!("{e}"));
+    let from_inside = nimbus(&["validate", "--format", "json"], &inside);
+    let document: serde_json::Value =
+        serde_json::from_slice(&from_inside.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_inside.status.code(), Some(1));
+    assert_eq!(document["problems"][0]["file"], "bad.yaml", "{document:#}");
 }

@@ -173,7 +173,10 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
     write(
         repo,
         "vms/guest.yaml",
-        &vm_yaml("192Mi").replace("  placement: {vm: \"yes\"}\n", &format!("  host: {other}\n")),
+        &vm_yaml("192Mi").replace(
+            "  placement: {vm: \"yes\"}\n",
+            &format!("  host: {other}\n"),
+        ),
     );
     let plan = ok(&nimbus(repo, &["plan", "."]));
     assert!(plan.contains("-/+ VM/guest"), "{plan}");

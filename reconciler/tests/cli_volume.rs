@@ -183,7 +183,9 @@ fn a_volume_whose_host_changes_is_replaced_on_the_recorded_host() {
     let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
     assert_eq!(refused.status.code(), Some(1), "{said}");
     assert!(
-        said.contains(&format!("on Host/{h2}: moving it to Host/{h1} would leave that data behind")),
+        said.contains(&format!(
+            "on Host/{h2}: moving it to Host/{h1} would leave that data behind"
+        )),
         "{said}"
     );
     assert!(exists(&h2) && !exists(&h1), "{said}");

@@ -344,7 +344,9 @@ async fn observation_is_one_call_per_target() {
     let observed = nimbus::executor::observe(&checked.model, &graph, &[], &[], &registry).await;
     assert_eq!(observed.len(), graph.instances.len());
     assert!(
-        observed.values().all(|o| !matches!(o, Observed::Unknown(_))),
+        observed
+            .values()
+            .all(|o| !matches!(o, Observed::Unknown(_))),
         "{observed:?}"
     );
     // One batch per host (its Host and its per-host instances), plus one for the instances

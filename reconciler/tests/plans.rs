@@ -495,3 +495,57 @@ fn a_selector_that_moves_deletes_on_the_old_host() {
         assert_eq!(change.host.as_deref(), Some("web-1"), "{change:?}");
     }
 }
+
+/// Regression: `runtime: cloud-hypervisor` on a Host whose recorded facts show no KVM planned
+/// as a create and failed only at apply. It cannot be planned, and says why.
+#[test]
+fn cloud_hypervisor_on_a_host_without_kvm_is_refused_at_plan_time() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let header = "apiVersion: nimbus.dev/v1alpha1\n";
+    std::fs::write(
+        dir.path().join("hosts.yaml"),
+        format!("{header}kind: Host\nmetadata: {{name: h1}}\nspec: {{address: 10.0.0.1}}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("vm.yaml"),
+        format!("{header}kind: VM\nmetadata: {{name: fast}}\nspec:\n  host: h1\n  cpus: 1\n  memory: 256Mi\n  disk: {{size: 1Gi}}\n  runtime: cloud-hypervisor\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (model, graph) = load(dir.path());
+    let none: Vec<String> = Vec::new();
+    let empty: HashMap<String, Observed> = HashMap::new();
+    let first = plan::plan(&model, &graph, &input(&[], &empty, &Value::Null, &none))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The Host was read: its facts say it has no KVM.
+    let mut host = first
+        .changes
+        .iter()
+        .find(|c| c.address == "Host/h1")
+        .and_then(|c| c.record())
+        .unwrap_or_else(|| panic!("no Host record"));
+    host.outputs = serde_json::json!({"facts": {"kvm": false}});
+    let records = vec![host.clone()];
+    let mut observed = HashMap::new();
+    observed.insert(
+        host.address.clone(),
+        Observed::Present(host.applied.clone()),
+    );
+    let planned = plan::plan(
+        &model,
+        &graph,
+        &input(&records, &observed, &Value::Null, &none),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let vm = planned
+        .changes
+        .iter()
+        .find(|c| c.address == "VM/fast")
+        .unwrap_or_else(|| panic!("no VM change"));
+    assert!(
+        vm.error
+            .as_deref()
+            .is_some_and(|e| e.contains("needs KVM") && e.contains("Host/h1")),
+        "{vm:?}"
+    );
+}

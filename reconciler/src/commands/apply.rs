@@ -165,12 +165,11 @@ async fn execute(
     parallelism: usize,
     command: &str,
 ) -> Result<i32> {
-    print_stdout(&nimbus_planner::render::text(plan));
+    print_stdout(&crate::render::plan_text(plan));
     // What could not be observed is not applied, and fails the run (as does a plugin that
     // could not be started), once the rest is applied.
-    let incomplete = plan.errors().count() > 0
-        || !plan.unobserved.is_empty()
-        || session.plugin_errors > 0;
+    let incomplete =
+        plan.errors().count() > 0 || !plan.unobserved.is_empty() || session.plugin_errors > 0;
     if !plan.has_work() {
         return Ok(if incomplete { 1 } else { 0 });
     }
@@ -214,7 +213,11 @@ async fn execute(
         );
     }
     print_stdout(&format!("\n{summary}"));
-    Ok(if report.succeeded() && !incomplete { 0 } else { 1 })
+    Ok(if report.succeeded() && !incomplete {
+        0
+    } else {
+        1
+    })
 }
 
 fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {

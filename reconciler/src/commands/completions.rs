@@ -24,6 +24,10 @@ pub fn run<C: CommandFactory>(args: CompletionsArgs) -> i32 {
         CompletionShell::Fish => Shell::Fish,
     };
     let mut command = C::command();
-    clap_complete::generate(shell, &mut command, "nimbus", &mut std::io::stdout());
+    // Written through the one stdout writer that takes a closed pipe quietly
+    // (`nimbus completions zsh | head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "nimbus", &mut script);
+    crate::render::print_stdout(&String::from_utf8_lossy(&script));
     0
 }

@@ -32,10 +32,7 @@ pub fn run(args: GraphArgs) -> Result<i32> {
     let text = match args.format {
         GraphFormat::Dot => loaded.graph.to_dot(),
         GraphFormat::Mermaid => loaded.graph.to_mermaid(),
-        GraphFormat::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&loaded.graph.to_json()).unwrap_or_default()
-        ),
+        GraphFormat::Json => crate::render::versioned_object(loaded.graph.to_json()),
     };
     print_stdout(&text);
     Ok(0)

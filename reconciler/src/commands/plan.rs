@@ -71,7 +71,7 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         let plan = session.plan(&options).await?;
         let loaded = &session.loaded;
         let rendered = match args.format {
-            PlanFormat::Text => nimbus_planner::render::text(&plan),
+            PlanFormat::Text => crate::render::plan_text(&plan),
             PlanFormat::Markdown => nimbus_planner::render::markdown(&plan),
             PlanFormat::Json => format!(
                 "{}\n",
@@ -106,12 +106,15 @@ pub fn run(args: PlanArgs) -> Result<i32> {
         }
         // An instance that cannot be planned fails the plan, whatever else it holds.
         // So does a plugin that could not be started. What could not be observed may differ.
-        Ok(if plan.errors().next().is_some() || session.plugin_errors > 0 {
-            1
-        } else if args.detailed_exitcode && (plan.has_changes() || !plan.unobserved.is_empty()) {
-            2
-        } else {
-            0
-        })
+        Ok(
+            if plan.errors().next().is_some() || session.plugin_errors > 0 {
+                1
+            } else if args.detailed_exitcode && (plan.has_changes() || !plan.unobserved.is_empty())
+            {
+                2
+            } else {
+                0
+            },
+        )
     })
 }

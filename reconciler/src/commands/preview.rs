@@ -31,9 +31,12 @@ pub struct PreviewArgs {
     /// The pull request's revision.
     #[arg(long, value_name = "REV")]
     pub head: String,
-    /// The config repository (a directory in a git repository).
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
+    /// The config repository (a directory in a git repository), as every command takes it.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The same, as a flag (kept for scripts that name it this way).
+    #[arg(long = "repo", value_name = "DIR", conflicts_with = "dir")]
+    pub repo_flag: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PreviewFormat::Markdown)]
     pub format: PreviewFormat,
     /// Also write the whole plan there, as plan.json and plan.txt (for a CI artifact).
@@ -55,9 +58,14 @@ pub struct PreviewArgs {
     pub refresh: bool,
 }
 
-pub fn run(args: PreviewArgs) -> Result<i32> {
+pub fn run(mut args: PreviewArgs) -> Result<i32> {
+    let repo = args
+        .dir
+        .take()
+        .or_else(|| args.repo_flag.take())
+        .unwrap_or_else(|| PathBuf::from("."));
     // Head's problems are the first thing a reviewer needs: shown, and the preview fails.
-    let head = match engine::load_checked(&args.repo, Some(&args.head), &args.repo)? {
+    let head = match engine::load_checked(&repo, Some(&args.head), &repo)? {
         Ok(head) => head,
         Err(invalid) => {
             let checked = &invalid.checked;
@@ -72,9 +80,9 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
             out.push_str("```\n");
             match args.format {
                 PreviewFormat::Json => {
-                    print_stdout(&format!(
-                        "{}\n",
-                        crate::render::problems_json(&checked.problems, &checked.model.sources)
+                    print_stdout(&crate::render::problems_json(
+                        &checked.problems,
+                        &checked.model.sources,
                     ));
                 }
                 _ => print_stdout(&truncate(&out, args.max_chars)),
@@ -95,7 +103,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
             destroy: false,
         };
         // Base, as if applied: every instance recorded as base declares it.
-        let (records, base_commit) = match engine::load_at(&args.repo, Some(&args.base)) {
+        let (records, base_commit) = match engine::load_at(&repo, Some(&args.base)) {
             Ok(base) => {
                 let base_secrets =
                     engine::resolve_secrets_with_key(&base, args.identity.as_deref(), &key)?;
@@ -109,7 +117,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
                     "warning: the base revision `{}` does not load ({e}); previewing against nothing\n",
                     args.base
                 ));
-                let commit = crate::gitsource::read_revision(&args.repo, &args.base)
+                let commit = crate::gitsource::read_revision(&repo, &args.base)
                     .ok()
                     .map(|r| r.commit);
                 (Vec::new(), commit)
@@ -169,7 +177,7 @@ pub fn run(args: PreviewArgs) -> Result<i32> {
         }
         let rendered = match args.format {
             PreviewFormat::Markdown => comment(&plan, &base_commit, &head_secrets, &args),
-            PreviewFormat::Text => render::text(&plan),
+            PreviewFormat::Text => crate::render::plan_text(&plan),
             PreviewFormat::Json => format!(
                 "{}\n",
                 serde_json::to_string_pretty(&plan).into_diagnostic()?

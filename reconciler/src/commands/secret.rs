@@ -59,7 +59,8 @@ struct Settings {
 }
 
 fn settings(dir: &Path) -> Result<Settings> {
-    let (input, _) = read_working_tree(dir)?;
+    let root = crate::workdir::repository_root(dir)?;
+    let (input, _) = read_working_tree(&root)?;
     let (model, _) = nimbus_planner::load::load(input);
     let (recipients, identity_file) = match model.repository().map(|d| &d.resource.spec) {
         Some(Spec::Repository(r)) => (
@@ -69,7 +70,7 @@ fn settings(dir: &Path) -> Result<Settings> {
         _ => (Vec::new(), None),
     };
     Ok(Settings {
-        root: dir.to_owned(),
+        root,
         recipients,
         identity_file,
     })

@@ -11,9 +11,10 @@ use crate::state::format_time;
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// The config repository's root.
-    #[arg(long, default_value = ".", global = true)]
-    pub dir: PathBuf,
+    /// The config repository (any folder in it), as the positional DIR of each subcommand
+    /// says it; kept for scripts that name it this way.
+    #[arg(long = "dir", value_name = "DIR", global = true)]
+    pub dir_flag: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -24,36 +25,73 @@ pub struct StateArgs {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Every recorded instance.
-    List,
+    List {
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
     /// One recorded instance: what was last applied, outputs, flags.
-    Show { address: String },
+    Show {
+        address: String,
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
     /// Past runs and their results.
-    History,
+    History {
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
     /// Forget an instance without touching it.
-    Rm { address: String },
+    Rm {
+        address: String,
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
     /// Lift the protection (nimbus.dev/protect, nimbus.dev/prune) recorded for an instance.
-    Unprotect { address: String },
+    Unprotect {
+        address: String,
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
     /// Remove the state lock (when its holder is gone).
-    Unlock,
+    Unlock {
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
+}
+
+impl StateArgs {
+    /// DIR as given to the subcommand, else `--dir`, else the current folder.
+    fn dir(&self) -> PathBuf {
+        let positional = match &self.command {
+            StateCommand::List { dir }
+            | StateCommand::Show { dir, .. }
+            | StateCommand::History { dir }
+            | StateCommand::Rm { dir, .. }
+            | StateCommand::Unprotect { dir, .. }
+            | StateCommand::Unlock { dir } => dir.clone(),
+        };
+        positional
+            .or_else(|| self.dir_flag.clone())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
 }
 
 pub fn run(args: StateArgs) -> Result<i32> {
-    if matches!(args.command, StateCommand::Unlock) {
+    let dir = args.dir();
+    if matches!(args.command, StateCommand::Unlock { .. }) {
         // A lock left behind must be removable even when the repository does not validate.
-        let store = engine::open_state(&engine::state_path_of(&args.dir, None, &args.dir)?)?;
+        let root = crate::workdir::repository_root(&dir)?;
+        let store = engine::open_state(&engine::state_path_of(&root, None, &root)?)?;
         return unlock(&store);
     }
-    let loaded = engine::load(&args.dir)?;
+    let loaded = engine::load(&dir)?;
     let store = engine::open_state(&loaded.state_path()?)?;
     let error = |e: crate::state::StateError| miette::miette!("{e}");
     match args.command {
-        StateCommand::List => {
+        StateCommand::List { .. } => {
             let resources = store.resources().map_err(error)?;
             if args.json {
-                print_stdout(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&resources).into_diagnostic()?
-                ));
+                print_stdout(&crate::render::versioned_json("resources", &resources));
             } else {
                 for r in resources {
                     let mut flags = Vec::new();
@@ -78,7 +116,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 }
             }
         }
-        StateCommand::Show { address } => {
+        StateCommand::Show { address, .. } => {
             let Some(resource) = store
                 .resources()
                 .map_err(error)?
@@ -88,16 +126,13 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 miette::bail!("{address} is not in state; `nimbus state list` shows what is");
             };
             if args.json {
-                print_stdout(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&resource).into_diagnostic()?
-                ));
+                print_stdout(&crate::render::versioned_object(&resource));
             } else {
                 print_stdout(&format!(
                     "address:   {}\nkind:      {}\nprovider:  {}\nowned:     {}\nprotected: {}\nupdated:   {}\napplied:\n{}\noutputs:   {}\n",
                     resource.record.address,
                     resource.record.kind,
-                    resource.provider,
+                    resource.record.provider,
                     resource.record.owned,
                     resource.record.protected,
                     format_time(resource.updated_at),
@@ -111,13 +146,10 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 }
             }
         }
-        StateCommand::History => {
+        StateCommand::History { .. } => {
             let history = store.history().map_err(error)?;
             if args.json {
-                print_stdout(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&history).into_diagnostic()?
-                ));
+                print_stdout(&crate::render::versioned_json("runs", &history));
             } else {
                 for run in history {
                     let applied = run
@@ -140,7 +172,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 }
             }
         }
-        StateCommand::Rm { address } => {
+        StateCommand::Rm { address, .. } => {
             let _lock = engine::LockGuard::acquire(&loaded.state_path()?, "nimbus state rm")?;
             if !store.remove(&address).map_err(error)? {
                 miette::bail!("{address} is not in state");
@@ -149,7 +181,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 "Removed {address} from state; nothing was changed on its target.\n"
             ));
         }
-        StateCommand::Unprotect { address } => {
+        StateCommand::Unprotect { address, .. } => {
             let _lock =
                 engine::LockGuard::acquire(&loaded.state_path()?, "nimbus state unprotect")?;
             if !store.unprotect(&address).map_err(error)? {
@@ -159,7 +191,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 "Lifted the protection of {address}; the next plan may delete or replace it.\n"
             ));
         }
-        StateCommand::Unlock => return unlock(&store),
+        StateCommand::Unlock { .. } => return unlock(&store),
     }
     Ok(0)
 }

@@ -36,7 +36,7 @@ pub fn run(args: ValidateArgs) -> Result<i32> {
             let revision = crate::gitsource::read_revision(&args.dir, rev)?;
             (revision.input, revision.invalid_patterns)
         }
-        None => read_working_tree(&args.dir)?,
+        None => read_working_tree(&crate::workdir::repository_root(&args.dir)?)?,
     };
     let file_count = input.manifests.len();
     let checked = nimbus_planner::check(input);
@@ -70,10 +70,7 @@ pub fn run(args: ValidateArgs) -> Result<i32> {
                     "labels": [],
                 }));
             }
-            print_stdout(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&items).into_diagnostic()?
-            ));
+            print_stdout(&crate::render::versioned_json("problems", items));
         }
         ProblemFormat::Text => {
             for (_, warning) in &secret_warnings {

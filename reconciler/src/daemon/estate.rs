@@ -178,8 +178,7 @@ impl Estate {
                 );
                 continue;
             }
-            if let Some(unobserved) = plan.unobserved.iter().find(|u| u.address == change.address)
-            {
+            if let Some(unobserved) = plan.unobserved.iter().find(|u| u.address == change.address) {
                 let reason = format!("not observed: {}", unobserved.reason);
                 self.set(change, Health::Unknown, Some(reason), None, None, now);
                 continue;
@@ -283,7 +282,7 @@ impl Estate {
             .or_insert_with(|| InstanceView {
                 address: stored.record.address.clone(),
                 kind: stored.record.kind,
-                provider: stored.provider.clone(),
+                provider: stored.record.provider.clone(),
                 health,
                 reason,
                 run: last.map(|r| r.run),

@@ -191,18 +191,22 @@ async fn route(front: &Front, request: Request<Incoming>) -> Reply {
             reply(StatusCode::OK, "text/plain; version=0.0.4", body)
         }
         ("GET", _) if path == "/runs" || path.starts_with("/runs/") => {
-            let runs = runs(&state_path(front));
-            let body = match path.strip_prefix("/runs/") {
-                Some(id) => runs.as_array().and_then(|r| {
-                    r.iter()
-                        .find(|r| id.parse::<i64>().is_ok_and(|id| r["id"] == id))
-                        .cloned()
-                }),
-                None => Some(runs),
-            };
-            match body {
-                Some(body) => reply_json(&body),
-                None => text(StatusCode::NOT_FOUND, "no such run\n"),
+            let query = request.uri().query().unwrap_or_default().to_owned();
+            let state = state_path(front);
+            // SQLite is read on the blocking pool, never on the workers that serve requests.
+            let found = tokio::task::spawn_blocking(move || runs(&state, &path, &query)).await;
+            match found {
+                Ok(Some((body, next))) => {
+                    let mut response = reply_json(&body);
+                    if let Some(next) = next
+                        && let Ok(link) = hyper::header::HeaderValue::from_str(&next)
+                    {
+                        response.headers_mut().insert(hyper::header::LINK, link);
+                    }
+                    response
+                }
+                Ok(None) => text(StatusCode::NOT_FOUND, "no such run\n"),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "reading state failed\n"),
             }
         }
         ("GET", _)
@@ -211,9 +215,11 @@ async fn route(front: &Front, request: Request<Incoming>) -> Reply {
                 || path.starts_with("/run/")
                 || path.starts_with("/resource/") =>
         {
-            match html(&front.status, &state_path(front), &path) {
-                Some(page) => reply(StatusCode::OK, "text/html; charset=utf-8", page),
-                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            let (status, state) = (Arc::clone(&front.status), state_path(front));
+            match tokio::task::spawn_blocking(move || html(&status, &state, &path)).await {
+                Ok(Some(page)) => reply(StatusCode::OK, "text/html; charset=utf-8", page),
+                Ok(None) => text(StatusCode::NOT_FOUND, "not found\n"),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n"),
             }
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -280,12 +286,41 @@ async fn webhook(front: &Front, request: Request<Incoming>) -> Reply {
     }
 }
 
-/// The runs recorded in state (at the Repository's `state.path`).
-fn runs(path: &Path) -> Value {
-    match crate::state::StateStore::open(path).and_then(|s| s.history()) {
-        Ok(history) => serde_json::to_value(history).unwrap_or(Value::Null),
-        Err(_) => json!([]),
+/// Runs per page of `/runs` unless `limit` says otherwise, and at most.
+const RUNS_PAGE: usize = 100;
+const RUNS_PAGE_MAX: usize = 1000;
+
+/// `/runs` (a page of the runs recorded in state, oldest first, with the `Link` of the page
+/// before it: `?before=ID&limit=N`) or `/runs/ID`; `None` when there is no such run.
+fn runs(state: &Path, path: &str, query: &str) -> Option<(Value, Option<String>)> {
+    let store = crate::state::StateStore::open(state).ok();
+    if let Some(id) = path.strip_prefix("/runs/") {
+        let id: i64 = id.parse().ok()?;
+        let run = store?
+            .history_page(Some(id.checked_add(1)?), Some(1))
+            .ok()?
+            .into_iter()
+            .find(|r| r.id == id)?;
+        return Some((serde_json::to_value(run).unwrap_or(Value::Null), None));
     }
+    let parameter = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+    };
+    let limit = parameter("limit").map_or(RUNS_PAGE, |l| (l.max(1) as usize).min(RUNS_PAGE_MAX));
+    let before = parameter("before");
+    let Some(store) = store else {
+        return Some((json!([]), None));
+    };
+    let page = store.history_page(before, Some(limit)).unwrap_or_default();
+    let next = page
+        .first()
+        .filter(|first| first.id > 1 && page.len() == limit)
+        .map(|first| format!("</runs?before={}&limit={limit}>; rel=\"next\"", first.id));
+    Some((serde_json::to_value(page).unwrap_or(Value::Null), next))
 }
 
 /// The page at `path`, or `None` when there is no such run or instance. State is read for

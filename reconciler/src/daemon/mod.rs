@@ -123,8 +123,23 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
         }),
         std::future::pending(),
     ));
+    // SIGTERM or Ctrl-C: an input to every phase. What is under way stops at the next step
+    // (a fetch, load, observation or plan is abandoned; changes in flight finish and are
+    // recorded), and nothing new starts.
+    let shutdown = nimbus_providers::Cancel::new();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .into_diagnostic()?;
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("asked to stop");
+            shutdown.cancel();
+        });
+    }
     let mut last_drift = Instant::now();
     let mut first = true;
     loop {
@@ -135,21 +150,29 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
             tokio::select! {
                 () = tokio::time::sleep((args.interval + jitter).min(drift_in)) => {}
                 () = wake.notified() => {}
-                _ = terminate.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                () = shutdown.cancelled() => break,
             }
+        }
+        if shutdown.is_cancelled() {
+            break;
         }
         first = false;
         let started = Instant::now();
         let branch = args.branch.clone();
         let fetching = Arc::clone(&source);
-        let tip = tokio::task::spawn_blocking(move || fetching.tip(&branch))
-            .await
-            .into_diagnostic()?;
+        let fetch = async {
+            test_pause("fetch").await;
+            tokio::task::spawn_blocking(move || fetching.tip(&branch)).await
+        };
+        let tip = tokio::select! {
+            tip = fetch => tip.into_diagnostic()?,
+            // The fetch's thread is left to end on its own; nothing reads what it fetched.
+            () = shutdown.cancelled() => break,
+        };
         let fetched = started.elapsed().as_secs_f64();
         let commit = {
             let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
-            status.fetch_seconds.push(fetched);
+            status.fetch_seconds.observe(fetched);
             match tip {
                 Ok(commit) => {
                     status.fetch_error = None;
@@ -211,10 +234,10 @@ async fn daemon(args: ReconcileArgs) -> Result<i32> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .revision_seen = Some(commit.clone());
-            reconcile(&args, &source, &commit, &status, false, &wake).await;
+            reconcile(&args, &source, &commit, &status, false, &wake, &shutdown).await;
             last_drift = Instant::now();
         } else if drift_due && let Some(applied) = applied {
-            reconcile(&args, &source, &applied, &status, true, &wake).await;
+            reconcile(&args, &source, &applied, &status, true, &wake, &shutdown).await;
             last_drift = Instant::now();
         }
     }
@@ -237,11 +260,23 @@ async fn reconcile(
     status: &Mutex<Status>,
     drift: bool,
     wake: &Arc<Notify>,
+    shutdown: &nimbus_providers::Cancel,
 ) {
     let started = Instant::now();
-    let outcome = apply_commit(args, source, commit, status, drift, wake).await;
+    let outcome = tokio::select! {
+        outcome = apply_commit(args, source, commit, status, drift, wake, shutdown) => outcome,
+        // Asked to stop before anything was applied: the run does not start (load, observe
+        // and plan are abandoned at their next step; no lock or state is left behind).
+        () = until_stopped_before_apply(shutdown, status) => {
+            tracing::info!(revision = %commit, "stopped before applying");
+            return;
+        }
+    };
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
-    status.run_durations.push(started.elapsed().as_secs_f64());
+    status.applying = false;
+    status
+        .run_durations
+        .observe(started.elapsed().as_secs_f64());
     let label = match &outcome {
         Ok(true) => "succeeded",
         Ok(false) => "failed",
@@ -254,6 +289,27 @@ async fn reconcile(
     }
 }
 
+/// Completes once a stop is asked for while the run has not started applying (an apply under
+/// way is stopped by the executor instead, which records what finished).
+async fn until_stopped_before_apply(shutdown: &nimbus_providers::Cancel, status: &Mutex<Status>) {
+    shutdown.cancelled().await;
+    if status.lock().unwrap_or_else(|e| e.into_inner()).applying {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// For tests of shutdown: `NIMBUS_TEST_PAUSE_PHASE=fetch:MS` holds that phase of the daemon's
+/// loop for MS milliseconds, so that a test can signal it there.
+async fn test_pause(phase: &str) {
+    if let Some(ms) = std::env::var("NIMBUS_TEST_PAUSE_PHASE").ok().and_then(|v| {
+        v.strip_prefix(phase)
+            .and_then(|r| r.strip_prefix(':'))
+            .and_then(|ms| ms.parse::<u64>().ok())
+    }) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 /// Ok(succeeded) when the commit was planned and applied; Err(diagnostics) when it does not
 /// validate or cannot be planned (nothing is applied).
 async fn apply_commit(
@@ -263,7 +319,9 @@ async fn apply_commit(
     status: &Mutex<Status>,
     drift: bool,
     wake: &Arc<Notify>,
+    shutdown: &nimbus_providers::Cancel,
 ) -> std::result::Result<bool, String> {
+    test_pause("load").await;
     // One load: the commit validated, and ready to plan if it does.
     let loaded = match engine::load_checked(source.repository(), Some(commit), &args.workdir) {
         Err(e) => return Err(format!("{e:?}")),
@@ -311,9 +369,16 @@ async fn apply_commit(
         refresh: true,
         ..PlanOptions::default()
     };
+    test_pause("plan").await;
     let plan = session.plan(&options).await.map_err(|e| format!("{e:?}"))?;
+    if shutdown.is_cancelled() {
+        // Planned, but asked to stop: nothing starts (the caller ends the run).
+        std::future::pending::<()>().await;
+    }
     {
         let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+        // From here the executor stops the run (changes in flight finish and are recorded).
+        status.applying = true;
         status.notes = session.notes.clone();
         status.state_path = Some(session.state_path.clone());
         status.rules = session.registry.rules().clone();
@@ -331,13 +396,21 @@ async fn apply_commit(
                         "reconcile"
                     },
                     parallelism,
-                    newer_commit(
-                        Arc::clone(source),
-                        args.branch.clone(),
-                        commit.to_owned(),
-                        Arc::clone(wake),
-                        args.interval,
-                    ),
+                    {
+                        let newer = newer_commit(
+                            Arc::clone(source),
+                            args.branch.clone(),
+                            commit.to_owned(),
+                            Arc::clone(wake),
+                            args.interval,
+                        );
+                        async move {
+                            tokio::select! {
+                                () = newer => {}
+                                () = shutdown.cancelled() => {}
+                            }
+                        }
+                    },
                 )
                 .await
                 .map_err(|e| format!("{e:?}"))?,

@@ -442,7 +442,7 @@ pub fn resource_page(
     let kind = view.map(|v| v.kind).or(stored.map(|s| s.record.kind));
     let provider = view
         .map(|v| v.provider.as_str())
-        .or(stored.map(|s| s.provider.as_str()));
+        .or(stored.map(|s| s.record.provider.as_str()));
     let target = stored
         .and_then(|s| s.target.clone())
         .or_else(|| view.and_then(|v| v.host().map(str::to_owned)));
@@ -455,7 +455,7 @@ pub fn resource_page(
     };
     let applied = match (stored, kind) {
         (Some(stored), Some(kind)) => {
-            let schema = rules.get(&stored.provider, kind);
+            let schema = rules.get(&stored.record.provider, kind);
             let mut spec = String::new();
             spec_lines(&stored.record.applied, schema, "", 0, &mut spec);
             let mut outputs = String::new();

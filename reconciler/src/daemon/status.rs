@@ -12,6 +12,8 @@ use crate::gitsource::CommitInfo;
 /// What the daemon knows, for /status and /metrics.
 #[derive(Default)]
 pub struct Status {
+    /// A run is applying changes (a stop then waits for those in flight).
+    pub applying: bool,
     pub revision_seen: Option<String>,
     pub revision_applied: Option<String>,
     pub applied_at: Option<f64>,
@@ -22,8 +24,8 @@ pub struct Status {
     pub resources: BTreeMap<String, String>,
     pub drift_events: u64,
     pub runs_by_outcome: BTreeMap<String, u64>,
-    pub run_durations: Vec<f64>,
-    pub fetch_seconds: Vec<f64>,
+    pub run_durations: Histogram,
+    pub fetch_seconds: Histogram,
     pub fetch_error: Option<String>,
     pub webhooks_refused: u64,
     /// The signature policy of the revision in force: (required, allowed signers). A new
@@ -95,15 +97,36 @@ impl Status {
 
 const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-fn histogram(out: &mut String, name: &str, help: &str, values: &[f64]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for bucket in BUCKETS {
-        let count = values.iter().filter(|v| **v <= bucket).count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bucket}\"}} {count}");
+/// A Prometheus histogram kept as counts per bucket: constant in size however long the
+/// daemon runs.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    /// Observations at or under each of [`BUCKETS`].
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, value: f64) {
+        for (bucket, count) in BUCKETS.iter().zip(&mut self.buckets) {
+            if value <= *bucket {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += value;
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", values.len());
-    let _ = writeln!(out, "{name}_sum {}", values.iter().sum::<f64>());
-    let _ = writeln!(out, "{name}_count {}", values.len());
+
+    fn write(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bucket, count) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bucket}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
 }
 
 impl Status {
@@ -134,11 +157,10 @@ impl Status {
                 self.runs_by_outcome.get(outcome).copied().unwrap_or(0)
             );
         }
-        histogram(
+        self.run_durations.write(
             &mut out,
             "nimbus_run_duration_seconds",
             "How long plan and apply of a run took.",
-            &self.run_durations,
         );
         out.push_str("# HELP nimbus_resources Instances by their last outcome.\n# TYPE nimbus_resources gauge\n");
         let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
@@ -158,11 +180,10 @@ impl Status {
             "# HELP nimbus_last_applied_timestamp_seconds When the applied revision was last applied.\n# TYPE nimbus_last_applied_timestamp_seconds gauge\nnimbus_last_applied_timestamp_seconds {}",
             self.applied_at.unwrap_or(0.0)
         );
-        histogram(
+        self.fetch_seconds.write(
             &mut out,
             "nimbus_fetch_duration_seconds",
             "How long fetching the branch took.",
-            &self.fetch_seconds,
         );
         let _ = writeln!(
             out,

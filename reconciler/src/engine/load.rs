@@ -44,7 +44,12 @@ pub fn load(root: &Path) -> Result<Loaded> {
 
 /// Loads and checks `root` at a git revision (`--rev`), or its working tree.
 pub fn load_at(root: &Path, rev: Option<&str>) -> Result<Loaded> {
-    load_from(root, rev, root)
+    // The working tree: the repository DIR is in, found by walking up to its nimbus.yaml.
+    let root = match rev {
+        Some(_) => root.to_owned(),
+        None => crate::workdir::repository_root(root)?,
+    };
+    load_from(&root, rev, &root)
 }
 
 fn load_from(repository: &Path, rev: Option<&str>, root: &Path) -> Result<Loaded> {
@@ -173,6 +178,13 @@ pub fn state_path_in(
     repository: Option<&nimbus_schemas::RepositorySpec>,
     root: &Path,
 ) -> Result<PathBuf> {
+    // The in-memory provider keeps its own state beside its objects: a run against it never
+    // writes the state that real hosts are planned from.
+    if let Some(directory) =
+        std::env::var_os(crate::ops::MEMORY_PROVIDER_ENV).filter(|v| !v.is_empty())
+    {
+        return Ok(PathBuf::from(directory).join("state.db"));
+    }
     match repository.map(|r| &r.state) {
         Some(settings) if settings.url.is_some() => {
             miette::bail!(

@@ -43,6 +43,7 @@ pub async fn run_plan_until(
     command: &str,
     parallelism: usize,
     secrets: &RunSecrets,
+    sensitive: Arc<std::collections::HashMap<String, serde_json::Value>>,
     superseded: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
     let run = crate::executor::lock_state(&state)
@@ -54,6 +55,7 @@ pub async fn run_plan_until(
         parallelism,
         progress: executor::Progress::for_stderr(total),
         secrets: Arc::clone(&secrets.values),
+        sensitive,
         // For tests and demos: the first wait before a retry (it doubles each time).
         backoff: std::env::var("NIMBUS_RETRY_BACKOFF_MS")
             .ok()

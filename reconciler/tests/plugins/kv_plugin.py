@@ -2,7 +2,7 @@
 """A nimbus provider plugin in Python, for the tests: it serves the kinds it is given by
 keeping each instance's spec as a JSON file in a directory (settings.store), speaking the
 protocol of docs/protocol.md on stdin and stdout. settings.fault makes it misbehave on
-`apply`: crash, hang, garbage (`observe`: fails every observe); `--protocol-version N` changes the version it says hello with."""
+`apply`: crash, hang, garbage (`observe`: fails every observe); settings.sensitive lists the Volume's sensitive fields; `--protocol-version N` changes the version it says hello with."""
 import json
 import os
 import sys
@@ -38,7 +38,8 @@ for line in sys.stdin:
         reply(id_, {})
     elif method == "describe":
         reply(id_, {"provider": "kv", "kinds": [
-            {"kind": "Volume", "replaceFields": ["type"], "sensitiveFields": []}]})
+            {"kind": "Volume", "replaceFields": ["type"],
+             "sensitiveFields": settings.get("sensitive", [])}]})
     elif method == "observe":
         if settings.get("fault") == "observe":
             reply(id_, error={"kind": "failed", "message": "the store is locked by a backup"})
