@@ -95,6 +95,15 @@ struct Suite<'a> {
     cancel: Cancel,
 }
 
+/// `Err(message)` unless `condition` holds.
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
 impl Suite<'_> {
     fn who(&self) -> String {
         format!(
@@ -104,7 +113,7 @@ impl Suite<'_> {
         )
     }
 
-    async fn observe(&self, desired: &Value) -> Observed {
+    async fn observe(&self, desired: &Value) -> Result<Observed, String> {
         let request = ObserveRequest {
             address: self.case.address(),
             kind: self.case.kind,
@@ -114,20 +123,21 @@ impl Suite<'_> {
             .provider
             .observe(self.case.target.as_deref(), std::slice::from_ref(&request))
             .await
-            .unwrap_or_else(|e| panic!("{}: observe failed: {e}", self.who()));
+            .map_err(|e| format!("{}: observe failed: {e}", self.who()))?;
         let mut mine: Vec<Observed> = observed
             .into_iter()
             .filter(|(address, _)| *address == self.case.address())
             .map(|(_, o)| o)
             .collect();
-        assert_eq!(
-            mine.len(),
-            1,
-            "{}: observe must answer once for the address",
-            self.who()
+        ensure!(
+            mine.len() == 1,
+            "{}: observe must answer once for the address (answered {} times)",
+            self.who(),
+            mine.len()
         );
-        mine.pop()
-            .unwrap_or(Observed::Unknown("not in the reply".into()))
+        Ok(mine
+            .pop()
+            .unwrap_or(Observed::Unknown("not in the reply".into())))
     }
 
     /// The fields the planner would change to go from what is observed to `desired`.
@@ -144,179 +154,375 @@ impl Suite<'_> {
             .collect()
     }
 
-    async fn in_sync(&self, desired: &Value, step: &str) {
-        let observed = self.observe(desired).await;
+    async fn in_sync(&self, desired: &Value, step: &str) -> Result<(), String> {
+        let observed = self.observe(desired).await?;
         let diff = self.diff(desired, &observed);
-        assert!(
+        ensure!(
             diff.is_empty(),
             "{}: after {step}, observe still differs from the spec in {diff:?}",
             self.who()
         );
+        Ok(())
     }
 
-    async fn apply(&self, action: Action, before: Option<&Value>, after: Option<&Value>) {
+    async fn apply(
+        &self,
+        action: Action,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> Result<(), String> {
         let change = change(self.case, action, before, after);
         let applied = self
             .provider
             .apply(&change, &self.cancel)
             .await
-            .unwrap_or_else(|e| panic!("{}: {action:?} failed: {e}", self.who()));
+            .map_err(|e| format!("{}: {action:?} failed: {e}", self.who()))?;
         // What apply says it left must agree with the spec, as observing does.
         if let (Some(after), false) = (after, applied.observed.is_null()) {
             let diff = self.diff(after, &Observed::Present(applied.observed.clone()));
-            assert!(
+            ensure!(
                 diff.is_empty(),
                 "{}: {action:?} returned an observation that differs in {diff:?}",
                 self.who()
             );
         }
+        Ok(())
+    }
+
+    /// Whether the object exists, as the hands see it; else as observing does.
+    async fn exists(&self, hands: Option<&dyn Hands>, spec: &Value) -> Result<bool, String> {
+        match hands {
+            Some(hands) => Ok(hands.exists(self.case, spec)),
+            None => Ok(matches!(self.observe(spec).await?, Observed::Present(_))),
+        }
     }
 }
 
-/// Runs the whole contract for one case. Leaves the backend as it found it.
+/// How one step of the suite went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    Passed,
+    Failed(String),
+    /// Not run: an earlier step failed, or it needs hands on the backend the run has not.
+    Skipped(String),
+}
+
+/// One step of the suite and how it went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepReport {
+    pub step: &'static str,
+    pub outcome: StepOutcome,
+}
+
+/// The steps of the suite, in order.
+pub const STEPS: [&str; 9] = [
+    "describe",
+    "absent at first",
+    "create",
+    "no-op",
+    "update in place",
+    "replace",
+    "drift seen and corrected",
+    "delete (twice)",
+    "bad input refused",
+];
+
+/// Runs the whole contract for one case. Leaves the backend as it found it. Panics with the
+/// first promise the provider broke.
 pub async fn check(provider: &dyn Provider, hands: &dyn Hands, case: &Case) {
+    for report in run(provider, Some(hands), case).await {
+        if let StepOutcome::Failed(message) = report.outcome {
+            panic!("{message}");
+        }
+    }
+}
+
+/// Runs the contract for one case and reports each step. Without `hands` (a plugin checked
+/// by `nimbus provider check`), existence is judged by observing, and the steps that must act
+/// on the backend directly (drift; an object nimbus did not create) are skipped. After a
+/// failure, the rest is skipped and what was created is deleted.
+pub async fn run(
+    provider: &dyn Provider,
+    hands: Option<&dyn Hands>,
+    case: &Case,
+) -> Vec<StepReport> {
+    let mut reports = Vec::new();
     let schema = provider
         .describe()
         .kinds
         .into_iter()
-        .find(|k| k.kind == case.kind)
-        .unwrap_or_else(|| {
-            panic!(
-                "provider `{}` does not describe {}, which it is tested for",
-                provider.name(),
-                case.kind
-            )
-        });
-    assert!(!provider.name().is_empty(), "a provider has a name");
-    assert!(
-        provider.unavailable().is_none(),
-        "provider `{}` is unavailable: {:?}",
-        provider.name(),
-        provider.unavailable()
-    );
+        .find(|k| k.kind == case.kind);
+    let described = match (&schema, provider.unavailable()) {
+        (_, Some(reason)) => Err(format!(
+            "provider `{}` is unavailable: {reason}",
+            provider.name()
+        )),
+        (None, _) => Err(format!(
+            "provider `{}` does not describe {}, which it is tested for",
+            provider.name(),
+            case.kind
+        )),
+        (Some(_), None) if provider.name().is_empty() => Err("a provider has a name".to_owned()),
+        (Some(_), None) => Ok(()),
+    };
+    let failed = described.is_err();
+    reports.push(StepReport {
+        step: STEPS[0],
+        outcome: match described {
+            Ok(()) => StepOutcome::Passed,
+            Err(e) => StepOutcome::Failed(e),
+        },
+    });
+    let Some(schema) = schema.filter(|_| !failed) else {
+        for step in &STEPS[1..] {
+            reports.push(StepReport {
+                step,
+                outcome: StepOutcome::Skipped("an earlier step failed".into()),
+            });
+        }
+        return reports;
+    };
     let suite = Suite {
         provider,
         case,
         schema,
         cancel: Cancel::new(),
     };
+    let mut current = case.spec.clone();
+    let mut created = false;
+    let mut stopped = false;
+    for (i, step) in STEPS.iter().enumerate().skip(1) {
+        if stopped {
+            reports.push(StepReport {
+                step,
+                outcome: StepOutcome::Skipped("an earlier step failed".into()),
+            });
+            continue;
+        }
+        let result = match i {
+            1 => absent_at_first(&suite, hands).await,
+            2 => {
+                let result = create(&suite, hands).await;
+                created = true;
+                result
+            }
+            3 => no_op(&suite).await,
+            4 => update(&suite).await.map(|()| current = case.update.clone()),
+            5 => match &case.replace {
+                None => {
+                    reports.push(StepReport {
+                        step,
+                        outcome: StepOutcome::Skipped("the case has no replace".into()),
+                    });
+                    continue;
+                }
+                Some(replace) => replace_step(&suite, hands, replace)
+                    .await
+                    .map(|()| current = replace.clone()),
+            },
+            6 => match hands {
+                None => {
+                    reports.push(StepReport {
+                        step,
+                        outcome: StepOutcome::Skipped(
+                            "needs hands on the backend to change it without the provider".into(),
+                        ),
+                    });
+                    continue;
+                }
+                Some(hands) => drift(&suite, hands, &current).await,
+            },
+            7 => {
+                let result = delete(&suite, hands, &current).await;
+                created = result.is_err();
+                result
+            }
+            _ => bad_input(&suite, hands).await,
+        };
+        if let Err(message) = result {
+            stopped = true;
+            reports.push(StepReport {
+                step,
+                outcome: StepOutcome::Failed(message),
+            });
+        } else {
+            reports.push(StepReport {
+                step,
+                outcome: StepOutcome::Passed,
+            });
+        }
+    }
+    if stopped && created {
+        // Leave the backend as it was found, as far as the provider can.
+        let _ = suite.apply(Action::Delete, Some(&current), None).await;
+    }
+    reports
+}
+
+async fn absent_at_first(suite: &Suite<'_>, hands: Option<&dyn Hands>) -> Result<(), String> {
     let who = suite.who();
-    let (spec, update) = (&case.spec, &case.update);
-
-    // Absent before anything is done.
-    assert_eq!(
-        suite.observe(spec).await,
-        Observed::Absent,
-        "{who}: the instance must start absent"
+    let spec = &suite.case.spec;
+    let observed = suite.observe(spec).await?;
+    ensure!(
+        observed == Observed::Absent,
+        "{who}: the instance must start absent (observed {observed:?})"
     );
-    assert!(!hands.exists(case, spec), "{who}: the backend is not clean");
+    if let Some(hands) = hands {
+        ensure!(
+            !hands.exists(suite.case, spec),
+            "{who}: the backend is not clean"
+        );
+    }
+    Ok(())
+}
 
-    // Create, and read back.
-    suite.apply(Action::Create, None, Some(spec)).await;
-    assert!(
-        hands.exists(case, spec),
+async fn create(suite: &Suite<'_>, hands: Option<&dyn Hands>) -> Result<(), String> {
+    let who = suite.who();
+    let spec = &suite.case.spec;
+    suite.apply(Action::Create, None, Some(spec)).await?;
+    ensure!(
+        suite.exists(hands, spec).await?,
         "{who}: create reported success, but the object is not on the backend"
     );
-    suite.in_sync(spec, "create").await;
+    suite.in_sync(spec, "create").await
+}
 
-    // No-op: observing again and applying the same spec again change nothing.
-    suite.in_sync(spec, "a second observe").await;
-    suite.apply(Action::Update, Some(spec), Some(spec)).await;
-    suite.in_sync(spec, "applying the same spec again").await;
+async fn no_op(suite: &Suite<'_>) -> Result<(), String> {
+    let spec = &suite.case.spec;
+    suite.in_sync(spec, "a second observe").await?;
+    suite.apply(Action::Update, Some(spec), Some(spec)).await?;
+    suite.in_sync(spec, "applying the same spec again").await
+}
 
-    // Update in place.
+async fn update(suite: &Suite<'_>) -> Result<(), String> {
+    let who = suite.who();
+    let (spec, update) = (&suite.case.spec, &suite.case.update);
     let fields = field_changes(spec, update, &suite.schema);
-    assert!(
+    ensure!(
         !fields.is_empty() && fields.iter().all(|f| !f.forces_replacement),
         "{who}: the case's update must change fields in place: {fields:?}"
     );
-    let before_update = suite.diff(update, &suite.observe(update).await);
-    assert!(
+    let before_update = suite.diff(update, &suite.observe(update).await?);
+    ensure!(
         !before_update.is_empty(),
         "{who}: observe does not see the fields the update changes"
     );
-    suite.apply(Action::Update, Some(spec), Some(update)).await;
-    suite.in_sync(update, "update").await;
+    suite
+        .apply(Action::Update, Some(spec), Some(update))
+        .await?;
+    suite.in_sync(update, "update").await
+}
 
-    // Replace.
-    let mut current = update.clone();
-    if let Some(replace) = &case.replace {
-        let fields = field_changes(update, replace, &suite.schema);
-        assert!(
-            fields.iter().any(|f| f.forces_replacement),
-            "{who}: the case's replace must change a field that forces replacement: {fields:?}"
+async fn replace_step(
+    suite: &Suite<'_>,
+    hands: Option<&dyn Hands>,
+    replace: &Value,
+) -> Result<(), String> {
+    let who = suite.who();
+    let update = &suite.case.update;
+    let fields = field_changes(update, replace, &suite.schema);
+    ensure!(
+        fields.iter().any(|f| f.forces_replacement),
+        "{who}: the case's replace must change a field that forces replacement: {fields:?}"
+    );
+    suite
+        .apply(Action::Replace, Some(update), Some(replace))
+        .await?;
+    suite.in_sync(replace, "replace").await?;
+    ensure!(
+        suite.exists(hands, replace).await?,
+        "{who}: replaced, but not there"
+    );
+    if let Some(hands) = hands
+        && hands.identity(suite.case, update) != hands.identity(suite.case, replace)
+    {
+        ensure!(
+            !hands.exists(suite.case, update),
+            "{who}: replace left the old object ({}) behind",
+            hands.identity(suite.case, update)
         );
-        suite
-            .apply(Action::Replace, Some(update), Some(replace))
-            .await;
-        suite.in_sync(replace, "replace").await;
-        assert!(
-            hands.exists(case, replace),
-            "{who}: replaced, but not there"
-        );
-        if hands.identity(case, update) != hands.identity(case, replace) {
-            assert!(
-                !hands.exists(case, update),
-                "{who}: replace left the old object ({}) behind",
-                hands.identity(case, update)
-            );
-        }
-        current = replace.clone();
     }
+    Ok(())
+}
 
-    // Drift by hand: seen, then corrected.
-    hands.drift(case, &current);
-    let drift = suite.diff(&current, &suite.observe(&current).await);
-    assert!(
+async fn drift(suite: &Suite<'_>, hands: &dyn Hands, current: &Value) -> Result<(), String> {
+    let who = suite.who();
+    hands.drift(suite.case, current);
+    let drift = suite.diff(current, &suite.observe(current).await?);
+    ensure!(
         !drift.is_empty(),
         "{who}: a change made by hand is not seen as drift"
     );
     suite
-        .apply(Action::Update, Some(&current), Some(&current))
-        .await;
-    suite.in_sync(&current, "correcting drift").await;
+        .apply(Action::Update, Some(current), Some(current))
+        .await?;
+    suite.in_sync(current, "correcting drift").await
+}
 
-    // Delete: the object goes, what nimbus did not create stays.
-    hands.make_unowned(case);
-    suite.apply(Action::Delete, Some(&current), None).await;
-    assert_eq!(
-        suite.observe(&current).await,
-        Observed::Absent,
-        "{who}: observed after delete"
+async fn delete(
+    suite: &Suite<'_>,
+    hands: Option<&dyn Hands>,
+    current: &Value,
+) -> Result<(), String> {
+    let who = suite.who();
+    if let Some(hands) = hands {
+        hands.make_unowned(suite.case);
+    }
+    suite.apply(Action::Delete, Some(current), None).await?;
+    let observed = suite.observe(current).await?;
+    ensure!(
+        observed == Observed::Absent,
+        "{who}: observed after delete: {observed:?}"
     );
-    assert!(
-        !hands.exists(case, &current),
-        "{who}: delete reported success, but the object is still on the backend"
-    );
-    assert!(
-        hands.unowned_exists(case),
-        "{who}: delete removed an object nimbus did not create"
-    );
-    hands.remove_unowned(case);
+    if let Some(hands) = hands {
+        ensure!(
+            !hands.exists(suite.case, current),
+            "{who}: delete reported success, but the object is still on the backend"
+        );
+        ensure!(
+            hands.unowned_exists(suite.case),
+            "{who}: delete removed an object nimbus did not create"
+        );
+        hands.remove_unowned(suite.case);
+    }
     // Deleting what is already gone succeeds (a prune after a hand delete).
-    suite.apply(Action::Delete, Some(&current), None).await;
+    suite.apply(Action::Delete, Some(current), None).await
+}
 
-    // Bad input: refused, with a reason naming the instance, nothing left behind.
-    let refused = provider
+async fn bad_input(suite: &Suite<'_>, hands: Option<&dyn Hands>) -> Result<(), String> {
+    let who = suite.who();
+    let case = suite.case;
+    let refused = suite
+        .provider
         .apply(
             &change(case, Action::Create, None, Some(&case.bad)),
             &suite.cancel,
         )
         .await;
     match refused {
-        Ok(applied) => panic!("{who}: bad input was accepted: {:?}", applied.observed),
+        Ok(applied) => {
+            // Whatever it made goes again.
+            let _ = suite.apply(Action::Delete, Some(&case.bad), None).await;
+            return Err(format!(
+                "{who}: bad input was accepted: {:?}",
+                applied.observed
+            ));
+        }
         Err(error @ (ProviderError::Bug(_) | ProviderError::Transient(_))) => {
-            panic!("{who}: bad input must be a terminal failure (Failed), not: {error:?}")
+            return Err(format!(
+                "{who}: bad input must be a terminal failure (failed), not: {error:?}"
+            ));
         }
         Err(ProviderError::Failed(reason)) => {
-            assert!(
+            ensure!(
                 reason.contains(&case.address()),
                 "{who}: the reason must name the instance: {reason}"
             );
         }
     }
-    assert!(
-        !hands.exists(case, &case.bad),
+    ensure!(
+        !suite.exists(hands, &case.bad).await?,
         "{who}: bad input left an object behind"
     );
+    Ok(())
 }

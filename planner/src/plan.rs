@@ -19,7 +19,19 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 /// Shown wherever a sensitive value would be.
 pub const SENSITIVE: &str = "(sensitive)";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     NoOp,
@@ -99,7 +111,7 @@ pub enum Observed {
 pub use crate::rules::{KindSchema, ProviderSchema, Rules};
 
 /// One field that differs, by dotted path (`disk.image`, `env.LOG_LEVEL`, `ports[0]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldChange {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,7 +125,7 @@ pub struct FieldChange {
 }
 
 /// What the plan does to one instance, and why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     pub address: String,
     pub resource: String,
@@ -161,7 +173,7 @@ pub struct Change {
 /// How a change that can cut nimbus off is confirmed: the members nimbus must reach again
 /// through the network after it, and how long the hosts wait before they restore their
 /// previous configuration by themselves.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Confirm {
     pub through: Vec<String>,

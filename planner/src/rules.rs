@@ -23,7 +23,7 @@ pub const S3: &str = "s3";
 pub const MEMORY: &str = "memory";
 
 /// What a provider says of one kind it serves.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KindSchema {
     pub kind: Kind,
@@ -46,7 +46,7 @@ pub struct KindSchema {
 }
 
 /// What a provider says of itself: its name and its kinds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderSchema {
     pub provider: String,

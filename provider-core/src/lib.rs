@@ -27,7 +27,7 @@ use serde_json::Value;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One instance to observe.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObserveRequest {
     pub address: String,
     pub kind: Kind,
@@ -36,7 +36,7 @@ pub struct ObserveRequest {
 }
 
 /// What applying a change left behind.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Applied {
     /// The instance as observed right after the change; `Null` after a delete.
     #[serde(default)]
@@ -71,7 +71,9 @@ impl ProviderError {
 }
 
 /// The three kinds of failure, kept apart, each with the sentence a person reads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum ProviderError {
     /// Worth retrying with backoff: connection refused, timeouts.

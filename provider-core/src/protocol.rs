@@ -14,7 +14,7 @@ use crate::{Applied, ObserveRequest, ProviderError};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// A request: `{"id": 1, "method": "observe", "params": {...}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Request {
     pub id: u64,
     #[serde(flatten)]
@@ -22,7 +22,7 @@ pub struct Request {
 }
 
 /// What nimbus asks, with its parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 pub enum Call {
     /// First, always: the versions each side speaks.
@@ -39,7 +39,7 @@ pub enum Call {
     Cancel(CancelParams),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Hello {
     pub protocol_version: u32,
     /// The version of the program on this side (nimbus's, or the plugin's).
@@ -47,7 +47,7 @@ pub struct Hello {
     pub software: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Configure {
     /// The provider's name in the Repository.
     pub name: String,
@@ -59,24 +59,24 @@ pub struct Configure {
     pub repository: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObserveParams {
     pub target: Option<String>,
     pub batch: Vec<ObserveRequest>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyParams {
     pub change: Change,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CancelParams {
     pub request: u64,
 }
 
 /// One instance as observed: `{"address": ..., "state": "present", "spec": {...}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Observation {
     pub address: String,
     pub state: ObservedState,
@@ -87,7 +87,7 @@ pub struct Observation {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservedState {
     Present,
@@ -124,20 +124,20 @@ impl Observation {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Observations {
     pub observations: Vec<Observation>,
 }
 
 /// A reply: `{"id": 1, "result": ...}` or `{"id": 1, "error": {"kind": "failed", "message": ...}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Response {
     pub id: u64,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Result(Value),
@@ -148,11 +148,52 @@ pub enum Outcome {
 pub mod results {
     pub use super::{Hello, Observations};
     pub use crate::Applied;
-    pub use nimbus_planner::plan::ProviderSchema as Described;
+    use nimbus_planner::plan::ProviderSchema;
+
+    /// `describe`'s answer: the kinds and how they compare, and how many requests the provider
+    /// takes at once (absent: one at a time).
+    #[derive(
+        Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    )]
+    pub struct Described {
+        #[serde(flatten)]
+        pub schema: ProviderSchema,
+        /// Requests it answers concurrently, each by its id, in any order; nimbus sends up to
+        /// this many at once (and never more than `--parallelism` changes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub concurrency: Option<u32>,
+    }
 
     /// `configure` and `cancel` answer `{}`.
-    #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[derive(
+        Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    )]
     pub struct Empty {}
+}
+
+/// The JSON Schema of every message of the protocol, by file name (`request`, `response`,
+/// then each method's `params` and `result`): generated from these types, checked in under
+/// docs/protocol/ and compared with them by the tests, so the documents cannot drift.
+pub fn message_schemas() -> Vec<(&'static str, Value)> {
+    fn schema<T: schemars::JsonSchema>() -> Value {
+        serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
+    }
+    vec![
+        ("request", schema::<Request>()),
+        ("response", schema::<Response>()),
+        ("error", schema::<ProviderError>()),
+        ("hello.params", schema::<Hello>()),
+        ("hello.result", schema::<Hello>()),
+        ("configure.params", schema::<Configure>()),
+        ("configure.result", schema::<results::Empty>()),
+        ("describe.result", schema::<results::Described>()),
+        ("observe.params", schema::<ObserveParams>()),
+        ("observe.result", schema::<Observations>()),
+        ("apply.params", schema::<ApplyParams>()),
+        ("apply.result", schema::<Applied>()),
+        ("cancel.params", schema::<CancelParams>()),
+        ("cancel.result", schema::<results::Empty>()),
+    ]
 }
 
 /// Checks a peer's hello: the same protocol version, or a sentence saying what differs.

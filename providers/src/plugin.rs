@@ -2,7 +2,8 @@
 //! (`providers: [{name, command, kinds}]`) that speaks the protocol of [`crate::protocol`] on
 //! its stdin and stdout, one JSON message per line. nimbus starts it on first use, says hello
 //! (the versions must match), configures it and asks what it serves; then observe and apply
-//! go to it one call at a time.
+//! go to it one call at a time, or up to the `concurrency` its `describe` declares, each reply
+//! matched to its request by id.
 //!
 //! A plugin that crashes, hangs past its timeout, writes garbage or speaks another version
 //! fails the instances it serves with a sentence saying so (with the end of what it wrote to
@@ -58,10 +59,27 @@ struct Process {
 pub struct PluginProvider {
     spec: PluginSpec,
     schema: ProviderSchema,
-    /// One call at a time: the protocol has no interleaving of replies.
+    /// One call at a time, for a plugin that does not declare `concurrency` (and for hello,
+    /// configure and describe): its reply is read by the caller.
     process: tokio::sync::Mutex<Option<Process>>,
+    /// A plugin that declares `concurrency`: one process, replies matched to callers by id.
+    shared: tokio::sync::Mutex<Option<Arc<Shared>>>,
+    /// Requests in flight at once: what `describe` declared (1 without it).
+    permits: tokio::sync::Semaphore,
+    concurrency: usize,
     stderr: Arc<Mutex<VecDeque<String>>>,
     next_id: AtomicU64,
+}
+
+/// A running plugin that answers requests concurrently: a task reads every reply and hands
+/// it to the caller waiting for its id.
+struct Shared {
+    child: tokio::sync::Mutex<Child>,
+    stdin: Arc<tokio::sync::Mutex<ChildStdin>>,
+    pending: Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Response>>>,
+    /// Why the reader stopped (the process exited, or wrote what is not a reply).
+    closed: Mutex<Option<String>>,
+    stderr_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for PluginProvider {
@@ -95,10 +113,19 @@ impl PluginProvider {
             },
             spec,
             process: tokio::sync::Mutex::new(None),
+            shared: tokio::sync::Mutex::new(None),
+            permits: tokio::sync::Semaphore::new(1),
+            concurrency: 1,
             stderr: Arc::new(Mutex::new(VecDeque::new())),
             next_id: AtomicU64::new(1),
         };
-        let described: ProviderSchema = provider.call(Call::Describe, None).await?;
+        let protocol::results::Described {
+            schema: described,
+            concurrency,
+        } = provider.call(Call::Describe, None).await?;
+        let concurrency = concurrency.map_or(1, |n| n.clamp(1, 256) as usize);
+        provider.concurrency = concurrency;
+        provider.permits = tokio::sync::Semaphore::new(concurrency);
         // Only the kinds the Repository gives it; SPEC's defaults for any it does not describe.
         let mut kinds = Vec::new();
         for kind in &provider.spec.kinds {
@@ -300,15 +327,7 @@ impl PluginProvider {
                         // The reply to a cancel, or a stale one: not this call's.
                         continue;
                     }
-                    return match response.outcome {
-                        Outcome::Result(value) => serde_json::from_value(value).map_err(|e| {
-                            ProviderError::Failed(format!(
-                                "{} answered `{method}` with a result nimbus cannot read: {e}",
-                                self.who()
-                            ))
-                        }),
-                        Outcome::Error(error) => Err(error),
-                    };
+                    return self.outcome(response, method);
                 }
                 () = cancelled => {
                     told_to_cancel = true;
@@ -347,8 +366,203 @@ impl PluginProvider {
     }
 
     /// A call on the running process, started (again) if need be. Any failure of the process
-    /// itself drops it, so that the next call starts a fresh one.
+    /// itself drops it, so that the next call starts a fresh one. A plugin that declared
+    /// `concurrency` gets up to that many calls at once.
     async fn call<T: DeserializeOwned>(
+        &self,
+        call: Call,
+        cancel: Option<&Cancel>,
+    ) -> Result<T, ProviderError> {
+        if self.concurrency > 1 && matches!(call, Call::Observe(_) | Call::Apply(_)) {
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|e| ProviderError::Bug(e.to_string()))?;
+            let shared = self.shared_process().await?;
+            let result = self.exchange_shared(&shared, call, cancel).await;
+            if lock(&shared.closed).is_some() {
+                let mut slot = self.shared.lock().await;
+                if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                    *slot = None;
+                }
+            }
+            return result;
+        }
+        self.call_one(call, cancel).await
+    }
+
+    /// The running process of a concurrent plugin, started (or taken from the one-at-a-time
+    /// slot, where hello, configure and describe ran) with its reply reader.
+    async fn shared_process(&self) -> Result<Arc<Shared>, ProviderError> {
+        let mut slot = self.shared.lock().await;
+        if let Some(shared) = slot.as_ref()
+            && lock(&shared.closed).is_none()
+        {
+            return Ok(Arc::clone(shared));
+        }
+        let taken = self.process.lock().await.take();
+        let process = match taken {
+            Some(process) => process,
+            None => self.spawn().await?,
+        };
+        let Process {
+            child,
+            stdin,
+            mut stdout,
+            stderr_reader,
+        } = process;
+        let shared = Arc::new(Shared {
+            child: tokio::sync::Mutex::new(child),
+            stdin,
+            pending: Mutex::new(std::collections::HashMap::new()),
+            closed: Mutex::new(None),
+            stderr_reader: Mutex::new(stderr_reader),
+        });
+        let reader = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let why = loop {
+                let mut text = String::new();
+                let read = {
+                    let mut limited = (&mut stdout).take(MAX_LINE as u64);
+                    limited.read_line(&mut text).await
+                };
+                match read {
+                    Ok(0) => break "exited".to_owned(),
+                    Err(e) => break format!("cannot be read ({e})"),
+                    Ok(n) if !text.ends_with('\n') && n >= MAX_LINE => {
+                        break format!(
+                            "wrote a line longer than {MAX_LINE} bytes: not the protocol"
+                        );
+                    }
+                    Ok(_) => {}
+                }
+                match serde_json::from_str::<Response>(text.trim_end()) {
+                    Ok(response) => {
+                        if let Some(waiting) = lock(&reader.pending).remove(&response.id) {
+                            let _ = waiting.send(response);
+                        }
+                    }
+                    Err(e) => {
+                        let shown: String = text.trim_end().chars().take(120).collect();
+                        let _ = reader.child.lock().await.start_kill();
+                        break format!(
+                            "does not speak the protocol: it answered with `{shown}` ({e})"
+                        );
+                    }
+                }
+            };
+            *lock(&reader.closed) = Some(why);
+            // Every caller still waiting learns it at once (its sender is dropped).
+            lock(&reader.pending).clear();
+        });
+        *slot = Some(Arc::clone(&shared));
+        Ok(shared)
+    }
+
+    /// One request on a concurrent plugin, its reply matched by id, within the timeout.
+    async fn exchange_shared<T: DeserializeOwned>(
+        &self,
+        shared: &Shared,
+        call: Call,
+        cancel: Option<&Cancel>,
+    ) -> Result<T, ProviderError> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let method = method_name(&call);
+        let (sender, mut reply) = tokio::sync::oneshot::channel();
+        lock(&shared.pending).insert(id, sender);
+        let written = write_line(&shared.stdin, &Request { id, call }).await;
+        if let Err(e) = written {
+            lock(&shared.pending).remove(&id);
+            *lock(&shared.closed) = Some(format!("cannot be written to ({e})"));
+            return Err(self.gone_shared(shared, method).await);
+        }
+        let deadline = tokio::time::Instant::now() + self.spec.timeout;
+        let mut told_to_cancel = false;
+        loop {
+            let cancelled = async {
+                match cancel {
+                    Some(cancel) if !told_to_cancel => cancel.cancelled().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                answered = tokio::time::timeout_at(deadline, &mut reply) => {
+                    return match answered {
+                        Err(_) => {
+                            lock(&shared.pending).remove(&id);
+                            let _ = shared.child.lock().await.start_kill();
+                            *lock(&shared.closed) = Some("was stopped".into());
+                            Err(ProviderError::Failed(format!(
+                                "{} did not answer `{method}` within {}s and was stopped{}",
+                                self.who(),
+                                self.spec.timeout.as_secs(),
+                                self.stderr_tail()
+                            )))
+                        }
+                        Ok(Err(_)) => Err(self.gone_shared(shared, method).await),
+                        Ok(Ok(response)) => self.outcome(response, method),
+                    };
+                }
+                () = cancelled => {
+                    told_to_cancel = true;
+                    let cancel_id = self.next_id.fetch_add(1, Ordering::SeqCst);
+                    let _ = write_line(
+                        &shared.stdin,
+                        &Request { id: cancel_id, call: Call::Cancel(CancelParams { request: id }) },
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// A concurrent plugin's process stopped answering: why, with its exit status and stderr.
+    async fn gone_shared(&self, shared: &Shared, method: &str) -> ProviderError {
+        let why = lock(&shared.closed)
+            .clone()
+            .unwrap_or_else(|| "exited".to_owned());
+        let status = {
+            let mut child = shared.child.lock().await;
+            match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                Ok(Ok(status)) => format!(" ({status})"),
+                _ => {
+                    let _ = child.start_kill();
+                    String::new()
+                }
+            }
+        };
+        let reader = lock(&shared.stderr_reader).take();
+        if let Some(reader) = reader {
+            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        }
+        let what = if why == "exited" {
+            format!("exited during `{method}`{status}")
+        } else {
+            why
+        };
+        ProviderError::Failed(format!("{} {what}{}", self.who(), self.stderr_tail()))
+    }
+
+    /// A reply's outcome as the caller's result type.
+    fn outcome<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        method: &str,
+    ) -> Result<T, ProviderError> {
+        match response.outcome {
+            Outcome::Result(value) => serde_json::from_value(value).map_err(|e| {
+                ProviderError::Failed(format!(
+                    "{} answered `{method}` with a result nimbus cannot read: {e}",
+                    self.who()
+                ))
+            }),
+            Outcome::Error(error) => Err(error),
+        }
+    }
+
+    /// A call on the one-at-a-time process.
+    async fn call_one<T: DeserializeOwned>(
         &self,
         call: Call,
         cancel: Option<&Cancel>,
@@ -377,6 +591,18 @@ impl PluginProvider {
         }
         result
     }
+}
+
+/// Writes one request as a line.
+async fn write_line(
+    stdin: &tokio::sync::Mutex<ChildStdin>,
+    request: &Request,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(request).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut stdin = stdin.lock().await;
+    stdin.write_all(line.as_bytes()).await?;
+    stdin.flush().await
 }
 
 fn method_name(call: &Call) -> &'static str {

@@ -1,6 +1,7 @@
 //! nimbus reconciler: the command line, the working tree and (later) git, state, the executor
 //! and the reconcile loop. The only crate that knows about files, time and concurrency.
 
+pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod engine;

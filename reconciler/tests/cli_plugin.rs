@@ -350,3 +350,46 @@ fn a_crashed_plugin_s_stderr_is_in_its_error_every_time_under_load() {
     }
     drop(busy);
 }
+
+/// A plugin that declares `concurrency` in `describe` gets that many requests at once (matched
+/// by id): its instances apply in parallel, up to `--parallelism`; one that does not declare it
+/// gets one at a time.
+#[test]
+fn a_plugin_that_declares_concurrency_applies_in_parallel() {
+    for (declared, expected) in [
+        ("{concurrency: 4, delay: 0.5}", 4),
+        ("{concurrency: 1, delay: 0.2}", 1),
+    ] {
+        let repo = Repo::new();
+        repo.set_volume_plugin(declared);
+        for name in ["a", "b", "c", "d"] {
+            repo.write(
+                &format!("tenants/acme/{name}.yaml"),
+                &format!("{HEADER}kind: Volume\nmetadata: {{name: {name}}}\nspec: {{type: btrfs, size: 1Gi}}\n"),
+            );
+        }
+        let apply = repo.nimbus(&["apply", "--auto-approve", "--parallelism", "8", "."]);
+        assert_eq!(
+            apply.status.code(),
+            Some(0),
+            "{declared}: {}",
+            text(&apply.stderr)
+        );
+        for name in ["a", "b", "c", "d", "data"] {
+            assert!(
+                repo.stored("vol", &format!("Volume/acme/{name}")).is_some(),
+                "{declared}: {name}"
+            );
+        }
+        let most = std::fs::read_to_string(repo.store("vol").join("most-at-once"))
+            .unwrap_or_else(|e| panic!("{declared}: {e}"));
+        if expected == 1 {
+            assert_eq!(most.trim(), "1", "{declared}");
+        } else {
+            let most: usize = most.trim().parse().unwrap_or(0);
+            assert!(most >= 2, "{declared}: at most {most} at once");
+        }
+        let again = repo.nimbus(&["plan", "--detailed-exitcode", "."]);
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    }
+}

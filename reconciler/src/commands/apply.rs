@@ -13,7 +13,8 @@ use crate::render::{print_stderr, print_stdout};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The config repository's root, or a plan saved with `nimbus plan --out`.
+    /// The config repository (any folder in it: the repository is found by walking up to its
+    /// nimbus.yaml), or a plan saved with `nimbus plan --out`.
     #[arg(default_value = ".")]
     pub source: PathBuf,
     /// Apply a git revision of the repository (read from its object database, no checkout)
@@ -39,15 +40,17 @@ pub struct ApplyArgs {
     /// `force`) instead of failing the resource with the conflict.
     #[arg(long)]
     pub force_conflicts: bool,
-    /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
-    /// Repository's secrets.identityFile).
+    /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets
+    /// (else NIMBUS_AGE_IDENTITY, else the Repository's secrets.identityFile); an SSH private
+    /// key also logs in to the hosts, before any other key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// The config repository's root.
+    /// The config repository (any folder in it: the repository is found by walking up to its
+    /// nimbus.yaml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Destroy without asking.
@@ -58,7 +61,9 @@ pub struct DestroyArgs {
     pub targets: Vec<String>,
     #[arg(long)]
     pub parallelism: Option<usize>,
-    /// The age identity that decrypts secrets.
+    /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets
+    /// (else NIMBUS_AGE_IDENTITY, else the Repository's secrets.identityFile); an SSH private
+    /// key also logs in to the hosts, before any other key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Read the repository at a git revision (its Repository settings and what it declares)

@@ -16,7 +16,8 @@ pub enum GraphFormat {
 
 #[derive(Debug, Args)]
 pub struct GraphArgs {
-    /// The config repository's root.
+    /// The config repository (any folder in it: the repository is found by walking up to its
+    /// nimbus.yaml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]

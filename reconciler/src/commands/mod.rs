@@ -7,6 +7,7 @@ pub mod graph;
 pub mod init;
 pub mod plan;
 pub mod preview;
+pub mod provider;
 pub mod reconcile;
 pub mod secret;
 pub mod state;

@@ -19,7 +19,8 @@ pub enum PlanFormat {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The config repository's root.
+    /// The config repository (any folder in it: the repository is found by walking up to its
+    /// nimbus.yaml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Plan a git revision of the repository (a branch, tag, `HEAD~1`, a commit), read from
@@ -46,8 +47,9 @@ pub struct PlanArgs {
     /// Lift the Repository's deletion budget.
     #[arg(long)]
     pub allow_deletes: bool,
-    /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
-    /// Repository's secrets.identityFile).
+    /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets
+    /// (else NIMBUS_AGE_IDENTITY, else the Repository's secrets.identityFile); an SSH private
+    /// key also logs in to the hosts, before any other key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
 }

@@ -48,8 +48,9 @@ pub struct PreviewArgs {
     /// Exit 0 when the pull request changes nothing and 2 when it does.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// The age identity that decrypts secrets, so that a changed secret shows (as
-    /// "sensitive value changed"); else NIMBUS_AGE_IDENTITY, else secrets.identityFile.
+    /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets, so
+    /// that a changed secret shows (as "sensitive value changed"); else NIMBUS_AGE_IDENTITY,
+    /// else secrets.identityFile. With --refresh, an SSH private key also logs in to hosts.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Also observe the live targets (needs the credentials `nimbus plan` needs): head

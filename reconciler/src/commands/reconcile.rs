@@ -59,8 +59,9 @@ pub struct ReconcileArgs {
     /// For an ssh:// remote: the private key to log in with (else ssh's defaults and agent).
     #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
-    /// The age identity that decrypts secrets (else NIMBUS_AGE_IDENTITY, else the
-    /// Repository's secrets.identityFile); an SSH key also logs in to hosts.
+    /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets
+    /// (else NIMBUS_AGE_IDENTITY, else the Repository's secrets.identityFile); an SSH private
+    /// key also logs in to the hosts, before any other key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
 }

@@ -14,7 +14,8 @@ use crate::workdir::read_working_tree;
 
 #[derive(Debug, Args)]
 pub struct SecretArgs {
-    /// The config repository's root.
+    /// The config repository (any folder in it: the repository is found by walking up to its
+    /// nimbus.yaml).
     #[arg(long, default_value = ".", global = true)]
     pub dir: PathBuf,
     /// The age identity file (or unencrypted OpenSSH private key) that decrypts; otherwise

@@ -17,10 +17,12 @@ pub enum ProblemFormat {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The config repository's root.
+    /// The config repository (any folder in it: the repository is found by walking up to its
+    /// nimbus.yaml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// `json` prints the problems as a JSON array on stdout.
+    /// `json` prints the problems as one JSON document on stdout (`{"format_version": 1,
+    /// "problems": [...]}`).
     #[arg(long, value_enum, default_value_t = ProblemFormat::Text)]
     pub format: ProblemFormat,
     /// Validate a git revision (read from the object database, no checkout) instead of the

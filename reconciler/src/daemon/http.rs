@@ -370,3 +370,49 @@ fn html(status: &Mutex<Status>, state_path: &Path, path: &str) -> Option<String>
         now,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/runs` is a page of the newest runs, oldest first, with a link to the page before;
+    /// `/runs/ID` one run; an unknown id nothing.
+    #[test]
+    fn runs_come_in_pages() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("state.db");
+        let store = crate::state::StateStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..5 {
+            let run = store
+                .begin_run("reconcile", Some(&format!("c{i}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .end_run(run, "succeeded")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let ids = |page: &Value| -> Vec<i64> {
+            page.as_array()
+                .map(|a| a.iter().filter_map(|r| r["id"].as_i64()).collect())
+                .unwrap_or_default()
+        };
+        let (page, next) = runs(&path, "/runs", "limit=2").unwrap_or_else(|| panic!("no page"));
+        assert_eq!(ids(&page), [4, 5]);
+        assert_eq!(
+            next.as_deref(),
+            Some("</runs?before=4&limit=2>; rel=\"next\"")
+        );
+        let (page, next) =
+            runs(&path, "/runs", "before=4&limit=2").unwrap_or_else(|| panic!("no page"));
+        assert_eq!(ids(&page), [2, 3]);
+        assert!(next.is_some());
+        let (page, next) =
+            runs(&path, "/runs", "before=2&limit=2").unwrap_or_else(|| panic!("no page"));
+        assert_eq!(ids(&page), [1]);
+        assert_eq!(next, None);
+        let (page, _) = runs(&path, "/runs", "").unwrap_or_else(|| panic!("no page"));
+        assert_eq!(ids(&page), [1, 2, 3, 4, 5]);
+        let (one, _) = runs(&path, "/runs/3", "").unwrap_or_else(|| panic!("no run"));
+        assert_eq!(one["revision"], "c2");
+        assert!(runs(&path, "/runs/9", "").is_none());
+    }
+}

@@ -266,3 +266,29 @@ impl Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /metrics does not grow with the daemon's age: a histogram is counts per bucket.
+    #[test]
+    fn metrics_stay_the_same_size_however_many_runs() {
+        let mut status = Status::default();
+        status.run_durations.observe(0.3);
+        status.fetch_seconds.observe(0.01);
+        let small = status.metrics().len();
+        for i in 0..100_000 {
+            status.run_durations.observe(f64::from(i % 90));
+            status.fetch_seconds.observe(0.02);
+        }
+        let big = status.metrics();
+        assert!(big.len() < small + 200, "{} vs {small}", big.len());
+        assert!(
+            big.contains("nimbus_run_duration_seconds_count 100001"),
+            "{big}"
+        );
+        assert!(big.contains("nimbus_run_duration_seconds_bucket{le=\"+Inf\"} 100001"));
+        assert!(big.contains("nimbus_fetch_duration_seconds_bucket{le=\"0.05\"} 100001"));
+    }
+}

@@ -36,6 +36,7 @@ pub struct SavedPlan {
 
 /// Runs a plan's changes under the caller's lock: Ctrl-C and SIGTERM stop it cleanly, and
 /// so does `superseded` completing (the reconcile daemon's newer commit).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_plan_until(
     plan: &Plan,
     registry: &Registry,
