@@ -554,6 +554,8 @@ pub fn plan(
         .collect();
     let mut changes: Vec<Change> = Vec::new();
     let mut unobserved: Vec<Unobserved> = Vec::new();
+    // Tenants without a cluster: their Workloads are containers on single hosts.
+    let standalone = crate::placement::standalone_tenants(model);
     let order = graph.order();
 
     // Which instances the plan may touch: all, or the targets and what they depend on.
@@ -661,9 +663,21 @@ pub fn plan(
             Some(Err(reason)) => mesh_problem = Some(reason.clone()),
             None => {}
         }
-        // A placed instance carries its host; one that fits nowhere is not planned.
+        // A placed instance carries its host; one that fits nowhere is not planned. A
+        // container pinned to its one host carries it too: the host it lives on is part of
+        // what it is, so that a move is a replace whose delete runs where it was.
         let placement = placements.get(&instance.address);
         if let Some(crate::scheduler::Placement::On { host, .. }) = placement
+            && let Value::Object(map) = &mut desired
+        {
+            map.insert("host".into(), Value::String(host.clone()));
+        } else if let Spec::Workload(workload) = spec
+            && let Some([host]) = workload.placement.as_ref().map(|p| p.hosts.as_slice())
+            && instance
+                .address
+                .split('/')
+                .nth(1)
+                .is_some_and(|tenant| standalone.contains(tenant))
             && let Value::Object(map) = &mut desired
         {
             map.insert("host".into(), Value::String(host.clone()));
@@ -993,7 +1007,6 @@ pub fn plan(
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
     // Containers of tenants without a cluster publish on their host, without a routing mesh.
-    let standalone = crate::placement::standalone_tenants(model);
     let changes = refuse_without_kvm(changes, &records);
     let mut notes = ingress_warnings(&changes, &standalone);
     notes.extend(tcg_warnings(&changes, &records));
