@@ -404,13 +404,7 @@ pub fn markdown(plan: &Plan) -> String {
         out.push_str("No changes. The observed state matches the repository.\n");
         return out;
     }
-    for item in &plan.unobserved {
-        let _ = writeln!(
-            out,
-            "> **not observed:** `{}`: {} (nothing is planned for it; there may be a difference)\n",
-            item.address, item.reason
-        );
-    }
+    out.push_str(&markdown_unobserved(plan));
     for change in plan.errors() {
         let _ = writeln!(
             out,
@@ -424,6 +418,19 @@ pub fn markdown(plan: &Plan) -> String {
         out.push_str(&markdown_section(change));
     }
     let _ = writeln!(out, "{}", summary(plan));
+    out
+}
+
+/// One quoted line per instance that could not be observed, for markdown plans and comments.
+pub fn markdown_unobserved(plan: &Plan) -> String {
+    let mut out = String::new();
+    for item in &plan.unobserved {
+        let _ = writeln!(
+            out,
+            "> **not observed:** `{}`: {} (nothing is planned for it; there may be a difference)\n",
+            item.address, item.reason
+        );
+    }
     out
 }
 

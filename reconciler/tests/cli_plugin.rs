@@ -393,3 +393,75 @@ fn a_plugin_that_declares_concurrency_applies_in_parallel() {
         assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
     }
 }
+
+/// The daemon shows what a plugin cannot observe as unknown, with why, applies the rest, and
+/// does not count the commit as applied.
+#[test]
+fn the_daemon_shows_what_cannot_be_observed_as_unknown() {
+    let repo = Repo::new();
+    repo.set_volume_plugin("{fault: observe}");
+    // The daemon's plugins run in its working directory: an absolute command here.
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/kv_plugin.py");
+    let manifest =
+        std::fs::read_to_string(repo.root().join("nimbus.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    repo.write(
+        "nimbus.yaml",
+        &manifest.replace("plugins/kv_plugin.py", &plugin.display().to_string()),
+    );
+    common::git(&repo.root(), &["init", "-q", "-b", "main"]);
+    common::git(&repo.root(), &["add", "-A"]);
+    common::git(&repo.root(), &["commit", "-q", "-m", "first"]);
+    let workdir = repo.dir.path().join("daemon");
+    std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _daemon = common::Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["reconcile", "--repo"])
+            .arg(repo.root())
+            .args([
+                "--branch",
+                "main",
+                "--interval",
+                "1h",
+                "--drift-interval",
+                "1h",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--workdir")
+            .arg(&workdir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    common::wait_port(port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let (_, body) = common::http(port, "GET", "/status", &[], "");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if status["resources"]["Tenant/acme"] == "applied" {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        status["resources"]["Volume/acme/data"], "unknown",
+        "{status:#}"
+    );
+    assert_eq!(
+        status["revision_applied"],
+        serde_json::Value::Null,
+        "{status:#}"
+    );
+    let (_, page) = common::http(port, "GET", "/resource/Volume/acme/data", &[], "");
+    assert!(
+        page.contains("not observed") && page.contains("the store is locked by a backup"),
+        "{page}"
+    );
+    assert!(repo.stored("vol", "Volume/acme/data").is_none());
+}

@@ -454,8 +454,10 @@ fn the_scheduler_places_by_load_keeps_what_was_placed_and_says_what_does_not_fit
         new.reason.as_deref(),
         Some("placed on d2: fits, most loaded")
     );
-    // Named by its placement: not scheduled.
-    assert_eq!(host("Workload/solo/fixed"), None);
+    // Named by its placement: not scheduled, and it carries the host it names (so that
+    // naming another host is a replace whose delete runs on this one).
+    assert_eq!(host("Workload/solo/fixed"), Some("d2".to_owned()));
+    assert_eq!(change("Workload/solo/fixed").reason, None);
     // Too big for every host: not planned, and each candidate says what it lacks.
     let huge = change("Workload/solo/huge");
     let error = huge.error.as_deref().unwrap_or_default();

@@ -227,8 +227,14 @@ fn comment(plan: &Plan, base: &str, secrets: &RunSecrets, args: &PreviewArgs) ->
         short(base),
         short(commit)
     );
+    // What could not be observed (with --refresh) is named first: nothing is planned for it.
+    head.push_str(&render::markdown_unobserved(plan));
     if !plan.has_changes() {
-        head.push_str("No changes: this revision plans nothing new against its base.\n");
+        head.push_str(if plan.unobserved.is_empty() {
+            "No changes: this revision plans nothing new against its base.\n"
+        } else {
+            "No changes for what was observed.\n"
+        });
         return head;
     }
     head.push_str(&render::markdown_summary(plan));
