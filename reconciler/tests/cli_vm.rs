@@ -167,38 +167,59 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
 
-    // Pinned to the other host in the manifest: a replace, whose delete runs on the host state
-    // records; nothing is left running there.
+    // The VM answers on `on`, and nothing of it is left on `off` (unit, folder, qemu).
+    let only_on = |on: &str, off: &str, why: &str| {
+        assert!(
+            answers(&bed, on, Duration::from_secs(60)),
+            "{why}: not on {on}"
+        );
+        assert_eq!(
+            bed.ssh_ok(
+                off,
+                &format!(
+                    "ls /etc/systemd/system/{unit} /var/lib/nimbus/vms/guest 2>/dev/null | wc -l"
+                )
+            )
+            .trim(),
+            "0",
+            "{why}: left behind on {off}"
+        );
+        assert!(
+            !bed.ssh(off, "pgrep -x qemu-system-x86").status.success(),
+            "{why}: qemu still runs on {off}"
+        );
+    };
     let other = bed.hosts[1].name.clone();
+
+    // Regression: moved by the scheduler (its host shrank below it), the plan said replace but
+    // the delete went to the new host's connection and the VM kept running on the old one.
+    write(
+        repo,
+        "hosts.yaml",
+        &hosts.replacen("memory: 2Gi", "memory: 128Mi", 1),
+    );
+    let plan = ok(&nimbus(repo, &["plan", "."]));
+    assert!(
+        plan.contains("-/+ VM/guest") && plan.contains("moved from"),
+        "{plan}"
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    only_on(&other, &host, "moved by the scheduler");
+
+    // Regression: pinned to a host in the manifest, it was planned as a create (drift: deleted
+    // outside nimbus) and kept answering on its old host. It is a replace, whose delete runs on
+    // the host state records.
+    write(repo, "hosts.yaml", &hosts);
     write(
         repo,
         "vms/guest.yaml",
-        &vm_yaml("192Mi").replace(
-            "  placement: {vm: \"yes\"}\n",
-            &format!("  host: {other}\n"),
-        ),
+        &vm_yaml("192Mi").replace("  placement: {vm: \"yes\"}\n", &format!("  host: {host}\n")),
     );
     let plan = ok(&nimbus(repo, &["plan", "."]));
     assert!(plan.contains("-/+ VM/guest"), "{plan}");
     assert!(!plan.contains("will be created"), "{plan}");
     ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
-    assert!(
-        answers(&bed, &other, Duration::from_secs(60)),
-        "on its new host"
-    );
-    assert_eq!(
-        bed.ssh_ok(
-            &host,
-            &format!("ls /etc/systemd/system/{unit} /var/lib/nimbus/vms/guest 2>/dev/null | wc -l")
-        )
-        .trim(),
-        "0",
-        "left behind on its old host"
-    );
-    assert!(
-        !bed.ssh(&host, "pgrep -x qemu-system-x86").status.success(),
-        "qemu still runs on the old host"
-    );
+    only_on(&host, &other, "pinned in the manifest");
 
     // Removed from git: shut down, unit and disk gone.
     std::fs::remove_file(repo.join("vms/guest.yaml")).unwrap_or_else(|e| panic!("{e}"));
@@ -211,14 +232,14 @@ fn a_placed_vm_boots_answers_restarts_on_change_and_goes_with_its_disk() {
     assert!(took < Duration::from_secs(15), "{took:?}");
     assert_eq!(
         bed.ssh_ok(
-            &other,
+            &host,
             &format!("ls /etc/systemd/system/{unit} /var/lib/nimbus/vms/guest 2>/dev/null | wc -l")
         )
         .trim(),
         "0"
     );
     assert!(
-        !bed.ssh(&other, "pgrep -x qemu-system-x86").status.success(),
+        !bed.ssh(&host, "pgrep -x qemu-system-x86").status.success(),
         "qemu still runs"
     );
 
