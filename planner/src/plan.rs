@@ -673,11 +673,8 @@ pub fn plan(
             map.insert("host".into(), Value::String(host.clone()));
         } else if let Spec::Workload(workload) = spec
             && let Some([host]) = workload.placement.as_ref().map(|p| p.hosts.as_slice())
-            && instance
-                .address
-                .split('/')
-                .nth(1)
-                .is_some_and(|tenant| standalone.contains(tenant))
+            && tenant_of(&instance.address)
+                .is_some_and(|tenant| standalone.contains(tenant.as_str()))
             && let Value::Object(map) = &mut desired
         {
             map.insert("host".into(), Value::String(host.clone()));
@@ -951,16 +948,14 @@ pub fn plan(
                 .get(&record.address)
                 .cloned()
                 .unwrap_or(Observed::Unknown(String::new()));
+            let parsed = record.address.parse::<nimbus_schemas::Address>().ok();
             let base = Change {
                 address: record.address.clone(),
-                resource: record
-                    .address
-                    .split('@')
-                    .next()
-                    .unwrap_or(&record.address)
-                    .to_owned(),
+                resource: parsed
+                    .as_ref()
+                    .map_or_else(|| record.address.clone(), |a| a.without_host().to_string()),
                 kind: record.kind,
-                host: record.address.split_once('@').map(|(_, h)| h.to_owned()),
+                host: parsed.and_then(|a| a.host),
                 provider: record.provider.clone(),
                 previous_provider: None,
                 action: Action::NoOp,
@@ -1020,6 +1015,14 @@ pub fn plan(
         changes,
         unobserved,
     })
+}
+
+/// The tenant an address belongs to (`Workload/acme/api` → acme).
+fn tenant_of(address: &str) -> Option<String> {
+    address
+        .parse::<nimbus_schemas::Address>()
+        .ok()
+        .and_then(|a| a.tenant().map(str::to_owned))
 }
 
 /// Why an instance could not be observed, when its provider was asked and could not tell.
@@ -1118,8 +1121,10 @@ fn confirm_or_revert(mut changes: Vec<Change>, mesh: &crate::mesh::Mesh) -> Vec<
         let first: Vec<String> = group
             .iter()
             .filter(|a| {
-                a.split_once('@')
-                    .is_some_and(|(_, h)| through.iter().any(|t| t == h))
+                a.parse::<nimbus_schemas::Address>()
+                    .ok()
+                    .and_then(|a| a.host)
+                    .is_some_and(|h| through.contains(&h))
             })
             .cloned()
             .collect();
@@ -1197,7 +1202,7 @@ fn ingress_warnings(changes: &[Change], standalone: &HashSet<&str>) -> Vec<Strin
     changes
         .iter()
         .filter(|c| c.kind == Kind::Workload && c.provider == crate::rules::DOCKER)
-        .filter(|c| !standalone.contains(c.address.split('/').nth(1).unwrap_or_default()))
+        .filter(|c| !tenant_of(&c.address).is_some_and(|t| standalone.contains(t.as_str())))
         .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
         .filter_map(|c| {
             let ports = c.after.as_ref()?.get("ports")?.as_array()?;

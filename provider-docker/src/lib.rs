@@ -142,8 +142,13 @@ fn name_of(address: &str) -> &str {
     address.rsplit('/').next().unwrap_or(address)
 }
 
-fn tenant_of(address: &str) -> &str {
-    address.split('/').nth(1).unwrap_or_default()
+/// The tenant a Tenant's or Workload's address belongs to.
+fn tenant_of(address: &str) -> String {
+    address
+        .parse::<nimbus_schemas::Address>()
+        .ok()
+        .and_then(|a| a.tenant().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 impl DockerProvider {
@@ -327,7 +332,7 @@ impl DockerProvider {
                 }
             }
             Kind::Workload => {
-                let tenant = tenant_of(address);
+                let tenant = &tenant_of(address);
                 let parsed = container::Parsed::new(address, &desired)?;
                 if self.standalone(tenant, &parsed) {
                     let host = parsed.host_of(address)?;
@@ -436,7 +441,7 @@ impl DockerProvider {
                 }
             }
             (Kind::Workload, action) if self.standalone_change(change) => {
-                let tenant = tenant_of(address);
+                let tenant = &tenant_of(address);
                 let parsed = container::Parsed::new(address, spec.unwrap_or(&Value::Null))?;
                 let host = parsed.host_of(address)?;
                 // Moved to another host: the old container goes first.
@@ -466,7 +471,7 @@ impl DockerProvider {
                 }
             }
             (Kind::Workload, Action::Delete) => {
-                let (manager, docker) = self.manager_for_tenant(tenant_of(address)).await?;
+                let (manager, docker) = self.manager_for_tenant(&tenant_of(address)).await?;
                 let name = service_name(address);
                 match docker.delete_service(&name).await {
                     Ok(()) => {}
@@ -490,7 +495,7 @@ impl DockerProvider {
                 }
             }
             (Kind::Workload, _) => {
-                let tenant = tenant_of(address);
+                let tenant = &tenant_of(address);
                 let mut after = change
                     .after
                     .clone()
@@ -623,15 +628,27 @@ impl DockerProvider {
         Ok(Applied { observed, outputs })
     }
 
-    /// One observation, or unknown with the reason logged.
+    /// One observation (a transient failure asked again), or unknown with why.
     async fn observe_or_unknown(
         &self,
         request: &ObserveRequest,
         managers: &tokio::sync::Mutex<Managers>,
     ) -> (String, Observed) {
-        let observed = match self.observe_one(request, managers).await {
-            Ok(observed) => observed,
-            Err(error) => Observed::Unknown(error.to_string()),
+        // A transient failure is asked again (three times, 0.5 s, 1 s, 2 s apart) before the
+        // instance is left not observed.
+        let mut wait = std::time::Duration::from_millis(500);
+        let mut attempts = 1;
+        let observed = loop {
+            match self.observe_one(request, managers).await {
+                Ok(observed) => break observed,
+                Err(error) if error.is_transient() && attempts <= 3 => {
+                    tracing::debug!(address = %request.address, %error, attempts, "observing again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempts += 1;
+                }
+                Err(error) => break Observed::Unknown(error.to_string()),
+            }
         };
         (request.address.clone(), observed)
     }
@@ -642,7 +659,7 @@ impl DockerProvider {
             return false;
         };
         container::Parsed::new(&change.address, spec)
-            .is_ok_and(|w| self.standalone(tenant_of(&change.address), &w))
+            .is_ok_and(|w| self.standalone(&tenant_of(&change.address), &w))
     }
 }
 

@@ -31,11 +31,14 @@ pub const MANAGED_LABEL: &str = "dev.nimbus.managed-by";
 
 /// The service of a Workload (`Workload/acme/api` is `acme_api`).
 pub fn service_name(address: &str) -> String {
-    let mut parts = address.split('/').skip(1);
-    match (parts.next(), parts.next()) {
-        (Some(tenant), Some(name)) => format!("{tenant}_{name}"),
-        (Some(name), None) => name.to_owned(),
-        _ => address.replace('/', "_"),
+    match address.parse::<nimbus_schemas::Address>() {
+        Ok(nimbus_schemas::Address {
+            tenant: Some(tenant),
+            name,
+            ..
+        }) => format!("{tenant}_{name}"),
+        Ok(address) => address.name,
+        Err(_) => address.replace('/', "_"),
     }
 }
 

@@ -92,7 +92,9 @@ pub async fn find_manager(
     }
     let why = last_error.map_or_else(String::new, |e| format!(" ({e})"));
     if member {
-        return Err(ProviderError::Failed(format!(
+        // The swarm is there; its managers are not active now (a reconfiguration, a busy
+        // engine): worth asking again.
+        return Err(ProviderError::Transient(format!(
             "no swarm manager that answers: its nodes are in a swarm whose managers do not{why}"
         )));
     }

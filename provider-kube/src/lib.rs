@@ -214,10 +214,15 @@ fn is_missing(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(response) if response.code == 404)
 }
 
-/// `(tenant, name)` of `Workload/TENANT/NAME`, or the Tenant's name.
-fn parts(address: &str) -> (&str, &str) {
-    let rest = address.split_once('/').map_or(address, |(_, rest)| rest);
-    rest.split_once('/').unwrap_or((rest, rest))
+/// `(tenant, name)` of `Workload/TENANT/NAME`, or the Tenant's name twice.
+fn parts(address: &str) -> (String, String) {
+    match address.parse::<nimbus_schemas::Address>() {
+        Ok(parsed) => {
+            let tenant = parsed.tenant().unwrap_or(&parsed.name).to_owned();
+            (tenant, parsed.name)
+        }
+        Err(_) => (address.to_owned(), address.to_owned()),
+    }
 }
 
 impl KubeProvider {
@@ -285,7 +290,7 @@ impl KubeProvider {
             return None;
         };
         clusters
-            .cluster_of_tenant(parts(address).0)
+            .cluster_of_tenant(&parts(address).0)
             .map(str::to_owned)
             .or_else(|| {
                 recorded
@@ -320,7 +325,7 @@ impl KubeProvider {
         if self.cluster_of(address, change.before.as_ref()).is_some() {
             return self.client_for(address, change.before.as_ref()).await;
         }
-        let tenant = parts(address).0;
+        let tenant = &parts(address).0;
         for cluster in clusters.names() {
             let Some(client) = clusters.client(cluster).await? else {
                 continue;
@@ -499,7 +504,7 @@ impl KubeProvider {
 
     async fn apply_tenant(&self, change: &Change) -> Result<Applied, ProviderError> {
         let address = &change.address;
-        let (name, _) = parts(address);
+        let name = &parts(address).0;
         if change.action == Action::Delete {
             let Some(client) = self.client_to_delete(change).await? else {
                 return Ok(Applied::default());
@@ -558,6 +563,7 @@ impl KubeProvider {
     ) -> Result<Applied, ProviderError> {
         let address = &change.address;
         let (tenant, name) = parts(address);
+        let (tenant, name) = (tenant.as_str(), name.as_str());
         if change.action == Action::Delete {
             let Some(client) = self.client_to_delete(change).await? else {
                 return Ok(Applied::default());
@@ -666,7 +672,7 @@ impl KubeProvider {
             let desired = request.desired.clone().unwrap_or(Value::Null);
             let observed = match request.kind {
                 Kind::Tenant => {
-                    let (name, _) = parts(&request.address);
+                    let name = &parts(&request.address).0;
                     match namespaces.get(&(String::new(), name.to_owned())) {
                         None => Observed::Absent,
                         Some(_) => {
@@ -714,6 +720,7 @@ impl KubeProvider {
                 }
                 Kind::Workload => {
                     let (tenant, name) = parts(&request.address);
+                    let (tenant, name) = (tenant.as_str(), name.as_str());
                     match deployments.get(&(tenant.to_owned(), name.to_owned())) {
                         None => Observed::Absent,
                         Some(deployment) => {
@@ -775,7 +782,7 @@ impl Provider for KubeProvider {
                         by_cluster.entry(None).or_default().push(request);
                     }
                     (Kind::Tenant | Kind::Workload, Target::K3s(clusters)) => {
-                        let (tenant, _) = parts(&request.address);
+                        let tenant = &parts(&request.address).0;
                         // As declared, else as its Tenant was recorded (removed from the
                         // manifests, it is in the batch with its recorded spec).
                         let cluster = clusters.cluster_of_tenant(tenant).or_else(|| {

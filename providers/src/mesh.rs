@@ -91,26 +91,33 @@ impl std::fmt::Debug for MeshProvider {
     }
 }
 
-fn host_of(address: &str) -> Result<&str, ProviderError> {
+/// A Network member's address, parsed: its Network's name and its host.
+fn member(address: &str) -> Result<nimbus_schemas::Address, ProviderError> {
     address
-        .split_once('@')
-        .map(|(_, h)| h)
+        .parse::<nimbus_schemas::Address>()
+        .ok()
+        .filter(|a| a.kind == Kind::Network && a.host.is_some())
         .ok_or_else(|| ProviderError::Bug(format!("{address} is not a per-host instance")))
+}
+
+fn host_of(address: &str) -> Result<String, ProviderError> {
+    Ok(member(address)?.host.unwrap_or_default())
 }
 
 /// A change carrying one agent operation.
 fn operation_change(address: &str, operation: &NetworkOperation) -> Result<Change, ProviderError> {
     let after = serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?;
-    let (resource, host) = match address.split_once('@') {
-        Some((resource, host)) => (resource, Some(host)),
-        None => (address, None),
-    };
+    let parsed = address.parse::<nimbus_schemas::Address>().ok();
+    let resource = parsed
+        .as_ref()
+        .map_or_else(|| address.to_owned(), |a| a.without_host().to_string());
+    let host = parsed.and_then(|a| a.host);
     Ok(Change {
         provider: PROVIDER.to_owned(),
         ..Change::of(
             Kind::Network,
-            resource,
-            host,
+            &resource,
+            host.as_deref(),
             Action::Update,
             None,
             Some(&after),
@@ -341,13 +348,9 @@ impl MeshProvider {
     }
 
     async fn observe_one(&self, request: &ObserveRequest) -> Result<Observed, ProviderError> {
-        let host = host_of(&request.address)?;
-        let network = request
-            .address
-            .split('@')
-            .next()
-            .and_then(|r| r.strip_prefix("Network/"))
-            .unwrap_or_default();
+        let member = member(&request.address)?;
+        let host = member.host.as_deref().unwrap_or_default();
+        let network = member.name.as_str();
         let desired = request.desired.clone().unwrap_or(Value::Null);
         let Some(interface) = desired["interface"].as_str() else {
             return Err(ProviderError::Failed(format!(
@@ -536,7 +539,7 @@ impl MeshProvider {
     async fn apply_change(&self, change: &Change) -> Result<Applied, ProviderError> {
         let host = host_of(&change.address)?;
         let network = change.resource.strip_prefix("Network/").unwrap_or_default();
-        let session = self.session(host).await?;
+        let session = self.session(&host).await?;
         let interface_of = |spec: &Option<Value>| {
             spec.as_ref()
                 .and_then(|s| s["interface"].as_str())
@@ -633,8 +636,10 @@ impl MeshProvider {
         let on_path = |address: &String| {
             change.confirm.as_ref().is_some_and(|confirm| {
                 address
-                    .split_once('@')
-                    .is_some_and(|(_, h)| confirm.through.iter().any(|t| t == h))
+                    .parse::<nimbus_schemas::Address>()
+                    .ok()
+                    .and_then(|a| a.host)
+                    .is_some_and(|h| confirm.through.contains(&h))
             })
         };
         let applied = self

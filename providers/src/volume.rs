@@ -33,8 +33,9 @@ pub fn kind_schema() -> KindSchema {
 }
 
 /// `(tenant, name)` of `Volume/TENANT/NAME`.
-fn parts(address: &str) -> Option<(&str, &str)> {
-    address.strip_prefix("Volume/")?.split_once('/')
+fn parts(address: &str) -> Option<(String, String)> {
+    let address = address.parse::<nimbus_schemas::Address>().ok()?;
+    Some((address.tenant?, address.name)).filter(|_| address.kind == Kind::Volume)
 }
 
 fn pool_of(spec: &Value) -> String {
@@ -64,6 +65,7 @@ pub async fn observe(
         let Some((tenant, name)) = parts(&request.address) else {
             continue;
         };
+        let (tenant, name) = (tenant.as_str(), name.as_str());
         let desired = request.desired.clone().unwrap_or(Value::Null);
         if is_nfs(&desired) {
             script.push_str(&crate::nfs::observe_script(
@@ -144,6 +146,7 @@ pub async fn observe(
 pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, ProviderError> {
     let address = &change.address;
     let (tenant, name) = parts(address).ok_or_else(|| failed(address, "not a Volume's address"))?;
+    let (tenant, name) = (tenant.as_str(), name.as_str());
     let spec = change
         .after
         .clone()

@@ -616,7 +616,7 @@ pub async fn observe_one(
     provider: &dyn nimbus_providers::Provider,
     change: &Change,
 ) -> Option<Observed> {
-    let host = target_of(&change.address, change.kind);
+    let host = target_of(&change.address);
     let request = ObserveRequest {
         address: change.address.clone(),
         kind: change.kind,
@@ -674,14 +674,11 @@ fn unprefixed<'a>(address: &str, reason: &'a str) -> &'a str {
 
 /// The target an instance is observed on: its host for per-host instances, the Host itself
 /// for a Host, and none (cluster-level) otherwise.
-pub fn target_of(address: &str, kind: nimbus_schemas::Kind) -> Option<String> {
-    match address.split_once('@') {
-        Some((_, host)) => Some(host.to_owned()),
-        None if kind == nimbus_schemas::Kind::Host => {
-            address.strip_prefix("Host/").map(str::to_owned)
-        }
-        None => None,
-    }
+pub fn target_of(address: &str) -> Option<String> {
+    address
+        .parse::<nimbus_schemas::Address>()
+        .ok()
+        .and_then(|a| a.target().map(str::to_owned))
 }
 
 /// What every provider observes of the model's instances (and of recorded instances no
@@ -738,10 +735,7 @@ pub async fn observe(
             }
         }
         batches
-            .entry((
-                provider.name().to_owned(),
-                target_of(&instance.address, instance.kind),
-            ))
+            .entry((provider.name().to_owned(), target_of(&instance.address)))
             .or_default()
             .push(ObserveRequest {
                 address: instance.address.clone(),
@@ -754,7 +748,7 @@ pub async fn observe(
             continue;
         };
         batches
-            .entry((provider.name().to_owned(), target_of(address, *kind)))
+            .entry((provider.name().to_owned(), target_of(address)))
             .or_default()
             .push(ObserveRequest {
                 address: address.clone(),
@@ -769,6 +763,8 @@ pub async fn observe(
             continue;
         };
         tasks.spawn(async move {
+            // Transports retry what is worth retrying (SSH connects with backoff); what still
+            // fails leaves the batch not observed.
             let result = provider.observe(host.as_deref(), &batch).await;
             (host, batch, result)
         });

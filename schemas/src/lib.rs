@@ -2,6 +2,7 @@
 //!
 //! Pure data: no I/O. The planner turns YAML and KDL documents into these types.
 
+pub mod address;
 pub mod kinds;
 pub mod quantity;
 pub mod values;
@@ -10,6 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use address::{Address, AddressError};
 pub use kinds::*;
 pub use quantity::{Bytes, Cpu, QuantityError};
 pub use values::{Cidr, FileMode, Labels, Port, SecretRef, StringOrList};
@@ -191,10 +193,7 @@ impl Resource {
     }
 
     pub fn address(&self) -> String {
-        match (&self.tenant, self.kind.is_tenant_scoped()) {
-            (Some(tenant), true) => format!("{}/{}/{}", self.kind, tenant, self.metadata.name),
-            _ => format!("{}/{}", self.kind, self.metadata.name),
-        }
+        Address::resource(self.kind, self.tenant.as_deref(), &self.metadata.name).to_string()
     }
 }
 

@@ -212,10 +212,12 @@ fn write_artifacts(dir: &std::path::Path, plan: &Plan) -> Result<()> {
 }
 
 /// The tenant of an address (`Workload/acme/api` → acme), or the infrastructure.
-fn tenant(address: &str) -> &str {
-    let resource = address.split('@').next().unwrap_or(address);
-    let parts: Vec<&str> = resource.split('/').collect();
-    if parts.len() == 3 { parts[1] } else { "" }
+fn tenant(address: &str) -> String {
+    address
+        .parse::<nimbus_schemas::Address>()
+        .ok()
+        .and_then(|a| a.tenant)
+        .unwrap_or_default()
 }
 
 /// The PR comment: summary first (counts, deletions and replacements, resources by tenant),
@@ -239,7 +241,7 @@ fn comment(plan: &Plan, base: &str, secrets: &RunSecrets, args: &PreviewArgs) ->
     }
     head.push_str(&render::markdown_summary(plan));
     // Resources by tenant.
-    let mut tenants: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    let mut tenants: std::collections::BTreeMap<String, [usize; 4]> = Default::default();
     for change in plan.changes.iter().filter(|c| c.action.is_change()) {
         let counts = tenants.entry(tenant(&change.address)).or_default();
         let column = match change.action {

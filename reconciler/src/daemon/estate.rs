@@ -84,27 +84,30 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
+    fn parsed(&self) -> Option<nimbus_schemas::Address> {
+        self.address.parse().ok()
+    }
+
     /// The host of a per-host instance (`File/motd@web-1`).
-    pub fn host(&self) -> Option<&str> {
-        self.address.rsplit_once('@').map(|(_, host)| host)
+    pub fn host(&self) -> Option<String> {
+        self.parsed().and_then(|a| a.host)
     }
 
     /// The tenant of a tenant-scoped instance (`Workload/acme/web`), or a Tenant's own name.
-    pub fn tenant(&self) -> Option<&str> {
-        let mut parts = self.address.split('/');
-        let _kind = parts.next();
-        let first = parts.next()?;
-        match (self.kind, parts.next()) {
-            (Kind::Tenant, None) => Some(first),
-            (_, Some(_)) => Some(first),
-            _ => None,
-        }
+    pub fn tenant(&self) -> Option<String> {
+        self.parsed().and_then(|a| a.tenant().map(str::to_owned))
     }
 
-    /// The last part of the address: what a node is labelled with.
-    pub fn name(&self) -> &str {
-        let resource = self.address.split('@').next().unwrap_or(&self.address);
-        resource.rsplit('/').next().unwrap_or(resource)
+    /// The resource it is an instance of (the address without `@host`).
+    pub fn resource(&self) -> String {
+        self.parsed()
+            .map_or_else(|| self.address.clone(), |a| a.without_host().to_string())
+    }
+
+    /// The resource's name: what a node is labelled with.
+    pub fn name(&self) -> String {
+        self.parsed()
+            .map_or_else(|| self.address.clone(), |a| a.name)
     }
 }
 

@@ -107,10 +107,10 @@ fn health_counts(members: &[&InstanceView]) -> String {
 fn nodes(estate: &Estate) -> Vec<Vec<Node<'_>>> {
     let mut layers: Vec<Vec<Node<'_>>> = LAYERS.iter().map(|_| Vec::new()).collect();
     // Per-host instances by host; tenant-scoped ones by tenant.
-    let mut on_host: BTreeMap<&str, Vec<&InstanceView>> = BTreeMap::new();
-    let mut in_tenant: BTreeMap<&str, Vec<&InstanceView>> = BTreeMap::new();
+    let mut on_host: BTreeMap<String, Vec<&InstanceView>> = BTreeMap::new();
+    let mut in_tenant: BTreeMap<String, Vec<&InstanceView>> = BTreeMap::new();
     // Other per-host instances (a Network's member on each host) by their resource.
-    let mut per_host: BTreeMap<&str, Vec<&InstanceView>> = BTreeMap::new();
+    let mut per_host: BTreeMap<String, Vec<&InstanceView>> = BTreeMap::new();
     for instance in estate.instances.values() {
         match (instance.kind, instance.host(), instance.tenant()) {
             (Kind::Host, ..) | (Kind::Tenant, ..) => {}
@@ -118,24 +118,24 @@ fn nodes(estate: &Estate) -> Vec<Vec<Node<'_>>> {
                 on_host.entry(host).or_default().push(instance);
             }
             (_, Some(_), _) => per_host
-                .entry(instance.address.split('@').next().unwrap_or_default())
+                .entry(instance.resource())
                 .or_default()
                 .push(instance),
             (_, None, Some(tenant)) => in_tenant.entry(tenant).or_default().push(instance),
             _ => {}
         }
     }
-    let mut hosts_drawn: HashSet<&str> = HashSet::new();
+    let mut hosts_drawn: HashSet<String> = HashSet::new();
     for instance in estate.instances.values() {
         let layer = layer_of(instance.kind);
         match instance.kind {
             Kind::Host => {
                 let name = instance.name();
-                hosts_drawn.insert(name);
+                hosts_drawn.insert(name.clone());
                 let mut members = vec![instance];
-                members.extend(on_host.get(name).into_iter().flatten().copied());
+                members.extend(on_host.get(&name).into_iter().flatten().copied());
                 layers[0].push(Node {
-                    label: name.to_owned(),
+                    label: name.clone(),
                     detail: host_detail(&members[1..]),
                     href: resource_href(&instance.address),
                     members,
@@ -143,7 +143,7 @@ fn nodes(estate: &Estate) -> Vec<Vec<Node<'_>>> {
             }
             Kind::Tenant => {
                 let name = instance.name();
-                let workloads = in_tenant.get(name).map_or(&[][..], Vec::as_slice);
+                let workloads = in_tenant.get(&name).map_or(&[][..], Vec::as_slice);
                 let mut members = vec![instance];
                 let detail = if workloads.len() > TENANT_FOLD {
                     members.extend(workloads.iter().copied());
@@ -161,14 +161,16 @@ fn nodes(estate: &Estate) -> Vec<Vec<Node<'_>>> {
             _ if instance.host().is_some() => {}
             _ => {
                 if let Some(tenant) = instance.tenant()
-                    && in_tenant.get(tenant).is_some_and(|w| w.len() > TENANT_FOLD)
+                    && in_tenant
+                        .get(&tenant)
+                        .is_some_and(|w| w.len() > TENANT_FOLD)
                     && estate.instances.contains_key(&format!("Tenant/{tenant}"))
                 {
                     continue;
                 }
                 let label = match instance.tenant() {
                     Some(tenant) => format!("{tenant}/{}", instance.name()),
-                    None => instance.name().to_owned(),
+                    None => instance.name(),
                 };
                 layers[layer].push(Node {
                     label,
@@ -181,9 +183,9 @@ fn nodes(estate: &Estate) -> Vec<Vec<Node<'_>>> {
     }
     for members in per_host.values() {
         let kind = members[0].kind;
-        let hosts: Vec<&str> = members.iter().filter_map(|m| m.host()).collect();
+        let hosts: Vec<String> = members.iter().filter_map(|m| m.host()).collect();
         layers[layer_of(kind)].push(Node {
-            label: members[0].name().to_owned(),
+            label: members[0].name(),
             detail: format!("{kind} \u{b7} {}", plural(hosts.len(), "host", "hosts")),
             href: resource_href(&members[0].address),
             members: members.clone(),

@@ -445,7 +445,7 @@ pub fn resource_page(
         .or(stored.map(|s| s.record.provider.as_str()));
     let target = stored
         .and_then(|s| s.target.clone())
-        .or_else(|| view.and_then(|v| v.host().map(str::to_owned)));
+        .or_else(|| view.and_then(InstanceView::host));
     let shown = |sensitive: bool, value: &Option<Value>| {
         if sensitive {
             nimbus_planner::plan::SENSITIVE.to_owned()
