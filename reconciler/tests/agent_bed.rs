@@ -4,8 +4,7 @@
 //! port opened): hello, then the host's own facts. A second `ensure` copies nothing; an agent
 //! of another build is stopped.
 
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
+use crate::sshd;
 use sshd::bed::Bed;
 
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! without closing the connection, the socket private, a second agent on the same socket
 //! refused, and the socket removed when the agent stops.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

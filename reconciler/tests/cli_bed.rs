@@ -5,10 +5,9 @@
 //! service, prune removes only what nimbus created, the unreachable host fails alone, and a
 //! wrong host key is refused.
 
-mod common;
+use crate::common;
+use crate::sshd::bed as hostbed;
 use common::{ok, text};
-#[path = "../../providers/tests/common/bed.rs"]
-mod hostbed;
 
 use std::path::Path;
 use std::process::Output;

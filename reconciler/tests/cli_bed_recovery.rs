@@ -4,10 +4,9 @@
 //! state recorded them. Going on along the same path recovers the intents, so that nimbus
 //! owns those Files: removing the manifests then prunes every one of them from the host.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{Running, git, git_daemon, ok, text};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed as hostbed;
 
 use std::path::{Path, PathBuf};

@@ -4,10 +4,9 @@
 //! file and prints it on the serial console). The secret's value reaches only the seed on the
 //! host: not nimbus's output, not state, not the VM's `spec.json`. A second plan is empty.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{encrypt_secret, ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Killing `nimbus apply` with SIGKILL mid-run loses nothing and does nothing twice; a second
 //! apply is refused while the first holds the lock, and a dead holder's lock is taken over.
 
-mod common;
+use crate::common;
 use common::Bed;
 use common::text;
 

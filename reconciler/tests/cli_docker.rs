@@ -7,10 +7,9 @@
 //! tasks serving; removing a workload removes its service; a host leaving the selectors is
 //! drained and leaves the swarm.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::{Bed, TEST_IMAGE};
 
 use std::path::Path;

@@ -10,10 +10,9 @@
 //! the busiest host that fits and the plan says why; the host relabelled out of the selector,
 //! the container moves to the other host.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, serves, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::{Bed, TEST_IMAGE};
 
 use std::path::Path;

@@ -2,10 +2,9 @@
 //! (the graph orders it so), and its nodes advertise their overlay addresses to each other,
 //! on test-bed hosts running their own dockerd and wireguard-go. A second plan is empty.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 
 use std::path::Path;

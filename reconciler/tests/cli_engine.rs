@@ -1,7 +1,7 @@
 //! plan, apply, destroy and state end to end, as a user runs them, against the in-memory
 //! provider persisted in a directory (NIMBUS_MEMORY_PROVIDER).
 
-mod common;
+use crate::common;
 use common::Bed;
 use common::text;
 

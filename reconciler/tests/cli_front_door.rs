@@ -4,10 +4,9 @@
 //! neither stop /status from answering nor grow the daemon's memory without bound, and are
 //! closed when their body does not come. The test stops the daemon itself.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{Running, copy_dir, git, http, http_within, sign, text, wait_port};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::free_port;
 
 use std::io::{Read, Write};

@@ -2,7 +2,7 @@
 //! straight from the object database (the working tree may be anything), and `nimbus preview`
 //! prints a pull request's plan as a markdown comment.
 
-mod common;
+use crate::common;
 use common::{copy_dir, text};
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! `nimbus graph` on examples-repo: per-host instances, their edges, and the three formats.
 
-mod common;
+use crate::common;
 use common::nimbus;
 
 use std::path::Path;

@@ -7,10 +7,9 @@
 //! lands 0600. And systemd itself reads nimbus's quoting of a unit's command line back as
 //! the literal words, a newline included, with no second directive.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";

@@ -1,6 +1,6 @@
 //! `nimbus init`, `completions`, `--version` and `help`, run as a user would.
 
-mod common;
+use crate::common;
 use common::nimbus;
 use common::text;
 

@@ -3,7 +3,7 @@
 //! where it points, in the working tree and in a committed revision alike, and the content
 //! of what it points to appears nowhere (plan, diagnostic, log). Links that stay inside work.
 
-mod common;
+use crate::common;
 use common::{Bed, git, text, write};
 
 use std::os::unix::fs::symlink;

@@ -7,13 +7,11 @@
 //! (pods, a kubelet) is not here (docs/kubernetes.md). The results are read with kubectl, a
 //! client nimbus did not write, through an SSH port forward.
 
-mod common;
+use crate::common;
+use crate::k3s;
+use crate::sshd;
 use common::{text, write};
-#[path = "common/k3s.rs"]
-mod k3s;
 use k3s::Kubectl;
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 
 use std::path::Path;

@@ -14,10 +14,9 @@
 //! member): a change that cuts the path is rolled back by the hosts themselves and the run
 //! says so; a change that keeps the path is confirmed.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 
 use std::path::Path;

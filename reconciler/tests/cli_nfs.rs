@@ -6,10 +6,9 @@
 //! in it; with a file in it, the Volume is deleted only with `--allow-deletes`, and then the
 //! export and the directory go.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! protocol version fails its own instances with a clear reason, and never the run: the
 //! instances of the healthy plugin beside it still apply.
 
-mod common;
+use crate::common;
 use common::text;
 
 use std::path::{Path, PathBuf};

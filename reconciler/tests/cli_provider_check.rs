@@ -3,7 +3,7 @@
 //! (examples/plugins/jsonstore, Python) keeps it; a plugin that crashes on apply breaks it,
 //! and the command says which step and why.
 
-mod common;
+use crate::common;
 use common::text;
 
 use std::path::{Path, PathBuf};

@@ -4,11 +4,10 @@
 //! shows its diagnostics; the fix is applied; a wrong signature is refused with 401 and
 //! fetches nothing; drift is corrected; /metrics parses as Prometheus text; SIGTERM stops it.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{Running, copy_dir, git, git_daemon, http, sign, text, wait_port};
 use sshd::free_port;
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

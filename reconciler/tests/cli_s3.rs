@@ -5,10 +5,9 @@
 //! refuses fail the S3 Volumes with the server's reason, and a File on a host beside them is
 //! applied all the same. moto is an emulator: docs/volumes.md says what that does not prove.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{encrypt_secret, ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::Bed;
 use sshd::s3::Moto;
 

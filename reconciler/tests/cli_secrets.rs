@@ -3,7 +3,7 @@
 //! the leak test: with known plaintexts, every output of plan, apply, saved plans, markdown,
 //! JSON, state and logs at trace is searched for them, and for their plain SHA-256.
 
-mod common;
+use crate::common;
 use common::{copy_dir, text};
 
 use std::path::{Path, PathBuf};

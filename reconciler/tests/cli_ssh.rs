@@ -3,10 +3,9 @@
 //! drift and is corrected, prune removes only what nimbus wrote, an unreachable host fails
 //! alone, and a wrong host key is refused.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::text;
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

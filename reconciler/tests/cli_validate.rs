@@ -2,7 +2,7 @@
 //! and `<folder>.expected.json` is the exit code and the JSON problems it must give. Run with
 //! `NIMBUS_BLESS=1` to rewrite the expected files after an intended change, and review the diff.
 
-mod common;
+use crate::common;
 use common::nimbus;
 
 use std::path::{Path, PathBuf};

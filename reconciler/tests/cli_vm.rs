@@ -5,10 +5,9 @@
 //! empty; a memory change restarts it with the new memory; a VM stopped by hand is started
 //! again; delete shuts it down and removes its unit and disk.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::{Bed, GUEST_INITRD, GUEST_KERNEL};
 
 use std::path::Path;

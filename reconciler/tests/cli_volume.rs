@@ -4,10 +4,9 @@
 //! is a new limit; a pool that is not btrfs fails its Volume with the reason; a Volume with
 //! data is deleted only with `--allow-deletes`, and only what nimbus made.
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{ok, text, write};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 use sshd::bed::{Bed, BtrfsPool};
 
 use std::path::Path;

@@ -5,12 +5,8 @@
 //! on the third host stays, and a binary whose sha256 is not the pinned one refused with
 //! nothing installed. Checked on the hosts, not through the provider.
 
-mod common;
-#[path = "common/k3s.rs"]
-#[allow(dead_code)]
-mod k3s;
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
+use crate::k3s;
+use crate::sshd;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,9 +3,8 @@
 //! userspace. The agent is the built `nimbus`, put on each host over its SSH connection.
 //! Checked on the host with `ip` and `wg`, not through nimbus.
 
-mod common;
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
+use crate::common;
+use crate::sshd;
 use sshd::bed::Bed;
 
 use std::sync::Arc;

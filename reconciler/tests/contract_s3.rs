@@ -1,8 +1,7 @@
 //! The S3 provider's buckets run the provider contract against moto's S3 server on loopback
 //! (authentication on), checked with boto3, not through nimbus.
 
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
+use crate::sshd;
 use sshd::s3::Moto;
 
 use nimbus_provider_contract::{Case, Hands, check};

@@ -2,8 +2,7 @@
 //! `testbed/vm/`), booting the test guest. Checked on the host with systemctl and qemu-img,
 //! not through nimbus.
 
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
+use crate::sshd;
 use sshd::bed::{Bed, GUEST_INITRD, GUEST_KERNEL};
 
 use nimbus_provider_contract::{Case, Hands, check};

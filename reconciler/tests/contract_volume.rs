@@ -2,8 +2,7 @@
 //! host: btrfs on a loop device, checked with btrfs-progs; nfs exports served by nfs-ganesha,
 //! checked in its configuration. Checked on the host, not through nimbus.
 
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
+use crate::sshd;
 use sshd::bed::{Bed, BtrfsPool};
 
 use nimbus_provider_contract::{Case, Hands, check};

@@ -2,8 +2,6 @@
 //! request nimbus sends, and every reply of a plugin written in another language (the shipped
 //! example, examples/plugins/jsonstore, Python) to a whole conversation.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

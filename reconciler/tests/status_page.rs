@@ -8,10 +8,9 @@
 //! The daemon runs on the in-memory provider, asked for explicitly: this test is about the
 //! page, not the machines (the providers' own tests reach real ones).
 
-mod common;
+use crate::common;
+use crate::sshd;
 use common::{Running, copy_dir, encrypt_secret, git, http, text, wait_port};
-#[path = "../../providers/tests/common/mod.rs"]
-mod sshd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
