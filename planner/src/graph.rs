@@ -53,10 +53,7 @@ pub fn address_of(kind: Kind, tenant: Option<&str>, written: &str) -> String {
     if written.contains('/') {
         written.to_owned()
     } else {
-        match (kind.is_tenant_scoped(), tenant) {
-            (true, Some(t)) => format!("{kind}/{t}/{written}"),
-            _ => format!("{kind}/{written}"),
-        }
+        nimbus_schemas::Address::resource(kind, tenant, written).to_string()
     }
 }
 

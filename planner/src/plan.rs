@@ -673,7 +673,7 @@ pub fn plan(
             map.insert("host".into(), Value::String(host.clone()));
         } else if let Spec::Workload(workload) = spec
             && let Some([host]) = workload.placement.as_ref().map(|p| p.hosts.as_slice())
-            && tenant_of(&instance.address)
+            && nimbus_schemas::Address::tenant_of(&instance.address)
                 .is_some_and(|tenant| standalone.contains(tenant.as_str()))
             && let Value::Object(map) = &mut desired
         {
@@ -724,15 +724,7 @@ pub fn plan(
         };
         if let Some(reason) = not_observed(input, &instance.address) {
             // Nothing is planned for what could not be seen: the plan names it instead.
-            unobserved.push(Unobserved {
-                address: instance.address.clone(),
-                reason: reason.clone(),
-            });
-            changes.push(Change {
-                after: None,
-                reason: Some(format!("not observed: {reason}")),
-                ..base
-            });
+            changes.push(not_planned(base, reason, &mut unobserved));
             continue;
         }
         if input.destroy {
@@ -948,14 +940,15 @@ pub fn plan(
                 .get(&record.address)
                 .cloned()
                 .unwrap_or(Observed::Unknown(String::new()));
-            let parsed = record.address.parse::<nimbus_schemas::Address>().ok();
             let base = Change {
                 address: record.address.clone(),
-                resource: parsed
-                    .as_ref()
-                    .map_or_else(|| record.address.clone(), |a| a.without_host().to_string()),
+                resource: nimbus_schemas::Address::resource_of(&record.address),
                 kind: record.kind,
-                host: parsed.and_then(|a| a.host),
+                host: record
+                    .address
+                    .parse::<nimbus_schemas::Address>()
+                    .ok()
+                    .and_then(|a| a.host),
                 provider: record.provider.clone(),
                 previous_provider: None,
                 action: Action::NoOp,
@@ -974,14 +967,7 @@ pub fn plan(
                 continue;
             }
             if let Some(reason) = not_observed(input, &record.address) {
-                unobserved.push(Unobserved {
-                    address: record.address.clone(),
-                    reason: reason.clone(),
-                });
-                changes.push(Change {
-                    reason: Some(format!("not observed: {reason}")),
-                    ..base
-                });
+                changes.push(not_planned(base, reason, &mut unobserved));
                 continue;
             }
             let mut change = delete_change(base, record, record.protected, &observed);
@@ -1017,12 +1003,19 @@ pub fn plan(
     })
 }
 
-/// The tenant an address belongs to (`Workload/acme/api` → acme).
-fn tenant_of(address: &str) -> Option<String> {
-    address
-        .parse::<nimbus_schemas::Address>()
-        .ok()
-        .and_then(|a| a.tenant().map(str::to_owned))
+/// The change of an instance that could not be observed: nothing is done to it, it says why,
+/// and it is listed in `unobserved`.
+fn not_planned(base: Change, reason: &str, unobserved: &mut Vec<Unobserved>) -> Change {
+    unobserved.push(Unobserved {
+        address: base.address.clone(),
+        reason: reason.to_owned(),
+    });
+    Change {
+        action: Action::NoOp,
+        after: None,
+        reason: Some(format!("not observed: {reason}")),
+        ..base
+    }
 }
 
 /// Why an instance could not be observed, when its provider was asked and could not tell.
@@ -1202,7 +1195,7 @@ fn ingress_warnings(changes: &[Change], standalone: &HashSet<&str>) -> Vec<Strin
     changes
         .iter()
         .filter(|c| c.kind == Kind::Workload && c.provider == crate::rules::DOCKER)
-        .filter(|c| !tenant_of(&c.address).is_some_and(|t| standalone.contains(t.as_str())))
+        .filter(|c| !nimbus_schemas::Address::tenant_of(&c.address).is_some_and(|t| standalone.contains(t.as_str())))
         .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
         .filter_map(|c| {
             let ports = c.after.as_ref()?.get("ports")?.as_array()?;

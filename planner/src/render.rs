@@ -324,10 +324,14 @@ fn errors_text(plan: &Plan) -> String {
 /// The text plan of SPEC §6.
 pub fn text(plan: &Plan) -> String {
     let mut out = notes(plan);
+    // What could not be observed is listed apart, with why, not as a change.
+    let unobserved: std::collections::HashSet<&str> =
+        plan.unobserved.iter().map(|u| u.address.as_str()).collect();
     let shown: Vec<&Change> = plan
         .changes
         .iter()
         .filter(|c| c.error.is_none() && (c.action.is_change() || c.reason.is_some()))
+        .filter(|c| !(c.action == Action::NoOp && unobserved.contains(c.address.as_str())))
         .collect();
     if !plan.has_changes() {
         if plan.errors().next().is_some() {
@@ -348,13 +352,13 @@ pub fn text(plan: &Plan) -> String {
         } else {
             out.push_str("No changes. The observed state matches the repository.\n");
         }
-        for change in shown.iter().filter(|c| !is_unobserved(plan, c)) {
+        for change in shown {
             let _ = writeln!(out, "\n  # {}", headline(change));
         }
         return out;
     }
     out.push_str("nimbus will perform the following actions:\n");
-    for change in shown.into_iter().filter(|c| !is_unobserved(plan, c)) {
+    for change in shown {
         let _ = writeln!(out, "\n  # {}", headline(change));
         if let Some(confirm) = &change.confirm {
             let _ = writeln!(out, "  # {}", confirm_line(confirm));
@@ -369,12 +373,6 @@ pub fn text(plan: &Plan) -> String {
     out.push_str(&unobserved_text(plan));
     let _ = writeln!(out, "\n{}", summary(plan));
     out
-}
-
-/// Whether a change is the placeholder of an instance that could not be observed (listed
-/// apart, with why).
-fn is_unobserved(plan: &Plan, change: &Change) -> bool {
-    change.action == Action::NoOp && plan.unobserved.iter().any(|u| u.address == change.address)
 }
 
 /// A pull-request comment: a summary table, then one collapsible section per change.

@@ -144,11 +144,7 @@ fn name_of(address: &str) -> &str {
 
 /// The tenant a Tenant's or Workload's address belongs to.
 fn tenant_of(address: &str) -> String {
-    address
-        .parse::<nimbus_schemas::Address>()
-        .ok()
-        .and_then(|a| a.tenant().map(str::to_owned))
-        .unwrap_or_default()
+    nimbus_schemas::Address::tenant_of(address).unwrap_or_default()
 }
 
 impl DockerProvider {

@@ -309,10 +309,7 @@ impl HostsProvider {
     }
 
     fn host_of(address: &str) -> Option<String> {
-        address
-            .parse::<nimbus_schemas::Address>()
-            .ok()
-            .and_then(|a| a.target().map(str::to_owned))
+        nimbus_schemas::Address::target_of(address)
     }
 }
 
@@ -320,13 +317,6 @@ impl HostsProvider {
 const FACTS: &str = r#"( . /etc/os-release 2>/dev/null; printf 'H\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${PRETTY_NAME:-unknown}" "$(uname -r)" "$(uname -m)" "$(nproc)" "$(awk '/^MemTotal:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" "$(df -P -B1 / | awk 'NR==2{print $2}')" "$(hostname)" "$(cut -d. -f1 /proc/uptime)" "$( [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo yes || echo no)" "$(awk '/^MemAvailable:/{printf "%.0f", $2 * 1024}' /proc/meminfo)" )"#;
 
 /// The unit name of `Service/NAME`.
-/// The resource an instance belongs to (`Service/nginx@web-1` → `Service/nginx`).
-fn resource_of(address: &str) -> String {
-    address
-        .parse::<nimbus_schemas::Address>()
-        .map_or_else(|_| address.to_owned(), |a| a.without_host().to_string())
-}
-
 fn unit_name(resource: &str) -> String {
     let name = resource.strip_prefix("Service/").unwrap_or(resource);
     if name.ends_with(".service") {
@@ -376,7 +366,7 @@ impl Probe {
                     add(&mut probe.files, path.to_owned());
                 }
                 Kind::Service => {
-                    let unit = unit_name(&resource_of(&request.address));
+                    let unit = unit_name(&nimbus_schemas::Address::resource_of(&request.address));
                     add(&mut probe.files, format!("{UNIT_DIR}/{unit}"));
                     add(&mut probe.units, unit);
                 }
@@ -503,7 +493,7 @@ impl Probe {
                     }
                 }
                 Kind::Service => {
-                    let unit = unit_name(&resource_of(&request.address));
+                    let unit = unit_name(&nimbus_schemas::Address::resource_of(&request.address));
                     match shown.get(&unit) {
                         Some(properties) => {
                             let path = format!("{UNIT_DIR}/{unit}");

@@ -107,11 +107,11 @@ fn host_of(address: &str) -> Result<String, ProviderError> {
 /// A change carrying one agent operation.
 fn operation_change(address: &str, operation: &NetworkOperation) -> Result<Change, ProviderError> {
     let after = serde_json::to_value(operation).map_err(|e| ProviderError::Bug(e.to_string()))?;
-    let parsed = address.parse::<nimbus_schemas::Address>().ok();
-    let resource = parsed
-        .as_ref()
-        .map_or_else(|| address.to_owned(), |a| a.without_host().to_string());
-    let host = parsed.and_then(|a| a.host);
+    let resource = nimbus_schemas::Address::resource_of(address);
+    let host = address
+        .parse::<nimbus_schemas::Address>()
+        .ok()
+        .and_then(|a| a.host);
     Ok(Change {
         provider: PROVIDER.to_owned(),
         ..Change::of(

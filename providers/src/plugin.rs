@@ -259,18 +259,7 @@ impl PluginProvider {
     ) -> Result<T, ProviderError> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let method = method_name(&call);
-        let mut line = serde_json::to_string(&Request { id, call })
-            .map_err(|e| ProviderError::Bug(format!("cannot encode a request: {e}")))?;
-        line.push('\n');
-        let written = {
-            let stdin = Arc::clone(&process.stdin);
-            let mut stdin = stdin.lock().await;
-            match stdin.write_all(line.as_bytes()).await {
-                Ok(()) => stdin.flush().await,
-                Err(e) => Err(e),
-            }
-        };
-        if let Err(e) = written {
+        if let Err(e) = write_line(&process.stdin, &Request { id, call }).await {
             return Err(self
                 .gone(process, &format!("cannot be written to ({e})"))
                 .await);
@@ -278,11 +267,6 @@ impl PluginProvider {
         let deadline = tokio::time::Instant::now() + self.spec.timeout;
         let mut told_to_cancel = false;
         loop {
-            let mut text = String::new();
-            let read = async {
-                let mut limited = (&mut process.stdout).take(MAX_LINE as u64);
-                limited.read_line(&mut text).await
-            };
             let cancelled = async {
                 match cancel {
                     Some(cancel) if !told_to_cancel => cancel.cancelled().await,
@@ -290,8 +274,8 @@ impl PluginProvider {
                 }
             };
             tokio::select! {
-                read = tokio::time::timeout_at(deadline, read) => {
-                    let n = match read {
+                read = tokio::time::timeout_at(deadline, read_response(&mut process.stdout)) => {
+                    let response = match read {
                         Err(_) => {
                             let _ = process.child.start_kill();
                             return Err(ProviderError::Failed(format!(
@@ -301,27 +285,25 @@ impl PluginProvider {
                                 self.stderr_tail()
                             )));
                         }
-                        Ok(Err(e)) => return Err(self.gone(process, &format!("cannot be read ({e})")).await),
-                        Ok(Ok(n)) => n,
-                    };
-                    if n == 0 {
-                        return Err(self.gone(process, &format!("exited during `{method}`")).await);
-                    }
-                    if !text.ends_with('\n') && n >= MAX_LINE {
-                        let _ = process.child.start_kill();
-                        return Err(ProviderError::Failed(format!("{} wrote a line longer than {MAX_LINE} bytes: not the protocol", self.who())));
-                    }
-                    let response: Response = match serde_json::from_str(text.trim_end()) {
-                        Ok(response) => response,
-                        Err(e) => {
+                        Ok(Err(Unread::Closed)) => {
+                            return Err(self.gone(process, &format!("exited during `{method}`")).await);
+                        }
+                        Ok(Err(Unread::Io(e))) => {
+                            return Err(self.gone(process, &format!("cannot be read ({e})")).await);
+                        }
+                        Ok(Err(unread)) => {
                             let _ = process.child.start_kill();
-                            let shown: String = text.trim_end().chars().take(120).collect();
+                            let tail = match unread {
+                                Unread::Garbage(..) => self.stderr_tail(),
+                                _ => String::new(),
+                            };
                             return Err(ProviderError::Failed(format!(
-                                "{} does not speak the protocol: it answered `{method}` with `{shown}` ({e}){}",
+                                "{} {}{tail}",
                                 self.who(),
-                                self.stderr_tail()
+                                unread.sentence(Some(method)),
                             )));
                         }
+                        Ok(Ok(response)) => response,
                     };
                     if response.id != id {
                         // The reply to a cancel, or a stale one: not this call's.
@@ -331,13 +313,7 @@ impl PluginProvider {
                 }
                 () = cancelled => {
                     told_to_cancel = true;
-                    let cancel_id = self.next_id.fetch_add(1, Ordering::SeqCst);
-                    if let Ok(mut line) = serde_json::to_string(&Request { id: cancel_id, call: Call::Cancel(CancelParams { request: id }) }) {
-                        line.push('\n');
-                        let mut stdin = process.stdin.lock().await;
-                        let _ = stdin.write_all(line.as_bytes()).await;
-                        let _ = stdin.flush().await;
-                    }
+                    self.tell_to_cancel(&process.stdin, id).await;
                 }
             }
         }
@@ -422,33 +398,17 @@ impl PluginProvider {
         let reader = Arc::clone(&shared);
         tokio::spawn(async move {
             let why = loop {
-                let mut text = String::new();
-                let read = {
-                    let mut limited = (&mut stdout).take(MAX_LINE as u64);
-                    limited.read_line(&mut text).await
-                };
-                match read {
-                    Ok(0) => break "exited".to_owned(),
-                    Err(e) => break format!("cannot be read ({e})"),
-                    Ok(n) if !text.ends_with('\n') && n >= MAX_LINE => {
-                        break format!(
-                            "wrote a line longer than {MAX_LINE} bytes: not the protocol"
-                        );
-                    }
-                    Ok(_) => {}
-                }
-                match serde_json::from_str::<Response>(text.trim_end()) {
+                match read_response(&mut stdout).await {
                     Ok(response) => {
                         if let Some(waiting) = lock(&reader.pending).remove(&response.id) {
                             let _ = waiting.send(response);
                         }
                     }
-                    Err(e) => {
-                        let shown: String = text.trim_end().chars().take(120).collect();
+                    Err(Unread::Closed) => break "exited".to_owned(),
+                    Err(Unread::Io(e)) => break format!("cannot be read ({e})"),
+                    Err(unread) => {
                         let _ = reader.child.lock().await.start_kill();
-                        break format!(
-                            "does not speak the protocol: it answered with `{shown}` ({e})"
-                        );
+                        break unread.sentence(None);
                     }
                 }
             };
@@ -506,12 +466,7 @@ impl PluginProvider {
                 }
                 () = cancelled => {
                     told_to_cancel = true;
-                    let cancel_id = self.next_id.fetch_add(1, Ordering::SeqCst);
-                    let _ = write_line(
-                        &shared.stdin,
-                        &Request { id: cancel_id, call: Call::Cancel(CancelParams { request: id }) },
-                    )
-                    .await;
+                    self.tell_to_cancel(&shared.stdin, id).await;
                 }
             }
         }
@@ -561,6 +516,20 @@ impl PluginProvider {
         }
     }
 
+    /// Asks the plugin to stop the request `id` between its steps (its reply is not awaited).
+    async fn tell_to_cancel(&self, stdin: &tokio::sync::Mutex<ChildStdin>, id: u64) {
+        let cancel_id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let call = Call::Cancel(CancelParams { request: id });
+        let _ = write_line(
+            stdin,
+            &Request {
+                id: cancel_id,
+                call,
+            },
+        )
+        .await;
+    }
+
     /// A call on the one-at-a-time process.
     async fn call_one<T: DeserializeOwned>(
         &self,
@@ -591,6 +560,53 @@ impl PluginProvider {
         }
         result
     }
+}
+
+/// Why a plugin's stdout gave no reply.
+enum Unread {
+    /// The pipe closed: the process exited.
+    Closed,
+    Io(std::io::Error),
+    /// A line longer than [`MAX_LINE`].
+    TooLong,
+    /// A line that is not a reply: its start, and why.
+    Garbage(String, serde_json::Error),
+}
+
+impl Unread {
+    /// What the plugin did, for `{plugin} {sentence}` (a line too long, or no reply to
+    /// `method`).
+    fn sentence(&self, method: Option<&str>) -> String {
+        let to = method.map(|m| format!(" `{m}`")).unwrap_or_default();
+        match self {
+            Unread::Closed => "exited".to_owned(),
+            Unread::Io(e) => format!("cannot be read ({e})"),
+            Unread::TooLong => {
+                format!("wrote a line longer than {MAX_LINE} bytes: not the protocol")
+            }
+            Unread::Garbage(shown, e) => {
+                format!("does not speak the protocol: it answered{to} with `{shown}` ({e})")
+            }
+        }
+    }
+}
+
+/// The next reply on a plugin's stdout: one line of at most [`MAX_LINE`] bytes.
+async fn read_response(stdout: &mut BufReader<ChildStdout>) -> Result<Response, Unread> {
+    let mut text = String::new();
+    let n = (&mut *stdout)
+        .take(MAX_LINE as u64)
+        .read_line(&mut text)
+        .await
+        .map_err(Unread::Io)?;
+    if n == 0 {
+        return Err(Unread::Closed);
+    }
+    if !text.ends_with('\n') && n >= MAX_LINE {
+        return Err(Unread::TooLong);
+    }
+    serde_json::from_str(text.trim_end())
+        .map_err(|e| Unread::Garbage(text.trim_end().chars().take(120).collect(), e))
 }
 
 /// Writes one request as a line.

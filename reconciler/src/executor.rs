@@ -675,10 +675,7 @@ fn unprefixed<'a>(address: &str, reason: &'a str) -> &'a str {
 /// The target an instance is observed on: its host for per-host instances, the Host itself
 /// for a Host, and none (cluster-level) otherwise.
 pub fn target_of(address: &str) -> Option<String> {
-    address
-        .parse::<nimbus_schemas::Address>()
-        .ok()
-        .and_then(|a| a.target().map(str::to_owned))
+    nimbus_schemas::Address::target_of(address)
 }
 
 /// What every provider observes of the model's instances (and of recorded instances no

@@ -413,10 +413,7 @@ fn the_daemon_shows_what_cannot_be_observed_as_unknown() {
     common::git(&repo.root(), &["commit", "-q", "-m", "first"]);
     let workdir = repo.dir.path().join("daemon");
     std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let port = crate::sshd::free_port();
     let _daemon = common::Running(
         std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(["reconcile", "--repo"])

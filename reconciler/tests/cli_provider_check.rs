@@ -29,13 +29,7 @@ fn the_shipped_example_plugin_keeps_the_contract() {
         ],
         dir.path(),
     );
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
+    let stdout = common::ok(&output);
     for step in [
         "describe",
         "absent at first",

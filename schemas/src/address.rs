@@ -75,6 +75,27 @@ impl Address {
             (None, _) => None,
         }
     }
+
+    /// [`Address::target`] of an address held as text; `None` for text that is not one.
+    pub fn target_of(text: &str) -> Option<String> {
+        text.parse::<Address>()
+            .ok()
+            .and_then(|a| a.target().map(str::to_owned))
+    }
+
+    /// [`Address::tenant`] of an address held as text; `None` for text that is not one.
+    pub fn tenant_of(text: &str) -> Option<String> {
+        text.parse::<Address>()
+            .ok()
+            .and_then(|a| a.tenant().map(str::to_owned))
+    }
+
+    /// The resource of an address held as text (without `@host`); the text itself when it
+    /// is not an address.
+    pub fn resource_of(text: &str) -> String {
+        text.parse::<Address>()
+            .map_or_else(|_| text.to_owned(), |a| a.without_host().to_string())
+    }
 }
 
 impl fmt::Display for Address {
@@ -188,6 +209,17 @@ mod tests {
         assert_eq!(workload.target(), None);
         let tenant: Address = "Tenant/acme".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(tenant.tenant(), Some("acme"));
+        assert_eq!(
+            Address::target_of("Service/nginx@web-1").as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(
+            Address::tenant_of("Workload/acme/api").as_deref(),
+            Some("acme")
+        );
+        assert_eq!(Address::resource_of("File/motd@web-1"), "File/motd");
+        assert_eq!(Address::resource_of("not an address"), "not an address");
+        assert_eq!(Address::target_of("not an address"), None);
         assert_eq!(
             Address::resource(Kind::Volume, Some("acme"), "data")
                 .on("h1")

@@ -95,13 +95,12 @@ impl InstanceView {
 
     /// The tenant of a tenant-scoped instance (`Workload/acme/web`), or a Tenant's own name.
     pub fn tenant(&self) -> Option<String> {
-        self.parsed().and_then(|a| a.tenant().map(str::to_owned))
+        nimbus_schemas::Address::tenant_of(&self.address)
     }
 
     /// The resource it is an instance of (the address without `@host`).
     pub fn resource(&self) -> String {
-        self.parsed()
-            .map_or_else(|| self.address.clone(), |a| a.without_host().to_string())
+        nimbus_schemas::Address::resource_of(&self.address)
     }
 
     /// The resource's name: what a node is labelled with.
@@ -168,6 +167,11 @@ impl Estate {
     /// A plan was made: what it leaves alone is in sync, what it changes is under way (or
     /// drifted, on a drift check), what it cannot plan has failed.
     pub fn planned(&mut self, plan: &Plan, revision: &str, drift: bool, now: f64) {
+        let unobserved: BTreeMap<&str, &str> = plan
+            .unobserved
+            .iter()
+            .map(|u| (u.address.as_str(), u.reason.as_str()))
+            .collect();
         for change in &plan.changes {
             if let Some(error) = &change.error {
                 let reason = format!("cannot be planned: {error}");
@@ -181,8 +185,8 @@ impl Estate {
                 );
                 continue;
             }
-            if let Some(unobserved) = plan.unobserved.iter().find(|u| u.address == change.address) {
-                let reason = format!("not observed: {}", unobserved.reason);
+            if let Some(why) = unobserved.get(change.address.as_str()) {
+                let reason = format!("not observed: {why}");
                 self.set(change, Health::Unknown, Some(reason), None, None, now);
                 continue;
             }

@@ -11,6 +11,7 @@ pub mod status;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -263,17 +264,20 @@ async fn reconcile(
     shutdown: &nimbus_providers::Cancel,
 ) {
     let started = Instant::now();
+    let stop = RunStop {
+        shutdown,
+        applying: AtomicBool::new(false),
+    };
     let outcome = tokio::select! {
-        outcome = apply_commit(args, source, commit, status, drift, wake, shutdown) => outcome,
+        outcome = apply_commit(args, source, commit, status, drift, wake, &stop) => outcome,
         // Asked to stop before anything was applied: the run does not start (load, observe
         // and plan are abandoned at their next step; no lock or state is left behind).
-        () = until_stopped_before_apply(shutdown, status) => {
+        () = stop.before_apply() => {
             tracing::info!(revision = %commit, "stopped before applying");
             return;
         }
     };
     let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
-    status.applying = false;
     status
         .run_durations
         .observe(started.elapsed().as_secs_f64());
@@ -289,12 +293,22 @@ async fn reconcile(
     }
 }
 
-/// Completes once a stop is asked for while the run has not started applying (an apply under
-/// way is stopped by the executor instead, which records what finished).
-async fn until_stopped_before_apply(shutdown: &nimbus_providers::Cancel, status: &Mutex<Status>) {
-    shutdown.cancelled().await;
-    if status.lock().unwrap_or_else(|e| e.into_inner()).applying {
-        std::future::pending::<()>().await;
+/// A stop (SIGTERM, Ctrl-C) as one run sees it: before the run applies anything, the run is
+/// abandoned; once it applies, the executor stops it (changes in flight finish and are
+/// recorded).
+struct RunStop<'a> {
+    shutdown: &'a nimbus_providers::Cancel,
+    /// The run has begun applying.
+    applying: AtomicBool,
+}
+
+impl RunStop<'_> {
+    /// Completes once a stop is asked for while the run has not begun applying.
+    async fn before_apply(&self) {
+        self.shutdown.cancelled().await;
+        if self.applying.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -319,7 +333,7 @@ async fn apply_commit(
     status: &Mutex<Status>,
     drift: bool,
     wake: &Arc<Notify>,
-    shutdown: &nimbus_providers::Cancel,
+    stop: &RunStop<'_>,
 ) -> std::result::Result<bool, String> {
     test_pause("load").await;
     // One load: the commit validated, and ready to plan if it does.
@@ -371,14 +385,14 @@ async fn apply_commit(
     };
     test_pause("plan").await;
     let plan = session.plan(&options).await.map_err(|e| format!("{e:?}"))?;
-    if shutdown.is_cancelled() {
+    if stop.shutdown.is_cancelled() {
         // Planned, but asked to stop: nothing starts (the caller ends the run).
         std::future::pending::<()>().await;
     }
+    // From here the executor stops the run (changes in flight finish and are recorded).
+    stop.applying.store(true, Ordering::SeqCst);
     {
         let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
-        // From here the executor stops the run (changes in flight finish and are recorded).
-        status.applying = true;
         status.notes = session.notes.clone();
         status.state_path = Some(session.state_path.clone());
         status.rules = session.registry.rules().clone();
@@ -407,7 +421,7 @@ async fn apply_commit(
                         async move {
                             tokio::select! {
                                 () = newer => {}
-                                () = shutdown.cancelled() => {}
+                                () = stop.shutdown.cancelled() => {}
                             }
                         }
                     },

@@ -12,8 +12,6 @@ use crate::gitsource::CommitInfo;
 /// What the daemon knows, for /status and /metrics.
 #[derive(Default)]
 pub struct Status {
-    /// A run is applying changes (a stop then waits for those in flight).
-    pub applying: bool,
     pub revision_seen: Option<String>,
     pub revision_applied: Option<String>,
     pub applied_at: Option<f64>,
