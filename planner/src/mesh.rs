@@ -17,13 +17,70 @@ use serde_json::{Map, Value, json};
 
 use crate::instances::InstanceGraph;
 use crate::load::Model;
-use crate::plan::Record;
+use crate::record::Record;
+
+/// One Network member as configured: its interface, its overlay address and its peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub interface: String,
+    /// Its overlay address with the subnet's prefix (`10.106.103.1/24`).
+    pub address: String,
+    pub listen_port: u16,
+    /// Every other member, by host.
+    pub peers: BTreeMap<String, Peer>,
+}
+
+/// A member as another member's peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its overlay address.
+    pub address: IpAddr,
+    /// Where it is reached: its Host address and the port, when that is outside the overlay.
+    pub endpoint: Option<String>,
+    /// Seconds; 0: none.
+    pub keepalive: u16,
+}
+
+impl Member {
+    /// The member's desired spec, as the plan shows it and the provider applies it.
+    pub fn value(&self) -> Value {
+        let peers: Map<String, Value> = self
+            .peers
+            .iter()
+            .map(|(host, peer)| {
+                let mut entry = Map::new();
+                entry.insert("address".into(), json!(peer.address.to_string()));
+                if let Some(endpoint) = &peer.endpoint {
+                    entry.insert("endpoint".into(), json!(endpoint));
+                }
+                if peer.keepalive > 0 {
+                    entry.insert("keepalive".into(), json!(peer.keepalive));
+                }
+                (host.clone(), Value::Object(entry))
+            })
+            .collect();
+        json!({
+            "interface": self.interface,
+            "address": self.address,
+            "listenPort": self.listen_port,
+            "key": KEY_KEPT,
+            "boot": true,
+            "up": true,
+            "peers": peers,
+        })
+    }
+
+    /// Its overlay address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.address.split('/').next()?.parse().ok()
+    }
+}
 
 /// The desired specs of a Network's instances, and which members nimbus reaches through it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Mesh {
-    /// By instance address (`Network/NAME@HOST`): the spec, or why it cannot be planned.
-    pub specs: BTreeMap<String, Result<Value, String>>,
+    /// By instance address (`Network/NAME@HOST`): the member, or why it cannot be planned.
+    pub members: BTreeMap<String, Result<Member, String>>,
     /// By Network name: the members whose SSH path crosses the mesh (an overlay address, or
     /// a bastion with one): changes there are confirmed or reverted.
     pub through: BTreeMap<String, Vec<String>>,
@@ -34,12 +91,11 @@ pub struct Mesh {
 impl Mesh {
     /// The overlay address of `host` in the Network `network`, when planned.
     pub fn address_of(&self, network: &str, host: &str) -> Option<IpAddr> {
-        let spec = self
-            .specs
+        self.members
             .get(&format!("Network/{network}@{host}"))?
             .as_ref()
-            .ok()?;
-        address_in(spec)
+            .ok()?
+            .ip()
     }
 }
 
@@ -76,7 +132,7 @@ pub fn plan(
     model: &Model,
     graph: &InstanceGraph,
     records: &HashMap<&str, &Record>,
-    observed: &HashMap<String, crate::plan::Observed>,
+    observed: &HashMap<String, crate::record::Observed>,
 ) -> Mesh {
     let hosts = model.hosts_by_name();
     let mut mesh = Mesh::default();
@@ -94,7 +150,7 @@ pub fn plan(
         let rolled_back: HashMap<&str, IpAddr> = members
             .iter()
             .filter_map(|m| {
-                let crate::plan::Observed::Present(seen) =
+                let crate::record::Observed::Present(seen) =
                     observed.get(&format!("Network/{name}@{m}"))?
                 else {
                     return None;
@@ -139,7 +195,7 @@ pub fn plan(
         for member in &members {
             let address = format!("Network/{name}@{member}");
             let Some(own) = addresses.get(*member) else {
-                mesh.specs.insert(
+                mesh.members.insert(
                     address,
                     Err(format!(
                         "no address is left in {} for {member}: give the Network a larger `subnet`",
@@ -148,32 +204,29 @@ pub fn plan(
                 );
                 continue;
             };
-            let mut peers = Map::new();
-            for peer in members.iter().filter(|p| *p != member) {
-                let Some(peer_address) = addresses.get(*peer) else {
-                    continue;
-                };
-                let mut entry = Map::new();
-                entry.insert("address".into(), json!(peer_address.to_string()));
-                if let Some(endpoint) = endpoint(peer) {
-                    entry.insert("endpoint".into(), json!(endpoint));
-                }
-                if keepalive > 0 {
-                    entry.insert("keepalive".into(), json!(keepalive));
-                }
-                peers.insert((*peer).to_owned(), Value::Object(entry));
-            }
-            mesh.specs.insert(
+            let peers = members
+                .iter()
+                .filter(|p| *p != member)
+                .filter_map(|peer| {
+                    let address = *addresses.get(*peer)?;
+                    Some((
+                        (*peer).to_owned(),
+                        Peer {
+                            address,
+                            endpoint: endpoint(peer),
+                            keepalive,
+                        },
+                    ))
+                })
+                .collect();
+            mesh.members.insert(
                 address,
-                Ok(json!({
-                    "interface": interface,
-                    "address": format!("{own}/{}", network.subnet.prefix),
-                    "listenPort": port,
-                    "key": KEY_KEPT,
-                    "boot": true,
-                    "up": true,
-                    "peers": peers,
-                })),
+                Ok(Member {
+                    interface: interface.clone(),
+                    address: format!("{own}/{}", network.subnet.prefix),
+                    listen_port: port,
+                    peers,
+                }),
             );
         }
     }

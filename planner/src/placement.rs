@@ -8,7 +8,7 @@ use nimbus_schemas::{Bytes, Cpu, Placement as Where, Spec, WorkloadSpec};
 use serde_json::Value;
 
 use crate::load::Model;
-use crate::plan::Record;
+use crate::record::Record;
 use crate::scheduler::{Fixed, HostRoom, Placement, Request, schedule};
 use crate::tree::Segment;
 

@@ -3,7 +3,7 @@
 //!
 //! Pure: the caller hands in what was observed and recorded; nothing here reads anything.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nimbus_schemas::{Kind, Spec};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::instances::InstanceGraph;
 use crate::load::Model;
+use crate::resolve::Resolution;
 
 /// The version of the JSON plan format (docs/plan-format.md).
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -65,49 +66,11 @@ impl Action {
     }
 }
 
-/// What nimbus recorded about an instance the last time it applied it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub address: String,
-    pub kind: Kind,
-    /// The spec last applied.
-    pub applied: Value,
-    /// Created or imported by nimbus: only such instances are ever deleted.
-    pub owned: bool,
-    /// `nimbus.dev/protect: "true"` when last applied: never deleted or replaced.
-    pub protected: bool,
-    /// `nimbus.dev/prune: "false"` when last applied: left in place when removed from git.
-    pub keep_on_removal: bool,
-    /// What it depended on when last applied, so that deletes run in reverse order even
-    /// after its manifest is gone.
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    /// The provider that applied it; empty in state written before providers were recorded.
-    #[serde(default)]
-    pub provider: String,
-    /// What its provider reported when it was applied (a Host's facts, an image id).
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub outputs: Value,
-    /// Why the apply that created it failed, when it failed having made something (a
-    /// Deployment whose rollout failed): the next plan replaces it, as Terraform replaces a
-    /// tainted resource, and removing its manifest deletes what was made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tainted: Option<String>,
-}
-
-/// What a provider saw of an instance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Observed {
-    /// It exists, with this spec (normalised by the provider).
-    Present(Value),
-    /// It does not exist.
-    Absent,
-    /// Not observed, and why: the target could not be reached or asked. Such an instance is
-    /// not planned (the plan names it); with no refresh at all (no entry), the recorded spec
-    /// stands in.
-    Unknown(String),
-}
-
+pub use crate::record::{Observed, Record};
+pub use crate::resolve::{
+    SECRET_FILE_MODE, UNRESOLVED_SECRET, apply_defaults, desired_spec, pointer_mut,
+    secret_references,
+};
 pub use crate::rules::{KindSchema, ProviderSchema, Rules};
 
 /// One field that differs, by dotted path (`disk.image`, `env.LOG_LEVEL`, `ports[0]`).
@@ -325,105 +288,6 @@ pub struct PlanInput<'a> {
     pub secrets: &'a HashMap<String, Result<String, String>>,
 }
 
-/// The fingerprint of a secret that could not be decrypted: such an instance plans as a
-/// change, and applying it fails with the reason.
-pub const UNRESOLVED_SECRET: &str = "(cannot decrypt)";
-
-/// Where a spec refers to secrets: (location in the spec, reference). A File's `secret` stands
-/// for its `content`; elsewhere (`env.KEY`, `cloudInit`) an object `{secret: NAME}` is the
-/// location.
-pub fn secret_references(kind: Kind, spec: &Value) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    if kind == Kind::File {
-        if let Some(reference) = spec["secret"].as_str() {
-            found.push(("content".to_owned(), reference.to_owned()));
-        }
-        return found;
-    }
-    fn walk(path: &str, value: &Value, found: &mut Vec<(String, String)>) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::String(reference)) = map.get("secret") {
-                    found.push((path.to_owned(), reference.clone()));
-                    return;
-                }
-                for (key, child) in map {
-                    let next = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    walk(&next, child, found);
-                }
-            }
-            Value::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    walk(&format!("{path}[{i}]"), child, found);
-                }
-            }
-            _ => {}
-        }
-    }
-    walk("", spec, &mut found);
-    found
-}
-
-/// Puts each secret's fingerprint into the desired spec, at its location: a File's content
-/// becomes `{"fingerprint": ...}`, an `{secret: NAME}` object gains `"fingerprint"`. Returns
-/// the locations, and the first reason a reference could not be decrypted.
-fn attach_fingerprints(
-    kind: Kind,
-    desired: &mut Value,
-    secrets: &HashMap<String, Result<String, String>>,
-) -> (Vec<String>, Option<String>) {
-    let references = secret_references(kind, desired);
-    let mut problem = None;
-    let mut locations = Vec::new();
-    for (location, reference) in references {
-        let fingerprint = match secrets.get(&reference) {
-            Some(Ok(fingerprint)) => fingerprint.clone(),
-            Some(Err(e)) => {
-                problem.get_or_insert_with(|| e.clone());
-                UNRESOLVED_SECRET.to_owned()
-            }
-            None => {
-                problem.get_or_insert_with(|| format!("secret `{reference}` was not resolved"));
-                UNRESOLVED_SECRET.to_owned()
-            }
-        };
-        let value = serde_json::json!(fingerprint);
-        if kind == Kind::File && location == "content" {
-            desired["content"] = serde_json::json!({ "fingerprint": value });
-        } else if let Some(Value::Object(map)) = pointer_mut(desired, &location) {
-            map.insert("fingerprint".into(), value);
-        }
-        locations.push(location);
-    }
-    (locations, problem)
-}
-
-/// The value at a dotted path with `[i]` indices.
-pub fn pointer_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
-    let mut current = value;
-    for part in path.split('.') {
-        let (key, indices) = match part.find('[') {
-            Some(at) => (&part[..at], &part[at..]),
-            None => (part, ""),
-        };
-        if !key.is_empty() {
-            current = current.get_mut(key)?;
-        }
-        for index in indices
-            .split(['[', ']'])
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| s.parse::<usize>().ok())
-        {
-            current = current.get_mut(index)?;
-        }
-    }
-    Some(current)
-}
-
 /// Field changes under a secret's location are one sensitive change of that location:
 /// `~ content: (sensitive value changed)`.
 fn fold_secret_fields(fields: Vec<FieldChange>, locations: &[String]) -> Vec<FieldChange> {
@@ -464,27 +328,6 @@ pub enum PlanError {
         managed: usize,
         budget: String,
     },
-}
-
-/// The mode of a File whose content is a secret and whose manifest names none.
-pub const SECRET_FILE_MODE: &str = "0600";
-
-/// The spec an instance should have, as JSON.
-pub fn desired_spec(spec: &Spec) -> Value {
-    serde_json::to_value(spec).unwrap_or(Value::Null)
-}
-
-/// The defaults nimbus gives a spec beyond what it says, the same for planning and for
-/// observing: a File whose content is a secret is readable by its owner only
-/// ([`SECRET_FILE_MODE`]) unless its `mode` says otherwise, and the plan shows that mode.
-pub fn apply_defaults(spec: &Spec, desired: &mut Value) {
-    if let Spec::File(file) = spec
-        && file.secret.is_some()
-        && file.mode.is_none()
-        && let Value::Object(map) = desired
-    {
-        map.insert("mode".into(), Value::String(SECRET_FILE_MODE.into()));
-    }
 }
 
 /// A SHA-256 digest of a canonical rendering of `value`, in hex.
@@ -540,11 +383,33 @@ fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec
     }
 }
 
-/// Makes the plan. Changes come in apply order: creates and updates after what they depend
-/// on, deletes before what they depend on (reverse order), each group stable by address.
+/// Makes the plan: resolves every instance's desired state ([`crate::resolve`]) and plans
+/// against it. Changes come in apply order: creates and updates after what they depend on,
+/// deletes before what they depend on (reverse order), each group stable by address.
 pub fn plan(
     model: &Model,
     graph: &InstanceGraph,
+    input: &PlanInput<'_>,
+) -> Result<Plan, PlanError> {
+    let mut resolution = crate::resolve::resolve(
+        model,
+        graph,
+        &crate::resolve::ResolveInput {
+            records: input.records,
+            sources: input.sources,
+            secrets: input.secrets,
+        },
+    );
+    resolution.settle(model, graph, input.records, input.observed);
+    plan_resolved(model, graph, &resolution, input)
+}
+
+/// Makes the plan from desired states already resolved (the same the instances were observed
+/// against).
+pub fn plan_resolved(
+    model: &Model,
+    graph: &InstanceGraph,
+    resolution: &Resolution,
     input: &PlanInput<'_>,
 ) -> Result<Plan, PlanError> {
     let records: HashMap<&str, &Record> = input
@@ -554,8 +419,6 @@ pub fn plan(
         .collect();
     let mut changes: Vec<Change> = Vec::new();
     let mut unobserved: Vec<Unobserved> = Vec::new();
-    // Tenants without a cluster: their Workloads are containers on single hosts.
-    let standalone = crate::placement::standalone_tenants(model);
     let order = graph.order();
 
     // Which instances the plan may touch: all, or the targets and what they depend on.
@@ -593,12 +456,6 @@ pub fn plan(
         Some(chosen)
     };
 
-    // Where the scheduler places what names no fixed host.
-    let placements = crate::placement::placements(model, &records);
-    // Each Network member's interface, address and peers.
-    let mesh = crate::mesh::plan(model, graph, &records, input.observed);
-    // Built on the first Cluster met, once.
-    let mut host_index: Option<crate::topology::HostIndex<'_>> = None;
     for &i in &order {
         if selected.as_ref().is_some_and(|s| !s.contains(&i)) {
             continue;
@@ -606,81 +463,14 @@ pub fn plan(
         let instance = &graph.instances[i];
         let document = instance.document;
         let spec = &model.documents[document].resource.spec;
-        // The plan carries the desired spec as written, for apply; comparisons use the
+        // The plan carries the desired state as resolved, for apply; comparisons use the
         // provider's normal form of both sides.
-        let mut desired = desired_spec(spec);
-        if let Spec::File(file) = spec
-            && file.content.is_none()
-            && let Some(text) = file
-                .source
-                .as_deref()
-                .and_then(|path| input.sources.get(path.trim_start_matches("./")))
-            && let Value::Object(map) = &mut desired
-        {
-            map.insert("content".into(), Value::String(text.clone()));
-        }
-        apply_defaults(spec, &mut desired);
-        // A Cluster carries the nodes its selectors resolve to: who is a manager, who a
-        // worker, with which labels; providers compare and apply them.
-        if let Spec::Cluster(cluster) = spec
-            && let Value::Object(map) = &mut desired
-        {
-            let mut nodes = host_index
-                .get_or_insert_with(|| crate::topology::HostIndex::new(model))
-                .cluster_nodes(cluster);
-            // On a Network, the nodes advertise their overlay addresses.
-            if let Some(network) = &cluster.network {
-                for node in &mut nodes {
-                    if let Some(ip) = mesh.address_of(network, &node.host) {
-                        node.address = ip.to_string();
-                    }
-                }
-            }
-            map.insert(
-                "nodes".into(),
-                crate::topology::nodes_value(&nodes, cluster.network.is_some()),
-            );
-            // A k3s cluster's binary: its own, else the Repository's (a new one there is an
-            // upgrade of every cluster that uses it).
-            if cluster.cluster_type == nimbus_schemas::ClusterType::K3s
-                && cluster.k3s.is_none()
-                && let Some(k3s) = model.repository().and_then(|d| match &d.resource.spec {
-                    Spec::Repository(r) => r.k3s.as_ref(),
-                    _ => None,
-                })
-            {
-                map.insert(
-                    "k3s".into(),
-                    serde_json::to_value(k3s).unwrap_or(Value::Null),
-                );
-            }
-        }
-        // A Network member carries its address and peers; one left without an address is not
-        // planned.
-        let mut mesh_problem = None;
-        match mesh.specs.get(&instance.address) {
-            Some(Ok(spec)) => desired = spec.clone(),
-            Some(Err(reason)) => mesh_problem = Some(reason.clone()),
-            None => {}
-        }
-        // A placed instance carries its host; one that fits nowhere is not planned. A
-        // container pinned to its one host carries it too: the host it lives on is part of
-        // what it is, so that a move is a replace whose delete runs where it was.
-        let placement = placements.get(&instance.address);
-        if let Some(crate::scheduler::Placement::On { host, .. }) = placement
-            && let Value::Object(map) = &mut desired
-        {
-            map.insert("host".into(), Value::String(host.clone()));
-        } else if let Spec::Workload(workload) = spec
-            && let Some([host]) = workload.placement.as_ref().map(|p| p.hosts.as_slice())
-            && nimbus_schemas::Address::tenant_of(&instance.address)
-                .is_some_and(|tenant| standalone.contains(tenant.as_str()))
-            && let Value::Object(map) = &mut desired
-        {
-            map.insert("host".into(), Value::String(host.clone()));
-        }
-        let (secret_locations, secret_problem) =
-            attach_fingerprints(instance.kind, &mut desired, input.secrets);
+        let Some(resolved) = resolution.get(&instance.address) else {
+            continue;
+        };
+        let desired = resolved.value();
+        let secret_locations = resolved.secret_locations();
+        let placement = resolved.placement.as_ref();
         let schema = input.rules.get(&instance.provider, instance.kind);
         let mut comparable = desired.clone();
         schema.normalize(&mut comparable);
@@ -884,7 +674,7 @@ pub fn plan(
         };
         // A secret that cannot be decrypted leaves the instance unknown: it is not planned,
         // whatever the target shows, and the run fails with the reason.
-        let change = match secret_problem {
+        let change = match resolved.secret_problem() {
             Some(problem) => {
                 let help = if problem.contains("--identity") {
                     String::new()
@@ -908,9 +698,9 @@ pub fn plan(
             }
             _ => change,
         };
-        let change = match mesh_problem {
+        let change = match resolved.member_problem() {
             Some(reason) => Change {
-                error: Some(reason),
+                error: Some(reason.to_owned()),
                 ..change
             },
             None => change,
@@ -983,13 +773,13 @@ pub fn plan(
     let changes = order_deletes_first(changes, input.records);
     let changes = keep_volumes_with_data(changes, input);
     let changes = vm_restarts(changes);
-    let changes = confirm_or_revert(changes, &mesh);
+    let changes = confirm_or_revert(changes, &resolution.mesh);
     let changes = redact(changes, input.rules);
     check_deletion_budget(model, input, &changes)?;
     let observed_fingerprint = fingerprint(&input.observed.iter().collect::<BTreeMap<_, _>>());
     // Containers of tenants without a cluster publish on their host, without a routing mesh.
     let changes = refuse_without_kvm(changes, &records);
-    let mut notes = ingress_warnings(&changes, &standalone);
+    let mut notes = ingress_warnings(&changes, &resolution.standalone);
     notes.extend(tcg_warnings(&changes, &records));
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
@@ -1191,11 +981,11 @@ fn tcg_warnings(changes: &[Change], records: &HashMap<&str, &Record>) -> Vec<Str
 
 /// Swarm services that publish in `ingress` mode (Docker's default) answer only where the
 /// nodes' kernel has IPVS: each such change says so.
-fn ingress_warnings(changes: &[Change], standalone: &HashSet<&str>) -> Vec<String> {
+fn ingress_warnings(changes: &[Change], standalone: &BTreeSet<String>) -> Vec<String> {
     changes
         .iter()
         .filter(|c| c.kind == Kind::Workload && c.provider == crate::rules::DOCKER)
-        .filter(|c| !nimbus_schemas::Address::tenant_of(&c.address).is_some_and(|t| standalone.contains(t.as_str())))
+        .filter(|c| !nimbus_schemas::Address::tenant_of(&c.address).is_some_and(|t| standalone.contains(&t)))
         .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
         .filter_map(|c| {
             let ports = c.after.as_ref()?.get("ports")?.as_array()?;

@@ -23,7 +23,7 @@ use nimbus_providers::ssh::Pool;
 use nimbus_providers::{
     Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError, Unavailable,
 };
-use nimbus_schemas::{ClusterType, Kind, Spec, WorkloadSpec};
+use nimbus_schemas::{ClusterType, Kind, WorkloadSpec};
 use serde_json::{Value, json};
 
 use engine::{Engines, failed, is_missing, labelled};
@@ -92,23 +92,14 @@ pub fn configure(context: &Context<'_>, pool: &Result<Arc<Pool>, String>) -> Arc
         Ok(pool) => Arc::clone(pool),
         Err(reason) => return unavailable(reason.clone()),
     };
-    let mut clusters = BTreeMap::new();
-    let mut tenants = BTreeMap::new();
-    let hosts = nimbus_planner::topology::HostIndex::new(context.model);
-    for document in &context.model.documents {
-        match &document.resource.spec {
-            Spec::Cluster(cluster) if cluster.cluster_type == ClusterType::DockerSwarm => {
-                clusters.insert(
-                    document.resource.name().to_owned(),
-                    hosts.cluster_nodes(cluster),
-                );
-            }
-            Spec::Tenant(tenant) => {
-                tenants.insert(document.resource.name().to_owned(), tenant.cluster.clone());
-            }
-            _ => {}
-        }
-    }
+    let clusters = context
+        .topology
+        .clusters
+        .iter()
+        .filter(|(_, cluster)| cluster.cluster_type == ClusterType::DockerSwarm)
+        .map(|(name, cluster)| (name.clone(), cluster.nodes.clone()))
+        .collect();
+    let tenants = context.topology.tenants.clone();
     match Engines::new(pool) {
         Ok(engines) => Arc::new(DockerProvider {
             engines,

@@ -355,12 +355,14 @@ impl Clusters {
         desired: &Value,
     ) -> Result<Option<Value>, ProviderError> {
         let cluster = address.trim_start_matches("Cluster/");
-        // The manifest's spec alone (a refresh): its nodes and binary as the plan has them.
+        // The manifest's spec alone (a check of its own): its nodes and binary as the plan has
+        // them, on a Network with their overlay addresses.
         let mut desired = desired.clone();
         if desired.get("nodes").is_none_or(Value::is_null)
             && let Some(nodes) = self.nodes.get(cluster)
         {
-            desired["nodes"] = nimbus_planner::topology::nodes_value(nodes, false);
+            let on_network = desired.get("network").is_some_and(Value::is_string);
+            desired["nodes"] = nimbus_planner::topology::nodes_value(nodes, on_network);
         }
         if desired.get("k3s").is_none_or(Value::is_null)
             && let Some(source) = self.sources.get(cluster)

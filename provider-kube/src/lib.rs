@@ -56,7 +56,7 @@ pub fn configure(
     pool: &Result<std::sync::Arc<nimbus_providers::ssh::Pool>, String>,
     force_conflicts: bool,
 ) -> std::sync::Arc<dyn Provider> {
-    use nimbus_schemas::{ClusterType, Spec};
+    use nimbus_schemas::ClusterType;
     let pool = match pool {
         Ok(pool) => std::sync::Arc::clone(pool),
         Err(reason) => {
@@ -67,66 +67,40 @@ pub fn configure(
             });
         }
     };
-    let hosts = nimbus_planner::topology::HostIndex::new(context.model);
-    let repository_k3s = context
-        .model
-        .repository()
-        .and_then(|d| match &d.resource.spec {
-            Spec::Repository(r) => r.k3s.clone(),
-            _ => None,
-        });
-    let (mut clusters, mut tenants, mut files) =
+    let topology = context.topology;
+    let (mut clusters, mut sources, mut files) =
         (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-    let mut sources = BTreeMap::new();
-    for document in &context.model.documents {
-        match &document.resource.spec {
-            Spec::Cluster(cluster) if cluster.cluster_type == ClusterType::K3s => {
-                clusters.insert(
-                    document.resource.name().to_owned(),
-                    hosts.cluster_nodes(cluster),
-                );
-                let source = cluster.k3s.as_ref().or(repository_k3s.as_ref());
-                if let Some(source) = source {
-                    sources.insert(
-                        document.resource.name().to_owned(),
-                        k3s::Source {
-                            source: source.source.clone(),
-                            sha256: source.sha256.to_ascii_lowercase(),
-                        },
-                    );
-                }
-                // A binary in the repository is read now, at the revision in use.
-                if let Some(source) = source
-                    && !source.source.starts_with("http://")
-                    && !source.source.starts_with("https://")
-                {
-                    let path = source.source.trim_start_matches("./").to_owned();
-                    let read = (context.read_file)(&path)
-                        .map(std::sync::Arc::new)
-                        .map_err(|e| e.to_string());
-                    files.insert(path, read);
-                }
-            }
-            Spec::Tenant(tenant) => {
-                if let Some(cluster) = &tenant.cluster {
-                    tenants.insert(document.resource.name().to_owned(), cluster.clone());
-                }
-            }
-            _ => {}
+    for (name, cluster) in &topology.clusters {
+        if cluster.cluster_type != ClusterType::K3s {
+            continue;
+        }
+        // Its nodes as the plan has them: on a Network, with their overlay addresses.
+        clusters.insert(name.clone(), cluster.nodes.clone());
+        let Some(source) = &cluster.k3s else {
+            continue;
+        };
+        sources.insert(
+            name.clone(),
+            k3s::Source {
+                source: source.source.clone(),
+                sha256: source.sha256.to_ascii_lowercase(),
+            },
+        );
+        // A binary in the repository is read now, at the revision in use.
+        if !source.source.starts_with("http://") && !source.source.starts_with("https://") {
+            let path = source.source.trim_start_matches("./").to_owned();
+            let read = (context.read_file)(&path)
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.to_string());
+            files.insert(path, read);
         }
     }
-    let interfaces = context
-        .model
-        .documents
+    let tenants = topology
+        .tenants
         .iter()
-        .filter_map(|d| match &d.resource.spec {
-            Spec::Network(network) => Some((
-                d.resource.name().to_owned(),
-                network.interface_name(d.resource.name()),
-            )),
-            _ => None,
-        })
+        .filter_map(|(tenant, cluster)| Some((tenant.clone(), cluster.clone()?)))
         .collect();
+    let interfaces = topology.interfaces.clone();
     let mut clusters =
         k3s::Clusters::new(pool, clusters, sources, tenants, files).with_interfaces(interfaces);
     if let Some(seconds) = (context.env)(k3s::READY_TIMEOUT_ENV).and_then(|s| s.parse().ok()) {

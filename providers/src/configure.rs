@@ -1,22 +1,26 @@
 //! Building a run's providers from the Repository and the session: the SSH provider for the
 //! declared Hosts (with OpenSSH's key discovery and pinned host keys) and the Repository's
-//! plugins. The reconciler hands in what it read (the model, files of the revision, the
-//! `--identity` flag, keys recorded in state, the environment); nothing here reads git.
+//! plugins. The reconciler hands in what it read and resolved (the Repository's settings, the
+//! estate's [`Topology`], files of the revision, the `--identity` flag, keys recorded in
+//! state, the environment); nothing here reads git or the model.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_planner::Model;
-use nimbus_schemas::{Kind, Spec};
+use nimbus_planner::resolve::Topology;
+use nimbus_schemas::{Kind, RepositorySpec};
 
 use crate::plugin::{PluginProvider, PluginSpec};
 use crate::{Provider, Unavailable};
 
 /// What configuring needs from the session.
 pub struct Context<'a> {
-    pub model: &'a Model,
+    /// The Repository's settings, when it has a `nimbus.yaml`.
+    pub repository: Option<&'a RepositorySpec>,
+    /// The declared Hosts, Clusters, Tenants and Networks, as the manifests resolve them.
+    pub topology: &'a Topology,
     /// The repository's root on disk.
     pub root: &'a Path,
     /// A repository file by its path, at the revision in use.
@@ -36,13 +40,8 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn repository(&self) -> Option<&nimbus_schemas::RepositorySpec> {
-        self.model
-            .repository()
-            .and_then(|d| match &d.resource.spec {
-                Spec::Repository(r) => Some(r),
-                _ => None,
-            })
+    fn repository(&self) -> Option<&RepositorySpec> {
+        self.repository
     }
 }
 
@@ -114,12 +113,7 @@ fn known_hosts_key(context: &Context<'_>, name: &str, address: &str, port: u16) 
 /// The run's SSH connections to the declared Hosts (opened on first use), or why there is no
 /// key to log in with.
 pub fn ssh_pool(context: &Context<'_>) -> Result<Arc<crate::ssh::Pool>, String> {
-    let declares_hosts = context
-        .model
-        .documents
-        .iter()
-        .any(|d| matches!(d.resource.spec, Spec::Host(_)));
-    if !declares_hosts {
+    if context.topology.hosts.is_empty() {
         // Nothing to log in to (a repository of buckets and standalone tenants): no key needed.
         return Ok(Arc::new(crate::ssh::Pool::new(Vec::new())));
     }
@@ -127,11 +121,8 @@ pub fn ssh_pool(context: &Context<'_>) -> Result<Arc<crate::ssh::Pool>, String> 
     let repository = context.repository().cloned().unwrap_or_default();
     let timeout = repository.ssh.connect_timeout.unwrap_or(10);
     let mut targets = Vec::new();
-    for document in &context.model.documents {
-        let Spec::Host(host) = &document.resource.spec else {
-            continue;
-        };
-        let name = document.resource.name();
+    for (name, host) in &context.topology.hosts {
+        let name = name.as_str();
         let host_key = host
             .host_key
             .clone()

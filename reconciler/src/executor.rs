@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nimbus_planner::instances::InstanceGraph;
-use nimbus_planner::load::Model;
-use nimbus_planner::plan::{Action, Change, Observed, Plan, desired_spec};
+use nimbus_planner::plan::{Action, Change, Observed, Plan};
+use nimbus_planner::resolve::Resolution;
 use nimbus_providers::{ObserveRequest, ProviderError, Registry};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -678,66 +678,31 @@ pub fn target_of(address: &str) -> Option<String> {
     nimbus_schemas::Address::target_of(address)
 }
 
-/// What every provider observes of the model's instances (and of recorded instances no
-/// longer in git, with the spec they were applied with): one call per provider and target. An unreachable target leaves its
-/// instances unknown and is reported.
+/// What every provider observes of the model's instances, each against its desired state as
+/// resolved (and of recorded instances no longer in git, with the spec they were applied
+/// with): one call per provider and target. An unreachable target leaves its instances
+/// unknown and is reported.
 pub async fn observe(
-    model: &Model,
+    resolution: &Resolution,
     graph: &InstanceGraph,
-    records: &[nimbus_planner::plan::Record],
     extra: &[(String, nimbus_schemas::Kind, serde_json::Value, String)],
     registry: &Registry,
 ) -> HashMap<String, Observed> {
     let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
-    // A Network member is observed against what the plan will ask of it (address, peers).
-    let by_address: HashMap<&str, &nimbus_planner::plan::Record> =
-        records.iter().map(|r| (r.address.as_str(), r)).collect();
-    let mesh = nimbus_planner::mesh::plan(model, graph, &by_address, &HashMap::new());
-    // Where the scheduler places what names no host.
-    let placements = nimbus_planner::placement::placements(model, &by_address);
     for instance in &graph.instances {
-        let Some(provider) = registry.get(&instance.provider) else {
+        let (Some(provider), Some(desired)) = (
+            registry.get(&instance.provider),
+            resolution.get(&instance.address),
+        ) else {
             continue;
         };
-        let mut desired = match mesh.specs.get(&instance.address) {
-            Some(Ok(spec)) => spec.clone(),
-            _ => desired_spec(&model.documents[instance.document].resource.spec),
-        };
-        nimbus_planner::plan::apply_defaults(
-            &model.documents[instance.document].resource.spec,
-            &mut desired,
-        );
-        // An instance that lives on one host (a VM, a Volume, a container) is observed where
-        // state records it, else where its manifest or the scheduler puts it: a host that
-        // changed is then a replace, whose delete runs on the recorded host.
-        if matches!(
-            instance.kind,
-            nimbus_schemas::Kind::Vm
-                | nimbus_schemas::Kind::Volume
-                | nimbus_schemas::Kind::Workload
-        ) && let serde_json::Value::Object(map) = &mut desired
-        {
-            let recorded = by_address
-                .get(instance.address.as_str())
-                .and_then(|r| r.applied.get("host"))
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned);
-            let placed = match placements.get(&instance.address) {
-                Some(nimbus_planner::scheduler::Placement::On { host, .. }) => Some(host.clone()),
-                _ => None,
-            };
-            let named = map.contains_key("host");
-            if let Some(host) = recorded.or(placed.filter(|_| !named)) {
-                map.insert("host".into(), serde_json::Value::String(host));
-            }
-        }
         batches
             .entry((provider.name().to_owned(), target_of(&instance.address)))
             .or_default()
             .push(ObserveRequest {
                 address: instance.address.clone(),
                 kind: instance.kind,
-                desired: Some(desired),
+                desired: Some(desired.observing()),
             });
     }
     for (address, kind, applied, provider) in extra {

@@ -298,8 +298,12 @@ async fn providers(
         None => Err("was not resolved".to_owned()),
     };
     let env = |name: &str| std::env::var(name).ok();
+    // The estate as the plan resolves it (the same rules, the same records).
+    let topology =
+        nimbus_planner::resolve::topology_of(&loaded.checked.model, &loaded.graph, &recorded);
     let context = nimbus_providers::configure::Context {
-        model: &loaded.checked.model,
+        repository: loaded.repository(),
+        topology: &topology,
         root: &loaded.root,
         read_file: &context_files,
         identity: options
@@ -662,6 +666,17 @@ pub async fn make_plan(
     options: &PlanOptions,
     secrets: &RunSecrets,
 ) -> Result<Plan> {
+    // Each instance's desired state, resolved once: observed against, then planned.
+    let model = &loaded.checked.model;
+    let mut resolution = nimbus_planner::resolve::resolve(
+        model,
+        &loaded.graph,
+        &nimbus_planner::resolve::ResolveInput {
+            records,
+            sources: &loaded.sources,
+            secrets: &secrets.fingerprints,
+        },
+    );
     let mut observed: HashMap<String, Observed> = if options.refresh && !registry.is_empty() {
         // Recorded instances no longer in git are observed as they were applied.
         let extra: Vec<(String, Kind, serde_json::Value, String)> = records
@@ -676,14 +691,7 @@ pub async fn make_plan(
                 )
             })
             .collect();
-        executor::observe(
-            &loaded.checked.model,
-            &loaded.graph,
-            records,
-            &extra,
-            registry,
-        )
-        .await
+        executor::observe(&resolution, &loaded.graph, &extra, registry).await
     } else {
         HashMap::new()
     };
@@ -713,7 +721,8 @@ pub async fn make_plan(
         sources: &loaded.sources,
         secrets: &secrets.fingerprints,
     };
-    let plan = plan::plan(&loaded.checked.model, &loaded.graph, &input)
+    resolution.settle(model, &loaded.graph, records, &observed);
+    let plan = plan::plan_resolved(model, &loaded.graph, &resolution, &input)
         .map_err(|e| miette::miette!("{e}"))?;
     tracing::info!(
         create = plan.count(Action::Create),

@@ -341,7 +341,16 @@ async fn observation_is_one_call_per_target() {
     }
     let provider = Arc::new(MemoryProvider::new());
     let registry = Registry::new().with(provider.clone());
-    let observed = nimbus::executor::observe(&checked.model, &graph, &[], &[], &registry).await;
+    let resolution = nimbus_planner::resolve::resolve(
+        &checked.model,
+        &graph,
+        &nimbus_planner::resolve::ResolveInput {
+            records: &[],
+            sources: &Default::default(),
+            secrets: &Default::default(),
+        },
+    );
+    let observed = nimbus::executor::observe(&resolution, &graph, &[], &registry).await;
     assert_eq!(observed.len(), graph.instances.len());
     assert!(
         observed
