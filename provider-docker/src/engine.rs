@@ -51,7 +51,7 @@ pub fn is_missing(error: &bollard::errors::Error) -> bool {
 /// Whether an object's labels say nimbus made it for `address` (`dev.nimbus.address`).
 pub fn labelled(address: &str, labels: Option<&HashMap<String, String>>) -> bool {
     labels
-        .and_then(|l| l.get(crate::service::ADDRESS_LABEL))
+        .and_then(|l| l.get(crate::labels::ADDRESS_LABEL))
         .is_some_and(|a| a == address)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod engine;
+pub mod labels;
 pub mod secrets;
 pub mod service;
 pub mod swarm;

@@ -13,7 +13,7 @@ use nimbus_providers::ProviderError;
 use serde_json::Value;
 
 use crate::engine::failed;
-use crate::service::{ADDRESS_LABEL, MANAGED_LABEL};
+use crate::labels::{ADDRESS_LABEL, MANAGED_LABEL};
 
 /// The label that records which value a Docker secret holds: the keyed fingerprint, as state
 /// records it (never the value, nor a plain hash of it).

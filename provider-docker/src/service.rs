@@ -25,9 +25,7 @@ use serde_json::{Value, json};
 use crate::engine::failed;
 use crate::secrets::EnvSecret;
 
-/// Labels nimbus puts on what it creates.
-pub const ADDRESS_LABEL: &str = "dev.nimbus.address";
-pub const MANAGED_LABEL: &str = "dev.nimbus.managed-by";
+pub use crate::labels::{ADDRESS_LABEL, MANAGED_LABEL};
 
 /// The service of a Workload (`Workload/acme/api` is `acme_api`).
 pub fn service_name(address: &str) -> String {
@@ -66,7 +64,7 @@ fn constraints_of(spec: &WorkloadSpec) -> Result<Vec<String>, String> {
         .collect();
     match placement.hosts.as_slice() {
         [] => {}
-        [host] => out.push(format!("node.labels.{}=={host}", crate::swarm::HOST_LABEL)),
+        [host] => out.push(format!("node.labels.{}=={host}", crate::labels::HOST_LABEL)),
         _ => {
             return Err(
                 "placement names several hosts: a Swarm service takes one (or use a selector)"

@@ -20,8 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::engine::{Engines, failed};
 
-/// The node label naming the Host a node is.
-pub const HOST_LABEL: &str = "dev.nimbus.host";
+pub use crate::labels::HOST_LABEL;
 
 /// What a host's engine says of its own swarm membership.
 struct Membership {

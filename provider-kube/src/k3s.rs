@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use nimbus_planner::topology::ClusterNode;
 use nimbus_providers::ProviderError;
-use nimbus_providers::hosts::{
-    remove_service_script, service_script, sha256_hex, shell_quote, systemd_escape,
-};
+use nimbus_providers::hosts::{remove_service_script, service_script};
+use nimbus_providers::quote::{shell_quote, systemd_quote};
+use nimbus_providers::sha256_hex;
 use nimbus_providers::ssh::{Pool, SshSession};
 use serde_json::{Value, json};
 
@@ -878,18 +878,6 @@ fn unit_text(marker: &Value, unit: &str, flags: &[String], with_token: bool) -> 
          WantedBy=multi-user.target\n",
         command.join(" ")
     )
-}
-
-/// A word of a systemd command line: as it is when plain, else quoted and escaped.
-fn systemd_quote(word: &str) -> String {
-    if word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c))
-    {
-        word.to_owned()
-    } else {
-        format!("\"{}\"", systemd_escape(word))
-    }
 }
 
 /// The last lines of a unit's journal, for a failure's message.

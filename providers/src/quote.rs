@@ -12,6 +12,19 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// A word of a systemd command line: as it is when plain, else quoted and escaped
+/// ([`systemd_escape`]).
+pub fn systemd_quote(word: &str) -> String {
+    if word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("\"{}\"", systemd_escape(word))
+    }
+}
+
 /// A word of a systemd command line, escaped for use inside `"..."`: `\` and `"` escaped,
 /// `%` and `$` doubled (else systemd expands them as specifiers and variables), and every
 /// control character (a newline would end the directive) as a C escape `\xNN`, which systemd

@@ -89,7 +89,26 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 }
 
 pub fn run(args: ReconcileArgs) -> Result<i32> {
-    crate::daemon::run(args)
+    crate::daemon::run(args.into())
+}
+
+impl From<ReconcileArgs> for crate::daemon::Settings {
+    fn from(args: ReconcileArgs) -> Self {
+        crate::daemon::Settings {
+            repo: args.repo,
+            branch: args.branch,
+            interval: args.interval,
+            drift_interval: args.drift_interval,
+            listen: args.listen,
+            webhook_secret_file: args.webhook_secret_file,
+            token_file: args.token_file,
+            workdir: args.workdir,
+            cache: args.cache,
+            known_hosts: args.known_hosts,
+            ssh_key: args.ssh_key,
+            identity: args.identity,
+        }
+    }
 }
 
 #[cfg(test)]

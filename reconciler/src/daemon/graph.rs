@@ -14,7 +14,7 @@ use nimbus_schemas::Kind;
 use super::estate::{Estate, Health, InstanceView};
 use maud::{Markup, html};
 
-use super::page::resource_href;
+use super::links::resource_href;
 
 /// A tenant with more workloads than this is drawn as one node with counts.
 pub const TENANT_FOLD: usize = 6;

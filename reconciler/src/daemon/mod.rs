@@ -6,6 +6,7 @@
 pub mod estate;
 pub mod graph;
 mod http;
+mod links;
 pub mod page;
 pub mod status;
 pub mod webhook;
@@ -20,7 +21,6 @@ use nimbus_planner::plan::Action;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::commands::reconcile::ReconcileArgs;
 use crate::engine::{self, PlanOptions};
 use crate::ops::{Session, SessionOptions};
 use crate::render::problems_text;
@@ -57,12 +57,41 @@ impl Source {
     }
 }
 
-pub fn run(args: ReconcileArgs) -> Result<i32> {
+/// What the daemon is told to do: the command line's `nimbus reconcile` flags, as the daemon
+/// takes them (the command converts its arguments; tests and embedders make one directly).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The config repository: a URL fetched into a cache, or a local git repository.
+    pub repo: String,
+    pub branch: String,
+    /// How often to fetch (jittered by up to a tenth).
+    pub interval: Duration,
+    /// How often to observe and correct drift.
+    pub drift_interval: Duration,
+    /// Where the HTTP endpoints listen.
+    pub listen: String,
+    /// The webhook secret's file; none: webhooks are refused.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The bearer token's file; none: the pages are open.
+    pub token_file: Option<PathBuf>,
+    /// Where state and the in-memory provider live.
+    pub workdir: PathBuf,
+    /// Where remote repositories are mirrored.
+    pub cache: Option<PathBuf>,
+    /// For an ssh:// remote: the known_hosts file that pins the git server's key.
+    pub known_hosts: Option<PathBuf>,
+    /// For an ssh:// remote: the private key to log in with.
+    pub ssh_key: Option<PathBuf>,
+    /// The identity that decrypts secrets (and, an SSH key, logs in to hosts).
+    pub identity: Option<PathBuf>,
+}
+
+pub fn run(args: Settings) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(daemon(args))
 }
 
-async fn daemon(args: ReconcileArgs) -> Result<i32> {
+async fn daemon(args: Settings) -> Result<i32> {
     let source = if args.repo.contains("://") {
         let cache = args
             .cache
@@ -255,7 +284,7 @@ fn jitter_fraction() -> f64 {
 /// Validates, plans and applies `commit`; with `drift`, the applied revision again, counting
 /// what had drifted.
 async fn reconcile(
-    args: &ReconcileArgs,
+    args: &Settings,
     source: &Arc<Source>,
     commit: &str,
     status: &Mutex<Status>,
@@ -327,7 +356,7 @@ async fn test_pause(phase: &str) {
 /// Ok(succeeded) when the commit was planned and applied; Err(diagnostics) when it does not
 /// validate or cannot be planned (nothing is applied).
 async fn apply_commit(
-    args: &ReconcileArgs,
+    args: &Settings,
     source: &Arc<Source>,
     commit: &str,
     status: &Mutex<Status>,

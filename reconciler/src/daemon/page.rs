@@ -18,44 +18,10 @@ use nimbus_planner::plan::{KindSchema, Rules};
 use serde_json::Value;
 
 use super::estate::{Estate, Health, InstanceView};
+pub use super::links::{decode, resource_href};
 use super::status::Status;
 use crate::gitsource::CommitInfo;
 use crate::state::{ResourceResult, RunRow, StoredResource};
-
-/// The link to an instance's page.
-pub fn resource_href(address: &str) -> String {
-    let mut out = String::from("/resource/");
-    for byte in address.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/@._-".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
-
-/// Undoes percent-encoding in a path.
-pub fn decode(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(byte) = std::str::from_utf8(&bytes[i + 1..(i + 3).min(bytes.len())])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// "3 minutes ago", from Unix seconds.
 pub fn ago(now: f64, then: f64) -> String {

@@ -12,6 +12,8 @@ mod sshd;
 
 #[path = "../agent_bed.rs"]
 mod agent_bed;
+#[path = "../architecture.rs"]
+mod architecture;
 #[path = "../cli_agent.rs"]
 mod cli_agent;
 #[path = "../cli_bed.rs"]

@@ -10,7 +10,7 @@ use nimbus_planner::plan::{Action, Change, KindSchema, Observed};
 use nimbus_schemas::{Bytes, Kind, VolumeType};
 use serde_json::{Value, json};
 
-use crate::hosts::shell_quote;
+use crate::quote::shell_quote;
 use crate::ssh::SshSession;
 use crate::{Applied, ProviderError};
 

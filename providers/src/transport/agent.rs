@@ -323,7 +323,7 @@ impl Installer {
     pub fn of(binary: std::path::PathBuf) -> Result<Installer, ProviderError> {
         let bytes = std::fs::read(&binary)
             .map_err(|e| ProviderError::Failed(format!("cannot read {}: {e}", binary.display())))?;
-        let sha256 = crate::hosts::sha256_hex(&bytes);
+        let sha256 = crate::sha256_hex(&bytes);
         Ok(Installer { binary, sha256 })
     }
 

@@ -17,7 +17,7 @@ use nimbus_schemas::{Kind, VmRuntime, VmSpec};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::hosts::shell_quote;
+use crate::quote::shell_quote;
 use crate::ssh::SshSession;
 use crate::{Applied, ProviderError};
 
@@ -230,7 +230,7 @@ pub fn mac_of(name: &str) -> String {
 }
 
 fn hex_digest(text: &str) -> String {
-    crate::hosts::sha256_hex(text.as_bytes())
+    crate::sha256_hex(text.as_bytes())
 }
 
 /// The unit's lines that plug the tap into the bridge before qemu starts (the bridge made,
@@ -249,7 +249,7 @@ fn tap_lines(name: &str, bridge: &str) -> String {
 pub(crate) fn unit(name: &str, args: &[String], bridge: Option<&str>) -> String {
     let quoted: Vec<String> = args
         .iter()
-        .map(|a| format!("\"{}\"", crate::hosts::systemd_escape(a)))
+        .map(|a| format!("\"{}\"", crate::quote::systemd_escape(a)))
         .collect();
     format!(
         "[Unit]\nDescription=nimbus: VM {name}\nAfter=network.target\n\n[Service]\n{}ExecStart={}\nRestart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n",

@@ -1,0 +1,3 @@
+//! Compute: VMs under systemd on their host, qemu or cloud-hypervisor ([`vm`]).
+
+pub mod vm;
