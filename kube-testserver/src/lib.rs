@@ -4,5 +4,8 @@
 //! up in parts, each checked against the Kubernetes documentation and against clients no one
 //! here wrote: the server-side apply rules ([`ssa`]) and the HTTP API over them ([`server`]).
 
+mod catalogue;
+mod checks;
+mod config;
 pub mod server;
 pub mod ssa;

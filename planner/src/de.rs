@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
-use crate::diagnostics::did_you_mean;
+use crate::diagnostics::{FileId, Label, Problem, did_you_mean};
 use crate::tree::{ByteSpan, Key, Node, Value, camel_to_kebab, kebab_to_camel};
 
 /// What kind of problem a deserialization error is; it picks the diagnostic code.
@@ -394,4 +394,55 @@ impl<'de> de::MapAccess<'de> for MapAccess<'de> {
         })
         .map_err(|e| e.at(node.span).within(key.name.clone()))
     }
+}
+
+/// A deserialization error as a problem. `section` is `spec` or `metadata`; `owner` names
+/// the resource (`Host/web-1`, or just the kind when the name is unknown).
+pub(crate) fn de_problem(
+    error: DeError,
+    file: FileId,
+    fallback: ByteSpan,
+    section: &str,
+    owner: &str,
+) -> Problem {
+    let code = match error.kind {
+        ErrorKind::InvalidType => "nimbus::manifest::invalid_type",
+        ErrorKind::InvalidValue => "nimbus::manifest::invalid_value",
+        ErrorKind::MissingField => "nimbus::manifest::missing_field",
+        ErrorKind::UnknownField => "nimbus::manifest::unknown_field",
+    };
+    let mut field = section.to_owned();
+    for segment in &error.path {
+        if !segment.starts_with('[') {
+            field.push('.');
+        }
+        field.push_str(segment);
+    }
+    let help = error.help.clone().or_else(|| match error.kind {
+        ErrorKind::MissingField => Some(format!(
+            "add it to `{field}`; docs/manifests.md lists every kind's fields"
+        )),
+        ErrorKind::InvalidType => Some("docs/manifests.md gives the type of every field".into()),
+        _ => None,
+    });
+    let (message, label) = match error.kind {
+        ErrorKind::MissingField => (
+            format!("{owner}: {} in `{field}`", error.message),
+            format!("`{field}` needs this field"),
+        ),
+        ErrorKind::UnknownField => (
+            format!("{owner}: {}", error.message),
+            "unknown field".to_owned(),
+        ),
+        _ => (
+            format!("{owner}: `{field}`: {}", error.message),
+            "invalid value".to_owned(),
+        ),
+    };
+    Problem::error(
+        code,
+        message,
+        Label::new(file, error.span.unwrap_or(fallback), label),
+    )
+    .with_help_opt(help)
 }

@@ -11,8 +11,8 @@
 
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
+use crate::tree::MAX_DEPTH;
 use crate::tree::{ByteSpan, Key, Node, Value};
-use crate::yaml::MAX_DEPTH;
 
 /// The envelope of one manifest, from either syntax.
 #[derive(Clone, Debug)]

@@ -10,13 +10,13 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use nimbus_schemas::{API_VERSION, Kind, Metadata, Resource, Spec};
 use serde::de::DeserializeOwned;
 
-use crate::de::{Context, DeError, ErrorKind, from_node};
+use crate::de::{Context, DeError, ErrorKind, de_problem, from_node};
 use crate::diagnostics::{
     FileId, Label, Problem, SourceText, Sources, did_you_mean, sort_problems,
 };
 use crate::kdl::{self, Envelope};
 use crate::tree::{ByteSpan, Node, Value};
-use crate::yaml;
+use crate::yaml::{self, drop_duplicate_keys, yaml_envelope, yaml_syntax_help};
 
 /// Manifest files larger than this are refused rather than parsed.
 pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
@@ -500,128 +500,6 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
             model.documents.push(document);
         }
     }
-}
-
-fn yaml_syntax_help(message: &str) -> Option<String> {
-    if message.contains("tab") {
-        Some("YAML indents with spaces only; replace the tabs with spaces".into())
-    } else {
-        Some("check the indentation and the brackets and quotes around this place".into())
-    }
-}
-
-/// Reports every key that appears twice in the same map, at both places, and keeps only the
-/// first so that the same mistake is not reported again as a duplicate field.
-fn drop_duplicate_keys(root: &mut Node, file: FileId, problems: &mut Vec<Problem>) {
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        match &mut node.value {
-            Value::Map(entries) => {
-                let mut seen: BTreeMap<String, ByteSpan> = BTreeMap::new();
-                entries.retain(|(key, _)| match seen.get(&key.name) {
-                    Some(first) => {
-                        problems.push(
-                            Problem::error(
-                                "nimbus::yaml::duplicate_key",
-                                format!("duplicate key `{}`", key.name),
-                                Label::new(file, key.span, "set again here"),
-                            )
-                            .with_label(Label::new(file, *first, "first set here"))
-                            .with_help("remove one of them; YAML maps may not repeat a key"),
-                        );
-                        false
-                    }
-                    None => {
-                        seen.insert(key.name.clone(), key.span);
-                        true
-                    }
-                });
-                stack.extend(entries.iter_mut().map(|(_, value)| value));
-            }
-            Value::Seq(items) => stack.extend(items.iter_mut()),
-            _ => {}
-        }
-    }
-}
-
-fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
-    let span = node.span;
-    let Value::Map(entries) = node.value else {
-        return Err(span);
-    };
-    let mut envelope = Envelope {
-        span: entries.first().map_or(span, |(k, _)| k.span),
-        api_version: None,
-        kind: None,
-        metadata: None,
-        spec: None,
-        unknown: Vec::new(),
-    };
-    for (key, value) in entries {
-        let slot = match key.name.as_str() {
-            "apiVersion" => &mut envelope.api_version,
-            "kind" => &mut envelope.kind,
-            "metadata" => &mut envelope.metadata,
-            "spec" => &mut envelope.spec,
-            _ => {
-                envelope.unknown.push(key);
-                continue;
-            }
-        };
-        *slot = Some(value);
-    }
-    Ok(envelope)
-}
-
-/// A deserialization error as a problem. `section` is `spec` or `metadata`; `owner` names
-/// the resource (`Host/web-1`, or just the kind when the name is unknown).
-fn de_problem(
-    error: DeError,
-    file: FileId,
-    fallback: ByteSpan,
-    section: &str,
-    owner: &str,
-) -> Problem {
-    let code = match error.kind {
-        ErrorKind::InvalidType => "nimbus::manifest::invalid_type",
-        ErrorKind::InvalidValue => "nimbus::manifest::invalid_value",
-        ErrorKind::MissingField => "nimbus::manifest::missing_field",
-        ErrorKind::UnknownField => "nimbus::manifest::unknown_field",
-    };
-    let mut field = section.to_owned();
-    for segment in &error.path {
-        if !segment.starts_with('[') {
-            field.push('.');
-        }
-        field.push_str(segment);
-    }
-    let help = error.help.clone().or_else(|| match error.kind {
-        ErrorKind::MissingField => Some(format!(
-            "add it to `{field}`; docs/manifests.md lists every kind's fields"
-        )),
-        ErrorKind::InvalidType => Some("docs/manifests.md gives the type of every field".into()),
-        _ => None,
-    });
-    let (message, label) = match error.kind {
-        ErrorKind::MissingField => (
-            format!("{owner}: {} in `{field}`", error.message),
-            format!("`{field}` needs this field"),
-        ),
-        ErrorKind::UnknownField => (
-            format!("{owner}: {}", error.message),
-            "unknown field".to_owned(),
-        ),
-        _ => (
-            format!("{owner}: `{field}`: {}", error.message),
-            "invalid value".to_owned(),
-        ),
-    };
-    Problem::error(
-        code,
-        message,
-        Label::new(file, error.span.unwrap_or(fallback), label),
-    )
-    .with_help_opt(help)
 }
 
 /// The tenant a path under `tenants/<t>/` belongs to.

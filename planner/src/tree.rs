@@ -3,6 +3,10 @@
 //! Every node keeps the byte range it came from, so that any later diagnostic (a missing
 //! reference, a quota overflow) can point at the exact field in either syntax.
 
+/// Nesting deeper than this is refused: no manifest needs it, and it bounds the recursion of
+/// everything that walks the tree later.
+pub const MAX_DEPTH: usize = 32;
+
 /// A byte range inside one source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ByteSpan {

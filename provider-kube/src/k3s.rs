@@ -21,6 +21,9 @@ use nimbus_providers::ProviderError;
 use nimbus_providers::hosts::{remove_service_script, service_script};
 use nimbus_providers::quote::{shell_quote, systemd_quote};
 use nimbus_providers::sha256_hex;
+
+pub use crate::nodes::{Node, nodes_of};
+use crate::nodes::{api_nodes, label, shown};
 use nimbus_providers::ssh::{Pool, SshSession};
 use serde_json::{Value, json};
 
@@ -37,56 +40,9 @@ pub const READY_TIMEOUT_ENV: &str = "NIMBUS_K3S_READY_TIMEOUT";
 /// The first line of every unit nimbus writes: what it was written for, as JSON.
 const MARKER: &str = "# nimbus k3s node: ";
 
-/// A node as a Cluster's spec carries it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Node {
-    pub host: String,
-    pub server: bool,
-    pub labels: BTreeMap<String, String>,
-    /// The overlay address, when the Cluster runs on a Network.
-    pub address: Option<String>,
-}
-
-impl Node {
-    fn unit(&self) -> &'static str {
-        if self.server { "k3s" } else { "k3s-agent" }
-    }
-}
-
 /// The unit file of a k3s role.
 fn unit_path(unit: &str) -> String {
     format!("/etc/systemd/system/{unit}.service")
-}
-
-/// The nodes of a Cluster spec (`nodes: {host: {role, labels, address}}`): servers first,
-/// then agents, each by host name.
-pub fn nodes_of(spec: &Value) -> Vec<Node> {
-    let mut nodes: Vec<Node> = spec["nodes"]
-        .as_object()
-        .map(|nodes| {
-            nodes
-                .iter()
-                .map(|(host, node)| Node {
-                    host: host.clone(),
-                    server: node["role"] == "manager",
-                    labels: node["labels"]
-                        .as_object()
-                        .map(|labels| {
-                            labels
-                                .iter()
-                                .map(|(k, v)| {
-                                    (k.clone(), v.as_str().unwrap_or_default().to_owned())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    address: node["address"].as_str().map(str::to_owned),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    nodes.sort_by(|a, b| (!a.server, &a.host).cmp(&(!b.server, &b.host)));
-    nodes
 }
 
 fn failed(address: &str, message: impl std::fmt::Display) -> ProviderError {
@@ -890,71 +846,6 @@ async fn journal(session: &SshSession, unit: &str) -> String {
     }
 }
 
-/// The nodes the API lists: readiness and labels, by name.
-/// The nodes the API lists, by name: whether each is Ready, and its labels.
-type ApiNodes = BTreeMap<String, (bool, BTreeMap<String, String>)>;
-
-async fn api_nodes(client: &kube::Client) -> Result<ApiNodes, kube::Error> {
-    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let listed = nodes.list(&Default::default()).await?;
-    Ok(listed
-        .items
-        .into_iter()
-        .map(|node| {
-            let ready = node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let name = node.metadata.name.clone().unwrap_or_default();
-            let labels = node.metadata.labels.clone().unwrap_or_default();
-            (name, (ready, labels))
-        })
-        .collect())
-}
-
-/// The Host's labels on its Node, applied with field manager `nimbus`.
-async fn label(client: &kube::Client, node: &Node) -> Result<(), kube::Error> {
-    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let patch = json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": node.host, "labels": node.labels},
-    });
-    nodes
-        .patch(
-            &node.host,
-            &kube::api::PatchParams::apply(crate::MANAGER).force(),
-            &kube::api::Patch::Apply(&patch),
-        )
-        .await
-        .map(|_| ())
-}
-
-/// A member node as observed: the role and labels its unit was written with, the labels as the
-/// API has them for the keys nimbus declares (a label changed by hand is drift; one another
-/// tool added is not), and its address.
-fn shown(written: &Value, listed: &Result<ApiNodes, String>, host: &str) -> Value {
-    let mut shown = json!({
-        "role": if written["role"] == "server" { "manager" } else { "worker" },
-        "labels": written["labels"].clone(),
-    });
-    if let Ok(listed) = listed
-        && let Some((_, labels)) = listed.get(host)
-        && let Some(declared) = shown["labels"].as_object().cloned()
-    {
-        let now: serde_json::Map<String, Value> = declared
-            .keys()
-            .filter_map(|k| labels.get(k).map(|v| (k.clone(), json!(v))))
-            .collect();
-        shown["labels"] = Value::Object(now);
-    }
-    if let Some(at) = written["address"].as_str() {
-        shown["address"] = json!(at);
-    }
-    shown
-}
-
 /// The version in the first line `k3s --version` prints (`k3s version v1.33.1+k3s1 (abc123)`),
 /// else that line as it is.
 fn version_of(line: &str) -> String {
@@ -983,76 +874,5 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_version_is_the_word_after_version() {
-        assert_eq!(
-            version_of("k3s version v1.33.1+k3s1 (99d91538)"),
-            "v1.33.1+k3s1"
-        );
-        assert_eq!(version_of("  something else "), "something else");
-    }
-
-    fn node(host: &str, server: bool) -> Node {
-        Node {
-            host: host.to_owned(),
-            server,
-            labels: BTreeMap::from([("zone".to_owned(), "a b".to_owned())]),
-            address: None,
-        }
-    }
-
-    #[test]
-    fn servers_come_first_and_agents_join() {
-        let spec = json!({"nodes": {
-            "a1": {"role": "worker", "labels": {}},
-            "s2": {"role": "manager", "labels": {}},
-            "s1": {"role": "manager", "labels": {}, "address": "10.0.0.1"},
-        }});
-        let order: Vec<String> = nodes_of(&spec).into_iter().map(|n| n.host).collect();
-        assert_eq!(order, ["s1", "s2", "a1"]);
-        assert_eq!(
-            flags(&node("s1", true), None, Some("wg-mesh")),
-            [
-                "server",
-                "--node-name",
-                "s1",
-                "--node-label",
-                "zone=a b",
-                "--cluster-init"
-            ]
-        );
-        let mut on_mesh = node("a1", false);
-        on_mesh.address = Some("10.106.103.2".to_owned());
-        let agent = flags(&on_mesh, Some("https://10.0.0.1:6443"), Some("wg-mesh"));
-        assert!(
-            agent
-                .windows(4)
-                .any(|w| w == ["--node-ip", "10.106.103.2", "--flannel-iface", "wg-mesh"]),
-            "{agent:?}"
-        );
-        assert_eq!(agent[0], "agent");
-        assert_eq!(
-            &agent[agent.len() - 2..],
-            ["--server", "https://10.0.0.1:6443"]
-        );
-    }
-
-    #[test]
-    fn the_unit_quotes_what_systemd_would_split_or_expand_and_reads_the_token_from_a_file() {
-        let mut agent = node("a1", false);
-        agent.labels.insert("cost".to_owned(), "100%$".to_owned());
-        let flags = flags(&agent, Some("https://h:6443"), None);
-        let text = unit_text(&json!({"role": "agent"}), "k3s-agent", &flags, true);
-        assert!(text.starts_with(MARKER), "{text}");
-        assert!(text.contains("--node-label \"zone=a b\""), "{text}");
-        // systemd would expand `%` as a specifier and `$` as a variable.
-        assert!(text.contains("--node-label \"cost=100%%$$\""), "{text}");
-        assert!(
-            text.contains("EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env"),
-            "{text}"
-        );
-    }
-}
+#[path = "k3s_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@
 //! ([`KubeProvider::force_conflicts`]).
 
 pub mod k3s;
+mod nodes;
 pub mod objects;
 pub mod tunnel;
 
