@@ -477,3 +477,141 @@ pub fn pointer_mut<'v>(value: &'v mut Value, path: &str) -> Option<&'v mut Value
     }
     Some(current)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
+
+    fn resolved(
+        text: &str,
+        records: &[Record],
+        secrets: &[(&str, Result<&str, &str>)],
+    ) -> Resolution {
+        let checked = crate::check(crate::load::RepositoryInput {
+            manifests: vec![crate::load::InputFile {
+                path: "all.yaml".into(),
+                bytes: text.as_bytes().to_vec(),
+            }],
+            other_paths: ["secrets/token.age".to_owned()].into(),
+            outside_links: Vec::new(),
+        });
+        assert!(!checked.has_errors(), "{:?}", checked.problems);
+        let resources = crate::graph::ResourceGraph::build(&checked.model);
+        let graph = InstanceGraph::build(&checked.model, &resources);
+        let secrets = secrets
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned).map_err(str::to_owned)))
+            .collect();
+        resolve(
+            &checked.model,
+            &graph,
+            &ResolveInput {
+                records,
+                sources: &HashMap::new(),
+                secrets: &secrets,
+            },
+        )
+    }
+
+    fn hosts() -> String {
+        format!(
+            "{HEADER}kind: Host\nmetadata: {{name: a, labels: {{mesh: \"yes\"}}}}\nspec: {{address: 192.0.2.1}}\n---\n\
+             {HEADER}kind: Host\nmetadata: {{name: b, labels: {{mesh: \"yes\"}}}}\nspec: {{address: 192.0.2.2}}\n---\n"
+        )
+    }
+
+    fn record(address: &str, applied: Value) -> Record {
+        Record {
+            address: address.to_owned(),
+            kind: Kind::Vm,
+            applied,
+            owned: true,
+            protected: false,
+            keep_on_removal: false,
+            depends_on: Vec::new(),
+            provider: "ssh".into(),
+            outputs: Value::Null,
+            tainted: None,
+        }
+    }
+
+    /// The fault this module ends: a Cluster on a Network is planned, observed and given to
+    /// its provider with the same node addresses, the overlay ones.
+    #[test]
+    fn a_cluster_on_a_network_advertises_its_overlay_addresses_everywhere() {
+        let text = format!(
+            "{}{HEADER}kind: Network\nmetadata: {{name: mesh}}\nspec: {{members: {{mesh: \"yes\"}}}}\n---\n\
+             {HEADER}kind: Cluster\nmetadata: {{name: apps}}\nspec: {{type: docker-swarm, network: mesh, managers: {{mesh: \"yes\"}}}}\n",
+            hosts()
+        );
+        let resolution = resolved(&text, &[], &[]);
+        let cluster = resolution
+            .get("Cluster/apps")
+            .unwrap_or_else(|| panic!("no cluster"));
+        let overlay = |value: &Value| {
+            ["a", "b"].map(|h| {
+                value["nodes"][h]["address"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+        };
+        assert_eq!(overlay(&cluster.value()), ["10.106.103.1", "10.106.103.2"]);
+        assert_eq!(overlay(&cluster.observing()), overlay(&cluster.value()));
+        let nodes = &resolution.topology.clusters["apps"].nodes;
+        let given: Vec<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
+        assert_eq!(given, ["10.106.103.1", "10.106.103.2"]);
+        // Each member's peers are the other member at its overlay address.
+        let member = resolution.get("Network/mesh@a").map(Desired::value);
+        assert_eq!(
+            member.map(|m| m["peers"]["b"]["address"].clone()),
+            Some(json!("10.106.103.2"))
+        );
+    }
+
+    /// A VM whose manifest moved it is planned on its new host and observed on the one
+    /// state recorded, so that the move is a replace whose delete runs where it was.
+    #[test]
+    fn an_instance_on_one_host_is_observed_where_state_recorded_it() {
+        let text = format!(
+            "{}{HEADER}kind: VM\nmetadata: {{name: vm}}\nspec: {{host: b, cpus: 1, memory: 1Gi, disk: {{size: 1Gi}}}}\n",
+            hosts()
+        );
+        let records = [record("VM/vm", json!({"host": "a"}))];
+        let resolution = resolved(&text, &records, &[]);
+        let vm = resolution.get("VM/vm").unwrap_or_else(|| panic!("no VM"));
+        assert_eq!(vm.value()["host"], "b");
+        assert_eq!(vm.observing()["host"], "a");
+        assert_eq!(vm.recorded_host.as_deref(), Some("a"));
+    }
+
+    /// Secrets are carried as fingerprints at their place; one that cannot be decrypted is
+    /// the instance's problem, and its value never appears.
+    #[test]
+    fn secrets_are_fingerprints_and_an_undecryptable_one_is_a_problem() {
+        let text = format!(
+            "{}{HEADER}kind: File\nmetadata: {{name: token}}\nspec: {{path: /etc/token, secret: token, hosts: {{mesh: \"yes\"}}}}\n",
+            hosts()
+        );
+        let good = resolved(&text, &[], &[("token", Ok("f1ngerprint"))]);
+        let file = good
+            .get("File/token@a")
+            .unwrap_or_else(|| panic!("no File"));
+        assert_eq!(
+            file.value()["content"],
+            json!({"fingerprint": "f1ngerprint"})
+        );
+        assert_eq!(file.value()["mode"], SECRET_FILE_MODE);
+        assert_eq!(file.secret_problem(), None);
+        let bad = resolved(&text, &[], &[("token", Err("no identity decrypts it"))]);
+        let file = bad.get("File/token@a").unwrap_or_else(|| panic!("no File"));
+        assert_eq!(
+            file.value()["content"],
+            json!({"fingerprint": UNRESOLVED_SECRET})
+        );
+        assert_eq!(file.secret_problem(), Some("no identity decrypts it"));
+    }
+}

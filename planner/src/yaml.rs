@@ -318,6 +318,77 @@ fn resolve_plain(text: &str) -> Value {
     Value::String(text.to_owned())
 }
 
+pub(crate) fn yaml_syntax_help(message: &str) -> Option<String> {
+    if message.contains("tab") {
+        Some("YAML indents with spaces only; replace the tabs with spaces".into())
+    } else {
+        Some("check the indentation and the brackets and quotes around this place".into())
+    }
+}
+
+/// Reports every key that appears twice in the same map, at both places, and keeps only the
+/// first so that the same mistake is not reported again as a duplicate field.
+pub(crate) fn drop_duplicate_keys(root: &mut Node, file: FileId, problems: &mut Vec<Problem>) {
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &mut node.value {
+            Value::Map(entries) => {
+                let mut seen: BTreeMap<String, ByteSpan> = BTreeMap::new();
+                entries.retain(|(key, _)| match seen.get(&key.name) {
+                    Some(first) => {
+                        problems.push(
+                            Problem::error(
+                                "nimbus::yaml::duplicate_key",
+                                format!("duplicate key `{}`", key.name),
+                                Label::new(file, key.span, "set again here"),
+                            )
+                            .with_label(Label::new(file, *first, "first set here"))
+                            .with_help("remove one of them; YAML maps may not repeat a key"),
+                        );
+                        false
+                    }
+                    None => {
+                        seen.insert(key.name.clone(), key.span);
+                        true
+                    }
+                });
+                stack.extend(entries.iter_mut().map(|(_, value)| value));
+            }
+            Value::Seq(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
+    let span = node.span;
+    let Value::Map(entries) = node.value else {
+        return Err(span);
+    };
+    let mut envelope = Envelope {
+        span: entries.first().map_or(span, |(k, _)| k.span),
+        api_version: None,
+        kind: None,
+        metadata: None,
+        spec: None,
+        unknown: Vec::new(),
+    };
+    for (key, value) in entries {
+        let slot = match key.name.as_str() {
+            "apiVersion" => &mut envelope.api_version,
+            "kind" => &mut envelope.kind,
+            "metadata" => &mut envelope.metadata,
+            "spec" => &mut envelope.spec,
+            _ => {
+                envelope.unknown.push(key);
+                continue;
+            }
+        };
+        *slot = Some(value);
+    }
+    Ok(envelope)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,75 +478,4 @@ mod tests {
             .unwrap_or_else(|| panic!("parsed"));
         assert!(error.message.contains("tab"), "{error:?}");
     }
-}
-
-pub(crate) fn yaml_syntax_help(message: &str) -> Option<String> {
-    if message.contains("tab") {
-        Some("YAML indents with spaces only; replace the tabs with spaces".into())
-    } else {
-        Some("check the indentation and the brackets and quotes around this place".into())
-    }
-}
-
-/// Reports every key that appears twice in the same map, at both places, and keeps only the
-/// first so that the same mistake is not reported again as a duplicate field.
-pub(crate) fn drop_duplicate_keys(root: &mut Node, file: FileId, problems: &mut Vec<Problem>) {
-    let mut stack = vec![root];
-    while let Some(node) = stack.pop() {
-        match &mut node.value {
-            Value::Map(entries) => {
-                let mut seen: BTreeMap<String, ByteSpan> = BTreeMap::new();
-                entries.retain(|(key, _)| match seen.get(&key.name) {
-                    Some(first) => {
-                        problems.push(
-                            Problem::error(
-                                "nimbus::yaml::duplicate_key",
-                                format!("duplicate key `{}`", key.name),
-                                Label::new(file, key.span, "set again here"),
-                            )
-                            .with_label(Label::new(file, *first, "first set here"))
-                            .with_help("remove one of them; YAML maps may not repeat a key"),
-                        );
-                        false
-                    }
-                    None => {
-                        seen.insert(key.name.clone(), key.span);
-                        true
-                    }
-                });
-                stack.extend(entries.iter_mut().map(|(_, value)| value));
-            }
-            Value::Seq(items) => stack.extend(items.iter_mut()),
-            _ => {}
-        }
-    }
-}
-
-pub(crate) fn yaml_envelope(node: Node) -> Result<Envelope, ByteSpan> {
-    let span = node.span;
-    let Value::Map(entries) = node.value else {
-        return Err(span);
-    };
-    let mut envelope = Envelope {
-        span: entries.first().map_or(span, |(k, _)| k.span),
-        api_version: None,
-        kind: None,
-        metadata: None,
-        spec: None,
-        unknown: Vec::new(),
-    };
-    for (key, value) in entries {
-        let slot = match key.name.as_str() {
-            "apiVersion" => &mut envelope.api_version,
-            "kind" => &mut envelope.kind,
-            "metadata" => &mut envelope.metadata,
-            "spec" => &mut envelope.spec,
-            _ => {
-                envelope.unknown.push(key);
-                continue;
-            }
-        };
-        *slot = Some(value);
-    }
-    Ok(envelope)
 }

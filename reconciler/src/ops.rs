@@ -131,7 +131,7 @@ impl Session {
                 crate::render::stderr_is_terminal(),
             ));
         }
-        let (_, serial_before_recovery) = store.snapshot().map_err(|e| miette::miette!("{e}"))?;
+        let (_, serial_before_recovery) = store.snapshot()?;
         let state = Arc::new(Mutex::new(store));
         let (recovered_records, recovery_notes) =
             recover_intents(&state, &registry, options.lock_as.is_some()).await?;
@@ -156,9 +156,7 @@ impl Session {
     /// State's records (with what a read-only session found an interrupted run did) and
     /// serial.
     pub fn records(&self) -> Result<(Vec<Record>, u64)> {
-        let (mut records, serial) = lock_state(&self.state)
-            .snapshot()
-            .map_err(|e| miette::miette!("{e}"))?;
+        let (mut records, serial) = lock_state(&self.state).snapshot()?;
         for found in &self.recovered_records {
             records.retain(|r| r.address != found.record.address);
             if !found.delete {
@@ -562,9 +560,7 @@ async fn recover_intents(
     registry: &Registry,
     write: bool,
 ) -> Result<(Vec<Found>, Vec<String>)> {
-    let intents = lock_state(state)
-        .intents()
-        .map_err(|e| miette::miette!("{e}"))?;
+    let intents = lock_state(state).intents()?;
     let mut found = Vec::new();
     let mut notes = Vec::new();
     for intent in intents {
@@ -605,24 +601,16 @@ async fn recover_intents(
             continue;
         }
         if done {
-            let run = lock_state(state)
-                .begin_run("recover", None)
-                .map_err(|e| miette::miette!("{e}"))?;
+            let run = lock_state(state).begin_run("recover", None)?;
             let mut store = lock_state(state);
-            store
-                .complete(run, &change, provider.name(), &serde_json::Value::Null)
-                .map_err(|e| miette::miette!("{e}"))?;
-            store
-                .end_run(run, "recovered")
-                .map_err(|e| miette::miette!("{e}"))?;
+            store.complete(run, &change, provider.name(), &serde_json::Value::Null)?;
+            store.end_run(run, "recovered")?;
             notes.push(format!(
                 "recovered {}: it was applied before an interruption; now recorded",
                 change.address
             ));
         } else {
-            lock_state(state)
-                .forget_intent(&change.address)
-                .map_err(|e| miette::miette!("{e}"))?;
+            lock_state(state).forget_intent(&change.address)?;
             notes.push(format!(
                 "{} was interrupted before it took effect; it is planned again",
                 change.address
@@ -722,8 +710,7 @@ pub async fn make_plan(
         secrets: &secrets.fingerprints,
     };
     resolution.settle(model, &loaded.graph, records, &observed);
-    let plan = plan::plan_resolved(model, &loaded.graph, &resolution, &input)
-        .map_err(|e| miette::miette!("{e}"))?;
+    let plan = plan::plan_resolved(model, &loaded.graph, &resolution, &input)?;
     tracing::info!(
         create = plan.count(Action::Create),
         update = plan.count(Action::Update),

@@ -43,9 +43,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE resources ADD COLUMN tainted TEXT;",
 ];
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}")]
     Database {
         path: String,
         source: rusqlite::Error,

@@ -100,6 +100,13 @@ fn check(case: &str) -> Option<plan::Plan> {
             .filter_map(|c| c.record())
             .map(|mut r| {
                 r.owned = !not_owned.contains(&r.address.as_str());
+                // A record tainted by a failed apply, or made under another provider.
+                if let Some(why) = options["tainted"][&r.address].as_str() {
+                    r.tainted = Some(why.to_owned());
+                }
+                if let Some(provider) = options["recorded_provider"][&r.address].as_str() {
+                    r.provider = provider.to_owned();
+                }
                 r
             })
             .collect();
@@ -549,5 +556,82 @@ fn cloud_hypervisor_on_a_host_without_kvm_is_refused_at_plan_time() {
             .as_deref()
             .is_some_and(|e| e.contains("needs KVM") && e.contains("Host/h1")),
         "{vm:?}"
+    );
+}
+
+/// The reason of the change of `address`.
+fn reason_of(plan: &plan::Plan, address: &str) -> String {
+    plan.changes
+        .iter()
+        .find(|c| c.address == address)
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The taint override: an instance whose apply failed having made it is made again, whatever
+/// it shows, with the first line of why.
+#[test]
+fn a_tainted_instance_is_replaced_with_why() {
+    let plan = check("taint").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(actions(&plan), [("VM/build-1".to_owned(), Replace)]);
+    let reason = reason_of(&plan, "VM/build-1");
+    assert!(reason.starts_with("tainted:"), "{reason}");
+    assert!(reason.contains("qemu exited with status 1") && !reason.contains("more lines"));
+}
+
+/// The provider-switch override: an instance recorded under another provider is replaced
+/// across providers, never planned silently under the new one.
+#[test]
+fn an_instance_recorded_under_another_provider_is_replaced_across() {
+    let plan = check("provider-switch").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(actions(&plan), [("File/motd@web-1".to_owned(), Replace)]);
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "File/motd@web-1")
+        .unwrap_or_else(|| panic!("no change"));
+    assert_eq!(change.previous_provider.as_deref(), Some("files-plugin"));
+    assert!(reason_of(&plan, "File/motd@web-1").starts_with("provider changed"));
+}
+
+/// The protect override: a change that forces a replacement of a protected resource is not
+/// carried out, and the plan says why.
+#[test]
+fn a_protected_resource_is_never_replaced() {
+    let plan = check("protect").unwrap_or_else(|| panic!("no plan"));
+    assert!(actions(&plan).is_empty(), "{:?}", actions(&plan));
+    assert!(reason_of(&plan, "VM/build-1").starts_with("protected: disk.image changed"));
+}
+
+/// A host change of an instance that lives on one host is a replace (its delete runs on the
+/// host state recorded).
+#[test]
+fn a_vm_whose_host_changes_is_replaced() {
+    let plan = check("host-change").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(actions(&plan), [("VM/build-1".to_owned(), Replace)]);
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "VM/build-1")
+        .unwrap_or_else(|| panic!("no change"));
+    assert_eq!(
+        change.before.as_ref().map(|b| b["host"].clone()),
+        Some("web-1".into())
+    );
+    assert_eq!(
+        change.after.as_ref().map(|a| a["host"].clone()),
+        Some("web-2".into())
+    );
+}
+
+/// The VM restart pass: a change the running VM cannot take in place says it restarts it.
+#[test]
+fn a_vm_change_that_needs_a_restart_says_so() {
+    let plan = check("vm-restart").unwrap_or_else(|| panic!("no plan"));
+    assert_eq!(actions(&plan), [("VM/build-1".to_owned(), Update)]);
+    assert!(
+        reason_of(&plan, "VM/build-1").contains("restart"),
+        "{}",
+        reason_of(&plan, "VM/build-1")
     );
 }

@@ -275,7 +275,7 @@ pub struct PlanInput<'a> {
 }
 
 /// Why a plan could not be made.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, miette::Diagnostic)]
 pub enum PlanError {
     #[error("no resource or instance has the address `{0}`")]
     UnknownTarget(String),

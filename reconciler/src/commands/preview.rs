@@ -131,7 +131,7 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
         let stored = if state_path.exists() {
             engine::open_state(&state_path)?
                 .snapshot()
-                .map_err(|e| miette::miette!("{e}"))?
+                ?
                 .0
         } else {
             Vec::new()

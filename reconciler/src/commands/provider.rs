@@ -109,9 +109,7 @@ fn check(args: CheckArgs) -> Result<i32> {
     };
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
-        let plugin = PluginProvider::start(spec)
-            .await
-            .map_err(|e| miette::miette!("{e}"))?;
+        let plugin = PluginProvider::start(spec).await.into_diagnostic()?;
         let mut failed = 0;
         let mut passed = 0;
         for example in &examples.cases {

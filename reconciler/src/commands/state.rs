@@ -86,7 +86,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
     }
     let loaded = engine::load(&dir)?;
     let store = engine::open_state(&loaded.state_path()?)?;
-    let error = |e: crate::state::StateError| miette::miette!("{e}");
+    let error = miette::Report::new;
     match args.command {
         StateCommand::List { .. } => {
             let resources = store.resources().map_err(error)?;
@@ -197,7 +197,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
 }
 
 fn unlock(store: &crate::state::StateStore) -> Result<i32> {
-    match store.force_unlock().map_err(|e| miette::miette!("{e}"))? {
+    match store.force_unlock()? {
         Some(lock) => print_stderr(&format!(
             "Removed the lock held by {} (pid {} on {}, since {}).\n",
             lock.holder,

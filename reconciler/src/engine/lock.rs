@@ -12,7 +12,7 @@ use crate::state::{StateError, StateStore};
 pub const LOCK_LEASE: Duration = Duration::from_secs(30);
 
 pub fn open_state(path: &Path) -> Result<StateStore> {
-    StateStore::open(path).map_err(|e| miette::miette!("{e}"))
+    Ok(StateStore::open(path)?)
 }
 
 /// Holds the state lock for as long as it lives, renewing the lease in the background.
@@ -32,9 +32,9 @@ impl LockGuard {
             )),
             Ok(None) => {}
             Err(StateError::Locked(info)) => {
-                return Err(miette::miette!("{}", StateError::Locked(info)));
+                return Err(StateError::Locked(info).into());
             }
-            Err(e) => return Err(miette::miette!("{e}")),
+            Err(e) => return Err(e.into()),
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let renewer = std::thread::spawn(move || {

@@ -47,9 +47,8 @@ pub async fn run_plan_until(
     sensitive: Arc<std::collections::HashMap<String, serde_json::Value>>,
     superseded: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
-    let run = crate::executor::lock_state(&state)
-        .begin_run(command, plan.source_revision.as_deref())
-        .map_err(|e| miette::miette!("{e}"))?;
+    let run =
+        crate::executor::lock_state(&state).begin_run(command, plan.source_revision.as_deref())?;
     let total = plan.changes.iter().filter(|c| c.action.is_work()).count();
     let defaults = ExecutorOptions::default();
     let options = ExecutorOptions {
@@ -97,8 +96,6 @@ pub async fn run_plan_until(
     } else {
         "failed"
     };
-    crate::executor::lock_state(&state)
-        .end_run(run, outcome)
-        .map_err(|e| miette::miette!("{e}"))?;
+    crate::executor::lock_state(&state).end_run(run, outcome)?;
     Ok(report)
 }

@@ -28,9 +28,7 @@ pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSe
     if secret_references(loaded).is_empty() {
         return Ok(RunSecrets::default());
     }
-    let key = open_state(&loaded.state_path()?)?
-        .secret_key()
-        .map_err(|e| miette::miette!("{e}"))?;
+    let key = open_state(&loaded.state_path()?)?.secret_key()?;
     resolve_secrets_with_key(loaded, identity, &key)
 }
 
