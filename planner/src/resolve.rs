@@ -110,7 +110,12 @@ impl Desired {
     /// in the fields providers read (`content`, `nodes`, `k3s`, `host`, a member's `address`
     /// and `peers`, each secret's `fingerprint`).
     pub fn value(&self) -> Value {
-        let mut value = self.base();
+        self.clone().into_value()
+    }
+
+    /// [`Desired::value`], moving the spec rather than copying it.
+    pub fn into_value(mut self) -> Value {
+        let mut value = self.base_owned();
         if let (Some(text), Value::Object(map)) = (&self.content, &mut value) {
             map.insert("content".into(), Value::String(text.clone()));
         }
@@ -153,10 +158,23 @@ impl Desired {
 
     /// The spec, a member's configuration, and a Cluster's nodes and binary.
     fn base(&self) -> Value {
-        let mut value = match &self.member {
+        let value = match &self.member {
             Some(Ok(member)) => member.value(),
             _ => self.spec.clone(),
         };
+        self.with_cluster(value)
+    }
+
+    /// [`Desired::base`], moving the spec.
+    fn base_owned(&mut self) -> Value {
+        let value = match &self.member {
+            Some(Ok(member)) => member.value(),
+            _ => std::mem::take(&mut self.spec),
+        };
+        self.with_cluster(value)
+    }
+
+    fn with_cluster(&self, mut value: Value) -> Value {
         if let (Some(cluster), Value::Object(map)) = (&self.cluster, &mut value) {
             map.insert(
                 "nodes".into(),
@@ -200,8 +218,9 @@ impl Desired {
 /// Every instance's desired state, and what it was resolved from.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resolution {
-    /// By instance address.
-    pub desired: HashMap<String, Desired>,
+    /// By instance, in the order of the instance graph (`InstanceGraph::instances`); taken
+    /// out by the plan, which moves each spec into its change rather than copy it.
+    pub desired: Vec<Option<Desired>>,
     /// Every Network's members, and which ones nimbus reaches through it.
     pub mesh: Mesh,
     pub topology: Topology,
@@ -210,9 +229,9 @@ pub struct Resolution {
 }
 
 impl Resolution {
-    /// The desired state of the instance at `address`.
-    pub fn get(&self, address: &str) -> Option<&Desired> {
-        self.desired.get(address)
+    /// The desired state of the `i`th instance of the graph.
+    pub fn get(&self, i: usize) -> Option<&Desired> {
+        self.desired.get(i)?.as_ref()
     }
 
     /// Takes what was observed into account: a Network member whose last change its host
@@ -236,12 +255,16 @@ impl Resolution {
             records.iter().map(|r| (r.address.as_str(), r)).collect();
         self.mesh = crate::mesh::plan(model, graph, &records, observed);
         self.topology = topology(model, &self.mesh);
-        for (address, desired) in &mut self.desired {
-            if let Some(member) = self.mesh.members.get(address) {
+        for (instance, desired) in graph.instances.iter().zip(&mut self.desired) {
+            let Some(desired) = desired else {
+                continue;
+            };
+            if let Some(member) = self.mesh.members.get(&instance.address) {
                 desired.member = Some(member.clone());
             }
             if desired.cluster.is_some() {
-                desired.cluster = nimbus_schemas::Address::resource_of(address)
+                desired.cluster = instance
+                    .resource
                     .strip_prefix("Cluster/")
                     .and_then(|name| self.topology.clusters.get(name))
                     .cloned();
@@ -266,7 +289,7 @@ pub fn resolve(model: &Model, graph: &InstanceGraph, input: &ResolveInput<'_>) -
         .map(|(name, _)| name.clone())
         .collect();
     let mut placements = crate::placement::placements(model, &records);
-    let mut desired = HashMap::with_capacity(graph.instances.len());
+    let mut desired = Vec::with_capacity(graph.instances.len());
     for instance in &graph.instances {
         let resource = &model.documents[instance.document].resource;
         let spec = &resource.spec;
@@ -314,20 +337,17 @@ pub fn resolve(model: &Model, graph: &InstanceGraph, input: &ResolveInput<'_>) -
                 reference,
             })
             .collect();
-        desired.insert(
-            instance.address.clone(),
-            Desired {
-                kind: instance.kind,
-                spec: written,
-                content,
-                cluster,
-                member: mesh.members.get(&instance.address).cloned(),
-                placement: placements.remove(&instance.address),
-                pinned,
-                recorded_host,
-                secrets,
-            },
-        );
+        desired.push(Some(Desired {
+            kind: instance.kind,
+            spec: written,
+            content,
+            cluster,
+            member: mesh.members.get(&instance.address).cloned(),
+            placement: placements.remove(&instance.address),
+            pinned,
+            recorded_host,
+            secrets,
+        }));
     }
     Resolution {
         desired,
@@ -489,7 +509,7 @@ mod tests {
         text: &str,
         records: &[Record],
         secrets: &[(&str, Result<&str, &str>)],
-    ) -> Resolution {
+    ) -> (Resolution, InstanceGraph) {
         let checked = crate::check(crate::load::RepositoryInput {
             manifests: vec![crate::load::InputFile {
                 path: "all.yaml".into(),
@@ -505,7 +525,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned).map_err(str::to_owned)))
             .collect();
-        resolve(
+        let resolution = resolve(
             &checked.model,
             &graph,
             &ResolveInput {
@@ -513,7 +533,16 @@ mod tests {
                 sources: &HashMap::new(),
                 secrets: &secrets,
             },
-        )
+        );
+        (resolution, graph)
+    }
+
+    fn at<'r>(resolved: &'r (Resolution, InstanceGraph), address: &str) -> &'r Desired {
+        resolved
+            .1
+            .get(address)
+            .and_then(|i| resolved.0.get(i))
+            .unwrap_or_else(|| panic!("no {address}"))
     }
 
     fn hosts() -> String {
@@ -547,10 +576,9 @@ mod tests {
              {HEADER}kind: Cluster\nmetadata: {{name: apps}}\nspec: {{type: docker-swarm, network: mesh, managers: {{mesh: \"yes\"}}}}\n",
             hosts()
         );
-        let resolution = resolved(&text, &[], &[]);
-        let cluster = resolution
-            .get("Cluster/apps")
-            .unwrap_or_else(|| panic!("no cluster"));
+        let both = resolved(&text, &[], &[]);
+        let resolution = &both.0;
+        let cluster = at(&both, "Cluster/apps");
         let overlay = |value: &Value| {
             ["a", "b"].map(|h| {
                 value["nodes"][h]["address"]
@@ -565,11 +593,8 @@ mod tests {
         let given: Vec<&str> = nodes.iter().map(|n| n.address.as_str()).collect();
         assert_eq!(given, ["10.106.103.1", "10.106.103.2"]);
         // Each member's peers are the other member at its overlay address.
-        let member = resolution.get("Network/mesh@a").map(Desired::value);
-        assert_eq!(
-            member.map(|m| m["peers"]["b"]["address"].clone()),
-            Some(json!("10.106.103.2"))
-        );
+        let member = at(&both, "Network/mesh@a").value();
+        assert_eq!(member["peers"]["b"]["address"], json!("10.106.103.2"));
     }
 
     /// A VM whose manifest moved it is planned on its new host and observed on the one
@@ -581,8 +606,8 @@ mod tests {
             hosts()
         );
         let records = [record("VM/vm", json!({"host": "a"}))];
-        let resolution = resolved(&text, &records, &[]);
-        let vm = resolution.get("VM/vm").unwrap_or_else(|| panic!("no VM"));
+        let both = resolved(&text, &records, &[]);
+        let vm = at(&both, "VM/vm");
         assert_eq!(vm.value()["host"], "b");
         assert_eq!(vm.observing()["host"], "a");
         assert_eq!(vm.recorded_host.as_deref(), Some("a"));
@@ -597,9 +622,7 @@ mod tests {
             hosts()
         );
         let good = resolved(&text, &[], &[("token", Ok("f1ngerprint"))]);
-        let file = good
-            .get("File/token@a")
-            .unwrap_or_else(|| panic!("no File"));
+        let file = at(&good, "File/token@a");
         assert_eq!(
             file.value()["content"],
             json!({"fingerprint": "f1ngerprint"})
@@ -607,7 +630,7 @@ mod tests {
         assert_eq!(file.value()["mode"], SECRET_FILE_MODE);
         assert_eq!(file.secret_problem(), None);
         let bad = resolved(&text, &[], &[("token", Err("no identity decrypts it"))]);
-        let file = bad.get("File/token@a").unwrap_or_else(|| panic!("no File"));
+        let file = at(&bad, "File/token@a");
         assert_eq!(
             file.value()["content"],
             json!({"fingerprint": UNRESOLVED_SECRET})

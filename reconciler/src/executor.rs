@@ -689,11 +689,9 @@ pub async fn observe(
     registry: &Registry,
 ) -> HashMap<String, Observed> {
     let mut batches: BTreeMap<(String, Option<String>), Vec<ObserveRequest>> = BTreeMap::new();
-    for instance in &graph.instances {
-        let (Some(provider), Some(desired)) = (
-            registry.get(&instance.provider),
-            resolution.get(&instance.address),
-        ) else {
+    for (i, instance) in graph.instances.iter().enumerate() {
+        let (Some(provider), Some(desired)) = (registry.get(&instance.provider), resolution.get(i))
+        else {
             continue;
         };
         batches

@@ -710,7 +710,7 @@ pub async fn make_plan(
         secrets: &secrets.fingerprints,
     };
     resolution.settle(model, &loaded.graph, records, &observed);
-    let plan = plan::plan_resolved(model, &loaded.graph, &resolution, &input)?;
+    let plan = plan::plan_resolved(model, &loaded.graph, resolution, &input)?;
     tracing::info!(
         create = plan.count(Action::Create),
         update = plan.count(Action::Update),

@@ -71,15 +71,15 @@ pub fn plan(
         },
     );
     resolution.settle(model, graph, input.records, input.observed);
-    plan_resolved(model, graph, &resolution, input)
+    plan_resolved(model, graph, resolution, input)
 }
 
 /// Makes the plan from desired states already resolved (the same the instances were observed
-/// against).
+/// against); each instance's spec moves into its change.
 pub fn plan_resolved(
     model: &Model,
     graph: &InstanceGraph,
-    resolution: &Resolution,
+    mut resolution: Resolution,
     input: &PlanInput<'_>,
 ) -> Result<Plan, PlanError> {
     let records: HashMap<&str, &Record> = input
@@ -103,11 +103,14 @@ pub fn plan_resolved(
         let spec = &model.documents[document].resource.spec;
         // The plan carries the desired state as resolved, for apply; comparisons use the
         // provider's normal form of both sides.
-        let Some(resolved) = resolution.get(&instance.address) else {
+        let Some(resolved) = resolution.desired.get_mut(i).and_then(Option::take) else {
             continue;
         };
-        let desired = resolved.value();
+        let secret_problem = resolved.secret_problem().map(str::to_owned);
+        let member_problem = resolved.member_problem().map(str::to_owned);
+        let placement = resolved.placement.clone();
         let secret_locations = resolved.secret_locations();
+        let desired = resolved.into_value();
         let schema = input.rules.get(&instance.provider, instance.kind);
         let mut comparable = desired.clone();
         schema.normalize(&mut comparable);
@@ -186,17 +189,17 @@ pub fn plan_resolved(
         );
         let change = overrides::provider_switch(change, record, &instance.provider);
         let change = overrides::taint(change, record, protected, current, &desired);
-        let change = overrides::placement(change, resolved.placement.as_ref());
-        let change = overrides::undecryptable(change, resolved.secret_problem());
+        let change = overrides::placement(change, placement.as_ref());
+        let change = overrides::undecryptable(change, secret_problem.as_deref());
         let change = match spec {
             Spec::Service(service) => {
                 restart_if_changed(change, &desired, &service.restart_on, &changes)
             }
             _ => change,
         };
-        let change = match resolved.member_problem() {
+        let change = match member_problem {
             Some(reason) => Change {
-                error: Some(reason.to_owned()),
+                error: Some(reason),
                 ..change
             },
             None => change,
