@@ -105,3 +105,140 @@ pub(super) fn undecryptable(change: Change, problem: Option<&str>) -> Change {
         ..change
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nimbus_schemas::Kind;
+    use serde_json::json;
+
+    use super::*;
+
+    fn change(action: Action) -> Change {
+        Change {
+            provider: "ssh".into(),
+            ..Change::of(
+                Kind::Vm,
+                "VM/vm",
+                None,
+                action,
+                Some(&json!({"cpus": 1})),
+                Some(&json!({"cpus": 2})),
+            )
+        }
+    }
+
+    fn record(provider: &str, tainted: Option<&str>) -> Record {
+        Record {
+            address: "VM/vm".into(),
+            kind: Kind::Vm,
+            applied: json!({"cpus": 1}),
+            owned: true,
+            protected: false,
+            keep_on_removal: false,
+            depends_on: Vec::new(),
+            provider: provider.into(),
+            outputs: Value::Null,
+            tainted: tainted.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_provider_switch_is_a_replace_unless_it_is_a_create_or_unrecorded() {
+        let switched = provider_switch(change(Action::NoOp), Some(&record("old", None)), "ssh");
+        assert_eq!(switched.action, Action::Replace);
+        assert_eq!(switched.previous_provider.as_deref(), Some("old"));
+        for (action, record) in [
+            (Action::Create, Some(record("old", None))),
+            (Action::Update, Some(record("ssh", None))),
+            (Action::Update, Some(record("", None))),
+            (Action::Update, None),
+        ] {
+            let kept = provider_switch(change(action), record.as_ref(), "ssh");
+            assert_eq!(kept.action, action);
+            assert_eq!(kept.previous_provider, None);
+        }
+    }
+
+    #[test]
+    fn a_tainted_instance_is_made_again_unless_protected_or_gone() {
+        let tainted = record("ssh", Some("boom\nsecond line"));
+        let current = Some(json!({"cpus": 2}));
+        let desired = json!({"cpus": 2});
+        let made = taint(
+            change(Action::NoOp),
+            Some(&tainted),
+            false,
+            current.clone(),
+            &desired,
+        );
+        assert_eq!(made.action, Action::Replace);
+        assert_eq!(
+            made.reason.as_deref(),
+            Some("tainted: the apply that made it failed (boom); it is made again")
+        );
+        let protected = taint(
+            change(Action::NoOp),
+            Some(&tainted),
+            true,
+            current,
+            &desired,
+        );
+        assert_eq!(protected.action, Action::NoOp);
+        let gone = taint(
+            change(Action::Create),
+            Some(&tainted),
+            false,
+            None,
+            &desired,
+        );
+        assert_eq!(gone.action, Action::Create);
+    }
+
+    #[test]
+    fn a_placement_adds_its_reason_to_a_change_and_fails_what_fits_nowhere() {
+        let on = Placement::On {
+            host: "b".into(),
+            reason: "placed on b: most room".into(),
+        };
+        let updated = Change {
+            reason: Some("drift".into()),
+            ..change(Action::Update)
+        };
+        assert_eq!(
+            placement(updated, Some(&on)).reason.as_deref(),
+            Some("drift; placed on b: most room")
+        );
+        assert_eq!(placement(change(Action::NoOp), Some(&on)).reason, None);
+        let nowhere = Placement::Nowhere {
+            reason: "no host has 3Gi free".into(),
+        };
+        assert_eq!(
+            placement(change(Action::NoOp), Some(&nowhere))
+                .error
+                .as_deref(),
+            Some("no host has 3Gi free")
+        );
+    }
+
+    #[test]
+    fn an_undecryptable_secret_fails_the_instance_saying_how_to_fix_it() {
+        let failed = undecryptable(change(Action::Update), Some("no identity matches"));
+        let error = failed.error.unwrap_or_default();
+        assert!(
+            error.starts_with("no identity matches; nimbus cannot tell"),
+            "{error}"
+        );
+        assert!(error.contains("--identity FILE"), "{error}");
+        let said = undecryptable(
+            change(Action::Update),
+            Some("the --identity file is not age"),
+        );
+        assert!(
+            !said
+                .error
+                .unwrap_or_default()
+                .contains("NIMBUS_AGE_IDENTITY")
+        );
+        assert_eq!(undecryptable(change(Action::Update), None).error, None);
+    }
+}
