@@ -635,3 +635,26 @@ fn a_vm_change_that_needs_a_restart_says_so() {
         reason_of(&plan, "VM/build-1")
     );
 }
+
+/// The kept-volumes pass: a Volume removed from git that still holds data is not deleted
+/// without `--allow-deletes`; the plan says how much data and why.
+#[test]
+fn a_volume_with_data_is_kept_without_allow_deletes() {
+    let plan = check("kept-volume").unwrap_or_else(|| panic!("no plan"));
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address == "Volume/acme/uploads")
+        .unwrap_or_else(|| panic!("no change: {:?}", actions(&plan)));
+    assert_eq!(change.action, Delete);
+    let error = change.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("holds data (4096 bytes)") && error.contains("--allow-deletes"),
+        "{error}"
+    );
+    assert_eq!(
+        plan.count(Delete),
+        0,
+        "a delete that is refused is not counted"
+    );
+}
