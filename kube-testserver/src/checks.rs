@@ -1,4 +1,6 @@
-//! What the stand-in checks and reads of a request without its store: paths, label selectors, merge patches, field managers, an object's validation (quantities, names), and the Status of a failure.
+//! What the stand-in checks and reads of a request without its store: paths, label selectors, merge
+//! patches, field managers, an object's validation (quantities, names), and the Status of a
+//! failure.
 
 use crate::ssa::{FieldSet, Managed};
 use http_body_util::Full;

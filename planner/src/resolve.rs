@@ -115,7 +115,8 @@ impl Desired {
 
     /// [`Desired::value`], moving the spec rather than copying it.
     pub fn into_value(mut self) -> Value {
-        let mut value = self.base_owned();
+        let spec = std::mem::take(&mut self.spec);
+        let mut value = self.base(spec);
         if let (Some(text), Value::Object(map)) = (&self.content, &mut value) {
             map.insert("content".into(), Value::String(text.clone()));
         }
@@ -141,7 +142,7 @@ impl Desired {
     /// its member's peers; an instance that lives on one host names the host state recorded
     /// it on, else the scheduler's.
     pub fn observing(&self) -> Value {
-        let mut value = self.base();
+        let mut value = self.base(self.spec.clone());
         if matches!(self.kind, Kind::Vm | Kind::Volume | Kind::Workload)
             && let Value::Object(map) = &mut value
         {
@@ -156,25 +157,12 @@ impl Desired {
         value
     }
 
-    /// The spec, a member's configuration, and a Cluster's nodes and binary.
-    fn base(&self) -> Value {
-        let value = match &self.member {
+    /// `spec` (a member's configuration in its place) with a Cluster's nodes and binary.
+    fn base(&self, spec: Value) -> Value {
+        let mut value = match &self.member {
             Some(Ok(member)) => member.value(),
-            _ => self.spec.clone(),
+            _ => spec,
         };
-        self.with_cluster(value)
-    }
-
-    /// [`Desired::base`], moving the spec.
-    fn base_owned(&mut self) -> Value {
-        let value = match &self.member {
-            Some(Ok(member)) => member.value(),
-            _ => std::mem::take(&mut self.spec),
-        };
-        self.with_cluster(value)
-    }
-
-    fn with_cluster(&self, mut value: Value) -> Value {
         if let (Some(cluster), Value::Object(map)) = (&self.cluster, &mut value) {
             map.insert(
                 "nodes".into(),

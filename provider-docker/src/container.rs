@@ -30,8 +30,9 @@ use nimbus_schemas::{EnvValue, PortMapping, Protocol, PublishMode, WorkloadSpec}
 use serde_json::{Value, json};
 
 use crate::engine::{failed, is_missing, labelled};
+use crate::labels::{ADDRESS_LABEL, MANAGED_LABEL};
 use crate::secrets::EnvSecret;
-use crate::service::{ADDRESS_LABEL, MANAGED_LABEL, args_of, network_name, service_name};
+use crate::service::{args_of, network_name, service_name};
 
 /// Each secret's keyed fingerprint, as a label of the container: `dev.nimbus.secret.<KEY>`.
 const SECRET_LABEL: &str = "dev.nimbus.secret.";

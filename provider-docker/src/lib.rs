@@ -28,7 +28,8 @@ use nimbus_schemas::{ClusterType, Kind, WorkloadSpec};
 use serde_json::{Value, json};
 
 use engine::{Engines, failed, is_missing, labelled};
-use service::{ADDRESS_LABEL, MANAGED_LABEL, network_name, service_name};
+use labels::{ADDRESS_LABEL, MANAGED_LABEL};
+use service::{network_name, service_name};
 
 /// This provider's id.
 pub const PROVIDER: &str = nimbus_planner::rules::DOCKER;

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use crate::engine::failed;
 use crate::secrets::EnvSecret;
 
-pub use crate::labels::{ADDRESS_LABEL, MANAGED_LABEL};
+use crate::labels::{ADDRESS_LABEL, MANAGED_LABEL};
 
 /// The service of a Workload (`Workload/acme/api` is `acme_api`).
 pub fn service_name(address: &str) -> String {

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::engine::{Engines, failed};
 
-pub use crate::labels::HOST_LABEL;
+use crate::labels::HOST_LABEL;
 
 /// What a host's engine says of its own swarm membership.
 struct Membership {

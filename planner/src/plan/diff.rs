@@ -1,4 +1,5 @@
-//! The diff step: two specs compared field by field, secret fields folded into one sensitive change, digests shown with their texts.
+//! The diff step: two specs compared field by field, secret fields folded into one sensitive
+//! change, digests shown with their texts.
 
 use crate::record::Record;
 use crate::rules::KindSchema;

@@ -1,4 +1,5 @@
-//! What keeps a plan safe: what was not observed is not planned, deletes of protected instances are refused, sensitive values are redacted, and the deletion budget holds.
+//! What keeps a plan safe: what was not observed is not planned, deletes of protected instances are
+//! refused, sensitive values are redacted, and the deletion budget holds.
 
 use crate::load::Model;
 use crate::record::{Observed, Record};

@@ -1,4 +1,5 @@
-//! The per-kind passes over the planned changes: VM restarts, Volumes kept with their data, confirm groups of Networks, KVM, ingress, deletes first, Services restarted after their Files.
+//! The per-kind passes over the planned changes: VM restarts, Volumes kept with their data, confirm
+//! groups of Networks, KVM, ingress, deletes first, Services restarted after their Files.
 
 use crate::record::{Observed, Record};
 use nimbus_schemas::Kind;

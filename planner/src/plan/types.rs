@@ -1,4 +1,5 @@
-//! The plan and its parts: actions, changes, field changes, what planning needs, and why a plan could not be made.
+//! The plan and its parts: actions, changes, field changes, what planning needs, and why a plan
+//! could not be made.
 
 use crate::record::{Observed, Record};
 use crate::rules::Rules;

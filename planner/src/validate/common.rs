@@ -1,4 +1,5 @@
-//! Checks shared by the families: names Linux, S3 and DNS accept, a field's label, a safe path in the repository.
+//! Checks shared by the families: names Linux, S3 and DNS accept, a field's label, a safe path in
+//! the repository.
 
 use crate::diagnostics::Label;
 use crate::graph::{OwnedSegment, segments};

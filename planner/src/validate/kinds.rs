@@ -1,4 +1,5 @@
-//! Each kind's own rules: the Repository's settings, fields that exclude each other, secrets that exist, values in range.
+//! Each kind's own rules: the Repository's settings, fields that exclude each other, secrets that
+//! exist, values in range.
 
 use crate::diagnostics::{Problem, did_you_mean};
 use crate::load::{Document, Model};

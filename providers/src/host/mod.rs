@@ -17,8 +17,7 @@ use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError}
 
 pub mod service;
 
-pub use crate::quote::{shell_quote, systemd_escape};
-pub use crate::sha256_hex;
+use crate::quote::shell_quote;
 use service::{UNIT_DIR, observed_service, unit_name};
 pub use service::{remove_service_script, service_script};
 
