@@ -8,6 +8,7 @@ pub mod graph;
 pub mod instances;
 pub mod kdl;
 pub mod load;
+pub mod locate;
 pub mod mesh;
 pub mod placement;
 pub mod plan;

@@ -192,10 +192,15 @@ impl Document {
 
     /// The span of the value at `path` inside `spec`, falling back to the document's name.
     pub fn spec_span(&self, path: &[crate::tree::Segment<'_>]) -> ByteSpan {
+        self.find_spec_span(path).unwrap_or(self.name_span())
+    }
+
+    /// The span of the value at `path` inside `spec`, when the manifest writes one.
+    pub fn find_spec_span(&self, path: &[crate::tree::Segment<'_>]) -> Option<ByteSpan> {
         self.envelope()
             .and_then(|e| e.spec.as_ref())
             .and_then(|spec| spec.lookup(path))
-            .map_or(self.name_span(), |n| n.span)
+            .map(|n| n.span)
     }
 
     /// The span of the key of the field at `path` inside `spec`.

@@ -174,13 +174,12 @@ pub fn placements(model: &Model, records: &HashMap<&str, &Record>) -> BTreeMap<S
     // placement, as diagnostics do.
     for document in &model.documents {
         if let Some(Placement::Nowhere { reason }) = placed.get_mut(&document.resource.address()) {
-            let span = document.spec_span(&[Segment::Key("placement")]);
-            let source = model.sources.get(document.file);
-            let (line, column) = source.line_column(span.start);
-            *reason = format!(
-                "{}:{line}:{column}: cannot be placed: {reason}",
-                source.path
+            let at = crate::locate::locate(
+                model.sources.get(document.file),
+                document,
+                &[Segment::Key("placement")],
             );
+            *reason = format!("{at}: cannot be placed: {reason}");
         }
     }
     placed

@@ -54,6 +54,12 @@ impl ProviderError {
             ProviderError::Failed(reason) if !reason.starts_with(address) => {
                 ProviderError::Failed(format!("{address}: {reason}"))
             }
+            ProviderError::Field { field, message } if !message.starts_with(address) => {
+                ProviderError::Field {
+                    field,
+                    message: format!("{address}: {message}"),
+                }
+            }
             other => other,
         }
     }
@@ -65,16 +71,19 @@ impl ProviderError {
                 ProviderError::Transient(format!("{doing}: {reason}"))
             }
             ProviderError::Failed(reason) => ProviderError::Failed(format!("{doing}: {reason}")),
+            ProviderError::Field { field, message } => ProviderError::Field {
+                field,
+                message: format!("{doing}: {message}"),
+            },
             ProviderError::Bug(reason) => ProviderError::Bug(format!("{doing}: {reason}")),
         }
     }
 }
 
-/// The three kinds of failure, kept apart, each with the sentence a person reads.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
-)]
-#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+/// The three kinds of failure, kept apart, each with the sentence a person reads; a terminal
+/// failure can name the manifest field it concerns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(into = "WireError", from = "WireError")]
 pub enum ProviderError {
     /// Worth retrying with backoff: connection refused, timeouts.
     #[error("{0} (transient)")]
@@ -82,14 +91,102 @@ pub enum ProviderError {
     /// Terminal for this instance: report it, skip its dependents, go on.
     #[error("{0}")]
     Failed(String),
+    /// Terminal, and caused by one field of the instance's spec (named as plans name fields:
+    /// `image`, `disk.image`, `env.KEY`, `ports[0]`): apply shows the manifest's file and line
+    /// of that field with the message.
+    #[error("{message}")]
+    Field { field: String, message: String },
     /// A bug in nimbus (or in a plugin).
     #[error("bug in nimbus: {0}")]
     Bug(String),
 }
 
+/// A failure as the protocol carries it: `{"kind": "failed", "message": ..., "field": ...}`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(
+    title = "ProviderError",
+    description = "The three kinds of failure, kept apart, each with the sentence a person reads."
+)]
+struct WireError {
+    kind: WireKind,
+    message: String,
+    /// With `failed`: the field of the instance's spec the failure concerns (`image`,
+    /// `disk.image`, `env.KEY`, `ports[0]`); nimbus shows where the manifest writes it.
+    /// Optional, and ignored with the other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum WireKind {
+    /// Worth retrying with backoff: connection refused, timeouts.
+    Transient,
+    /// Terminal for this instance: report it, skip its dependents, go on.
+    Failed,
+    /// A bug in nimbus (or in a plugin).
+    Bug,
+}
+
+impl From<ProviderError> for WireError {
+    fn from(error: ProviderError) -> WireError {
+        let (kind, message, field) = match error {
+            ProviderError::Transient(message) => (WireKind::Transient, message, None),
+            ProviderError::Failed(message) => (WireKind::Failed, message, None),
+            ProviderError::Field { field, message } => (WireKind::Failed, message, Some(field)),
+            ProviderError::Bug(message) => (WireKind::Bug, message, None),
+        };
+        WireError {
+            kind,
+            message,
+            field,
+        }
+    }
+}
+
+impl From<WireError> for ProviderError {
+    fn from(wire: WireError) -> ProviderError {
+        match (wire.kind, wire.field) {
+            (WireKind::Transient, _) => ProviderError::Transient(wire.message),
+            (WireKind::Failed, Some(field)) if !field.trim().is_empty() => ProviderError::Field {
+                field,
+                message: wire.message,
+            },
+            (WireKind::Failed, _) => ProviderError::Failed(wire.message),
+            (WireKind::Bug, _) => ProviderError::Bug(wire.message),
+        }
+    }
+}
+
+impl schemars::JsonSchema for ProviderError {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ProviderError".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        WireError::json_schema(generator)
+    }
+}
+
 impl ProviderError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ProviderError::Transient(_))
+    }
+
+    /// A terminal failure caused by `field` of the instance's spec.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> ProviderError {
+        ProviderError::Field {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The spec's field this failure concerns, when it names one.
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            ProviderError::Field { field, .. } => Some(field),
+            _ => None,
+        }
     }
 }
 

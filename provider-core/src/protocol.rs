@@ -312,4 +312,41 @@ mod tests {
             "{refused:?}"
         );
     }
+
+    #[test]
+    fn a_failure_can_name_its_field_and_errors_without_one_read_as_before() {
+        let reply = |text: &str| serde_json::from_str::<Response>(text).map(|r| r.outcome);
+        assert_eq!(
+            reply(r#"{"id": 1, "error": {"kind": "failed", "message": "Workload/a/b: no such image", "field": "image"}}"#).ok(),
+            Some(Outcome::Error(ProviderError::field(
+                "image",
+                "Workload/a/b: no such image"
+            )))
+        );
+        // Version 1 as it was: no field.
+        assert_eq!(
+            reply(r#"{"id": 1, "error": {"kind": "failed", "message": "boom"}}"#).ok(),
+            Some(Outcome::Error(ProviderError::Failed("boom".into())))
+        );
+        // A field means nothing with the other kinds, and an empty one is none.
+        assert_eq!(
+            reply(r#"{"id": 1, "error": {"kind": "transient", "message": "refused", "field": "image"}}"#).ok(),
+            Some(Outcome::Error(ProviderError::Transient("refused".into())))
+        );
+        assert_eq!(
+            reply(r#"{"id": 1, "error": {"kind": "failed", "message": "boom", "field": " "}}"#).ok(),
+            Some(Outcome::Error(ProviderError::Failed("boom".into())))
+        );
+        let written = serde_json::to_value(Response {
+            id: 2,
+            outcome: Outcome::Error(ProviderError::field("disk.image", "VM/v: not found")),
+        })
+        .unwrap();
+        assert_eq!(
+            written,
+            serde_json::json!({"id": 2, "error": {"kind": "failed", "message": "VM/v: not found", "field": "disk.image"}})
+        );
+        let plain = serde_json::to_value(ProviderError::Bug("x".into())).unwrap();
+        assert_eq!(plain, serde_json::json!({"kind": "bug", "message": "x"}));
+    }
 }

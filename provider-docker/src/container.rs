@@ -291,9 +291,10 @@ async fn ensure_image(
                 }
                 other => other.to_string(),
             };
-            return Err(ProviderError::Failed(format!(
-                "{address}: image {image} is not on Host/{host} and cannot be pulled: {text}"
-            )));
+            return Err(ProviderError::field(
+                "image",
+                format!("{address}: image {image} is not on Host/{host} and cannot be pulled: {text}"),
+            ));
         }
     }
     docker

@@ -695,6 +695,9 @@ impl Provider for DockerProvider {
                 ProviderError::Failed(reason) if !reason.contains(&change.address) => {
                     ProviderError::Failed(format!("{}: {reason}", change.address))
                 }
+                ProviderError::Field { field, message } if !message.contains(&change.address) => {
+                    ProviderError::field(field, format!("{}: {message}", change.address))
+                }
                 other => other,
             })
         })

@@ -161,6 +161,9 @@ pub struct ExecutorOptions {
     /// field its schema declares sensitive: the value from the revision the plan was made from
     /// (state and logs keep the redacted spec).
     pub sensitive: Arc<HashMap<String, serde_json::Value>>,
+    /// The manifests of the plan's resources: a failure that names a field of one is shown
+    /// with the file, line and column that write it.
+    pub manifests: Arc<nimbus_planner::locate::Manifests>,
 }
 
 /// Every secret reference of a run: its value, or why it could not be decrypted.
@@ -175,6 +178,7 @@ impl Default for ExecutorOptions {
             progress: Progress::Quiet,
             secrets: Arc::new(HashMap::new()),
             sensitive: Arc::new(HashMap::new()),
+            manifests: Arc::new(Default::default()),
         }
     }
 }
@@ -577,7 +581,7 @@ async fn apply_one(
                     ProviderError::Transient(_) => {
                         format!("{error}; gave up after {attempts} attempts")
                     }
-                    _ => error.to_string(),
+                    _ => located(&error, change, &options.manifests),
                 };
                 record_failure(state, run, change, provider.as_ref(), &reason).await;
                 break Outcome::Failed(reason);
@@ -609,6 +613,22 @@ async fn apply_one(
     }
     options.progress.finished_one();
     (attempts, outcome, elapsed)
+}
+
+/// A failure's sentence; for one caused by a field of the instance's spec, where the manifest
+/// writes that field (`... (at tenants/acme/api.yaml:6:10, spec.image)`).
+fn located(
+    error: &ProviderError,
+    change: &Change,
+    manifests: &nimbus_planner::locate::Manifests,
+) -> String {
+    match error.field_name() {
+        Some(field) => match manifests.field(&change.resource, field) {
+            Some(at) => format!("{error} (at {at}, spec.{field})"),
+            None => format!("{error} (spec.{field})"),
+        },
+        None => error.to_string(),
+    }
 }
 
 /// What the target shows of a change's instance now; `None` when it cannot be observed.

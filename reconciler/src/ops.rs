@@ -200,6 +200,13 @@ impl Session {
             parallelism,
             &self.secrets,
             Arc::new(self.sensitive_values(plan)),
+            Arc::new(nimbus_planner::locate::Manifests::of(
+                &self.loaded.checked.model,
+                plan.changes
+                    .iter()
+                    .filter(|c| c.is_work())
+                    .map(|c| c.resource.as_str()),
+            )),
             superseded,
         )
         .await

@@ -224,8 +224,8 @@ fn hand_edits_show_as_drift() {
     assert!(
         change
             .reason
-            .as_deref()
-            .is_some_and(|r| r.contains("drift"))
+            .as_ref()
+            .is_some_and(|r| r.to_string().contains("drift"))
     );
     let gone = plan
         .changes
@@ -233,8 +233,8 @@ fn hand_edits_show_as_drift() {
         .find(|c| c.address == "File/motd@web-1")
         .unwrap_or_else(|| panic!("no change"));
     assert_eq!(
-        (gone.action, gone.reason.as_deref()),
-        (Create, Some("drift: deleted outside nimbus"))
+        (gone.action, gone.reason.as_ref().map(ToString::to_string)),
+        (Create, Some("drift: deleted outside nimbus".to_owned()))
     );
 }
 
@@ -458,7 +458,7 @@ fn the_scheduler_places_by_load_keeps_what_was_placed_and_says_what_does_not_fit
     let new = change("Workload/solo/new");
     assert_eq!(new.action, Create);
     assert_eq!(
-        new.reason.as_deref(),
+        new.reason.as_ref().map(ToString::to_string).as_deref(),
         Some("placed on d2: fits, most loaded")
     );
     // Named by its placement: not scheduled, and it carries the host it names (so that
@@ -564,7 +564,8 @@ fn reason_of(plan: &plan::Plan, address: &str) -> String {
     plan.changes
         .iter()
         .find(|c| c.address == address)
-        .and_then(|c| c.reason.clone())
+        .and_then(|c| c.reason.as_ref())
+        .map(ToString::to_string)
         .unwrap_or_default()
 }
 

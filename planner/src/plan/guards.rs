@@ -19,7 +19,7 @@ pub(super) fn not_planned(base: Change, reason: &str, unobserved: &mut Vec<Unobs
     Change {
         action: Action::NoOp,
         after: None,
-        reason: Some(format!("not observed: {reason}")),
+        reason: Some(Why::NotObserved(reason.to_owned()).into()),
         ..base
     }
 }
@@ -117,12 +117,12 @@ pub(super) fn delete_change(
         return Change {
             before,
             after: None,
-            reason: Some("protected: nimbus.dev/protect is \"true\"; lift it with `nimbus state unprotect` to delete".into()),
+            reason: Some(Why::ProtectedFromDelete.into()),
             ..base
         };
     }
     let reason = match observed {
-        Observed::Absent => Some("already gone; removed from state".into()),
+        Observed::Absent => Some(Why::AlreadyGone.into()),
         _ => None,
     };
     Change {

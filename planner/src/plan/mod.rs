@@ -17,11 +17,13 @@ mod diff;
 mod guards;
 mod overrides;
 mod passes;
+mod reason;
 mod steps;
 mod types;
 
 pub use diff::field_changes;
 pub use guards::unredacted;
+pub use reason::and as add_reason;
 pub use types::*;
 
 use guards::{check_deletion_budget, delete_change, not_observed, not_planned, redact};

@@ -26,10 +26,13 @@ pub(super) fn provider_switch(change: Change, record: Option<&Record>, provider:
                     .clone()
                     .or_else(|| Some(record.applied.clone())),
                 previous_provider: Some(record.provider.clone()),
-                reason: Some(format!(
-                    "provider changed: recorded under `{}`, now served by `{provider}`",
-                    record.provider
-                )),
+                reason: Some(
+                    Why::ProviderSwitch {
+                        from: record.provider.clone(),
+                        to: provider.to_owned(),
+                    }
+                    .into(),
+                ),
                 ..change
             }
         }
@@ -56,10 +59,7 @@ pub(super) fn taint(
                 action: Action::Replace,
                 before: current,
                 after: Some(desired.clone()),
-                reason: Some(format!(
-                    "tainted: the apply that made it failed ({}); it is made again",
-                    first_line(why)
-                )),
+                reason: Some(Why::Tainted(first_line(why)).into()),
                 ..change
             }
         }
@@ -72,10 +72,7 @@ pub(super) fn taint(
 pub(super) fn placement(change: Change, placement: Option<&Placement>) -> Change {
     match placement {
         Some(Placement::On { reason, .. }) if change.action.is_change() => Change {
-            reason: Some(match &change.reason {
-                Some(first) => format!("{first}; {reason}"),
-                None => reason.clone(),
-            }),
+            reason: super::reason::and(change.reason, Why::Placed(reason.clone())),
             ..change
         },
         Some(Placement::Nowhere { reason }) => Change {
@@ -172,9 +169,11 @@ mod tests {
             &desired,
         );
         assert_eq!(made.action, Action::Replace);
+        let reason = made.reason.expect("a tainted instance says why it is made again");
+        assert_eq!(reason.parts(), [Why::Tainted("boom".into())]);
         assert_eq!(
-            made.reason.as_deref(),
-            Some("tainted: the apply that made it failed (boom); it is made again")
+            reason.to_string(),
+            "tainted: the apply that made it failed (boom); it is made again"
         );
         let protected = taint(
             change(Action::NoOp),
@@ -201,12 +200,20 @@ mod tests {
             reason: "placed on b: most room".into(),
         };
         let updated = Change {
-            reason: Some("drift".into()),
+            reason: Some(Why::ChangedOutside.into()),
             ..change(Action::Update)
         };
+        let reason = placement(updated, Some(&on)).reason.unwrap();
         assert_eq!(
-            placement(updated, Some(&on)).reason.as_deref(),
-            Some("drift; placed on b: most room")
+            reason.parts(),
+            [
+                Why::ChangedOutside,
+                Why::Placed("placed on b: most room".into())
+            ]
+        );
+        assert_eq!(
+            reason.to_string(),
+            "drift: changed outside nimbus; placed on b: most room"
         );
         assert_eq!(placement(change(Action::NoOp), Some(&on)).reason, None);
         let nowhere = Placement::Nowhere {

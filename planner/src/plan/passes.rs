@@ -30,19 +30,14 @@ pub(super) fn vm_restarts(mut changes: Vec<Change>) -> Vec<Change> {
             .and_then(Value::as_str);
         let note = if restarting.is_empty() {
             match was {
-                Some("paused") => "resumes the VM (QMP cont): it is paused".to_owned(),
-                Some("suspended") => {
-                    "wakes the VM (QMP system_wakeup): its guest suspended it".to_owned()
-                }
-                _ => "starts the VM again: it is not running".to_owned(),
+                Some("paused") => Why::VmResume,
+                Some("suspended") => Why::VmWake,
+                _ => Why::VmStart,
             }
         } else {
-            format!("restarts the VM: {} changed", restarting.join(", "))
+            Why::VmRestart(restarting.into_iter().map(str::to_owned).collect())
         };
-        change.reason = Some(match change.reason.take() {
-            Some(reason) => format!("{reason}; {note}"),
-            None => note,
-        });
+        change.reason = super::reason::and(change.reason.take(), note);
     }
     changes
 }
@@ -281,7 +276,7 @@ pub(super) fn restart_if_changed(
     if change.action == Action::NoOp && change.reason.is_none() {
         change.action = Action::Update;
         change.after = Some(desired.clone());
-        change.reason = Some(format!("restart: {} changed", changed.join(", ")));
+        change.reason = Some(Why::Restart(changed.clone()).into());
     }
     if change.action == Action::Update {
         change.restart_for = changed;

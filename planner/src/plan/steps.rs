@@ -78,7 +78,7 @@ pub(super) fn compare(base: Change, current: Option<Value>, c: &Compared<'_>) ->
         None => Change {
             action: Action::Create,
             reason: match (c.record, c.observed) {
-                (Some(_), Observed::Absent) => Some("drift: deleted outside nimbus".into()),
+                (Some(_), Observed::Absent) => Some(Why::DeletedOutside.into()),
                 _ => None,
             },
             ..base
@@ -94,7 +94,7 @@ pub(super) fn compare(base: Change, current: Option<Value>, c: &Compared<'_>) ->
                 // and recorded.
                 Change {
                     action: Action::Read,
-                    reason: Some("first contact: its facts are read and recorded".into()),
+                    reason: Some(Why::FirstContact.into()),
                     ..base
                 }
             } else if fields.is_empty() {
@@ -109,33 +109,24 @@ pub(super) fn compare(base: Change, current: Option<Value>, c: &Compared<'_>) ->
                     c.schema.normalize(&mut applied);
                     applied == *c.comparable
                 }) && matches!(c.observed, Observed::Present(_));
-                let replacing: Vec<&str> = fields
+                let replacing: Vec<String> = fields
                     .iter()
                     .filter(|f| f.forces_replacement)
-                    .map(|f| f.path.as_str())
+                    .map(|f| f.path.clone())
                     .collect();
                 let (action, reason) = if !replacing.is_empty() {
                     if c.protected {
                         (
                             Action::NoOp,
-                            Some(format!(
-                                "protected: {} changed, but a protected resource is never replaced",
-                                replacing.join(", ")
-                            )),
+                            Some(Why::ProtectedFromReplace(replacing).into()),
                         )
                     } else {
-                        (
-                            Action::Replace,
-                            Some(format!("{} changed", replacing.join(", "))),
-                        )
+                        (Action::Replace, Some(Why::Replacing(replacing).into()))
                     }
                 } else if c.record.is_none() {
-                    (
-                        Action::Update,
-                        Some("exists but is not managed yet: nimbus takes it over".into()),
-                    )
+                    (Action::Update, Some(Why::TakeOver.into()))
                 } else if drift {
-                    (Action::Update, Some("drift: changed outside nimbus".into()))
+                    (Action::Update, Some(Why::ChangedOutside.into()))
                 } else {
                     (Action::Update, None)
                 };
@@ -213,8 +204,7 @@ pub(super) fn removed(
         let mut change = delete_change(base, record, record.protected, &observed);
         if record.keep_on_removal && change.action == Action::Delete {
             change.action = Action::NoOp;
-            change.reason =
-                Some("removed from git, kept in place: nimbus.dev/prune is \"false\"".into());
+            change.reason = Some(Why::KeptOnRemoval.into());
         }
         changes.push(change);
     }

@@ -3,6 +3,8 @@
 
 use crate::record::{Observed, Record};
 use crate::rules::Rules;
+
+pub use super::reason::{Reason, Why};
 use nimbus_schemas::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,7 +99,7 @@ pub struct Change {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Addresses of the instances this change must wait for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,

@@ -1,9 +1,10 @@
 //! Checks shared by the families: names Linux, S3 and DNS accept, a field's label, a safe path in
 //! the repository.
 
-use crate::diagnostics::Label;
+use crate::diagnostics::{Label, Problem, did_you_mean};
 use crate::graph::{OwnedSegment, segments};
-use crate::load::Document;
+use crate::load::{Document, Model};
+use crate::tree::Segment;
 
 /// Whether Linux takes `name` as a network interface's name: 1 to 15 letters, digits, `-`,
 /// `_` or `.`.
@@ -62,4 +63,79 @@ pub(super) fn field_label(
 
 pub(super) fn is_safe_repo_path(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|p| p == "..")
+}
+
+/// One document under check: what each family's rules read.
+pub(super) struct Check<'a> {
+    pub model: &'a Model,
+    pub document: &'a Document,
+    pub address: String,
+}
+
+impl Check<'_> {
+    /// Exactly one of `present`'s fields is set: two set is a conflict at the second, none a
+    /// missing field at the name.
+    pub fn one_of(&self, present: &[(&str, bool)], what: &str, problems: &mut Vec<Problem>) {
+        let Check {
+            document, address, ..
+        } = self;
+        let set: Vec<&str> = present
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(n, _)| *n)
+            .collect();
+        let names: Vec<String> = present.iter().map(|(n, _)| format!("`{n}`")).collect();
+        if set.len() > 1 {
+            problems.push(
+                Problem::error(
+                    "nimbus::manifest::conflicting_fields",
+                    format!("{address} sets both `{}` and `{}`", set[0], set[1]),
+                    document.label(document.spec_key_span(&[Segment::Key(set[1])]), "set here"),
+                )
+                .with_label(
+                    document.label(document.spec_key_span(&[Segment::Key(set[0])]), "and here"),
+                )
+                .with_help(format!("{what} takes exactly one of {}", names.join(", "))),
+            );
+        } else if set.is_empty() {
+            problems.push(
+                Problem::error(
+                    "nimbus::manifest::missing_field",
+                    format!("{address} needs one of {}", names.join(", ")),
+                    document.label(document.name_span(), "declared here"),
+                )
+                .with_help(format!("{what} takes exactly one of {}", names.join(", "))),
+            );
+        }
+    }
+
+    /// The secret `name`, named at `path`, exists in the repository (`secrets/NAME.age`).
+    pub fn secret(&self, path: &[Segment<'_>], name: &str, problems: &mut Vec<Problem>) {
+        let Check {
+            model, document, ..
+        } = self;
+        if model.paths.contains(&format!("secrets/{name}.age")) {
+            return;
+        }
+        let known: Vec<&str> = model
+            .paths
+            .iter()
+            .filter_map(|p| {
+                p.strip_prefix("secrets/")
+                    .and_then(|p| p.strip_suffix(".age"))
+            })
+            .collect();
+        let help = match did_you_mean(name, known.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("create it with `nimbus secret encrypt {name}`"),
+        };
+        problems.push(
+            Problem::error(
+                "nimbus::secret::missing",
+                format!("secret `{name}` does not exist (no secrets/{name}.age)"),
+                document.label(document.spec_span(path), "no such secret"),
+            )
+            .with_help(help),
+        );
+    }
 }

@@ -6,12 +6,16 @@ use crate::diagnostics::{Problem, sort_problems};
 use crate::graph::ResourceGraph;
 use crate::load::Model;
 
+mod clusters;
 mod common;
+mod files;
 mod kinds;
 mod names;
 mod networks;
 mod references;
 mod tenants;
+mod vms;
+mod volumes;
 
 pub use common::{bucket_name_problem, is_dns_label, is_interface_name};
 
@@ -20,7 +24,7 @@ pub fn validate(model: &Model) -> Vec<Problem> {
     let mut problems = Vec::new();
     names::check_names(model, &mut problems);
     names::check_duplicates(model, &mut problems);
-    kinds::check_repository(model, &mut problems);
+    clusters::check_repository(model, &mut problems);
     let graph = ResourceGraph::build(model);
     references::check_references(model, &graph, &mut problems);
     references::check_cycles(model, &graph, &mut problems);

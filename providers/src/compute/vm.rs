@@ -141,6 +141,11 @@ fn failed(address: &str, message: impl std::fmt::Display) -> ProviderError {
     ProviderError::Failed(format!("{address}: {message}"))
 }
 
+/// A failure caused by `field` of the VM's spec: apply shows where the manifest writes it.
+fn failed_at(address: &str, field: &str, message: impl std::fmt::Display) -> ProviderError {
+    ProviderError::field(field, format!("{address}: {message}"))
+}
+
 /// The VM's host: the one it names, or the one the scheduler placed it on (the plan's spec
 /// carries it).
 pub fn host_in(spec: &Value) -> Option<&str> {
@@ -271,11 +276,15 @@ fn refuse_unsafe(address: &str, spec: &VmSpec) -> Result<(), ProviderError> {
     ];
     for (field, path) in paths {
         if let Some(problem) = path.and_then(|p| config_path_problem(p)) {
-            return Err(failed(address, format!("{field} {problem}")));
+            return Err(failed_at(address, field, format!("{field} {problem}")));
         }
     }
     if let Some(problem) = boot.cmdline.as_deref().and_then(cmdline_problem) {
-        return Err(failed(address, format!("boot.cmdline {problem}")));
+        return Err(failed_at(
+            address,
+            "boot.cmdline",
+            format!("boot.cmdline {problem}"),
+        ));
     }
     Ok(())
 }
@@ -404,16 +413,18 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
                 .as_deref()
                 .filter(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
                 .ok_or_else(|| {
-                    failed(
+                    failed_at(
                         address,
+                        "disk.sha256",
                         "disk.image is a URL: give its disk.sha256 (64 hex digits), which the download is checked against",
                     )
                 })?;
             Some(fetch_image(session, address, url, &sha256.to_ascii_lowercase()).await?)
         }
         Some(other) => {
-            return Err(failed(
+            return Err(failed_at(
                 address,
+                "disk.image",
                 format!(
                     "disk.image `{other}` must be the path of an image on the host, or an http(s) URL with its disk.sha256"
                 ),
@@ -440,7 +451,7 @@ pub async fn apply(session: &SshSession, change: &Change) -> Result<Applied, Pro
                 session.name()
             )
         };
-        return Err(failed(address, why));
+        return Err(failed_at(address, "runtime", why));
     }
     // A replace starts from nothing: the old VM and what nimbus made go first.
     if change.action == Action::Replace {
@@ -564,8 +575,14 @@ async fn fetch_image(
     );
     let output = session.exec(&script, None).await?;
     if output.status != 0 {
-        return Err(failed(
+        let field = if output.status == 3 {
+            "disk.sha256"
+        } else {
+            "disk.image"
+        };
+        return Err(failed_at(
             address,
+            field,
             format!(
                 "cannot fetch disk.image: {}",
                 String::from_utf8_lossy(&output.stderr).trim()

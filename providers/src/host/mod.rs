@@ -209,7 +209,8 @@ impl HostsProvider {
             Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
             Err(_) => String::new(),
         };
-        let mut results: HashMap<usize, Result<(), String>> = HashMap::new();
+        // What failed: the field whose value the failing step used, and why.
+        let mut results: HashMap<usize, Result<(), (String, String)>> = HashMap::new();
         for line in stdout.lines() {
             match line.split('\t').collect::<Vec<_>>().as_slice() {
                 ["W", index, "ok"] => {
@@ -217,9 +218,9 @@ impl HostsProvider {
                         results.insert(i, Ok(()));
                     }
                 }
-                ["W", index, "err", message] => {
+                ["W", index, "err", step, message] => {
                     if let Ok(i) = index.parse() {
-                        results.insert(i, Err((*message).trim().to_owned()));
+                        results.insert(i, Err(((*step).to_owned(), (*message).trim().to_owned())));
                     }
                 }
                 _ => {}
@@ -236,10 +237,24 @@ impl HostsProvider {
                         outputs: Value::Null,
                     })
                 }
-                (Ok(_), Some(Err(message))) => Err(ProviderError::Failed(format!(
-                    "{}: writing {} failed: {message}",
-                    write.change.address, files[i].path
-                ))),
+                (Ok(_), Some(Err((step, message)))) => {
+                    let field = match step.as_str() {
+                        "mode" => "mode",
+                        "chown" if message.contains("group") && after["group"].is_string() => {
+                            "group"
+                        }
+                        "chown" if after["owner"].is_string() => "owner",
+                        "chown" => "group",
+                        _ => "path",
+                    };
+                    Err(ProviderError::field(
+                        field,
+                        format!(
+                            "{}: writing {} failed: {message}",
+                            write.change.address, files[i].path
+                        ),
+                    ))
+                }
                 (Ok(output), None) => Err(ProviderError::Failed(format!(
                     "{}: writing {} did not finish: {}",
                     write.change.address,
@@ -512,9 +527,9 @@ fn write_files_script(files: &[FileWrite]) -> String {
     let mut script = String::from(
         "set +e\n\
          stage() { d=$(dirname \"$1\"); if mkdir -p \"$d\" 2>/dev/null && T=$(mktemp \"$d/.nimbus.XXXXXX\" 2>/dev/null); then head -c \"$2\" > \"$T\"; else T=; head -c \"$2\" > /dev/null; fi; }\n\
-         fin() { if [ -z \"$2\" ]; then printf 'W\\t%s\\terr\\tcannot create %s or a temporary file in it\\n' \"$1\" \"$(dirname \"$3\")\"; return; fi; \
-         err=$( { chmod \"$4\" \"$2\" && { [ -z \"$5\" ] || chown -- \"$5\" \"$2\"; } && sync \"$2\" && mv -f \"$2\" \"$3\"; } 2>&1 ); \
-         if [ $? -eq 0 ]; then printf 'W\\t%s\\tok\\n' \"$1\"; else rm -f \"$2\"; printf 'W\\t%s\\terr\\t%s\\n' \"$1\" \"$(printf %s \"$err\" | tr '\\n\\t' '  ')\"; fi; }\n",
+         fin() { if [ -z \"$2\" ]; then printf 'W\\t%s\\terr\\tpath\\tcannot create %s or a temporary file in it\\n' \"$1\" \"$(dirname \"$3\")\"; return; fi; \
+         f=mode; err=$(chmod \"$4\" \"$2\" 2>&1) && { f=chown; [ -z \"$5\" ] || err=$(chown -- \"$5\" \"$2\" 2>&1); } && { f=path; err=$( { sync \"$2\" && mv -f \"$2\" \"$3\"; } 2>&1 ); }; \
+         if [ $? -eq 0 ]; then printf 'W\\t%s\\tok\\n' \"$1\"; else rm -f \"$2\"; printf 'W\\t%s\\terr\\t%s\\t%s\\n' \"$1\" \"$f\" \"$(printf %s \"$err\" | tr '\\n\\t' '  ')\"; fi; }\n",
     );
     // Interrupted (the connection dropped: nimbus was killed), the script takes its staged
     // temporary files away: a file either reached its path whole or left nothing behind.

@@ -547,7 +547,9 @@ impl PluginProvider {
         // A process that exited, hung or spoke garbage is not asked again.
         let broken = match &result {
             Ok(_) => false,
-            Err(ProviderError::Failed(m)) | Err(ProviderError::Bug(m)) => {
+            Err(ProviderError::Failed(m))
+            | Err(ProviderError::Field { message: m, .. })
+            | Err(ProviderError::Bug(m)) => {
                 !matches!(process.child.try_wait(), Ok(None))
                     || m.contains("did not answer")
                     || m.contains("does not speak the protocol")

@@ -45,6 +45,7 @@ pub async fn run_plan_until(
     parallelism: usize,
     secrets: &RunSecrets,
     sensitive: Arc<std::collections::HashMap<String, serde_json::Value>>,
+    manifests: Arc<nimbus_planner::locate::Manifests>,
     superseded: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
     let run =
@@ -56,6 +57,7 @@ pub async fn run_plan_until(
         progress: executor::Progress::for_stderr(total),
         secrets: Arc::clone(&secrets.values),
         sensitive,
+        manifests,
         // For tests and demos: the first wait before a retry (it doubles each time).
         backoff: std::env::var("NIMBUS_RETRY_BACKOFF_MS")
             .ok()
