@@ -513,7 +513,12 @@ async fn bad_input(suite: &Suite<'_>, hands: Option<&dyn Hands>) -> Result<(), S
                 "{who}: bad input must be a terminal failure (failed), not: {error:?}"
             ));
         }
-        Err(ProviderError::Failed(reason) | ProviderError::Field { message: reason, .. }) => {
+        Err(
+            ProviderError::Failed(reason)
+            | ProviderError::Field {
+                message: reason, ..
+            },
+        ) => {
             ensure!(
                 reason.contains(&case.address()),
                 "{who}: the reason must name the instance: {reason}"

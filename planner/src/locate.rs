@@ -108,7 +108,11 @@ mod tests {
         );
         assert_eq!(
             field_segments("ports[1].host"),
-            [Segment::Key("ports"), Segment::Index(1), Segment::Key("host")]
+            [
+                Segment::Key("ports"),
+                Segment::Index(1),
+                Segment::Key("host")
+            ]
         );
         assert_eq!(field_segments("image"), [Segment::Key("image")]);
         assert!(field_segments("").is_empty());
@@ -135,7 +139,10 @@ mod tests {
         assert_eq!(at("image").as_deref(), Some("tenants/acme/api.yaml:6:10"));
         assert_eq!(at("env.LOG").as_deref(), Some("tenants/acme/api.yaml:8:10"));
         // Not written: the nearest field that is (`env`), else the resource's name.
-        assert_eq!(at("env.OTHER").as_deref(), Some("tenants/acme/api.yaml:8:5"));
+        assert_eq!(
+            at("env.OTHER").as_deref(),
+            Some("tenants/acme/api.yaml:8:5")
+        );
         assert_eq!(at("replicas").as_deref(), Some("tenants/acme/api.yaml:4:9"));
         assert_eq!(manifests.field("Workload/acme/web", "image"), None);
     }

@@ -334,7 +334,8 @@ mod tests {
             Some(Outcome::Error(ProviderError::Transient("refused".into())))
         );
         assert_eq!(
-            reply(r#"{"id": 1, "error": {"kind": "failed", "message": "boom", "field": " "}}"#).ok(),
+            reply(r#"{"id": 1, "error": {"kind": "failed", "message": "boom", "field": " "}}"#)
+                .ok(),
             Some(Outcome::Error(ProviderError::Failed("boom".into())))
         );
         let written = serde_json::to_value(Response {

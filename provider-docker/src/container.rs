@@ -293,7 +293,9 @@ async fn ensure_image(
             };
             return Err(ProviderError::field(
                 "image",
-                format!("{address}: image {image} is not on Host/{host} and cannot be pulled: {text}"),
+                format!(
+                    "{address}: image {image} is not on Host/{host} and cannot be pulled: {text}"
+                ),
             ));
         }
     }

@@ -16,6 +16,71 @@ use sha2::{Digest, Sha256};
 /// The environment variable naming an age identity file.
 pub const IDENTITY_ENV: &str = "NIMBUS_AGE_IDENTITY";
 
+/// Why a secret could not be named, encrypted or decrypted. The cause, where there is one,
+/// is the error's source; [`SecretError::sentence`] is the whole chain on one line.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SecretError {
+    #[error("`{0}` is not a secret name: use letters, digits, `-`, `_` and `.` (secrets/NAME.age)")]
+    #[diagnostic(code(nimbus::secret::name))]
+    Name(String),
+    #[error(
+        "the Repository lists no secrets.recipients: add the public keys secrets are encrypted to (age1..., ssh-ed25519 ..., ssh-rsa ...)"
+    )]
+    #[diagnostic(code(nimbus::secret::recipients))]
+    NoRecipients,
+    #[error("secrets.recipients: `{recipient}` is not {what}")]
+    #[diagnostic(code(nimbus::secret::recipients))]
+    Recipient {
+        recipient: String,
+        what: &'static str,
+        #[source]
+        cause: Cause,
+    },
+    #[error("cannot encrypt")]
+    #[diagnostic(code(nimbus::secret::encrypt))]
+    Encrypt(#[source] Cause),
+    #[error("cannot read the identity {}", .0.display())]
+    #[diagnostic(code(nimbus::secret::identity))]
+    ReadIdentity(PathBuf, #[source] std::io::Error),
+    #[error("{}: {reason}", path.display())]
+    #[diagnostic(code(nimbus::secret::identity))]
+    Identity {
+        path: PathBuf,
+        reason: &'static str,
+        #[source]
+        cause: Option<Cause>,
+    },
+    #[error("not an age file")]
+    #[diagnostic(code(nimbus::secret::format))]
+    NotAge(#[source] Option<Cause>),
+    #[error(
+        "the identity is not one of its recipients (was it encrypted to this key? `nimbus secret rekey` re-encrypts to the current recipients)"
+    )]
+    #[diagnostic(code(nimbus::secret::not_a_recipient))]
+    NotARecipient,
+    #[error("cannot decrypt")]
+    #[diagnostic(code(nimbus::secret::decrypt))]
+    Decrypt(#[source] Cause),
+}
+
+/// The error under a [`SecretError`]: age's, or the system's.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+impl SecretError {
+    /// The error and each of its causes, joined by `: ` (for plans and logs, which keep one
+    /// line per reason).
+    pub fn sentence(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            out.push_str(": ");
+            out.push_str(&error.to_string());
+            cause = error.source();
+        }
+        out
+    }
+}
+
 /// A decrypted secret: no `Display`, a `Debug` that shows `(sensitive)`, wiped on drop.
 pub struct Plaintext(Vec<u8>);
 
@@ -52,7 +117,7 @@ pub fn secret_path(root: &Path, name: &str) -> PathBuf {
 }
 
 /// A secret name is a path segment: letters, digits, `-`, `_`, `.` (not leading).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), SecretError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -61,19 +126,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "`{name}` is not a secret name: use letters, digits, `-`, `_` and `.` (secrets/NAME.age)"
-        ))
+        Err(SecretError::Name(name.to_owned()))
     }
 }
 
 /// The Repository's recipients, parsed. Each one's problem names it.
-pub fn recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>, String> {
+pub fn recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>, SecretError> {
     if list.is_empty() {
-        return Err(
-            "the Repository lists no secrets.recipients: add the public keys secrets are encrypted to (age1..., ssh-ed25519 ..., ssh-rsa ...)"
-                .into(),
-        );
+        return Err(SecretError::NoRecipients);
     }
     list.iter()
         .map(|text| {
@@ -81,15 +141,22 @@ pub fn recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>
             if text.starts_with("age1") {
                 age::x25519::Recipient::from_str(text)
                     .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
-                    .map_err(|e| format!("secrets.recipients: `{text}` is not an age recipient: {e}"))
+                    .map_err(|e| SecretError::Recipient {
+                        recipient: text.to_owned(),
+                        what: "an age recipient",
+                        cause: e.into(),
+                    })
             } else {
                 age::ssh::Recipient::from_str(text)
                     .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
-                    .map_err(|e| {
-                        format!(
-                            "secrets.recipients: `{}` is not an age, ssh-ed25519 or ssh-rsa public key: {e:?}",
-                            text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
-                        )
+                    .map_err(|e| SecretError::Recipient {
+                        recipient: text
+                            .split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        what: "an age, ssh-ed25519 or ssh-rsa public key",
+                        cause: format!("{e:?}").into(),
                     })
             }
         })
@@ -100,72 +167,78 @@ pub fn recipients(list: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>
 pub fn encrypt(
     recipients: &[Box<dyn age::Recipient + Send>],
     plaintext: &[u8],
-) -> Result<String, String> {
+) -> Result<String, SecretError> {
+    let encrypt = |e: Cause| SecretError::Encrypt(e);
     let encryptor = age::Encryptor::with_recipients(
         recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
     )
-    .map_err(|e| format!("cannot encrypt: {e}"))?;
+    .map_err(|e| encrypt(e.into()))?;
     let mut out = Vec::new();
     let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
+        .map_err(|e| encrypt(e.into()))?;
     let mut writer = encryptor
         .wrap_output(armor)
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
-    writer
-        .write_all(plaintext)
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
+        .map_err(|e| encrypt(e.into()))?;
+    writer.write_all(plaintext).map_err(|e| encrypt(e.into()))?;
     writer
         .finish()
         .and_then(|armor| armor.finish())
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
-    String::from_utf8(out).map_err(|_| "cannot encrypt: the armor is not text".into())
+        .map_err(|e| encrypt(e.into()))?;
+    String::from_utf8(out).map_err(|_| encrypt("the armor is not text".into()))
 }
 
 /// The identities in an age identity file (`AGE-SECRET-KEY-1...` lines) or an unencrypted
 /// OpenSSH private key (ed25519 or RSA).
-pub fn load_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the identity {}: {e}", path.display()))?;
+pub fn load_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>, SecretError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| SecretError::ReadIdentity(path.to_owned(), e))?;
+    let identity = |reason: &'static str, cause: Option<Cause>| SecretError::Identity {
+        path: path.to_owned(),
+        reason,
+        cause,
+    };
     if text.contains("AGE-SECRET-KEY-") {
+        let unusable = "not a usable age identity file";
         let file = age::IdentityFile::from_buffer(text.as_bytes())
-            .map_err(|e| format!("{}: not a usable age identity file: {e}", path.display()))?;
+            .map_err(|e| identity(unusable, Some(e.into())))?;
         return file
             .into_identities()
-            .map_err(|e| format!("{}: not a usable age identity file: {e}", path.display()));
+            .map_err(|e| identity(unusable, Some(e.into())));
     }
     match age::ssh::Identity::from_buffer(text.as_bytes(), Some(path.display().to_string())) {
-        Ok(identity @ age::ssh::Identity::Unencrypted(_)) => Ok(vec![Box::new(identity)]),
-        Ok(age::ssh::Identity::Encrypted(_)) => Err(format!(
-            "{}: a passphrase-protected SSH key cannot be used without a terminal; use an unencrypted key or an age identity",
-            path.display()
+        Ok(found @ age::ssh::Identity::Unencrypted(_)) => Ok(vec![Box::new(found)]),
+        Ok(age::ssh::Identity::Encrypted(_)) => Err(identity(
+            "a passphrase-protected SSH key cannot be used without a terminal; use an unencrypted key or an age identity",
+            None,
         )),
-        Ok(age::ssh::Identity::Unsupported(kind)) => Err(format!(
-            "{}: unsupported SSH key ({kind:?}); use ed25519, RSA or an age identity",
-            path.display()
+        Ok(age::ssh::Identity::Unsupported(kind)) => Err(identity(
+            "unsupported SSH key; use ed25519, RSA or an age identity",
+            Some(format!("{kind:?}").into()),
         )),
-        Err(e) => Err(format!(
-            "{}: neither an age identity file nor an OpenSSH private key: {e}",
-            path.display()
+        Err(e) => Err(identity(
+            "neither an age identity file nor an OpenSSH private key",
+            Some(e.into()),
         )),
     }
 }
 
 /// Decrypts an armored (or binary) age file.
-pub fn decrypt(identities: &[Box<dyn age::Identity>], file: &[u8]) -> Result<Plaintext, String> {
+pub fn decrypt(
+    identities: &[Box<dyn age::Identity>],
+    file: &[u8],
+) -> Result<Plaintext, SecretError> {
     let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(file))
-        .map_err(|e| format!("not an age file: {e}"))?;
+        .map_err(|e| SecretError::NotAge(Some(e.into())))?;
     let mut reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
         .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => {
-                "the identity is not one of its recipients (was it encrypted to this key? `nimbus secret rekey` re-encrypts to the current recipients)".to_owned()
-            }
-            other => format!("cannot decrypt: {other}"),
+            age::DecryptError::NoMatchingKeys => SecretError::NotARecipient,
+            other => SecretError::Decrypt(other.into()),
         })?;
     let mut bytes = Vec::new();
     reader
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot decrypt: {e}"))?;
+        .map_err(|e| SecretError::Decrypt(e.into()))?;
     Ok(Plaintext(bytes))
 }
 
@@ -187,16 +260,18 @@ pub fn identity_path(
 
 /// The recipient stanzas of an age file's header: `(type, arguments)`, read without
 /// decrypting anything.
-pub fn stanzas(file: &[u8]) -> Result<Vec<(String, Vec<String>)>, String> {
+pub fn stanzas(file: &[u8]) -> Result<Vec<(String, Vec<String>)>, SecretError> {
     let mut binary = Vec::new();
     age::armor::ArmoredReader::new(file)
         .take(64 * 1024)
         .read_to_end(&mut binary)
-        .map_err(|e| format!("not an age file: {e}"))?;
+        .map_err(|e| SecretError::NotAge(Some(e.into())))?;
     let text = String::from_utf8_lossy(&binary);
     let mut lines = text.lines();
     if lines.next() != Some("age-encryption.org/v1") {
-        return Err("not an age file (no age-encryption.org/v1 header)".into());
+        return Err(SecretError::NotAge(Some(
+            "no age-encryption.org/v1 header".into(),
+        )));
     }
     let mut found = Vec::new();
     for line in lines {
@@ -318,7 +393,7 @@ impl<'a> Secrets<'a> {
     pub fn new(read: ReadFile<'a>, identity: Option<(PathBuf, &'static str)>) -> Self {
         let identities = match identity {
             Some((path, origin)) => {
-                load_identities(&path).map_err(|e| format!("{e} (from {origin})"))
+                load_identities(&path).map_err(|e| format!("{} (from {origin})", e.sentence()))
             }
             None => Err(format!(
                 "no age identity to decrypt secrets with: pass --identity FILE, set {IDENTITY_ENV}, or set secrets.identityFile in the Repository"
@@ -356,7 +431,8 @@ impl<'a> Secrets<'a> {
         let path = format!("secrets/{name}.age");
         let file =
             (self.read)(&path).map_err(|e| format!("secret `{name}`: cannot read {path}: {e}"))?;
-        let whole = decrypt(identities, &file).map_err(|e| format!("secret `{name}`: {e}"))?;
+        let whole =
+            decrypt(identities, &file).map_err(|e| format!("secret `{name}`: {}", e.sentence()))?;
         let Some(key) = key else {
             return Ok(whole);
         };

@@ -461,3 +461,38 @@ fn hosts_go_over_ssh_without_any_ssh_setting() {
         "{stderr}"
     );
 }
+
+/// A failure the provider pins on a field of the manifest (here a File's `owner`, which the
+/// host does not know) is shown with the file, line and column that write that field.
+#[test]
+fn a_failure_at_a_field_names_the_manifest_line() {
+    let server = sshd::start_sshd();
+    let repo = Repo::new(&server);
+    std::fs::write(
+        repo.root().join("files.yaml"),
+        format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata:\n  name: owned\nspec:\n  host: local\n  path: {}\n  content: \"x\\n\"\n  owner: nimbus-no-such-user\n",
+            repo.out("owned").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = repo.nimbus(&["apply", "--auto-approve", "--target", "File/owned", "."]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let failed = stdout
+        .lines()
+        .find(|l| l.contains("failed") && l.contains("File/owned@local"))
+        .unwrap_or_else(|| panic!("no failure line: {stdout}"));
+    assert!(
+        failed.contains("nimbus-no-such-user")
+            && failed.ends_with("(at files.yaml:9:10, spec.owner)"),
+        "{failed}"
+    );
+    // Written atomically: nothing is left at the path.
+    assert!(!repo.out("owned").exists());
+}

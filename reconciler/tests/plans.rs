@@ -5,7 +5,9 @@
 //! - `observed.json` (optional): what providers see, by instance address; `null` is absent.
 //!   Instances not listed are observed exactly as recorded.
 //! - `options.json` (optional): `targets`, `allow_deletes`, `destroy`, `not_owned` (addresses
-//!   recorded as not created by nimbus), `refresh: false` (nothing observed).
+//!   recorded as not created by nimbus), `refresh: false` (nothing observed), `tainted` and
+//!   `recorded_provider` (by address), `provider_rules: true` (the built-in providers' own
+//!   rules rather than each kind's defaults).
 //! - `expected.txt`, `expected.json`, `expected.md`: the plan, or `expected.error` when
 //!   planning must fail. `NIMBUS_BLESS=1` rewrites them; review the diff.
 
@@ -42,6 +44,15 @@ fn load(dir: &Path) -> (nimbus_planner::Model, InstanceGraph) {
 }
 
 static DEFAULT_RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(Rules::new);
+
+/// The built-in providers' own rules (replacement fields, normalisation), as a run has them:
+/// for cases whose `options.json` says `"provider_rules": true`.
+static PROVIDER_RULES: std::sync::LazyLock<Rules> = std::sync::LazyLock::new(|| {
+    Rules::new()
+        .with("ssh", &nimbus_providers::hosts::schema())
+        .with("docker", &nimbus_provider_docker::schema())
+        .with("kube", &nimbus_provider_kube::schema())
+});
 
 fn input<'a>(
     records: &'a [Record],
@@ -83,13 +94,25 @@ fn check(case: &str) -> Option<plan::Plan> {
             })
     };
     let options = read_json("options.json");
+    let rules: &Rules = if options["provider_rules"] == true {
+        &PROVIDER_RULES
+    } else {
+        &DEFAULT_RULES
+    };
     let none: Vec<String> = Vec::new();
     let empty: HashMap<String, Observed> = HashMap::new();
     let mut records: Vec<Record> = Vec::new();
     if dir.join("before").is_dir() {
         let (model, graph) = load(&dir.join("before"));
-        let initial = plan::plan(&model, &graph, &input(&[], &empty, &Value::Null, &none))
-            .unwrap_or_else(|e| panic!("{case}/before: {e}"));
+        let initial = plan::plan(
+            &model,
+            &graph,
+            &PlanInput {
+                rules,
+                ..input(&[], &empty, &Value::Null, &none)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{case}/before: {e}"));
         let not_owned: Vec<&str> = options["not_owned"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -145,7 +168,10 @@ fn check(case: &str) -> Option<plan::Plan> {
     match plan::plan(
         &model,
         &graph,
-        &input(&records, &observed, &options, &targets),
+        &PlanInput {
+            rules,
+            ..input(&records, &observed, &options, &targets)
+        },
     ) {
         Ok(plan) => {
             compare(
@@ -658,4 +684,73 @@ fn a_volume_with_data_is_kept_without_allow_deletes() {
         0,
         "a delete that is refused is not counted"
     );
+}
+
+/// A placement move: a Workload placed by a selector no longer fits the host it was placed
+/// on (the host shrank), so the scheduler moves it; that is a replace (its delete runs on the
+/// recorded host), saying where from and why. A Workload pinned to that host stays.
+#[test]
+fn a_workload_that_no_longer_fits_moves_as_a_replace() {
+    let plan = check("placement-move").unwrap_or_else(|| panic!("no plan"));
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.resource == "Workload/solo/web")
+        .unwrap_or_else(|| panic!("no change: {:?}", actions(&plan)));
+    assert_eq!(change.action, Replace, "{:?}", actions(&plan));
+    let host = change.fields.iter().find(|f| f.path == "host");
+    assert_eq!(
+        host.map(|f| (f.before.clone(), f.after.clone(), f.forces_replacement)),
+        Some((
+            Some(serde_json::json!("d1")),
+            Some(serde_json::json!("d2")),
+            true
+        ))
+    );
+    let reason = reason_of(&plan, &change.address);
+    assert!(reason.contains("moved from d1"), "{reason}");
+    // Pinned to d1 and fitting it still: left as it is.
+    assert!(
+        !actions(&plan)
+            .iter()
+            .any(|(a, _)| a.starts_with("Workload/solo/api")),
+        "{:?}",
+        actions(&plan)
+    );
+}
+
+/// The confirm group: a Network change on every member, where nimbus reaches one member (c,
+/// whose address is inside the overlay) through it, is applied with a confirm-or-revert timer;
+/// every member's change is in one group, and the others wait for c's.
+#[test]
+fn a_network_nimbus_reaches_through_is_changed_as_one_confirmed_group() {
+    let plan = check("confirm-group").unwrap_or_else(|| panic!("no plan"));
+    let members: Vec<&plan::Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.resource == "Network/mesh")
+        .collect();
+    assert_eq!(members.len(), 3, "{:?}", actions(&plan));
+    let group = [
+        "Network/mesh@a".to_owned(),
+        "Network/mesh@b".to_owned(),
+        "Network/mesh@c".to_owned(),
+    ];
+    for change in &members {
+        assert_eq!(change.action, Update, "{}", change.address);
+        let confirm = change
+            .confirm
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no confirm", change.address));
+        assert_eq!(confirm.through, ["c"]);
+        assert_eq!(confirm.timeout_seconds, 20);
+        assert_eq!(confirm.group, group);
+        let waits = change.depends_on.contains(&"Network/mesh@c".to_owned());
+        assert_eq!(
+            waits,
+            change.address != "Network/mesh@c",
+            "{}",
+            change.address
+        );
+    }
 }

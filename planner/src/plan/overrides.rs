@@ -169,7 +169,9 @@ mod tests {
             &desired,
         );
         assert_eq!(made.action, Action::Replace);
-        let reason = made.reason.expect("a tainted instance says why it is made again");
+        let reason = made
+            .reason
+            .expect("a tainted instance says why it is made again");
         assert_eq!(reason.parts(), [Why::Tainted("boom".into())]);
         assert_eq!(
             reason.to_string(),

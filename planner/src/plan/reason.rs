@@ -180,7 +180,9 @@ mod tests {
         assert_eq!(back.to_string(), reason.to_string());
         assert_eq!(
             back.parts(),
-            [Why::Said("disk.image, cpus changed; placed on b: most room".into())]
+            [Why::Said(
+                "disk.image, cpus changed; placed on b: most room".into()
+            )]
         );
     }
 

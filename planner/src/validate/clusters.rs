@@ -10,55 +10,58 @@ use super::common::Check;
 
 /// A Cluster's own rules.
 pub(super) fn check_cluster(at: &Check<'_>, c: &ClusterSpec, problems: &mut Vec<Problem>) {
-    let Check { model, document, address } = at;
-        if c.managers.is_some() && c.servers.is_some() {
-            at.one_of(
-                &[("managers", true), ("servers", true)],
-                "a Cluster",
-                problems,
-            );
-        } else if c.manager_selector().is_none() {
-            let (field, other) = match c.cluster_type {
-                nimbus_schemas::ClusterType::K3s => ("servers", "managers"),
-                nimbus_schemas::ClusterType::DockerSwarm => ("managers", "servers"),
-            };
+    let Check {
+        model,
+        document,
+        address,
+    } = at;
+    if c.managers.is_some() && c.servers.is_some() {
+        at.one_of(
+            &[("managers", true), ("servers", true)],
+            "a Cluster",
+            problems,
+        );
+    } else if c.manager_selector().is_none() {
+        let (field, other) = match c.cluster_type {
+            nimbus_schemas::ClusterType::K3s => ("servers", "managers"),
+            nimbus_schemas::ClusterType::DockerSwarm => ("managers", "servers"),
+        };
+        problems.push(
+            Problem::error(
+                "nimbus::manifest::missing_field",
+                format!("{address} has no `{field}`"),
+                document.label(document.name_span(), "declared here"),
+            )
+            .with_help(format!(
+                "add `{field}: {{role: ...}}` (or `{other}`) to select its control-plane hosts"
+            )),
+        );
+    }
+    if c.workers.is_some() && c.agents.is_some() {
+        at.one_of(
+            &[("workers", true), ("agents", true)],
+            "a Cluster",
+            problems,
+        );
+    }
+    if let Some(k3s) = &c.k3s {
+        if c.cluster_type != nimbus_schemas::ClusterType::K3s {
             problems.push(
                 Problem::error(
-                    "nimbus::manifest::missing_field",
-                    format!("{address} has no `{field}`"),
-                    document.label(document.name_span(), "declared here"),
+                    "nimbus::cluster::k3s_source",
+                    format!("{address} is not a k3s cluster, but names a `k3s` binary"),
+                    document.label(document.spec_key_span(&[Segment::Key("k3s")]), "k3s here"),
                 )
-                .with_help(format!("add `{field}: {{role: ...}}` (or `{other}`) to select its control-plane hosts")),
+                .with_help("drop `k3s`, or make the cluster `type: k3s`"),
             );
         }
-        if c.workers.is_some() && c.agents.is_some() {
-            at.one_of(
-                &[("workers", true), ("agents", true)],
-                "a Cluster",
-                problems,
-            );
-        }
-        if let Some(k3s) = &c.k3s {
-            if c.cluster_type != nimbus_schemas::ClusterType::K3s {
-                problems.push(
-                    Problem::error(
-                        "nimbus::cluster::k3s_source",
-                        format!("{address} is not a k3s cluster, but names a `k3s` binary"),
-                        document.label(
-                            document.spec_key_span(&[Segment::Key("k3s")]),
-                            "k3s here",
-                        ),
-                    )
-                    .with_help("drop `k3s`, or make the cluster `type: k3s`"),
-                );
-            }
-            check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
-        } else if c.cluster_type == nimbus_schemas::ClusterType::K3s
-            && !model.repository().is_some_and(
-                |d| matches!(&d.resource.spec, Spec::Repository(r) if r.k3s.is_some()),
-            )
-        {
-            problems.push(
+        check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
+    } else if c.cluster_type == nimbus_schemas::ClusterType::K3s
+        && !model
+            .repository()
+            .is_some_and(|d| matches!(&d.resource.spec, Spec::Repository(r) if r.k3s.is_some()))
+    {
+        problems.push(
                 Problem::error(
                     "nimbus::cluster::k3s_source",
                     format!("{address} is a k3s cluster, but no k3s binary is pinned for it"),
@@ -71,60 +74,67 @@ pub(super) fn check_cluster(at: &Check<'_>, c: &ClusterSpec, problems: &mut Vec<
                     "add `k3s: {source: URL or repository file, sha256: ...}` to the Cluster or to the Repository",
                 ),
             );
-        }
+    }
 }
 
 /// The Repository's pinned k3s binary and S3 endpoint.
-pub(super) fn check_repository_settings(at: &Check<'_>, r: &RepositorySpec, problems: &mut Vec<Problem>) {
-    let Check { model, document, .. } = at;
-        if let Some(k3s) = &r.k3s {
-            check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
-        }
-        let Some(s3) = &r.s3 else { return };
-        if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
-            problems.push(
+pub(super) fn check_repository_settings(
+    at: &Check<'_>,
+    r: &RepositorySpec,
+    problems: &mut Vec<Problem>,
+) {
+    let Check {
+        model, document, ..
+    } = at;
+    if let Some(k3s) = &r.k3s {
+        check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
+    }
+    let Some(s3) = &r.s3 else { return };
+    if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+        problems.push(
+            Problem::error(
+                "nimbus::value::format",
+                format!("s3.endpoint `{}` is not an http(s) URL", s3.endpoint),
+                document.label(
+                    document.spec_span(&[Segment::Key("s3"), Segment::Key("endpoint")]),
+                    "not http:// or https://",
+                ),
+            )
+            .with_help("write the endpoint as https://HOST[:PORT]"),
+        );
+    }
+    for (field, value) in [
+        ("accessKeyId", &s3.access_key_id),
+        ("secretAccessKey", &s3.secret_access_key),
+    ] {
+        match value {
+            Some(EnvValue::Secret { secret }) => at.secret(
+                &[
+                    Segment::Key("s3"),
+                    Segment::Key(field),
+                    Segment::Key("secret"),
+                ],
+                secret.name(),
+                problems,
+            ),
+            Some(EnvValue::Value(_)) if field == "secretAccessKey" => problems.push(
                 Problem::error(
-                    "nimbus::value::format",
-                    format!("s3.endpoint `{}` is not an http(s) URL", s3.endpoint),
+                    "nimbus::secret::plain_text",
+                    "s3.secretAccessKey is written in plain text in the repository",
                     document.label(
-                        document.spec_span(&[Segment::Key("s3"), Segment::Key("endpoint")]),
-                        "not http:// or https://",
+                        document.spec_span(&[Segment::Key("s3"), Segment::Key(field)]),
+                        "a key in plain text",
                     ),
                 )
-                .with_help("write the endpoint as https://HOST[:PORT]"),
-            );
-        }
-        for (field, value) in [
-            ("accessKeyId", &s3.access_key_id),
-            ("secretAccessKey", &s3.secret_access_key),
-        ] {
-            match value {
-                Some(EnvValue::Secret { secret }) => at.secret(&[
-                        Segment::Key("s3"),
-                        Segment::Key(field),
-                        Segment::Key("secret"),
-                    ],
-                    secret.name(),
-                    problems,
-                ),
-                Some(EnvValue::Value(_)) if field == "secretAccessKey" => problems.push(
-                    Problem::error(
-                        "nimbus::secret::plain_text",
-                        "s3.secretAccessKey is written in plain text in the repository",
-                        document.label(
-                            document.spec_span(&[Segment::Key("s3"), Segment::Key(field)]),
-                            "a key in plain text",
-                        ),
-                    )
-                    .with_help(
-                        "encrypt it (`nimbus secret encrypt s3-key`) and write \
+                .with_help(
+                    "encrypt it (`nimbus secret encrypt s3-key`) and write \
                          `secretAccessKey: {secret: s3-key}`, or leave it out and set \
                          AWS_SECRET_ACCESS_KEY where nimbus runs; then rotate the key",
-                    ),
                 ),
-                _ => {}
-            }
+            ),
+            _ => {}
         }
+    }
 }
 
 /// A k3s binary's pin: an http(s) URL or a file in the repository, and 64 hex digits.

@@ -11,34 +11,38 @@ use super::common::Check;
 
 /// A VM's own rules.
 pub(super) fn check_vm(at: &Check<'_>, v: &VmSpec, problems: &mut Vec<Problem>) {
-    let Check { model, document, address } = at;
-        at.one_of(
-            &[
-                ("host", v.host.is_some()),
-                ("placement", v.placement.is_some()),
-            ],
-            "a VM",
-            problems,
-        );
-        if v.cpus == 0 {
+    let Check {
+        model,
+        document,
+        address,
+    } = at;
+    at.one_of(
+        &[
+            ("host", v.host.is_some()),
+            ("placement", v.placement.is_some()),
+        ],
+        "a VM",
+        problems,
+    );
+    if v.cpus == 0 {
+        problems.push(Problem::error(
+            "nimbus::value::range",
+            "a VM needs at least 1 cpu",
+            document.label(document.spec_span(&[Segment::Key("cpus")]), "zero"),
+        ));
+    }
+    if let Some(bridge) = &v.bridge {
+        if !is_interface_name(bridge) {
             problems.push(Problem::error(
-                "nimbus::value::range",
-                "a VM needs at least 1 cpu",
-                document.label(document.spec_span(&[Segment::Key("cpus")]), "zero"),
-            ));
-        }
-        if let Some(bridge) = &v.bridge {
-            if !is_interface_name(bridge) {
-                problems.push(Problem::error(
                     "nimbus::vm::bridge",
                     format!(
                         "`{bridge}` cannot be a bridge's name: Linux allows at most 15 letters, digits, `-`, `_` or `.`"
                     ),
                     document.label(document.spec_span(&[Segment::Key("bridge")]), "bridge name"),
                 ));
-            }
-            if !v.ports.is_empty() {
-                problems.push(
+        }
+        if !v.ports.is_empty() {
+            problems.push(
                     Problem::error(
                         "nimbus::manifest::conflicting_fields",
                         format!("{address} sets both `bridge` and `ports`"),
@@ -48,24 +52,22 @@ pub(super) fn check_vm(at: &Check<'_>, v: &VmSpec, problems: &mut Vec<Problem>) 
                         "`ports` are published by qemu's user-mode networking; on a bridge the guest has its own address: drop `ports`, or `bridge`",
                     ),
                 );
-            }
         }
-        // A VM reaches a Network through its host: the host must be a member.
-        if let (Some(network), Some(host)) = (&v.network, &v.host) {
-            let members = model.documents.iter().find_map(|d| match &d.resource.spec {
-                Spec::Network(n) if d.resource.name() == network => Some(&n.members),
-                _ => None,
-            });
-            let labels = model.documents.iter().find_map(|d| match &d.resource.spec {
-                Spec::Host(_) if d.resource.name() == host => {
-                    Some(&d.resource.metadata.labels)
-                }
-                _ => None,
-            });
-            if let (Some(members), Some(labels)) = (members, labels)
-                && !members.matches(labels)
-            {
-                problems.push(
+    }
+    // A VM reaches a Network through its host: the host must be a member.
+    if let (Some(network), Some(host)) = (&v.network, &v.host) {
+        let members = model.documents.iter().find_map(|d| match &d.resource.spec {
+            Spec::Network(n) if d.resource.name() == network => Some(&n.members),
+            _ => None,
+        });
+        let labels = model.documents.iter().find_map(|d| match &d.resource.spec {
+            Spec::Host(_) if d.resource.name() == host => Some(&d.resource.metadata.labels),
+            _ => None,
+        });
+        if let (Some(members), Some(labels)) = (members, labels)
+            && !members.matches(labels)
+        {
+            problems.push(
                     Problem::warning(
                         "nimbus::vm::network",
                         format!("{address} names Network/{network}, but its Host/{host} is not a member of it"),
@@ -75,12 +77,13 @@ pub(super) fn check_vm(at: &Check<'_>, v: &VmSpec, problems: &mut Vec<Problem>) 
                         "label Host/{host} to match the Network's members, or drop `network`: a VM reaches a Network through its host"
                     )),
                 );
-            }
         }
-        if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
-            at.secret(&[Segment::Key("cloudInit"), Segment::Key("secret")],
-                secret.name(),
-                problems,
-            );
-        }
+    }
+    if let Some(CloudInit::Secret { secret }) = &v.cloud_init {
+        at.secret(
+            &[Segment::Key("cloudInit"), Segment::Key("secret")],
+            secret.name(),
+            problems,
+        );
+    }
 }

@@ -89,7 +89,7 @@ fn identities(args: &SecretArgs, settings: &Settings) -> Result<Vec<Box<dyn age:
             secrets::IDENTITY_ENV
         )
     })?;
-    secrets::load_identities(&path).map_err(|e| miette::miette!("{e} (from {origin})"))
+    secrets::load_identities(&path).wrap_err_with(|| format!("the identity named by {origin}"))
 }
 
 /// Writes `secrets/NAME.age` atomically.
@@ -108,16 +108,15 @@ fn write_secret(root: &Path, name: &str, armored: &str) -> Result<()> {
 
 fn read_secret(root: &Path, name: &str) -> Result<Vec<u8>> {
     let path = secrets::secret_path(root, name);
-    std::fs::read(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            miette::miette!(
-                "no secret `{name}` ({} does not exist); create it with `nimbus secret encrypt {name}`",
-                path.display()
-            )
-        } else {
-            miette::miette!("cannot read {}: {e}", path.display())
-        }
-    })
+    match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(miette::miette!(
+            "no secret `{name}` ({} does not exist); create it with `nimbus secret encrypt {name}`",
+            path.display()
+        )),
+        read => read
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// Every secret's name, sorted.
@@ -135,7 +134,11 @@ fn names(root: &Path) -> Result<Vec<String>> {
             })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(miette::miette!("cannot read {}: {e}", dir.display())),
+        Err(e) => {
+            return Err(e)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot read {}", dir.display()));
+        }
     };
     names.sort();
     Ok(names)
@@ -143,12 +146,11 @@ fn names(root: &Path) -> Result<Vec<String>> {
 
 pub fn run(args: SecretArgs) -> Result<i32> {
     let settings = settings(&args.dir)?;
-    let check = |name: &str| secrets::check_name(name).map_err(|e| miette::miette!("{e}"));
+    let check = secrets::check_name;
     match &args.command {
         SecretCommand::Encrypt { name, input } => {
             check(name)?;
-            let recipients =
-                secrets::recipients(&settings.recipients).map_err(|e| miette::miette!("{e}"))?;
+            let recipients = secrets::recipients(&settings.recipients)?;
             let mut bytes = Vec::new();
             if input == "-" {
                 std::io::stdin()
@@ -161,8 +163,7 @@ pub fn run(args: SecretArgs) -> Result<i32> {
                     .wrap_err_with(|| format!("cannot read {input}"))?;
             }
             let plaintext = Plaintext::new(bytes);
-            let armored = secrets::encrypt(&recipients, plaintext.bytes())
-                .map_err(|e| miette::miette!("{e}"))?;
+            let armored = secrets::encrypt(&recipients, plaintext.bytes())?;
             write_secret(&settings.root, name, &armored)?;
             print_stderr(&format!(
                 "encrypted secrets/{name}.age to {} recipient{}\n",
@@ -181,7 +182,7 @@ pub fn run(args: SecretArgs) -> Result<i32> {
             let file = read_secret(&settings.root, name)?;
             let identities = identities(&args, &settings)?;
             let plaintext = secrets::decrypt(&identities, &file)
-                .map_err(|e| miette::miette!("secret `{name}`: {e}"))?;
+                .wrap_err_with(|| format!("secret `{name}`"))?;
             let mut out = std::io::stdout().lock();
             out.write_all(plaintext.bytes())
                 .and_then(|()| out.flush())
@@ -190,13 +191,12 @@ pub fn run(args: SecretArgs) -> Result<i32> {
         }
         SecretCommand::Edit { name } => {
             check(name)?;
-            let recipients =
-                secrets::recipients(&settings.recipients).map_err(|e| miette::miette!("{e}"))?;
+            let recipients = secrets::recipients(&settings.recipients)?;
             let path = secrets::secret_path(&settings.root, name);
             let current = if path.exists() {
                 let identities = identities(&args, &settings)?;
                 secrets::decrypt(&identities, &read_secret(&settings.root, name)?)
-                    .map_err(|e| miette::miette!("secret `{name}`: {e}"))?
+                    .wrap_err_with(|| format!("secret `{name}`"))?
             } else {
                 Plaintext::new(Vec::new())
             };
@@ -205,15 +205,13 @@ pub fn run(args: SecretArgs) -> Result<i32> {
                 print_stderr(&format!("secret `{name}` unchanged\n"));
                 return Ok(0);
             }
-            let armored = secrets::encrypt(&recipients, edited.bytes())
-                .map_err(|e| miette::miette!("{e}"))?;
+            let armored = secrets::encrypt(&recipients, edited.bytes())?;
             write_secret(&settings.root, name, &armored)?;
             print_stderr(&format!("encrypted secrets/{name}.age\n"));
             Ok(0)
         }
         SecretCommand::Rekey => {
-            let recipients =
-                secrets::recipients(&settings.recipients).map_err(|e| miette::miette!("{e}"))?;
+            let recipients = secrets::recipients(&settings.recipients)?;
             let identities = identities(&args, &settings)?;
             let all = names(&settings.root)?;
             // Decrypt everything first: a secret this identity cannot open stops the rekey
@@ -221,12 +219,13 @@ pub fn run(args: SecretArgs) -> Result<i32> {
             let mut values = Vec::new();
             for name in &all {
                 let value = secrets::decrypt(&identities, &read_secret(&settings.root, name)?)
-                    .map_err(|e| miette::miette!("secret `{name}`: {e}; nothing was rekeyed"))?;
+                    .wrap_err_with(|| {
+                        format!("secret `{name}` cannot be decrypted: nothing was rekeyed")
+                    })?;
                 values.push((name, value));
             }
             for (name, value) in &values {
-                let armored = secrets::encrypt(&recipients, value.bytes())
-                    .map_err(|e| miette::miette!("{e}"))?;
+                let armored = secrets::encrypt(&recipients, value.bytes())?;
                 write_secret(&settings.root, name, &armored)?;
             }
             print_stderr(&format!(
@@ -257,7 +256,7 @@ pub fn run(args: SecretArgs) -> Result<i32> {
                             }
                         )
                     }
-                    Err(e) => format!("{name}\t{e}"),
+                    Err(e) => format!("{name}\t{}", e.sentence()),
                 };
                 print_stdout(&format!("{line}\n"));
             }

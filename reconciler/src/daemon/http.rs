@@ -51,18 +51,44 @@ pub struct Front {
 /// Reads a secret or token from `path`: its content, trimmed, refused when it is empty or
 /// shorter than [`MIN_SECRET_BYTES`] (a signature made with an empty key would otherwise be
 /// valid).
-pub fn read_secret(path: &Path, what: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
+pub fn read_secret(path: &Path, what: &'static str) -> Result<String, SecretFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SecretFileError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
     let secret = text.trim().to_owned();
     if secret.len() < MIN_SECRET_BYTES {
-        return Err(format!(
-            "the {what} in {} is {} bytes long; it must be at least {MIN_SECRET_BYTES} (make one with `head -c 32 /dev/urandom | base64`)",
-            path.display(),
-            secret.len()
-        ));
+        return Err(SecretFileError::TooShort {
+            what,
+            path: path.to_owned(),
+            len: secret.len(),
+        });
     }
     Ok(secret)
+}
+
+/// Why the daemon's webhook secret or bearer token cannot be used.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SecretFileError {
+    #[error("cannot read the {what} {}", path.display())]
+    #[diagnostic(code(nimbus::daemon::secret_file))]
+    Read {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the {what} in {} is {len} bytes long; it must be at least {MIN_SECRET_BYTES} (make one with `head -c 32 /dev/urandom | base64`)",
+        path.display()
+    )]
+    #[diagnostic(code(nimbus::daemon::secret_file))]
+    TooShort {
+        what: &'static str,
+        path: std::path::PathBuf,
+        len: usize,
+    },
 }
 
 /// Accepts connections until `shutdown`, serving each on a task of its own.

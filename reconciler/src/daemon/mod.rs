@@ -122,11 +122,10 @@ async fn daemon(args: Settings) -> Result<i32> {
         Source::Local(PathBuf::from(&args.repo))
     };
     let source = Arc::new(source);
-    let read = |path: &Option<PathBuf>, what: &str| {
+    let read = |path: &Option<PathBuf>, what: &'static str| {
         path.as_deref()
             .map(|p| http::read_secret(p, what))
             .transpose()
-            .map_err(|e| miette::miette!("{e}"))
     };
     let secret = read(&args.webhook_secret_file, "webhook secret")?;
     let token = read(&args.token_file, "bearer token")?;
