@@ -21,6 +21,11 @@ command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 # The reconcile daemon's status page is tested in a real browser: headless screenshots.
 command -v chromium >/dev/null || need_apt+=(chromium)
 fc-list 2>/dev/null | grep -qi dejavu || need_apt+=(fonts-dejavu-core)
+# The PostgreSQL state backend is tested against a real server: Debian's postgresql, each test
+# making its own cluster with initdb in a temporary folder (its packaged cluster never starts:
+# policy-rc.d below keeps apt from starting services).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root or install them" >&2
