@@ -134,7 +134,7 @@ fn main() {
     // Apply every instance as a no-cost change.
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = StateStore::open(&dir.path().join("state.db")).unwrap_or_else(|e| panic!("{e}"));
+    let store = StateStore::open(dir.path().join("state.db")).unwrap_or_else(|e| panic!("{e}"));
     let run = store
         .begin_run("bench", None)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -40,6 +40,9 @@ pub struct SessionOptions {
     pub secret_key: Option<Vec<u8>>,
     /// `--force-conflicts`: Kubernetes fields another field manager owns are taken over.
     pub force_conflicts: bool,
+    /// `--override-daemon`: lock and apply even though a `nimbus reconcile` daemon reconciles
+    /// this state (recorded in the run's history, with who did it).
+    pub override_daemon: bool,
 }
 
 impl SessionOptions {
@@ -53,6 +56,7 @@ impl SessionOptions {
                 .map(PathBuf::from),
             secret_key: None,
             force_conflicts: false,
+            override_daemon: false,
         }
     }
 }
@@ -60,7 +64,7 @@ impl SessionOptions {
 /// What a command works with.
 pub struct Session {
     pub loaded: Loaded,
-    pub state_path: PathBuf,
+    pub state_location: crate::state::StateLocation,
     pub state: Arc<Mutex<StateStore>>,
     pub registry: Registry,
     /// The run's SSH connections, when any provider goes over SSH.
@@ -77,15 +81,24 @@ pub struct Session {
     /// Plugins the Repository names that could not be started (each reported at its
     /// `providers` entry): the run goes on without them, and fails.
     pub plugin_errors: usize,
+    /// What this session's runs record they overrode (`--override-daemon`), and who did.
+    pub run_note: Option<String>,
     _lock: Option<LockGuard>,
 }
 
 impl Session {
     /// Opens a session on a loaded repository: lock, providers, state, recovery, secrets.
     pub async fn open(mut loaded: Loaded, options: SessionOptions) -> Result<Session> {
-        let state_path = loaded.state_path()?;
+        let state_location = loaded.state_location()?;
+        let mut store = engine::open_state(&state_location)?;
+        let run_note = match &options.lock_as {
+            Some(holder) if holder != DAEMON_HOLDER => {
+                daemon_at_work(&store, &state_location, holder, options.override_daemon)?
+            }
+            _ => None,
+        };
         let lock = match &options.lock_as {
-            Some(holder) => Some(LockGuard::acquire(&state_path, holder)?),
+            Some(holder) => Some(LockGuard::acquire(&state_location, holder)?),
             None => None,
         };
         let mut notes = Vec::new();
@@ -106,7 +119,8 @@ impl Session {
             }
             None => engine::resolve_secrets(&loaded, options.identity.as_deref())?,
         };
-        let store = engine::open_state(&state_path)?;
+        // Its writes are fenced by the lock this session holds.
+        store.fence_with(lock.as_ref().and_then(LockGuard::token));
         let (registry, pool) = providers(&loaded, &store, &options, &secrets).await?;
         check_served(&loaded, &registry)?;
         if let Some(ssh) = registry.get(nimbus_planner::rules::SSH)
@@ -140,7 +154,8 @@ impl Session {
         }
         Ok(Session {
             loaded,
-            state_path,
+            state_location,
+            run_note,
             state,
             registry,
             pool,
@@ -197,6 +212,7 @@ impl Session {
             &self.registry,
             Arc::clone(&self.state),
             command,
+            self.run_note.as_deref(),
             parallelism,
             &self.secrets,
             Arc::new(self.sensitive_values(plan)),
@@ -728,4 +744,40 @@ pub async fn make_plan(
         "planned"
     );
     Ok(plan)
+}
+
+/// The holder name the `nimbus reconcile` daemon takes the lock as.
+pub const DAEMON_HOLDER: &str = "nimbus reconcile";
+
+/// A local command that would take the lock while a `nimbus reconcile` daemon reconciles the
+/// same state is refused, naming the daemon and its host; with `--override-daemon` it goes on,
+/// and the note its runs record says so and who did it.
+fn daemon_at_work(
+    store: &StateStore,
+    location: &crate::state::StateLocation,
+    holder: &str,
+    override_daemon: bool,
+) -> Result<Option<String>> {
+    let daemons = store.daemons()?;
+    let Some(daemon) = daemons.first() else {
+        return Ok(None);
+    };
+    let who = format!(
+        "nimbus reconcile {} on {} (pid {}, branch {})",
+        daemon.replica, daemon.host, daemon.pid, daemon.branch
+    );
+    if !override_daemon {
+        miette::bail!(
+            code = "nimbus::state::daemon",
+            help = "push to the branch and let the daemon apply it; `nimbus plan` still works; in an emergency, --override-daemon (recorded in the run history)",
+            "{location} is reconciled by {who}: `{holder}` here would race it"
+        );
+    }
+    let note = format!(
+        "override: {holder} by {}@{} while {who} reconciles this state",
+        crate::state::this_user(),
+        crate::state::this_host()
+    );
+    print_stderr(&format!("warning: {note}\n"));
+    Ok(Some(note))
 }

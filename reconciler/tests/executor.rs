@@ -54,7 +54,7 @@ struct Bed {
 
 fn bed() -> Bed {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = StateStore::open(&dir.path().join("state.db")).unwrap_or_else(|e| panic!("{e}"));
+    let store = StateStore::open(dir.path().join("state.db")).unwrap_or_else(|e| panic!("{e}"));
     let run = store
         .begin_run("test", None)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -40,6 +40,10 @@ pub struct ApplyArgs {
     /// `force`) instead of failing the resource with the conflict.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Apply even though a `nimbus reconcile` daemon reconciles this state (an emergency):
+    /// the run's history records the override and who used it.
+    #[arg(long)]
+    pub override_daemon: bool,
     /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets
     /// (else NIMBUS_AGE_IDENTITY, else the Repository's secrets.identityFile); an SSH private
     /// key also logs in to the hosts, before any other key.
@@ -61,6 +65,10 @@ pub struct DestroyArgs {
     pub targets: Vec<String>,
     #[arg(long)]
     pub parallelism: Option<usize>,
+    /// Apply even though a `nimbus reconcile` daemon reconciles this state (an emergency):
+    /// the run's history records the override and who used it.
+    #[arg(long)]
+    pub override_daemon: bool,
     /// An age identity file, or an unencrypted OpenSSH private key, that decrypts secrets
     /// (else NIMBUS_AGE_IDENTITY, else the Repository's secrets.identityFile); an SSH private
     /// key also logs in to the hosts, before any other key.
@@ -113,6 +121,7 @@ pub fn apply(args: ApplyArgs) -> Result<i32> {
         args.identity.as_deref(),
         "apply",
         args.force_conflicts,
+        args.override_daemon,
     )
 }
 
@@ -132,6 +141,7 @@ pub fn destroy(args: DestroyArgs) -> Result<i32> {
         args.identity.as_deref(),
         "destroy",
         false,
+        args.override_daemon,
     )
 }
 
@@ -145,6 +155,7 @@ fn run(
     identity: Option<&Path>,
     command: &str,
     force_conflicts: bool,
+    override_daemon: bool,
 ) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
@@ -153,6 +164,7 @@ fn run(
             loaded,
             SessionOptions {
                 force_conflicts,
+                override_daemon,
                 ..SessionOptions::for_command(Some(&format!("nimbus {command}")), identity)
             },
         )
@@ -245,6 +257,7 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
             loaded,
             SessionOptions {
                 force_conflicts: args.force_conflicts,
+                override_daemon: args.override_daemon,
                 ..SessionOptions::for_command(
                     Some("nimbus apply (saved plan)"),
                     args.identity.as_deref(),

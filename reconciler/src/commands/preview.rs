@@ -127,7 +127,7 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
         let base_commit = base_commit.unwrap_or_else(|| args.base.clone());
         // State, where there is one: what it records that base does not declare is planned
         // too (as a deletion, or with --refresh against what is observed).
-        let state_path = head.state_path()?;
+        let state_path = head.state_location()?;
         let stored = if state_path.exists() {
             engine::open_state(&state_path)?
                 .snapshot()

@@ -57,6 +57,17 @@ pub enum StateCommand {
         /// The config repository (default: the one the current folder is in).
         dir: Option<PathBuf>,
     },
+    /// Copy this repository's state, whole, to another backend: `postgres://...` (credentials
+    /// from PGPASSWORD or ~/.pgpass) or a SQLite file. The target must be empty; the state
+    /// here is left as it was.
+    Migrate {
+        /// Where to: a `postgres://` URL (its schema: `schema=` in the URL, else this
+        /// repository's) or a path to a new SQLite file.
+        #[arg(long)]
+        to: String,
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
 }
 
 impl StateArgs {
@@ -68,7 +79,8 @@ impl StateArgs {
             | StateCommand::History { dir }
             | StateCommand::Rm { dir, .. }
             | StateCommand::Unprotect { dir, .. }
-            | StateCommand::Unlock { dir } => dir.clone(),
+            | StateCommand::Unlock { dir }
+            | StateCommand::Migrate { dir, .. } => dir.clone(),
         };
         positional
             .or_else(|| self.dir_flag.clone())
@@ -81,11 +93,11 @@ pub fn run(args: StateArgs) -> Result<i32> {
     if matches!(args.command, StateCommand::Unlock { .. }) {
         // A lock left behind must be removable even when the repository does not validate.
         let root = crate::workdir::repository_root(&dir)?;
-        let store = engine::open_state(&engine::state_path_of(&root, None, &root)?)?;
+        let store = engine::open_state(&engine::state_location_of(&root, None, &root)?)?;
         return unlock(&store);
     }
     let loaded = engine::load(&dir)?;
-    let store = engine::open_state(&loaded.state_path()?)?;
+    let mut store = engine::open_state(&loaded.state_location()?)?;
     let error = miette::Report::new;
     match args.command {
         StateCommand::List { .. } => {
@@ -169,11 +181,15 @@ pub fn run(args: StateArgs) -> Result<i32> {
                         applied,
                         failed
                     ));
+                    if let Some(note) = &run.note {
+                        print_stdout(&format!("      {note}\n"));
+                    }
                 }
             }
         }
         StateCommand::Rm { address, .. } => {
-            let _lock = engine::LockGuard::acquire(&loaded.state_path()?, "nimbus state rm")?;
+            let lock = engine::LockGuard::acquire(&loaded.state_location()?, "nimbus state rm")?;
+            store.fence_with(lock.token());
             if !store.remove(&address).map_err(error)? {
                 miette::bail!("{address} is not in state");
             }
@@ -182,8 +198,9 @@ pub fn run(args: StateArgs) -> Result<i32> {
             ));
         }
         StateCommand::Unprotect { address, .. } => {
-            let _lock =
-                engine::LockGuard::acquire(&loaded.state_path()?, "nimbus state unprotect")?;
+            let lock =
+                engine::LockGuard::acquire(&loaded.state_location()?, "nimbus state unprotect")?;
+            store.fence_with(lock.token());
             if !store.unprotect(&address).map_err(error)? {
                 miette::bail!("{address} is not in state");
             }
@@ -192,6 +209,46 @@ pub fn run(args: StateArgs) -> Result<i32> {
             ));
         }
         StateCommand::Unlock { .. } => return unlock(&store),
+        StateCommand::Migrate { to, .. } => {
+            let from = loaded.state_location()?;
+            let name = loaded
+                .checked
+                .model
+                .repository()
+                .map(|d| d.resource.name().to_owned());
+            let target = if crate::state::postgres::is_url(&to) {
+                let schema = crate::state::postgres::schema_for(name.as_deref().unwrap_or("repository"));
+                crate::state::StateLocation::Postgres(Box::new(
+                    crate::state::postgres::Target::parse(&to, &schema)
+                        .map_err(|e| miette::miette!("--to: {e}"))?,
+                ))
+            } else {
+                crate::state::StateLocation::File(PathBuf::from(&to))
+            };
+            if target == from {
+                miette::bail!("--to names the state this repository already uses ({from})");
+            }
+            // No apply changes the state while it is copied.
+            let lock = engine::LockGuard::acquire(&from, "nimbus state migrate")?;
+            store.fence_with(lock.token());
+            let destination = engine::open_state(&target)?;
+            let count = store.copy_into(&destination).map_err(error)?;
+            let setting = match &target {
+                // Shown without its password, which belongs in PGPASSWORD or ~/.pgpass.
+                crate::state::StateLocation::Postgres(t) => format!(
+                    "state: {{url: ...}} in nimbus.yaml or NIMBUS_STATE_URL, for {}",
+                    t.shown()
+                ),
+                crate::state::StateLocation::File(path) => {
+                    format!("state: {{path: {}}} in nimbus.yaml", path.display())
+                }
+            };
+            print_stderr(&format!(
+                "Copied {} instances, {} runs and {} results, the serial and the secrets' key from {from} to {target}.\n\
+                 The state here is left as it was: point the Repository at the new one ({setting}), then remove the old one.\n",
+                count.instances, count.runs, count.results
+            ));
+        }
     }
     Ok(0)
 }

@@ -252,14 +252,16 @@ async fn route(front: &Front, request: Request<Incoming>) -> Reply {
     }
 }
 
-fn state_path(front: &Front) -> PathBuf {
+fn state_path(front: &Front) -> crate::state::StateLocation {
     front
         .status
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .state_path
         .clone()
-        .unwrap_or_else(|| front.workdir.join(".nimbus/state.db"))
+        .unwrap_or_else(|| {
+            crate::state::StateLocation::File(front.workdir.join(".nimbus/state.db"))
+        })
 }
 
 /// A push webhook: its body read within [`BODY_TIMEOUT`] and [`MAX_BODY`], then its
@@ -318,7 +320,11 @@ const RUNS_PAGE_MAX: usize = 1000;
 
 /// `/runs` (a page of the runs recorded in state, oldest first, with the `Link` of the page
 /// before it: `?before=ID&limit=N`) or `/runs/ID`; `None` when there is no such run.
-fn runs(state: &Path, path: &str, query: &str) -> Option<(Value, Option<String>)> {
+fn runs(
+    state: &crate::state::StateLocation,
+    path: &str,
+    query: &str,
+) -> Option<(Value, Option<String>)> {
     let store = crate::state::StateStore::open(state).ok();
     if let Some(id) = path.strip_prefix("/runs/") {
         let id: i64 = id.parse().ok()?;
@@ -351,7 +357,11 @@ fn runs(state: &Path, path: &str, query: &str) -> Option<(Value, Option<String>)
 
 /// The page at `path`, or `None` when there is no such run or instance. State is read for
 /// runs and history (so that they survive a restart); the estate comes from memory.
-fn html(status: &Mutex<Status>, state_path: &Path, path: &str) -> Option<String> {
+fn html(
+    status: &Mutex<Status>,
+    state_path: &crate::state::StateLocation,
+    path: &str,
+) -> Option<String> {
     let now = super::now();
     let store = crate::state::StateStore::open(state_path).ok();
     if path == "/" {
@@ -406,7 +416,7 @@ mod tests {
     #[test]
     fn runs_come_in_pages() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("state.db");
+        let path = crate::state::StateLocation::File(dir.path().join("state.db"));
         let store = crate::state::StateStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..5 {
             let run = store

@@ -171,6 +171,7 @@ async fn daemon(args: Settings) -> Result<i32> {
     }
     let mut last_drift = Instant::now();
     let mut first = true;
+    let presence = Presence::new(&args);
     loop {
         if !first {
             let jitter = args.interval.mul_f64(jitter_fraction() * 0.1);
@@ -222,13 +223,23 @@ async fn daemon(args: Settings) -> Result<i32> {
         {
             // After a restart, /status shows what state remembers until the first run ends.
             if let Ok(path) =
-                engine::state_path_of(source.repository(), Some(&commit), &args.workdir)
+                engine::state_location_of(source.repository(), Some(&commit), &args.workdir)
             {
                 status
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .fill_from_state(&path);
             }
+        }
+        // The state learns (again) that this daemon reconciles it: local applies are refused.
+        let location = status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .state_path
+            .clone();
+        if let Some(location) = location {
+            let presence = presence.clone();
+            let _ = tokio::task::spawn_blocking(move || presence.announce(&location)).await;
         }
         let (seen, applied) = {
             let status = status.lock().unwrap_or_else(|e| e.into_inner());
@@ -270,8 +281,63 @@ async fn daemon(args: Settings) -> Result<i32> {
             last_drift = Instant::now();
         }
     }
+    let location = status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .state_path
+        .clone();
+    if let Some(location) = location {
+        let _ = tokio::task::spawn_blocking(move || presence.retire(&location)).await;
+    }
     crate::render::print_stderr("nimbus reconcile: stopped\n");
     Ok(0)
+}
+
+/// What this daemon tells the state of itself: who it is, where, which branch, until when.
+#[derive(Clone)]
+struct Presence {
+    info: crate::state::DaemonInfo,
+    /// How long its word holds after each fetch: three fetch intervals and half a minute.
+    hold: Duration,
+}
+
+impl Presence {
+    fn new(args: &Settings) -> Presence {
+        let host = crate::state::this_host();
+        let pid = std::process::id();
+        Presence {
+            info: crate::state::DaemonInfo {
+                replica: std::env::var("NIMBUS_REPLICA")
+                    .ok()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| format!("{host}:{pid}")),
+                host,
+                pid,
+                branch: args.branch.clone(),
+                url: Some(format!("http://{}", args.listen)),
+                since: now() as i64,
+                seen_until: 0,
+            },
+            hold: args.interval * 3 + Duration::from_secs(30),
+        }
+    }
+
+    fn announce(&self, location: &crate::state::StateLocation) {
+        let info = crate::state::DaemonInfo {
+            seen_until: now() as i64 + self.hold.as_secs() as i64,
+            ..self.info.clone()
+        };
+        match crate::state::StateStore::open(location).and_then(|s| s.announce_daemon(&info)) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot tell the state this daemon reconciles it"),
+        }
+    }
+
+    fn retire(&self, location: &crate::state::StateLocation) {
+        if let Ok(store) = crate::state::StateStore::open(location) {
+            let _ = store.retire_daemon(&self.info.replica);
+        }
+    }
 }
 
 fn jitter_fraction() -> f64 {
@@ -403,7 +469,7 @@ async fn apply_commit(
     // daemon's own, killed), state, secrets.
     let session = Session::open(
         loaded,
-        SessionOptions::for_command(Some("nimbus reconcile"), args.identity.as_deref()),
+        SessionOptions::for_command(Some(crate::ops::DAEMON_HOLDER), args.identity.as_deref()),
     )
     .await
     .map_err(|e| format!("{e:?}"))?;
@@ -422,7 +488,7 @@ async fn apply_commit(
     {
         let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
         status.notes = session.notes.clone();
-        status.state_path = Some(session.state_path.clone());
+        status.state_path = Some(session.state_location.clone());
         status.rules = session.registry.rules().clone();
         status.estate.planned(&plan, commit, drift, now());
     }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -29,8 +28,8 @@ pub struct Status {
     /// The signature policy of the revision in force: (required, allowed signers). A new
     /// commit is held to it, so that it cannot lift the policy or add its own signer.
     pub policy: Option<(bool, Vec<String>)>,
-    /// Where the Repository keeps state (its `state.path`), once a revision named it.
-    pub state_path: Option<PathBuf>,
+    /// Where the Repository keeps state, once a revision named it.
+    pub state_path: Option<crate::state::StateLocation>,
     /// What the reader must know first (the in-memory provider is in use).
     pub notes: Vec<String>,
     /// The branch head whose run failed (it is not in force), and what happened.
@@ -49,8 +48,8 @@ pub struct Status {
 impl Status {
     /// What state remembers of earlier runs, so that /status is not empty after a restart:
     /// the last revision applied, the last run, and every instance recorded.
-    pub fn fill_from_state(&mut self, state_path: &Path) {
-        self.state_path = Some(state_path.to_owned());
+    pub fn fill_from_state(&mut self, state_path: &crate::state::StateLocation) {
+        self.state_path = Some(state_path.clone());
         let Ok(store) = crate::state::StateStore::open(state_path) else {
             return;
         };

@@ -12,6 +12,7 @@ use nimbus_schemas::Spec;
 use sha2::{Digest, Sha256};
 
 use crate::render::{count_phrase, print_stderr, problems_text, stderr_is_terminal};
+use crate::state::{StateLocation, postgres};
 use crate::workdir::read_working_tree;
 
 /// A loaded, checked repository and the graph of its instances.
@@ -172,43 +173,74 @@ fn read_repository_file(
     }
 }
 
-/// Where state lives for a repository's settings: `state.path` (relative to `root`), else
-/// `.nimbus/state.db`.
-pub fn state_path_in(
+/// The environment variable whose `postgres://` URL puts state in PostgreSQL whatever the
+/// Repository says (credentials included, kept out of the repository).
+pub const STATE_URL_ENV: &str = "NIMBUS_STATE_URL";
+
+/// Where state lives for a repository's settings: `NIMBUS_STATE_URL`, else `state.url`
+/// (PostgreSQL, in the schema `nimbus_<Repository name>` unless the URL's `schema` says),
+/// else `state.path` (relative to `root`), else `.nimbus/state.db`.
+pub fn state_location_in(
+    name: Option<&str>,
     repository: Option<&nimbus_schemas::RepositorySpec>,
     root: &Path,
-) -> Result<PathBuf> {
+) -> Result<StateLocation> {
     // The in-memory provider keeps its own state beside its objects: a run against it never
     // writes the state that real hosts are planned from.
     if let Some(directory) =
         std::env::var_os(crate::ops::MEMORY_PROVIDER_ENV).filter(|v| !v.is_empty())
     {
-        return Ok(PathBuf::from(directory).join("state.db"));
+        return Ok(StateLocation::File(
+            PathBuf::from(directory).join("state.db"),
+        ));
+    }
+    let schema = postgres::schema_for(name.unwrap_or("repository"));
+    let url = std::env::var(STATE_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| (u, STATE_URL_ENV))
+        .or_else(|| {
+            repository
+                .and_then(|r| r.state.url.clone())
+                .map(|u| (u, "state.url"))
+        });
+    if let Some((url, from)) = url {
+        if !postgres::is_url(&url) {
+            miette::bail!(
+                help = "write postgres://USER@HOST[:PORT]/DATABASE, with the password in PGPASSWORD or ~/.pgpass",
+                "{from} is not a postgres:// URL"
+            );
+        }
+        let target =
+            postgres::Target::parse(&url, &schema).map_err(|e| miette::miette!("{from}: {e}"))?;
+        return Ok(StateLocation::Postgres(Box::new(target)));
     }
     match repository.map(|r| &r.state) {
-        Some(settings) if settings.url.is_some() => {
-            miette::bail!(
-                "a PostgreSQL state backend (state.url) is not supported yet; use state.path (SQLite)"
-            )
-        }
-        Some(settings) => Ok(root.join(settings.path.as_deref().unwrap_or(".nimbus/state.db"))),
-        None => Ok(root.join(".nimbus/state.db")),
+        Some(settings) => Ok(StateLocation::File(
+            root.join(settings.path.as_deref().unwrap_or(".nimbus/state.db")),
+        )),
+        None => Ok(StateLocation::File(root.join(".nimbus/state.db"))),
     }
 }
 
 /// Where state lives for a repository (or revision) that may not validate: its Repository
 /// settings as far as they loaded. For commands that must work on a broken repository
 /// (`nimbus state unlock`) and for the daemon's start.
-pub fn state_path_of(repository: &Path, rev: Option<&str>, root: &Path) -> Result<PathBuf> {
+pub fn state_location_of(
+    repository: &Path,
+    rev: Option<&str>,
+    root: &Path,
+) -> Result<StateLocation> {
     let model = match load_checked(repository, rev, root)? {
-        Ok(loaded) => return loaded.state_path(),
+        Ok(loaded) => return loaded.state_location(),
         Err(invalid) => invalid.checked.model,
     };
-    let settings = model.repository().and_then(|d| match &d.resource.spec {
+    let document = model.repository();
+    let settings = document.and_then(|d| match &d.resource.spec {
         Spec::Repository(r) => Some(r),
         _ => None,
     });
-    state_path_in(settings, root)
+    state_location_in(document.map(|d| d.resource.name()), settings, root)
 }
 
 /// A digest of every manifest's path and bytes and of every other path.
@@ -247,9 +279,13 @@ impl Loaded {
             })
     }
 
-    /// Where state lives: the Repository's `state.path`, else `.nimbus/state.db`.
-    pub fn state_path(&self) -> Result<PathBuf> {
-        state_path_in(self.repository(), &self.root)
+    /// Where state lives ([`state_location_in`]).
+    pub fn state_location(&self) -> Result<StateLocation> {
+        state_location_in(
+            self.checked.model.repository().map(|d| d.resource.name()),
+            self.repository(),
+            &self.root,
+        )
     }
 
     pub fn parallelism(&self) -> usize {

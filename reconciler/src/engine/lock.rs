@@ -1,31 +1,45 @@
 //! State and its lock: one writer at a time, on a lease the holder renews.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use miette::Result;
 
 use crate::render::print_stderr;
-use crate::state::{StateError, StateStore};
+use crate::state::{StateError, StateLocation, StateStore};
 
 /// How long a lock lease lasts; the holder renews it at a third of that.
 pub const LOCK_LEASE: Duration = Duration::from_secs(30);
 
-pub fn open_state(path: &Path) -> Result<StateStore> {
-    Ok(StateStore::open(path)?)
+pub fn open_state(location: &StateLocation) -> Result<StateStore> {
+    Ok(StateStore::open(location)?)
 }
 
-/// Holds the state lock for as long as it lives, renewing the lease in the background.
+/// Holds the state lock for as long as it lives, renewing the lease in the background. Its
+/// fencing token fences the writes of the stores that work under it ([`LockGuard::token`]);
+/// a renewal that finds the lock taken over marks it lost.
 pub struct LockGuard {
-    path: PathBuf,
+    token: Option<i64>,
+    lost: Arc<AtomicBool>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LockGuard {
-    pub fn acquire(path: &Path, holder: &str) -> Result<Self> {
-        let mut store = open_state(path)?;
-        match store.acquire_lock(holder, LOCK_LEASE) {
+    /// The hold's fencing token.
+    pub fn token(&self) -> Option<i64> {
+        self.token
+    }
+
+    /// Whether a renewal found the lock held by another (this hold's writes are refused).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub fn acquire(location: &StateLocation, holder: &str) -> Result<Self> {
+        let mut store = open_state(location)?;
+        match store.acquire_lock(holder, lock_lease()) {
             Ok(Some(previous)) => print_stderr(&format!(
                 "note: took over the state lock left by {} (pid {} on {}), which is no longer running\n",
                 previous.holder, previous.pid, previous.host
@@ -36,16 +50,28 @@ impl LockGuard {
             }
             Err(e) => return Err(e.into()),
         }
+        let token = store.token();
+        let lost = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let lease = lock_lease();
+        let marker = Arc::clone(&lost);
         let renewer = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(LOCK_LEASE / 3)
+                stopped.recv_timeout(lease / 3)
             {
-                let _ = store.renew_lock(LOCK_LEASE);
+                if let Err(e) = store.renew_lock(lease)
+                    && e.is_fenced()
+                {
+                    print_stderr(&format!("error: {e}\n"));
+                    marker.store(true, Ordering::SeqCst);
+                    return;
+                }
             }
+            let _ = store.release_lock();
         });
         Ok(LockGuard {
-            path: path.to_owned(),
+            token,
+            lost,
             stop: Some(stop),
             renewer: Some(renewer),
         })
@@ -54,12 +80,20 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        // The renewer gives the lock up (when it is still this hold's) as it stops.
         drop(self.stop.take());
         if let Some(renewer) = self.renewer.take() {
             let _ = renewer.join();
         }
-        if let Ok(store) = StateStore::open(&self.path) {
-            let _ = store.release_lock();
-        }
     }
+}
+
+/// The lock's lease: [`LOCK_LEASE`], or `NIMBUS_LOCK_LEASE_SECS` (for tests of failover and
+/// fencing, which need a lease that runs out within a test).
+pub fn lock_lease() -> Duration {
+    std::env::var("NIMBUS_LOCK_LEASE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(LOCK_LEASE, Duration::from_secs)
 }

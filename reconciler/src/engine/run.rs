@@ -42,14 +42,18 @@ pub async fn run_plan_until(
     registry: &Registry,
     state: Arc<Mutex<StateStore>>,
     command: &str,
+    note: Option<&str>,
     parallelism: usize,
     secrets: &RunSecrets,
     sensitive: Arc<std::collections::HashMap<String, serde_json::Value>>,
     manifests: Arc<nimbus_planner::locate::Manifests>,
     superseded: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
-    let run =
-        crate::executor::lock_state(&state).begin_run(command, plan.source_revision.as_deref())?;
+    let run = crate::executor::lock_state(&state).begin_run_noted(
+        command,
+        plan.source_revision.as_deref(),
+        note,
+    )?;
     let total = plan.changes.iter().filter(|c| c.action.is_work()).count();
     let defaults = ExecutorOptions::default();
     let options = ExecutorOptions {

@@ -28,7 +28,7 @@ pub fn resolve_secrets(loaded: &Loaded, identity: Option<&Path>) -> Result<RunSe
     if secret_references(loaded).is_empty() {
         return Ok(RunSecrets::default());
     }
-    let key = open_state(&loaded.state_path()?)?.secret_key()?;
+    let key = open_state(&loaded.state_location()?)?.secret_key()?;
     resolve_secrets_with_key(loaded, identity, &key)
 }
 

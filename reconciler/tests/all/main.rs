@@ -92,6 +92,8 @@ mod json_schemas;
 mod plans;
 #[path = "../protocol_messages.rs"]
 mod protocol_messages;
+#[path = "../state_backends.rs"]
+mod state_backends;
 #[path = "../status_page.rs"]
 mod status_page;
 #[path = "../testbed_lock.rs"]

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+pub mod pg;
+
 /// Runs `nimbus ARGS` in `dir`, without colour.
 #[allow(dead_code)]
 pub fn nimbus(args: &[&str], dir: &Path) -> Output {

@@ -1,0 +1,636 @@
+//! State in PostgreSQL: the same tables as SQLite, in a schema of their own per repository,
+//! through tokio-postgres. The state's interface is synchronous (it is called under a mutex,
+//! from threads and tasks alike), so the connection lives on a worker thread with a
+//! current-thread runtime of its own, and each transaction is sent to it: no caller ever
+//! blocks inside another runtime.
+//!
+//! Credentials come from the URL, `PGPASSWORD` or `~/.pgpass` (or the file `PGPASSFILE`
+//! names), as libpq finds them; the password never appears in a message (see
+//! [`Target::shown`]). `sslmode` is libpq's: `disable`, `prefer` (the default), `require`
+//! (encrypted, the server's certificate not checked), `verify-ca` and `verify-full` (checked
+//! against `sslrootcert`, else the system's roots).
+
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
+
+use super::db::{Cell, Db, DbError, Dialect, P, Row, Tx, Work};
+
+/// Where a PostgreSQL state is: the server and database, and the schema of this repository.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    config: tokio_postgres::Config,
+    pub schema: String,
+    tls: Tls,
+    shown: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tls {
+    Disable,
+    /// Encrypt when the server can (`prefer`) or always (`require`), certificate unchecked.
+    Unverified {
+        required: bool,
+    },
+    /// Encrypt, and check the certificate (and, for `verify-full`, the host name).
+    Verified {
+        root: Option<PathBuf>,
+        host_name: bool,
+    },
+}
+
+/// Whether `text` names a PostgreSQL state.
+pub fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// The schema a repository's state lives in: `nimbus_` and its name, in lower-case letters,
+/// digits and `_`.
+pub fn schema_for(repository: &str) -> String {
+    let name: String = repository
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(50)
+        .collect();
+    format!("nimbus_{name}")
+}
+
+impl Target {
+    /// Reads a `postgres://` URL. `schema` (a query parameter) overrides the schema given.
+    pub fn parse(url: &str, schema: &str) -> Result<Target, String> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = Vec::new();
+        let mut sslmode = "prefer".to_owned();
+        let mut root = None;
+        let mut schema = schema.to_owned();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "sslmode" => sslmode = value.to_owned(),
+                "sslrootcert" => root = Some(PathBuf::from(percent_decode(value))),
+                "schema" => schema = percent_decode(value),
+                _ => kept.push(pair),
+            }
+        }
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!(
+                "schema `{schema}` must be lower-case letters, digits and `_`"
+            ));
+        }
+        let tls = match sslmode.as_str() {
+            "disable" => Tls::Disable,
+            "allow" | "prefer" => Tls::Unverified { required: false },
+            "require" if root.is_none() => Tls::Unverified { required: true },
+            "require" | "verify-ca" => Tls::Verified {
+                root,
+                host_name: false,
+            },
+            "verify-full" => Tls::Verified {
+                root,
+                host_name: true,
+            },
+            other => {
+                return Err(format!(
+                    "sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                ));
+            }
+        };
+        let mut plain = base.to_owned();
+        if !kept.is_empty() {
+            plain.push('?');
+            plain.push_str(&kept.join("&"));
+        }
+        let mut config: tokio_postgres::Config = plain
+            .parse()
+            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        config.ssl_mode(match &tls {
+            Tls::Disable => tokio_postgres::config::SslMode::Disable,
+            Tls::Unverified { required: false } => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_user().is_none() {
+            config.user(std::env::var("PGUSER").unwrap_or_else(|_| crate::state::this_user()));
+        }
+        if config.get_dbname().is_none()
+            && let Ok(name) = std::env::var("PGDATABASE")
+        {
+            config.dbname(&name);
+        }
+        if config.get_password().is_none()
+            && let Some(password) = password_from_environment(&config)
+        {
+            config.password(password);
+        }
+        let shown = shown(base, &schema);
+        Ok(Target {
+            config,
+            schema,
+            tls,
+            shown,
+        })
+    }
+
+    /// The URL without its password, and the schema: what messages and pages show.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+fn shown(base: &str, schema: &str) -> String {
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+    let rest = match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{user}@{host}")
+        }
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{rest} (schema {schema})")
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `PGPASSWORD`, else the first matching line of `PGPASSFILE` or `~/.pgpass`
+/// (`host:port:database:user:password`, `*` for any, `\:` and `\\` escaped), read only when
+/// it is private (mode 0600 or less), as libpq does.
+fn password_from_environment(config: &tokio_postgres::Config) -> Option<String> {
+    if let Ok(password) = std::env::var("PGPASSWORD")
+        && !password.is_empty()
+    {
+        return Some(password);
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(&file).ok()?;
+    if metadata.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user().unwrap_or_default().to_owned();
+    let database = config.get_dbname().unwrap_or(&user).to_owned();
+    pgpass_lookup(&text, &[&host, &port, &database, &user])
+}
+
+/// The password of the first line of a pgpass file whose four fields match `wanted`.
+pub fn pgpass_lookup(text: &str, wanted: &[&str; 4]) -> Option<String> {
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut current = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut current)),
+                other => current.push(other),
+            }
+        }
+        fields.push(current);
+        if fields.len() == 5
+            && fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(field, want)| field == "*" || field == want)
+        {
+            return fields.pop();
+        }
+    }
+    None
+}
+
+/// A state database in PostgreSQL, on its worker thread.
+pub struct Postgres {
+    requests: mpsc::Sender<Request>,
+    shown: String,
+}
+
+struct Request {
+    write: bool,
+    work: Work,
+    reply: mpsc::SyncSender<Result<(), DbError>>,
+}
+
+impl Postgres {
+    /// Connects (on a worker thread), makes the schema if it is missing and works in it.
+    pub fn connect(target: &Target) -> Result<Postgres, DbError> {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        let (ready, connected) = mpsc::sync_channel::<Result<(), DbError>>(1);
+        let target = target.clone();
+        let shown = target.shown.clone();
+        std::thread::Builder::new()
+            .name("nimbus-state-pg".into())
+            .spawn(move || worker(target, incoming, ready))?;
+        connected
+            .recv()
+            .map_err(|_| DbError::from("the PostgreSQL worker stopped"))??;
+        Ok(Postgres { requests, shown })
+    }
+}
+
+impl Db for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn location(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn transaction(&self, write: bool, work: Work) -> Result<(), DbError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests
+            .send(Request { write, work, reply })
+            .map_err(|_| DbError::from("the PostgreSQL worker stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| DbError::from("the PostgreSQL worker stopped"))?
+    }
+}
+
+fn worker(
+    target: Target,
+    incoming: mpsc::Receiver<Request>,
+    ready: mpsc::SyncSender<Result<(), DbError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let mut client = match runtime.block_on(open(&target)) {
+        Ok(client) => {
+            let _ = ready.send(Ok(()));
+            Some(client)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    while let Ok(request) = incoming.recv() {
+        // A connection that broke (the server restarted) is made again for the next
+        // transaction; the one that saw it break has failed.
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            client = runtime.block_on(open(&target)).ok();
+        }
+        let result = match &client {
+            Some(client) => run_one(&runtime, client, request.write, request.work),
+            None => Err(DbError::from(format!(
+                "cannot connect to {}",
+                target.shown()
+            ))),
+        };
+        let _ = request.reply.send(result);
+    }
+}
+
+fn run_one(
+    runtime: &tokio::runtime::Runtime,
+    client: &tokio_postgres::Client,
+    write: bool,
+    work: Work,
+) -> Result<(), DbError> {
+    runtime.block_on(client.batch_execute(if write {
+        "BEGIN ISOLATION LEVEL READ COMMITTED"
+    } else {
+        "BEGIN READ ONLY"
+    }))?;
+    let mut tx = PgTx { runtime, client };
+    let commit = work(&mut tx);
+    runtime.block_on(client.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }))?;
+    Ok(())
+}
+
+async fn open(target: &Target) -> Result<tokio_postgres::Client, DbError> {
+    let client = match &target.tls {
+        Tls::Disable => {
+            let (client, connection) = target.config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client
+        }
+        tls => {
+            let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(tls)?);
+            let (client, connection) = target.config.connect(connector).await?;
+            tokio::spawn(connection);
+            client
+        }
+    };
+    let schema = &target.schema;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
+        ))
+        .await?;
+    Ok(client)
+}
+
+fn client_config(tls: &Tls) -> Result<rustls::ClientConfig, DbError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    Ok(match tls {
+        Tls::Verified { root, host_name } => {
+            let mut roots = rustls::RootCertStore::empty();
+            match root {
+                Some(path) => {
+                    use rustls::pki_types::pem::PemObject;
+                    for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)? {
+                        roots.add(cert?)?;
+                    }
+                }
+                None => {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            let roots = Arc::new(roots);
+            if *host_name {
+                builder.with_root_certificates(roots).with_no_client_auth()
+            } else {
+                let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    roots,
+                    Arc::clone(&provider),
+                )
+                .build()?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
+                    .with_no_client_auth()
+            }
+        }
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
+            .with_no_client_auth(),
+    })
+}
+
+/// `prefer` and `require`: encrypted, the certificate not checked (libpq's meaning).
+#[derive(Debug)]
+struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
+
+/// `verify-ca`: the chain is checked against the roots, whatever name the certificate gives.
+#[derive(Debug)]
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+struct PgTx<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    client: &'a tokio_postgres::Client,
+}
+
+/// `?N` placeholders as PostgreSQL writes them (`$N`), and SQLite's `rowid` as the `id`
+/// column the PostgreSQL tables have.
+fn dialect_sql(sql: &str) -> String {
+    sql.replace('?', "$").replace("rowid", "id")
+}
+
+type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+fn pg_params(params: &[P]) -> Vec<Param> {
+    params
+        .iter()
+        .map(|p| -> Param {
+            match p {
+                P::I(v) => Box::new(*v),
+                P::T(v) => Box::new(v.clone()),
+                P::OptT(v) => Box::new(v.clone()),
+                P::OptI(v) => Box::new(*v),
+            }
+        })
+        .collect()
+}
+
+impl Tx for PgTx<'_> {
+    fn query(&mut self, sql: &str, params: &[P]) -> Result<Vec<Row>, DbError> {
+        use tokio_postgres::types::Type;
+        let owned = pg_params(params);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+            .iter()
+            .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let rows = self
+            .runtime
+            .block_on(self.client.query(&dialect_sql(sql), &refs))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::with_capacity(row.len());
+            for (i, column) in row.columns().iter().enumerate() {
+                let cell = match *column.type_() {
+                    Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::I),
+                    Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::I(v.into())),
+                    Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::I(v.into())),
+                    Type::BOOL => row
+                        .try_get::<_, Option<bool>>(i)?
+                        .map(|v| Cell::I(v.into())),
+                    // `SELECT pg_advisory_xact_lock(..)` and the like.
+                    Type::VOID => None,
+                    _ => row.try_get::<_, Option<String>>(i)?.map(Cell::T),
+                };
+                cells.push(cell.unwrap_or(Cell::Null));
+            }
+            out.push(Row(cells));
+        }
+        Ok(out)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[P]) -> Result<u64, DbError> {
+        let owned = pg_params(params);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+            .iter()
+            .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        Ok(self
+            .runtime
+            .block_on(self.client.execute(&dialect_sql(sql), &refs))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_read_with_its_own_settings_and_shown_without_its_password() {
+        let target = Target::parse(
+            "postgres://nimbus:s3cret@db.example:5433/estate?sslmode=require&schema=team_a&connect_timeout=5",
+            "nimbus_x",
+        )
+        .unwrap();
+        assert_eq!(target.schema, "team_a");
+        assert_eq!(target.tls, Tls::Unverified { required: true });
+        assert_eq!(
+            target.shown(),
+            "postgres://nimbus@db.example:5433/estate (schema team_a)"
+        );
+        assert!(!format!("{target:?}").contains("s3cret"));
+        assert_eq!(target.config.get_password(), Some(&b"s3cret"[..]));
+        assert!(Target::parse("postgres://h/db?sslmode=sometimes", "s").is_err());
+        assert!(Target::parse("postgres://h/db?schema=Bad-Name", "s").is_err());
+        assert_eq!(schema_for("My Estate-2"), "nimbus_my_estate_2");
+    }
+
+    #[test]
+    fn pgpass_lines_match_field_by_field_with_wildcards_and_escapes() {
+        let text =
+            "# comment\nother:5432:*:*:no\nlocalhost:*:estate:nimbus:pa\\:ss\n*:*:*:*:fallback\n";
+        assert_eq!(
+            pgpass_lookup(text, &["localhost", "5432", "estate", "nimbus"]).as_deref(),
+            Some("pa:ss")
+        );
+        assert_eq!(
+            pgpass_lookup(text, &["db", "5432", "estate", "nimbus"]).as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(pgpass_lookup("a:b:c:d:e\n", &["x", "b", "c", "d"]), None);
+    }
+}
