@@ -46,6 +46,9 @@ pub struct Problem {
     pub primary: Label,
     pub secondary: Vec<Label>,
     pub help: Option<String>,
+    /// A span of the primary file whose text is a secret written in clear: the snippet shows
+    /// it as `*`s, so that the diagnostic does not repeat it into a terminal or a CI log.
+    pub redact: Option<ByteSpan>,
 }
 
 impl Problem {
@@ -57,7 +60,14 @@ impl Problem {
             primary,
             secondary: Vec::new(),
             help: None,
+            redact: None,
         }
+    }
+
+    /// The snippet hides the text at `span` (a secret written in clear).
+    pub fn with_redacted(mut self, span: ByteSpan) -> Self {
+        self.redact = Some(span);
+        self
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>, primary: Label) -> Self {
@@ -250,7 +260,7 @@ impl Problem {
                 Severity::Warning => MietteSeverity::Warning,
             },
             message: format!("{}: {}", self.location(sources), self.message),
-            source: NamedSource::new(source.path.clone(), source.text.clone()),
+            source: NamedSource::new(source.path.clone(), redacted(&source.text, self.redact)),
             labels,
             help: self.help.clone(),
             related,
@@ -306,6 +316,21 @@ impl Diagnostic for RenderedProblem {
 }
 
 /// Sorts problems by file, line and column, errors before warnings at the same place.
+/// `text` with the bytes of `span` as `*` (the same length, so every span stays valid).
+fn redacted(text: &Arc<str>, span: Option<ByteSpan>) -> Arc<str> {
+    let Some(span) = span else {
+        return Arc::clone(text);
+    };
+    let bytes = text.as_bytes();
+    let end = (span.start + span.len).min(bytes.len());
+    let start = span.start.min(end);
+    let mut out = String::with_capacity(bytes.len());
+    out.push_str(&String::from_utf8_lossy(&bytes[..start]));
+    out.push_str(&"*".repeat(end - start));
+    out.push_str(&String::from_utf8_lossy(&bytes[end..]));
+    out.into()
+}
+
 pub fn sort_problems(problems: &mut [Problem], sources: &Sources) {
     problems.sort_by(|a, b| {
         let key = |p: &Problem| {

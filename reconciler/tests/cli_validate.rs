@@ -423,3 +423,25 @@ fn the_repository_is_found_by_walking_up_and_a_folder_without_one_is_an_error() 
     assert_eq!(from_inside.status.code(), Some(1));
     assert_eq!(document["problems"][0]["file"], "bad.yaml", "{document:#}");
 }
+
+/// A PostgreSQL state's URL with its password written in the repository is refused at its
+/// line, and the diagnostic does not repeat the password.
+#[test]
+fn a_state_url_with_a_password_is_refused_without_showing_it() {
+    let actual = check("state-url");
+    assert_eq!(actual["exit"], 1);
+    assert_eq!(codes(&actual), ["nimbus::secret::plain_text"]);
+    assert_eq!(actual["problems"][0]["line"], 7);
+    let output = nimbus(&["validate", "state-url"], &cases_dir());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("state.url holds a password"), "{stderr}");
+    assert!(!actual.to_string().contains("hunter2-in-git"), "{actual}");
+    assert!(!stderr.contains("hunter2-in-git"), "{stderr}");
+    // The snippet still shows where: the line, its value as stars.
+    assert!(stderr.contains("url: ****"), "{stderr}");
+    // The same for an S3 key written in clear.
+    let output = nimbus(&["validate", "storage"], &cases_dir());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("s3.secretAccessKey is written in plain text"), "{stderr}");
+    assert!(!stderr.contains("wJalrXUtnFEMI-plain-text"), "{stderr}");
+}

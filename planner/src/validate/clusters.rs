@@ -89,6 +89,9 @@ pub(super) fn check_repository_settings(
     if let Some(k3s) = &r.k3s {
         check_k3s_source(model, document, &[Segment::Key("k3s")], k3s, problems);
     }
+    if let Some(url) = &r.state.url {
+        check_state_url(document, url, problems);
+    }
     let Some(s3) = &r.s3 else { return };
     if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
         problems.push(
@@ -130,7 +133,8 @@ pub(super) fn check_repository_settings(
                     "encrypt it (`nimbus secret encrypt s3-key`) and write \
                          `secretAccessKey: {secret: s3-key}`, or leave it out and set \
                          AWS_SECRET_ACCESS_KEY where nimbus runs; then rotate the key",
-                ),
+                )
+                .with_redacted(document.spec_span(&[Segment::Key("s3"), Segment::Key(field)])),
             ),
             _ => {}
         }
@@ -221,5 +225,47 @@ pub(super) fn check_repository(model: &Model, problems: &mut Vec<Problem>) {
                 .with_help("the default is 10"),
             );
         }
+    }
+}
+
+/// A PostgreSQL state's URL: `postgres://`, and no password written in the repository.
+fn check_state_url(document: &Document, url: &str, problems: &mut Vec<Problem>) {
+    let span = document
+        .find_spec_span(&[Segment::Key("state"), Segment::Key("url")])
+        .unwrap_or_else(|| document.spec_span(&[Segment::Key("state")]));
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        problems.push(
+            Problem::error(
+                "nimbus::value::format",
+                "state.url is not a postgres:// URL",
+                document.label(span, "not postgres:// or postgresql://"),
+            )
+            .with_help("write postgres://USER@HOST[:PORT]/DATABASE, or give state.path for SQLite"),
+        );
+        return;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let in_authority = authority
+        .rsplit_once('@')
+        .is_some_and(|(credentials, _)| credentials.contains(':'));
+    let in_query = rest
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("password=")));
+    if in_authority || in_query {
+        problems.push(
+            Problem::error(
+                "nimbus::secret::plain_text",
+                "state.url holds a password in plain text in the repository",
+                document.label(span, "a password in the URL"),
+            )
+            .with_help(
+                "remove it from the URL and give it where nimbus runs: PGPASSWORD, ~/.pgpass, or \
+                 the whole URL in NIMBUS_STATE_URL; then change the password",
+            )
+            .with_redacted(span),
+        );
     }
 }
