@@ -494,6 +494,10 @@ async fn apply_one(
         }
     };
     if let Err(e) = lock_state(state).intend(run, change) {
+        if e.is_fenced() {
+            // Another holder took the lock over: nothing more starts in this run.
+            stop.cancel();
+        }
         return (
             0,
             Outcome::Failed(format!("cannot record the change in state: {e}")),
@@ -552,6 +556,9 @@ async fn apply_one(
                 ) {
                     Ok(()) => Outcome::Applied,
                     Err(e) => {
+                        if e.is_fenced() {
+                            stop.cancel();
+                        }
                         Outcome::Failed(format!("applied, but state could not record it: {e}"))
                     }
                 };

@@ -442,6 +442,9 @@ fn a_state_url_with_a_password_is_refused_without_showing_it() {
     // The same for an S3 key written in clear.
     let output = nimbus(&["validate", "storage"], &cases_dir());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("s3.secretAccessKey is written in plain text"), "{stderr}");
+    assert!(
+        stderr.contains("s3.secretAccessKey is written in plain text"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("wJalrXUtnFEMI-plain-text"), "{stderr}");
 }

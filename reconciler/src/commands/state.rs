@@ -217,7 +217,8 @@ pub fn run(args: StateArgs) -> Result<i32> {
                 .repository()
                 .map(|d| d.resource.name().to_owned());
             let target = if crate::state::postgres::is_url(&to) {
-                let schema = crate::state::postgres::schema_for(name.as_deref().unwrap_or("repository"));
+                let schema =
+                    crate::state::postgres::schema_for(name.as_deref().unwrap_or("repository"));
                 crate::state::StateLocation::Postgres(Box::new(
                     crate::state::postgres::Target::parse(&to, &schema)
                         .map_err(|e| miette::miette!("--to: {e}"))?,

@@ -62,6 +62,8 @@ mod cli_s3;
 mod cli_secrets;
 #[path = "../cli_ssh.rs"]
 mod cli_ssh;
+#[path = "../cli_state_pg.rs"]
+mod cli_state_pg;
 #[path = "../cli_validate.rs"]
 mod cli_validate;
 #[path = "../cli_vm.rs"]
