@@ -13,89 +13,28 @@
 //! [`StateError::Fenced`], naming the new holder.
 
 pub mod db;
+mod lock;
 pub mod postgres;
+mod schema;
+mod transfer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nimbus_planner::plan::{Action, Change, Record};
 use nimbus_schemas::Kind;
-use rusqlite::Connection;
 use serde_json::Value;
 
 use db::{Db, DbError, Dialect, P, Row, Tx};
-
-/// SQLite's versioned migrations; `PRAGMA user_version` says how many have run.
-const MIGRATIONS: &[&str] = &[
-    // 1: the first schema.
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     INSERT INTO meta (key, value) VALUES ('serial', '0');
-     CREATE TABLE resources (
-        address TEXT PRIMARY KEY, kind TEXT NOT NULL, provider TEXT NOT NULL, target TEXT,
-        applied TEXT NOT NULL, outputs TEXT NOT NULL DEFAULT 'null', owned INTEGER NOT NULL,
-        protected INTEGER NOT NULL, keep_on_removal INTEGER NOT NULL,
-        depends_on TEXT NOT NULL DEFAULT '[]', updated_at INTEGER NOT NULL);
-     CREATE TABLE intents (
-        address TEXT PRIMARY KEY, run INTEGER NOT NULL, action TEXT NOT NULL,
-        change TEXT NOT NULL, started_at INTEGER NOT NULL);
-     CREATE TABLE runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, command TEXT NOT NULL, revision TEXT,
-        user TEXT NOT NULL, host TEXT NOT NULL, started_at INTEGER NOT NULL,
-        ended_at INTEGER, outcome TEXT);
-     CREATE TABLE results (
-        run INTEGER NOT NULL, address TEXT NOT NULL, action TEXT NOT NULL,
-        outcome TEXT NOT NULL, message TEXT, at INTEGER NOT NULL);
-     CREATE TABLE lock (
-        id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL,
-        host TEXT NOT NULL, since INTEGER NOT NULL, lease_until INTEGER NOT NULL);",
-    // 2: the status page reads results by run and by instance.
-    "CREATE INDEX results_by_run ON results (run);
-     CREATE INDEX results_by_address ON results (address);",
-    // 3: an instance made by an apply that failed is kept, tainted with the reason.
-    "ALTER TABLE resources ADD COLUMN tainted TEXT;",
-    // 4: the lock's fencing token (the last one given is kept in meta, so it only grows),
-    // a run's note (an override, and who used it), and the reconcile daemons at work.
-    "ALTER TABLE lock ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
-     INSERT INTO meta (key, value) VALUES ('lock_token', '0');
-     ALTER TABLE runs ADD COLUMN note TEXT;
-     CREATE TABLE daemons (
-        replica TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
-        branch TEXT NOT NULL, url TEXT, since INTEGER NOT NULL, seen_until INTEGER NOT NULL);",
-];
-
-/// PostgreSQL's migrations, the same schema in its types (`schema_version` counts them).
-const PG_MIGRATIONS: &[&str] = &[
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     INSERT INTO meta (key, value) VALUES ('serial', '0');
-     CREATE TABLE resources (
-        address TEXT PRIMARY KEY, kind TEXT NOT NULL, provider TEXT NOT NULL, target TEXT,
-        applied TEXT NOT NULL, outputs TEXT NOT NULL DEFAULT 'null', owned BIGINT NOT NULL,
-        protected BIGINT NOT NULL, keep_on_removal BIGINT NOT NULL,
-        depends_on TEXT NOT NULL DEFAULT '[]', updated_at BIGINT NOT NULL);
-     CREATE TABLE intents (
-        address TEXT PRIMARY KEY, run BIGINT NOT NULL, action TEXT NOT NULL,
-        change TEXT NOT NULL, started_at BIGINT NOT NULL);
-     CREATE TABLE runs (
-        id BIGSERIAL PRIMARY KEY, command TEXT NOT NULL, revision TEXT,
-        \"user\" TEXT NOT NULL, host TEXT NOT NULL, started_at BIGINT NOT NULL,
-        ended_at BIGINT, outcome TEXT);
-     CREATE TABLE results (
-        id BIGSERIAL PRIMARY KEY, run BIGINT NOT NULL, address TEXT NOT NULL,
-        action TEXT NOT NULL, outcome TEXT NOT NULL, message TEXT, at BIGINT NOT NULL);
-     CREATE TABLE lock (
-        id BIGINT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid BIGINT NOT NULL,
-        host TEXT NOT NULL, since BIGINT NOT NULL, lease_until BIGINT NOT NULL);",
-    "CREATE INDEX results_by_run ON results (run);
-     CREATE INDEX results_by_address ON results (address);",
-    "ALTER TABLE resources ADD COLUMN tainted TEXT;",
-    "ALTER TABLE lock ADD COLUMN token BIGINT NOT NULL DEFAULT 0;
-     INSERT INTO meta (key, value) VALUES ('lock_token', '0');
-     ALTER TABLE runs ADD COLUMN note TEXT;
-     CREATE TABLE daemons (
-        replica TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
-        branch TEXT NOT NULL, url TEXT, since BIGINT NOT NULL, seen_until BIGINT NOT NULL);",
-];
+pub use lock::{DaemonInfo, LockInfo};
+use lock::{Refusal, check_fence};
+#[cfg(test)]
+use rusqlite::Connection;
+#[cfg(test)]
+use schema::MIGRATIONS;
+use schema::{TooNew, migrate_postgres, open_sqlite};
+pub use transfer::MigrationCount;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
@@ -145,18 +84,6 @@ impl StateError {
             StateError::Fenced { .. } | StateError::Released { .. }
         )
     }
-}
-
-/// Who holds the lock.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct LockInfo {
-    pub holder: String,
-    pub pid: u32,
-    pub host: String,
-    pub since: i64,
-    pub lease_until: i64,
-    /// The fencing token of this hold: every holder gets a greater one than the last.
-    pub token: i64,
 }
 
 /// One instance as stored.
@@ -218,18 +145,6 @@ pub struct ResourceResult {
     pub outcome: String,
     pub message: Option<String>,
     pub at: i64,
-}
-
-/// A `nimbus reconcile` daemon at work on this state, as it last said.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct DaemonInfo {
-    pub replica: String,
-    pub host: String,
-    pub pid: u32,
-    pub branch: String,
-    pub url: Option<String>,
-    pub since: i64,
-    pub seen_until: i64,
 }
 
 const RUN_ROW: &str = "SELECT r.id, r.command, r.revision, r.started_at, r.ended_at, r.outcome,
@@ -340,20 +255,6 @@ fn action_name(action: Action) -> String {
         .unwrap_or_default()
 }
 
-const LOCK_QUERY: &str =
-    "SELECT holder, pid, host, since, lease_until, token FROM lock WHERE id = 1";
-
-fn lock_row(r: &Row) -> LockInfo {
-    LockInfo {
-        holder: r.text(0),
-        pid: r.int(1) as u32,
-        host: r.text(2),
-        since: r.int(3),
-        lease_until: r.int(4),
-        token: r.int(5),
-    }
-}
-
 /// Where a state lives: a SQLite file, or a schema in a PostgreSQL database.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateLocation {
@@ -422,97 +323,6 @@ impl std::fmt::Debug for StateStore {
             .field("location", &self.location.to_string())
             .finish()
     }
-}
-
-/// The state's folder 0700 when nimbus makes it (and `.nimbus/` always), and the database
-/// 0600, whatever the umask: the database holds the key behind secrets' fingerprints
-/// (docs/security.md). SQLite gives its `-wal` and `-shm` files the database's mode.
-fn private_files(path: &Path) {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent);
-        if parent.file_name().is_some_and(|n| n == ".nimbus") {
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    let _ = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path);
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        if let Ok(metadata) = std::fs::metadata(&file)
-            && metadata.permissions().mode() & 0o077 != 0
-        {
-            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
-        }
-    }
-}
-
-fn open_sqlite(path: &Path) -> Result<db::Sqlite, DbError> {
-    private_files(path);
-    let connection = Connection::open(path)?;
-    connection.busy_timeout(Duration::from_secs(10))?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > MIGRATIONS.len() as i64 {
-        return Err(Box::new(TooNew(version, MIGRATIONS.len())));
-    }
-    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        connection.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
-    }
-    Ok(db::Sqlite {
-        connection,
-        path: path.display().to_string(),
-    })
-}
-
-/// A schema newer than this nimbus, found while opening (turned into [`StateError::TooNew`]).
-#[derive(Debug, thiserror::Error)]
-#[error("schema {0} is newer than {1}")]
-struct TooNew(i64, usize);
-
-/// Runs PostgreSQL's pending migrations, one holder at a time (an advisory lock).
-fn migrate_postgres(db: &dyn Db) -> Result<(), DbError> {
-    db::run(db, true, |tx: &mut dyn Tx| -> Result<(), DbError> {
-        tx.query("SELECT pg_advisory_xact_lock(7283517)", &[])?;
-        tx.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
-            &[],
-        )?;
-        let version = match tx.query_one("SELECT version FROM schema_version", &[])? {
-            Some(row) => row.int(0),
-            None => {
-                tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])?;
-                0
-            }
-        };
-        if version > PG_MIGRATIONS.len() as i64 {
-            return Err(Box::new(TooNew(version, PG_MIGRATIONS.len())));
-        }
-        for migration in PG_MIGRATIONS.iter().skip(version as usize) {
-            for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
-                tx.execute(statement, &[])?;
-            }
-        }
-        tx.execute(
-            "UPDATE schema_version SET version = ?1",
-            &[P::I(PG_MIGRATIONS.len() as i64)],
-        )?;
-        Ok(())
-    })?
 }
 
 impl StateStore {
@@ -1046,340 +856,6 @@ impl StateStore {
             }
             Ok(runs)
         })
-    }
-
-    pub fn lock_info(&self) -> Result<Option<LockInfo>, StateError> {
-        self.read(|tx| Ok(tx.query_one(LOCK_QUERY, &[])?.as_ref().map(lock_row)))
-    }
-
-    /// Takes the lock for this process, or says who holds it. A lock whose holder is a dead
-    /// process on this host, or whose lease ran out, is taken over. The hold gets the next
-    /// fencing token, and this store's writes are fenced by it from now on.
-    pub fn acquire_lock(
-        &mut self,
-        holder: &str,
-        lease: Duration,
-    ) -> Result<Option<LockInfo>, StateError> {
-        let holder = holder.to_owned();
-        let for_update = self.db.dialect() == Dialect::Postgres;
-        let outcome = db::run(
-            self.db.as_ref(),
-            true,
-            move |tx: &mut dyn Tx| -> Result<(Option<LockInfo>, i64), Refusal> {
-                let current = tx
-                    .query_one(
-                        &format!("{LOCK_QUERY}{}", if for_update { " FOR UPDATE" } else { "" }),
-                        &[],
-                    )
-                    .map_err(Refusal::Db)?
-                    .as_ref()
-                    .map(lock_row);
-                let me = std::process::id();
-                let host = this_host();
-                let taken_over = match &current {
-                    None => None,
-                    // Taken again by the same holder of this process: it stays its own.
-                    Some(lock) if lock.pid == me && lock.host == host && lock.holder == holder => {
-                        None
-                    }
-                    Some(lock)
-                        if (lock.host == host && !process_alive(lock.pid))
-                            || lock.lease_until < now() =>
-                    {
-                        Some(lock.clone())
-                    }
-                    Some(lock) => return Err(Refusal::State(StateError::Locked(lock.clone()))),
-                };
-                let token = tx
-                    .query_one(
-                        "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'lock_token' RETURNING value",
-                        &[],
-                    )
-                    .map_err(Refusal::Db)?
-                    .map_or(1, |r| r.int(0));
-                tx.execute(
-                    "INSERT INTO lock (id, holder, pid, host, since, lease_until, token) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
-                     since = excluded.since, lease_until = excluded.lease_until, token = excluded.token",
-                    &[
-                        P::T(holder),
-                        P::I(i64::from(me)),
-                        P::T(host),
-                        P::I(now()),
-                        P::I(now() + lease.as_secs() as i64),
-                        P::I(token),
-                    ],
-                )
-                .map_err(Refusal::Db)?;
-                Ok((taken_over, token))
-            },
-        )
-        .map_err(|e| self.database(e))?;
-        match outcome {
-            Ok((taken_over, token)) => {
-                self.fence = Some(token);
-                Ok(taken_over)
-            }
-            Err(Refusal::Db(e)) => Err(self.database(e)),
-            Err(Refusal::State(e)) => Err(e),
-        }
-    }
-
-    /// The fencing token of the lock this store holds.
-    pub fn token(&self) -> Option<i64> {
-        self.fence
-    }
-
-    /// Extends this store's lease; fails (fenced) when the lock is no longer its own.
-    pub fn renew_lock(&self, lease: Duration) -> Result<(), StateError> {
-        let Some(token) = self.fence else {
-            return Ok(());
-        };
-        self.write(move |tx| {
-            tx.execute(
-                "UPDATE lock SET lease_until = ?1 WHERE id = 1 AND token = ?2",
-                &[P::I(now() + lease.as_secs() as i64), P::I(token)],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Gives the lock up, when it is still this store's.
-    pub fn release_lock(&self) -> Result<(), StateError> {
-        let token = self.fence;
-        let me = std::process::id();
-        let host = this_host();
-        db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| match token {
-            Some(token) => tx.execute(
-                "DELETE FROM lock WHERE id = 1 AND token = ?1",
-                &[P::I(token)],
-            ),
-            None => tx.execute(
-                "DELETE FROM lock WHERE id = 1 AND pid = ?1 AND host = ?2",
-                &[P::I(i64::from(me)), P::T(host)],
-            ),
-        })
-        .map_err(|e| self.database(e))?
-        .map_err(|e| self.database(e))?;
-        Ok(())
-    }
-
-    /// Removes any lock (`nimbus state unlock`); returns what it removed.
-    pub fn force_unlock(&self) -> Result<Option<LockInfo>, StateError> {
-        db::run(self.db.as_ref(), true, |tx: &mut dyn Tx| {
-            let info = tx.query_one(LOCK_QUERY, &[])?.as_ref().map(lock_row);
-            tx.execute("DELETE FROM lock", &[])?;
-            Ok::<_, DbError>(info)
-        })
-        .map_err(|e| self.database(e))?
-        .map_err(|e| self.database(e))
-    }
-
-    /// Says this daemon reconciles `branch` here until `seen_until` (renewed as it runs).
-    pub fn announce_daemon(&self, daemon: &DaemonInfo) -> Result<(), StateError> {
-        let params = vec![
-            P::from(daemon.replica.as_str()),
-            P::from(daemon.host.as_str()),
-            P::I(i64::from(daemon.pid)),
-            P::from(daemon.branch.as_str()),
-            P::from(daemon.url.clone()),
-            P::I(daemon.since),
-            P::I(daemon.seen_until),
-        ];
-        db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
-            tx.execute(
-                "INSERT INTO daemons (replica, host, pid, branch, url, since, seen_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (replica) DO UPDATE SET host = excluded.host, pid = excluded.pid, branch = excluded.branch,
-                 url = excluded.url, seen_until = excluded.seen_until",
-                &params,
-            )
-        })
-        .map_err(|e| self.database(e))?
-        .map_err(|e| self.database(e))?;
-        Ok(())
-    }
-
-    /// Says this daemon stopped.
-    pub fn retire_daemon(&self, replica: &str) -> Result<(), StateError> {
-        let replica = replica.to_owned();
-        db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
-            tx.execute("DELETE FROM daemons WHERE replica = ?1", &[P::T(replica)])
-        })
-        .map_err(|e| self.database(e))?
-        .map_err(|e| self.database(e))?;
-        Ok(())
-    }
-
-    /// The daemons that reconcile this state now (their word not yet run out).
-    pub fn daemons(&self) -> Result<Vec<DaemonInfo>, StateError> {
-        self.read(|tx| {
-            Ok(tx
-                .query(
-                    "SELECT replica, host, pid, branch, url, since, seen_until FROM daemons WHERE seen_until >= ?1 ORDER BY replica",
-                    &[P::I(now())],
-                )?
-                .iter()
-                .map(|r| DaemonInfo {
-                    replica: r.text(0),
-                    host: r.text(1),
-                    pid: r.int(2) as u32,
-                    branch: r.text(3),
-                    url: r.opt_text(4),
-                    since: r.int(5),
-                    seen_until: r.int(6),
-                })
-                .collect())
-        })
-    }
-
-    /// Whether nothing is recorded here yet: no instance, no run (`nimbus state migrate`
-    /// writes only into an empty state).
-    pub fn is_empty(&self) -> Result<bool, StateError> {
-        self.read(|tx| {
-            let resources = tx
-                .query_one("SELECT COUNT(*) FROM resources", &[])?
-                .map_or(0, |r| r.int(0));
-            let runs = tx
-                .query_one("SELECT COUNT(*) FROM runs", &[])?
-                .map_or(0, |r| r.int(0));
-            Ok(resources == 0 && runs == 0)
-        })
-    }
-
-    /// Copies everything this state holds into `target`, an empty state (`nimbus state
-    /// migrate`): instances with their outputs and taint, the serial, the secrets' key, runs
-    /// and their results (with their ids), and intents. One transaction on each side.
-    pub fn copy_into(&self, target: &StateStore) -> Result<MigrationCount, StateError> {
-        let dump = self.read(|tx| {
-            let mut dump = Dump::default();
-            for row in tx.query("SELECT key, value FROM meta", &[])? {
-                dump.meta.push((row.text(0), row.text(1)));
-            }
-            dump.resources = tx.query(
-                "SELECT address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at, tainted FROM resources ORDER BY address",
-                &[],
-            )?;
-            dump.runs = tx.query(
-                "SELECT id, command, revision, \"user\", host, started_at, ended_at, outcome, note FROM runs ORDER BY id",
-                &[],
-            )?;
-            dump.results = tx.query(
-                "SELECT run, address, action, outcome, message, at FROM results ORDER BY rowid",
-                &[],
-            )?;
-            dump.intents = tx.query(
-                "SELECT address, run, action, change, started_at FROM intents ORDER BY address",
-                &[],
-            )?;
-            Ok(dump)
-        })?;
-        if !target.is_empty()? {
-            return Err(StateError::Location(format!(
-                "{} already holds a state; nimbus migrates only into an empty one",
-                target.location
-            )));
-        }
-        let count = MigrationCount {
-            instances: dump.resources.len(),
-            runs: dump.runs.len(),
-            results: dump.results.len(),
-        };
-        let postgres = target.dialect() == Dialect::Postgres;
-        target.write(move |tx| {
-            for (key, value) in dump.meta {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    &[P::T(key), P::T(value)],
-                )?;
-            }
-            for r in dump.resources {
-                tx.execute(
-                    "INSERT INTO resources (address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at, tainted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                    &[
-                        P::T(r.text(0)), P::T(r.text(1)), P::T(r.text(2)), P::OptT(r.opt_text(3)),
-                        P::T(r.text(4)), P::T(r.text(5)), P::I(r.int(6)), P::I(r.int(7)), P::I(r.int(8)),
-                        P::T(r.text(9)), P::I(r.int(10)), P::OptT(r.opt_text(11)),
-                    ],
-                )?;
-            }
-            for r in dump.runs {
-                tx.execute(
-                    "INSERT INTO runs (id, command, revision, \"user\", host, started_at, ended_at, outcome, note)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    &[
-                        P::I(r.int(0)), P::T(r.text(1)), P::OptT(r.opt_text(2)), P::T(r.text(3)),
-                        P::T(r.text(4)), P::I(r.int(5)), P::OptI(r.opt_int(6)), P::OptT(r.opt_text(7)),
-                        P::OptT(r.opt_text(8)),
-                    ],
-                )?;
-            }
-            for r in dump.results {
-                tx.execute(
-                    "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    &[
-                        P::I(r.int(0)), P::T(r.text(1)), P::T(r.text(2)), P::T(r.text(3)),
-                        P::OptT(r.opt_text(4)), P::I(r.int(5)),
-                    ],
-                )?;
-            }
-            for r in dump.intents {
-                tx.execute(
-                    "INSERT INTO intents (address, run, action, change, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    &[P::T(r.text(0)), P::I(r.int(1)), P::T(r.text(2)), P::T(r.text(3)), P::I(r.int(4))],
-                )?;
-            }
-            // The next run's id follows the copied ones.
-            if postgres {
-                tx.query(
-                    "SELECT setval(pg_get_serial_sequence('runs', 'id'), GREATEST((SELECT MAX(id) FROM runs), 1))",
-                    &[],
-                )?;
-            }
-            Ok(())
-        })?;
-        Ok(count)
-    }
-}
-
-/// What `copy_into` moved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MigrationCount {
-    pub instances: usize,
-    pub runs: usize,
-    pub results: usize,
-}
-
-#[derive(Default)]
-struct Dump {
-    meta: Vec<(String, String)>,
-    resources: Vec<Row>,
-    runs: Vec<Row>,
-    results: Vec<Row>,
-    intents: Vec<Row>,
-}
-
-/// Why a write did not happen: the database failed, or the state refused it.
-enum Refusal {
-    Db(DbError),
-    State(StateError),
-}
-
-/// Inside a write: the lock still carries `mine` (PostgreSQL: and keeps it until this
-/// transaction ends, so that no new holder can come between the check and the write).
-fn check_fence(tx: &mut dyn Tx, mine: i64, for_update: bool) -> Result<(), Refusal> {
-    let current = tx
-        .query_one(
-            &format!("{LOCK_QUERY}{}", if for_update { " FOR SHARE" } else { "" }),
-            &[],
-        )
-        .map_err(Refusal::Db)?
-        .as_ref()
-        .map(lock_row);
-    match current {
-        Some(lock) if lock.token == mine => Ok(()),
-        Some(holder) => Err(Refusal::State(StateError::Fenced { mine, holder })),
-        None => Err(Refusal::State(StateError::Released { mine })),
     }
 }
 
