@@ -43,6 +43,8 @@ pub struct SessionOptions {
     /// `--override-daemon`: lock and apply even though a `nimbus reconcile` daemon reconciles
     /// this state (recorded in the run's history, with who did it).
     pub override_daemon: bool,
+    /// The lock's lease, when not the default (the daemon's: its leader lease).
+    pub lock_lease: Option<std::time::Duration>,
 }
 
 impl SessionOptions {
@@ -57,6 +59,7 @@ impl SessionOptions {
             secret_key: None,
             force_conflicts: false,
             override_daemon: false,
+            lock_lease: None,
         }
     }
 }
@@ -98,7 +101,11 @@ impl Session {
             _ => None,
         };
         let lock = match &options.lock_as {
-            Some(holder) => Some(LockGuard::acquire(&state_location, holder)?),
+            Some(holder) => Some(LockGuard::acquire_for(
+                &state_location,
+                holder,
+                options.lock_lease.unwrap_or_else(engine::lock_lease),
+            )?),
             None => None,
         };
         let mut notes = Vec::new();

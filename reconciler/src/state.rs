@@ -27,7 +27,7 @@ use nimbus_schemas::Kind;
 use serde_json::Value;
 
 use db::{Db, DbError, Dialect, P, Row, Tx};
-pub use lock::{DaemonInfo, LockInfo};
+pub use lock::{DaemonInfo, Leader, Leadership, LockInfo};
 use lock::{Refusal, check_fence};
 #[cfg(test)]
 use rusqlite::Connection;

@@ -183,7 +183,14 @@ async fn route(front: &Front, request: Request<Incoming>) -> Reply {
         ("GET", "/readyz") => {
             let status = front.status.lock().unwrap_or_else(|e| e.into_inner());
             if status.revision_seen.is_some() && status.fetch_error.is_none() {
-                text(StatusCode::OK, "ready\n")
+                match &status.role {
+                    Some(role) => reply(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        format!("ready: {}\n", role.describe()),
+                    ),
+                    None => text(StatusCode::OK, "ready\n"),
+                }
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -302,8 +309,37 @@ async fn webhook(front: &Front, request: Request<Incoming>) -> Reply {
         .as_deref()
         .is_some_and(|s| verify_webhook(s, &headers, &body));
     if verified {
-        front.wake.notify_one();
-        text(StatusCode::ACCEPTED, "fetching\n")
+        let standby = front
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .role
+            .clone()
+            .filter(super::status::Role::is_standby);
+        match (standby, state_path(front)) {
+            // A standby records the push for the leader, which fetches when it sees it.
+            (Some(role), location) => {
+                let recorded = tokio::task::spawn_blocking(move || {
+                    crate::state::StateStore::open(&location).and_then(|s| s.request_wake())
+                })
+                .await;
+                match recorded {
+                    Ok(Ok(())) => reply(
+                        StatusCode::ACCEPTED,
+                        "text/plain; charset=utf-8",
+                        format!("recorded for the leader: this replica is {}\n", role.describe()),
+                    ),
+                    _ => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "a standby could not record the push for the leader\n",
+                    ),
+                }
+            }
+            (None, _) => {
+                front.wake.notify_one();
+                text(StatusCode::ACCEPTED, "fetching\n")
+            }
+        }
     } else {
         front
             .status

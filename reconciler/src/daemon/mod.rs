@@ -172,6 +172,12 @@ async fn daemon(args: Settings) -> Result<i32> {
     let mut last_drift = Instant::now();
     let mut first = true;
     let presence = Presence::new(&args);
+    tokio::spawn(keep_leadership(
+        presence.clone(),
+        Arc::clone(&status),
+        Arc::clone(&wake),
+        shutdown.clone(),
+    ));
     loop {
         if !first {
             let jitter = args.interval.mul_f64(jitter_fraction() * 0.1);
@@ -239,7 +245,26 @@ async fn daemon(args: Settings) -> Result<i32> {
             .clone();
         if let Some(location) = location {
             let presence = presence.clone();
-            let _ = tokio::task::spawn_blocking(move || presence.announce(&location)).await;
+            let status = Arc::clone(&status);
+            let standby = tokio::task::spawn_blocking(move || {
+                presence.announce(&location);
+                // Only the leader fetches on and applies; a standby keeps its pages fresh
+                // from the shared state.
+                let role = presence.claim(&location, &status);
+                let standby = role.as_ref().is_some_and(status::Role::is_standby);
+                if standby {
+                    status
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .fill_from_state(&location);
+                }
+                standby
+            })
+            .await
+            .unwrap_or(false);
+            if standby {
+                continue;
+            }
         }
         let (seen, applied) = {
             let status = status.lock().unwrap_or_else(|e| e.into_inner());
@@ -293,12 +318,84 @@ async fn daemon(args: Settings) -> Result<i32> {
     Ok(0)
 }
 
-/// What this daemon tells the state of itself: who it is, where, which branch, until when.
+/// What this daemon tells the state of itself: who it is, where, which branch, until when;
+/// and its claim to lead the daemons on that state.
 #[derive(Clone)]
 struct Presence {
     info: crate::state::DaemonInfo,
     /// How long its word holds after each fetch: three fetch intervals and half a minute.
     hold: Duration,
+    /// The leader's lease (renewed at a third of it): a standby takes over within it once
+    /// the leader is gone. Also the lease of the lock the leader's runs take.
+    lease: Duration,
+}
+
+/// The default lease of a leader and of its runs' lock: a standby takes over within this
+/// (and a third of it) of the leader's death.
+pub const LEADER_LEASE: Duration = Duration::from_secs(10);
+
+/// The leader's lease: [`LEADER_LEASE`], or `NIMBUS_LEADER_LEASE_SECS`.
+pub fn leader_lease() -> Duration {
+    std::env::var("NIMBUS_LEADER_LEASE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(LEADER_LEASE, Duration::from_secs)
+}
+
+/// Renews this daemon's leadership (or tries to take it) every third of the lease, also
+/// while a run is under way; a standby that becomes leader, and a leader that a standby asked
+/// to fetch (a webhook it received), fetch at once.
+async fn keep_leadership(
+    presence: Presence,
+    status: Arc<Mutex<Status>>,
+    wake: Arc<Notify>,
+    shutdown: nimbus_providers::Cancel,
+) {
+    let mut wakes_seen: Option<i64> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(presence.lease / 3) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let location = status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .state_path
+            .clone();
+        let Some(location) = location else { continue };
+        let was_standby = status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .role
+            .as_ref()
+            .is_some_and(status::Role::is_standby);
+        let (presence_now, status_now) = (presence.clone(), Arc::clone(&status));
+        let checked = tokio::task::spawn_blocking(move || {
+            let role = presence_now.claim(&location, &status_now);
+            let wakes = crate::state::StateStore::open(&location)
+                .and_then(|s| s.wake_requests())
+                .ok();
+            (role, wakes)
+        })
+        .await;
+        let Ok((role, wakes)) = checked else { continue };
+        let leading = role.as_ref().is_some_and(|r| !r.is_standby());
+        if leading && was_standby {
+            tracing::info!("took over as leader");
+            wake.notify_one();
+        }
+        if leading
+            && let (Some(seen), Some(now)) = (wakes_seen, wakes)
+            && now > seen
+        {
+            // A standby received a push for the leader.
+            wake.notify_one();
+        }
+        if wakes.is_some() {
+            wakes_seen = wakes;
+        }
+    }
 }
 
 impl Presence {
@@ -319,7 +416,39 @@ impl Presence {
                 seen_until: 0,
             },
             hold: args.interval * 3 + Duration::from_secs(30),
+            lease: leader_lease(),
         }
+    }
+
+    /// Claims (or renews) leadership on the state at `location`; the role goes to `status`.
+    fn claim(
+        &self,
+        location: &crate::state::StateLocation,
+        status: &Mutex<Status>,
+    ) -> Option<status::Role> {
+        let claimed = crate::state::StateStore::open(location)
+            .and_then(|s| s.claim_leadership(&self.info, self.lease));
+        let role = match claimed {
+            Ok(crate::state::Leadership::Leading { token, took_over }) => {
+                if let Some(previous) = took_over {
+                    tracing::info!(previous = %previous.replica, token, "leading: the previous leader's lease ran out");
+                }
+                status::Role::Leader {
+                    replica: self.info.replica.clone(),
+                    token,
+                }
+            }
+            Ok(crate::state::Leadership::Following(leader)) => status::Role::Standby {
+                replica: self.info.replica.clone(),
+                leader,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell who leads");
+                return None;
+            }
+        };
+        status.lock().unwrap_or_else(|e| e.into_inner()).role = Some(role.clone());
+        Some(role)
     }
 
     fn announce(&self, location: &crate::state::StateLocation) {
@@ -336,6 +465,7 @@ impl Presence {
     fn retire(&self, location: &crate::state::StateLocation) {
         if let Ok(store) = crate::state::StateStore::open(location) {
             let _ = store.retire_daemon(&self.info.replica);
+            let _ = store.step_down(&self.info.replica);
         }
     }
 }
@@ -469,7 +599,10 @@ async fn apply_commit(
     // daemon's own, killed), state, secrets.
     let session = Session::open(
         loaded,
-        SessionOptions::for_command(Some(crate::ops::DAEMON_HOLDER), args.identity.as_deref()),
+        SessionOptions {
+            lock_lease: Some(leader_lease()),
+            ..SessionOptions::for_command(Some(crate::ops::DAEMON_HOLDER), args.identity.as_deref())
+        },
     )
     .await
     .map_err(|e| format!("{e:?}"))?;

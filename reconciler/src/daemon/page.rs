@@ -158,6 +158,11 @@ pub fn overview(status: &Status, runs: &[RunRow], now: f64) -> String {
                 br;
                 span.failed { "\u{2717} The last fetch failed: " (first_line(error)) }
             }
+            @if let Some(role) = &status.role {
+                br;
+                "This replica: " (role.describe())
+                @if role.is_standby() { " \u{2014} read-only: runs and instances as the shared state records them" }
+            }
         }
         @if !status.errors.is_empty() {
             h2 { "Why the branch head is not applied" }

@@ -30,6 +30,9 @@ pub struct Status {
     pub policy: Option<(bool, Vec<String>)>,
     /// Where the Repository keeps state, once a revision named it.
     pub state_path: Option<crate::state::StateLocation>,
+    /// Whether this daemon leads on its state (fetches and applies) or stands by, and who
+    /// leads; `None` until it first asked.
+    pub role: Option<Role>,
     /// What the reader must know first (the in-memory provider is in use).
     pub notes: Vec<String>,
     /// The branch head whose run failed (it is not in force), and what happened.
@@ -126,9 +129,45 @@ impl Histogram {
     }
 }
 
+/// A daemon's part among the replicas on one state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader { replica: String, token: i64 },
+    Standby { replica: String, leader: crate::state::Leader },
+}
+
+impl Role {
+    pub fn is_standby(&self) -> bool {
+        matches!(self, Role::Standby { .. })
+    }
+
+    /// One line for people: `leader (replica a)`, `standby (leader b on host-2)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Role::Leader { replica, .. } => format!("leader (replica {replica})"),
+            Role::Standby { replica, leader } => format!(
+                "standby (replica {replica}; leader {} on {}, pid {})",
+                leader.replica, leader.host, leader.pid
+            ),
+        }
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Role::Leader { replica, token } => {
+                json!({"role": "leader", "replica": replica, "token": token})
+            }
+            Role::Standby { replica, leader } => json!({
+                "role": "standby", "replica": replica, "leader": leader,
+            }),
+        }
+    }
+}
+
 impl Status {
     pub fn json(&self) -> Value {
         json!({
+            "replica": self.role.as_ref().map(Role::json),
             "revision_applied": self.revision_applied,
             "revision_seen": self.revision_seen,
             "applied_at": self.applied_at,

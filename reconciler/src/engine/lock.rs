@@ -38,8 +38,14 @@ impl LockGuard {
     }
 
     pub fn acquire(location: &StateLocation, holder: &str) -> Result<Self> {
+        Self::acquire_for(location, holder, lock_lease())
+    }
+
+    /// Takes the lock on a lease of `lease` (the daemon's runs: the leader's lease, so that a
+    /// standby that takes over is not kept waiting by a dead leader's lock).
+    pub fn acquire_for(location: &StateLocation, holder: &str, lease: Duration) -> Result<Self> {
         let mut store = open_state(location)?;
-        match store.acquire_lock(holder, lock_lease()) {
+        match store.acquire_lock(holder, lease) {
             Ok(Some(previous)) => print_stderr(&format!(
                 "note: took over the state lock left by {} (pid {} on {}), which is no longer running\n",
                 previous.holder, previous.pid, previous.host
@@ -53,7 +59,6 @@ impl LockGuard {
         let token = store.token();
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let lease = lock_lease();
         let marker = Arc::clone(&lost);
         let renewer = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =

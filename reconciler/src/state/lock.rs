@@ -1,6 +1,6 @@
 //! The lock, a lease with a fencing token, and the daemons at work on a state: who holds it,
 //! taking it, renewing and giving it up, the check every write of a holder makes, and what a
-//! `nimbus reconcile` daemon tells the state of itself.
+//! `nimbus reconcile` daemon tells the state of itself, and which daemon leads.
 
 use std::time::Duration;
 
@@ -227,6 +227,159 @@ impl StateStore {
                     seen_until: r.int(6),
                 })
                 .collect())
+        })
+    }
+}
+
+/// Which daemon leads on a state: the one that fetches and applies; the others stand by.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Leader {
+    pub replica: String,
+    pub host: String,
+    pub pid: u32,
+    pub url: Option<String>,
+    /// Grows with each new leader.
+    pub token: i64,
+    pub since: i64,
+    pub lease_until: i64,
+}
+
+/// What claiming leadership found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    /// This daemon leads (again, or now: `took_over` names the leader whose lease ran out).
+    Leading {
+        token: i64,
+        took_over: Option<Leader>,
+    },
+    /// Another leads; this one stands by.
+    Following(Leader),
+}
+
+const LEADER_QUERY: &str =
+    "SELECT replica, host, pid, url, token, since, lease_until FROM leadership WHERE id = 1";
+
+fn leader_row(r: &Row) -> Leader {
+    Leader {
+        replica: r.text(0),
+        host: r.text(1),
+        pid: r.int(2) as u32,
+        url: r.opt_text(3),
+        token: r.int(4),
+        since: r.int(5),
+        lease_until: r.int(6),
+    }
+}
+
+impl StateStore {
+    /// Leads for `lease` more when nobody leads, this daemon leads already, or the leader's
+    /// lease ran out (a new leader gets the next token); otherwise says who leads.
+    pub fn claim_leadership(
+        &self,
+        me: &DaemonInfo,
+        lease: Duration,
+    ) -> Result<Leadership, StateError> {
+        let me = me.clone();
+        let for_update = self.db.dialect() == Dialect::Postgres;
+        db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| -> Result<Leadership, DbError> {
+            let current = tx
+                .query_one(
+                    &format!("{LEADER_QUERY}{}", if for_update { " FOR UPDATE" } else { "" }),
+                    &[],
+                )?
+                .as_ref()
+                .map(leader_row);
+            let until = now() + lease.as_secs().max(1) as i64;
+            match current {
+                Some(leader) if leader.replica == me.replica => {
+                    tx.execute(
+                        "UPDATE leadership SET lease_until = ?1, pid = ?2, host = ?3 WHERE id = 1",
+                        &[P::I(until), P::I(i64::from(me.pid)), P::T(me.host)],
+                    )?;
+                    Ok(Leadership::Leading {
+                        token: leader.token,
+                        took_over: None,
+                    })
+                }
+                Some(leader) if leader.lease_until >= now() => Ok(Leadership::Following(leader)),
+                previous => {
+                    let token = tx
+                        .query_one(
+                            "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'leader_token' RETURNING value",
+                            &[],
+                        )?
+                        .map_or(1, |r| r.int(0));
+                    tx.execute(
+                        "INSERT INTO leadership (id, replica, host, pid, url, token, since, lease_until)
+                         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (id) DO UPDATE SET replica = excluded.replica, host = excluded.host,
+                         pid = excluded.pid, url = excluded.url, token = excluded.token,
+                         since = excluded.since, lease_until = excluded.lease_until",
+                        &[
+                            P::T(me.replica),
+                            P::T(me.host),
+                            P::I(i64::from(me.pid)),
+                            P::OptT(me.url),
+                            P::I(token),
+                            P::I(now()),
+                            P::I(until),
+                        ],
+                    )?;
+                    Ok(Leadership::Leading {
+                        token,
+                        took_over: previous,
+                    })
+                }
+            }
+        })
+        .map_err(|e| self.database(e))?
+        .map_err(|e| self.database(e))
+    }
+
+    /// Who leads now, if anyone's lease holds.
+    pub fn leader(&self) -> Result<Option<Leader>, StateError> {
+        self.read(|tx| {
+            Ok(tx
+                .query_one(LEADER_QUERY, &[])?
+                .as_ref()
+                .map(leader_row)
+                .filter(|l| l.lease_until >= now()))
+        })
+    }
+
+    /// Gives leadership up, when this daemon holds it (it stops).
+    pub fn step_down(&self, replica: &str) -> Result<(), StateError> {
+        let replica = replica.to_owned();
+        db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
+            tx.execute(
+                "DELETE FROM leadership WHERE id = 1 AND replica = ?1",
+                &[P::T(replica)],
+            )
+        })
+        .map_err(|e| self.database(e))?
+        .map_err(|e| self.database(e))?;
+        Ok(())
+    }
+
+    /// A webhook reached a standby: the leader is asked to fetch now.
+    pub fn request_wake(&self) -> Result<(), StateError> {
+        db::run(self.db.as_ref(), true, |tx: &mut dyn Tx| {
+            tx.execute(
+                "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'wake_requests'",
+                &[],
+            )
+        })
+        .map_err(|e| self.database(e))?
+        .map_err(|e| self.database(e))?;
+        Ok(())
+    }
+
+    /// How many times standbys asked the leader to fetch (it fetches when this grows).
+    pub fn wake_requests(&self) -> Result<i64, StateError> {
+        self.read(|tx| {
+            Ok(tx
+                .query_one("SELECT value FROM meta WHERE key = 'wake_requests'", &[])?
+                .map_or(0, |r| r.int(0)))
         })
     }
 }

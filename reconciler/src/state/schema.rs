@@ -38,13 +38,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 3: an instance made by an apply that failed is kept, tainted with the reason.
     "ALTER TABLE resources ADD COLUMN tainted TEXT;",
     // 4: the lock's fencing token (the last one given is kept in meta, so it only grows),
-    // a run's note (an override, and who used it), and the reconcile daemons at work.
+    // a run's note (an override, and who used it), the reconcile daemons at work, which of
+    // them leads (a lease with its own token), and webhooks a standby received for the leader.
     "ALTER TABLE lock ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
      INSERT INTO meta (key, value) VALUES ('lock_token', '0');
+     INSERT INTO meta (key, value) VALUES ('leader_token', '0');
+     INSERT INTO meta (key, value) VALUES ('wake_requests', '0');
      ALTER TABLE runs ADD COLUMN note TEXT;
      CREATE TABLE daemons (
         replica TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
-        branch TEXT NOT NULL, url TEXT, since INTEGER NOT NULL, seen_until INTEGER NOT NULL);",
+        branch TEXT NOT NULL, url TEXT, since INTEGER NOT NULL, seen_until INTEGER NOT NULL);
+     CREATE TABLE leadership (
+        id INTEGER PRIMARY KEY CHECK (id = 1), replica TEXT NOT NULL, host TEXT NOT NULL,
+        pid INTEGER NOT NULL, url TEXT, token INTEGER NOT NULL, since INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL);",
 ];
 
 /// PostgreSQL's migrations, the same schema in its types (`schema_version` counts them).
@@ -74,10 +81,16 @@ const PG_MIGRATIONS: &[&str] = &[
     "ALTER TABLE resources ADD COLUMN tainted TEXT;",
     "ALTER TABLE lock ADD COLUMN token BIGINT NOT NULL DEFAULT 0;
      INSERT INTO meta (key, value) VALUES ('lock_token', '0');
+     INSERT INTO meta (key, value) VALUES ('leader_token', '0');
+     INSERT INTO meta (key, value) VALUES ('wake_requests', '0');
      ALTER TABLE runs ADD COLUMN note TEXT;
      CREATE TABLE daemons (
         replica TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
-        branch TEXT NOT NULL, url TEXT, since BIGINT NOT NULL, seen_until BIGINT NOT NULL);",
+        branch TEXT NOT NULL, url TEXT, since BIGINT NOT NULL, seen_until BIGINT NOT NULL);
+     CREATE TABLE leadership (
+        id BIGINT PRIMARY KEY CHECK (id = 1), replica TEXT NOT NULL, host TEXT NOT NULL,
+        pid BIGINT NOT NULL, url TEXT, token BIGINT NOT NULL, since BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL);",
 ];
 
 /// The state's folder 0700 when nimbus makes it (and `.nimbus/` always), and the database
