@@ -182,7 +182,9 @@ async fn route(front: &Front, request: Request<Incoming>) -> Reply {
         ("GET", "/healthz") => text(StatusCode::OK, "ok\n"),
         ("GET", "/readyz") => {
             let status = front.status.lock().unwrap_or_else(|e| e.into_inner());
-            if status.revision_seen.is_some() && status.fetch_error.is_none() {
+            // A standby is ready once it knows who leads: it serves its pages from the state.
+            let standby = status.role.as_ref().is_some_and(super::status::Role::is_standby);
+            if (status.revision_seen.is_some() || standby) && status.fetch_error.is_none() {
                 match &status.role {
                     Some(role) => reply(
                         StatusCode::OK,

@@ -245,15 +245,15 @@ async fn daemon(args: Settings) -> Result<i32> {
             .clone();
         if let Some(location) = location {
             let presence = presence.clone();
-            let status = Arc::clone(&status);
+            let shared = Arc::clone(&status);
             let standby = tokio::task::spawn_blocking(move || {
                 presence.announce(&location);
                 // Only the leader fetches on and applies; a standby keeps its pages fresh
                 // from the shared state.
-                let role = presence.claim(&location, &status);
+                let role = presence.claim(&location, &shared);
                 let standby = role.as_ref().is_some_and(status::Role::is_standby);
                 if standby {
-                    status
+                    shared
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .fill_from_state(&location);

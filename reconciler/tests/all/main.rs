@@ -32,6 +32,8 @@ mod cli_docker_host;
 mod cli_docker_mesh;
 #[path = "../cli_engine.rs"]
 mod cli_engine;
+#[path = "../cli_failover.rs"]
+mod cli_failover;
 #[path = "../cli_front_door.rs"]
 mod cli_front_door;
 #[path = "../cli_git.rs"]
