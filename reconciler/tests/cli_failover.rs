@@ -121,7 +121,21 @@ fn wait(seconds: u64, what: &str, replicas: &[&Replica], mut check: impl FnMut()
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !check() {
         if Instant::now() > deadline {
-            let logs: Vec<String> = replicas.iter().map(|r| r.log()).collect();
+            let logs: Vec<String> = replicas
+                .iter()
+                .map(|r| {
+                    let status = common::http_within(
+                        r.port,
+                        "GET",
+                        "/status",
+                        &[],
+                        "",
+                        Some(Duration::from_secs(2)),
+                    )
+                    .1;
+                    format!("{}\n/status: {status}", r.log())
+                })
+                .collect();
             panic!("timed out waiting for {what}\n{}", logs.join("\n-----\n"));
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -304,6 +304,15 @@ async fn daemon(args: Settings) -> Result<i32> {
         } else if drift_due && let Some(applied) = applied {
             reconcile(&args, &source, &applied, &status, true, &wake, &shutdown).await;
             last_drift = Instant::now();
+        } else if drift_due
+            && let Some(seen) = seen
+            && shared_state(&status)
+        {
+            // Nothing applied yet by this daemon, one of several on a shared state (a standby
+            // that took over from a leader that died, and whose first run failed): the branch
+            // head is tried again rather than left until the next push.
+            reconcile(&args, &source, &seen, &status, false, &wake, &shutdown).await;
+            last_drift = Instant::now();
         }
     }
     let location = status
@@ -468,6 +477,16 @@ impl Presence {
             let _ = store.step_down(&self.info.replica);
         }
     }
+}
+
+/// Whether this daemon's state is shared (PostgreSQL): replicas may take over from each other.
+fn shared_state(status: &Mutex<Status>) -> bool {
+    status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .state_path
+        .as_ref()
+        .is_some_and(crate::state::StateLocation::is_shared)
 }
 
 fn jitter_fraction() -> f64 {

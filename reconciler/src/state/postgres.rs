@@ -373,9 +373,13 @@ async fn open(target: &Target) -> Result<tokio_postgres::Client, DbError> {
         }
     };
     let schema = &target.schema;
+    // A nimbus paused in the middle of a transaction (SIGSTOP, a laptop's lid) must not hold
+    // the state's rows for ever: the server ends such a session after a few seconds, and a
+    // statement waits at most a little longer for a row another holds.
     client
         .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
+            "SET idle_in_transaction_session_timeout = '5s'; SET lock_timeout = '15s';
+             CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
         ))
         .await?;
     Ok(client)
