@@ -6,9 +6,12 @@
 //! - the same with one resource changed;
 //! - apply of SIZE no-cost changes (executor + SQLite state), per change;
 //! - peak memory of the process (VmHWM);
-//! - the reconcile daemon's status page (overview and SVG) of every instance (issue 15).
+//! - the reconcile daemon's status page (overview and SVG) of every instance (issue 15);
+//! - with `NIMBUS_BENCH_PG_URL`, state in SQLite and in PostgreSQL in the same run (issue 26):
+//!   apply of every instance, and a plan made from what the state records (read, then plan).
 //!
-//! bench/engine.sh runs it for 10,000 and 100,000 resources.
+//! bench/engine.sh runs it for 10,000 and 100,000 resources; bench/state.sh with a
+//! PostgreSQL of its own.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nimbus::executor::{ExecutorOptions, execute};
-use nimbus::state::StateStore;
+use nimbus::state::{StateLocation, StateStore, postgres::Target};
 use nimbus::workdir::read_working_tree;
 use nimbus_planner::graph::ResourceGraph;
 use nimbus_planner::instances::InstanceGraph;
@@ -206,5 +209,80 @@ fn main() {
         median(&pages).as_secs_f64() * 1e3,
         best(&pages).as_secs_f64() * 1e3,
         bytes / 1024
+    );
+
+    if let Ok(url) = std::env::var("NIMBUS_BENCH_PG_URL") {
+        backends(&repo, &initial, &observed, &url);
+    }
+}
+
+/// Apply of every instance, and plans made from the state, with SQLite and with PostgreSQL.
+fn backends(
+    repo: &Path,
+    initial: &plan::Plan,
+    observed: &HashMap<String, Observed>,
+    url: &str,
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let schema = format!("nimbus_bench_{}", std::process::id());
+    let postgres = Target::parse(url, &schema).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut figures = Vec::new();
+    for (name, location) in [
+        ("SQLite", StateLocation::File(dir.path().join("state.db"))),
+        ("PostgreSQL", StateLocation::Postgres(Box::new(postgres))),
+    ] {
+        let store = StateStore::open(&location).unwrap_or_else(|e| panic!("{e:?}"));
+        let run = store.begin_run("bench", None).unwrap_or_else(|e| panic!("{e:?}"));
+        let state = Arc::new(Mutex::new(store));
+        let registry = Registry::new().with(Arc::new(MemoryProvider::new()));
+        let options = ExecutorOptions {
+            parallelism: 10,
+            retries: 0,
+            backoff: Duration::ZERO,
+            progress: nimbus::executor::Progress::Quiet,
+            ..ExecutorOptions::default()
+        };
+        let start = Instant::now();
+        let report = runtime.block_on(execute(
+            initial,
+            &registry,
+            Arc::clone(&state),
+            run,
+            &options,
+            std::future::pending(),
+        ));
+        let apply = start.elapsed();
+        assert!(report.succeeded());
+        // A converged plan as `nimbus plan` makes it: the state read, then the plan.
+        let mut plans = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            let (records, _) = state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .snapshot()
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            let (_, plan, _) = plan_once(repo, &records, observed);
+            // Everything recorded: nothing to create (the one hand edit above is an update).
+            assert_eq!(plan.count(plan::Action::Create), 0);
+            assert_eq!(records.len(), initial.changes.len());
+            plans.push(start.elapsed());
+        }
+        plans.sort();
+        println!(
+            "state in {name:<10}: apply {:>7.0} ms ({:.0} µs per change), plan from state median {:>5.0} ms best {:>5.0} ms",
+            apply.as_secs_f64() * 1e3,
+            apply.as_secs_f64() * 1e6 / initial.changes.len() as f64,
+            plans[1].as_secs_f64() * 1e3,
+            plans[0].as_secs_f64() * 1e3
+        );
+        figures.push((apply, plans[1]));
+    }
+    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);
+    println!(
+        "PostgreSQL / SQLite: apply {:.2}x, plan {:.2}x",
+        ratio(figures[0].0, figures[1].0),
+        ratio(figures[0].1, figures[1].1)
     );
 }

@@ -411,6 +411,41 @@ impl StateStore {
             Ok(value) => Ok(value),
             Err(Refusal::Db(e)) => Err(self.database(e)),
             Err(Refusal::State(e)) => Err(e),
+            Err(Refusal::Fenced(mine)) => Err(StateError::Released { mine }),
+        }
+    }
+
+    /// Writes `statements` in one transaction, sent together (one round trip to
+    /// PostgreSQL), behind this store's fence: the first statement touches the lock row only
+    /// while it carries this store's token (and holds it until the commit); when it does not,
+    /// nothing is written and the error names who holds the lock now.
+    fn write_all(&self, statements: Vec<(&'static str, Vec<P>)>) -> Result<Vec<u64>, StateError> {
+        let fence = self.fence;
+        let outcome = db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
+            let mut batch = Vec::with_capacity(statements.len() + 1);
+            if let Some(mine) = fence {
+                batch.push((FENCE, vec![P::I(mine)]));
+            }
+            batch.extend(statements);
+            let mut counts = tx.execute_all(&batch).map_err(Refusal::Db)?;
+            if let Some(mine) = fence {
+                if counts.first() != Some(&1) {
+                    // Rolled back: find out who holds the lock, for the message.
+                    return Err(Refusal::Fenced(mine));
+                }
+                counts.remove(0);
+            }
+            Ok(counts)
+        })
+        .map_err(|e| self.database(e))?;
+        match outcome {
+            Ok(counts) => Ok(counts),
+            Err(Refusal::Db(e)) => Err(self.database(e)),
+            Err(Refusal::State(e)) => Err(e),
+            Err(Refusal::Fenced(mine)) => Err(match self.lock_info()? {
+                Some(holder) => StateError::Fenced { mine, holder },
+                None => StateError::Released { mine },
+            }),
         }
     }
 
@@ -618,15 +653,13 @@ impl StateStore {
             P::from(serde_json::to_string(change).unwrap_or_default()),
             P::I(now()),
         ];
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO intents (address, run, action, change, started_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (address) DO UPDATE SET run = excluded.run, action = excluded.action,
-                 change = excluded.change, started_at = excluded.started_at",
-                &params,
-            )?;
-            Ok(())
-        })
+        self.write_all(vec![(
+            "INSERT INTO intents (address, run, action, change, started_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (address) DO UPDATE SET run = excluded.run, action = excluded.action,
+             change = excluded.change, started_at = excluded.started_at",
+            params,
+        )])?;
+        Ok(())
     }
 
     /// Records a change's success, in one transaction: the instance, the result, the serial,
@@ -690,35 +723,31 @@ impl StateStore {
             P::from(failed),
             P::I(now()),
         ];
-        self.write(move |tx| {
-            match record {
-                Some(params) => {
-                    tx.execute(
-                        "INSERT INTO resources
-                         (address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at, tainted)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11)
-                         ON CONFLICT (address) DO UPDATE SET kind = excluded.kind, provider = excluded.provider,
-                         target = excluded.target, applied = excluded.applied, outputs = excluded.outputs,
-                         owned = excluded.owned, protected = excluded.protected,
-                         keep_on_removal = excluded.keep_on_removal, depends_on = excluded.depends_on,
-                         updated_at = excluded.updated_at, tainted = excluded.tainted",
-                        &params,
-                    )?;
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM resources WHERE address = ?1",
-                        &[P::T(address.clone())],
-                    )?;
-                }
-            }
-            tx.execute("DELETE FROM intents WHERE address = ?1", &[P::T(address)])?;
-            tx.execute(
-                "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                &result,
-            )?;
-            bump_serial(tx)
-        })
+        let mut statements = vec![match record {
+            Some(params) => (
+                "INSERT INTO resources
+                 (address, kind, provider, target, applied, outputs, owned, protected, keep_on_removal, depends_on, updated_at, tainted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (address) DO UPDATE SET kind = excluded.kind, provider = excluded.provider,
+                 target = excluded.target, applied = excluded.applied, outputs = excluded.outputs,
+                 owned = excluded.owned, protected = excluded.protected,
+                 keep_on_removal = excluded.keep_on_removal, depends_on = excluded.depends_on,
+                 updated_at = excluded.updated_at, tainted = excluded.tainted",
+                params,
+            ),
+            None => (
+                "DELETE FROM resources WHERE address = ?1",
+                vec![P::T(address.clone())],
+            ),
+        }];
+        statements.push(("DELETE FROM intents WHERE address = ?1", vec![P::T(address)]));
+        statements.push((
+            "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            result,
+        ));
+        statements.push((SERIAL_BUMP, Vec::new()));
+        self.write_all(statements)?;
+        Ok(())
     }
 
     /// Records a change that failed or was skipped; nothing about the instance changes.
@@ -738,14 +767,14 @@ impl StateStore {
             P::from(message),
             P::I(now()),
         ];
-        self.write(move |tx| {
-            tx.execute("DELETE FROM intents WHERE address = ?1", &[P::T(address)])?;
-            tx.execute(
+        self.write_all(vec![
+            ("DELETE FROM intents WHERE address = ?1", vec![P::T(address)]),
+            (
                 "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                &result,
-            )?;
-            Ok(())
-        })
+                result,
+            ),
+        ])?;
+        Ok(())
     }
 
     /// Changes that were started by a run that never said how they ended.
@@ -865,11 +894,15 @@ fn serial_in(tx: &mut dyn Tx) -> Result<u64, DbError> {
         .map_or(0, |r| r.text(0).parse().unwrap_or(0)))
 }
 
+const SERIAL_BUMP: &str =
+    "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'serial'";
+
+/// The first statement of a fenced write: it touches the lock row only while it carries the
+/// writer's token (and keeps it locked until the commit).
+const FENCE: &str = "UPDATE lock SET token = token WHERE id = 1 AND token = ?1";
+
 fn bump_serial(tx: &mut dyn Tx) -> Result<(), DbError> {
-    tx.execute(
-        "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'serial'",
-        &[],
-    )?;
+    tx.execute(SERIAL_BUMP, &[])?;
     Ok(())
 }
 

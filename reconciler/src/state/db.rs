@@ -115,6 +115,15 @@ pub trait Tx {
     fn query_one(&mut self, sql: &str, params: &[P]) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
+
+    /// Runs statements in order, each one's count of rows; PostgreSQL sends them together
+    /// (one round trip for all), SQLite one after another.
+    fn execute_all(&mut self, statements: &[(&str, Vec<P>)]) -> Result<Vec<u64>, DbError> {
+        statements
+            .iter()
+            .map(|(sql, params)| self.execute(sql, params))
+            .collect()
+    }
 }
 
 /// What a transaction does: it returns whether to commit.

@@ -120,6 +120,7 @@ impl StateStore {
             }
             Err(Refusal::Db(e)) => Err(self.database(e)),
             Err(Refusal::State(e)) => Err(e),
+            Err(Refusal::Fenced(mine)) => Err(StateError::Released { mine }),
         }
     }
 
@@ -388,6 +389,8 @@ impl StateStore {
 pub(super) enum Refusal {
     Db(DbError),
     State(StateError),
+    /// The fence of a write of the holder of this token did not hold.
+    Fenced(i64),
 }
 
 /// Inside a write: the lock still carries `mine` (PostgreSQL: and keeps it until this

@@ -311,6 +311,9 @@ fn worker(
             return;
         }
     };
+    // Statements prepared on this connection, by their text: each is parsed once.
+    let mut prepared: std::collections::HashMap<String, tokio_postgres::Statement> =
+        std::collections::HashMap::new();
     let mut client = match runtime.block_on(open(&target)) {
         Ok(client) => {
             let _ = ready.send(Ok(()));
@@ -328,10 +331,11 @@ fn worker(
             .as_ref()
             .is_none_or(tokio_postgres::Client::is_closed)
         {
+            prepared.clear();
             client = runtime.block_on(open(&target)).ok();
         }
         let result = match &client {
-            Some(client) => run_one(&runtime, client, request.write, request.work),
+            Some(client) => run_one(&runtime, client, &mut prepared, request.write, request.work),
             None => Err(DbError::from(format!(
                 "cannot connect to {}",
                 target.shown()
@@ -344,17 +348,26 @@ fn worker(
 fn run_one(
     runtime: &tokio::runtime::Runtime,
     client: &tokio_postgres::Client,
+    prepared: &mut std::collections::HashMap<String, tokio_postgres::Statement>,
     write: bool,
     work: Work,
 ) -> Result<(), DbError> {
-    runtime.block_on(client.batch_execute(if write {
-        "BEGIN ISOLATION LEVEL READ COMMITTED"
-    } else {
-        "BEGIN READ ONLY"
-    }))?;
-    let mut tx = PgTx { runtime, client };
-    let commit = work(&mut tx);
-    runtime.block_on(client.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }))?;
+    // BEGIN goes with the transaction's first statements, in the same round trip.
+    let mut tx = PgTx {
+        runtime,
+        client,
+        prepared,
+        begin: Some(if write {
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
+        } else {
+            "BEGIN READ ONLY"
+        }),
+        failed: false,
+    };
+    let commit = work(&mut tx) && !tx.failed;
+    if tx.begin.is_none() {
+        runtime.block_on(client.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }))?;
+    }
     Ok(())
 }
 
@@ -530,6 +543,102 @@ impl ServerCertVerifier for AnyName {
 struct PgTx<'a> {
     runtime: &'a tokio::runtime::Runtime,
     client: &'a tokio_postgres::Client,
+    prepared: &'a mut std::collections::HashMap<String, tokio_postgres::Statement>,
+    /// The BEGIN still to send (with the first statements).
+    begin: Option<&'static str>,
+    /// A statement failed: the transaction is rolled back whatever the work says.
+    failed: bool,
+}
+
+/// What one pipelined statement answered.
+enum Answer {
+    Rows(Vec<tokio_postgres::Row>),
+    Count(u64),
+}
+
+type Pending<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, tokio_postgres::Error>> + 'a>>;
+
+impl PgTx<'_> {
+    /// The prepared statement of `sql` (prepared now when new: each is parsed once per
+    /// connection).
+    fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement, DbError> {
+        let text = dialect_sql(sql);
+        if let Some(statement) = self.prepared.get(&text) {
+            return Ok(statement.clone());
+        }
+        let statement = self.runtime.block_on(self.client.prepare(&text))?;
+        self.prepared.insert(text, statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs `statements` in one round trip (after the BEGIN, when it is still to send): each
+    /// one's rows, or its count of rows changed.
+    fn pipeline(&mut self, statements: &[(&str, &[P])], rows: bool) -> Result<Vec<Answer>, DbError> {
+        // Prepared first (new ones only), so that a failed prepare leaves no BEGIN open.
+        let prepared = statements
+            .iter()
+            .map(|(sql, _)| self.statement(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        let owned: Vec<Vec<Param>> = statements.iter().map(|(_, p)| pg_params(p)).collect();
+        let begin = self.begin.take();
+        let client = self.client;
+        let outcome = self.runtime.block_on(async {
+            let mut pending: Vec<Pending<'_>> = Vec::new();
+            if let Some(sql) = begin {
+                pending.push(Box::pin(async move {
+                    client.batch_execute(sql).await.map(|()| Answer::Count(0))
+                }));
+            }
+            for (statement, params) in prepared.iter().zip(&owned) {
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                pending.push(if rows {
+                    Box::pin(async move { client.query(statement, &refs).await.map(Answer::Rows) })
+                } else {
+                    Box::pin(async move { client.execute(statement, &refs).await.map(Answer::Count) })
+                });
+            }
+            let mut answers = in_order(pending).await?;
+            if begin.is_some() {
+                answers.remove(0);
+            }
+            Ok::<_, tokio_postgres::Error>(answers)
+        });
+        outcome.map_err(|e| {
+            self.failed = true;
+            e.into()
+        })
+    }
+}
+
+/// Polls every future, in order every time, until all are done: tokio-postgres sends each
+/// request when its future is first polled, so they go out in this order without waiting for
+/// each other's answers (pipelining). The first error, if any.
+async fn in_order(
+    mut pending: Vec<Pending<'_>>,
+) -> Result<Vec<Answer>, tokio_postgres::Error> {
+    use std::task::Poll;
+    let mut done: Vec<Option<Result<Answer, tokio_postgres::Error>>> =
+        pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (future, slot) in pending.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none()
+                && let Poll::Ready(result) = future.as_mut().poll(cx)
+            {
+                *slot = Some(result);
+            }
+        }
+        if done.iter().all(Option::is_some) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// `?N` placeholders as PostgreSQL writes them (`$N`), and SQLite's `rowid` as the `id`
@@ -556,47 +665,52 @@ fn pg_params(params: &[P]) -> Vec<Param> {
 
 impl Tx for PgTx<'_> {
     fn query(&mut self, sql: &str, params: &[P]) -> Result<Vec<Row>, DbError> {
-        use tokio_postgres::types::Type;
-        let owned = pg_params(params);
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
-            .iter()
-            .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
-        let rows = self
-            .runtime
-            .block_on(self.client.query(&dialect_sql(sql), &refs))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut cells = Vec::with_capacity(row.len());
-            for (i, column) in row.columns().iter().enumerate() {
-                let cell = match *column.type_() {
-                    Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::I),
-                    Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::I(v.into())),
-                    Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::I(v.into())),
-                    Type::BOOL => row
-                        .try_get::<_, Option<bool>>(i)?
-                        .map(|v| Cell::I(v.into())),
-                    // `SELECT pg_advisory_xact_lock(..)` and the like.
-                    Type::VOID => None,
-                    _ => row.try_get::<_, Option<String>>(i)?.map(Cell::T),
-                };
-                cells.push(cell.unwrap_or(Cell::Null));
-            }
-            out.push(Row(cells));
+        match self.pipeline(&[(sql, params)], true)?.pop() {
+            Some(Answer::Rows(rows)) => rows.iter().map(pg_row).collect(),
+            _ => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     fn execute(&mut self, sql: &str, params: &[P]) -> Result<u64, DbError> {
-        let owned = pg_params(params);
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+        match self.pipeline(&[(sql, params)], false)?.pop() {
+            Some(Answer::Count(n)) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    fn execute_all(&mut self, statements: &[(&str, Vec<P>)]) -> Result<Vec<u64>, DbError> {
+        let borrowed: Vec<(&str, &[P])> = statements
             .iter()
-            .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .map(|(sql, params)| (*sql, params.as_slice()))
             .collect();
         Ok(self
-            .runtime
-            .block_on(self.client.execute(&dialect_sql(sql), &refs))?)
+            .pipeline(&borrowed, false)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Count(n) => n,
+                Answer::Rows(rows) => rows.len() as u64,
+            })
+            .collect())
     }
+}
+
+/// One row of PostgreSQL's as cells.
+fn pg_row(row: &tokio_postgres::Row) -> Result<Row, DbError> {
+    use tokio_postgres::types::Type;
+    let mut cells = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let cell = match *column.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::I),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::I(v.into())),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::I(v.into())),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Cell::I(v.into())),
+            // `SELECT pg_advisory_xact_lock(..)` and the like.
+            Type::VOID => None,
+            _ => row.try_get::<_, Option<String>>(i)?.map(Cell::T),
+        };
+        cells.push(cell.unwrap_or(Cell::Null));
+    }
+    Ok(Row(cells))
 }
 
 #[cfg(test)]
