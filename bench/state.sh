@@ -15,10 +15,10 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 stop() { runuser -u postgres -- "$bin_dir/pg_ctl" -D "$tmp/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap stop EXIT
 runuser -u postgres -- "$bin_dir/initdb" -D "$tmp/data" -A trust -U postgres >/dev/null
-# Durable as a real server is (fsync on, synchronous commit): the comparison is fair to SQLite,
-# which syncs its WAL too.
+# Durable as a real server is (fsync on, synchronous commit). PG_OPTIONS adds server settings
+# (PG_OPTIONS="-c synchronous_commit=off" shows what the commits' flushes cost).
 runuser -u postgres -- "$bin_dir/pg_ctl" -D "$tmp/data" -l "$tmp/pg.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp ${PG_OPTIONS:-}" start >/dev/null
 cargo build --release -q -p nimbus --example bench_engine
 bin=${CARGO_TARGET_DIR:-target}/release/examples/bench_engine
 NIMBUS_BENCH_PG_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable" \
