@@ -217,12 +217,7 @@ fn main() {
 }
 
 /// Apply of every instance, and plans made from the state, with SQLite and with PostgreSQL.
-fn backends(
-    repo: &Path,
-    initial: &plan::Plan,
-    observed: &HashMap<String, Observed>,
-    url: &str,
-) {
+fn backends(repo: &Path, initial: &plan::Plan, observed: &HashMap<String, Observed>, url: &str) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let schema = format!("nimbus_bench_{}", std::process::id());
     let postgres = Target::parse(url, &schema).unwrap_or_else(|e| panic!("{e}"));
@@ -233,7 +228,9 @@ fn backends(
         ("PostgreSQL", StateLocation::Postgres(Box::new(postgres))),
     ] {
         let store = StateStore::open(&location).unwrap_or_else(|e| panic!("{e:?}"));
-        let run = store.begin_run("bench", None).unwrap_or_else(|e| panic!("{e:?}"));
+        let run = store
+            .begin_run("bench", None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let state = Arc::new(Mutex::new(store));
         let registry = Registry::new().with(Arc::new(MemoryProvider::new()));
         let options = ExecutorOptions {

@@ -101,11 +101,22 @@ impl Session {
             _ => None,
         };
         let lock = match &options.lock_as {
-            Some(holder) => Some(LockGuard::acquire_for(
-                &state_location,
-                holder,
-                options.lock_lease.unwrap_or_else(engine::lock_lease),
-            )?),
+            Some(holder) => {
+                let lease = options.lock_lease.unwrap_or_else(engine::lock_lease);
+                // The daemon waits out a lock whose holder's lease is about to run out (a
+                // leader that died); commands say who holds it at once.
+                let patience = if options.lock_lease.is_some() {
+                    lease * 2
+                } else {
+                    std::time::Duration::ZERO
+                };
+                Some(LockGuard::acquire_waiting(
+                    &state_location,
+                    holder,
+                    lease,
+                    patience,
+                )?)
+            }
             None => None,
         };
         let mut notes = Vec::new();

@@ -244,8 +244,16 @@ pub fn this_user() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether a process of this host runs: it exists and is not a zombie (killed, not yet
+/// reaped by its parent).
 fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 fn action_name(action: Action) -> String {
@@ -740,7 +748,10 @@ impl StateStore {
                 vec![P::T(address.clone())],
             ),
         }];
-        statements.push(("DELETE FROM intents WHERE address = ?1", vec![P::T(address)]));
+        statements.push((
+            "DELETE FROM intents WHERE address = ?1",
+            vec![P::T(address)],
+        ));
         statements.push((
             "INSERT INTO results (run, address, action, outcome, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             result,

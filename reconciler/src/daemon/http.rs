@@ -183,7 +183,10 @@ async fn route(front: &Front, request: Request<Incoming>) -> Reply {
         ("GET", "/readyz") => {
             let status = front.status.lock().unwrap_or_else(|e| e.into_inner());
             // A standby is ready once it knows who leads: it serves its pages from the state.
-            let standby = status.role.as_ref().is_some_and(super::status::Role::is_standby);
+            let standby = status
+                .role
+                .as_ref()
+                .is_some_and(super::status::Role::is_standby);
             if (status.revision_seen.is_some() || standby) && status.fetch_error.is_none() {
                 match &status.role {
                     Some(role) => reply(
@@ -329,7 +332,10 @@ async fn webhook(front: &Front, request: Request<Incoming>) -> Reply {
                     Ok(Ok(())) => reply(
                         StatusCode::ACCEPTED,
                         "text/plain; charset=utf-8",
-                        format!("recorded for the leader: this replica is {}\n", role.describe()),
+                        format!(
+                            "recorded for the leader: this replica is {}\n",
+                            role.describe()
+                        ),
                     ),
                     _ => text(
                         StatusCode::SERVICE_UNAVAILABLE,

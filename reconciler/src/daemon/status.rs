@@ -132,8 +132,14 @@ impl Histogram {
 /// A daemon's part among the replicas on one state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
-    Leader { replica: String, token: i64 },
-    Standby { replica: String, leader: crate::state::Leader },
+    Leader {
+        replica: String,
+        token: i64,
+    },
+    Standby {
+        replica: String,
+        leader: crate::state::Leader,
+    },
 }
 
 impl Role {

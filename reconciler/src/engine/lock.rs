@@ -44,17 +44,43 @@ impl LockGuard {
     /// Takes the lock on a lease of `lease` (the daemon's runs: the leader's lease, so that a
     /// standby that takes over is not kept waiting by a dead leader's lock).
     pub fn acquire_for(location: &StateLocation, holder: &str, lease: Duration) -> Result<Self> {
+        Self::acquire_waiting(location, holder, lease, Duration::ZERO)
+    }
+
+    /// As [`LockGuard::acquire_for`], waiting up to `patience` for a holder's lease to run
+    /// out (a reconcile daemon that took over from a leader that died: the dead leader's lock
+    /// is free within its lease).
+    pub fn acquire_waiting(
+        location: &StateLocation,
+        holder: &str,
+        lease: Duration,
+        patience: Duration,
+    ) -> Result<Self> {
         let mut store = open_state(location)?;
-        match store.acquire_lock(holder, lease) {
-            Ok(Some(previous)) => print_stderr(&format!(
-                "note: took over the state lock left by {} (pid {} on {}), which is no longer running\n",
-                previous.holder, previous.pid, previous.host
-            )),
-            Ok(None) => {}
-            Err(StateError::Locked(info)) => {
-                return Err(StateError::Locked(info).into());
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match store.acquire_lock(holder, lease) {
+                Ok(Some(previous)) => {
+                    print_stderr(&format!(
+                        "note: took over the state lock left by {} (pid {} on {}), which is no longer running\n",
+                        previous.holder, previous.pid, previous.host
+                    ));
+                    break;
+                }
+                Ok(None) => break,
+                Err(StateError::Locked(info)) => {
+                    let until = std::time::UNIX_EPOCH
+                        + Duration::from_secs(u64::try_from(info.lease_until + 1).unwrap_or(0));
+                    let wait = until
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or(Duration::from_millis(200));
+                    if std::time::Instant::now() + wait > deadline {
+                        return Err(StateError::Locked(info).into());
+                    }
+                    std::thread::sleep(wait);
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
         let token = store.token();
         let lost = Arc::new(AtomicBool::new(false));

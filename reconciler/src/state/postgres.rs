@@ -556,8 +556,9 @@ enum Answer {
     Count(u64),
 }
 
-type Pending<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, tokio_postgres::Error>> + 'a>>;
+type Pending<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Answer, tokio_postgres::Error>> + 'a>,
+>;
 
 impl PgTx<'_> {
     /// The prepared statement of `sql` (prepared now when new: each is parsed once per
@@ -574,7 +575,11 @@ impl PgTx<'_> {
 
     /// Runs `statements` in one round trip (after the BEGIN, when it is still to send): each
     /// one's rows, or its count of rows changed.
-    fn pipeline(&mut self, statements: &[(&str, &[P])], rows: bool) -> Result<Vec<Answer>, DbError> {
+    fn pipeline(
+        &mut self,
+        statements: &[(&str, &[P])],
+        rows: bool,
+    ) -> Result<Vec<Answer>, DbError> {
         // Prepared first (new ones only), so that a failed prepare leaves no BEGIN open.
         let prepared = statements
             .iter()
@@ -598,7 +603,9 @@ impl PgTx<'_> {
                 pending.push(if rows {
                     Box::pin(async move { client.query(statement, &refs).await.map(Answer::Rows) })
                 } else {
-                    Box::pin(async move { client.execute(statement, &refs).await.map(Answer::Count) })
+                    Box::pin(
+                        async move { client.execute(statement, &refs).await.map(Answer::Count) },
+                    )
                 });
             }
             let mut answers = in_order(pending).await?;
@@ -617,9 +624,7 @@ impl PgTx<'_> {
 /// Polls every future, in order every time, until all are done: tokio-postgres sends each
 /// request when its future is first polled, so they go out in this order without waiting for
 /// each other's answers (pipelining). The first error, if any.
-async fn in_order(
-    mut pending: Vec<Pending<'_>>,
-) -> Result<Vec<Answer>, tokio_postgres::Error> {
+async fn in_order(mut pending: Vec<Pending<'_>>) -> Result<Vec<Answer>, tokio_postgres::Error> {
     use std::task::Poll;
     let mut done: Vec<Option<Result<Answer, tokio_postgres::Error>>> =
         pending.iter().map(|_| None).collect();
@@ -703,7 +708,9 @@ fn pg_row(row: &tokio_postgres::Row) -> Result<Row, DbError> {
             Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Cell::I),
             Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Cell::I(v.into())),
             Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Cell::I(v.into())),
-            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Cell::I(v.into())),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Cell::I(v.into())),
             // `SELECT pg_advisory_xact_lock(..)` and the like.
             Type::VOID => None,
             _ => row.try_get::<_, Option<String>>(i)?.map(Cell::T),
