@@ -68,6 +68,18 @@ struct Replica {
 impl Replica {
     /// A replica fetching every 300 ms, checking drift every `drift`.
     fn start(repo: &Path, dir: &Path, name: &str, drift: &str, env: &[(&str, &str)]) -> Replica {
+        Self::start_with(repo, dir, name, drift, &["--interval", "300ms"], env)
+    }
+
+    /// The same with other arguments (`--interval`, `--webhook-secret-file`).
+    fn start_with(
+        repo: &Path,
+        dir: &Path,
+        name: &str,
+        drift: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Replica {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -78,14 +90,8 @@ impl Replica {
         let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(["reconcile", "--repo"])
             .arg(repo)
-            .args([
-                "--branch",
-                "main",
-                "--interval",
-                "300ms",
-                "--drift-interval",
-                drift,
-            ])
+            .args(["--branch", "main", "--drift-interval", drift])
+            .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--workdir")
             .arg(&workdir)
@@ -358,4 +364,63 @@ fn a_paused_leader_is_fenced_off_and_steps_down() {
         "{}",
         text(a.log().as_bytes())
     );
+}
+
+/// A push's webhook that reaches a standby is verified there and recorded for the leader,
+/// which fetches and applies the new commit although its own fetch interval is an hour away.
+#[test]
+fn a_webhook_at_a_standby_is_acted_on_by_the_leader() {
+    let pg = Postgres::start();
+    let server = sshd::start_sshd();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let repo = repository(&server, dir.path(), 1);
+    let url = pg.url();
+    let secret = dir.path().join("hook-secret");
+    std::fs::write(&secret, "s3cret-hook-for-tests\n").unwrap_or_else(|e| panic!("{e}"));
+    let secret_text = secret.display().to_string();
+    let env = [
+        ("NIMBUS_STATE_URL", url.as_str()),
+        ("NIMBUS_LEADER_LEASE_SECS", "3"),
+    ];
+    let hourly = [
+        "--interval",
+        "1h",
+        "--webhook-secret-file",
+        secret_text.as_str(),
+    ];
+    let a = Replica::start_with(&repo, dir.path(), "a", "1h", &hourly, &env);
+    wait(60, "a to lead and apply version 1", &[&a], || {
+        a.readyz().contains("ready: leader (replica a)")
+            && files_on_host(dir.path(), 1).0.len() == FILES
+    });
+    let b = Replica::start_with(&repo, dir.path(), "b", "1h", &hourly, &env);
+    wait(30, "b to stand by", &[&a, &b], || {
+        b.readyz().contains("standby (replica b; leader a")
+    });
+    commit_files(&repo, dir.path(), 2);
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let (code, said) = common::http(
+        b.port,
+        "POST",
+        "/hooks/git",
+        &[(
+            "X-Hub-Signature-256",
+            &common::sign("s3cret-hook-for-tests", body),
+        )],
+        body,
+    );
+    assert_eq!(code, 202, "{said}");
+    assert!(said.contains("recorded for the leader"), "{said}");
+    // A forged one is refused there as anywhere.
+    let (code, _) = common::http(
+        b.port,
+        "POST",
+        "/hooks/git",
+        &[("X-Hub-Signature-256", "sha256=00")],
+        body,
+    );
+    assert_eq!(code, 401);
+    wait(60, "the leader to apply version 2", &[&a, &b], || {
+        files_on_host(dir.path(), 2).0.len() == FILES
+    });
 }

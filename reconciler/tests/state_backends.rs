@@ -321,3 +321,84 @@ fn a_restarted_server_fails_one_write_and_the_next_lands() {
         .unwrap_or_else(|e| panic!("after the restart: {e}"));
     assert_eq!(store.records().map(|r| r.len()).unwrap_or(0), landed + 1);
 }
+
+/// TLS as libpq's `sslmode` says, against a server whose certificate a test authority signed:
+/// `require` encrypts without checking it; `verify-ca` and `verify-full` check it against
+/// `sslrootcert` (the latter the host name too), and refuse a server another authority vouches
+/// for.
+#[test]
+fn tls_follows_sslmode_against_a_real_server() {
+    let pg = Postgres::start_tls();
+    let root = pg
+        .certificate
+        .clone()
+        .unwrap_or_else(|| panic!("no certificate"));
+    let url = |mode: &str, extra: &str| {
+        format!(
+            "postgres://nimbus:{}@127.0.0.1:{}/postgres?sslmode={mode}{extra}",
+            Postgres::PASSWORD,
+            pg.port
+        )
+    };
+    let encrypted = || {
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.usename = 'nimbus'",
+        )
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+    };
+    for (mode, extra) in [
+        ("require", String::new()),
+        ("verify-full", format!("&sslrootcert={}", root.display())),
+        ("verify-ca", format!("&sslrootcert={}", root.display())),
+    ] {
+        let location = StateLocation::Postgres(Box::new(
+            Target::parse(
+                &url(mode, &extra),
+                &format!("tls_{}", mode.replace('-', "_")),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        ));
+        let store = StateStore::open(&location).unwrap_or_else(|e| panic!("{mode}: {e:?}"));
+        assert_eq!(store.serial().unwrap_or(99), 0, "{mode}");
+        assert!(encrypted() >= 1, "{mode}: the connection is not encrypted");
+        drop(store);
+    }
+    // Another authority's certificate as the root: verify-full refuses the server.
+    let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=someone-else"])
+        .arg("-keyout")
+        .arg(other.path().join("k.pem"))
+        .arg("-out")
+        .arg(other.path().join("c.pem"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.status.success());
+    let wrong = StateLocation::Postgres(Box::new(
+        Target::parse(
+            &url(
+                "verify-full",
+                &format!("&sslrootcert={}", other.path().join("c.pem").display()),
+            ),
+            "tls_wrong",
+        )
+        .unwrap_or_else(|e| panic!("{e}")),
+    ));
+    match StateStore::open(&wrong) {
+        Err(StateError::Database { source, path }) => {
+            let chain = format!("{source:?}");
+            assert!(
+                chain.contains("certificate") || chain.contains("Certificate"),
+                "{chain}"
+            );
+            assert!(!path.contains(Postgres::PASSWORD), "{path}");
+        }
+        other => panic!("a server another authority vouches for was {other:?}"),
+    }
+}

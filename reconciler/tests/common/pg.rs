@@ -10,6 +10,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// With TLS: the test authority's certificate (PEM), for `sslrootcert`.
+    pub certificate: Option<PathBuf>,
 }
 
 fn as_postgres(program: &Path, args: &[&str]) -> std::process::Output {
@@ -51,6 +53,16 @@ impl Postgres {
     /// A new server: its `postgres` user trusted on the socket (for [`Postgres::psql`]), and
     /// on loopback TCP a `nimbus` role that logs in with a password (SCRAM), as nimbus must.
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// The same, with TLS on (a certificate for 127.0.0.1 and localhost signed by a test
+    /// authority, made with openssl).
+    pub fn start_tls() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let bin = newest_bin();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let status = Command::new("chown")
@@ -78,7 +90,88 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = Postgres { dir, bin, port: 0 };
+        // A test authority, and the server's certificate it signs (for 127.0.0.1 and
+        // localhost): what `sslrootcert` names.
+        let certificate = tls.then(|| {
+            let at = |name: &str| dir.path().join(name);
+            std::fs::write(
+                at("server.ext"),
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir.path())
+                    .output()
+                    .unwrap_or_else(|e| panic!("openssl: {e}"));
+                assert!(
+                    out.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=nimbus-test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                "server.crt",
+                "-extfile",
+                "server.ext",
+            ]);
+            for file in ["server.crt", "server.key"] {
+                let _ = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(at(file))
+                    .status();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                std::fs::set_permissions(at("server.key"), std::fs::Permissions::from_mode(0o600));
+            at("ca.crt")
+        });
+        let mut pg = Postgres {
+            dir,
+            bin,
+            port: 0,
+            certificate,
+        };
         pg.run();
         let created = pg.psql(&format!(
             "CREATE ROLE nimbus LOGIN PASSWORD '{}' SUPERUSER",
@@ -95,11 +188,17 @@ impl Postgres {
         }
         let data = self.dir.path().join("data").display().to_string();
         let log = self.dir.path().join("pg.log").display().to_string();
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.certificate.is_some() {
+            let dir = self.dir.path().display();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key"
+            ));
+        }
         let out = as_postgres(
             &self.bin.join("pg_ctl"),
             &["-D", &data, "-l", &log, "-w", "-o", &options, "start"],
