@@ -273,3 +273,44 @@ fn state_migrate_moves_a_sqlite_state_into_postgres_and_back() {
     assert_eq!(from_file.records().map(|r| r.len()).unwrap_or(0), 3);
     assert_eq!(from_file.history().map(|h| h.len()).unwrap_or(0), 1);
 }
+
+/// The password of a PostgreSQL state as an age secret in the repository
+/// (`state: {url, passwordSecret}`): decrypted in memory with the repository's identity, never
+/// shown; no variable of the environment needed.
+#[test]
+fn the_state_password_can_be_an_age_secret_of_the_repository() {
+    let pg = Postgres::start();
+    let server = sshd::start_sshd();
+    let repo = repository(&server, 1);
+    let identity = server.target().identity.clone();
+    common::write(
+        repo.path(),
+        "nimbus.yaml",
+        &format!(
+            "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nmetadata: {{name: pgtest}}\nspec:\n  ssh:\n    identityFile: {key}\n    connectTimeout: 3\n  secrets:\n    recipients: [\"{public}\"]\n    identityFile: {key}\n  state:\n    url: {url}\n    passwordSecret: pg-password\n",
+            key = identity.display(),
+            public = common::age_recipient(&identity),
+            url = pg.url_without_password(),
+        ),
+    );
+    common::encrypt_secret(repo.path(), "pg-password", Postgres::PASSWORD);
+    let apply = common::nimbus(&["apply", "--auto-approve", "."], repo.path());
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM nimbus_pgtest.resources")
+            .trim(),
+        "2"
+    );
+    assert!(!repo.path().join(".nimbus/state.db").exists());
+    no_password(&[&apply]);
+    // Without the secret's file: a clear error at the Repository's line.
+    std::fs::remove_file(repo.path().join("secrets/pg-password.age"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let invalid = common::nimbus(&["validate", "."], repo.path());
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(
+        flat(&invalid.stderr).contains("secret `pg-password` does not exist"),
+        "{}",
+        text(&invalid.stderr)
+    );
+}

@@ -73,6 +73,10 @@ pub struct StateSettings {
     /// `postgres://...` for a shared PostgreSQL backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The PostgreSQL password, as the age secret of this name (`secrets/NAME.age`),
+    /// decrypted with the identity of `NIMBUS_AGE_IDENTITY` or `secrets.identityFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for StateSettings {
@@ -84,6 +88,8 @@ impl<'de> Deserialize<'de> for StateSettings {
             path: Option<String>,
             #[serde(default)]
             url: Option<String>,
+            #[serde(default)]
+            password_secret: Option<String>,
         }
         struct StateVisitor;
         impl<'de> Visitor<'de> for StateVisitor {
@@ -96,11 +102,13 @@ impl<'de> Deserialize<'de> for StateSettings {
                     Ok(StateSettings {
                         path: None,
                         url: Some(v.to_owned()),
+                        password_secret: None,
                     })
                 } else {
                     Ok(StateSettings {
                         path: Some(v.to_owned()),
                         url: None,
+                        password_secret: None,
                     })
                 }
             }
@@ -109,6 +117,7 @@ impl<'de> Deserialize<'de> for StateSettings {
                 Ok(StateSettings {
                     path: long.path,
                     url: long.url,
+                    password_secret: long.password_secret,
                 })
             }
         }
@@ -937,11 +946,12 @@ mod schemas_of_shorthands {
         }
         fn json_schema(_: &mut SchemaGenerator) -> Schema {
             json_schema!({
-                "description": "a SQLite path, `postgres://...`, or `{path: ...}` / `{url: ...}`",
+                "description": "a SQLite path, `postgres://...`, or `{path: ...}` / `{url: ..., passwordSecret: NAME}`",
                 "anyOf": [
                     {"type": "string"},
                     {"type": "object", "additionalProperties": false,
-                     "properties": {"path": {"type": "string"}, "url": {"type": "string"}}}
+                     "properties": {"path": {"type": "string"}, "url": {"type": "string"},
+                                    "passwordSecret": {"type": "string"}}}
                 ]
             })
         }

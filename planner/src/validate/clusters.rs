@@ -92,6 +92,26 @@ pub(super) fn check_repository_settings(
     if let Some(url) = &r.state.url {
         check_state_url(document, url, problems);
     }
+    if let Some(name) = &r.state.password_secret {
+        at.secret(
+            &[Segment::Key("state"), Segment::Key("passwordSecret")],
+            name,
+            problems,
+        );
+        if r.state.url.is_none() {
+            problems.push(
+                Problem::error(
+                    "nimbus::manifest::missing_field",
+                    "state.passwordSecret without state.url: only a PostgreSQL state has a password",
+                    document.label(
+                        document.spec_span(&[Segment::Key("state"), Segment::Key("passwordSecret")]),
+                        "no url beside it",
+                    ),
+                )
+                .with_help("add `url: postgres://USER@HOST/DATABASE`, or drop `passwordSecret`"),
+            );
+        }
+    }
     let Some(s3) = &r.s3 else { return };
     if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
         problems.push(

@@ -279,13 +279,46 @@ impl Loaded {
             })
     }
 
-    /// Where state lives ([`state_location_in`]).
+    /// Where state lives ([`state_location_in`]); a PostgreSQL state's password from its
+    /// age secret (`state.passwordSecret`) when `NIMBUS_STATE_URL` does not give the state.
     pub fn state_location(&self) -> Result<StateLocation> {
-        state_location_in(
+        let mut location = state_location_in(
             self.checked.model.repository().map(|d| d.resource.name()),
             self.repository(),
             &self.root,
-        )
+        )?;
+        let from_environment = std::env::var(STATE_URL_ENV).is_ok_and(|u| !u.is_empty());
+        if let (StateLocation::Postgres(target), Some(repository), false) =
+            (&mut location, self.repository(), from_environment)
+            && let Some(name) = &repository.state.password_secret
+        {
+            let (path, origin) = crate::secrets::identity_path(
+                None,
+                &self.root,
+                repository.secrets.identity_file.as_deref(),
+            )
+            .ok_or_else(|| {
+                miette::miette!(
+                    help = "set NIMBUS_AGE_IDENTITY, or secrets.identityFile in the Repository",
+                    "state.passwordSecret `{name}` needs an age identity to decrypt it"
+                )
+            })?;
+            let identities = crate::secrets::load_identities(&path)
+                .wrap_err_with(|| format!("the identity named by {origin}"))?;
+            let file = self
+                .read_file(&format!("secrets/{name}.age"))
+                .into_diagnostic()
+                .wrap_err_with(|| {
+                    format!("state.passwordSecret: cannot read secrets/{name}.age")
+                })?;
+            let password = crate::secrets::decrypt(&identities, &file)
+                .wrap_err_with(|| format!("state.passwordSecret `{name}`"))?;
+            let text = password
+                .text()
+                .map_err(|e| miette::miette!("state.passwordSecret `{name}` {e}"))?;
+            target.set_password(text.trim_end_matches(['\n', '\r']));
+        }
+        Ok(location)
     }
 
     pub fn parallelism(&self) -> usize {

@@ -145,6 +145,11 @@ impl Target {
         })
     }
 
+    /// Logs in with `password` (from an age secret), whatever the URL or the environment say.
+    pub fn set_password(&mut self, password: &str) {
+        self.config.password(password);
+    }
+
     /// The URL without its password, and the schema: what messages and pages show.
     pub fn shown(&self) -> &str {
         &self.shown
