@@ -314,3 +314,66 @@ fn the_state_password_can_be_an_age_secret_of_the_repository() {
         text(&invalid.stderr)
     );
 }
+
+/// PostgreSQL restarted in the middle of an apply: that run fails cleanly (an error naming
+/// the state, exit 1, no panic), and the next apply finds the interrupted changes and
+/// converges, every File written.
+#[test]
+fn a_database_restart_mid_apply_fails_the_run_and_the_next_converges() {
+    let mut pg = Postgres::start();
+    let server = sshd::start_sshd();
+    let repo = repository(&server, 40);
+    let url = pg.url();
+    let slow = [
+        ("NIMBUS_STATE_URL", url.as_str()),
+        ("NIMBUS_TEST_PAUSE_AFTER_APPLY_MS", "150"),
+    ];
+    let mut apply = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["apply", "--auto-approve", "--parallelism", "2", "."])
+        .current_dir(repo.path())
+        .envs(slow.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let written = |repo: &Path| {
+        std::fs::read_dir(repo.join("out"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while written(repo.path()) < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apply did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    pg.restart();
+    let output = apply.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(said.contains("state"), "{said}");
+    let again = common::nimbus_with(
+        &["apply", "--auto-approve", "."],
+        repo.path(),
+        &[("NIMBUS_STATE_URL", url.as_str())],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
+    assert_eq!(written(repo.path()), 40);
+    let plan = common::nimbus_with(
+        &["plan", "--detailed-exitcode", "."],
+        repo.path(),
+        &[("NIMBUS_STATE_URL", url.as_str())],
+    );
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    no_password(&[&output, &again]);
+}
