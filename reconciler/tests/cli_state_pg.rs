@@ -328,7 +328,7 @@ fn a_database_restart_mid_apply_fails_the_run_and_the_next_converges() {
         ("NIMBUS_STATE_URL", url.as_str()),
         ("NIMBUS_TEST_PAUSE_AFTER_APPLY_MS", "150"),
     ];
-    let mut apply = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+    let apply = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
         .args(["apply", "--auto-approve", "--parallelism", "2", "."])
         .current_dir(repo.path())
         .envs(slow.iter().copied())
