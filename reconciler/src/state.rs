@@ -315,13 +315,21 @@ impl StateStore {
     /// nothing is written and the error names who holds the lock now.
     fn write_all(&self, statements: Vec<(&'static str, Vec<P>)>) -> Result<Vec<u64>, StateError> {
         let fence = self.fence;
+        let postgres = self.db.dialect() == Dialect::Postgres;
         let outcome = db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
             let mut batch = Vec::with_capacity(statements.len() + 1);
             if let Some(mine) = fence {
-                batch.push((FENCE, vec![P::I(mine)]));
+                batch.push((if postgres { PG_FENCE } else { FENCE }, vec![P::I(mine)]));
             }
             batch.extend(statements);
-            let mut counts = tx.execute_all(&batch).map_err(Refusal::Db)?;
+            let mut counts = match tx.commit_all(&batch) {
+                Ok(counts) => counts,
+                // PostgreSQL's fence failed the transaction (rolled back with it).
+                Err(e) if fence.is_some() && format!("{e:?}").contains("nimbus: fenced") => {
+                    return Err(Refusal::Fenced(fence.unwrap_or_default()));
+                }
+                Err(e) => return Err(Refusal::Db(e)),
+            };
             if let Some(mine) = fence {
                 if counts.first() != Some(&1) {
                     // Rolled back: find out who holds the lock, for the message.
@@ -797,6 +805,10 @@ const SERIAL_BUMP: &str =
 /// The first statement of a fenced write: it touches the lock row only while it carries the
 /// writer's token (and keeps it locked until the commit).
 const FENCE: &str = "UPDATE lock SET token = token WHERE id = 1 AND token = ?1";
+
+/// The same in PostgreSQL: an error (which rolls the transaction back) unless the lock carries
+/// the token, so that the writes and the COMMIT can follow it in one round trip.
+const PG_FENCE: &str = "SELECT nimbus_fence(?1)";
 
 fn bump_serial(tx: &mut dyn Tx) -> Result<(), DbError> {
     tx.execute(SERIAL_BUMP, &[])?;

@@ -124,6 +124,13 @@ pub trait Tx {
             .map(|(sql, params)| self.execute(sql, params))
             .collect()
     }
+
+    /// [`Tx::execute_all`], then the transaction ends: committed when every statement
+    /// succeeded, rolled back otherwise. PostgreSQL sends the COMMIT with the statements (one
+    /// round trip for the whole transaction); elsewhere the transaction commits as usual.
+    fn commit_all(&mut self, statements: &[(&str, Vec<P>)]) -> Result<Vec<u64>, DbError> {
+        self.execute_all(statements)
+    }
 }
 
 /// What a transaction does: it returns whether to commit.

@@ -368,9 +368,10 @@ fn run_one(
             "BEGIN READ ONLY"
         }),
         failed: false,
+        ended: false,
     };
     let commit = work(&mut tx) && !tx.failed;
-    if tx.begin.is_none() {
+    if tx.begin.is_none() && !tx.ended {
         runtime.block_on(client.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }))?;
     }
     Ok(())
@@ -553,6 +554,8 @@ struct PgTx<'a> {
     begin: Option<&'static str>,
     /// A statement failed: the transaction is rolled back whatever the work says.
     failed: bool,
+    /// The COMMIT went with the last statements (a failed one made it a rollback).
+    ended: bool,
 }
 
 /// What one pipelined statement answered.
@@ -585,6 +588,16 @@ impl PgTx<'_> {
         statements: &[(&str, &[P])],
         rows: bool,
     ) -> Result<Vec<Answer>, DbError> {
+        self.pipeline_then(statements, rows, false)
+    }
+
+    /// [`PgTx::pipeline`], with the COMMIT after the statements when `commit`.
+    fn pipeline_then(
+        &mut self,
+        statements: &[(&str, &[P])],
+        rows: bool,
+        commit: bool,
+    ) -> Result<Vec<Answer>, DbError> {
         // Prepared first (new ones only), so that a failed prepare leaves no BEGIN open.
         let prepared = statements
             .iter()
@@ -592,6 +605,8 @@ impl PgTx<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let owned: Vec<Vec<Param>> = statements.iter().map(|(_, p)| pg_params(p)).collect();
         let begin = self.begin.take();
+        // Sent: the transaction ends with these statements, whatever they answer.
+        self.ended |= commit;
         let client = self.client;
         let outcome = self.runtime.block_on(async {
             let mut pending: Vec<Pending<'_>> = Vec::new();
@@ -613,9 +628,20 @@ impl PgTx<'_> {
                     )
                 });
             }
+            if commit {
+                pending.push(Box::pin(async move {
+                    client
+                        .batch_execute("COMMIT")
+                        .await
+                        .map(|()| Answer::Count(0))
+                }));
+            }
             let mut answers = in_order(pending).await?;
             if begin.is_some() {
                 answers.remove(0);
+            }
+            if commit {
+                answers.pop();
             }
             Ok::<_, tokio_postgres::Error>(answers)
         });
@@ -673,6 +699,24 @@ fn pg_params(params: &[P]) -> Vec<Param> {
         .collect()
 }
 
+impl PgTx<'_> {
+    /// Each statement's count of rows, all in one round trip (with the COMMIT, when `commit`).
+    fn counts(&mut self, statements: &[(&str, Vec<P>)], commit: bool) -> Result<Vec<u64>, DbError> {
+        let borrowed: Vec<(&str, &[P])> = statements
+            .iter()
+            .map(|(sql, params)| (*sql, params.as_slice()))
+            .collect();
+        Ok(self
+            .pipeline_then(&borrowed, false, commit)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Count(n) => n,
+                Answer::Rows(rows) => rows.len() as u64,
+            })
+            .collect())
+    }
+}
+
 impl Tx for PgTx<'_> {
     fn query(&mut self, sql: &str, params: &[P]) -> Result<Vec<Row>, DbError> {
         match self.pipeline(&[(sql, params)], true)?.pop() {
@@ -689,18 +733,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn execute_all(&mut self, statements: &[(&str, Vec<P>)]) -> Result<Vec<u64>, DbError> {
-        let borrowed: Vec<(&str, &[P])> = statements
-            .iter()
-            .map(|(sql, params)| (*sql, params.as_slice()))
-            .collect();
-        Ok(self
-            .pipeline(&borrowed, false)?
-            .into_iter()
-            .map(|answer| match answer {
-                Answer::Count(n) => n,
-                Answer::Rows(rows) => rows.len() as u64,
-            })
-            .collect())
+        self.counts(statements, false)
+    }
+
+    fn commit_all(&mut self, statements: &[(&str, Vec<P>)]) -> Result<Vec<u64>, DbError> {
+        self.counts(statements, true)
     }
 }
 

@@ -91,6 +91,14 @@ const PG_MIGRATIONS: &[&str] = &[
         id BIGINT PRIMARY KEY CHECK (id = 1), replica TEXT NOT NULL, host TEXT NOT NULL,
         pid BIGINT NOT NULL, url TEXT, token BIGINT NOT NULL, since BIGINT NOT NULL,
         lease_until BIGINT NOT NULL);",
+    // 5: the fence of a holder's write as one statement that fails when the lock carries
+    // another token (so that a write and its COMMIT go in the same round trip).
+    "CREATE OR REPLACE FUNCTION nimbus_fence(mine BIGINT) RETURNS BIGINT LANGUAGE plpgsql AS $$
+     BEGIN
+       PERFORM 1 FROM lock WHERE id = 1 AND token = mine FOR UPDATE;
+       IF NOT FOUND THEN RAISE EXCEPTION 'nimbus: fenced'; END IF;
+       RETURN 1;
+     END $$",
 ];
 
 /// The state's folder 0700 when nimbus makes it (and `.nimbus/` always), and the database
@@ -172,6 +180,11 @@ pub(super) fn migrate_postgres(db: &dyn Db) -> Result<(), DbError> {
             return Err(Box::new(TooNew(version, PG_MIGRATIONS.len())));
         }
         for migration in PG_MIGRATIONS.iter().skip(version as usize) {
+            // A function's body holds `;`: it is one statement.
+            if migration.starts_with("CREATE OR REPLACE FUNCTION") {
+                tx.execute(migration, &[])?;
+                continue;
+            }
             for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
                 tx.execute(statement, &[])?;
             }
