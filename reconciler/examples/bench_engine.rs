@@ -138,29 +138,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = StateStore::open(dir.path().join("state.db")).unwrap_or_else(|e| panic!("{e}"));
-    let run = store
-        .begin_run("bench", None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let state = Arc::new(Mutex::new(store));
-    let registry = Registry::new().with(Arc::new(MemoryProvider::new()));
-    let options = ExecutorOptions {
-        parallelism: 10,
-        retries: 0,
-        backoff: Duration::ZERO,
-        progress: nimbus::executor::Progress::Quiet,
-        ..ExecutorOptions::default()
-    };
-    let start = Instant::now();
-    let report = runtime.block_on(execute(
-        &initial,
-        &registry,
-        state,
-        run,
-        &options,
-        std::future::pending(),
-    ));
-    let apply = start.elapsed();
-    assert!(report.succeeded());
+    let (apply, _) = apply_all(&runtime, &initial, store);
 
     let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
     let median = |v: &[Duration]| {
@@ -216,6 +194,39 @@ fn main() {
     }
 }
 
+/// Applies every change of `plan` through the executor and the in-memory provider, each
+/// recorded in `store`: how long it took, and the state.
+fn apply_all(
+    runtime: &tokio::runtime::Runtime,
+    plan: &plan::Plan,
+    store: StateStore,
+) -> (Duration, Arc<Mutex<StateStore>>) {
+    let run = store
+        .begin_run("bench", None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let state = Arc::new(Mutex::new(store));
+    let registry = Registry::new().with(Arc::new(MemoryProvider::new()));
+    let options = ExecutorOptions {
+        parallelism: 10,
+        retries: 0,
+        backoff: Duration::ZERO,
+        progress: nimbus::executor::Progress::Quiet,
+        ..ExecutorOptions::default()
+    };
+    let start = Instant::now();
+    let report = runtime.block_on(execute(
+        plan,
+        &registry,
+        Arc::clone(&state),
+        run,
+        &options,
+        std::future::pending(),
+    ));
+    let took = start.elapsed();
+    assert!(report.succeeded());
+    (took, state)
+}
+
 /// Apply of every instance, and plans made from the state, with SQLite and with PostgreSQL.
 fn backends(repo: &Path, initial: &plan::Plan, observed: &HashMap<String, Observed>, url: &str) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -228,29 +239,7 @@ fn backends(repo: &Path, initial: &plan::Plan, observed: &HashMap<String, Observ
         ("PostgreSQL", StateLocation::Postgres(Box::new(postgres))),
     ] {
         let store = StateStore::open(&location).unwrap_or_else(|e| panic!("{e:?}"));
-        let run = store
-            .begin_run("bench", None)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let state = Arc::new(Mutex::new(store));
-        let registry = Registry::new().with(Arc::new(MemoryProvider::new()));
-        let options = ExecutorOptions {
-            parallelism: 10,
-            retries: 0,
-            backoff: Duration::ZERO,
-            progress: nimbus::executor::Progress::Quiet,
-            ..ExecutorOptions::default()
-        };
-        let start = Instant::now();
-        let report = runtime.block_on(execute(
-            initial,
-            &registry,
-            Arc::clone(&state),
-            run,
-            &options,
-            std::future::pending(),
-        ));
-        let apply = start.elapsed();
-        assert!(report.succeeded());
+        let (apply, state) = apply_all(&runtime, initial, store);
         // A converged plan as `nimbus plan` makes it: the state read, then the plan.
         let mut plans = Vec::new();
         for _ in 0..3 {

@@ -27,8 +27,8 @@ use nimbus_planner::plan::{Action, Change, Record};
 use serde_json::Value;
 
 use db::{Db, DbError, Dialect, P, Tx};
+use lock::Refusal;
 pub use lock::{DaemonInfo, Leader, Leadership, LockInfo};
-use lock::{Refusal, check_fence};
 use rows::{RESOURCE_COLUMNS, RESULT_COLUMNS, RUN_ROW, resource_row, result_row, run_row};
 pub use rows::{ResourceResult, RunResult, RunRow, RunSummary, StoredResource};
 #[cfg(test)]
@@ -293,61 +293,54 @@ impl StateStore {
         f: impl FnOnce(&mut dyn Tx) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, StateError> {
         let fence = self.fence;
-        let for_update = self.db.dialect() == Dialect::Postgres;
+        let postgres = self.db.dialect() == Dialect::Postgres;
         let outcome = db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
             if let Some(mine) = fence {
-                check_fence(tx, mine, for_update)?;
+                let held = tx.execute(fence_sql(postgres), &[P::I(mine)]);
+                fenced(held.map(|n| vec![n]), mine)?;
             }
             f(tx).map_err(Refusal::Db)
         })
         .map_err(|e| self.database(e))?;
-        match outcome {
-            Ok(value) => Ok(value),
-            Err(Refusal::Db(e)) => Err(self.database(e)),
-            Err(Refusal::State(e)) => Err(e),
-            Err(Refusal::Fenced(mine)) => Err(StateError::Released { mine }),
-        }
+        outcome.map_err(|r| self.refused(r))
     }
 
-    /// Writes `statements` in one transaction, sent together (one round trip to
-    /// PostgreSQL), behind this store's fence: the first statement touches the lock row only
-    /// while it carries this store's token (and holds it until the commit); when it does not,
-    /// nothing is written and the error names who holds the lock now.
+    /// Writes `statements` in one transaction, sent together with its COMMIT (one round trip
+    /// to PostgreSQL), behind this store's fence: the first statement holds only while the
+    /// lock carries this store's token (and keeps the lock row until the commit); when it does
+    /// not, nothing is written and the error names who holds the lock now.
     fn write_all(&self, statements: Vec<(&'static str, Vec<P>)>) -> Result<Vec<u64>, StateError> {
         let fence = self.fence;
         let postgres = self.db.dialect() == Dialect::Postgres;
         let outcome = db::run(self.db.as_ref(), true, move |tx: &mut dyn Tx| {
             let mut batch = Vec::with_capacity(statements.len() + 1);
             if let Some(mine) = fence {
-                batch.push((if postgres { PG_FENCE } else { FENCE }, vec![P::I(mine)]));
+                batch.push((fence_sql(postgres), vec![P::I(mine)]));
             }
             batch.extend(statements);
-            let mut counts = match tx.commit_all(&batch) {
-                Ok(counts) => counts,
-                // PostgreSQL's fence failed the transaction (rolled back with it).
-                Err(e) if fence.is_some() && format!("{e:?}").contains("nimbus: fenced") => {
-                    return Err(Refusal::Fenced(fence.unwrap_or_default()));
-                }
-                Err(e) => return Err(Refusal::Db(e)),
-            };
-            if let Some(mine) = fence {
-                if counts.first() != Some(&1) {
-                    // Rolled back: find out who holds the lock, for the message.
-                    return Err(Refusal::Fenced(mine));
-                }
-                counts.remove(0);
+            let counts = tx.commit_all(&batch);
+            match fence {
+                Some(mine) => fenced(counts, mine).map(|mut counts| {
+                    counts.remove(0);
+                    counts
+                }),
+                None => counts.map_err(Refusal::Db),
             }
-            Ok(counts)
         })
         .map_err(|e| self.database(e))?;
-        match outcome {
-            Ok(counts) => Ok(counts),
-            Err(Refusal::Db(e)) => Err(self.database(e)),
-            Err(Refusal::State(e)) => Err(e),
-            Err(Refusal::Fenced(mine)) => Err(match self.lock_info()? {
-                Some(holder) => StateError::Fenced { mine, holder },
-                None => StateError::Released { mine },
-            }),
+        outcome.map_err(|r| self.refused(r))
+    }
+
+    /// The error a refused write reports; a fenced one names who holds the lock now.
+    fn refused(&self, refusal: Refusal) -> StateError {
+        match refusal {
+            Refusal::Db(e) => self.database(e),
+            Refusal::State(e) => e,
+            Refusal::Fenced(mine) => match self.lock_info() {
+                Ok(Some(holder)) => StateError::Fenced { mine, holder },
+                Ok(None) => StateError::Released { mine },
+                Err(e) => e,
+            },
         }
     }
 
@@ -809,6 +802,21 @@ const FENCE: &str = "UPDATE lock SET token = token WHERE id = 1 AND token = ?1";
 /// The same in PostgreSQL: an error (which rolls the transaction back) unless the lock carries
 /// the token, so that the writes and the COMMIT can follow it in one round trip.
 const PG_FENCE: &str = "SELECT nimbus_fence(?1)";
+
+fn fence_sql(postgres: bool) -> &'static str {
+    if postgres { PG_FENCE } else { FENCE }
+}
+
+/// The counts of a write whose first statement is its fence: refused when the fence did not
+/// hold (SQLite: it touched no row; PostgreSQL: it failed the transaction).
+fn fenced(counts: Result<Vec<u64>, DbError>, mine: i64) -> Result<Vec<u64>, Refusal> {
+    match counts {
+        Ok(counts) if counts.first() == Some(&1) => Ok(counts),
+        Ok(_) => Err(Refusal::Fenced(mine)),
+        Err(e) if format!("{e:?}").contains("nimbus: fenced") => Err(Refusal::Fenced(mine)),
+        Err(e) => Err(Refusal::Db(e)),
+    }
+}
 
 fn bump_serial(tx: &mut dyn Tx) -> Result<(), DbError> {
     tx.execute(SERIAL_BUMP, &[])?;

@@ -247,16 +247,23 @@ async fn daemon(args: Settings) -> Result<i32> {
             let presence = presence.clone();
             let shared = Arc::clone(&status);
             let standby = tokio::task::spawn_blocking(move || {
-                presence.announce(&location);
+                let store = match crate::state::StateStore::open(&location) {
+                    Ok(store) => store,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the state to tell who leads");
+                        return false;
+                    }
+                };
+                presence.announce(&store);
                 // Only the leader fetches on and applies; a standby keeps its pages fresh
                 // from the shared state.
-                let role = presence.claim(&location, &shared);
+                let role = presence.claim(&store, &shared);
                 let standby = role.as_ref().is_some_and(status::Role::is_standby);
                 if standby {
                     shared
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .fill_from_state(&location);
+                        .fill_from(&store);
                 }
                 standby
             })
@@ -381,14 +388,14 @@ async fn keep_leadership(
             .is_some_and(status::Role::is_standby);
         let (presence_now, status_now) = (presence.clone(), Arc::clone(&status));
         let checked = tokio::task::spawn_blocking(move || {
-            let role = presence_now.claim(&location, &status_now);
-            let wakes = crate::state::StateStore::open(&location)
-                .and_then(|s| s.wake_requests())
-                .ok();
-            (role, wakes)
+            let store = crate::state::StateStore::open(&location).ok()?;
+            let role = presence_now.claim(&store, &status_now);
+            Some((role, store.wake_requests().ok()))
         })
         .await;
-        let Ok((role, wakes)) = checked else { continue };
+        let Ok(Some((role, wakes))) = checked else {
+            continue;
+        };
         let leading = role.as_ref().is_some_and(|r| !r.is_standby());
         if leading && was_standby {
             tracing::info!("took over as leader");
@@ -429,14 +436,13 @@ impl Presence {
         }
     }
 
-    /// Claims (or renews) leadership on the state at `location`; the role goes to `status`.
+    /// Claims (or renews) leadership on `store`; the role goes to `status`.
     fn claim(
         &self,
-        location: &crate::state::StateLocation,
+        store: &crate::state::StateStore,
         status: &Mutex<Status>,
     ) -> Option<status::Role> {
-        let claimed = crate::state::StateStore::open(location)
-            .and_then(|s| s.claim_leadership(&self.info, self.lease));
+        let claimed = store.claim_leadership(&self.info, self.lease);
         let role = match claimed {
             Ok(crate::state::Leadership::Leading { token, took_over }) => {
                 if let Some(previous) = took_over {
@@ -460,12 +466,12 @@ impl Presence {
         Some(role)
     }
 
-    fn announce(&self, location: &crate::state::StateLocation) {
+    fn announce(&self, store: &crate::state::StateStore) {
         let info = crate::state::DaemonInfo {
             seen_until: now() as i64 + self.hold.as_secs() as i64,
             ..self.info.clone()
         };
-        match crate::state::StateStore::open(location).and_then(|s| s.announce_daemon(&info)) {
+        match store.announce_daemon(&info) {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "cannot tell the state this daemon reconciles it"),
         }

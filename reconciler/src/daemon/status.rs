@@ -53,9 +53,14 @@ impl Status {
     /// the last revision applied, the last run, and every instance recorded.
     pub fn fill_from_state(&mut self, state_path: &crate::state::StateLocation) {
         self.state_path = Some(state_path.clone());
-        let Ok(store) = crate::state::StateStore::open(state_path) else {
-            return;
-        };
+        if let Ok(store) = crate::state::StateStore::open(state_path) {
+            self.fill_from(&store);
+        }
+    }
+
+    /// [`Status::fill_from_state`] from a store already open.
+    pub fn fill_from(&mut self, store: &crate::state::StateStore) {
+        self.state_path = Some(store.location().clone());
         if let Ok(history) = store.history() {
             if let Some(run) = history.last() {
                 self.last_run = Some(json!({

@@ -118,9 +118,7 @@ impl StateStore {
                 self.fence = Some(token);
                 Ok(taken_over)
             }
-            Err(Refusal::Db(e)) => Err(self.database(e)),
-            Err(Refusal::State(e)) => Err(e),
-            Err(Refusal::Fenced(mine)) => Err(StateError::Released { mine }),
+            Err(refusal) => Err(self.refused(refusal)),
         }
     }
 
@@ -391,22 +389,4 @@ pub(super) enum Refusal {
     State(StateError),
     /// The fence of a write of the holder of this token did not hold.
     Fenced(i64),
-}
-
-/// Inside a write: the lock still carries `mine` (PostgreSQL: and keeps it until this
-/// transaction ends, so that no new holder can come between the check and the write).
-pub(super) fn check_fence(tx: &mut dyn Tx, mine: i64, for_update: bool) -> Result<(), Refusal> {
-    let current = tx
-        .query_one(
-            &format!("{LOCK_QUERY}{}", if for_update { " FOR SHARE" } else { "" }),
-            &[],
-        )
-        .map_err(Refusal::Db)?
-        .as_ref()
-        .map(lock_row);
-    match current {
-        Some(lock) if lock.token == mine => Ok(()),
-        Some(holder) => Err(Refusal::State(StateError::Fenced { mine, holder })),
-        None => Err(Refusal::State(StateError::Released { mine })),
-    }
 }
