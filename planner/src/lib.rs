@@ -10,6 +10,7 @@ pub mod kdl;
 pub mod load;
 pub mod locate;
 pub mod mesh;
+pub mod modules;
 pub mod placement;
 pub mod plan;
 pub mod record;
@@ -60,9 +61,21 @@ pub fn check(input: RepositoryInput) -> Checked {
     check_loaded(model, problems)
 }
 
-/// Validates a model loaded by [`load::load`] or [`load::load_files`].
-pub fn check_loaded(model: load::Model, mut problems: Vec<diagnostics::Problem>) -> Checked {
+/// Validates a model loaded by [`load::load`] or [`load::load_files`], with no environment.
+pub fn check_loaded(model: load::Model, problems: Vec<diagnostics::Problem>) -> Checked {
+    check_in(model, problems, None)
+}
+
+/// Expands the model's modules for `environment` (its values and patches), then validates.
+pub fn check_in(
+    mut model: load::Model,
+    mut problems: Vec<diagnostics::Problem>,
+    environment: Option<&str>,
+) -> Checked {
+    modules::patch::check_environments(&model, &mut problems);
+    modules::expand(&mut model, &mut problems, environment);
     problems.extend(validate::validate(&model));
+    modules::annotate(&mut problems, &model.origins);
     diagnostics::sort_problems(&mut problems, &model.sources);
     Checked { model, problems }
 }

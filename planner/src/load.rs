@@ -152,6 +152,17 @@ impl FileTrees {
         }
     }
 
+    /// Trees already built (a module's file with its values filled in, a patched file).
+    pub(crate) fn prebuilt(text: Arc<str>, format: Format, envelopes: Vec<Envelope>) -> Self {
+        let parsed = OnceLock::new();
+        let _ = parsed.set(envelopes);
+        FileTrees {
+            text,
+            format,
+            parsed,
+        }
+    }
+
     /// Every envelope of the file that loading numbered, in the same order.
     pub fn envelopes(&self) -> &[Envelope] {
         self.parsed.get_or_init(|| match self.format {
@@ -182,9 +193,30 @@ pub struct Document {
     /// Which envelope of the file this is.
     index: usize,
     trees: Arc<FileTrees>,
+    /// The module instance that produced it (`module.web[acme]`), if one did.
+    pub module: Option<Arc<str>>,
 }
 
 impl Document {
+    /// Which envelope of its file this is.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Its file's trees.
+    pub(crate) fn trees(&self) -> &FileTrees {
+        &self.trees
+    }
+
+    /// Its address as people read it: with the module path when a module produced it
+    /// (`module.web[acme]/Workload/acme/api`).
+    pub fn full_address(&self) -> String {
+        match &self.module {
+            Some(module) => format!("{module}/{}", self.resource.address()),
+            None => self.resource.address(),
+        }
+    }
+
     /// The document's span-carrying tree, parsed again from the file on first use.
     pub fn envelope(&self) -> Option<&Envelope> {
         self.trees.envelopes().get(self.index)
@@ -247,6 +279,17 @@ pub struct Model {
     pub paths: BTreeSet<String>,
     /// Links that lead outside the repository (path -> target): not read, not in `paths`.
     pub outside_links: BTreeMap<String, String>,
+    /// Documents of the reuse kinds (Use, Environment, Moved; a Module outside a module
+    /// folder), kept as trees for [`crate::modules::expand`].
+    pub meta: Vec<crate::modules::MetaDoc>,
+    /// The files of module folders, by path: parsed, typed only when a Use fills them in.
+    pub templates: BTreeMap<String, crate::modules::Template>,
+    /// Where the documents of a module's copy (or a patched document's file) came from.
+    pub origins: std::collections::HashMap<FileId, crate::modules::Origin>,
+    /// The `Moved` records, checked.
+    pub moves: Vec<crate::modules::moved::Move>,
+    /// The environment chosen (`--env`), if any.
+    pub environment: Option<String>,
 }
 
 impl Model {
@@ -266,6 +309,15 @@ impl Model {
             .iter()
             .find(|d| d.resource.kind == Kind::Repository)
     }
+
+    /// The path a file's documents are judged by for the tenant folder rule: the file's own,
+    /// or, for a module's copy, the path of the Use that produced it.
+    pub fn scope_path(&self, file: FileId) -> &str {
+        match self.origins.get(&file) {
+            Some(origin) => &origin.scope_path,
+            None => self.sources.path(file),
+        }
+    }
 }
 
 /// Loads every manifest. Problems come back sorted by file and line; a document with an
@@ -276,9 +328,11 @@ pub fn load(input: RepositoryInput) -> (Model, Vec<Problem>) {
     model.paths = input.other_paths;
     let mut manifests = input.manifests;
     manifests.sort_by(|a, b| a.path.cmp(&b.path));
+    let modules = crate::modules::module_dirs(manifests.iter().map(|f| f.path.as_str()));
     for file in manifests {
         model.paths.insert(file.path.clone());
-        load_file(file, &mut model, &mut problems);
+        let template = crate::modules::module_of(&file.path, &modules).is_some();
+        load_file(file, template, &mut model, &mut problems);
     }
     add_outside_links(&mut model, &input.outside_links, &mut problems);
     sort_problems(&mut problems, &model.sources);
@@ -294,14 +348,26 @@ pub struct LoadedFile {
     documents: Vec<Document>,
     declared: Vec<Declared>,
     problems: Vec<Problem>,
+    meta: Vec<crate::modules::MetaDoc>,
+    template: Option<crate::modules::Template>,
 }
 
 impl LoadedFile {
+    /// A manifest of the repository.
     pub fn load(file: InputFile) -> LoadedFile {
+        Self::load_as(file, false)
+    }
+
+    /// A file of a module's folder ([`crate::modules::module_of`] says which are).
+    pub fn load_template(file: InputFile) -> LoadedFile {
+        Self::load_as(file, true)
+    }
+
+    fn load_as(file: InputFile, template: bool) -> LoadedFile {
         let path = file.path.clone();
         let mut model = Model::default();
         let mut problems = Vec::new();
-        load_file(file, &mut model, &mut problems);
+        load_file(file, template, &mut model, &mut problems);
         let source = model
             .sources
             .take_first()
@@ -311,6 +377,8 @@ impl LoadedFile {
             documents: model.documents,
             declared: model.declared,
             problems,
+            meta: model.meta,
+            template: model.templates.into_values().next(),
         }
     }
 
@@ -329,6 +397,19 @@ impl LoadedFile {
                 d.file = id;
                 d
             }));
+        model.meta.extend(self.meta.iter().cloned().map(|mut m| {
+            m.file = id;
+            m
+        }));
+        if let Some(template) = &self.template {
+            model.templates.insert(
+                self.source.path.clone(),
+                crate::modules::Template {
+                    file: id,
+                    ..template.clone()
+                },
+            );
+        }
         problems.extend(self.problems.iter().cloned().map(|mut p| {
             p.primary.file = id;
             for label in &mut p.secondary {
@@ -360,7 +441,9 @@ pub fn load_files(
     (model, problems)
 }
 
-fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
+/// Loads one manifest into `model`: typed documents, or, for a file of a module's folder
+/// (`template`), its trees for [`crate::modules::expand`] to fill in.
+fn load_file(file: InputFile, template: bool, model: &mut Model, problems: &mut Vec<Problem>) {
     let format = ManifestFilter::format_of(&file.path).unwrap_or(Format::Yaml);
     let InputFile { path, bytes } = file;
     if bytes.len() > MAX_MANIFEST_BYTES {
@@ -487,7 +570,27 @@ fn load_file(file: InputFile, model: &mut Model, problems: &mut Vec<Problem>) {
         );
         return;
     }
+    if template {
+        model.templates.insert(
+            path,
+            crate::modules::Template {
+                file: id,
+                format,
+                envelopes,
+            },
+        );
+        return;
+    }
     for (index, envelope) in envelopes.into_iter().enumerate() {
+        if let Some(kind) = crate::modules::reuse_kind(&envelope, format) {
+            model.meta.push(crate::modules::MetaDoc {
+                kind,
+                file: id,
+                format,
+                envelope,
+            });
+            continue;
+        }
         let place = Place {
             file: id,
             index,
@@ -515,13 +618,13 @@ pub fn tenant_of_path(path: &str) -> Option<&str> {
 }
 
 /// Where a document is: its file, its number in the file, and the file's trees.
-struct Place<'a> {
-    file: FileId,
-    index: usize,
-    trees: &'a Arc<FileTrees>,
+pub(crate) struct Place<'a> {
+    pub(crate) file: FileId,
+    pub(crate) index: usize,
+    pub(crate) trees: &'a Arc<FileTrees>,
 }
 
-fn typed_document(
+pub(crate) fn typed_document(
     envelope: Envelope,
     place: Place<'_>,
     path: &str,
@@ -790,6 +893,7 @@ fn typed_document(
         name_span,
         index: place.index,
         trees: Arc::clone(place.trees),
+        module: None,
     })
 }
 

@@ -35,10 +35,10 @@ fn has_secret(value: &Value) -> bool {
     }
 }
 
-fn headline(change: &Change) -> String {
+fn headline(plan: &Plan, change: &Change) -> String {
     let subject = match &change.host {
-        Some(host) => format!("{} on Host/{host}", change.resource),
-        None => change.address.clone(),
+        Some(host) => format!("{} on Host/{host}", plan.display_address(&change.resource)),
+        None => plan.display_address(&change.address),
     };
     let what = match change.action {
         Action::Create => "will be created".to_owned(),
@@ -259,6 +259,9 @@ pub fn summary(plan: &Plan) -> String {
         plan.count(Action::Replace),
         plan.count(Action::Delete)
     );
+    if !plan.moves.is_empty() {
+        let _ = write!(line, " {} to move.", plan.moves.len());
+    }
     let errors = plan.errors().count();
     if errors > 0 {
         let _ = write!(
@@ -313,8 +316,8 @@ fn errors_text(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "\n  # {}\n  ! {}\n      error: {}",
-            headline(change),
-            change.address,
+            headline(plan, change),
+            plan.display_address(&change.address),
             change.error.as_deref().unwrap_or_default()
         );
     }
@@ -353,18 +356,19 @@ pub fn text(plan: &Plan) -> String {
             out.push_str("No changes. The observed state matches the repository.\n");
         }
         for change in shown {
-            let _ = writeln!(out, "\n  # {}", headline(change));
+            let _ = writeln!(out, "\n  # {}", headline(plan, change));
         }
         return out;
     }
     out.push_str("nimbus will perform the following actions:\n");
+    out.push_str(&moves_text(plan));
     for change in shown {
-        let _ = writeln!(out, "\n  # {}", headline(change));
+        let _ = writeln!(out, "\n  # {}", headline(plan, change));
         if let Some(confirm) = &change.confirm {
             let _ = writeln!(out, "  # {}", confirm_line(confirm));
         }
         let symbol = change.action.symbol();
-        let _ = writeln!(out, "{symbol:>3} {}", change.address);
+        let _ = writeln!(out, "{symbol:>3} {}", plan.display_address(&change.address));
         for line in field_lines(change) {
             let _ = writeln!(out, "      {line}");
         }
@@ -372,6 +376,70 @@ pub fn text(plan: &Plan) -> String {
     out.push_str(&errors_text(plan));
     out.push_str(&unobserved_text(plan));
     let _ = writeln!(out, "\n{}", summary(plan));
+    out.push_str(&by_module(plan));
+    out
+}
+
+/// Each move: `# File/old has moved to File/new` (the instance is kept; state is renamed).
+fn moves_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for m in &plan.moves {
+        let _ = writeln!(
+            out,
+            "\n  # {} has moved to {}\n {} {} -> {}",
+            m.from, m.to, MOVE_SYMBOL, m.from, m.to
+        );
+    }
+    out
+}
+
+/// The symbol of a move in text plans.
+pub const MOVE_SYMBOL: &str = "~>";
+
+/// The moves of a markdown plan.
+pub fn markdown_moves(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.moves.is_empty() {
+        return out;
+    }
+    out.push_str("**Moves** (kept, renamed in state):\n");
+    for m in &plan.moves {
+        let _ = writeln!(out, "- `{}` → `{}`", m.from, m.to);
+    }
+    out.push('\n');
+    out
+}
+
+/// The plan's changes counted by the module they come from, when modules produced any.
+pub fn by_module(plan: &Plan) -> String {
+    if plan.modules.is_empty() {
+        return String::new();
+    }
+    let mut groups: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    for change in plan.changes.iter().filter(|c| c.error.is_none()) {
+        let slot = match change.action {
+            Action::Create => 0,
+            Action::Update => 1,
+            Action::Replace => 2,
+            Action::Delete => 3,
+            _ => continue,
+        };
+        let module = plan
+            .modules
+            .get(change.resource.as_str())
+            .map_or("(root)", String::as_str);
+        groups.entry(module).or_default()[slot] += 1;
+    }
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nBy module:\n");
+    for (module, [add, change, replace, destroy]) in groups {
+        let _ = writeln!(
+            out,
+            "  {module}: {add} to add, {change} to change, {replace} to replace, {destroy} to destroy"
+        );
+    }
     out
 }
 
@@ -407,13 +475,14 @@ pub fn markdown(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "> **error:** `{}` cannot be planned: {}\n",
-            change.address,
+            plan.display_address(&change.address),
             change.error.as_deref().unwrap_or_default()
         );
     }
     out.push_str(&markdown_summary(plan));
+    out.push_str(&markdown_moves(plan));
     for change in plan.changes.iter().filter(|c| c.action.is_change()) {
-        out.push_str(&markdown_section(change));
+        out.push_str(&markdown_section(plan, change));
     }
     let _ = writeln!(out, "{}", summary(plan));
     out
@@ -454,8 +523,10 @@ pub fn markdown_summary(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 "- `{}` {}",
-                change.address,
-                headline(change).trim_start_matches(&change.address).trim()
+                plan.display_address(&change.address),
+                headline(plan, change)
+                    .trim_start_matches(&plan.display_address(&change.address))
+                    .trim()
             );
         }
     }
@@ -464,15 +535,15 @@ pub fn markdown_summary(plan: &Plan) -> String {
 }
 
 /// One changed instance as a collapsible markdown section with its field changes.
-pub fn markdown_section(change: &Change) -> String {
+pub fn markdown_section(plan: &Plan, change: &Change) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "<details><summary><code>{} {}</code></summary>\n",
         change.action.symbol(),
-        change.address
+        plan.display_address(&change.address)
     );
-    let _ = writeln!(out, "{}\n", headline(change));
+    let _ = writeln!(out, "{}\n", headline(plan, change));
     let lines = diff_lines(change);
     if !lines.is_empty() {
         out.push_str("```diff\n");

@@ -38,6 +38,11 @@ pub struct Cli {
     /// No colour in any output (as NO_COLOR does); colour is only ever used on a terminal.
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// The environment to load (its values, patches and state; docs/modules.md); else
+    /// NIMBUS_ENV. A repository with environments needs one, except for `validate`, which
+    /// checks them all.
+    #[arg(long = "env", value_name = "NAME", global = true)]
+    pub environment: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -31,7 +31,7 @@ impl RevisionFiles {
 /// Manifests loaded on their own, by path and blob id, kept for the life of the process: a
 /// new commit loads only the files it changed. Entries a revision no longer has are dropped.
 type LoadedFiles =
-    HashMap<(String, gix::ObjectId), std::sync::Arc<nimbus_planner::load::LoadedFile>>;
+    HashMap<(String, gix::ObjectId, bool), std::sync::Arc<nimbus_planner::load::LoadedFile>>;
 static LOADED: std::sync::LazyLock<std::sync::Mutex<LoadedFiles>> =
     std::sync::LazyLock::new(Default::default);
 
@@ -56,18 +56,27 @@ pub fn load_revision(dir: &Path, rev: &str) -> Result<LoadedRevision> {
     let mut loaded = Vec::new();
     let mut keep = std::collections::HashSet::new();
     let mut parsed = 0;
+    let modules =
+        nimbus_planner::modules::module_dirs(listing.manifests.iter().map(String::as_str));
     for path in &listing.manifests {
         let id = listing.files.blobs[path];
-        let key = (path.clone(), id);
+        // A file of a module's folder is kept as trees, to be filled in by each use.
+        let template = nimbus_planner::modules::module_of(path, &modules).is_some();
+        let key = (path.clone(), id, template);
         let file = match cache.get(&key) {
             Some(file) => std::sync::Arc::clone(file),
             None => {
                 let bytes = repo.find_object(id).into_diagnostic()?.data.clone();
                 parsed += 1;
-                let file = std::sync::Arc::new(nimbus_planner::load::LoadedFile::load(InputFile {
+                let input = InputFile {
                     path: path.clone(),
                     bytes,
-                }));
+                };
+                let file = std::sync::Arc::new(if template {
+                    nimbus_planner::load::LoadedFile::load_template(input)
+                } else {
+                    nimbus_planner::load::LoadedFile::load(input)
+                });
                 cache.insert(key.clone(), std::sync::Arc::clone(&file));
                 file
             }

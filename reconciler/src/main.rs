@@ -26,6 +26,7 @@ fn main() {
         nimbus::render::turn_colour_off();
     }
     nimbus::logging::init(cli.verbose, cli.log_format);
+    nimbus::engine::choose_environment(cli.environment.clone());
     let code = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),

@@ -202,9 +202,11 @@ impl Session {
     /// Observes (unless told not to) and plans.
     pub async fn plan(&self, options: &PlanOptions) -> Result<Plan> {
         let (records, serial) = self.records()?;
+        let recorded_modules = lock_state(&self.state).modules()?;
         let mut plan = make_plan(
             &self.loaded,
             &records,
+            &recorded_modules,
             serial,
             &self.registry,
             options,
@@ -687,9 +689,11 @@ async fn change_took_effect(provider: &dyn Provider, change: &plan::Change) -> b
 }
 
 /// Observes (unless told not to) and plans.
+#[allow(clippy::too_many_arguments)]
 pub async fn make_plan(
     loaded: &Loaded,
     records: &[Record],
+    recorded_modules: &std::collections::BTreeMap<String, String>,
     serial: u64,
     registry: &Registry,
     options: &PlanOptions,
@@ -697,6 +701,15 @@ pub async fn make_plan(
 ) -> Result<Plan> {
     // Each instance's desired state, resolved once: observed against, then planned.
     let model = &loaded.checked.model;
+    // Moves first: what state records at an old address is planned at its new one.
+    let (moved_records, moves) = nimbus_planner::modules::moved::plan_moves(
+        records,
+        recorded_modules,
+        &model.moves,
+        &nimbus_planner::modules::desired_modules(model),
+    )
+    .map_err(|e| miette::miette!(code = "nimbus::moved::onto", "{e}"))?;
+    let records = &moved_records[..];
     let mut resolution = nimbus_planner::resolve::resolve(
         model,
         &loaded.graph,
@@ -751,7 +764,8 @@ pub async fn make_plan(
         secrets: &secrets.fingerprints,
     };
     resolution.settle(model, &loaded.graph, records, &observed);
-    let plan = plan::plan_resolved(model, &loaded.graph, resolution, &input)?;
+    let mut plan = plan::plan_resolved(model, &loaded.graph, resolution, &input)?;
+    plan.moves = moves;
     tracing::info!(
         create = plan.count(Action::Create),
         update = plan.count(Action::Update),

@@ -1,8 +1,10 @@
 //! The files `nimbus init` writes: a small working repository, an example of every kind and
 //! the JSON Schemas editors use to complete and check fields.
 
-use nimbus_schemas::Kind;
-use nimbus_schemas::json_schema::{document_schema, schema_file_name};
+use nimbus_schemas::json_schema::{
+    document_schema, reuse_file_name, reuse_schema, schema_file_name,
+};
+use nimbus_schemas::{Kind, ReuseKind};
 
 /// Every scaffolded file as (path, content), in the order they are written.
 pub fn files() -> Vec<(String, String)> {
@@ -12,6 +14,26 @@ pub fn files() -> Vec<(String, String)> {
         (
             "files/motd.yaml",
             include_str!("../templates/init/files/motd.yaml"),
+        ),
+        (
+            "modules/greeting/module.yaml",
+            include_str!("../templates/init/modules/greeting/module.yaml"),
+        ),
+        (
+            "modules/greeting/files.yaml",
+            include_str!("../templates/init/modules/greeting/files.yaml"),
+        ),
+        (
+            "greetings.yaml",
+            include_str!("../templates/init/greetings.yaml"),
+        ),
+        (
+            "environments/staging.yaml",
+            include_str!("../templates/init/environments/staging.yaml"),
+        ),
+        (
+            "environments/production.yaml",
+            include_str!("../templates/init/environments/production.yaml"),
         ),
         (".gitignore", include_str!("../templates/init/.gitignore")),
         (
@@ -66,6 +88,12 @@ pub fn files() -> Vec<(String, String)> {
         files.push((
             format!(".schemas/{}", schema_file_name(kind)),
             document_schema(kind),
+        ));
+    }
+    for kind in ReuseKind::ALL {
+        files.push((
+            format!(".schemas/{}", reuse_file_name(kind)),
+            reuse_schema(kind),
         ));
     }
     files

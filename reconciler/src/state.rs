@@ -13,6 +13,7 @@
 //! [`StateError::Fenced`], naming the new holder.
 
 pub mod db;
+mod layout;
 mod lock;
 pub mod postgres;
 mod rows;
@@ -75,6 +76,14 @@ pub enum StateError {
     #[error("{0}")]
     #[diagnostic(code(nimbus::state::location))]
     Location(String),
+    #[error("cannot move {from} to {to}: state already records {to}")]
+    #[diagnostic(
+        code(nimbus::state::move_onto),
+        help(
+            "a move onto an address that exists is refused; remove that record first (`nimbus state rm`), or move elsewhere"
+        )
+    )]
+    MoveOnto { from: String, to: String },
 }
 
 impl StateError {

@@ -448,3 +448,64 @@ fn a_state_url_with_a_password_is_refused_without_showing_it() {
     );
     assert!(!stderr.contains("wJalrXUtnFEMI-plain-text"), "{stderr}");
 }
+
+/// Issue 27: a wrong input value (type, range, unknown input, missing input) is reported at
+/// the value with the input's declaration as its second place; a module cycle names the
+/// circle; what a module produces in a tenant's folder is held to that folder's rule, at the
+/// module's line with the use as its second place.
+#[test]
+fn module_mistakes_name_both_places() {
+    let actual = check("module-errors");
+    assert_eq!(actual["exit"], 1);
+    let problems = actual["problems"].as_array().cloned().unwrap_or_default();
+    let find = |code: &str, file: &str, line: u64| {
+        problems
+            .iter()
+            .find(|p| p["code"] == code && p["file"] == file && p["line"] == line)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {code} at {file}:{line}: {problems:#?}"))
+    };
+    let labelled = |p: &serde_json::Value, file: &str, line: u64| {
+        p["labels"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["file"] == file && l["line"] == line))
+    };
+    for (line, what) in [(9, "an integer"), (19, "at most 10"), (20, "at most 2Gi")] {
+        let p = find("nimbus::module::input_value", "uses.yaml", line);
+        assert!(p["message"].as_str().unwrap_or("").contains(what), "{p}");
+        assert!(
+            labelled(
+                &p,
+                "modules/web/module.yaml",
+                if line == 20 { 8 } else { 7 }
+            ),
+            "{p}"
+        );
+    }
+    let unknown = find("nimbus::module::unknown_input", "uses.yaml", 30);
+    assert!(
+        labelled(&unknown, "modules/web/module.yaml", 5),
+        "{unknown}"
+    );
+    assert!(
+        unknown["help"].as_str().unwrap_or("").contains("replicas"),
+        "{unknown}"
+    );
+    let missing = find("nimbus::module::missing_input", "uses.yaml", 35);
+    assert!(
+        labelled(&missing, "modules/web/module.yaml", 6),
+        "{missing}"
+    );
+    let cycle = find("nimbus::module::cycle", "modules/b/uses.yaml", 6);
+    assert!(
+        cycle["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("modules/a → modules/b → modules/a"),
+        "{cycle}"
+    );
+    find("nimbus::module::missing", "uses.yaml", 44);
+    let scope = find("nimbus::policy::tenant_scope", "modules/web/web.yaml", 6);
+    assert!(labelled(&scope, "tenants/acme/web.yaml", 8), "{scope}");
+    assert!(labelled(&scope, "tenants/acme/web.yaml", 4), "{scope}");
+}

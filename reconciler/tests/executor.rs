@@ -43,6 +43,9 @@ fn plan(changes: Vec<Change>) -> Plan {
         notes: Vec::new(),
         changes,
         unobserved: Vec::new(),
+        moves: Vec::new(),
+        modules: Default::default(),
+        environment: None,
     }
 }
 

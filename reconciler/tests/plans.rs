@@ -4,7 +4,8 @@
 //! - `repo/`: the repository now (the desired state).
 //! - `observed.json` (optional): what providers see, by instance address; `null` is absent.
 //!   Instances not listed are observed exactly as recorded.
-//! - `options.json` (optional): `targets`, `allow_deletes`, `destroy`, `not_owned` (addresses
+//! - `options.json` (optional): `environment` (as `--env`), `targets`, `allow_deletes`,
+//!   `destroy`, `not_owned` (addresses
 //!   recorded as not created by nimbus), `refresh: false` (nothing observed), `tainted` and
 //!   `recorded_provider` (by address), `provider_rules: true` (the built-in providers' own
 //!   rules rather than each kind's defaults).
@@ -29,9 +30,10 @@ fn cases() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans")
 }
 
-fn load(dir: &Path) -> (nimbus_planner::Model, InstanceGraph) {
+fn load(dir: &Path, environment: Option<&str>) -> (nimbus_planner::Model, InstanceGraph) {
     let (input, _) = read_working_tree(dir).unwrap_or_else(|e| panic!("{}: {e:?}", dir.display()));
-    let checked = nimbus_planner::check(input);
+    let (model, problems) = nimbus_planner::load::load(input);
+    let checked = nimbus_planner::check_in(model, problems, environment);
     assert!(
         !checked.has_errors(),
         "{}: {:#?}",
@@ -101,9 +103,11 @@ fn check(case: &str) -> Option<plan::Plan> {
     };
     let none: Vec<String> = Vec::new();
     let empty: HashMap<String, Observed> = HashMap::new();
+    let environment = options["environment"].as_str();
     let mut records: Vec<Record> = Vec::new();
+    let mut recorded_modules = std::collections::BTreeMap::new();
     if dir.join("before").is_dir() {
-        let (model, graph) = load(&dir.join("before"));
+        let (model, graph) = load(&dir.join("before"), environment);
         let initial = plan::plan(
             &model,
             &graph,
@@ -113,6 +117,7 @@ fn check(case: &str) -> Option<plan::Plan> {
             },
         )
         .unwrap_or_else(|e| panic!("{case}/before: {e}"));
+        recorded_modules = initial.modules.clone();
         let not_owned: Vec<&str> = options["not_owned"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -164,7 +169,31 @@ fn check(case: &str) -> Option<plan::Plan> {
                 .collect()
         })
         .unwrap_or_default();
-    let (model, graph) = load(&dir.join("repo"));
+    let (model, graph) = load(&dir.join("repo"), environment);
+    // Moves first, as the engine makes them: records at their new addresses.
+    let (records, moves) = match nimbus_planner::modules::moved::plan_moves(
+        &records,
+        &recorded_modules,
+        &model.moves,
+        &nimbus_planner::modules::desired_modules(&model),
+    ) {
+        Ok(moved) => moved,
+        Err(error) => {
+            compare(&dir.join("expected.error"), &format!("{error}\n"));
+            return None;
+        }
+    };
+    let observed: HashMap<String, Observed> = observed
+        .into_iter()
+        .map(|(address, o)| {
+            let renamed = moves
+                .iter()
+                .flat_map(|m| m.renames.iter())
+                .find(|(old, _)| *old == address)
+                .map_or(address, |(_, new)| new.clone());
+            (renamed, o)
+        })
+        .collect();
     match plan::plan(
         &model,
         &graph,
@@ -173,7 +202,8 @@ fn check(case: &str) -> Option<plan::Plan> {
             ..input(&records, &observed, &options, &targets)
         },
     ) {
-        Ok(plan) => {
+        Ok(mut plan) => {
+            plan.moves = moves;
             compare(
                 &dir.join("expected.txt"),
                 &nimbus_planner::render::text(&plan),
@@ -375,7 +405,7 @@ fn destroying_a_target_destroys_what_depends_on_it_first() {
 /// its schema does not compare (a field only the target reports) is no change.
 #[test]
 fn normalisation_hides_equivalent_values() {
-    let (model, graph) = load(&cases().join("converged/repo"));
+    let (model, graph) = load(&cases().join("converged/repo"), None);
     let none: Vec<String> = Vec::new();
     let empty = HashMap::new();
     let initial = plan::plan(&model, &graph, &input(&[], &empty, &Value::Null, &none))
@@ -427,7 +457,7 @@ fn sensitive_values_are_redacted_everywhere() {
             }],
         },
     );
-    let (before, before_graph) = load(&cases().join("update/before"));
+    let (before, before_graph) = load(&cases().join("update/before"), None);
     let none: Vec<String> = Vec::new();
     let empty = HashMap::new();
     let initial = plan::plan(
@@ -437,7 +467,7 @@ fn sensitive_values_are_redacted_everywhere() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let records: Vec<Record> = initial.changes.iter().filter_map(|c| c.record()).collect();
-    let (model, graph) = load(&cases().join("update/repo"));
+    let (model, graph) = load(&cases().join("update/repo"), None);
     let mut secret = input(&records, &empty, &Value::Null, &none);
     secret.rules = &rules;
     let plan = plan::plan(&model, &graph, &secret).unwrap_or_else(|e| panic!("{e}"));
@@ -547,7 +577,7 @@ fn cloud_hypervisor_on_a_host_without_kvm_is_refused_at_plan_time() {
         format!("{header}kind: VM\nmetadata: {{name: fast}}\nspec:\n  host: h1\n  cpus: 1\n  memory: 256Mi\n  disk: {{size: 1Gi}}\n  runtime: cloud-hypervisor\n"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let (model, graph) = load(dir.path());
+    let (model, graph) = load(dir.path(), None);
     let none: Vec<String> = Vec::new();
     let empty: HashMap<String, Observed> = HashMap::new();
     let first = plan::plan(&model, &graph, &input(&[], &empty, &Value::Null, &none))
@@ -753,4 +783,88 @@ fn a_network_nimbus_reaches_through_is_changed_as_one_confirmed_group() {
             change.address
         );
     }
+}
+
+#[test]
+fn a_module_used_three_times_gives_each_use_its_values() {
+    let plan = check("module-three-uses").unwrap_or_else(|| panic!("no plan"));
+    let after = |address: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.address == address)
+            .and_then(|c| c.after.clone())
+            .unwrap_or_else(|| panic!("no {address}"))
+    };
+    assert_eq!(after("Workload/acme/web")["replicas"], 1, "the default");
+    assert_eq!(after("Workload/globex/web")["replicas"], 3);
+    assert_eq!(
+        after("File/greeting-initech@web-1")["content"],
+        "welcome, initech\n"
+    );
+    assert_eq!(
+        plan.modules.get("Workload/globex/web").map(String::as_str),
+        Some("module.globex")
+    );
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| !c.action.is_change() || c.action == Create)
+    );
+}
+
+#[test]
+fn an_environment_gives_its_values_and_patches_any_field() {
+    let plan = check("environment-patch").unwrap_or_else(|| panic!("no plan"));
+    let after = |address: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.address == address)
+            .and_then(|c| c.after.clone())
+            .unwrap_or_else(|| panic!("no {address}"))
+    };
+    assert_eq!(after("Workload/acme/web")["replicas"], 4, "env.replicas");
+    assert_eq!(
+        after("Workload/acme/web")["image"],
+        "nginx:1.27.3",
+        "patched"
+    );
+    assert_eq!(
+        after("File/motd@web-1")["content"],
+        "production: be careful\n"
+    );
+    assert_eq!(plan.environment.as_deref(), Some("prod"));
+}
+
+#[test]
+fn a_moved_record_renames_without_destroying() {
+    let plan = check("moved-rename").unwrap_or_else(|| panic!("no plan"));
+    assert!(actions(&plan).is_empty(), "{:?}", actions(&plan));
+    assert_eq!(plan.moves.len(), 1);
+    assert_eq!(plan.moves[0].renames.len(), 2, "one per host");
+    assert!(plan.has_changes(), "a move is something to apply");
+}
+
+#[test]
+fn moving_into_a_module_changes_nothing_but_where_it_comes_from() {
+    let plan = check("moved-into-module").unwrap_or_else(|| panic!("no plan"));
+    assert!(actions(&plan).is_empty(), "{:?}", actions(&plan));
+    let moved: Vec<(&str, &str)> = plan
+        .moves
+        .iter()
+        .map(|m| (m.from.as_str(), m.to.as_str()))
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            ("File/issue", "module.base/File/issue"),
+            ("File/motd", "module.base/File/motd")
+        ]
+    );
+}
+
+#[test]
+fn reordering_for_each_moves_nothing() {
+    let plan = check("for-each-reordered").unwrap_or_else(|| panic!("no plan"));
+    assert!(!plan.has_changes(), "{:?}", actions(&plan));
+    assert!(plan.moves.is_empty());
 }

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde_json::{Value, json};
 
 use crate::kinds::*;
+use crate::reuse::*;
 use crate::{API_VERSION, Kind};
 
 fn spec_schema<T: JsonSchema>() -> Value {
@@ -12,7 +13,7 @@ fn spec_schema<T: JsonSchema>() -> Value {
 
 /// The JSON Schema of a whole YAML document of `kind`, as a pretty-printed string.
 pub fn document_schema(kind: Kind) -> String {
-    let mut spec = match kind {
+    let spec = match kind {
         Kind::Repository => spec_schema::<RepositorySpec>(),
         Kind::Host => spec_schema::<HostSpec>(),
         Kind::File => spec_schema::<FileSpec>(),
@@ -24,6 +25,37 @@ pub fn document_schema(kind: Kind) -> String {
         Kind::Vm => spec_schema::<VmSpec>(),
         Kind::Volume => spec_schema::<VolumeSpec>(),
     };
+    envelope_schema(
+        spec,
+        kind.as_str(),
+        kind.kdl_name(),
+        kind != Kind::Repository,
+    )
+}
+
+/// The JSON Schema of a whole YAML document of one of the reuse kinds (`Module`, `Use`,
+/// `Environment`, `Moved`), as a pretty-printed string.
+pub fn reuse_schema(kind: ReuseKind) -> String {
+    let spec = match kind {
+        ReuseKind::Module => spec_schema::<ModuleSpec>(),
+        ReuseKind::Use => spec_schema::<UseSpec>(),
+        ReuseKind::Environment => spec_schema::<EnvironmentSpec>(),
+        ReuseKind::Moved => spec_schema::<MovedSpec>(),
+    };
+    envelope_schema(
+        spec,
+        kind.as_str(),
+        kind.kdl_name(),
+        matches!(kind, ReuseKind::Use | ReuseKind::Environment),
+    )
+}
+
+/// The file name of a reuse kind's schema in `schemas/json/`.
+pub fn reuse_file_name(kind: ReuseKind) -> String {
+    format!("{}.json", kind.kdl_name())
+}
+
+fn envelope_schema(mut spec: Value, kind: &str, kdl_name: &str, name_required: bool) -> String {
     let mut metadata = spec_schema::<Metadata>();
     // Sub-schemas of the spec and of metadata move to the top-level `$defs`.
     let mut defs = serde_json::Map::new();
@@ -36,17 +68,16 @@ pub fn document_schema(kind: Kind) -> String {
             object.remove("title");
         }
     }
-    let name_required = kind != Kind::Repository;
     let mut document = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": format!("https://nimbus.dev/schemas/v1alpha1/{}.json", kind.kdl_name()),
+        "$id": format!("https://nimbus.dev/schemas/v1alpha1/{kdl_name}.json"),
         "title": format!("nimbus {kind}"),
         "type": "object",
         "additionalProperties": false,
         "required": if name_required { json!(["apiVersion", "kind", "metadata", "spec"]) } else { json!(["apiVersion", "kind"]) },
         "properties": {
             "apiVersion": {"const": API_VERSION},
-            "kind": {"const": kind.as_str()},
+            "kind": {"const": kind},
             "metadata": metadata,
             "spec": spec,
         },

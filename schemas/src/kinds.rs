@@ -211,6 +211,10 @@ pub struct RepositorySpec {
     pub providers: Vec<ProviderPlugin>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// The environment commands load when neither `--env` nor `NIMBUS_ENV` chooses one
+    /// (docs/modules.md); without it, a repository with environments needs `--env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_environment: Option<String>,
 }
 
 /// `s3: {endpoint, region, accessKeyId, secretAccessKey}`: where `type: s3` Volumes live.
@@ -275,6 +279,7 @@ impl Default for RepositorySpec {
             k3s: None,
             providers: Vec::new(),
             depends_on: Vec::new(),
+            default_environment: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod kinds;
 pub mod quantity;
+pub mod reuse;
 pub mod values;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use address::{Address, AddressError};
 pub use kinds::*;
 pub use quantity::{Bytes, Cpu, QuantityError};
+pub use reuse::*;
 pub use values::{Cidr, FileMode, Labels, Port, SecretRef, StringOrList};
 
 /// The only API version of this release.

@@ -3,17 +3,26 @@
 
 use std::path::PathBuf;
 
-use nimbus_schemas::Kind;
-use nimbus_schemas::json_schema::{document_schema, schema_file_name};
+use nimbus_schemas::json_schema::{
+    document_schema, reuse_file_name, reuse_schema, schema_file_name,
+};
+use nimbus_schemas::{Kind, ReuseKind};
 
 #[test]
 fn checked_in_schemas_are_current() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("json");
     let bless = std::env::var_os("NIMBUS_BLESS").is_some();
     let mut stale = Vec::new();
-    for kind in Kind::ALL {
-        let path = dir.join(schema_file_name(kind));
-        let expected = document_schema(kind);
+    let files = Kind::ALL
+        .iter()
+        .map(|&k| (schema_file_name(k), document_schema(k)))
+        .chain(
+            ReuseKind::ALL
+                .iter()
+                .map(|&k| (reuse_file_name(k), reuse_schema(k))),
+        );
+    for (name, expected) in files {
+        let path = dir.join(name);
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != expected {
             if bless {

@@ -239,5 +239,8 @@ pub fn plan_resolved(
         notes,
         changes,
         unobserved,
+        moves: Vec::new(),
+        modules: crate::modules::layout(model),
+        environment: model.environment.clone(),
     })
 }

@@ -156,6 +156,18 @@ pub struct Plan {
     /// the plan never says the observed state matches while one is listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unobserved: Vec<Unobserved>,
+    /// Instances state records under another address or module path than the manifests
+    /// now give (a `Moved` record, or a move into a module): apply renames them in state,
+    /// with no delete and no create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<crate::modules::moved::PlannedMove>,
+    /// The module path of every resource a module produced (`File/motd` →
+    /// `module.base[web]`), for showing and grouping; state keeps it at apply.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub modules: std::collections::BTreeMap<String, String>,
+    /// The environment the plan was made for (`--env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// An instance that could not be observed.
@@ -239,14 +251,26 @@ impl Plan {
 
     /// Whether apply would change anything (instances that cannot be planned change nothing).
     pub fn has_changes(&self) -> bool {
-        self.changes
-            .iter()
-            .any(|c| c.action.is_change() && c.error.is_none())
+        !self.moves.is_empty()
+            || self
+                .changes
+                .iter()
+                .any(|c| c.action.is_change() && c.error.is_none())
     }
 
-    /// Changes, or reads, for apply to carry out.
+    /// Changes, reads or moves, for apply to carry out.
     pub fn has_work(&self) -> bool {
-        self.changes.iter().any(Change::is_work)
+        !self.moves.is_empty() || self.changes.iter().any(Change::is_work)
+    }
+
+    /// An address as people read it: with the module path of its resource, when a module
+    /// produced it (`module.web[acme]/Workload/acme/api`).
+    pub fn display_address(&self, address: &str) -> String {
+        let resource = address.split_once('@').map_or(address, |(r, _)| r);
+        match self.modules.get(resource) {
+            Some(module) => format!("{module}/{address}"),
+            None => address.to_owned(),
+        }
     }
 
     /// Instances that cannot be planned: the run that carries this plan fails.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 pub(super) fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
     // Manifests under tenants/<t>/ may only declare resources of tenant <t>.
     for document in &model.documents {
-        let path = model.sources.path(document.file);
+        let path = model.scope_path(document.file);
         let Some(folder) = tenant_of_path(path) else {
             continue;
         };
@@ -53,7 +53,7 @@ pub(super) fn check_tenants(model: &Model, problems: &mut Vec<Problem>) {
         let Some((tenant, span)) = &declared.tenant else {
             continue;
         };
-        let path = model.sources.path(declared.file);
+        let path = model.scope_path(declared.file);
         let Some(folder) = tenant_of_path(path) else {
             continue;
         };

@@ -51,7 +51,8 @@ pub struct Bed {
     pub key: PathBuf,
     pub known_hosts: PathBuf,
     pub ssh_config: PathBuf,
-    claim: PathBuf,
+    /// The lock that holds the bed's number (released when the bed is dropped).
+    _lock: std::fs::File,
 }
 
 fn run(command: &mut Command, what: &str) -> Output {
@@ -68,28 +69,27 @@ fn run(command: &mut Command, what: &str) -> Output {
     output
 }
 
-/// Claims a free bed number: a directory under /run/nimbus-beds with the claiming PID in it.
-/// A claim whose process is gone is taken over.
-fn claim_bed() -> (u32, PathBuf) {
+/// Claims a free bed number: an exclusive lock on `/run/nimbus-beds/N.lock`, held by the
+/// returned file for as long as the bed lives. The kernel drops the lock when its process
+/// ends, so a claim is never stale and two tests can never hold one number (a claim made of a
+/// directory and a PID written after it once let two tests take the same bed).
+fn claim_bed() -> (u32, std::fs::File) {
     let root = Path::new("/run/nimbus-beds");
     std::fs::create_dir_all(root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
     let start = 20 + std::process::id() % 60;
     for offset in 0..80 {
         let number = 20 + (start - 20 + offset) % 80;
-        let claim = root.join(number.to_string());
-        if std::fs::create_dir(&claim).is_err() {
-            let holder = std::fs::read_to_string(claim.join("pid")).unwrap_or_default();
-            let alive = holder
-                .trim()
-                .parse::<u32>()
-                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-            if alive {
-                continue;
-            }
-            // Stale: its process is gone. Take it over.
-        }
-        if std::fs::write(claim.join("pid"), std::process::id().to_string()).is_ok() {
-            return (number, claim);
+        let path = root.join(format!("{number}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            return (number, file);
         }
     }
     panic!("no free test bed number under /run/nimbus-beds");
@@ -196,7 +196,7 @@ impl Bed {
                 .env("TB", &cache),
             "testbed/rootfs-systemd.sh",
         );
-        let (number, claim) = claim_bed();
+        let (number, lock) = claim_bed();
         let tb = std::env::temp_dir().join(format!("nimbus-test-bed-{number}"));
         let mut bed = Bed {
             number,
@@ -205,7 +205,7 @@ impl Bed {
             key: tb.join("keys/id_ed25519"),
             known_hosts: tb.join("known_hosts"),
             ssh_config: tb.join("ssh_config"),
-            claim,
+            _lock: lock,
         };
         // From here on, dropping `bed` tears down whatever was started.
         run(
@@ -367,7 +367,7 @@ impl Drop for Bed {
             .env("TB", &self.tb)
             .output();
         let _ = std::fs::remove_dir_all(&self.tb);
-        let _ = std::fs::remove_dir_all(&self.claim);
+        // The lock file stays: removing it could let two tests lock two files of one name.
     }
 }
 

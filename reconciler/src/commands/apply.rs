@@ -252,6 +252,19 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
     let runtime = tokio::runtime::Runtime::new().into_diagnostic()?;
     runtime.block_on(async {
         let loaded = engine::load_at(&saved.repository, saved.revision.as_deref())?;
+        if saved.plan.environment != loaded.checked.model.environment {
+            miette::bail!(
+                code = "nimbus::environment::saved_plan",
+                help = match &saved.plan.environment {
+                    Some(name) => format!("apply it with --env {name}"),
+                    None => "apply it without --env (and NIMBUS_ENV unset)".to_owned(),
+                },
+                "{} was planned for {}, not {}",
+                file.display(),
+                shown_environment(saved.plan.environment.as_deref()),
+                shown_environment(loaded.checked.model.environment.as_deref())
+            );
+        }
         // The same session as any apply: lock, providers, recovery of an interrupted run.
         let session = Session::open(
             loaded,
@@ -300,5 +313,11 @@ fn apply_saved(file: &Path, args: &ApplyArgs) -> Result<i32> {
         let mut plan = saved.plan.clone();
         plan.notes = session.notes.clone();
         execute(&session, &plan, true, parallelism, "apply").await
+    })
+}
+
+fn shown_environment(name: Option<&str>) -> String {
+    name.map_or("no environment".to_owned(), |e| {
+        format!("environment `{e}`")
     })
 }

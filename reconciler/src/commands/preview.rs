@@ -104,14 +104,23 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
             destroy: false,
         };
         // Base, as if applied: every instance recorded as base declares it.
-        let (records, base_commit) = match engine::load_at(&repo, Some(&args.base)) {
+        let no_modules = std::collections::BTreeMap::new();
+        let (records, base_modules, base_commit) = match engine::load_at(&repo, Some(&args.base)) {
             Ok(base) => {
                 let base_secrets =
                     engine::resolve_secrets_with_key(&base, args.identity.as_deref(), &key)?;
-                let plan = ops::make_plan(&base, &[], 0, &registry, &options, &base_secrets)
-                    .await?;
+                let plan = ops::make_plan(
+                    &base,
+                    &[],
+                    &no_modules,
+                    0,
+                    &registry,
+                    &options,
+                    &base_secrets,
+                )
+                .await?;
                 let records: Vec<_> = plan.changes.iter().filter_map(|c| c.record()).collect();
-                (records, base.revision.clone())
+                (records, plan.modules.clone(), base.revision.clone())
             }
             Err(e) => {
                 print_stderr(&format!(
@@ -121,7 +130,7 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
                 let commit = crate::gitsource::read_revision(&repo, &args.base)
                     .ok()
                     .map(|r| r.commit);
-                (Vec::new(), commit)
+                (Vec::new(), no_modules.clone(), commit)
             }
         };
         let base_commit = base_commit.unwrap_or_else(|| args.base.clone());
@@ -162,6 +171,7 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
             let mut plan = ops::make_plan(
                 &session.loaded,
                 &records,
+                &base_modules,
                 0,
                 &session.registry,
                 &options,
@@ -171,7 +181,16 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
             plan.notes = session.notes.clone();
             plan
         } else {
-            ops::make_plan(&head, &records, 0, &registry, &options, &head_secrets).await?
+            ops::make_plan(
+                &head,
+                &records,
+                &base_modules,
+                0,
+                &registry,
+                &options,
+                &head_secrets,
+            )
+            .await?
         };
         if let Some(dir) = &args.out_dir {
             write_artifacts(dir, &plan)?;
@@ -262,6 +281,31 @@ fn comment(plan: &Plan, base: &str, secrets: &RunSecrets, args: &PreviewArgs) ->
         let _ = writeln!(head, "| {name} | {c} | {u} | {r} | {d} |");
     }
     head.push('\n');
+    // Resources by module, when modules produced any.
+    if !plan.modules.is_empty() {
+        let mut modules: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+        for change in plan.changes.iter().filter(|c| c.action.is_change()) {
+            let module = plan
+                .modules
+                .get(change.resource.as_str())
+                .map_or("(root)", String::as_str);
+            let column = match change.action {
+                Action::Create => 0,
+                Action::Update => 1,
+                Action::Replace => 2,
+                _ => 3,
+            };
+            modules.entry(module).or_default()[column] += 1;
+        }
+        head.push_str(
+            "| module | create | update | replace | destroy |\n|---|---:|---:|---:|---:|\n",
+        );
+        for (module, [c, u, r, d]) in &modules {
+            let _ = writeln!(head, "| `{module}` | {c} | {u} | {r} | {d} |");
+        }
+        head.push('\n');
+    }
+    head.push_str(&render::markdown_moves(plan));
     if secrets.fingerprints.values().any(Result::is_err) {
         head.push_str("_Some secrets could not be decrypted here (no identity); a change of their values does not show._\n\n");
     }
@@ -270,7 +314,7 @@ fn comment(plan: &Plan, base: &str, secrets: &RunSecrets, args: &PreviewArgs) ->
         .changes
         .iter()
         .filter(|c| c.action.is_change())
-        .map(render::markdown_section)
+        .map(|c| render::markdown_section(plan, c))
         .collect();
     let mut out = head;
     let budget = args.max_chars.saturating_sub(footer.len() + 400);

@@ -46,6 +46,17 @@ pub enum StateCommand {
         /// The config repository (default: the one the current folder is in).
         dir: Option<PathBuf>,
     },
+    /// Rename what state records for a resource (a rename, a move into a module), with no
+    /// change on any host: what `kind: Moved` does in a plan. Refused onto an address state
+    /// already records.
+    Mv {
+        /// The address state records now (`File/old`; a module path before it is allowed).
+        from: String,
+        /// The address the manifests declare (`File/new`, `module.web[acme]/File/motd`).
+        to: String,
+        /// The config repository (default: the one the current folder is in).
+        dir: Option<PathBuf>,
+    },
     /// Lift the protection (nimbus.dev/protect, nimbus.dev/prune) recorded for an instance.
     Unprotect {
         address: String,
@@ -78,6 +89,7 @@ impl StateArgs {
             | StateCommand::Show { dir, .. }
             | StateCommand::History { dir }
             | StateCommand::Rm { dir, .. }
+            | StateCommand::Mv { dir, .. }
             | StateCommand::Unprotect { dir, .. }
             | StateCommand::Unlock { dir }
             | StateCommand::Migrate { dir, .. } => dir.clone(),
@@ -102,10 +114,16 @@ pub fn run(args: StateArgs) -> Result<i32> {
     match args.command {
         StateCommand::List { .. } => {
             let resources = store.resources().map_err(error)?;
+            let modules = store.modules().map_err(error)?;
             if args.json {
                 print_stdout(&crate::render::versioned_json("resources", &resources));
             } else {
                 for r in resources {
+                    let resource = r.record.address.split('@').next().unwrap_or_default();
+                    let shown = match modules.get(resource) {
+                        Some(module) => format!("{module}/{}", r.record.address),
+                        None => r.record.address.clone(),
+                    };
                     let mut flags = Vec::new();
                     if !r.record.owned {
                         flags.push("not owned");
@@ -124,7 +142,7 @@ pub fn run(args: StateArgs) -> Result<i32> {
                     } else {
                         format!("  ({})", flags.join(", "))
                     };
-                    print_stdout(&format!("{}{flags}\n", r.record.address));
+                    print_stdout(&format!("{shown}{flags}\n"));
                 }
             }
         }
@@ -195,6 +213,37 @@ pub fn run(args: StateArgs) -> Result<i32> {
             }
             print_stderr(&format!(
                 "Removed {address} from state; nothing was changed on its target.\n"
+            ));
+        }
+        StateCommand::Mv { from, to, .. } => {
+            let (_, from_resource) = nimbus_planner::modules::split_address(&from);
+            let (_, to_resource) = nimbus_planner::modules::split_address(&to);
+            for (text, resource) in [(&from, from_resource), (&to, to_resource)] {
+                let address: nimbus_schemas::Address = resource
+                    .parse()
+                    .map_err(|e| miette::miette!(code = "nimbus::moved::address", "{text}: {e}"))?;
+                if address.host.is_some() {
+                    miette::bail!(
+                        help = "drop the `@host`: every instance of the resource moves",
+                        "{text} names one host's instance; a move names a resource"
+                    );
+                }
+            }
+            let lock = engine::LockGuard::acquire(&loaded.state_location()?, "nimbus state mv")?;
+            store.fence_with(lock.token());
+            if from_resource == to_resource {
+                print_stderr(&format!(
+                    "{from} and {to} are one instance in state; the next apply records its module path.\n"
+                ));
+                return Ok(0);
+            }
+            let moved = store.rename(from_resource, to_resource).map_err(error)?;
+            if moved == 0 {
+                miette::bail!("{from} is not in state");
+            }
+            print_stderr(&format!(
+                "Moved {from} to {to} in state ({moved} {}); nothing was changed on any host.\n",
+                if moved == 1 { "instance" } else { "instances" }
             ));
         }
         StateCommand::Unprotect { address, .. } => {

@@ -41,7 +41,7 @@ pub fn run(args: ValidateArgs) -> Result<i32> {
         None => read_working_tree(&crate::workdir::repository_root(&args.dir)?)?,
     };
     let file_count = input.manifests.len();
-    let checked = nimbus_planner::check(input);
+    let checked = check_environments(input)?;
     // Secret files whose headers show none of the listed recipients (nothing is decrypted).
     let recipients = match checked.model.repository().map(|d| &d.resource.spec) {
         Some(nimbus_schemas::Spec::Repository(r)) => r.secrets.recipients.clone(),
@@ -102,4 +102,106 @@ pub fn run(args: ValidateArgs) -> Result<i32> {
         }
     }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// Checks the repository for the chosen environment; without one, for each environment it
+/// declares (a problem that only some of them have says which), or as it is when it declares
+/// none. Problems that every environment shares are reported once.
+fn check_environments(input: nimbus_planner::RepositoryInput) -> Result<nimbus_planner::Checked> {
+    let (model, problems) = nimbus_planner::load::load(input);
+    let declared: Vec<String> = nimbus_planner::modules::environments(&model)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let chosen = crate::engine::environment();
+    if let Some(name) = chosen
+        && !declared.iter().any(|d| d == name)
+    {
+        miette::bail!(
+            code = "nimbus::environment::unknown",
+            help = if declared.is_empty() {
+                "this repository declares no environments (kind: Environment); drop --env"
+                    .to_owned()
+            } else {
+                format!("its environments are: {}", declared.join(", "))
+            },
+            "environment `{name}` is not declared in this repository"
+        );
+    }
+    if chosen.is_some() || declared.len() < 2 {
+        let environment = chosen.or(declared.first().map(String::as_str));
+        // (One environment: it is the one to check.)
+        return Ok(nimbus_planner::check_in(model, problems, environment));
+    }
+    // Every environment: the first one's model, and every environment's problems once each.
+    let base_files = model.sources.len();
+    let mut checks: Vec<(String, nimbus_planner::Checked)> = declared
+        .iter()
+        .map(|name| {
+            (
+                name.clone(),
+                nimbus_planner::check_in(model.clone(), problems.clone(), Some(name)),
+            )
+        })
+        .collect();
+    let key = |p: &nimbus_planner::Problem, sources: &nimbus_planner::Sources| {
+        let source = sources.get(p.primary.file);
+        (
+            p.code,
+            source.path.clone(),
+            source.line_column(p.primary.span.start),
+            p.message.clone(),
+        )
+    };
+    let mut counts: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    for (_, checked) in &checks {
+        let mut seen = std::collections::HashSet::new();
+        for p in &checked.problems {
+            let k = key(p, &checked.model.sources);
+            if seen.insert(k.clone()) {
+                *counts.entry(k).or_default() += 1;
+            }
+        }
+    }
+    let (first_name, mut first) = checks.remove(0);
+    let mut reported = std::collections::HashSet::new();
+    let all = declared.len();
+    let mut merged = Vec::new();
+    for p in std::mem::take(&mut first.problems) {
+        let k = key(&p, &first.model.sources);
+        if reported.insert(k.clone()) {
+            merged.push(tag(p, counts[&k] < all, &first_name));
+        }
+    }
+    first.problems = merged;
+    // Another environment's problem may point into its own copies of module files: those
+    // are added to the first one's sources. Files loaded before expansion are the same.
+    for (name, checked) in checks {
+        for p in &checked.problems {
+            let k = key(p, &checked.model.sources);
+            if !reported.insert(k) {
+                continue;
+            }
+            let mut moved = tag(p.clone(), true, &name);
+            if moved.primary.file >= base_files {
+                let source = checked.model.sources.get(p.primary.file).clone();
+                moved.primary.file = first.model.sources.add(source);
+            }
+            moved.secondary.retain(|l| l.file < base_files);
+            first.problems.push(moved);
+        }
+    }
+    Ok(first)
+}
+
+/// A problem of some environments only says which.
+fn tag(
+    mut problem: nimbus_planner::Problem,
+    only_some: bool,
+    environment: &str,
+) -> nimbus_planner::Problem {
+    if only_some {
+        problem.message = format!("{} (environment `{environment}`)", problem.message);
+    }
+    problem
 }

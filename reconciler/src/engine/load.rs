@@ -87,14 +87,16 @@ pub fn load_checked(
     rev: Option<&str>,
     root: &Path,
 ) -> Result<std::result::Result<Loaded, Box<Invalid>>> {
+    let environment = environment();
     let (checked, files, revision, fingerprint) = match rev {
         Some(rev) => {
             // Manifests a previous load in this process already parsed are not parsed again;
             // the tree id stands for the content of every file.
             let revision = crate::gitsource::load_revision(repository, rev)?;
             tracing::debug!(commit = %revision.commit, parsed = revision.parsed, "read the revision");
+            let environment = effective_environment(&revision.model, environment)?;
             (
-                nimbus_planner::check_loaded(revision.model, revision.problems),
+                nimbus_planner::check_in(revision.model, revision.problems, environment.as_deref()),
                 Some(revision.files),
                 Some(revision.commit),
                 format!("git-tree:{}", revision.tree),
@@ -103,7 +105,14 @@ pub fn load_checked(
         None => {
             let (input, _) = read_working_tree(root)?;
             let fingerprint = source_fingerprint(&input.manifests, input.other_paths.iter());
-            (nimbus_planner::check(input), None, None, fingerprint)
+            let (model, problems) = nimbus_planner::load::load(input);
+            let environment = effective_environment(&model, environment)?;
+            (
+                nimbus_planner::check_in(model, problems, environment.as_deref()),
+                None,
+                None,
+                fingerprint,
+            )
         }
     };
     if checked.has_errors() {
@@ -173,6 +182,73 @@ fn read_repository_file(
     }
 }
 
+/// The environment chosen for this process (`--env`, else `NIMBUS_ENV`).
+static ENVIRONMENT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The variable that chooses an environment when `--env` does not.
+pub const ENVIRONMENT_ENV: &str = "NIMBUS_ENV";
+
+/// Chooses the environment every load of this process expands (`--env NAME`); without one,
+/// `NIMBUS_ENV` is read.
+pub fn choose_environment(name: Option<String>) {
+    let name = name.or_else(|| {
+        std::env::var(ENVIRONMENT_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    let _ = ENVIRONMENT.set(name);
+}
+
+/// The environment chosen for this process, if any.
+pub fn environment() -> Option<&'static str> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            std::env::var(ENVIRONMENT_ENV)
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .as_deref()
+}
+
+/// The environment a load expands: the one chosen (`--env`, `NIMBUS_ENV`), else the
+/// Repository's `defaultEnvironment`. A repository with environments is loaded for one of
+/// them, and the one chosen must exist.
+pub fn effective_environment(
+    model: &nimbus_planner::Model,
+    chosen: Option<&str>,
+) -> Result<Option<String>> {
+    let declared: Vec<String> = nimbus_planner::modules::environments(model)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let default = model.repository().and_then(|d| match &d.resource.spec {
+        Spec::Repository(r) => r.default_environment.clone(),
+        _ => None,
+    });
+    let chosen = chosen.map(str::to_owned).or(default);
+    match chosen.as_deref() {
+        Some(name) if !declared.iter().any(|d| d == name) => miette::bail!(
+            code = "nimbus::environment::unknown",
+            help = if declared.is_empty() {
+                "this repository declares no environments (kind: Environment); drop --env"
+                    .to_owned()
+            } else {
+                format!("its environments are: {}", declared.join(", "))
+            },
+            "environment `{name}` is not declared in this repository"
+        ),
+        None if !declared.is_empty() => miette::bail!(
+            code = "nimbus::environment::choose",
+            help = format!(
+                "choose one with --env NAME (or NIMBUS_ENV): {}",
+                declared.join(", ")
+            ),
+            "this repository has environments, and none is chosen"
+        ),
+        _ => Ok(chosen),
+    }
+}
+
 /// The environment variable whose `postgres://` URL puts state in PostgreSQL whatever the
 /// Repository says (credentials included, kept out of the repository).
 pub const STATE_URL_ENV: &str = "NIMBUS_STATE_URL";
@@ -185,13 +261,64 @@ pub fn state_location_in(
     repository: Option<&nimbus_schemas::RepositorySpec>,
     root: &Path,
 ) -> Result<StateLocation> {
+    state_location_for(name, repository, None, root)
+}
+
+/// Where state lives for a repository's settings and, when one is chosen, an environment:
+/// the Environment's own `state` settings, else the repository's with the environment's own
+/// file (`.nimbus/env/NAME/state.db`) or schema (`..._NAME`).
+pub fn state_location_for(
+    name: Option<&str>,
+    repository: Option<&nimbus_schemas::RepositorySpec>,
+    environment: Option<(&str, Option<&nimbus_schemas::StateSettings>)>,
+    root: &Path,
+) -> Result<StateLocation> {
     // The in-memory provider keeps its own state beside its objects: a run against it never
     // writes the state that real hosts are planned from.
     if let Some(directory) =
         std::env::var_os(crate::ops::MEMORY_PROVIDER_ENV).filter(|v| !v.is_empty())
     {
+        let file = match environment {
+            Some((env, _)) => format!("state-{env}.db"),
+            None => "state.db".to_owned(),
+        };
+        return Ok(StateLocation::File(PathBuf::from(directory).join(file)));
+    }
+    if let Some((env, settings)) = environment {
+        let own = settings.filter(|s| s.url.is_some() || s.path.is_some());
+        if std::env::var(STATE_URL_ENV).is_ok_and(|u| !u.is_empty()) || own.is_none() {
+            // The repository's place, made the environment's own.
+            return Ok(match state_location_for(name, repository, None, root)? {
+                StateLocation::Postgres(mut target) => {
+                    target.for_environment(env);
+                    StateLocation::Postgres(target)
+                }
+                StateLocation::File(path) => {
+                    let default = root.join(".nimbus/state.db");
+                    StateLocation::File(if path == default {
+                        root.join(".nimbus/env").join(env).join("state.db")
+                    } else {
+                        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                        path.with_file_name(format!("{stem}-{env}.db"))
+                    })
+                }
+            });
+        }
+        let own = own.cloned().unwrap_or_default();
+        if let Some(url) = &own.url {
+            if !postgres::is_url(url) {
+                miette::bail!(
+                    help = "write postgres://USER@HOST[:PORT]/DATABASE, with the password in PGPASSWORD or ~/.pgpass",
+                    "the state.url of environment `{env}` is not a postgres:// URL"
+                );
+            }
+            let schema = postgres::schema_for(&format!("{}_{env}", name.unwrap_or("repository")));
+            let target = postgres::Target::parse(url, &schema)
+                .map_err(|e| miette::miette!("environment `{env}`'s state.url: {e}"))?;
+            return Ok(StateLocation::Postgres(Box::new(target)));
+        }
         return Ok(StateLocation::File(
-            PathBuf::from(directory).join("state.db"),
+            root.join(own.path.as_deref().unwrap_or(".nimbus/state.db")),
         ));
     }
     let schema = postgres::schema_for(name.unwrap_or("repository"));
@@ -240,7 +367,38 @@ pub fn state_location_of(
         Spec::Repository(r) => Some(r),
         _ => None,
     });
-    state_location_in(document.map(|d| d.resource.name()), settings, root)
+    let environment_state = environment_state(&model);
+    state_location_for(
+        document.map(|d| d.resource.name()),
+        settings,
+        model
+            .environment
+            .as_deref()
+            .map(|e| (e, environment_state.as_ref())),
+        root,
+    )
+}
+
+/// The chosen Environment's own `state` settings, when it has them.
+fn environment_state(model: &nimbus_planner::Model) -> Option<nimbus_schemas::StateSettings> {
+    let name = model.environment.as_deref()?;
+    let doc = model.meta.iter().find(|m| {
+        m.kind == nimbus_schemas::ReuseKind::Environment
+            && m.envelope
+                .metadata
+                .as_ref()
+                .and_then(|n| n.get("name"))
+                .and_then(|n| n.as_str())
+                == Some(name)
+    })?;
+    let spec = doc.envelope.spec.as_ref()?;
+    let context = nimbus_planner::de::Context {
+        kdl: doc.format == nimbus_planner::Format::Kdl,
+        ..Default::default()
+    };
+    nimbus_planner::de::from_node::<nimbus_schemas::EnvironmentSpec>(spec, &context)
+        .ok()?
+        .state
 }
 
 /// A digest of every manifest's path and bytes and of every other path.
@@ -282,9 +440,15 @@ impl Loaded {
     /// Where state lives ([`state_location_in`]); a PostgreSQL state's password from its
     /// age secret (`state.passwordSecret`) when `NIMBUS_STATE_URL` does not give the state.
     pub fn state_location(&self) -> Result<StateLocation> {
-        let mut location = state_location_in(
+        let environment_state = environment_state(&self.checked.model);
+        let mut location = state_location_for(
             self.checked.model.repository().map(|d| d.resource.name()),
             self.repository(),
+            self.checked
+                .model
+                .environment
+                .as_deref()
+                .map(|e| (e, environment_state.as_ref())),
             &self.root,
         )?;
         let from_environment = std::env::var(STATE_URL_ENV).is_ok_and(|u| !u.is_empty());

@@ -54,6 +54,8 @@ pub async fn run_plan_until(
         plan.source_revision.as_deref(),
         note,
     )?;
+    // Moves before changes: what follows is recorded at the new addresses.
+    crate::executor::lock_state(&state).record_layout(&plan.moves, &plan.modules)?;
     let total = plan.changes.iter().filter(|c| c.action.is_work()).count();
     let defaults = ExecutorOptions::default();
     let options = ExecutorOptions {

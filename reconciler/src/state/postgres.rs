@@ -145,6 +145,18 @@ impl Target {
         })
     }
 
+    /// The same database, in the schema of environment `name` (the schema with `_NAME`).
+    pub fn for_environment(&mut self, name: &str) {
+        let suffix = schema_for(name);
+        let suffix = suffix.trim_start_matches("nimbus_");
+        let schema = format!("{}_{suffix}", self.schema);
+        self.shown = self.shown.replace(
+            &format!("(schema {})", self.schema),
+            &format!("(schema {schema})"),
+        );
+        self.schema = schema;
+    }
+
     /// Logs in with `password` (from an age secret), whatever the URL or the environment say.
     pub fn set_password(&mut self, password: &str) {
         self.config.password(password);

@@ -52,6 +52,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1), replica TEXT NOT NULL, host TEXT NOT NULL,
         pid INTEGER NOT NULL, url TEXT, token INTEGER NOT NULL, since INTEGER NOT NULL,
         lease_until INTEGER NOT NULL);",
+    // 5: where each resource comes from (its module path), for plans to show moves.
+    "CREATE TABLE modules (address TEXT PRIMARY KEY, module TEXT NOT NULL);",
 ];
 
 /// PostgreSQL's migrations, the same schema in its types (`schema_version` counts them).
@@ -99,6 +101,7 @@ const PG_MIGRATIONS: &[&str] = &[
        IF NOT FOUND THEN RAISE EXCEPTION 'nimbus: fenced'; END IF;
        RETURN 1;
      END $$",
+    "CREATE TABLE modules (address TEXT PRIMARY KEY, module TEXT NOT NULL);",
 ];
 
 /// The state's folder 0700 when nimbus makes it (and `.nimbus/` always), and the database
