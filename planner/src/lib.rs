@@ -4,6 +4,7 @@
 pub mod de;
 pub mod diagnostics;
 pub mod fields;
+pub mod filter;
 pub mod graph;
 pub mod instances;
 pub mod kdl;
@@ -16,6 +17,7 @@ pub mod plan;
 pub mod record;
 pub mod render;
 pub mod resolve;
+pub mod reuse;
 pub mod rules;
 pub mod scheduler;
 pub mod topology;

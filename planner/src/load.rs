@@ -75,62 +75,9 @@ fn add_outside_links(model: &mut Model, links: &[OutsideLink], problems: &mut Ve
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    Kdl,
-}
+pub use crate::tree::Format;
 
-/// Which paths are manifests: `*.yaml`, `*.yml` and `*.kdl`, outside hidden directories and
-/// not matched by `.nimbusignore` (gitignore syntax).
-pub struct ManifestFilter {
-    ignore: Gitignore,
-}
-
-impl ManifestFilter {
-    /// `nimbusignore` is the text of the root `.nimbusignore`, if there is one. Lines that are
-    /// not valid patterns are returned so the caller can warn about them.
-    pub fn new(nimbusignore: Option<&str>) -> (Self, Vec<String>) {
-        let mut builder = GitignoreBuilder::new("");
-        let mut invalid = Vec::new();
-        for line in nimbusignore.unwrap_or("").lines() {
-            if builder.add_line(None, line).is_err() {
-                invalid.push(line.to_owned());
-            }
-        }
-        let ignore = builder.build().unwrap_or_else(|_| Gitignore::empty());
-        (ManifestFilter { ignore }, invalid)
-    }
-
-    /// A hidden file or directory anywhere on the path.
-    pub fn is_hidden(path: &str) -> bool {
-        path.split('/')
-            .any(|part| part.starts_with('.') && part != "." && part != "..")
-    }
-
-    pub fn is_ignored(&self, path: &str, is_dir: bool) -> bool {
-        Self::is_hidden(path)
-            || self
-                .ignore
-                .matched_path_or_any_parents(path, is_dir)
-                .is_ignore()
-    }
-
-    pub fn format_of(path: &str) -> Option<Format> {
-        let lower = path.to_ascii_lowercase();
-        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-            Some(Format::Yaml)
-        } else if lower.ends_with(".kdl") {
-            Some(Format::Kdl)
-        } else {
-            None
-        }
-    }
-
-    pub fn is_manifest(&self, path: &str) -> bool {
-        Self::format_of(path).is_some() && !self.is_ignored(path, false)
-    }
-}
+pub use crate::filter::ManifestFilter;
 
 /// The text of one manifest file, parsed again on demand. Documents keep only their typed
 /// resource and a few spans; the span-carrying trees are rebuilt from the text the first time
@@ -280,14 +227,14 @@ pub struct Model {
     /// Links that lead outside the repository (path -> target): not read, not in `paths`.
     pub outside_links: BTreeMap<String, String>,
     /// Documents of the reuse kinds (Use, Environment, Moved; a Module outside a module
-    /// folder), kept as trees for [`crate::modules::expand`].
-    pub meta: Vec<crate::modules::MetaDoc>,
+    /// folder), kept as trees for the expansion of modules.
+    pub meta: Vec<crate::reuse::MetaDoc>,
     /// The files of module folders, by path: parsed, typed only when a Use fills them in.
-    pub templates: BTreeMap<String, crate::modules::Template>,
+    pub templates: BTreeMap<String, crate::reuse::Template>,
     /// Where the documents of a module's copy (or a patched document's file) came from.
-    pub origins: std::collections::HashMap<FileId, crate::modules::Origin>,
+    pub origins: std::collections::HashMap<FileId, crate::reuse::Origin>,
     /// The `Moved` records, checked.
-    pub moves: Vec<crate::modules::moved::Move>,
+    pub moves: Vec<crate::reuse::Move>,
     /// The environment chosen (`--env`), if any.
     pub environment: Option<String>,
 }
@@ -328,10 +275,10 @@ pub fn load(input: RepositoryInput) -> (Model, Vec<Problem>) {
     model.paths = input.other_paths;
     let mut manifests = input.manifests;
     manifests.sort_by(|a, b| a.path.cmp(&b.path));
-    let modules = crate::modules::module_dirs(manifests.iter().map(|f| f.path.as_str()));
+    let modules = crate::reuse::module_dirs(manifests.iter().map(|f| f.path.as_str()));
     for file in manifests {
         model.paths.insert(file.path.clone());
-        let template = crate::modules::module_of(&file.path, &modules).is_some();
+        let template = crate::reuse::module_of(&file.path, &modules).is_some();
         load_file(file, template, &mut model, &mut problems);
     }
     add_outside_links(&mut model, &input.outside_links, &mut problems);
@@ -348,8 +295,8 @@ pub struct LoadedFile {
     documents: Vec<Document>,
     declared: Vec<Declared>,
     problems: Vec<Problem>,
-    meta: Vec<crate::modules::MetaDoc>,
-    template: Option<crate::modules::Template>,
+    meta: Vec<crate::reuse::MetaDoc>,
+    template: Option<crate::reuse::Template>,
 }
 
 impl LoadedFile {
@@ -358,7 +305,7 @@ impl LoadedFile {
         Self::load_as(file, false)
     }
 
-    /// A file of a module's folder ([`crate::modules::module_of`] says which are).
+    /// A file of a module's folder ([`crate::reuse::module_of`] says which are).
     pub fn load_template(file: InputFile) -> LoadedFile {
         Self::load_as(file, true)
     }
@@ -404,7 +351,7 @@ impl LoadedFile {
         if let Some(template) = &self.template {
             model.templates.insert(
                 self.source.path.clone(),
-                crate::modules::Template {
+                crate::reuse::Template {
                     file: id,
                     ..template.clone()
                 },
@@ -442,7 +389,7 @@ pub fn load_files(
 }
 
 /// Loads one manifest into `model`: typed documents, or, for a file of a module's folder
-/// (`template`), its trees for [`crate::modules::expand`] to fill in.
+/// (`template`), its trees for the expansion of modules to fill in.
 fn load_file(file: InputFile, template: bool, model: &mut Model, problems: &mut Vec<Problem>) {
     let format = ManifestFilter::format_of(&file.path).unwrap_or(Format::Yaml);
     let InputFile { path, bytes } = file;
@@ -573,7 +520,7 @@ fn load_file(file: InputFile, template: bool, model: &mut Model, problems: &mut 
     if template {
         model.templates.insert(
             path,
-            crate::modules::Template {
+            crate::reuse::Template {
                 file: id,
                 format,
                 envelopes,
@@ -582,8 +529,8 @@ fn load_file(file: InputFile, template: bool, model: &mut Model, problems: &mut 
         return;
     }
     for (index, envelope) in envelopes.into_iter().enumerate() {
-        if let Some(kind) = crate::modules::reuse_kind(&envelope, format) {
-            model.meta.push(crate::modules::MetaDoc {
+        if let Some(kind) = crate::reuse::reuse_kind(&envelope, format) {
+            model.meta.push(crate::reuse::MetaDoc {
                 kind,
                 file: id,
                 format,
@@ -906,91 +853,5 @@ fn typed<'a, T: DeserializeOwned>(
 }
 
 #[cfg(test)]
-mod tests {
-
-    /// Loading files one by one and merging them gives the same model and problems as
-    /// loading them together: the cache of parsed files changes nothing but speed.
-    #[test]
-    fn files_loaded_alone_merge_into_the_same_model() {
-        let files = vec![
-            InputFile { path: "b.yaml".into(), bytes: b"apiVersion: nimbus.dev/v1alpha1\nkind: Host\nmetadata: {name: web-1}\nspec: {address: 10.0.0.1}\n---\napiVersion: nimbus.dev/v1alpha1\nkind: File\nmetadata: {name: motd}\nspec: {host: web-1, path: /etc/motd, content: hi, colour: red}\n".to_vec() },
-            InputFile { path: "a.kdl".into(), bytes: b"host web-2 {\n    address \"10.0.0.2\"\n}\n".to_vec() },
-            InputFile { path: "c.yaml".into(), bytes: b"kind: [\n".to_vec() },
-            InputFile { path: "d.yaml".into(), bytes: vec![0xff, 0xfe, 0x00] },
-        ];
-        let other: BTreeSet<String> = ["files/x.conf".to_owned()].into();
-        let (whole, whole_problems) = load(RepositoryInput {
-            manifests: files.clone(),
-            other_paths: other.clone(),
-            outside_links: Vec::new(),
-        });
-        let alone: Vec<std::sync::Arc<LoadedFile>> = files
-            .into_iter()
-            .rev()
-            .map(|f| std::sync::Arc::new(LoadedFile::load(f)))
-            .collect();
-        let (merged, merged_problems) = load_files(alone, other, &[]);
-        let summary = |model: &Model, problems: &[Problem]| {
-            (
-                model
-                    .documents
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.resource.address(),
-                            model.sources.path(d.file).to_owned(),
-                            d.span,
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-                model
-                    .declared
-                    .iter()
-                    .map(|d| (d.address.clone(), model.sources.path(d.file).to_owned()))
-                    .collect::<Vec<_>>(),
-                problems
-                    .iter()
-                    .map(|p| serde_json::to_string(&p.to_json(&model.sources)).unwrap_or_default())
-                    .collect::<Vec<_>>(),
-                model.paths.clone(),
-            )
-        };
-        let expected = summary(&whole, &whole_problems);
-        assert_eq!(summary(&merged, &merged_problems), expected);
-        assert_eq!(expected.2.len(), 3, "{:?}", expected.2);
-    }
-
-    use super::*;
-
-    #[test]
-    fn manifest_filter_honours_nimbusignore_hidden_paths_and_extensions() {
-        let (filter, invalid) = ManifestFilter::new(Some(
-            "# drafts\n*.draft.yaml\n/build/\nvendor/**\n!vendor/keep.yaml\n",
-        ));
-        assert!(invalid.is_empty());
-        assert!(filter.is_manifest("hosts.yaml"));
-        assert!(filter.is_manifest("a/b/c.yml"));
-        assert!(filter.is_manifest("net.KDL"));
-        assert!(!filter.is_manifest("notes.md"));
-        assert!(!filter.is_manifest("web.draft.yaml"));
-        assert!(!filter.is_manifest("sub/web.draft.yaml"));
-        assert!(!filter.is_manifest("build/out.yaml"));
-        assert!(
-            filter.is_manifest("sub/build/out.yaml"),
-            "/build/ is anchored at the root"
-        );
-        assert!(!filter.is_manifest("vendor/x.yaml"));
-        assert!(filter.is_manifest("vendor/keep.yaml"));
-        assert!(!filter.is_manifest(".github/workflows/ci.yaml"));
-        assert!(!filter.is_manifest(".hidden.yaml"));
-        assert!(filter.is_ignored("build", true));
-    }
-
-    #[test]
-    fn tenant_folders() {
-        assert_eq!(tenant_of_path("tenants/acme/web.yaml"), Some("acme"));
-        assert_eq!(tenant_of_path("tenants/acme/apps/web.yaml"), Some("acme"));
-        assert_eq!(tenant_of_path("tenants/acme.yaml"), None);
-        assert_eq!(tenant_of_path("other/tenants/acme/web.yaml"), None);
-    }
-}
+#[path = "load_tests.rs"]
+mod tests;

@@ -7,6 +7,13 @@
 /// everything that walks the tree later.
 pub const MAX_DEPTH: usize = 32;
 
+/// The syntax of a manifest file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Kdl,
+}
+
 /// A byte range inside one source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ByteSpan {

@@ -47,7 +47,7 @@ fn init_scaffolds_a_repository_that_validates_cleanly() {
     );
     let output = nimbus(&["validate", "infra"], dir.path());
     assert!(
-        text(&output.stdout).contains("11 resources"),
+        text(&output.stdout).contains("13 resources"),
         "{}",
         text(&output.stdout)
     );

@@ -21,78 +21,14 @@ use crate::de::{Context, de_problem, from_node};
 use crate::diagnostics::{FileId, Label, Problem, did_you_mean};
 use crate::kdl::Envelope;
 use crate::load::{FileTrees, Format, Model, Place, typed_document};
+use crate::reuse::DECLARATIONS;
+pub use crate::reuse::{MetaDoc, Origin, Template, module_dirs, module_of, reuse_kind};
 use crate::tree::{ByteSpan, Node, Value};
 use inputs::ModuleDecl;
-use subst::{Origins, Scope, Sourced, substitute};
+use subst::{Scope, Sourced, substitute};
 
 /// Uses of modules inside modules deeper than this are refused (a cycle is reported first).
 const MAX_NESTING: usize = 8;
-
-/// A document of one of the reuse kinds, kept as its tree.
-#[derive(Clone, Debug)]
-pub struct MetaDoc {
-    pub kind: ReuseKind,
-    pub file: FileId,
-    pub format: Format,
-    pub envelope: Envelope,
-}
-
-/// A file of a module's folder: parsed, not typed (its values are filled in per use).
-#[derive(Clone, Debug)]
-pub struct Template {
-    pub file: FileId,
-    pub format: Format,
-    pub envelopes: Vec<Envelope>,
-}
-
-/// Where the documents of a copy of a module's file came from.
-#[derive(Clone, Debug, Default)]
-pub struct Origin {
-    /// `module.web[acme]`, `module.web[acme].module.db`; none for a file copied for an
-    /// environment's patch only.
-    pub module: Option<String>,
-    /// The path the tenant folder rule reads: the Use's file (or its use's, when nested).
-    pub scope_path: String,
-    /// The Use, for every diagnostic in the copy.
-    pub used_at: Option<Label>,
-    /// Substituted and patched values: their place in the copy, and where they were written.
-    pub values: Origins,
-}
-
-/// The names of the files that make a folder a module.
-const DECLARATIONS: [&str; 3] = ["module.yaml", "module.yml", "module.kdl"];
-
-/// The folders that are modules: those that hold a `module.yaml` (or `.yml`, `.kdl`).
-pub fn module_dirs<'a>(paths: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
-    paths
-        .into_iter()
-        .filter_map(|path| {
-            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-            DECLARATIONS.contains(&name).then(|| dir.to_owned())
-        })
-        .collect()
-}
-
-/// The module folder a path belongs to: the nearest folder above it that is a module.
-pub fn module_of<'a>(path: &str, dirs: &'a BTreeSet<String>) -> Option<&'a String> {
-    let mut dir = path;
-    while let Some((parent, _)) = dir.rsplit_once('/') {
-        if let Some(found) = dirs.get(parent) {
-            return Some(found);
-        }
-        dir = parent;
-    }
-    dirs.get("")
-}
-
-/// The reuse kind an envelope declares, if it is one.
-pub fn reuse_kind(envelope: &Envelope, format: Format) -> Option<ReuseKind> {
-    let name = envelope.kind.as_ref()?.as_str()?;
-    match format {
-        Format::Yaml => ReuseKind::from_yaml_name(name),
-        Format::Kdl => ReuseKind::from_kdl_name(name),
-    }
-}
 
 /// The environments a model declares, by name, with the place of each name.
 pub fn environments(model: &Model) -> Vec<(String, Label)> {

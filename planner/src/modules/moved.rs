@@ -12,26 +12,7 @@ use crate::de::{Context, de_problem, from_node};
 use crate::diagnostics::{Label, Problem};
 use crate::load::{Format, Model};
 use crate::record::Record;
-
-/// One move, checked against the manifests.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Move {
-    /// As written, with the module path when there is one.
-    pub from: String,
-    pub to: String,
-    /// The addresses state keys instances by (`Kind/tenant/name`).
-    pub from_resource: String,
-    pub to_resource: String,
-    /// The Moved record, for plan-time problems.
-    pub at: Label,
-}
-
-impl Move {
-    /// A move between module paths only: state's key stays, only where it comes from changes.
-    pub fn keeps_address(&self) -> bool {
-        self.from_resource == self.to_resource
-    }
-}
+pub use crate::reuse::Move;
 
 /// Kinds whose instances are known on their host by something other than their name (a
 /// File by its path): renaming one renames nothing on the host. Other kinds' names are
@@ -206,7 +187,7 @@ pub fn read_moves(model: &mut Model, problems: &mut Vec<Problem>) {
         if let Some(other) = moves.iter().find(|m| m.to == spec.to) {
             problems.push(
                 Problem::error(
-                    "nimbus::moved::onto",
+                    "nimbus::moved::twice",
                     format!("two moves lead to {}", spec.to),
                     label("to", "a second move onto it"),
                 )

@@ -31,8 +31,7 @@ pub struct Scope<'a> {
     pub env_allowed: bool,
 }
 
-/// Where a substituted value came from, for the diagnostics of what it lands in.
-pub type Origins = Vec<(ByteSpan, Label)>;
+pub use crate::reuse::Origins;
 
 const OPEN: &str = "${{";
 const CLOSE: &str = "}}";
