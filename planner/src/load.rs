@@ -475,13 +475,25 @@ fn load_file(file: InputFile, template: bool, model: &mut Model, problems: &mut 
                 envelopes
             }
             Err(error) => {
+                // `{name: web-${{ module.key }}}`: braces of a reference inside a flow map.
+                let line_start = text[..error.span.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                let line_end = text[line_start..]
+                    .find('\n')
+                    .map_or(text.len(), |i| line_start + i);
+                let help = if text[line_start..line_end].contains("${{") {
+                    Some("a `${{ }}` inside `{ }` or `[ ]` must be quoted: `{name: \"web-${{ module.key }}\"}`, or write the map as indented lines".to_owned())
+                } else {
+                    yaml_syntax_help(&error.message)
+                };
                 problems.push(
                     Problem::error(
                         "nimbus::yaml::syntax",
                         format!("invalid YAML: {}", error.message),
                         Label::new(id, error.span, "here"),
                     )
-                    .with_help_opt(yaml_syntax_help(&error.message)),
+                    .with_help_opt(help),
                 );
                 return;
             }

@@ -50,6 +50,8 @@ mod cli_jail;
 mod cli_k3s;
 #[path = "../cli_mesh.rs"]
 mod cli_mesh;
+#[path = "../cli_modules.rs"]
+mod cli_modules;
 #[path = "../cli_nfs.rs"]
 mod cli_nfs;
 #[path = "../cli_plugin.rs"]
