@@ -63,9 +63,11 @@ pub fn check(input: RepositoryInput) -> Checked {
     check_loaded(model, problems)
 }
 
-/// Validates a model loaded by [`load::load`] or [`load::load_files`], with no environment.
+/// Validates a model loaded by [`load::load`] or [`load::load_files`], in the Repository's
+/// `defaultEnvironment` when it names one.
 pub fn check_loaded(model: load::Model, problems: Vec<diagnostics::Problem>) -> Checked {
-    check_in(model, problems, None)
+    let environment = modules::default_environment(&model);
+    check_in(model, problems, environment.as_deref())
 }
 
 /// Expands the model's modules for `environment` (its values and patches), then validates.

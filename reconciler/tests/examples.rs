@@ -212,3 +212,50 @@ spec:
         ("a/hosts.yaml", 4, 9)
     );
 }
+
+/// examples-repo uses a module and two environments: each validates, and each plans (against
+/// the in-memory provider, from an empty state) with its own values and patches.
+#[test]
+fn examples_repo_validates_and_plans_in_each_environment() {
+    for (environment, replicas, image) in [
+        ("production", 2, "registry.globex.example/shop:1.8"),
+        ("staging", 1, "registry.globex.example/shop:1.9-rc1"),
+    ] {
+        for dir in [examples_repo(), examples_repo().join("kdl")] {
+            let output = crate::common::nimbus(&["validate", "--env", environment, "."], &dir);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{environment} {}: {}",
+                dir.display(),
+                crate::common::text(&output.stderr)
+            );
+        }
+        let memory = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let output = crate::common::nimbus_with(
+            &["plan", "--env", environment, "--format", "json", "."],
+            &examples_repo(),
+            &[(
+                "NIMBUS_MEMORY_PROVIDER",
+                memory.path().to_str().unwrap_or_default(),
+            )],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{environment}: {}",
+            crate::common::text(&output.stderr)
+        );
+        let plan: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan["environment"], environment);
+        assert_eq!(plan["modules"]["Workload/globex/shop"], "module.shop");
+        let shop = plan["changes"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["address"] == "Workload/globex/shop"))
+            .unwrap_or_else(|| panic!("no shop in {plan}"));
+        assert_eq!(shop["action"], "create");
+        assert_eq!(shop["after"]["replicas"], replicas, "{environment}");
+        assert_eq!(shop["after"]["image"], image, "{environment}");
+    }
+}

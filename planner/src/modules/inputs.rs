@@ -87,6 +87,18 @@ impl ModuleDecl {
         let mut bound = BTreeMap::new();
         for (written, key_span, value) in values {
             let name = kebab_to_camel(&written);
+            let mut value = value;
+            // A single value is a list of one (KDL's `ports 8000`).
+            if let Some(input) = self.inputs.get(&name)
+                && input.spec.input_type == InputType::List
+                && !matches!(
+                    value.node.value,
+                    Value::Seq(_) | Value::Map(_) | Value::Null
+                )
+            {
+                let span = value.node.span;
+                value.node = Node::new(Value::Seq(vec![value.node.clone()]), span);
+            }
             let Some(input) = self.inputs.get(&name) else {
                 let names: Vec<&str> = self.inputs.keys().map(String::as_str).collect();
                 problems.push(

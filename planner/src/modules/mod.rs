@@ -651,3 +651,11 @@ pub fn desired_modules(model: &Model) -> BTreeMap<String, Option<String>> {
         .map(|d| (d.resource.address(), d.module.as_deref().map(str::to_owned)))
         .collect()
 }
+
+/// The Repository's `defaultEnvironment`, if it names one.
+pub fn default_environment(model: &Model) -> Option<String> {
+    match &model.repository()?.resource.spec {
+        nimbus_schemas::Spec::Repository(r) => r.default_environment.clone(),
+        _ => None,
+    }
+}

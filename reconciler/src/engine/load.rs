@@ -221,10 +221,7 @@ pub fn effective_environment(
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    let default = model.repository().and_then(|d| match &d.resource.spec {
-        Spec::Repository(r) => r.default_environment.clone(),
-        _ => None,
-    });
+    let default = nimbus_planner::modules::default_environment(model);
     let chosen = chosen.map(str::to_owned).or(default);
     match chosen.as_deref() {
         Some(name) if !declared.iter().any(|d| d == name) => miette::bail!(
