@@ -24,12 +24,13 @@ API = "apiVersion: nimbus.dev/v1alpha1"
 
 def group(g, address):
     """Ten resources of one group: 2 Hosts, 3 Files, a Service, a Cluster, a Tenant, 2
-    Workloads. `g` names them; `address` is the Hosts' address."""
+    Workloads. `g` names them; `address` is the Hosts' address. Values inside `{ }` and `[ ]`
+    are quoted: a module's `${{ }}` there must be."""
     return f"""{API}
 kind: Host
 metadata:
   name: h{g}-1
-  labels: {{group: g{g}, role: web}}
+  labels: {{group: "g{g}", role: web}}
 spec:
   address: {address}
   port: 22
@@ -39,7 +40,7 @@ spec:
 kind: Host
 metadata:
   name: h{g}-2
-  labels: {{group: g{g}, role: db}}
+  labels: {{group: "g{g}", role: db}}
 spec:
   address: {address}
   port: 2222
@@ -59,7 +60,7 @@ kind: File
 metadata:
   name: f{g}-2
 spec:
-  hosts: {{group: g{g}}}
+  hosts: {{group: "g{g}"}}
   path: /etc/motd
   content: "managed by nimbus, group {g}\\n"
 ---
@@ -68,7 +69,7 @@ kind: File
 metadata:
   name: f{g}-3
 spec:
-  hosts: {{group: g{g}, role: db}}
+  hosts: {{group: "g{g}", role: db}}
   path: /etc/db/{g}.ini
   mode: "0600"
   owner: postgres
@@ -79,8 +80,8 @@ kind: Service
 metadata:
   name: s{g}
 spec:
-  hosts: {{group: g{g}}}
-  restartOn: [File/f{g}-2]
+  hosts: {{group: "g{g}"}}
+  restartOn: ["File/f{g}-2"]
   unit: |
     [Service]
     ExecStart=/usr/bin/sleep infinity
@@ -91,8 +92,8 @@ metadata:
   name: c{g}
 spec:
   type: docker-swarm
-  managers: {{group: g{g}, role: web}}
-  workers: {{group: g{g}, role: db}}
+  managers: {{group: "g{g}", role: web}}
+  workers: {{group: "g{g}", role: db}}
 ---
 {API}
 kind: Tenant
@@ -112,7 +113,7 @@ spec:
   replicas: 2
   cpu: 500m
   memory: 512Mi
-  placement: {{group: g{g}}}
+  placement: {{group: "g{g}"}}
 ---
 {API}
 kind: Workload
@@ -124,7 +125,7 @@ spec:
   replicas: 1
   cpu: "1"
   memory: 1Gi
-  dependsOn: [Workload/t{g}/api]
+  dependsOn: ["Workload/t{g}/api"]
 """
 
 
