@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use nimbus_schemas::{API_VERSION, Kind, Metadata, Resource, Spec};
 use serde::de::DeserializeOwned;
 

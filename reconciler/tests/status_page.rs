@@ -257,6 +257,10 @@ fn the_status_page_shows_the_estate_in_three_states() {
         "Workloads, VMs and volumes",
         // The tenant with eight workloads is one box with counts.
         "8 workloads",
+        // examples-repo's environment, and its module's instance counted by module.
+        "Environment: <code>production</code>",
+        "By module",
+        "module.shop",
     ] {
         assert!(dom.contains(expected), "the page lacks {expected:?}");
     }

@@ -81,9 +81,19 @@ pub struct InstanceView {
     pub fields: Vec<FieldChange>,
     /// When its health last changed (Unix seconds).
     pub since: f64,
+    /// The module path of its resource, when a module produced it (`module.web[acme]`).
+    pub module: Option<String>,
 }
 
 impl InstanceView {
+    /// Its address as people read it: with its module path, when a module produced it.
+    pub fn shown(&self) -> String {
+        match &self.module {
+            Some(module) => format!("{module}/{}", self.address),
+            None => self.address.clone(),
+        }
+    }
+
     fn parsed(&self) -> Option<nimbus_schemas::Address> {
         self.address.parse().ok()
     }
@@ -114,6 +124,8 @@ impl InstanceView {
 #[derive(Clone, Debug, Default)]
 pub struct Estate {
     pub instances: BTreeMap<String, InstanceView>,
+    /// The environment the last plan was made for (`--env`).
+    pub environment: Option<String>,
 }
 
 fn fields_of(change: &Change) -> String {
@@ -149,6 +161,7 @@ impl Estate {
                 depends_on: Vec::new(),
                 fields: Vec::new(),
                 since: now,
+                module: None,
             });
         if entry.health != health {
             entry.since = now;
@@ -219,6 +232,12 @@ impl Estate {
                 entry.fields.clone_from(&change.fields);
             }
         }
+        // Where each instance comes from, as this plan says.
+        for (address, view) in &mut self.instances {
+            let resource = address.split('@').next().unwrap_or_default();
+            view.module = plan.modules.get(resource).cloned();
+        }
+        self.environment.clone_from(&plan.environment);
     }
 
     /// A run applied `plan`: each change's outcome, in the words a person reads.
@@ -297,7 +316,24 @@ impl Estate {
                 depends_on: stored.record.depends_on.clone(),
                 fields: Vec::new(),
                 since: now,
+                module: None,
             });
+    }
+
+    /// Instances by module path (`(root)` for those no module produced), counted by health.
+    pub fn by_module(&self) -> BTreeMap<String, BTreeMap<Health, usize>> {
+        let mut out: BTreeMap<String, BTreeMap<Health, usize>> = BTreeMap::new();
+        for instance in self.instances.values() {
+            let module = instance
+                .module
+                .clone()
+                .unwrap_or_else(|| "(root)".to_owned());
+            *out.entry(module)
+                .or_default()
+                .entry(instance.health)
+                .or_default() += 1;
+        }
+        out
     }
 
     /// Counts by health.

@@ -103,6 +103,11 @@ fn instance_link(address: &str) -> Markup {
     html! { a href=(resource_href(address)) { code { (address) } } }
 }
 
+/// An instance's link, with its module path when a module produced it.
+fn view_link(view: &InstanceView) -> Markup {
+    html! { a href=(resource_href(&view.address)) { code { (view.shown()) } } }
+}
+
 /// The overview at `/`.
 pub fn overview(status: &Status, runs: &[RunRow], now: f64) -> String {
     let estate = &status.estate;
@@ -158,10 +163,30 @@ pub fn overview(status: &Status, runs: &[RunRow], now: f64) -> String {
                 br;
                 span.failed { "\u{2717} The last fetch failed: " (first_line(error)) }
             }
+            @if let Some(environment) = &estate.environment {
+                br;
+                "Environment: " code { (environment) }
+            }
             @if let Some(role) = &status.role {
                 br;
                 "This replica: " (role.describe())
                 @if role.is_standby() { " \u{2014} read-only: runs and instances as the shared state records them" }
+            }
+        }
+        @if estate.instances.values().any(|i| i.module.is_some()) {
+            h2 { "By module" }
+            table {
+                tr { th { "module" } th { "instances" }
+                    @for health in Health::ALL { th { (health.label()) } } }
+                @for (module, counts) in estate.by_module() {
+                    tr {
+                        td { code { (module) } }
+                        td { (counts.values().sum::<usize>()) }
+                        @for health in Health::ALL {
+                            td class=(health.class()) { (counts.get(&health).copied().unwrap_or(0)) }
+                        }
+                    }
+                }
             }
         }
         @if !status.errors.is_empty() {
@@ -179,7 +204,7 @@ pub fn overview(status: &Status, runs: &[RunRow], now: f64) -> String {
                 @for instance in alarming.iter().take(200) {
                     tr {
                         td { (badge(instance.health)) }
-                        td { (instance_link(&instance.address)) }
+                        td { (view_link(instance)) }
                         td { (instance.reason.as_deref().unwrap_or("")) }
                         td { @if let Some(r) = instance.run { a href={ "/run/" (r) } { "#" (r) } } }
                         td { @if let Some(c) = instance.revision.as_deref() { code { (short(c)) } } }
@@ -440,6 +465,9 @@ pub fn resource_page(
     let body = html! {
         div.box {
             code { (address) } br;
+            @if let Some(module) = view.and_then(|v| v.module.as_deref()) {
+                "Module: " code { (module) } br;
+            }
             @if let Some(kind) = kind { "Kind: " (kind.to_string()) br; }
             @if let Some(provider) = provider { "Provider: " code { (provider) } br; }
             @if let Some(target) = &target { "Target: " code { (target) } br; }
@@ -516,7 +544,7 @@ pub fn instances_page(estate: &Estate, now: f64) -> String {
             @for instance in all {
                 tr {
                     td { (badge(instance.health)) }
-                    td { (instance_link(&instance.address)) }
+                    td { (view_link(instance)) }
                     td { (instance.provider) }
                     td { (instance.reason.as_deref().unwrap_or("")) }
                     td { (time(now, instance.since)) }
