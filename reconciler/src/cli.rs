@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agent, apply, completions, graph, init, plan, preview, provider, reconcile, secret, state,
-    validate,
+    agent, apply, completions, graph, init, plan, preview, provider, reconcile, schemas, secret,
+    state, validate,
 };
 
 const EXAMPLES: &str = "\
@@ -69,6 +69,9 @@ pub enum Command {
     Secret(secret::SecretArgs),
     /// Print the dependency graph of the instances (dot, mermaid or json).
     Graph(graph::GraphArgs),
+    /// Write the JSON Schemas editors use into .schemas/: every kind's, and one per module
+    /// for its Uses (their inputs, typed).
+    Schemas(schemas::SchemasArgs),
     /// Check a provider plugin against the provider contract, before publishing it.
     Provider(provider::ProviderArgs),
     /// Print a shell completion script (bash, zsh or fish).

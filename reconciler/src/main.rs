@@ -3,8 +3,8 @@
 use clap::Parser;
 use nimbus::cli::{Cli, Command};
 use nimbus::commands::{
-    agent, apply, completions, graph, init, plan, preview, provider, reconcile, secret, state,
-    validate,
+    agent, apply, completions, graph, init, plan, preview, provider, reconcile, schemas, secret,
+    state, validate,
 };
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
@@ -31,6 +31,7 @@ fn main() {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Schemas(args) => schemas::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Preview(args) => preview::run(args),
         Command::Apply(args) => apply::apply(args),

@@ -84,17 +84,23 @@ pub fn files() -> Vec<(String, String)> {
     .into_iter()
     .map(|(path, content)| (path.to_owned(), content.to_owned()))
     .collect();
-    for kind in Kind::ALL {
-        files.push((
-            format!(".schemas/{}", schema_file_name(kind)),
-            document_schema(kind),
-        ));
-    }
-    for kind in ReuseKind::ALL {
-        files.push((
-            format!(".schemas/{}", reuse_file_name(kind)),
-            reuse_schema(kind),
-        ));
-    }
+    files.extend(
+        schemas()
+            .into_iter()
+            .map(|(name, text)| (format!(".schemas/{name}"), text)),
+    );
     files
+}
+
+/// Every kind's JSON Schema as (file name, content): what `.schemas/` holds.
+pub fn schemas() -> Vec<(String, String)> {
+    Kind::ALL
+        .iter()
+        .map(|&kind| (schema_file_name(kind), document_schema(kind)))
+        .chain(
+            ReuseKind::ALL
+                .iter()
+                .map(|&kind| (reuse_file_name(kind), reuse_schema(kind))),
+        )
+        .collect()
 }

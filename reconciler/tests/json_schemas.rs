@@ -135,3 +135,64 @@ fn the_json_schemas_reject_unknown_fields_and_bad_values() {
         "the missing required field is not reported: {all}"
     );
 }
+
+/// `nimbus schemas` writes, beside every kind's schema, one per module for its Uses: the
+/// examples' shop validates against its module's, and a wrong type, a value out of range or
+/// an unknown input do not; a `${{ }}` reference stands for any value.
+#[test]
+fn a_module_s_schema_types_its_uses_values() {
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples-repo");
+    let output = crate::common::nimbus(
+        &[
+            "schemas",
+            "--out",
+            out.path().to_str().unwrap_or_default(),
+            ".",
+        ],
+        &root,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::common::text(&output.stderr)
+    );
+    assert!(out.path().join("host.json").is_file());
+    assert!(out.path().join("use.json").is_file());
+    let text = std::fs::read_to_string(out.path().join("modules/modules-web-service.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{e}"));
+    let shop = std::fs::read_to_string(root.join("tenants/globex/shop.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let errors = |text: &str| -> Vec<String> {
+        nimbus_planner::yaml::parse(text)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .iter()
+            .flat_map(|node| {
+                validator
+                    .iter_errors(&to_json(node))
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(errors(&shop), Vec::<String>::new());
+    for (from, to) in [
+        ("replicas: ${{ env.shopReplicas }}", "replicas: many"),
+        ("replicas: ${{ env.shopReplicas }}", "replicas: 50"),
+        ("replicas: ${{ env.shopReplicas }}", "replica: 2"),
+        ("module: modules/web-service", "module: modules/other"),
+    ] {
+        let broken = shop.replace(from, to);
+        assert!(
+            !errors(&broken).is_empty(),
+            "{to} passed the module's schema"
+        );
+    }
+    assert_eq!(
+        errors(&shop.replace("cpu: 500m", "cpu: ${{ env.cpu }}")),
+        Vec::<String>::new()
+    );
+}

@@ -25,6 +25,7 @@ pub struct ModuleDecl {
     pub file: FileId,
     /// Where its inputs are declared (the `inputs` field, else the Module).
     pub declared_at: ByteSpan,
+    pub description: Option<String>,
     pub inputs: BTreeMap<String, Input>,
 }
 
@@ -36,6 +37,7 @@ impl ModuleDecl {
         inputs_node: Option<&Node>,
         declared_at: ByteSpan,
     ) -> Self {
+        let description = spec.description.clone();
         let inputs = spec
             .inputs
             .into_iter()
@@ -51,6 +53,7 @@ impl ModuleDecl {
             dir,
             file,
             declared_at,
+            description,
             inputs,
         }
     }

@@ -10,6 +10,7 @@
 pub mod inputs;
 pub mod moved;
 pub mod patch;
+pub mod schema;
 pub mod subst;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -50,6 +51,51 @@ pub fn environments(model: &Model) -> Vec<(String, Label)> {
 /// Moved records. Runs once, after loading and before validation.
 pub fn expand(model: &mut Model, problems: &mut Vec<Problem>, environment: Option<&str>) {
     model.environment = environment.map(str::to_owned);
+    let decls = declarations(model, problems);
+    for doc in model.meta.iter().filter(|m| m.kind == ReuseKind::Module) {
+        problems.push(
+            Problem::error(
+                "nimbus::module::declaration",
+                "a Module is declared by the module.yaml of its folder",
+                Label::new(doc.file, doc.envelope.span, "not in a module.yaml"),
+            )
+            .with_help("move it into the module's folder as module.yaml (or module.kdl); its folder's other files are the module's manifests"),
+        );
+    }
+    let env_values = environment.and_then(|name| patch::values_of(model, name, problems));
+    let uses: Vec<MetaDoc> = model
+        .meta
+        .iter()
+        .filter(|m| m.kind == ReuseKind::Use)
+        .cloned()
+        .collect();
+    let mut expander = Expander {
+        model,
+        problems,
+        decls,
+        env: env_values,
+    };
+    for doc in &uses {
+        let path = expander.model.sources.path(doc.file).to_owned();
+        let at = Using {
+            file: doc.file,
+            format: doc.format,
+            path: &path,
+            scope_path: &path,
+        };
+        expander.instantiate(&doc.envelope, &at, None, &mut Vec::new());
+    }
+    let Expander {
+        model, problems, ..
+    } = expander;
+    if let Some(name) = environment {
+        patch::apply_patches(model, name, problems);
+    }
+    moved::read_moves(model, problems);
+}
+
+/// Every module's declaration (its `module.yaml`), by folder; problems in them are pushed.
+pub fn declarations(model: &Model, problems: &mut Vec<Problem>) -> BTreeMap<String, ModuleDecl> {
     let mut decls = BTreeMap::new();
     for (path, template) in &model.templates {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -111,46 +157,7 @@ pub fn expand(model: &mut Model, problems: &mut Vec<Problem>, environment: Optio
             ));
         }
     }
-    for doc in model.meta.iter().filter(|m| m.kind == ReuseKind::Module) {
-        problems.push(
-            Problem::error(
-                "nimbus::module::declaration",
-                "a Module is declared by the module.yaml of its folder",
-                Label::new(doc.file, doc.envelope.span, "not in a module.yaml"),
-            )
-            .with_help("move it into the module's folder as module.yaml (or module.kdl); its folder's other files are the module's manifests"),
-        );
-    }
-    let env_values = environment.and_then(|name| patch::values_of(model, name, problems));
-    let uses: Vec<MetaDoc> = model
-        .meta
-        .iter()
-        .filter(|m| m.kind == ReuseKind::Use)
-        .cloned()
-        .collect();
-    let mut expander = Expander {
-        model,
-        problems,
-        decls,
-        env: env_values,
-    };
-    for doc in &uses {
-        let path = expander.model.sources.path(doc.file).to_owned();
-        let at = Using {
-            file: doc.file,
-            format: doc.format,
-            path: &path,
-            scope_path: &path,
-        };
-        expander.instantiate(&doc.envelope, &at, None, &mut Vec::new());
-    }
-    let Expander {
-        model, problems, ..
-    } = expander;
-    if let Some(name) = environment {
-        patch::apply_patches(model, name, problems);
-    }
-    moved::read_moves(model, problems);
+    decls
 }
 
 struct Expander<'m> {

@@ -9,6 +9,7 @@ pub mod plan;
 pub mod preview;
 pub mod provider;
 pub mod reconcile;
+pub mod schemas;
 pub mod secret;
 pub mod state;
 pub mod validate;
