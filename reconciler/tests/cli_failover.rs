@@ -389,7 +389,8 @@ fn a_webhook_at_a_standby_is_acted_on_by_the_leader() {
         secret_text.as_str(),
     ];
     let a = Replica::start_with(&repo, dir.path(), "a", "1h", &hourly, &env);
-    wait(60, "a to lead and apply version 1", &[&a], || {
+    // Generous deadlines: 200 Files over SSH take a minute on a loaded 2-core CI machine.
+    wait(180, "a to lead and apply version 1", &[&a], || {
         a.readyz().contains("ready: leader (replica a)")
             && files_on_host(dir.path(), 1).0.len() == FILES
     });
@@ -420,7 +421,7 @@ fn a_webhook_at_a_standby_is_acted_on_by_the_leader() {
         body,
     );
     assert_eq!(code, 401);
-    wait(60, "the leader to apply version 2", &[&a, &b], || {
+    wait(180, "the leader to apply version 2", &[&a, &b], || {
         files_on_host(dir.path(), 2).0.len() == FILES
     });
 }

@@ -257,6 +257,18 @@ fn a_state_moves_between_backends_whole() {
     source
         .taint(run, &file_change("bad", Action::Create), "ssh", "boom")
         .unwrap_or_else(|e| panic!("{e:?}"));
+    // Where resources come from (modules), and a rename (a Moved record, `state mv`).
+    let modules: std::collections::BTreeMap<String, String> =
+        [("File/f1".to_owned(), "module.web[a]".to_owned())].into();
+    source
+        .record_layout(&[], &modules)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(matches!(
+        source.rename("File/f2", "File/f0"),
+        Err(StateError::MoveOnto { .. })
+    ));
+    assert_eq!(source.rename("File/f2", "File/f9").unwrap_or(0), 1);
+    assert_eq!(source.rename("File/gone", "File/f8").unwrap_or(1), 0);
     let postgres = StateLocation::Postgres(Box::new(
         Target::parse(&pg.url(), "moved").unwrap_or_else(|e| panic!("{e:?}")),
     ));
@@ -279,9 +291,22 @@ fn a_state_moves_between_backends_whole() {
             a.secret_key().unwrap_or_default(),
             b.secret_key().unwrap_or_default()
         );
+        assert_eq!(
+            a.modules().unwrap_or_default(),
+            b.modules().unwrap_or_default()
+        );
     };
     same(&source, &target);
     assert_eq!(target.secret_key().unwrap_or_default(), key);
+    assert_eq!(target.modules().unwrap_or_default(), modules);
+    assert!(
+        target
+            .records()
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.address == "File/f9@web-1"),
+        "the rename was copied"
+    );
     // A new run there follows the copied ones.
     let next = target.begin_run("apply", None).unwrap_or(0);
     assert_eq!(next, run + 1);

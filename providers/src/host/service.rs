@@ -102,8 +102,12 @@ pub fn service_script(unit: &str, desired: &Value, restart: bool) -> String {
         let _ = writeln!(
             script,
             "if [ $changed = 1 ] || [ {restart} = true ]; then systemctl restart \"$n\"; else systemctl start \"$n\"; fi\n\
+             sleep 0.3\n\
              if ! systemctl is-active --quiet \"$n\"; then echo \"$n is not running after start:\" >&2; systemctl status --no-pager --lines=5 \"$n\" >&2 || true; exit 1; fi"
         );
+        // (A unit of `Type=simple` counts as started once forked: a program that cannot be
+        // executed fails a moment later, later still on a loaded host. The pause lets that
+        // failure show before the unit is judged.)
     }
     script
 }

@@ -44,6 +44,7 @@ impl StateStore {
                 "SELECT address, run, action, change, started_at FROM intents ORDER BY address",
                 &[],
             )?;
+            dump.modules = tx.query("SELECT address, module FROM modules ORDER BY address", &[])?;
             Ok(dump)
         })?;
         if !target.is_empty()? {
@@ -102,6 +103,12 @@ impl StateStore {
                     &[P::T(r.text(0)), P::I(r.int(1)), P::T(r.text(2)), P::T(r.text(3)), P::I(r.int(4))],
                 )?;
             }
+            for r in dump.modules {
+                tx.execute(
+                    "INSERT INTO modules (address, module) VALUES (?1, ?2)",
+                    &[P::T(r.text(0)), P::T(r.text(1))],
+                )?;
+            }
             // The next run's id follows the copied ones.
             if postgres {
                 tx.query(
@@ -130,4 +137,5 @@ struct Dump {
     runs: Vec<Row>,
     results: Vec<Row>,
     intents: Vec<Row>,
+    modules: Vec<Row>,
 }
