@@ -509,3 +509,39 @@ fn module_mistakes_name_both_places() {
     assert!(labelled(&scope, "tenants/acme/web.yaml", 8), "{scope}");
     assert!(labelled(&scope, "tenants/acme/web.yaml", 4), "{scope}");
 }
+
+/// Notification receivers without what their type needs are refused at their lines.
+#[test]
+fn notification_receivers_are_checked_at_their_lines() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("nimbus.yaml"),
+        "apiVersion: nimbus.dev/v1alpha1\nkind: Repository\nspec:\n  notifications:\n    - {name: a, type: webhook}\n    - {name: b, type: slack, url: \"ftp://x\"}\n    - {name: c, type: email, smtp: \"mail\", to: [nobody]}\n    - {name: c, type: slack, url: \"https://x.example/\", secret: k}\n    - {name: d, type: webhook, url: \"https://x.example/\", secret: missing}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = nimbus(&["validate", "--format", "json", "."], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<u64> = document["problems"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter(|p| p["code"] == "nimbus::notification::receiver")
+                .filter_map(|p| p["line"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    for line in [5, 6, 7, 8] {
+        assert!(lines.contains(&line), "nothing at line {line}: {document}");
+    }
+    assert!(
+        document["problems"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["line"] == 9
+                && p["code"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("nimbus::secret")))),
+        "{document}"
+    );
+}

@@ -215,6 +215,94 @@ pub struct RepositorySpec {
     /// (docs/modules.md); without it, a repository with environments needs `--env`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_environment: Option<String>,
+    /// Where `nimbus reconcile` sends its events (docs/notifications.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Receiver>,
+}
+
+/// What a receiver is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverType {
+    /// JSON POSTed to `url`, signed with HMAC-SHA256 when `secret` names a key.
+    Webhook,
+    /// A Slack-compatible incoming webhook at `url` (`{"text": ...}`).
+    Slack,
+    /// Mail through the SMTP server `smtp`, from `from` to `to`.
+    Email,
+}
+
+/// An event of `nimbus reconcile`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A commit was applied in full.
+    RunApplied,
+    /// A run ended with failures (or instances not observed).
+    RunFailed,
+    /// A commit was not applied: it does not validate or is not signed as the policy wants.
+    CommitRefused,
+    /// A drift check found and corrected differences.
+    DriftCorrected,
+    /// One instance failed in a run.
+    InstanceFailed,
+    /// This replica became the leader.
+    LeaderChanged,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::RunApplied,
+        EventKind::RunFailed,
+        EventKind::CommitRefused,
+        EventKind::DriftCorrected,
+        EventKind::InstanceFailed,
+        EventKind::LeaderChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunApplied => "run-applied",
+            EventKind::RunFailed => "run-failed",
+            EventKind::CommitRefused => "commit-refused",
+            EventKind::DriftCorrected => "drift-corrected",
+            EventKind::InstanceFailed => "instance-failed",
+            EventKind::LeaderChanged => "leader-changed",
+        }
+    }
+}
+
+/// `notifications: [{name, type, ...}]`: one receiver of the daemon's events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Receiver {
+    /// Names the receiver in logs and its outbox.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub receiver_type: ReceiverType,
+    /// `http(s)://...` (webhook, slack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The age secret (`secrets/NAME.age`) whose value signs a webhook's body
+    /// (`X-Nimbus-Signature: hmac-sha256:HEX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `HOST:PORT` of the SMTP server (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// The events it wants (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventKind>,
+    /// Only events about these tenants' instances (and events about no instance, such as a
+    /// refused commit); default: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 /// `s3: {endpoint, region, accessKeyId, secretAccessKey}`: where `type: s3` Volumes live.
@@ -280,6 +368,7 @@ impl Default for RepositorySpec {
             providers: Vec::new(),
             depends_on: Vec::new(),
             default_environment: None,
+            notifications: Vec::new(),
         }
     }
 }

@@ -92,6 +92,7 @@ pub(super) fn check_repository_settings(
     if let Some(url) = &r.state.url {
         check_state_url(document, url, problems);
     }
+    super::notifications::check_receivers(at, &r.notifications, problems);
     if let Some(name) = &r.state.password_secret {
         at.secret(
             &[Segment::Key("state"), Segment::Key("passwordSecret")],

@@ -12,6 +12,7 @@ mod files;
 mod kinds;
 mod names;
 mod networks;
+mod notifications;
 mod references;
 mod tenants;
 mod vms;

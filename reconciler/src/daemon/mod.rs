@@ -7,6 +7,7 @@ pub mod estate;
 pub mod graph;
 mod http;
 mod links;
+pub mod notify;
 pub mod page;
 pub mod status;
 pub mod webhook;
@@ -169,6 +170,8 @@ async fn daemon(args: Settings) -> Result<i32> {
             shutdown.cancel();
         });
     }
+    // Events to the Repository's receivers, from an outbox that outlives a restart.
+    notify::Notifier::new(&args.workdir).spawn(shutdown.clone());
     let mut last_drift = Instant::now();
     let mut first = true;
     let presence = Presence::new(&args);
@@ -399,6 +402,14 @@ async fn keep_leadership(
         let leading = role.as_ref().is_some_and(|r| !r.is_standby());
         if leading && was_standby {
             tracing::info!("took over as leader");
+            notify::notify(notify::Event::new(
+                nimbus_schemas::EventKind::LeaderChanged,
+                format!(
+                    "{} on {} leads now",
+                    presence.info.replica,
+                    crate::state::this_host()
+                ),
+            ));
             wake.notify_one();
         }
         if leading
@@ -538,6 +549,19 @@ async fn reconcile(
     *status.runs_by_outcome.entry(label.to_owned()).or_default() += 1;
     if let Err(e) = outcome {
         tracing::warn!(revision = %commit, "not applied");
+        let mut event = notify::Event::new(
+            nimbus_schemas::EventKind::CommitRefused,
+            format!(
+                "{} was not applied: {}",
+                &commit[..commit.len().min(12)],
+                e.lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+            ),
+        );
+        event.revision = Some(commit.to_owned());
+        notify::notify(event);
         status.errors = vec![e];
     }
 }
@@ -619,6 +643,11 @@ async fn apply_commit(
                 .map_err(|e| format!("refused: {e}; the last good revision stays in force"))?;
         tracing::info!(revision = %commit, %signer, "signature verified");
     }
+    // The receivers of the revision in force (a refused commit is told to the last ones).
+    if let Some(notifier) = notify::notifier() {
+        notifier.set_targets(notify::targets_of(&loaded, args.identity.as_deref()));
+    }
+    let environment = loaded.checked.model.environment.clone();
     let parallelism = loaded.parallelism();
     // The session every apply opens: lock, providers, recovery of an interrupted run (this
     // daemon's own, killed), state, secrets.
@@ -693,11 +722,12 @@ async fn apply_commit(
         }
         None
     };
+    let run_id = crate::executor::lock_state(&session.state)
+        .recent_runs(1)
+        .ok()
+        .and_then(|runs| runs.first().map(|r| r.id));
     if let Some(report) = &report {
-        let run = crate::executor::lock_state(&session.state)
-            .recent_runs(1)
-            .ok()
-            .and_then(|runs| runs.first().map(|r| r.id));
+        let run = run_id;
         status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -771,6 +801,19 @@ async fn apply_commit(
         }
         status.head_failed = Some((commit.to_owned(), message));
     }
+    notify::notify_run(
+        &notify::NotifiedRun {
+            commit,
+            drift,
+            changes,
+            succeeded,
+            environment: environment.as_deref(),
+            run: report.as_ref().and(run_id),
+            failure: status.head_failed.as_ref().map(|(_, m)| m.as_str()),
+            listen: &args.listen,
+        },
+        report.as_ref(),
+    );
     status.hosts = loads;
     status.hosts_at = Some(now());
     status.last_run = Some(json!({

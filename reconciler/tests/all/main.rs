@@ -54,6 +54,8 @@ mod cli_mesh;
 mod cli_modules;
 #[path = "../cli_nfs.rs"]
 mod cli_nfs;
+#[path = "../cli_notify.rs"]
+mod cli_notify;
 #[path = "../cli_plugin.rs"]
 mod cli_plugin;
 #[path = "../cli_provider_check.rs"]
