@@ -6,6 +6,7 @@ pub mod commands;
 pub mod daemon;
 pub mod engine;
 pub mod executor;
+pub mod forge;
 pub mod gitsource;
 pub mod logging;
 pub mod ops;

@@ -57,6 +57,84 @@ pub struct PreviewArgs {
     /// against what is there, as recorded in state, rather than against base.
     #[arg(long)]
     pub refresh: bool,
+    /// Post the comment to the pull request on this forge (one per pull request and
+    /// environment, updated in place), with the token from GITHUB_TOKEN, GITLAB_TOKEN or
+    /// GITEA_TOKEN (else NIMBUS_FORGE_TOKEN), and set the head commit's status.
+    #[arg(long, value_enum, value_name = "FORGE")]
+    pub post: Option<crate::forge::ForgeKind>,
+    /// The pull request (GitLab: the merge request's iid); default from the CI's variables.
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+    /// The forge's API (default: GITHUB_API_URL or CI_API_V4_URL, else the public forge's).
+    #[arg(long, value_name = "URL")]
+    pub forge_api: Option<String>,
+    /// OWNER/NAME (GitLab: the project's id or path); default from the CI's variables.
+    #[arg(long, value_name = "REPO")]
+    pub forge_repo: Option<String>,
+    /// The head commit to set the status of (default: --head as git resolves it).
+    #[arg(long, value_name = "SHA")]
+    pub head_sha: Option<String>,
+    /// Print the forge requests instead of sending them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Posts the comment and sets the head's status, when `--post` asks.
+async fn post(
+    args: &PreviewArgs,
+    repo: &std::path::Path,
+    body: &str,
+    ok: bool,
+    summary: &str,
+) -> Result<()> {
+    let Some(kind) = args.post else {
+        return Ok(());
+    };
+    let forge = crate::forge::Forge::new(
+        kind,
+        args.forge_api.clone(),
+        args.forge_repo.clone(),
+        args.dry_run,
+    )?;
+    let number = args
+        .pr
+        .or_else(crate::forge::number_from_environment)
+        .ok_or_else(|| {
+            miette::miette!(
+                help = "give --pr N",
+                "which pull request? no --pr, and none in the CI's variables"
+            )
+        })?;
+    let sha = match &args.head_sha {
+        Some(sha) => sha.clone(),
+        None => crate::gitsource::read_revision(repo, &args.head)?.commit,
+    };
+    let environment = crate::engine::environment();
+    let marker = crate::forge::marker(environment);
+    {
+        let done = forge.upsert_comment(number, &marker, body).await?;
+        forge
+            .set_status(
+                &sha,
+                if ok {
+                    crate::forge::State::Success
+                } else {
+                    crate::forge::State::Failure
+                },
+                summary,
+                None,
+                &match environment {
+                    Some(env) => format!("nimbus/preview ({env})"),
+                    None => "nimbus/preview".to_owned(),
+                },
+            )
+            .await?;
+        print_stderr(&format!(
+            "{done} the comment on #{number}; status of {} set\n",
+            short(&sha)
+        ));
+        Ok(())
+    }
 }
 
 pub fn run(mut args: PreviewArgs) -> Result<i32> {
@@ -87,6 +165,21 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
                     ));
                 }
                 _ => print_stdout(&truncate(&out, args.max_chars)),
+            }
+            if args.post.is_some() {
+                let summary = format!(
+                    "{} in the head revision",
+                    crate::render::count_phrase(checked.error_count(), checked.warning_count())
+                );
+                tokio::runtime::Runtime::new()
+                    .into_diagnostic()?
+                    .block_on(post(
+                        &args,
+                        &repo,
+                        &truncate(&out, post_limit(&args)),
+                        false,
+                        &summary,
+                    ))?;
             }
             return Ok(1);
         }
@@ -204,12 +297,52 @@ pub fn run(mut args: PreviewArgs) -> Result<i32> {
             ),
         };
         print_stdout(&rendered);
+        if args.post.is_some() {
+            // The comment fits the forge: cut (with a pointer to the whole plan) when needed.
+            let mut posted = args.clone_for_comment();
+            posted.max_chars = post_limit(&args);
+            // A comment is markdown, whatever --format printed.
+            let body = comment(&plan, &base_commit, &head_secrets, &posted);
+            let ok = plan.errors().next().is_none();
+            post(&args, &repo, &body, ok, &render::summary(&plan)).await?;
+        }
         Ok(if args.detailed_exitcode && (plan.has_changes() || !plan.unobserved.is_empty()) {
             2
         } else {
             0
         })
     })
+}
+
+/// The longest comment the forge takes, less room for nimbus's marker line.
+fn post_limit(args: &PreviewArgs) -> usize {
+    args.post.map_or(args.max_chars, |f| {
+        args.max_chars.min(f.comment_limit() - 200)
+    })
+}
+
+impl PreviewArgs {
+    /// The settings a comment is rendered with (its length may differ).
+    fn clone_for_comment(&self) -> PreviewArgs {
+        PreviewArgs {
+            base: self.base.clone(),
+            head: self.head.clone(),
+            dir: None,
+            repo_flag: None,
+            format: self.format,
+            out_dir: None,
+            max_chars: self.max_chars,
+            detailed_exitcode: self.detailed_exitcode,
+            identity: self.identity.clone(),
+            refresh: self.refresh,
+            post: self.post,
+            pr: self.pr,
+            forge_api: self.forge_api.clone(),
+            forge_repo: self.forge_repo.clone(),
+            head_sha: self.head_sha.clone(),
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 fn short(commit: &str) -> String {

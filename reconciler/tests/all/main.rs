@@ -34,6 +34,8 @@ mod cli_docker_mesh;
 mod cli_engine;
 #[path = "../cli_failover.rs"]
 mod cli_failover;
+#[path = "../cli_forge.rs"]
+mod cli_forge;
 #[path = "../cli_front_door.rs"]
 mod cli_front_door;
 #[path = "../cli_git.rs"]
