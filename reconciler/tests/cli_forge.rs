@@ -381,3 +381,90 @@ fn previews_post_one_comment_per_pull_request_and_a_status_on_each_forge() {
             .is_empty()
     );
 }
+
+/// `nimbus reconcile --forge github`: each commit it applies gets a success status linking to
+/// its run's page, and a commit it refuses a failure, through the checking double.
+#[test]
+fn the_daemon_sets_a_status_on_each_commit() {
+    let dir = repository();
+    let repo = dir.path();
+    git(repo, &["checkout", "-q", "main"]);
+    let first = git(repo, &["rev-parse", "HEAD"]);
+    let (forge_port, state) = serve("github", "");
+    let workdir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = crate::sshd::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["reconcile", "--repo"])
+        .arg(repo)
+        .args([
+            "--branch",
+            "main",
+            "--interval",
+            "1s",
+            "--drift-interval",
+            "1h",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--forge", "github", "--forge-repo", "acme/infra"])
+        .args(["--forge-api", &format!("http://127.0.0.1:{forge_port}")])
+        .args(["--public-url", "https://nimbus.example.test"])
+        .arg("--workdir")
+        .arg(workdir.path())
+        .env(
+            "NIMBUS_MEMORY_PROVIDER",
+            workdir.path().join("infrastructure"),
+        )
+        .env("GITHUB_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _daemon = common::Running(child);
+    let wait = |what: &str, check: &dyn Fn(&Forge) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if check(&state) {
+                    assert!(state.violations.is_empty(), "{:#?}", state.violations);
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out waiting for {what}: {:?}",
+                    state.statuses
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait("a success status", &|f: &Forge| {
+        f.statuses.iter().any(|s| {
+            s["state"] == "success"
+                && s["context"] == "nimbus/reconcile"
+                && s["target_url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("https://nimbus.example.test/run/"))
+        })
+    });
+    assert!(
+        state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .iter()
+            .all(|(_, n)| n == "create a commit status")
+    );
+    let _ = first;
+    std::fs::write(
+        repo.join("broken.yaml"),
+        format!("{HEADER}kind: File\nmetadata: {{name: x}}\nspec: {{host: nowhere}}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "broken"]);
+    wait("a failure status", &|f: &Forge| {
+        f.statuses.iter().any(|s| s["state"] == "failure")
+    });
+}

@@ -64,6 +64,21 @@ pub struct ReconcileArgs {
     /// key also logs in to the hosts, before any other key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Set a status on each commit applied, failed or refused, on this forge (token from
+    /// GITHUB_TOKEN, GITLAB_TOKEN or GITEA_TOKEN, else NIMBUS_FORGE_TOKEN), linking to the
+    /// run's page.
+    #[arg(long, value_enum, value_name = "FORGE")]
+    pub forge: Option<crate::forge::ForgeKind>,
+    /// The forge's API (default: the public forge's; required for Gitea).
+    #[arg(long, value_name = "URL")]
+    pub forge_api: Option<String>,
+    /// OWNER/NAME on the forge (GitLab: the project's id or path).
+    #[arg(long, value_name = "REPO")]
+    pub forge_repo: Option<String>,
+    /// How people reach this daemon's pages (`https://nimbus.example.com`), for the links in
+    /// statuses and notifications; default: http://LISTEN.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// `30s`, `5m`, `1h`, `250ms` or plain seconds.
@@ -89,7 +104,18 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 }
 
 pub fn run(args: ReconcileArgs) -> Result<i32> {
-    crate::daemon::run(args.into())
+    let forge = match args.forge {
+        Some(kind) => Some(crate::forge::Forge::new(
+            kind,
+            args.forge_api.clone(),
+            args.forge_repo.clone(),
+            false,
+        )?),
+        None => None,
+    };
+    let mut settings: crate::daemon::Settings = args.into();
+    settings.forge = forge;
+    crate::daemon::run(settings)
 }
 
 impl From<ReconcileArgs> for crate::daemon::Settings {
@@ -107,6 +133,8 @@ impl From<ReconcileArgs> for crate::daemon::Settings {
             known_hosts: args.known_hosts,
             ssh_key: args.ssh_key,
             identity: args.identity,
+            forge: None,
+            public_url: args.public_url,
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct Settings {
     pub ssh_key: Option<PathBuf>,
     /// The identity that decrypts secrets (and, an SSH key, logs in to hosts).
     pub identity: Option<PathBuf>,
+    /// The forge whose commits get a status per run.
+    pub forge: Option<crate::forge::Forge>,
+    /// How people reach the pages (links in statuses and notifications).
+    pub public_url: Option<String>,
 }
 
 pub fn run(args: Settings) -> Result<i32> {
@@ -561,6 +565,12 @@ async fn reconcile(
             ),
         );
         event.revision = Some(commit.to_owned());
+        args.commit_status(
+            commit,
+            crate::forge::State::Failure,
+            event.message.clone(),
+            None,
+        );
         notify::notify(event);
         status.errors = vec![e];
     }
@@ -801,6 +811,25 @@ async fn apply_commit(
         }
         status.head_failed = Some((commit.to_owned(), message));
     }
+    if !drift {
+        args.commit_status(
+            commit,
+            if succeeded {
+                crate::forge::State::Success
+            } else {
+                crate::forge::State::Failure
+            },
+            if succeeded {
+                format!("applied: {changes} changes")
+            } else {
+                status
+                    .head_failed
+                    .as_ref()
+                    .map_or_else(|| "applied with failures".to_owned(), |(_, m)| m.clone())
+            },
+            report.as_ref().and(run_id),
+        );
+    }
     notify::notify_run(
         &notify::NotifiedRun {
             commit,
@@ -810,7 +839,7 @@ async fn apply_commit(
             environment: environment.as_deref(),
             run: report.as_ref().and(run_id),
             failure: status.head_failed.as_ref().map(|(_, m)| m.as_str()),
-            listen: &args.listen,
+            url: report.as_ref().and(run_id).map(|id| args.run_url(id)),
         },
         report.as_ref(),
     );

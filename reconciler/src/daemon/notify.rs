@@ -470,7 +470,8 @@ pub struct NotifiedRun<'a> {
     pub environment: Option<&'a str>,
     pub run: Option<i64>,
     pub failure: Option<&'a str>,
-    pub listen: &'a str,
+    /// The run's page.
+    pub url: Option<String>,
 }
 
 /// The events of a run: applied, failed or drift corrected, and each instance that failed.
@@ -493,7 +494,7 @@ pub fn notify_run(run: &NotifiedRun<'_>, report: Option<&crate::executor::Report
             format!("{short} {}", run.failure.unwrap_or("applied with failures")),
         ),
     };
-    let url = run.run.map(|id| format!("http://{}/run/{id}", run.listen));
+    let url = run.url.clone();
     let event = |kind, message: String| {
         let mut event = Event::new(kind, message);
         event.revision = Some(run.commit.to_owned());
@@ -513,6 +514,52 @@ pub fn notify_run(run: &NotifiedRun<'_>, report: Option<&crate::executor::Report
             failed.address = Some(result.address.clone());
             notify(failed);
         }
+    }
+}
+
+/// Links and commit statuses: how a run is told to the forge.
+impl super::Settings {
+    /// The page of run `id`, as people reach it.
+    pub fn run_url(&self, id: i64) -> String {
+        match &self.public_url {
+            Some(url) => format!("{}/run/{id}", url.trim_end_matches('/')),
+            None => format!("http://{}/run/{id}", self.listen),
+        }
+    }
+
+    /// Sets `commit`'s status on the forge, if there is one, in a task of its own (three
+    /// tries): reconciling never waits on it.
+    pub(super) fn commit_status(
+        &self,
+        commit: &str,
+        state: crate::forge::State,
+        description: String,
+        run: Option<i64>,
+    ) {
+        let Some(forge) = self.forge.clone() else {
+            return;
+        };
+        let (commit, url) = (commit.to_owned(), run.map(|id| self.run_url(id)));
+        tokio::spawn(async move {
+            for attempt in 0..3u32 {
+                match forge
+                    .set_status(
+                        &commit,
+                        state,
+                        &description,
+                        url.as_deref(),
+                        "nimbus/reconcile",
+                    )
+                    .await
+                {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(attempt, "commit status not set: {e}");
+                        tokio::time::sleep(std::time::Duration::from_secs(2u64.pow(attempt))).await;
+                    }
+                }
+            }
+        });
     }
 }
 
