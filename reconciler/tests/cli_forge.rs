@@ -468,3 +468,93 @@ fn the_daemon_sets_a_status_on_each_commit() {
         f.statuses.iter().any(|s| s["state"] == "failure")
     });
 }
+
+/// The ready-made CI files (deploy/ci/): their preview step's commands, run with the
+/// variables the CI would set (against the checking double), post one comment and a status.
+#[test]
+fn the_ready_made_ci_files_post_through_the_forge() {
+    let dir = repository();
+    let repo = dir.path();
+    git(
+        repo,
+        &["remote", "add", "origin", &repo.display().to_string()],
+    );
+    git(repo, &["fetch", "-q", "origin"]);
+    let head = git(repo, &["rev-parse", "HEAD"]);
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ci");
+    let bin = Path::new(env!("CARGO_BIN_EXE_nimbus"))
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+    let run = |script: &str, env: &[(&str, String)]| {
+        let output = std::process::Command::new("bash")
+            .args(["-e", "-c", script])
+            .current_dir(repo)
+            .env("PATH", &path)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            output.status.success(),
+            "{script}\n{}\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    };
+    let yaml = |name: &str| -> serde_json::Value {
+        serde_saphyr::from_str(&std::fs::read_to_string(deploy.join(name)).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    // GitHub Actions: the Preview step, its expressions as the runner fills them.
+    let workflow = yaml("github-actions.yml");
+    let step = workflow["jobs"]["preview"]["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "Preview"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no Preview step: {workflow}"));
+    let script = step["run"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("${{ github.base_ref }}", "main")
+        .replace("${{ github.event.pull_request.number }}", "7")
+        .replace("${{ github.event.pull_request.head.sha }}", &head);
+    assert_eq!(step["env"]["GITHUB_TOKEN"], "${{ secrets.GITHUB_TOKEN }}");
+    let (port, state) = serve("github", "");
+    run(
+        &script,
+        &[
+            ("GITHUB_TOKEN", TOKEN.to_owned()),
+            ("GITHUB_API_URL", format!("http://127.0.0.1:{port}")),
+            ("GITHUB_REPOSITORY", "acme/infra".to_owned()),
+        ],
+    );
+    {
+        let state = state.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(state.violations.is_empty(), "{:#?}", state.violations);
+        assert_eq!(state.comments.len(), 1);
+        assert_eq!(state.statuses.len(), 1);
+    }
+    assert!(repo.join("plan/plan.json").is_file(), "the artifact");
+    // GitLab CI: the job's script, line by line, with a merge request pipeline's variables.
+    let job = yaml("gitlab-ci.yml");
+    let script: Vec<&str> = job["nimbus-preview"]["script"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|l| l.as_str()).collect())
+        .unwrap_or_default();
+    let (port, state) = serve("gitlab", "/api/v4");
+    run(
+        &script.join("\n"),
+        &[
+            ("GITLAB_TOKEN", TOKEN.to_owned()),
+            ("CI_API_V4_URL", format!("http://127.0.0.1:{port}/api/v4")),
+            ("CI_PROJECT_ID", "acme/infra".to_owned()),
+            ("CI_MERGE_REQUEST_IID", "7".to_owned()),
+            ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main".to_owned()),
+            ("CI_COMMIT_SHA", head.clone()),
+        ],
+    );
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(state.violations.is_empty(), "{:#?}", state.violations);
+    assert_eq!((state.comments.len(), state.statuses.len()), (1, 1));
+}
