@@ -7,40 +7,15 @@
 
 use crate::common;
 use crate::sshd::bed as hostbed;
-use common::{ok, text};
+use common::{Repo, ok, text};
 
 use std::path::Path;
-use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
 const SECRET: &str = "bed-S3CRET-password-4242\n";
 
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn write(&self, path: &str, text: &str) {
-        let path = self.dir.path().join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-        }
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-
-    fn remove(&self, path: &str) {
-        std::fs::remove_file(self.dir.path().join(path)).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    fn nimbus(&self, args: &[&str]) -> Output {
-        common::nimbus_with(args, self.dir.path(), &[])
-    }
-}
-
 fn repo_for(bed: &hostbed::Bed) -> Repo {
-    let repo = Repo {
-        dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
-    };
+    let repo = Repo::new();
     std::fs::copy(&bed.known_hosts, repo.dir.path().join("known_hosts"))
         .unwrap_or_else(|e| panic!("{e}"));
     repo.write(

@@ -5,30 +5,11 @@
 
 use crate::common;
 use crate::sshd::bed as hostbed;
-use common::text;
+use common::{Repo, text};
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Output;
 
 const HEADER: &str = "apiVersion: nimbus.dev/v1alpha1\n";
-
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn write(&self, path: &str, text: &str) {
-        let path = self.dir.path().join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-        }
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-
-    fn nimbus(&self, args: &[&str]) -> Output {
-        common::nimbus_with(args, self.dir.path(), &[])
-    }
-}
 
 fn sites(order: &str) -> String {
     format!(
@@ -39,9 +20,7 @@ fn sites(order: &str) -> String {
 #[test]
 fn modules_environments_and_moves_on_real_hosts() {
     let bed = hostbed::Bed::up(2);
-    let repo = Repo {
-        dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
-    };
+    let repo = Repo::new();
     std::fs::copy(&bed.known_hosts, repo.dir.path().join("known_hosts"))
         .unwrap_or_else(|e| panic!("{e}"));
     repo.write(

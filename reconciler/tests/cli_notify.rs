@@ -6,10 +6,10 @@
 
 use crate::common;
 use crate::sshd::free_port;
-use common::{Running, git, sign, text, wait_port};
+use common::{Running, git, sign, wait_port};
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,25 +32,7 @@ fn http_receiver(listener: TcpListener, failures: usize) -> Arc<Mutex<Vec<Reques
     std::thread::spawn(move || {
         let mut count = 0;
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut headers = BTreeMap::new();
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                }
-            }
-            let length: usize = headers
-                .get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
+            let (request, mut stream) = common::read_request(stream);
             count += 1;
             let status = if count <= failures {
                 "500 Internal Server Error"
@@ -58,12 +40,11 @@ fn http_receiver(listener: TcpListener, failures: usize) -> Arc<Mutex<Vec<Reques
                 seen.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(Request {
-                        headers,
-                        body: String::from_utf8_lossy(&body).into_owned(),
+                        headers: request.headers,
+                        body: String::from_utf8_lossy(&request.body).into_owned(),
                     });
                 "200 OK"
             };
-            let mut stream = reader.into_inner();
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -372,5 +353,4 @@ fn events_reach_webhooks_slack_and_mail_with_retries_and_across_a_restart() {
             .iter()
             .any(|e| e["event"] == "run-applied" && e["revision"] == third.as_str())
     });
-    let _ = text;
 }

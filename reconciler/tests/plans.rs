@@ -785,16 +785,19 @@ fn a_network_nimbus_reaches_through_is_changed_as_one_confirmed_group() {
     }
 }
 
+/// The spec a plan's change of `address` carries.
+fn after_of(plan: &plan::Plan, address: &str) -> Value {
+    plan.changes
+        .iter()
+        .find(|c| c.address == address)
+        .and_then(|c| c.after.clone())
+        .unwrap_or_else(|| panic!("no {address}"))
+}
+
 #[test]
 fn a_module_used_three_times_gives_each_use_its_values() {
     let plan = check("module-three-uses").unwrap_or_else(|| panic!("no plan"));
-    let after = |address: &str| {
-        plan.changes
-            .iter()
-            .find(|c| c.address == address)
-            .and_then(|c| c.after.clone())
-            .unwrap_or_else(|| panic!("no {address}"))
-    };
+    let after = |address: &str| after_of(&plan, address);
     assert_eq!(after("Workload/acme/web")["replicas"], 1, "the default");
     assert_eq!(after("Workload/globex/web")["replicas"], 3);
     assert_eq!(
@@ -815,13 +818,7 @@ fn a_module_used_three_times_gives_each_use_its_values() {
 #[test]
 fn an_environment_gives_its_values_and_patches_any_field() {
     let plan = check("environment-patch").unwrap_or_else(|| panic!("no plan"));
-    let after = |address: &str| {
-        plan.changes
-            .iter()
-            .find(|c| c.address == address)
-            .and_then(|c| c.after.clone())
-            .unwrap_or_else(|| panic!("no {address}"))
-    };
+    let after = |address: &str| after_of(&plan, address);
     assert_eq!(after("Workload/acme/web")["replicas"], 4, "env.replicas");
     assert_eq!(
         after("Workload/acme/web")["image"],

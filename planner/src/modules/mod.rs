@@ -62,7 +62,7 @@ pub fn expand(model: &mut Model, problems: &mut Vec<Problem>, environment: Optio
             .with_help("move it into the module's folder as module.yaml (or module.kdl); its folder's other files are the module's manifests"),
         );
     }
-    let env_values = environment.and_then(|name| patch::values_of(model, name, problems));
+    let env_values = environment.and_then(|name| patch::values_of(model, name));
     let uses: Vec<MetaDoc> = model
         .meta
         .iter()
@@ -305,13 +305,10 @@ impl Expander<'_> {
             };
             let scope = Scope {
                 each: each.as_ref().map(|v| (key.as_str(), v)),
-                ..Scope {
-                    inputs: parent_scope.inputs,
-                    module: parent_scope.module,
-                    env: parent_scope.env,
-                    env_allowed: parent_scope.env_allowed,
-                    each: None,
-                }
+                inputs: parent_scope.inputs,
+                module: parent_scope.module,
+                env: parent_scope.env,
+                env_allowed: parent_scope.env_allowed,
             };
             let mut given = Vec::new();
             if let Some(Value::Map(entries)) = spec_node.get("values").map(|n| &n.value) {
@@ -334,7 +331,6 @@ impl Expander<'_> {
             self.produce(&dir, &path, &name, &key, &bound, &used_at, at, stack);
             stack.pop();
         }
-        let _ = spec.values;
     }
 
     /// The documents of one instance of the module in `dir`.

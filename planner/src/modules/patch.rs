@@ -118,11 +118,7 @@ pub fn check_environments(model: &Model, problems: &mut Vec<Problem>) {
 }
 
 /// The chosen environment's values, each with its place.
-pub fn values_of(
-    model: &Model,
-    name: &str,
-    _problems: &mut [Problem],
-) -> Option<BTreeMap<String, Sourced>> {
+pub fn values_of(model: &Model, name: &str) -> Option<BTreeMap<String, Sourced>> {
     let doc = environment(model, name)?;
     let mut values = BTreeMap::new();
     if let Some(Value::Map(entries)) = doc

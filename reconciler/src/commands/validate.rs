@@ -117,16 +117,7 @@ fn check_environments(input: nimbus_planner::RepositoryInput) -> Result<nimbus_p
     if let Some(name) = chosen
         && !declared.iter().any(|d| d == name)
     {
-        miette::bail!(
-            code = "nimbus::environment::unknown",
-            help = if declared.is_empty() {
-                "this repository declares no environments (kind: Environment); drop --env"
-                    .to_owned()
-            } else {
-                format!("its environments are: {}", declared.join(", "))
-            },
-            "environment `{name}` is not declared in this repository"
-        );
+        return Err(crate::engine::unknown_environment(name, &declared));
     }
     if chosen.is_some() || declared.len() < 2 {
         let environment = chosen.or(declared.first().map(String::as_str));

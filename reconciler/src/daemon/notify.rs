@@ -427,25 +427,7 @@ pub fn targets_of(loaded: &crate::engine::Loaded, identity: Option<&Path>) -> Ve
         .iter()
         .map(|receiver| {
             let key = receiver.secret.as_deref().and_then(|name| {
-                let decrypted = (|| -> miette::Result<String> {
-                    let (path, _) = crate::secrets::identity_path(
-                        identity,
-                        &loaded.root,
-                        repository.secrets.identity_file.as_deref(),
-                    )
-                    .ok_or_else(|| miette::miette!("no age identity"))?;
-                    let identities = crate::secrets::load_identities(&path)?;
-                    let file = loaded
-                        .read_file(&format!("secrets/{name}.age"))
-                        .map_err(|e| miette::miette!("secrets/{name}.age: {e}"))?;
-                    let value = crate::secrets::decrypt(&identities, &file)?;
-                    Ok(value
-                        .text()
-                        .map_err(|e| miette::miette!("{e}"))?
-                        .trim_end_matches(['\n', '\r'])
-                        .to_owned())
-                })();
-                match decrypted {
+                match loaded.repository_secret(name, identity, "notifications.secret") {
                     Ok(key) => Some(key),
                     Err(e) => {
                         tracing::warn!(receiver = %receiver.name, "its secret `{name}` cannot be decrypted ({e}); its webhooks go unsigned");

@@ -210,6 +210,20 @@ pub fn environment() -> Option<&'static str> {
         .as_deref()
 }
 
+/// An environment chosen (`--env`, `NIMBUS_ENV`, `defaultEnvironment`) that the repository
+/// does not declare.
+pub fn unknown_environment(name: &str, declared: &[String]) -> miette::Report {
+    miette::miette!(
+        code = "nimbus::environment::unknown",
+        help = if declared.is_empty() {
+            "this repository declares no environments (kind: Environment); drop --env".to_owned()
+        } else {
+            format!("its environments are: {}", declared.join(", "))
+        },
+        "environment `{name}` is not declared in this repository"
+    )
+}
+
 /// The environment a load expands: the one chosen (`--env`, `NIMBUS_ENV`), else the
 /// Repository's `defaultEnvironment`. A repository with environments is loaded for one of
 /// them, and the one chosen must exist.
@@ -224,16 +238,9 @@ pub fn effective_environment(
     let default = nimbus_planner::modules::default_environment(model);
     let chosen = chosen.map(str::to_owned).or(default);
     match chosen.as_deref() {
-        Some(name) if !declared.iter().any(|d| d == name) => miette::bail!(
-            code = "nimbus::environment::unknown",
-            help = if declared.is_empty() {
-                "this repository declares no environments (kind: Environment); drop --env"
-                    .to_owned()
-            } else {
-                format!("its environments are: {}", declared.join(", "))
-            },
-            "environment `{name}` is not declared in this repository"
-        ),
+        Some(name) if !declared.iter().any(|d| d == name) => {
+            Err(unknown_environment(name, &declared))
+        }
         None if !declared.is_empty() => miette::bail!(
             code = "nimbus::environment::choose",
             help = format!(
@@ -453,33 +460,43 @@ impl Loaded {
             (&mut location, self.repository(), from_environment)
             && let Some(name) = &repository.state.password_secret
         {
-            let (path, origin) = crate::secrets::identity_path(
-                None,
-                &self.root,
-                repository.secrets.identity_file.as_deref(),
-            )
+            let password = self.repository_secret(name, None, "state.passwordSecret")?;
+            target.set_password(&password);
+        }
+        Ok(location)
+    }
+
+    /// The value of the repository's age secret `name` (`secrets/NAME.age` of this revision),
+    /// its trailing newline trimmed, decrypted with `identity`, else `NIMBUS_AGE_IDENTITY`,
+    /// else `secrets.identityFile`. `what` names the setting that wants it, in errors.
+    pub fn repository_secret(
+        &self,
+        name: &str,
+        identity: Option<&Path>,
+        what: &str,
+    ) -> Result<String> {
+        let configured = self
+            .repository()
+            .and_then(|r| r.secrets.identity_file.as_deref());
+        let (path, origin) = crate::secrets::identity_path(identity, &self.root, configured)
             .ok_or_else(|| {
                 miette::miette!(
                     help = "set NIMBUS_AGE_IDENTITY, or secrets.identityFile in the Repository",
-                    "state.passwordSecret `{name}` needs an age identity to decrypt it"
+                    "{what} `{name}` needs an age identity to decrypt it"
                 )
             })?;
-            let identities = crate::secrets::load_identities(&path)
-                .wrap_err_with(|| format!("the identity named by {origin}"))?;
-            let file = self
-                .read_file(&format!("secrets/{name}.age"))
-                .into_diagnostic()
-                .wrap_err_with(|| {
-                    format!("state.passwordSecret: cannot read secrets/{name}.age")
-                })?;
-            let password = crate::secrets::decrypt(&identities, &file)
-                .wrap_err_with(|| format!("state.passwordSecret `{name}`"))?;
-            let text = password
-                .text()
-                .map_err(|e| miette::miette!("state.passwordSecret `{name}` {e}"))?;
-            target.set_password(text.trim_end_matches(['\n', '\r']));
-        }
-        Ok(location)
+        let identities = crate::secrets::load_identities(&path)
+            .wrap_err_with(|| format!("the identity named by {origin}"))?;
+        let file = self
+            .read_file(&format!("secrets/{name}.age"))
+            .into_diagnostic()
+            .wrap_err_with(|| format!("{what}: cannot read secrets/{name}.age"))?;
+        let value = crate::secrets::decrypt(&identities, &file)
+            .wrap_err_with(|| format!("{what} `{name}`"))?;
+        let text = value
+            .text()
+            .map_err(|e| miette::miette!("{what} `{name}` {e}"))?;
+        Ok(text.trim_end_matches(['\n', '\r']).to_owned())
     }
 
     pub fn parallelism(&self) -> usize {

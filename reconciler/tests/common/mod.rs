@@ -383,3 +383,80 @@ pub fn sign(secret: &str, body: &str) -> String {
         .unwrap_or_else(|e| panic!("python3: {e}"));
     format!("sha256={}", text(&output.stdout).trim())
 }
+
+/// One HTTP/1.1 request, as a test's local server reads it: the method, the target, the
+/// headers (names in lower case) and the body (by its content-length).
+#[allow(dead_code)]
+pub struct HttpRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Reads one request from a connection a test's server accepted; the stream is given back
+/// for the reply.
+#[allow(dead_code)]
+pub fn read_request(stream: std::net::TcpStream) -> (HttpRequest, std::net::TcpStream) {
+    use std::io::{BufRead, Read};
+    let mut reader = std::io::BufReader::new(stream);
+    let mut first = String::new();
+    let _ = reader.read_line(&mut first);
+    let mut headers = std::collections::BTreeMap::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let mut words = first.split_whitespace();
+    let request = HttpRequest {
+        method: words.next().unwrap_or("").to_owned(),
+        target: words.next().unwrap_or("").to_owned(),
+        headers,
+        body,
+    };
+    (request, reader.into_inner())
+}
+
+/// A config repository in a temporary folder, written file by file, and `nimbus` run in it.
+#[allow(dead_code)]
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl Repo {
+    pub fn new() -> Repo {
+        Repo {
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    /// Writes `text` at `path` (folders made as needed).
+    pub fn write(&self, path: &str, text: &str) {
+        let path = self.dir.path().join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.path().join(path)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn nimbus(&self, args: &[&str]) -> Output {
+        nimbus_with(args, self.dir.path(), &[])
+    }
+}
