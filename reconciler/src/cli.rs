@@ -63,6 +63,8 @@ pub enum Command {
     Destroy(apply::DestroyArgs),
     /// The GitOps daemon: apply each new commit of a branch, correct drift, serve status.
     Reconcile(reconcile::ReconcileArgs),
+    /// Ask a daemon on this machine whether it is up (GET /healthz); exit 0 when it is.
+    Healthcheck(reconcile::HealthcheckArgs),
     /// Inspect and repair state.
     State(state::StateArgs),
     /// Manage the age-encrypted secrets under secrets/.

@@ -37,6 +37,7 @@ fn main() {
         Command::Apply(args) => apply::apply(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::Reconcile(args) => reconcile::run(args),
+        Command::Healthcheck(args) => reconcile::healthcheck(args),
         Command::State(args) => state::run(args),
         Command::Secret(args) => secret::run(args),
         Command::Provider(args) => provider::run(args),

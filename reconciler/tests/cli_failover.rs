@@ -1,7 +1,8 @@
 //! Several `nimbus reconcile` replicas on one branch, sharing their state in a real
 //! PostgreSQL (`common::pg`), applying to a real sshd host: one leads, the others stand by;
 //! when the leader is killed mid-apply a standby takes over within the lease and converges,
-//! writing no File twice; a leader paused past its lease is fenced off and steps down.
+//! writing no File twice; a leader paused past its lease is fenced off and steps down, and the
+//! standby that took over tells a webhook (`leader-changed`).
 
 use crate::common::{self, Running, pg::Postgres, text};
 use crate::sshd;
@@ -135,6 +136,27 @@ impl Replica {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// A webhook receiver on loopback: every event's JSON body, in order.
+fn receiver() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (request, mut stream) = common::read_request(stream);
+            let event = serde_json::from_slice(&request.body).unwrap_or_default();
+            keep.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (port, got)
 }
 
 fn signal(pid: i32, name: &str) {
@@ -305,6 +327,17 @@ fn a_paused_leader_is_fenced_off_and_steps_down() {
     let server = sshd::start_sshd();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let repo = repository(&server, dir.path(), 1);
+    // A webhook for `leader-changed`: the standby that takes over says so.
+    let (hook_port, hook) = receiver();
+    let settings = std::fs::read_to_string(repo.join("nimbus.yaml")).unwrap_or_default();
+    common::write(
+        &repo,
+        "nimbus.yaml",
+        &format!(
+            "{settings}  notifications:\n    - {{name: ops, type: webhook, url: \"http://127.0.0.1:{hook_port}/hook\", events: [leader-changed]}}\n"
+        ),
+    );
+    common::git(&repo, &["commit", "-q", "-am", "notifications"]);
     let url = pg.url();
     let env = [
         ("NIMBUS_STATE_URL", url.as_str()),
@@ -331,6 +364,17 @@ fn a_paused_leader_is_fenced_off_and_steps_down() {
     // b takes over, and a newer commit is applied by it.
     wait(60, "b to lead", &[&a, &b], || {
         b.readyz().contains("ready: leader (replica b)")
+    });
+    wait(30, "leader-changed at the webhook", &[&a, &b], || {
+        hook.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|e| {
+                e["event"] == "leader-changed"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("b on "))
+            })
     });
     commit_files(&repo, dir.path(), 2);
     wait(90, "b to apply version 2", &[&a, &b], || {

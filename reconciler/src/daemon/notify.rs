@@ -114,7 +114,10 @@ pub fn notifier() -> Option<&'static Arc<Notifier>> {
 /// The daemon's side: receivers in force, and the queue's wake-up.
 pub struct Notifier {
     outbox: PathBuf,
-    targets: std::sync::Mutex<Vec<Target>>,
+    /// None until a revision has been loaded: events made before (a standby taking over)
+    /// wait in `held` for the receivers to be known.
+    targets: std::sync::Mutex<Option<Vec<Target>>>,
+    held: std::sync::Mutex<Vec<Event>>,
     wake: Notify,
     keys: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -125,7 +128,8 @@ impl Notifier {
     pub fn new(workdir: &Path) -> Arc<Notifier> {
         Arc::new(Notifier {
             outbox: workdir.join(".nimbus/outbox"),
-            targets: std::sync::Mutex::new(Vec::new()),
+            targets: std::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(Vec::new()),
             wake: Notify::new(),
             keys: std::sync::Mutex::new(Default::default()),
         })
@@ -139,17 +143,33 @@ impl Notifier {
                 keys.insert(target.receiver.name.clone(), key.clone());
             }
         }
-        *self.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+        let held = {
+            // Under the targets' lock, as in `send`: no event is held after this takes them.
+            let mut current = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            *current = Some(targets);
+            std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        for event in held {
+            self.send(event);
+        }
     }
 
     /// Queues `event` for every receiver that wants it. Never waits on a receiver: the
     /// delivery is a file in the outbox, and the delivery task is woken.
     pub fn send(&self, event: Event) {
-        let targets = self
-            .targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let targets = {
+            let current = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            match &*current {
+                Some(targets) => targets.clone(),
+                None => {
+                    self.held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(event);
+                    return;
+                }
+            }
+        };
         for target in targets.iter().filter(|t| t.wants(&event)) {
             let pending = Pending {
                 receiver: target.receiver.clone(),
@@ -583,5 +603,27 @@ mod tests {
             receiver(vec![], vec!["globex".into()]).wants(&refused),
             "an event about no tenant reaches every tenant's receiver"
         );
+    }
+
+    #[test]
+    fn events_before_the_first_revision_wait_for_its_receivers() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let notifier = Notifier::new(dir.path());
+        let outbox = || {
+            std::fs::read_dir(dir.path().join(".nimbus/outbox"))
+                .map(|entries| entries.count())
+                .unwrap_or(0)
+        };
+        // A standby taking over has loaded no revision yet: its event is held, not dropped.
+        notifier.send(Event::new(EventKind::LeaderChanged, "b leads now"));
+        assert_eq!(outbox(), 0);
+        notifier.set_targets(vec![receiver(vec![EventKind::LeaderChanged], vec![])]);
+        assert_eq!(
+            outbox(),
+            1,
+            "the held event is queued once receivers are known"
+        );
+        notifier.set_targets(vec![receiver(vec![], vec![])]);
+        assert_eq!(outbox(), 1, "and only once");
     }
 }

@@ -44,6 +44,8 @@ mod cli_git;
 mod cli_graph;
 #[path = "../cli_hostile_bed.rs"]
 mod cli_hostile_bed;
+#[path = "../cli_image.rs"]
+mod cli_image;
 #[path = "../cli_init.rs"]
 mod cli_init;
 #[path = "../cli_jail.rs"]
@@ -96,6 +98,8 @@ mod docs_reference;
 mod examples;
 #[path = "../executor.rs"]
 mod executor;
+#[path = "../install.rs"]
+mod install;
 #[path = "../json_schemas.rs"]
 mod json_schemas;
 #[path = "../plans.rs"]
