@@ -11,6 +11,9 @@ ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
+# Marks this stage's image (the legacy builder keeps it) so a build can remove its own.
+ARG BUILD_ID=
+LABEL nimbus.build=${BUILD_ID}
 WORKDIR /src
 COPY . .
 RUN if [ -x prebuilt/nimbus ]; then \

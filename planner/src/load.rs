@@ -234,6 +234,8 @@ pub struct Model {
     pub origins: std::collections::HashMap<FileId, crate::reuse::Origin>,
     /// The `Moved` records, checked.
     pub moves: Vec<crate::reuse::Move>,
+    /// The `Import` records, checked, and the imports asked for on the command line.
+    pub imports: Vec<crate::reuse::Import>,
     /// The environment chosen (`--env`), if any.
     pub environment: Option<String>,
 }

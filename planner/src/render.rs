@@ -47,6 +47,7 @@ fn headline(plan: &Plan, change: &Change) -> String {
         Action::Delete => "will be destroyed".to_owned(),
         Action::Read => "will be read".to_owned(),
         Action::NoOp => "is left as it is".to_owned(),
+        Action::Import => "will be imported".to_owned(),
     };
     let what = if change.error.is_some() {
         "cannot be planned".to_owned()
@@ -86,7 +87,7 @@ fn field_lines(change: &Change) -> Vec<String> {
     match change.action {
         Action::Create => top_level_fields(change, "+"),
         Action::Delete => Vec::new(),
-        Action::Update | Action::Replace | Action::NoOp => {
+        Action::Update | Action::Replace | Action::NoOp | Action::Import => {
             let fields: Vec<&FieldChange> = change
                 .fields
                 .iter()
@@ -105,7 +106,10 @@ fn field_lines(change: &Change) -> Vec<String> {
 /// A change's fields for a ```diff block, where code hosts colour a line by its first
 /// character: a changed field is its old value as a `-` line and its new one as a `+` line.
 fn diff_lines(change: &Change) -> Vec<String> {
-    if !matches!(change.action, Action::Update | Action::Replace) {
+    if !matches!(
+        change.action,
+        Action::Update | Action::Replace | Action::Import
+    ) {
         return field_lines(change);
     }
     let fields: Vec<&FieldChange> = change
@@ -252,8 +256,14 @@ fn top_level_fields(change: &Change, sign: &str) -> Vec<String> {
 /// `Plan: 1 to add, 1 to change, 1 to replace, 0 to destroy.`, and the instances that
 /// cannot be planned.
 pub fn summary(plan: &Plan) -> String {
+    let imports = plan.count(Action::Import);
     let mut line = format!(
-        "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
+        "Plan: {}{} to add, {} to change, {} to replace, {} to destroy.",
+        if imports > 0 {
+            format!("{imports} to import, ")
+        } else {
+            String::new()
+        },
         plan.count(Action::Create),
         plan.count(Action::Update),
         plan.count(Action::Replace),

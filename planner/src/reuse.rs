@@ -99,3 +99,27 @@ impl Move {
         self.from_resource == self.to_resource
     }
 }
+
+/// One import: every instance of `resource`, or its instance on `host`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Import {
+    /// As written.
+    pub to: String,
+    /// The resource's address as state keys it (`Kind/tenant/name`).
+    pub resource: String,
+    pub host: Option<String>,
+    pub id: Option<String>,
+    /// The Import record; none for one given on the command line.
+    pub at: Option<Label>,
+}
+
+impl Import {
+    /// Whether this import covers the instance at `address` (`File/motd@web-1`).
+    pub fn covers(&self, address: &str) -> bool {
+        let (resource, host) = match address.split_once('@') {
+            Some((resource, host)) => (resource, Some(host)),
+            None => (address, None),
+        };
+        resource == self.resource && (self.host.is_none() || self.host.as_deref() == host)
+    }
+}

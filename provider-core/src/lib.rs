@@ -253,6 +253,73 @@ pub trait Provider: Send + Sync {
     fn unavailable(&self) -> Option<&str> {
         None
     }
+
+    /// Lists what exists on `target` (a host, or `None`) of the kinds this provider serves,
+    /// managed by nimbus or not (the caller sets apart what state records): `nimbus
+    /// discover`. Changes nothing anywhere. A provider that cannot list returns nothing.
+    fn discover<'a>(
+        &'a self,
+        _target: Option<&'a str>,
+        _request: &'a DiscoverRequest,
+    ) -> BoxFuture<'a, Result<Vec<Discovered>, ProviderError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// What `nimbus discover` asks of each target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DiscoverRequest {
+    /// Folders whose files are listed (Files are only ever looked for there).
+    pub paths: Vec<String>,
+    /// Fetch what generating manifests needs (a file's or unit's text), not only the list.
+    pub contents: bool,
+}
+
+/// One object found: what it would be in nimbus, where it is, and (with
+/// [`DiscoverRequest::contents`]) the spec a manifest would give it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Discovered {
+    /// The nimbus kind it would be (`File`, `Service`, `VM`, `Network`, `Volume`,
+    /// `Workload`), or `Secret` for a Docker secret (a repository secret in nimbus).
+    pub kind: String,
+    /// What it is known by where it lives: a path, a unit, a container or interface name.
+    pub identity: String,
+    /// A one-line description (`regular file, 0644 root:root, 14 bytes`).
+    pub detail: String,
+    /// The manifest name it would get (a DNS-1123 label made from its identity).
+    pub name: String,
+    /// The manifest's spec, without the host: filled in with `contents`, and only for the
+    /// kinds nimbus can write manifests for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Value>,
+    /// The text that must be stored as a secret rather than in clear (a key, a password), if
+    /// the object holds one; the spec then names no content. Never serialized: no output
+    /// carries it.
+    #[serde(skip)]
+    pub secret: Option<String>,
+}
+
+/// A DNS-1123 label made from an object's identity (`/etc/app/main.conf` ->
+/// `etc-app-main-conf`): lowercase letters, digits and `-`, at most 63 characters.
+pub fn label_of(identity: &str) -> String {
+    let mut out = String::new();
+    for c in identity.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut label: String = out.trim_end_matches('-').chars().take(63).collect();
+    while label.ends_with('-') {
+        label.pop();
+    }
+    if label.is_empty() {
+        "unnamed".to_owned()
+    } else {
+        label
+    }
 }
 
 /// The providers of a run, by id, and the rules their schemas make.

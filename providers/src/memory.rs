@@ -174,7 +174,7 @@ impl MemoryProvider {
                 objects.remove(&change.address);
                 Value::Null
             }
-            Action::NoOp | Action::Read => {
+            Action::NoOp | Action::Read | Action::Import => {
                 objects.get(&change.address).cloned().unwrap_or(Value::Null)
             }
         };

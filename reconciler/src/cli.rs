@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agent, apply, completions, graph, init, plan, preview, provider, reconcile, schemas, secret,
-    state, validate,
+    agent, apply, completions, discover, graph, import, init, plan, preview, provider, reconcile,
+    schemas, secret, state, validate,
 };
 
 const EXAMPLES: &str = "\
@@ -61,6 +61,11 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Destroy every instance nimbus created (or the targets).
     Destroy(apply::DestroyArgs),
+    /// Take an object that already exists under management, for a manifest already written.
+    Import(import::ImportArgs),
+    /// List what runs on the declared Hosts that nimbus does not manage; changes nothing.
+    /// With --generate, write manifests and Import records for it.
+    Discover(discover::DiscoverArgs),
     /// The GitOps daemon: apply each new commit of a branch, correct drift, serve status.
     Reconcile(reconcile::ReconcileArgs),
     /// Ask a daemon on this machine whether it is up (GET /healthz); exit 0 when it is.

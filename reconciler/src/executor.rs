@@ -236,6 +236,7 @@ pub fn verb(action: Action) -> (&'static str, &'static str) {
         Action::Delete => ("destroying", "destroyed"),
         Action::Read => ("reading", "read"),
         Action::NoOp => ("checking", "checked"),
+        Action::Import => ("importing", "imported"),
     }
 }
 
@@ -541,11 +542,25 @@ async fn apply_one(
         };
         change_here = &created;
     }
+    // An import is recorded as it is, or updated where it differs from its manifest.
+    let updating;
+    if change.action == Action::Import && !change.fields.is_empty() {
+        updating = Change {
+            action: Action::Update,
+            ..change_here.clone()
+        };
+        change_here = &updating;
+    }
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
         tracing::debug!(address = %change.address, action = ?change.action, attempt = attempts, provider = provider.name(), "applying");
-        match provider.apply(change_here, stop).await {
+        let applied = if change_here.action == Action::Import {
+            Ok(nimbus_providers::Applied::default())
+        } else {
+            provider.apply(change_here, stop).await
+        };
+        match applied {
             Ok(applied) => {
                 test_pause_after_apply().await;
                 break match lock_state(state).complete(

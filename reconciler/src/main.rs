@@ -3,8 +3,8 @@
 use clap::Parser;
 use nimbus::cli::{Cli, Command};
 use nimbus::commands::{
-    agent, apply, completions, graph, init, plan, preview, provider, reconcile, schemas, secret,
-    state, validate,
+    agent, apply, completions, discover, graph, import, init, plan, preview, provider, reconcile,
+    schemas, secret, state, validate,
 };
 
 /// glibc's allocator spends a third of `validate`'s time on the many small allocations of
@@ -37,6 +37,8 @@ fn main() {
         Command::Apply(args) => apply::apply(args),
         Command::Destroy(args) => apply::destroy(args),
         Command::Reconcile(args) => reconcile::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Discover(args) => discover::run(args),
         Command::Healthcheck(args) => reconcile::healthcheck(args),
         Command::State(args) => state::run(args),
         Command::Secret(args) => secret::run(args),

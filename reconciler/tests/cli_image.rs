@@ -52,12 +52,22 @@ impl Drop for Cleanup {
         let _ = docker(&["rm", "-f", &self.container]);
         let _ = docker(&["volume", "rm", "-f", &self.volume]);
         let _ = docker(&["image", "rm", "-f", &self.image]);
+        // The build stage's image, which the legacy builder keeps.
+        let stages = docker(&[
+            "images",
+            "-q",
+            "--filter",
+            &format!("label=nimbus.build={}", self.volume),
+        ]);
+        for id in text(&stages.stdout).split_whitespace() {
+            let _ = docker(&["image", "rm", "-f", id]);
+        }
     }
 }
 
 /// The image built from the repository's Dockerfile with the binary under test (its debug
 /// information stripped, as `cargo build --profile dist` would) as `prebuilt/nimbus`.
-fn build_image(tag: &str, context: &Path) {
+fn build_image(tag: &str, build_id: &str, context: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let base = Command::new("bash")
         .arg(root.join("testbed/docker/image-base.sh"))
@@ -87,6 +97,8 @@ fn build_image(tag: &str, context: &Path) {
         &format!("RUST_IMAGE={base}"),
         "--build-arg",
         &format!("BASE_IMAGE={base}"),
+        "--build-arg",
+        &format!("BUILD_ID={build_id}"),
         "-t",
         tag,
         &context.display().to_string(),
@@ -170,7 +182,7 @@ fn the_image_reconciles_a_repository_onto_test_hosts() {
     };
     let context = work.path().join("context");
     std::fs::create_dir_all(&context).unwrap_or_else(|e| panic!("{e}"));
-    build_image(&cleanup.image, &context);
+    build_image(&cleanup.image, &cleanup.volume, &context);
 
     // What the image promises: its own user, the state directory a volume, a health check.
     let config = docker_ok(&[

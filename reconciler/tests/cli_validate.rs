@@ -545,3 +545,28 @@ fn notification_receivers_are_checked_at_their_lines() {
         "{document}"
     );
 }
+
+/// Issue 28: an `Import` record is checked at its line: it names a declared resource (not a
+/// Host), its `id` is the object the manifest names, and it has no other field; a good one
+/// is no problem.
+#[test]
+fn import_records_are_checked_at_their_lines() {
+    let actual = check("import-errors");
+    assert_eq!(actual["exit"], 1);
+    let problems = actual["problems"].as_array().cloned().unwrap_or_default();
+    let at = |code: &str, line: u64| {
+        problems
+            .iter()
+            .any(|p| p["code"] == code && p["file"] == "imports.yaml" && p["line"] == line)
+    };
+    assert!(at("nimbus::import::unknown", 4), "{problems:#?}");
+    assert!(at("nimbus::import::host", 9), "{problems:#?}");
+    assert!(at("nimbus::import::id", 15), "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["file"] == "imports.yaml" && p["line"] == 21),
+        "the unknown field `from`: {problems:#?}"
+    );
+    assert_eq!(problems.len(), 4, "the last record is fine: {problems:#?}");
+}

@@ -865,3 +865,69 @@ fn reordering_for_each_moves_nothing() {
     assert!(!plan.has_changes(), "{:?}", actions(&plan));
     assert!(plan.moves.is_empty());
 }
+
+/// Issue 28: objects that exist where manifests declare instances, and that state does not
+/// record, are refused and left alone, whether they match the manifest or not; what is
+/// absent is created.
+#[test]
+fn objects_nimbus_did_not_make_are_refused_not_taken_over() {
+    let plan = check("unmanaged").unwrap_or_else(|| panic!("no plan"));
+    for address in ["File/motd@web-1", "File/motd@web-2"] {
+        let change = plan
+            .changes
+            .iter()
+            .find(|c| c.address == address)
+            .unwrap_or_else(|| panic!("no {address}"));
+        assert_eq!(change.action, plan::Action::NoOp, "{change:?}");
+        assert!(
+            change
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("exists, not managed")
+                    && e.contains(&format!("nimbus import {address}"))),
+            "{change:?}"
+        );
+    }
+    let created: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::Create && c.kind == nimbus_schemas::Kind::File)
+        .map(|c| c.address.as_str())
+        .collect();
+    assert_eq!(created, ["File/issue@web-1"]);
+    assert!(
+        !plan
+            .changes
+            .iter()
+            .any(|c| c.action == plan::Action::Update)
+    );
+}
+
+/// Issue 28: an Import record turns the refusal into an import, showing what differs; an
+/// import of something that does not exist is an error.
+#[test]
+fn an_import_record_imports_with_its_differences() {
+    let plan = check("import").unwrap_or_else(|| panic!("no plan"));
+    let import = |address: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.address == address)
+            .unwrap_or_else(|| panic!("no {address}"))
+    };
+    let same = import("File/motd@web-1");
+    assert_eq!(same.action, plan::Action::Import);
+    assert!(same.fields.is_empty() && same.error.is_none(), "{same:?}");
+    let differs = import("File/motd@web-2");
+    assert_eq!(differs.action, plan::Action::Import);
+    let fields: Vec<&str> = differs.fields.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(fields, ["content", "mode"], "{differs:?}");
+    let missing = import("File/issue@web-1");
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("nothing to import")),
+        "{missing:?}"
+    );
+    assert_eq!(plan.count(plan::Action::Import), 2);
+}

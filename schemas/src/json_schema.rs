@@ -41,6 +41,7 @@ pub fn reuse_schema(kind: ReuseKind) -> String {
         ReuseKind::Use => spec_schema::<UseSpec>(),
         ReuseKind::Environment => spec_schema::<EnvironmentSpec>(),
         ReuseKind::Moved => spec_schema::<MovedSpec>(),
+        ReuseKind::Import => spec_schema::<ImportSpec>(),
     };
     envelope_schema(
         spec,

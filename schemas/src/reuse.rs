@@ -1,6 +1,7 @@
 //! The kinds that shape the repository rather than declare instances: a module's inputs
 //! (`Module`), its use (`Use`), an environment's values and patches (`Environment`) and a
-//! rename in state (`Moved`). docs/modules.md describes them.
+//! rename in state (`Moved`), and an existing object taken under management (`Import`).
+//! docs/modules.md and docs/import.md describe them.
 
 use std::collections::BTreeMap;
 
@@ -20,14 +21,17 @@ pub enum ReuseKind {
     Environment,
     /// A rename in state: the instance recorded at `from` is the one declared at `to`.
     Moved,
+    /// An object that already exists, taken under management by the next apply.
+    Import,
 }
 
 impl ReuseKind {
-    pub const ALL: [ReuseKind; 4] = [
+    pub const ALL: [ReuseKind; 5] = [
         ReuseKind::Module,
         ReuseKind::Use,
         ReuseKind::Environment,
         ReuseKind::Moved,
+        ReuseKind::Import,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl ReuseKind {
             ReuseKind::Use => "Use",
             ReuseKind::Environment => "Environment",
             ReuseKind::Moved => "Moved",
+            ReuseKind::Import => "Import",
         }
     }
 
@@ -45,6 +50,7 @@ impl ReuseKind {
             ReuseKind::Use => "use",
             ReuseKind::Environment => "environment",
             ReuseKind::Moved => "moved",
+            ReuseKind::Import => "import",
         }
     }
 
@@ -165,4 +171,19 @@ pub struct EnvironmentSpec {
 pub struct MovedSpec {
     pub from: String,
     pub to: String,
+}
+
+/// `kind: Import`: the object that already exists where the manifests declare `to` is taken
+/// under management by the next apply (the plan shows the import and any difference), instead
+/// of being refused as "exists, not managed".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportSpec {
+    /// The instance (`File/motd@web-1`) or resource (`File/motd`: each of its instances).
+    pub to: String,
+    /// The object's identity where it lives, when given: it must be the one the manifest
+    /// names (a File's path, a unit's or container's name); nimbus finds objects by their
+    /// manifests and does not rename them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }

@@ -7,6 +7,7 @@
 //! documents it produces point into the module's lines, and the copy's [`Origin`] names the
 //! use (and the value) that produced them: a diagnostic shows both places.
 
+pub mod imported;
 pub mod inputs;
 pub mod moved;
 pub mod patch;
@@ -92,6 +93,7 @@ pub fn expand(model: &mut Model, problems: &mut Vec<Problem>, environment: Optio
         patch::apply_patches(model, name, problems);
     }
     moved::read_moves(model, problems);
+    imported::read_imports(model, problems);
 }
 
 /// Every module's declaration (its `module.yaml`), by folder; problems in them are pushed.

@@ -24,6 +24,7 @@ mod types;
 pub use diff::field_changes;
 pub use guards::unredacted;
 pub use reason::and as add_reason;
+pub use steps::unmanaged_error;
 pub use types::*;
 
 use guards::{check_deletion_budget, delete_change, not_observed, not_planned, redact};
@@ -187,6 +188,12 @@ pub fn plan_resolved(
                 record,
                 observed: &observed,
                 protected,
+                imported: model.imports.iter().any(|m| m.covers(&instance.address)),
+                adopts: match spec {
+                    Spec::Host(_) => true,
+                    Spec::Service(service) => service.unit.is_none(),
+                    _ => false,
+                },
             },
         );
         let change = overrides::provider_switch(change, record, &instance.provider);

@@ -18,8 +18,8 @@ pub enum Why {
     Replacing(Vec<String>),
     /// These fields cannot change in place, and the resource is protected.
     ProtectedFromReplace(Vec<String>),
-    /// It exists at its target and nimbus has no record of it.
-    TakeOver,
+    /// It exists at its target and nimbus has no record of it: imported.
+    Imported,
     /// A delete refused: the instance is protected.
     ProtectedFromDelete,
     /// A delete of something already gone.
@@ -60,7 +60,7 @@ impl fmt::Display for Why {
                 "protected: {} changed, but a protected resource is never replaced",
                 fields.join(", ")
             ),
-            Why::TakeOver => f.write_str("exists but is not managed yet: nimbus takes it over"),
+            Why::Imported => f.write_str("exists, not managed yet: imported"),
             Why::ProtectedFromDelete => f.write_str(
                 "protected: nimbus.dev/protect is \"true\"; lift it with `nimbus state unprotect` to delete",
             ),

@@ -68,13 +68,55 @@ pub(super) struct Compared<'a> {
     pub record: Option<&'a Record>,
     pub observed: &'a Observed,
     pub protected: bool,
+    /// An `Import` record or `nimbus import` names it.
+    pub imported: bool,
+    /// It manages what is already there by design (a Host, a Service without `unit`): found
+    /// without a record, it is neither refused nor imported.
+    pub adopts: bool,
+}
+
+/// What the plan says of an object that exists where a manifest declares an instance and
+/// that state does not record: nimbus leaves it as it is.
+pub fn unmanaged_error(address: &str) -> String {
+    let resource = nimbus_schemas::Address::resource_of(address);
+    format!(
+        "{address} exists, not managed: nimbus did not make it and state records no such instance, so it is left as it is; import it (`nimbus import {address}`, or a `kind: Import` record with `to: {resource}`) or remove it"
+    )
 }
 
 /// An instance's change from what it shows now (`current`, normalised; none: it is not
 /// there): a create, a read (a Host on first contact), nothing, an update or a replace, with
 /// why.
 pub(super) fn compare(base: Change, current: Option<Value>, c: &Compared<'_>) -> Change {
+    let unrecorded = c.record.is_none() && !c.adopts;
     match current {
+        None if unrecorded && c.imported => Change {
+            action: Action::NoOp,
+            error: Some(format!(
+                "nothing to import at {}: no such object exists there; remove the import to let nimbus create it",
+                base.address
+            )),
+            ..base
+        },
+        Some(current) if unrecorded && c.imported => {
+            let fields = fold_secret_fields(
+                field_changes(&current, c.comparable, c.schema),
+                c.secret_locations,
+            );
+            Change {
+                action: Action::Import,
+                before: Some(current),
+                fields,
+                reason: Some(Why::Imported.into()),
+                ..base
+            }
+        }
+        Some(current) if unrecorded => Change {
+            action: Action::NoOp,
+            before: Some(current),
+            error: Some(unmanaged_error(&base.address)),
+            ..base
+        },
         None => Change {
             action: Action::Create,
             reason: match (c.record, c.observed) {
@@ -123,8 +165,6 @@ pub(super) fn compare(base: Change, current: Option<Value>, c: &Compared<'_>) ->
                     } else {
                         (Action::Replace, Some(Why::Replacing(replacing).into()))
                     }
-                } else if c.record.is_none() {
-                    (Action::Update, Some(Why::TakeOver.into()))
                 } else if drift {
                     (Action::Update, Some(Why::ChangedOutside.into()))
                 } else {

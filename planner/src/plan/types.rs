@@ -37,6 +37,9 @@ pub enum Action {
     Replace,
     Delete,
     Read,
+    /// An object that exists and state does not record, taken under management (an `Import`
+    /// record or `nimbus import`): recorded as owned, and updated where it differs.
+    Import,
 }
 
 impl Action {
@@ -49,6 +52,7 @@ impl Action {
             Action::Replace => "-/+",
             Action::Delete => "-",
             Action::Read => "<=",
+            Action::Import => "<-",
         }
     }
 
@@ -218,6 +222,9 @@ impl Change {
         let applied = match self.action {
             Action::Delete => return None,
             Action::NoOp | Action::Read => self.before.clone().or_else(|| self.after.clone())?,
+            // Imported as it is (`nimbus import`): what was observed; with differences, the
+            // desired spec it is updated to.
+            Action::Import => self.after.clone().or_else(|| self.before.clone())?,
             _ => self.after.clone()?,
         };
         Some(Record {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::ssh::{SshSession, SshTarget};
 use crate::{Applied, BoxFuture, Cancel, ObserveRequest, Provider, ProviderError};
 
+mod discover;
 pub mod service;
 
 use crate::quote::shell_quote;
@@ -595,6 +596,19 @@ impl Provider for HostsProvider {
             let session = self.session(&host).await?;
             let output = self.exec(&session, &probe.script(), None).await?;
             Ok(probe.read(batch, &String::from_utf8_lossy(&output.stdout)))
+        })
+    }
+
+    fn discover<'a>(
+        &'a self,
+        target: Option<&'a str>,
+        request: &'a nimbus_provider_core::DiscoverRequest,
+    ) -> BoxFuture<'a, Result<Vec<nimbus_provider_core::Discovered>, ProviderError>> {
+        Box::pin(async move {
+            match target {
+                Some(host) => discover::discover(self, host, request).await,
+                None => Ok(Vec::new()),
+            }
         })
     }
 

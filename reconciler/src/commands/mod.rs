@@ -3,7 +3,9 @@
 pub mod agent;
 pub mod apply;
 pub mod completions;
+pub mod discover;
 pub mod graph;
+pub mod import;
 pub mod init;
 pub mod plan;
 pub mod preview;

@@ -93,7 +93,7 @@ fn identities(args: &SecretArgs, settings: &Settings) -> Result<Vec<Box<dyn age:
 }
 
 /// Writes `secrets/NAME.age` atomically.
-fn write_secret(root: &Path, name: &str, armored: &str) -> Result<()> {
+pub(crate) fn write_secret(root: &Path, name: &str, armored: &str) -> Result<()> {
     let path = secrets::secret_path(root, name);
     let dir = path.parent().unwrap_or(root);
     std::fs::create_dir_all(dir)

@@ -24,6 +24,8 @@ mod cli_bed_recovery;
 mod cli_cloud_init;
 #[path = "../cli_crash_lock.rs"]
 mod cli_crash_lock;
+#[path = "../cli_discover.rs"]
+mod cli_discover;
 #[path = "../cli_docker.rs"]
 mod cli_docker;
 #[path = "../cli_docker_host.rs"]
@@ -46,6 +48,8 @@ mod cli_graph;
 mod cli_hostile_bed;
 #[path = "../cli_image.rs"]
 mod cli_image;
+#[path = "../cli_import.rs"]
+mod cli_import;
 #[path = "../cli_init.rs"]
 mod cli_init;
 #[path = "../cli_jail.rs"]

@@ -1,0 +1,296 @@
+//! Discovery on a host over SSH (`nimbus discover`): one read-only command lists the units
+//! made on the host (regular files under /etc/systemd/system, not the distribution's under
+//! /lib, not nimbus's own `nimbus-*` units), qemu VMs under such units, the files under the
+//! folders asked for, WireGuard interfaces (kernel or wireguard-go), NFS exports, btrfs
+//! subvolumes, and, where a Docker engine answers, its containers, services, networks and
+//! secrets that nimbus did not label as its own. Nothing on the host changes.
+
+use nimbus_provider_core::{DiscoverRequest, Discovered, ProviderError, label_of};
+use serde_json::{Value, json};
+
+use crate::quote::shell_quote;
+
+/// Files larger than this are listed but their content is not fetched.
+const MAX_CONTENT: u64 = 1 << 20;
+/// At most this many files per folder asked for.
+const MAX_FILES: usize = 2000;
+
+/// The read-only script for `request`.
+pub(super) fn script(request: &DiscoverRequest) -> String {
+    let contents = if request.contents { "1" } else { "" };
+    let paths: Vec<String> = request.paths.iter().map(|p| shell_quote(p)).collect();
+    format!(
+        r#"C={contents}
+export LC_ALL=C
+for f in /etc/systemd/system/*.service; do
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  n=${{f##*/}}
+  case "$n" in nimbus-*) continue;; esac
+  if grep -q 'qemu-system' "$f" 2>/dev/null; then printf 'Q\t%s\n' "$n"; continue; fi
+  printf 'U\t%s\t%s\t%s\n' "$n" "$(systemctl is-enabled "$n" 2>/dev/null)" "$(systemctl is-active "$n" 2>/dev/null)"
+  [ -n "$C" ] && printf 'T\t%s\n' "$(base64 -w0 < "$f")"
+done
+for p in {paths}; do
+  [ -e "$p" ] || continue
+  find "$p" -xdev -type f 2>/dev/null | head -n {MAX_FILES} | while IFS= read -r f; do
+    s=$(stat -c '%a	%U	%G	%s' -- "$f" 2>/dev/null) || continue
+    printf 'F\t%s\t%s\n' "$s" "$f"
+    if [ -n "$C" ] && [ "$(stat -c %s -- "$f")" -le {MAX_CONTENT} ]; then printf 'C\t%s\n' "$(base64 -w0 < "$f")"; fi
+  done
+done
+{{ ip -o link show type wireguard 2>/dev/null | awk -F': ' '{{print $2}}' | cut -d@ -f1; for s in /var/run/wireguard/*.sock; do [ -S "$s" ] && basename "$s" .sock; done; }} | sort -u | while IFS= read -r w; do [ -n "$w" ] && printf 'W\t%s\n' "$w"; done
+cat /etc/exports /etc/exports.d/*.exports 2>/dev/null | grep -v '^[[:space:]]*#' | grep -v '^[[:space:]]*$' | while IFS= read -r e; do printf 'E\t%s\n' "$e"; done
+if command -v btrfs >/dev/null 2>&1; then
+  findmnt -n -l -t btrfs -o TARGET 2>/dev/null | while IFS= read -r m; do
+    btrfs subvolume list -o "$m" 2>/dev/null | sed 's/.* path //' | while IFS= read -r v; do printf 'B\t%s\t%s\n' "$m" "$v"; done
+  done
+fi
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  docker ps -a --format '{{{{.Names}}}}	{{{{.Image}}}}, {{{{.Status}}}}	{{{{.Labels}}}}' 2>/dev/null | awk -F'\t' 'index($3, "dev.nimbus.managed-by") == 0 && index($3, "com.docker.swarm.service.id") == 0 {{ print "D\tcontainer\t" $1 "\t" $2 }}'
+  docker service ls -q 2>/dev/null | while IFS= read -r id; do docker service inspect -f '{{{{.Spec.Name}}}}	{{{{.Spec.TaskTemplate.ContainerSpec.Image}}}}	{{{{.Spec.Labels}}}}' "$id" 2>/dev/null; done | awk -F'\t' 'index($3, "dev.nimbus.managed-by") == 0 {{ print "D\tservice\t" $1 "\t" $2 }}'
+  docker network ls --format '{{{{.Name}}}}	{{{{.Driver}}}}, {{{{.Scope}}}}	{{{{.Labels}}}}' 2>/dev/null | awk -F'\t' 'index($3, "dev.nimbus.managed-by") == 0 && $1 != "bridge" && $1 != "host" && $1 != "none" && $1 != "docker_gwbridge" && $1 != "ingress" {{ print "D\tnetwork\t" $1 "\t" $2 }}'
+  docker secret ls --format '{{{{.Name}}}}	{{{{.Labels}}}}' 2>/dev/null | awk -F'\t' 'index($2, "dev.nimbus.managed-by") == 0 {{ print "D\tsecret\t" $1 "\ta swarm secret" }}'
+fi
+true
+"#,
+        paths = if paths.is_empty() {
+            "''".to_owned()
+        } else {
+            paths.join(" ")
+        },
+    )
+}
+
+/// Whether a file's name or text says it holds a secret (a key, a password, a token): its
+/// text is then stored as an age-encrypted secret, never in clear.
+pub fn looks_secret(path: &str, text: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let by_name = [
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "credential",
+        ".pem",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+        || name.starts_with("id_")
+        || name == "shadow";
+    let by_text = text.contains("PRIVATE KEY")
+        || text.lines().any(|line| {
+            let Some((key, _)) = line.split_once(['=', ':']) else {
+                return false;
+            };
+            let key = key.trim().trim_matches('"').to_ascii_lowercase();
+            [
+                "password",
+                "passwd",
+                "secret",
+                "token",
+                "api_key",
+                "apikey",
+                "private_key",
+            ]
+            .iter()
+            .any(|w| {
+                key == *w
+                    || [".", "_", "-"]
+                        .iter()
+                        .any(|sep| key.ends_with(&format!("{sep}{w}")))
+            })
+        });
+    by_name || by_text
+}
+
+fn decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+}
+
+/// Reads the script's output into what was found.
+pub(super) fn read(output: &str) -> Vec<Discovered> {
+    let mut found: Vec<Discovered> = Vec::new();
+    for line in output.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["U", unit, enabled, active] => found.push(Discovered {
+                kind: "Service".into(),
+                identity: (*unit).to_owned(),
+                detail: format!("unit, {enabled}, {active}"),
+                name: label_of(unit.strip_suffix(".service").unwrap_or(unit)),
+                spec: Some(json!({
+                    "enabled": *enabled == "enabled",
+                    "state": if *active == "active" { "running" } else { "stopped" },
+                })),
+                secret: None,
+            }),
+            ["T", text] => {
+                if let Some(last) = found.last_mut()
+                    && last.kind == "Service"
+                    && let Some(text) = decode(text).and_then(|b| String::from_utf8(b).ok())
+                    && let Some(Value::Object(spec)) = last.spec.as_mut()
+                {
+                    spec.insert("unit".into(), Value::String(text));
+                }
+            }
+            ["Q", unit] => found.push(Discovered {
+                kind: "VM".into(),
+                identity: (*unit).to_owned(),
+                detail: "qemu under a systemd unit".into(),
+                name: label_of(unit.strip_suffix(".service").unwrap_or(unit)),
+                spec: None,
+                secret: None,
+            }),
+            ["F", mode, owner, group, size, path] => found.push(Discovered {
+                kind: "File".into(),
+                identity: (*path).to_owned(),
+                detail: format!("regular file, {mode:0>4} {owner}:{group}, {size} bytes"),
+                name: label_of(path),
+                spec: Some(json!({
+                    "path": path,
+                    "mode": format!("{mode:0>4}"),
+                    "owner": owner,
+                    "group": group,
+                })),
+                secret: None,
+            }),
+            ["C", text] => {
+                let Some(last) = found.last_mut().filter(|f| f.kind == "File") else {
+                    continue;
+                };
+                let text = decode(text).and_then(|b| String::from_utf8(b).ok());
+                match text {
+                    Some(text) if looks_secret(&last.identity, &text) => {
+                        last.detail.push_str("; holds a secret");
+                        last.secret = Some(text);
+                    }
+                    Some(text) => {
+                        if let Some(Value::Object(spec)) = last.spec.as_mut() {
+                            spec.insert("content".into(), Value::String(text));
+                        }
+                    }
+                    None => last.detail.push_str("; not text: no manifest is written"),
+                }
+            }
+            ["W", interface] => found.push(Discovered {
+                kind: "Network".into(),
+                identity: (*interface).to_owned(),
+                detail: "WireGuard interface".into(),
+                name: label_of(interface),
+                spec: None,
+                secret: None,
+            }),
+            ["E", export] => {
+                let path = export.split_whitespace().next().unwrap_or(export);
+                found.push(Discovered {
+                    kind: "Volume".into(),
+                    identity: path.to_owned(),
+                    detail: format!("NFS export: {}", export.trim()),
+                    name: label_of(path),
+                    spec: None,
+                    secret: None,
+                });
+            }
+            ["B", mount, path] => {
+                let full = format!("{}/{path}", mount.trim_end_matches('/'));
+                found.push(Discovered {
+                    kind: "Volume".into(),
+                    name: label_of(path.rsplit('/').next().unwrap_or(path)),
+                    identity: full,
+                    detail: "btrfs subvolume".into(),
+                    spec: None,
+                    secret: None,
+                });
+            }
+            ["D", what, name, detail, ..] => {
+                let kind = match *what {
+                    "container" | "service" => "Workload",
+                    "network" => "Network",
+                    _ => "Secret",
+                };
+                found.push(Discovered {
+                    kind: kind.into(),
+                    identity: (*name).to_owned(),
+                    detail: format!("Docker {what}: {detail}"),
+                    name: label_of(name),
+                    spec: None,
+                    secret: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Lists what `host` has, in one command.
+pub(super) async fn discover(
+    provider: &super::HostsProvider,
+    host: &str,
+    request: &DiscoverRequest,
+) -> Result<Vec<Discovered>, ProviderError> {
+    let session = provider.session(host).await?;
+    let output = provider.exec(&session, &script(request), None).await?;
+    Ok(read(&String::from_utf8_lossy(&output.stdout)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_read_into_objects() {
+        use base64::Engine as _;
+        let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        let output = format!(
+            "U\tlegacy.service\tenabled\tactive\nT\t{}\nF\t644\troot\troot\t12\t/etc/app/main.conf\nC\t{}\nF\t600\troot\troot\t20\t/etc/app/db.password\nC\t{}\nW\twg0\nE\t/srv/share 10.0.0.0/24(rw)\nD\tcontainer\tlegacy-web\tnginx:1, Up 2 hours\n",
+            b64("[Service]\nExecStart=/bin/true\n"),
+            b64("port = 8080\n"),
+            b64("hunter2\n"),
+        );
+        let found = read(&output);
+        assert_eq!(found.len(), 6, "{found:#?}");
+        assert_eq!(found[0].kind, "Service");
+        assert_eq!(found[0].name, "legacy");
+        assert_eq!(
+            found[0].spec.as_ref().unwrap()["unit"],
+            "[Service]\nExecStart=/bin/true\n"
+        );
+        assert_eq!(found[0].spec.as_ref().unwrap()["state"], "running");
+        assert_eq!(found[1].name, "etc-app-main-conf");
+        assert_eq!(found[1].spec.as_ref().unwrap()["mode"], "0644");
+        assert_eq!(found[1].spec.as_ref().unwrap()["content"], "port = 8080\n");
+        // A password file: its text is a secret, never in the spec.
+        assert_eq!(found[2].secret.as_deref(), Some("hunter2\n"));
+        assert!(found[2].spec.as_ref().unwrap().get("content").is_none());
+        assert_eq!(
+            (found[3].kind.as_str(), found[3].identity.as_str()),
+            ("Network", "wg0")
+        );
+        assert_eq!(found[4].identity, "/srv/share");
+        assert_eq!(found[5].kind, "Workload");
+    }
+
+    #[test]
+    fn secrets_are_told_by_name_or_text() {
+        assert!(looks_secret("/etc/app/api.key", "x"));
+        assert!(looks_secret("/root/.ssh/id_ed25519", "x"));
+        assert!(looks_secret(
+            "/etc/app/app.conf",
+            "user = a\npassword = hunter2\n"
+        ));
+        assert!(looks_secret(
+            "/etc/app/app.conf",
+            "-----BEGIN OPENSSH PRIVATE KEY-----"
+        ));
+        assert!(!looks_secret(
+            "/etc/app/app.conf",
+            "port = 8080\npasswords_file_count: 3\n"
+        ));
+        assert!(!looks_secret("/etc/motd", "welcome\n"));
+    }
+}
