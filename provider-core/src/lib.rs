@@ -288,6 +288,10 @@ pub struct Discovered {
     pub detail: String,
     /// The manifest name it would get (a DNS-1123 label made from its identity).
     pub name: String,
+    /// The address it would get, when the provider knows it (a Kubernetes Deployment's
+    /// `Workload/NAMESPACE/NAME`); else it is made from the kind, the name and the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// The manifest's spec, without the host: filled in with `contents`, and only for the
     /// kinds nimbus can write manifests for.
     #[serde(default, skip_serializing_if = "Option::is_none")]

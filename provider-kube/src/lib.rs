@@ -603,6 +603,56 @@ impl KubeProvider {
                             "generation": live["metadata"]["generation"]}),
         })
     }
+    /// What one API has that nimbus did not label as its own: namespaces (but the system's),
+    /// Deployments and Services (but the API's own `kubernetes`), one list call each.
+    async fn discover_on(
+        &self,
+        client: &kube::Client,
+        cluster: &str,
+    ) -> Result<Vec<nimbus_provider_core::Discovered>, ProviderError> {
+        const SYSTEM: [&str; 4] = ["kube-system", "kube-public", "kube-node-lease", "default"];
+        let mut found = Vec::new();
+        for (kind, what) in [
+            (objects::NAMESPACE, "Tenant"),
+            (objects::DEPLOYMENT, "Workload"),
+            (objects::SERVICE, "Workload"),
+        ] {
+            let listed = self
+                .api(client, kind, None)
+                .list(&ListParams::default().labels(&format!("{MANAGED_BY}!=nimbus")))
+                .await
+                .map_err(|e| api_error(&format!("listing {}", kind.plural), e))?;
+            for object in listed.items {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let namespace = object.metadata.namespace.clone().unwrap_or_default();
+                let (identity, address) = if kind.namespaced {
+                    if SYSTEM.contains(&namespace.as_str()) {
+                        continue;
+                    }
+                    (
+                        format!("{namespace}/{name}"),
+                        format!("Workload/{namespace}/{name}"),
+                    )
+                } else {
+                    if SYSTEM.contains(&name.as_str()) {
+                        continue;
+                    }
+                    (name.clone(), format!("Tenant/{name}"))
+                };
+                found.push(nimbus_provider_core::Discovered {
+                    kind: what.to_owned(),
+                    identity,
+                    detail: format!("Kubernetes {} on Cluster/{cluster}", kind.kind),
+                    name: nimbus_provider_core::label_of(&name),
+                    address: Some(address),
+                    spec: None,
+                    secret: None,
+                });
+            }
+        }
+        Ok(found)
+    }
+
     /// Tenants and Workloads of one API: each kind listed once, across namespaces.
     async fn observe_on(
         &self,
@@ -727,6 +777,30 @@ impl KubeProvider {
 impl Provider for KubeProvider {
     fn name(&self) -> &str {
         PROVIDER
+    }
+
+    fn discover<'a>(
+        &'a self,
+        target: Option<&'a str>,
+        _request: &'a nimbus_provider_core::DiscoverRequest,
+    ) -> BoxFuture<'a, Result<Vec<nimbus_provider_core::Discovered>, ProviderError>> {
+        Box::pin(async move {
+            if target.is_some() {
+                return Ok(Vec::new());
+            }
+            let mut found = Vec::new();
+            match &self.target {
+                Target::Fixed(client) => found.extend(self.discover_on(client, "(the API)").await?),
+                Target::K3s(clusters) => {
+                    for cluster in clusters.names() {
+                        if let Some(client) = clusters.client(cluster).await? {
+                            found.extend(self.discover_on(&client, cluster).await?);
+                        }
+                    }
+                }
+            }
+            Ok(found)
+        })
     }
 
     fn describe(&self) -> ProviderSchema {

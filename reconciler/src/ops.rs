@@ -388,7 +388,8 @@ async fn providers(
         }
     }
     let s3 = nimbus_providers::s3::PROVIDER;
-    if wanted(s3) || wanted_by_state(s3) {
+    // Also whenever the Repository names an endpoint: `nimbus discover` lists its buckets.
+    if wanted(s3) || wanted_by_state(s3) || loaded.repository().is_some_and(|r| r.s3.is_some()) {
         registry.add(nimbus_providers::configure::s3(&context));
     }
     let plugin_names: Vec<String> = loaded

@@ -183,6 +183,59 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
     let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
 
+    // Discovery (issue 28): a service, an overlay network and a secret made with the docker
+    // CLI are listed on the manager; what nimbus made (services, their tasks, secrets and
+    // networks) is not; nothing changes.
+    docker(
+        &bed,
+        0,
+        &format!(
+            "docker service create -d --name hand-made {TEST_IMAGE} >/dev/null && docker network create -d overlay hand-net >/dev/null && printf x | docker secret create hand-secret - >/dev/null"
+        ),
+    );
+    let swarm = || {
+        docker(
+            &bed,
+            0,
+            "docker service ls -q | xargs docker service inspect --format '{{.Spec.Name}} {{.Version.Index}}'; docker network ls -q; docker secret ls -q",
+        )
+    };
+    let before = swarm();
+    let listed = nimbus(repo, &["discover", "--format", "json", "."]);
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&listed.stderr)));
+    let objects = json["discovered"]["objects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let manager = bed.hosts[0].name.as_str();
+    let on_manager = |detail: &str, identity: &str| {
+        objects.iter().any(|o| {
+            o["host"] == manager
+                && o["identity"] == identity
+                && o["detail"].as_str().is_some_and(|d| d.starts_with(detail))
+        })
+    };
+    assert!(on_manager("Docker service", "hand-made"), "{json}");
+    assert!(on_manager("Docker network", "hand-net"), "{json}");
+    assert!(on_manager("Docker secret", "hand-secret"), "{json}");
+    let identities: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| o["identity"].as_str())
+        .collect();
+    assert!(
+        !identities
+            .iter()
+            .any(|i| i.starts_with("acme") || i.starts_with("hand-made.")),
+        "what nimbus made, or a service's tasks, listed: {identities:?}"
+    );
+    assert_eq!(swarm(), before, "discovery changed the swarm");
+    docker(
+        &bed,
+        0,
+        "docker service rm hand-made >/dev/null && docker network rm hand-net >/dev/null && docker secret rm hand-secret >/dev/null",
+    );
+
     // Scaled by hand: drift, corrected.
     docker(&bed, 0, "docker service scale -d acme_web=1 >/dev/null");
     let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);

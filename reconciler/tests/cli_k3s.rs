@@ -399,6 +399,38 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         "-f",
         &theirs.display().to_string(),
     ]);
+    // Discovery (issue 28) lists what kubectl made and nimbus does not manage, with the
+    // address each would get, and changes nothing in the API.
+    kubectl.ok(&["create", "namespace", "hand-made"]);
+    let versions = || {
+        kubectl.ok(&[
+            "get",
+            "namespaces,deployments,services",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
+        ])
+    };
+    let before = versions();
+    let listed = nimbus(repo, &["discover", "--format", "json", "."]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&listed.stdout).unwrap_or_else(|e| panic!("{e}: {}", said(&listed)));
+    let objects = json["discovered"]["objects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let found = |kind: &str, address: &str| {
+        objects
+            .iter()
+            .any(|o| o["kind"] == kind && o["address"] == address)
+    };
+    assert!(found("Tenant", "Tenant/hand-made"), "{json}");
+    assert!(found("Workload", "Workload/acme/shared"), "{json}");
+    assert!(
+        !found("Tenant", "Tenant/acme") && !found("Workload", "Workload/acme/web"),
+        "what nimbus manages is not listed: {json}"
+    );
+    assert_eq!(versions(), before, "discovery changed the API's objects");
     write(
         repo,
         "tenants/acme/shared.yaml",

@@ -107,10 +107,10 @@ fn modules_environments_and_moves_on_real_hosts() {
         text(&output.stdout)
     );
 
-    // Prod has a state of its own (nothing recorded: staging's files are found on the hosts
-    // and taken over), its values and its patch.
+    // Prod has a state of its own (nothing recorded: staging's files, found on the same
+    // hosts, are refused as not managed until imported), its values and its patch.
     let output = repo.nimbus(&["plan", "--env", "prod", "--format", "json", "."]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let plan: serde_json::Value =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan["environment"], "prod");
@@ -133,9 +133,9 @@ fn modules_environments_and_moves_on_real_hosts() {
     assert!(
         plan["changes"]
             .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["reason"]
+            .is_some_and(|c| c.iter().any(|c| c["error"]
                 .as_str()
-                .is_some_and(|r| r.contains("not managed yet")))),
+                .is_some_and(|r| r.contains("exists, not managed")))),
         "prod's state records nothing: {plan}"
     );
 

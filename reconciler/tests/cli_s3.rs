@@ -112,6 +112,25 @@ fn an_s3_volume_is_a_tagged_bucket_deleted_only_with_allow_deletes() {
 
     // A bucket nimbus did not create is not taken over, and never deleted.
     moto.boto3("s3.create_bucket(Bucket='theirs')\ns3.put_object(Bucket='theirs', Key='theirs.txt', Body=b'theirs')");
+    // Discovery (issue 28) lists it, and nothing nimbus tagged.
+    let listed = nimbus(&repo, &["discover", "--format", "json", "."]);
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&listed.stderr)));
+    let buckets: Vec<&str> = json["discovered"]["objects"]
+        .as_array()
+        .map(|o| {
+            o.iter()
+                .filter(|o| {
+                    o["kind"] == "Volume"
+                        && o["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("S3 bucket"))
+                })
+                .filter_map(|o| o["identity"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(buckets, ["theirs"], "{json}");
     write(
         &repo,
         "tenants/acme/theirs.yaml",
@@ -123,7 +142,7 @@ fn an_s3_volume_is_a_tagged_bucket_deleted_only_with_allow_deletes() {
     let said = format!("{}{}", text(&taken.stdout), text(&taken.stderr));
     assert_eq!(taken.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("Volume/acme/theirs") && said.contains("nimbus did not create it"),
+        said.contains("Volume/acme/theirs") && said.contains("exists, not managed"),
         "{said}"
     );
     let tagged = moto.boto3(

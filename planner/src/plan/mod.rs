@@ -192,6 +192,9 @@ pub fn plan_resolved(
                 adopts: match spec {
                     Spec::Host(_) => true,
                     Spec::Service(service) => service.unit.is_none(),
+                    // A Tenant without a Cluster is a name for its Workloads' containers:
+                    // nothing of its own exists anywhere to be made or imported.
+                    Spec::Tenant(tenant) => tenant.cluster.is_none(),
                     _ => false,
                 },
             },

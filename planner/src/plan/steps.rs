@@ -70,8 +70,8 @@ pub(super) struct Compared<'a> {
     pub protected: bool,
     /// An `Import` record or `nimbus import` names it.
     pub imported: bool,
-    /// It manages what is already there by design (a Host, a Service without `unit`): found
-    /// without a record, it is neither refused nor imported.
+    /// It manages what is already there by design (a Host, a Service without `unit`, a
+    /// Tenant without a Cluster): found without a record, it is neither refused nor imported.
     pub adopts: bool,
 }
 

@@ -127,6 +127,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     "state": if *active == "active" { "running" } else { "stopped" },
                 })),
                 secret: None,
+                address: None,
             }),
             ["T", text] => {
                 if let Some(last) = found.last_mut()
@@ -144,6 +145,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 name: label_of(unit.strip_suffix(".service").unwrap_or(unit)),
                 spec: None,
                 secret: None,
+                address: None,
             }),
             ["F", mode, owner, group, size, path] => found.push(Discovered {
                 kind: "File".into(),
@@ -157,6 +159,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     "group": group,
                 })),
                 secret: None,
+                address: None,
             }),
             ["C", text] => {
                 let Some(last) = found.last_mut().filter(|f| f.kind == "File") else {
@@ -183,6 +186,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 name: label_of(interface),
                 spec: None,
                 secret: None,
+                address: None,
             }),
             ["E", export] => {
                 let path = export.split_whitespace().next().unwrap_or(export);
@@ -193,6 +197,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     name: label_of(path),
                     spec: None,
                     secret: None,
+                    address: None,
                 });
             }
             ["B", mount, path] => {
@@ -204,6 +209,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     detail: "btrfs subvolume".into(),
                     spec: None,
                     secret: None,
+                    address: None,
                 });
             }
             ["D", what, name, detail, ..] => {
@@ -219,6 +225,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     name: label_of(name),
                     spec: None,
                     secret: None,
+                    address: None,
                 });
             }
             _ => {}

@@ -416,6 +416,36 @@ impl Provider for S3Provider {
         }
     }
 
+    /// Buckets of the endpoint that carry no tag of nimbus's (`nimbus discover`).
+    fn discover<'a>(
+        &'a self,
+        target: Option<&'a str>,
+        _request: &'a nimbus_provider_core::DiscoverRequest,
+    ) -> BoxFuture<'a, Result<Vec<nimbus_provider_core::Discovered>, ProviderError>> {
+        Box::pin(async move {
+            if target.is_some() {
+                return Ok(Vec::new());
+            }
+            let mut found = Vec::new();
+            for bucket in self.bucket_names().await? {
+                let tags = self.tags(&bucket).await.unwrap_or_default();
+                if tags.iter().any(|(key, _)| key == MANAGED_BY) {
+                    continue;
+                }
+                found.push(nimbus_provider_core::Discovered {
+                    kind: "Volume".into(),
+                    name: nimbus_provider_core::label_of(&bucket),
+                    address: None,
+                    detail: format!("S3 bucket at {}", self.config.endpoint),
+                    identity: bucket,
+                    spec: None,
+                    secret: None,
+                });
+            }
+            Ok(found)
+        })
+    }
+
     fn observe<'a>(
         &'a self,
         _target: Option<&'a str>,

@@ -91,7 +91,7 @@ pub fn run(args: DiscoverArgs) -> Result<i32> {
         match args.format {
             DiscoverFormat::Json => print_stdout(&crate::render::versioned_json(
                 "discovered",
-                &serde_json::json!({"objects": found, "unreachable": unreachable}),
+                serde_json::json!({"objects": found, "unreachable": unreachable}),
             )),
             DiscoverFormat::Text => print_stdout(&text(&found, &unreachable)),
         }
@@ -142,22 +142,36 @@ async fn discover(
         .into_iter()
         .filter(|h| args.hosts.is_empty() || args.hosts.iter().any(|a| a == h))
         .collect();
-    let provider = session
-        .registry
-        .get(nimbus_providers::hosts::PROVIDER)
-        .ok_or_else(|| miette::miette!("this run has no SSH provider"))?;
+    let ssh = session.registry.get(nimbus_providers::hosts::PROVIDER);
     let request = DiscoverRequest {
         paths: args.paths.clone(),
         contents: args.generate,
     };
     let mut asked = tokio::task::JoinSet::new();
-    for host in &hosts {
-        let provider = std::sync::Arc::clone(provider);
+    for host in hosts.iter().filter(|_| ssh.is_some()) {
+        let Some(provider) = ssh.map(std::sync::Arc::clone) else {
+            continue;
+        };
         let request = request.clone();
         let host = (*host).to_owned();
         asked.spawn(async move {
             let found = provider.discover(Some(&host), &request).await;
             (host, found)
+        });
+    }
+    // Providers whose objects are not on a host (Kubernetes clusters) are asked once.
+    for name in session.registry.names() {
+        if name == nimbus_providers::hosts::PROVIDER || !args.hosts.is_empty() {
+            continue;
+        }
+        let Some(other) = session.registry.get(name) else {
+            continue;
+        };
+        let other = std::sync::Arc::clone(other);
+        let request = request.clone();
+        asked.spawn(async move {
+            let found = other.discover(None, &request).await;
+            (String::new(), found)
         });
     }
     let mut answers = Vec::new();
@@ -199,7 +213,12 @@ async fn discover(
         let objects = match answer {
             Ok(objects) => objects,
             Err(e) => {
-                unreachable.insert(host, e.to_string());
+                let what = if host.is_empty() {
+                    "a provider".to_owned()
+                } else {
+                    format!("Host/{host}")
+                };
+                unreachable.insert(what, e.to_string());
                 continue;
             }
         };
@@ -233,6 +252,9 @@ async fn discover(
 
 /// The address an object would get in nimbus.
 fn would_be(object: &Discovered, host: &str) -> String {
+    if let Some(address) = &object.address {
+        return address.clone();
+    }
     match object.kind.as_str() {
         "File" | "Service" | "Network" => format!("{}/{}@{host}", object.kind, object.name),
         "Workload" => format!("Workload/TENANT/{}", object.name),
@@ -272,12 +294,15 @@ fn text(found: &[Found], unreachable: &BTreeMap<String, String>) -> String {
             };
             out.push_str(&format!(
                 "  {:k$}  {:h$}  {:i$}  {}  -> {what}\n",
-                f.kind, f.host, f.identity, f.detail
+                f.kind,
+                if f.host.is_empty() { "-" } else { &f.host },
+                f.identity,
+                f.detail
             ));
         }
     }
-    for (host, reason) in unreachable {
-        out.push_str(&format!("  ? Host/{host}: not asked: {reason}\n"));
+    for (what, reason) in unreachable {
+        out.push_str(&format!("  ? {what}: not asked: {reason}\n"));
     }
     out.push_str("Nothing was changed.\n");
     out

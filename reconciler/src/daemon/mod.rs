@@ -405,15 +405,6 @@ async fn keep_leadership(
         };
         let leading = role.as_ref().is_some_and(|r| !r.is_standby());
         if leading && was_standby {
-            tracing::info!("took over as leader");
-            notify::notify(notify::Event::new(
-                nimbus_schemas::EventKind::LeaderChanged,
-                format!(
-                    "{} on {} leads now",
-                    presence.info.replica,
-                    crate::state::this_host()
-                ),
-            ));
             wake.notify_one();
         }
         if leading
@@ -477,7 +468,25 @@ impl Presence {
                 return None;
             }
         };
-        status.lock().unwrap_or_else(|e| e.into_inner()).role = Some(role.clone());
+        // The fetch loop and the lease's renewal both claim: whichever sees a standby become
+        // the leader tells it, once.
+        let was_standby = {
+            let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+            let was = status.role.as_ref().is_some_and(status::Role::is_standby);
+            status.role = Some(role.clone());
+            was
+        };
+        if was_standby && !role.is_standby() {
+            tracing::info!("took over as leader");
+            notify::notify(notify::Event::new(
+                nimbus_schemas::EventKind::LeaderChanged,
+                format!(
+                    "{} on {} leads now",
+                    self.info.replica,
+                    crate::state::this_host()
+                ),
+            ));
+        }
         Some(role)
     }
 
