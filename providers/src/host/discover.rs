@@ -22,21 +22,28 @@ pub(super) fn script(request: &DiscoverRequest) -> String {
     format!(
         r#"C={contents}
 export LC_ALL=C
+units=""
 for f in /etc/systemd/system/*.service; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   n=${{f##*/}}
   case "$n" in nimbus-*) continue;; esac
-  if grep -q 'qemu-system' "$f" 2>/dev/null; then printf 'Q\t%s\n' "$n"; continue; fi
-  printf 'U\t%s\t%s\t%s\n' "$n" "$(systemctl is-enabled "$n" 2>/dev/null)" "$(systemctl is-active "$n" 2>/dev/null)"
-  [ -n "$C" ] && printf 'T\t%s\n' "$(base64 -w0 < "$f")"
+  units="$units $n"
 done
+if [ -n "$units" ]; then
+  qemu=" $(cd /etc/systemd/system && grep -l qemu-system $units 2>/dev/null | tr '\n' ' ') "
+  systemctl show -p Id -p UnitFileState -p ActiveState $units 2>/dev/null | awk -F= -v q="$qemu" '
+    function emit() {{ if (id != "") {{ if (index(q, " " id " ")) print "Q\t" id; else print "U\t" id "\t" ufs "\t" st }} id = ""; ufs = ""; st = "" }}
+    /^Id=/ {{ id = $2 }} /^UnitFileState=/ {{ ufs = $2 }} /^ActiveState=/ {{ st = $2 }} /^$/ {{ emit() }} END {{ emit() }}'
+  if [ -n "$C" ]; then
+    for n in $units; do printf 'T\t%s\t%s\n' "$n" "$(base64 -w0 < "/etc/systemd/system/$n")"; done
+  fi
+fi
 for p in {paths}; do
   [ -e "$p" ] || continue
-  find "$p" -xdev -type f 2>/dev/null | head -n {MAX_FILES} | while IFS= read -r f; do
-    s=$(stat -c '%a	%U	%G	%s' -- "$f" 2>/dev/null) || continue
-    printf 'F\t%s\t%s\n' "$s" "$f"
-    if [ -n "$C" ] && [ "$(stat -c %s -- "$f")" -le {MAX_CONTENT} ]; then printf 'C\t%s\n' "$(base64 -w0 < "$f")"; fi
-  done
+  find "$p" -xdev -type f -printf 'F\t%m\t%u\t%g\t%s\t%p\n' 2>/dev/null | head -n {MAX_FILES}
+  if [ -n "$C" ]; then
+    find "$p" -xdev -type f -size -{max_kib}k 2>/dev/null | head -n {MAX_FILES} | while IFS= read -r f; do printf 'C\t%s\t%s\n' "$f" "$(base64 -w0 < "$f")"; done
+  fi
 done
 {{ ip -o link show type wireguard 2>/dev/null | awk -F': ' '{{print $2}}' | cut -d@ -f1; for s in /var/run/wireguard/*.sock; do [ -S "$s" ] && basename "$s" .sock; done; }} | sort -u | while IFS= read -r w; do [ -n "$w" ] && printf 'W\t%s\n' "$w"; done
 cat /etc/exports /etc/exports.d/*.exports 2>/dev/null | grep -v '^[[:space:]]*#' | grep -v '^[[:space:]]*$' | while IFS= read -r e; do printf 'E\t%s\n' "$e"; done
@@ -53,6 +60,7 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
 fi
 true
 "#,
+        max_kib = MAX_CONTENT / 1024 + 1,
         paths = if paths.is_empty() {
             "''".to_owned()
         } else {
@@ -129,11 +137,12 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 secret: None,
                 address: None,
             }),
-            ["T", text] => {
-                if let Some(last) = found.last_mut()
-                    && last.kind == "Service"
+            ["T", unit, text] => {
+                if let Some(found) = found
+                    .iter_mut()
+                    .find(|f| f.kind == "Service" && f.identity == *unit)
                     && let Some(text) = decode(text).and_then(|b| String::from_utf8(b).ok())
-                    && let Some(Value::Object(spec)) = last.spec.as_mut()
+                    && let Some(Value::Object(spec)) = found.spec.as_mut()
                 {
                     spec.insert("unit".into(), Value::String(text));
                 }
@@ -161,8 +170,11 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 secret: None,
                 address: None,
             }),
-            ["C", text] => {
-                let Some(last) = found.last_mut().filter(|f| f.kind == "File") else {
+            ["C", path, text] => {
+                let Some(last) = found
+                    .iter_mut()
+                    .find(|f| f.kind == "File" && f.identity == *path)
+                else {
                     continue;
                 };
                 let text = decode(text).and_then(|b| String::from_utf8(b).ok());
@@ -254,7 +266,7 @@ mod tests {
         use base64::Engine as _;
         let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
         let output = format!(
-            "U\tlegacy.service\tenabled\tactive\nT\t{}\nF\t644\troot\troot\t12\t/etc/app/main.conf\nC\t{}\nF\t600\troot\troot\t20\t/etc/app/db.password\nC\t{}\nW\twg0\nE\t/srv/share 10.0.0.0/24(rw)\nD\tcontainer\tlegacy-web\tnginx:1, Up 2 hours\n",
+            "U\tlegacy.service\tenabled\tactive\nF\t644\troot\troot\t12\t/etc/app/main.conf\nF\t600\troot\troot\t20\t/etc/app/db.password\nT\tlegacy.service\t{}\nC\t/etc/app/main.conf\t{}\nC\t/etc/app/db.password\t{}\nW\twg0\nE\t/srv/share 10.0.0.0/24(rw)\nD\tcontainer\tlegacy-web\tnginx:1, Up 2 hours\n",
             b64("[Service]\nExecStart=/bin/true\n"),
             b64("port = 8080\n"),
             b64("hunter2\n"),

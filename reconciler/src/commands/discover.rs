@@ -198,13 +198,28 @@ async fn discover(
             instance.address.clone(),
         );
     }
-    // Files state records, by host and path (their names need not be their paths).
+    // Files and Volumes state records, by host and path (their names are not their paths):
+    // a File's `path`, a Volume's `POOL/TENANT/NAME` on its host.
     let recorded_paths: BTreeSet<(String, String)> = records
         .iter()
-        .filter(|r| r.kind == Kind::File)
-        .filter_map(|r| {
-            let host = nimbus_schemas::Address::target_of(&r.address)?;
-            Some((host, r.applied.get("path")?.as_str()?.to_owned()))
+        .filter_map(|r| match r.kind {
+            Kind::File => Some((
+                nimbus_schemas::Address::target_of(&r.address)?,
+                r.applied.get("path")?.as_str()?.to_owned(),
+            )),
+            Kind::Volume => {
+                let address: nimbus_schemas::Address = r.address.parse().ok()?;
+                Some((
+                    r.applied.get("host")?.as_str()?.to_owned(),
+                    format!(
+                        "{}/{}/{}",
+                        r.applied.get("pool")?.as_str()?.trim_end_matches('/'),
+                        address.tenant?,
+                        address.name
+                    ),
+                ))
+            }
+            _ => None,
         })
         .collect();
     let mut found = Vec::new();
@@ -223,7 +238,7 @@ async fn discover(
             }
         };
         for object in objects {
-            if object.kind == "File"
+            if matches!(object.kind.as_str(), "File" | "Volume")
                 && recorded_paths.contains(&(host.clone(), object.identity.clone()))
             {
                 continue;
