@@ -11,6 +11,7 @@
 //! reported with the fields and their managers, and forced only when asked
 //! ([`KubeProvider::force_conflicts`]).
 
+mod discover;
 pub mod k3s;
 mod nodes;
 pub mod objects;
@@ -603,56 +604,6 @@ impl KubeProvider {
                             "generation": live["metadata"]["generation"]}),
         })
     }
-    /// What one API has that nimbus did not label as its own: namespaces (but the system's),
-    /// Deployments and Services (but the API's own `kubernetes`), one list call each.
-    async fn discover_on(
-        &self,
-        client: &kube::Client,
-        cluster: &str,
-    ) -> Result<Vec<nimbus_provider_core::Discovered>, ProviderError> {
-        const SYSTEM: [&str; 4] = ["kube-system", "kube-public", "kube-node-lease", "default"];
-        let mut found = Vec::new();
-        for (kind, what) in [
-            (objects::NAMESPACE, "Tenant"),
-            (objects::DEPLOYMENT, "Workload"),
-            (objects::SERVICE, "Workload"),
-        ] {
-            let listed = self
-                .api(client, kind, None)
-                .list(&ListParams::default().labels(&format!("{MANAGED_BY}!=nimbus")))
-                .await
-                .map_err(|e| api_error(&format!("listing {}", kind.plural), e))?;
-            for object in listed.items {
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                let (identity, address) = if kind.namespaced {
-                    if SYSTEM.contains(&namespace.as_str()) {
-                        continue;
-                    }
-                    (
-                        format!("{namespace}/{name}"),
-                        format!("Workload/{namespace}/{name}"),
-                    )
-                } else {
-                    if SYSTEM.contains(&name.as_str()) {
-                        continue;
-                    }
-                    (name.clone(), format!("Tenant/{name}"))
-                };
-                found.push(nimbus_provider_core::Discovered {
-                    kind: what.to_owned(),
-                    identity,
-                    detail: format!("Kubernetes {} on Cluster/{cluster}", kind.kind),
-                    name: nimbus_provider_core::label_of(&name),
-                    address: Some(address),
-                    spec: None,
-                    secret: None,
-                });
-            }
-        }
-        Ok(found)
-    }
-
     /// Tenants and Workloads of one API: each kind listed once, across namespaces.
     async fn observe_on(
         &self,
@@ -790,11 +741,13 @@ impl Provider for KubeProvider {
             }
             let mut found = Vec::new();
             match &self.target {
-                Target::Fixed(client) => found.extend(self.discover_on(client, "(the API)").await?),
+                Target::Fixed(client) => {
+                    found.extend(discover::on(self, client, "(the API)").await?)
+                }
                 Target::K3s(clusters) => {
                     for cluster in clusters.names() {
                         if let Some(client) = clusters.client(cluster).await? {
-                            found.extend(self.discover_on(&client, cluster).await?);
+                            found.extend(discover::on(self, &client, cluster).await?);
                         }
                     }
                 }
