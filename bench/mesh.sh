@@ -28,16 +28,7 @@ N=$((N + 1)) ROOTFS="$cache/rootfs-systemd" bash testbed/hosts-up.sh >/dev/null
 
 
 r=$work/repo
-mkdir -p "$r/.bed"
-cp "$TB/keys/id_ed25519" "$TB/known_hosts" "$r/.bed/"
-cat >"$r/nimbus.yaml" <<EOF
-apiVersion: nimbus.dev/v1alpha1
-kind: Repository
-metadata: {name: mesh}
-spec:
-  parallelism: 64
-  ssh: {user: root, identityFile: .bed/id_ed25519, knownHosts: .bed/known_hosts}
-EOF
+bed_repo "$r" mesh 64
 cat >"$r/network.yaml" <<EOF
 apiVersion: nimbus.dev/v1alpha1
 kind: Network

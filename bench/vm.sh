@@ -26,15 +26,7 @@ S h1 'cat > /srv/guest/initrd.cpio.gz' <"$cache/guest/initrd.cpio.gz"
 
 
 r=$work/repo
-mkdir -p "$r/.bed"
-cp "$TB/keys/id_ed25519" "$TB/known_hosts" "$r/.bed/"
-cat >"$r/nimbus.yaml" <<EOF
-apiVersion: nimbus.dev/v1alpha1
-kind: Repository
-metadata: {name: vm}
-spec:
-  ssh: {user: root, identityFile: .bed/id_ed25519, knownHosts: .bed/known_hosts}
-EOF
+bed_repo "$r" vm
 cat >"$r/hosts.yaml" <<EOF
 apiVersion: nimbus.dev/v1alpha1
 kind: Host

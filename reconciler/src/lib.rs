@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod daemon;
+pub mod discovery;
 pub mod engine;
 pub mod executor;
 pub mod forge;

@@ -6,7 +6,7 @@
 
 use crate::common;
 use crate::sshd;
-use common::{Running, git, git_daemon, ok, text};
+use common::{Running, git, ok, text};
 use sshd::bed as hostbed;
 
 use std::path::{Path, PathBuf};
@@ -142,26 +142,17 @@ fn the_reconcile_daemon_killed_on_real_hosts_recovers_and_prunes() {
     let bed = hostbed::Bed::up(1);
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     // A git server on loopback, serving a bare repository seeded from a working clone.
-    let repos = work.path().join("repos");
-    std::fs::create_dir_all(&repos).unwrap_or_else(|e| panic!("{e}"));
-    git(&repos, &["init", "-q", "--bare", "-b", "main", "infra.git"]);
-    let git_port = sshd::free_port();
-    let _git_daemon = git_daemon(&repos, git_port);
     let clone = work.path().join("work");
     write_repo(&bed, &clone);
-    git(&clone, &["init", "-q", "-b", "main"]);
-    git(&clone, &["add", "-A"]);
-    git(&clone, &["commit", "-q", "-m", "files"]);
-    let bare = repos.join("infra.git").display().to_string();
-    git(&clone, &["push", "-q", &bare, "main"]);
-    let url = format!("git://127.0.0.1:{git_port}/infra.git");
+    let server = common::serve_clone(work.path(), &clone, "files");
+    let (url, bare) = (&server.url, &server.bare);
     let workdir = work.path().join("daemon");
     let daemon = |pause: &str| -> (Running, PathBuf) {
         let port = sshd::free_port();
         std::fs::create_dir_all(&workdir).unwrap_or_else(|e| panic!("{e}"));
         let log = workdir.join(format!("log-{port}"));
         let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(["reconcile", "--repo", &url, "--branch", "main"])
+            .args(["reconcile", "--repo", url, "--branch", "main"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--interval", "1s", "--drift-interval", "1h"])
             .arg("--workdir")
@@ -193,7 +184,7 @@ fn the_reconcile_daemon_killed_on_real_hosts_recovers_and_prunes() {
     // recovers the killed run's intents, then prunes every File it owns.
     git(&clone, &["rm", "-q", "files.yaml"]);
     git(&clone, &["commit", "-q", "-m", "remove the files"]);
-    git(&clone, &["push", "-q", &bare, "main"]);
+    git(&clone, &["push", "-q", bare, "main"]);
     let (_second, log) = daemon("0");
     let deadline = Instant::now() + Duration::from_secs(90);
     while files_on_host(&bed) > 0 {

@@ -201,13 +201,7 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         )
     };
     let before = swarm();
-    let listed = nimbus(repo, &["discover", "--format", "json", "."]);
-    let json: serde_json::Value = serde_json::from_slice(&listed.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&listed.stderr)));
-    let objects = json["discovered"]["objects"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let objects = common::discovered(repo, &[]);
     let manager = bed.hosts[0].name.as_str();
     let on_manager = |detail: &str, identity: &str| {
         objects.iter().any(|o| {
@@ -216,9 +210,9 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
                 && o["detail"].as_str().is_some_and(|d| d.starts_with(detail))
         })
     };
-    assert!(on_manager("Docker service", "hand-made"), "{json}");
-    assert!(on_manager("Docker network", "hand-net"), "{json}");
-    assert!(on_manager("Docker secret", "hand-secret"), "{json}");
+    assert!(on_manager("Docker service", "hand-made"), "{objects:?}");
+    assert!(on_manager("Docker network", "hand-net"), "{objects:?}");
+    assert!(on_manager("Docker secret", "hand-secret"), "{objects:?}");
     let identities: Vec<&str> = objects
         .iter()
         .filter_map(|o| o["identity"].as_str())

@@ -9,7 +9,7 @@
 
 use crate::common;
 use crate::sshd;
-use common::{git, git_daemon, text};
+use common::{git, text};
 use sshd::bed as hostbed;
 
 use std::os::unix::fs::PermissionsExt;
@@ -40,11 +40,13 @@ fn docker_ok(args: &[&str]) -> String {
     text(&output.stdout).trim().to_owned()
 }
 
-/// Removes the container and the volume the test made, whatever happened.
+/// Removes the container, the volume and the images the test made, whatever happened.
 struct Cleanup {
     container: String,
     volume: String,
     image: String,
+    /// The build's `BUILD_ID`: the label of its build stage's image.
+    build: String,
 }
 
 impl Drop for Cleanup {
@@ -57,7 +59,7 @@ impl Drop for Cleanup {
             "images",
             "-q",
             "--filter",
-            &format!("label=nimbus.build={}", self.volume),
+            &format!("label=nimbus.build={}", self.build),
         ]);
         for id in text(&stages.stdout).split_whitespace() {
             let _ = docker(&["image", "rm", "-f", id]);
@@ -179,10 +181,11 @@ fn the_image_reconciles_a_repository_onto_test_hosts() {
         container: format!("nimbus-image-test-{id}"),
         volume: format!("nimbus-image-test-state-{id}"),
         image: format!("nimbus-test/nimbus:{id}"),
+        build: format!("nimbus-image-test-{id}"),
     };
     let context = work.path().join("context");
     std::fs::create_dir_all(&context).unwrap_or_else(|e| panic!("{e}"));
-    build_image(&cleanup.image, &cleanup.volume, &context);
+    build_image(&cleanup.image, &cleanup.build, &context);
 
     // What the image promises: its own user, the state directory a volume, a health check.
     let config = docker_ok(&[
@@ -200,18 +203,9 @@ fn the_image_reconciles_a_repository_onto_test_hosts() {
     assert!(config.contains("\"nimbus\",\"healthcheck\""), "{config}");
 
     // The config repository, served by git daemon on loopback.
-    let repos = work.path().join("repos");
-    std::fs::create_dir_all(&repos).unwrap_or_else(|e| panic!("{e}"));
-    git(&repos, &["init", "-q", "--bare", "-b", "main", "infra.git"]);
-    let git_port = sshd::free_port();
-    let _git_daemon = git_daemon(&repos, git_port);
     let clone = work.path().join("work");
     write_repo(&bed, &clone);
-    git(&clone, &["init", "-q", "-b", "main"]);
-    git(&clone, &["add", "-A"]);
-    git(&clone, &["commit", "-q", "-m", "hosts and files"]);
-    let bare = repos.join("infra.git").display().to_string();
-    git(&clone, &["push", "-q", &bare, "main"]);
+    let server = common::serve_clone(work.path(), &clone, "hosts and files");
 
     // The key, readable by the image's user alone, mounted read-only.
     let keys = work.path().join("keys");
@@ -239,7 +233,7 @@ fn the_image_reconciles_a_repository_onto_test_hosts() {
         "-v",
         &format!("{}:/keys:ro", keys.display()),
         "-e",
-        &format!("NIMBUS_REPO=git://127.0.0.1:{git_port}/infra.git"),
+        &format!("NIMBUS_REPO={}", server.url),
         "-e",
         &format!("NIMBUS_LISTEN={listen}"),
         "-e",
@@ -280,7 +274,7 @@ fn the_image_reconciles_a_repository_onto_test_hosts() {
             .replace("from the image\\n", "pushed\\n"),
     );
     git(&clone, &["commit", "-q", "-am", "new motd"]);
-    git(&clone, &["push", "-q", &bare, "main"]);
+    git(&clone, &["push", "-q", &server.bare, "main"]);
     wait_until("the pushed commit on both hosts", container, 120, || {
         (0..2).all(|h| on_host(&bed, h, "/etc/demo/motd").as_deref() == Some("pushed\n"))
     });

@@ -412,23 +412,17 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
         ])
     };
     let before = versions();
-    let listed = nimbus(repo, &["discover", "--format", "json", "."]);
-    let json: serde_json::Value =
-        serde_json::from_slice(&listed.stdout).unwrap_or_else(|e| panic!("{e}: {}", said(&listed)));
-    let objects = json["discovered"]["objects"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let objects = common::discovered(repo, &[]);
     let found = |kind: &str, address: &str| {
         objects
             .iter()
             .any(|o| o["kind"] == kind && o["address"] == address)
     };
-    assert!(found("Tenant", "Tenant/hand-made"), "{json}");
-    assert!(found("Workload", "Workload/acme/shared"), "{json}");
+    assert!(found("Tenant", "Tenant/hand-made"), "{objects:?}");
+    assert!(found("Workload", "Workload/acme/shared"), "{objects:?}");
     assert!(
         !found("Tenant", "Tenant/acme") && !found("Workload", "Workload/acme/web"),
-        "what nimbus manages is not listed: {json}"
+        "what nimbus manages is not listed: {objects:?}"
     );
     assert_eq!(versions(), before, "discovery changed the API's objects");
     write(

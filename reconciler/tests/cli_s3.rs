@@ -113,24 +113,18 @@ fn an_s3_volume_is_a_tagged_bucket_deleted_only_with_allow_deletes() {
     // A bucket nimbus did not create is not taken over, and never deleted.
     moto.boto3("s3.create_bucket(Bucket='theirs')\ns3.put_object(Bucket='theirs', Key='theirs.txt', Body=b'theirs')");
     // Discovery (issue 28) lists it, and nothing nimbus tagged.
-    let listed = nimbus(&repo, &["discover", "--format", "json", "."]);
-    let json: serde_json::Value = serde_json::from_slice(&listed.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&listed.stderr)));
-    let buckets: Vec<&str> = json["discovered"]["objects"]
-        .as_array()
-        .map(|o| {
-            o.iter()
-                .filter(|o| {
-                    o["kind"] == "Volume"
-                        && o["detail"]
-                            .as_str()
-                            .is_some_and(|d| d.starts_with("S3 bucket"))
-                })
-                .filter_map(|o| o["identity"].as_str())
-                .collect()
+    let objects = common::discovered(&repo, &[]);
+    let buckets: Vec<&str> = objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "Volume"
+                && o["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("S3 bucket"))
         })
-        .unwrap_or_default();
-    assert_eq!(buckets, ["theirs"], "{json}");
+        .filter_map(|o| o["identity"].as_str())
+        .collect();
+    assert_eq!(buckets, ["theirs"], "{objects:?}");
     write(
         &repo,
         "tenants/acme/theirs.yaml",

@@ -62,23 +62,17 @@ fn a_btrfs_volume_is_a_subvolume_with_a_quota() {
         &host,
         &format!("btrfs subvolume create {POOL}/by-hand >/dev/null"),
     );
-    let listed = nimbus(repo, &["discover", "--format", "json", "."]);
-    let json: serde_json::Value = serde_json::from_slice(&listed.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&listed.stderr)));
-    let subvolumes: Vec<&str> = json["discovered"]["objects"]
-        .as_array()
-        .map(|o| {
-            o.iter()
-                .filter(|o| o["detail"] == "btrfs subvolume")
-                .filter_map(|o| o["identity"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
+    let objects = common::discovered(repo, &[]);
+    let subvolumes: Vec<&str> = objects
+        .iter()
+        .filter(|o| o["detail"] == "btrfs subvolume")
+        .filter_map(|o| o["identity"].as_str())
+        .collect();
     assert!(
         subvolumes.contains(&format!("{POOL}/by-hand").as_str()),
-        "{json}"
+        "{objects:?}"
     );
-    assert!(!subvolumes.contains(&path.as_str()), "{json}");
+    assert!(!subvolumes.contains(&path.as_str()), "{objects:?}");
     bed.ssh_ok(
         &host,
         &format!("btrfs subvolume delete {POOL}/by-hand >/dev/null"),

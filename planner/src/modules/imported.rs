@@ -5,9 +5,8 @@
 
 use nimbus_schemas::{Address, ImportSpec, Kind, ReuseKind, Spec};
 
-use crate::de::{Context, de_problem, from_node};
 use crate::diagnostics::{Label, Problem};
-use crate::load::{Document, Format, Model};
+use crate::load::{Document, Model};
 pub use crate::reuse::Import;
 
 /// Why an address cannot be imported, for the record's problem or the command's error.
@@ -97,37 +96,18 @@ fn identity_matches(document: &Document, id: &str) -> bool {
 pub fn read_imports(model: &mut Model, problems: &mut Vec<Problem>) {
     let mut imports = Vec::new();
     for doc in model.meta.iter().filter(|m| m.kind == ReuseKind::Import) {
-        let context = Context {
-            kdl: doc.format == Format::Kdl,
-            ..Context::default()
+        let missing = || {
+            Problem::error(
+                "nimbus::import::spec",
+                "Import needs `to`",
+                Label::new(doc.file, doc.envelope.span, "no spec"),
+            )
+            .with_help("write `spec: {to: ADDRESS}`, e.g. `spec: {to: File/motd@web-1}`")
         };
-        let Some(spec_node) = &doc.envelope.spec else {
-            problems.push(
-                Problem::error(
-                    "nimbus::import::spec",
-                    "Import needs `to`",
-                    Label::new(doc.file, doc.envelope.span, "no spec"),
-                )
-                .with_help("write `spec: {to: ADDRESS}`, e.g. `spec: {to: File/motd@web-1}`"),
-            );
+        let Some((spec, spec_node)) = super::record_spec::<ImportSpec>(doc, missing, problems)
+        else {
             continue;
         };
-        let spec: ImportSpec = match from_node(spec_node, &context) {
-            Ok(spec) => spec,
-            Err(e) => {
-                problems.push(de_problem(e, doc.file, spec_node.span, "spec", "Import"));
-                continue;
-            }
-        };
-        for unknown in context.unknown_fields.take() {
-            problems.push(de_problem(
-                unknown,
-                doc.file,
-                spec_node.span,
-                "spec",
-                "Import",
-            ));
-        }
         let span_of = |field: &str| spec_node.get(field).map_or(spec_node.span, |n| n.span);
         match check(model, &spec.to, spec.id.as_deref()) {
             Ok(mut import) => {

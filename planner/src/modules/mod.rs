@@ -628,6 +628,36 @@ pub fn annotate(problems: &mut [Problem], origins: &HashMap<FileId, Origin>) {
     }
 }
 
+/// A record's spec (`Moved`, `Import`), typed, with the node it was read from: a missing spec
+/// is `missing`, and a spec that does not type, or has fields its kind does not know, is a
+/// problem at the spec; `None` when it cannot be used.
+fn record_spec<'d, T: serde::de::DeserializeOwned>(
+    doc: &'d MetaDoc,
+    missing: impl FnOnce() -> Problem,
+    problems: &mut Vec<Problem>,
+) -> Option<(T, &'d Node)> {
+    let kind = doc.kind.as_str();
+    let Some(spec_node) = &doc.envelope.spec else {
+        problems.push(missing());
+        return None;
+    };
+    let context = Context {
+        kdl: doc.format == Format::Kdl,
+        ..Context::default()
+    };
+    let spec: T = match from_node(spec_node, &context) {
+        Ok(spec) => spec,
+        Err(e) => {
+            problems.push(de_problem(e, doc.file, spec_node.span, "spec", kind));
+            return None;
+        }
+    };
+    for unknown in context.unknown_fields.take() {
+        problems.push(de_problem(unknown, doc.file, spec_node.span, "spec", kind));
+    }
+    Some((spec, spec_node))
+}
+
 /// `module.web[acme]/Workload/acme/api` → (`module.web[acme]`, `Workload/acme/api`).
 pub fn split_address(address: &str) -> (Option<&str>, &str) {
     if !address.starts_with("module.") {

@@ -8,9 +8,8 @@ use nimbus_schemas::{Address, Kind, MovedSpec, ReuseKind};
 use serde::{Deserialize, Serialize};
 
 use super::split_address;
-use crate::de::{Context, de_problem, from_node};
 use crate::diagnostics::{Label, Problem};
-use crate::load::{Format, Model};
+use crate::load::Model;
 use crate::record::Record;
 pub use crate::reuse::Move;
 
@@ -25,37 +24,18 @@ fn renamable(kind: Kind) -> bool {
 pub fn read_moves(model: &mut Model, problems: &mut Vec<Problem>) {
     let mut moves: Vec<Move> = Vec::new();
     for doc in model.meta.iter().filter(|m| m.kind == ReuseKind::Moved) {
-        let context = Context {
-            kdl: doc.format == Format::Kdl,
-            ..Context::default()
+        let missing = || {
+            Problem::error(
+                "nimbus::moved::spec",
+                "Moved needs `from` and `to`",
+                Label::new(doc.file, doc.envelope.span, "no spec"),
+            )
+            .with_help("write `spec: {from: OLD-ADDRESS, to: NEW-ADDRESS}`")
         };
-        let Some(spec_node) = &doc.envelope.spec else {
-            problems.push(
-                Problem::error(
-                    "nimbus::moved::spec",
-                    "Moved needs `from` and `to`",
-                    Label::new(doc.file, doc.envelope.span, "no spec"),
-                )
-                .with_help("write `spec: {from: OLD-ADDRESS, to: NEW-ADDRESS}`"),
-            );
+        let Some((spec, spec_node)) = super::record_spec::<MovedSpec>(doc, missing, problems)
+        else {
             continue;
         };
-        let spec: MovedSpec = match from_node(spec_node, &context) {
-            Ok(spec) => spec,
-            Err(e) => {
-                problems.push(de_problem(e, doc.file, spec_node.span, "spec", "Moved"));
-                continue;
-            }
-        };
-        for unknown in context.unknown_fields.take() {
-            problems.push(de_problem(
-                unknown,
-                doc.file,
-                spec_node.span,
-                "spec",
-                "Moved",
-            ));
-        }
         let span_of = |field: &str| spec_node.get(field).map_or(spec_node.span, |n| n.span);
         let label = |field: &str, message: &str| Label::new(doc.file, span_of(field), message);
         let mut parsed = Vec::new();

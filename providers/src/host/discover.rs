@@ -26,9 +26,11 @@ units=""
 for f in /etc/systemd/system/*.service; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
   n=${{f##*/}}
-  case "$n" in nimbus-*) continue;; esac
+  case "$n" in nimbus-*|*@.service) continue;; esac
   units="$units $n"
 done
+# Unit names are words: no globbing when the list is expanded.
+set -f
 if [ -n "$units" ]; then
   qemu=" $(cd /etc/systemd/system && grep -l qemu-system $units 2>/dev/null | tr '\n' ' ') "
   systemctl show -p Id -p UnitFileState -p ActiveState $units 2>/dev/null | awk -F= -v q="$qemu" '
@@ -38,6 +40,7 @@ if [ -n "$units" ]; then
     for n in $units; do printf 'T\t%s\t%s\n' "$n" "$(base64 -w0 < "/etc/systemd/system/$n")"; done
   fi
 fi
+set +f
 for p in {paths}; do
   [ -e "$p" ] || continue
   find "$p" -xdev -type f -printf 'F\t%m\t%u\t%g\t%s\t%p\n' 2>/dev/null | head -n {MAX_FILES}

@@ -109,8 +109,12 @@ pub fn run(args: ImportArgs) -> Result<i32> {
         let report = session
             .apply(&only, "import", 1, std::future::pending())
             .await?;
-        for change in &only.changes {
-            print_stdout(&format!("{} imported\n", change.address));
+        for result in report
+            .results
+            .iter()
+            .filter(|r| r.outcome == crate::executor::Outcome::Applied)
+        {
+            print_stdout(&format!("{} imported\n", result.address));
         }
         print_stdout(&format!(
             "\n{}\nThe next plan shows what differs from the manifest.\n",

@@ -143,8 +143,7 @@ pub fn healthcheck(args: HealthcheckArgs) -> Result<i32> {
 }
 
 fn probe(listen: &str, timeout: Duration) -> std::result::Result<(), String> {
-    use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+    use std::net::{SocketAddr, ToSocketAddrs};
 
     let mut address: SocketAddr = listen
         .to_socket_addrs()
@@ -157,32 +156,29 @@ fn probe(listen: &str, timeout: Duration) -> std::result::Result<(), String> {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let mut stream = TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(timeout))
+    let url = format!("http://{address}/healthz");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        match stream.read(&mut head[read..]).map_err(|e| e.to_string())? {
-            0 => break,
-            n => read += n,
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let status = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .status();
+        if status == reqwest::StatusCode::OK {
+            Ok(())
+        } else {
+            Err(format!("/healthz answered `{status}`"))
         }
-    }
-    let status = String::from_utf8_lossy(&head[..read]);
-    let line = status.lines().next().unwrap_or("");
-    if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
-        Ok(())
-    } else {
-        Err(format!("/healthz answered `{line}`"))
-    }
+    })
 }
 
 impl From<ReconcileArgs> for crate::daemon::Settings {

@@ -263,6 +263,51 @@ pub fn git_daemon(repos: &Path, port: u16) -> Running {
     running
 }
 
+/// A config repository served by `git daemon` on loopback, until dropped: the working clone
+/// (already written) committed with `message` and pushed to `infra.git` under `dir/repos`.
+#[allow(dead_code)]
+pub struct GitServer {
+    /// `git://127.0.0.1:PORT/infra.git`.
+    pub url: String,
+    /// The bare repository's path, to push to.
+    pub bare: String,
+    _daemon: Running,
+}
+
+#[allow(dead_code)]
+pub fn serve_clone(dir: &Path, clone: &Path, message: &str) -> GitServer {
+    let repos = dir.join("repos");
+    std::fs::create_dir_all(&repos).unwrap_or_else(|e| panic!("{e}"));
+    git(&repos, &["init", "-q", "--bare", "-b", "main", "infra.git"]);
+    let port = crate::sshd::free_port();
+    let daemon = git_daemon(&repos, port);
+    git(clone, &["init", "-q", "-b", "main"]);
+    git(clone, &["add", "-A"]);
+    git(clone, &["commit", "-q", "-m", message]);
+    let bare = repos.join("infra.git").display().to_string();
+    git(clone, &["push", "-q", &bare, "main"]);
+    GitServer {
+        url: format!("git://127.0.0.1:{port}/infra.git"),
+        bare,
+        _daemon: daemon,
+    }
+}
+
+/// What `nimbus discover --format json` lists in `repo` (with `args` before the folder).
+#[allow(dead_code)]
+pub fn discovered(repo: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["discover", "--format", "json"];
+    all.extend_from_slice(args);
+    all.push(".");
+    let output = nimbus_with(&all, repo, &[]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&output.stdout), text(&output.stderr)));
+    json["discovered"]["objects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The age recipient of an SSH key pair (its public key's type and key).
 #[allow(dead_code)]
 pub fn age_recipient(private_key: &Path) -> String {

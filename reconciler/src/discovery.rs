@@ -1,0 +1,462 @@
+//! Discovery (`nimbus discover`, docs/import.md): every Host's SSH provider and every provider
+//! of objects that are not on a host (Kubernetes, S3) asked at once what they have; what state
+//! records or a manifest declares is set apart; and manifests with an `Import` record each
+//! written for the Files and Services found, secrets encrypted, never in clear.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use nimbus_planner::load::Format;
+use nimbus_providers::{DiscoverRequest, Discovered};
+use nimbus_schemas::{Kind, Spec};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::Loaded;
+use crate::ops::Session;
+
+/// What to look for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Folders whose files are listed.
+    pub paths: Vec<String>,
+    /// Only these Hosts (and then no provider that is not on a host); empty: all.
+    pub hosts: Vec<String>,
+    /// Fetch what generating manifests needs (texts), not only the list.
+    pub contents: bool,
+}
+
+/// One object found and not managed by nimbus.
+#[derive(Debug, Serialize)]
+pub struct Found {
+    pub kind: String,
+    pub host: String,
+    pub identity: String,
+    pub detail: String,
+    /// The address it would get (or has, when a manifest declares it).
+    pub address: String,
+    /// A manifest declares it, but state does not record it: it wants importing.
+    pub declared: bool,
+    #[serde(skip)]
+    object: Discovered,
+}
+
+/// Asks every chosen Host, at once, and keeps what nimbus does not manage.
+pub async fn discover(
+    session: &Session,
+    args: &Options,
+) -> Result<(Vec<Found>, BTreeMap<String, String>)> {
+    let model = &session.loaded.checked.model;
+    let declared_hosts: BTreeSet<&str> = model.hosts_by_name().keys().copied().collect();
+    for host in &args.hosts {
+        if !declared_hosts.contains(host.as_str()) {
+            miette::bail!("no Host named `{host}` is declared");
+        }
+    }
+    for path in &args.paths {
+        if !path.starts_with('/') || path.chars().any(char::is_control) {
+            miette::bail!("--path {path:?}: give an absolute folder");
+        }
+    }
+    let hosts: Vec<&str> = declared_hosts
+        .into_iter()
+        .filter(|h| args.hosts.is_empty() || args.hosts.iter().any(|a| a == h))
+        .collect();
+    let ssh = session.registry.get(nimbus_providers::hosts::PROVIDER);
+    let request = DiscoverRequest {
+        paths: args.paths.clone(),
+        contents: args.contents,
+    };
+    let mut asked = tokio::task::JoinSet::new();
+    for host in hosts.iter().filter(|_| ssh.is_some()) {
+        let Some(provider) = ssh.map(std::sync::Arc::clone) else {
+            continue;
+        };
+        let request = request.clone();
+        let host = (*host).to_owned();
+        asked.spawn(async move {
+            let found = provider.discover(Some(&host), &request).await;
+            (host, found)
+        });
+    }
+    // Providers whose objects are not on a host (Kubernetes clusters) are asked once.
+    for name in session.registry.names() {
+        if name == nimbus_providers::hosts::PROVIDER || !args.hosts.is_empty() {
+            continue;
+        }
+        let Some(other) = session.registry.get(name) else {
+            continue;
+        };
+        let other = std::sync::Arc::clone(other);
+        let request = request.clone();
+        asked.spawn(async move {
+            let found = other.discover(None, &request).await;
+            (String::new(), found)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = asked.join_next().await {
+        answers.push(answer.into_diagnostic()?);
+    }
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    let (records, _) = session.records()?;
+    let recorded: BTreeSet<&str> = records.iter().map(|r| r.address.as_str()).collect();
+    // What the manifests declare on each host, by what it is known by there.
+    let mut declared: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for instance in &session.loaded.graph.instances {
+        let Some(host) = &instance.host else { continue };
+        let identity = match &model.documents[instance.document].resource.spec {
+            Spec::File(file) => file.path.clone(),
+            Spec::Service(_) => format!(
+                "{}.service",
+                model.documents[instance.document].resource.name()
+            ),
+            _ => continue,
+        };
+        declared.insert(
+            (instance.kind.to_string(), host.clone(), identity),
+            instance.address.clone(),
+        );
+    }
+    // Files and Volumes state records, by host and path (their names are not their paths):
+    // a File's `path`, a Volume's `POOL/TENANT/NAME` on its host.
+    let recorded_paths: BTreeSet<(String, String)> = records
+        .iter()
+        .filter_map(|r| match r.kind {
+            Kind::File => Some((
+                nimbus_schemas::Address::target_of(&r.address)?,
+                r.applied.get("path")?.as_str()?.to_owned(),
+            )),
+            Kind::Volume => {
+                let address: nimbus_schemas::Address = r.address.parse().ok()?;
+                Some((
+                    r.applied.get("host")?.as_str()?.to_owned(),
+                    format!(
+                        "{}/{}/{}",
+                        r.applied.get("pool")?.as_str()?.trim_end_matches('/'),
+                        address.tenant?,
+                        address.name
+                    ),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut unreachable = BTreeMap::new();
+    for (host, answer) in answers {
+        let objects = match answer {
+            Ok(objects) => objects,
+            Err(e) => {
+                let what = if host.is_empty() {
+                    "a provider".to_owned()
+                } else {
+                    format!("Host/{host}")
+                };
+                unreachable.insert(what, e.to_string());
+                continue;
+            }
+        };
+        for object in objects {
+            if matches!(object.kind.as_str(), "File" | "Volume")
+                && recorded_paths.contains(&(host.clone(), object.identity.clone()))
+            {
+                continue;
+            }
+            let key = (object.kind.clone(), host.clone(), object.identity.clone());
+            let (address, is_declared) = match declared.get(&key) {
+                Some(address) => (address.clone(), true),
+                None => (would_be(&object, &host), false),
+            };
+            if recorded.contains(address.as_str()) {
+                continue;
+            }
+            found.push(Found {
+                kind: object.kind.clone(),
+                host: host.clone(),
+                identity: object.identity.clone(),
+                detail: object.detail.clone(),
+                address,
+                declared: is_declared,
+                object,
+            });
+        }
+    }
+    Ok((found, unreachable))
+}
+
+/// The address an object would get in nimbus.
+fn would_be(object: &Discovered, host: &str) -> String {
+    if let Some(address) = &object.address {
+        return address.clone();
+    }
+    match object.kind.as_str() {
+        "File" | "Service" | "Network" => format!("{}/{}@{host}", object.kind, object.name),
+        "Workload" => format!("Workload/TENANT/{}", object.name),
+        "Secret" => format!("secrets/{}.age", object.name),
+        kind => format!("{kind}/{}", object.name),
+    }
+}
+
+/// Whether `pattern` (`*` for any run of characters) matches `text` whole.
+fn matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Writes the manifests and Import records of what was found (Files and Services no manifest
+/// declares, matching `select`), one file per host under `out`, in the repository's syntax,
+/// secrets encrypted to its recipients; returns what it says it did.
+pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String]) -> Result<String> {
+    let model = &loaded.checked.model;
+    let root = loaded.root.as_path();
+    let syntax = model.repository().map_or(Format::Yaml, |d| d.format);
+    let recipients = match model.repository().map(|d| &d.resource.spec) {
+        Some(Spec::Repository(r)) => r.secrets.recipients.as_slice(),
+        _ => &[],
+    };
+    let mut taken: BTreeSet<String> = model
+        .documents
+        .iter()
+        .map(|d| d.resource.address())
+        .collect();
+    let mut by_host: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
+    let mut said = String::new();
+    let mut secrets_written = 0;
+    for f in found.iter().filter(|f| !f.declared) {
+        if !matches!(f.kind.as_str(), "File" | "Service") {
+            continue;
+        }
+        if !select.is_empty()
+            && !select
+                .iter()
+                .any(|p| matches(p, &f.address) || matches(p, &f.identity))
+        {
+            continue;
+        }
+        let Some(Value::Object(mut spec)) = f.object.spec.clone() else {
+            continue;
+        };
+        let mut name = f.object.name.clone();
+        if taken.contains(&format!("{}/{name}", f.kind)) {
+            name = nimbus_providers::label_of(&format!("{name}-{}", f.host));
+        }
+        if f.kind == "File" && !spec.contains_key("content") {
+            let Some(secret) = &f.object.secret else {
+                said.push_str(&format!(
+                    "  skipped {} on {}: {}\n",
+                    f.identity, f.host, f.detail
+                ));
+                continue;
+            };
+            if recipients.is_empty() {
+                said.push_str(&format!(
+                    "  skipped {} on {}: it holds a secret and the Repository names no secrets.recipients to encrypt it to\n",
+                    f.identity, f.host
+                ));
+                continue;
+            }
+            let secret_name = format!("{name}-{}", nimbus_providers::label_of(&f.host));
+            let recipients = crate::secrets::recipients(recipients)?;
+            let armored = crate::secrets::encrypt(&recipients, secret.as_bytes())?;
+            crate::commands::secret::write_secret(root, &secret_name, &armored)?;
+            secrets_written += 1;
+            spec.insert("secret".into(), Value::String(secret_name));
+        }
+        taken.insert(format!("{}/{name}", f.kind));
+        let mut ordered = serde_json::Map::new();
+        ordered.insert("host".into(), Value::String(f.host.clone()));
+        ordered.extend(spec);
+        by_host
+            .entry(f.host.as_str())
+            .or_default()
+            .push((format!("{}/{name}", f.kind), Value::Object(ordered)));
+    }
+    let dir = root.join(out);
+    let mut files = 0;
+    let mut resources = 0;
+    for (host, docs) in &by_host {
+        let extension = if syntax == Format::Kdl { "kdl" } else { "yaml" };
+        let path = dir.join(format!("{host}.{extension}"));
+        let body = match syntax {
+            Format::Kdl => kdl_documents(host, docs),
+            Format::Yaml => yaml_documents(host, docs),
+        };
+        std::fs::create_dir_all(&dir)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+        if path.exists() {
+            miette::bail!(
+                "{} exists: nimbus discover never overwrites a manifest; move it away or use --out",
+                path.display()
+            );
+        }
+        std::fs::write(&path, body)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+        files += 1;
+        resources += docs.len();
+    }
+    said.push_str(&format!(
+        "Wrote {resources} manifests with their Import records in {files} files under {}/{}; the next plan imports them.\n",
+        root.display(),
+        out.display()
+    ));
+    if secrets_written > 0 {
+        said.push_str(&format!(
+            "{secrets_written} secrets found were encrypted under secrets/ (never written in clear).\n"
+        ));
+    }
+    Ok(said)
+}
+
+/// Code points that a KDL or YAML reader takes as a line break, a byte-order mark or a change
+/// of writing direction: written escaped, never as they are.
+fn unsafe_in_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// A string as YAML writes it: a block literal for a text of whole lines, else double-quoted
+/// (JSON's escapes are YAML's).
+fn yaml_string(text: &str, indent: &str) -> String {
+    let block = text.ends_with('\n')
+        && !text.ends_with("\n\n")
+        && !text.starts_with([' ', '\t', '\n'])
+        && text
+            .chars()
+            .all(|c| c == '\n' || c == '\t' || !(c.is_control() || unsafe_in_text(c)));
+    if block {
+        let mut out = String::from("|\n");
+        for line in text.lines() {
+            if line.is_empty() {
+                out.push('\n');
+            } else {
+                out.push_str(&format!("{indent}  {line}\n"));
+            }
+        }
+        out.pop();
+        out
+    } else {
+        // JSON's escapes are YAML's; what JSON leaves as it is, and YAML must not, is escaped.
+        let mut out = String::new();
+        for c in serde_json::to_string(text).unwrap_or_default().chars() {
+            if unsafe_in_text(c) {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+fn yaml_documents(host: &str, docs: &[(String, Value)]) -> String {
+    let mut out =
+        format!("# Found on Host/{host} by `nimbus discover --generate`: review, then apply.\n");
+    for (address, spec) in docs {
+        let (kind, name) = address.split_once('/').unwrap_or((address, ""));
+        out.push_str(&format!(
+            "---\napiVersion: {}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n",
+            nimbus_schemas::API_VERSION
+        ));
+        if let Value::Object(map) = spec {
+            for (key, value) in map {
+                let shown = match value {
+                    Value::String(s) => yaml_string(s, "  "),
+                    other => other.to_string(),
+                };
+                out.push_str(&format!("  {key}: {shown}\n"));
+            }
+        }
+        out.push_str(&format!(
+            "---\napiVersion: {}\nkind: Import\nspec:\n  to: {address}@{host}\n",
+            nimbus_schemas::API_VERSION
+        ));
+    }
+    out
+}
+
+/// A string as KDL writes it, escaped.
+fn kdl_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || unsafe_in_text(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn kdl_documents(host: &str, docs: &[(String, Value)]) -> String {
+    let mut out =
+        format!("// Found on Host/{host} by `nimbus discover --generate`: review, then apply.\n");
+    for (address, spec) in docs {
+        let (kind, name) = address.split_once('/').unwrap_or((address, ""));
+        out.push_str(&format!("{} {name} {{\n", kind.to_ascii_lowercase()));
+        if let Value::Object(map) = spec {
+            for (key, value) in map {
+                let shown = match value {
+                    Value::String(s) => kdl_string(s),
+                    Value::Bool(b) => format!("#{b}"),
+                    other => other.to_string(),
+                };
+                out.push_str(&format!("    {key} {shown}\n"));
+            }
+        }
+        out.push_str(&format!("}}\nimport {{\n    to \"{address}@{host}\"\n}}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_text() {
+        assert!(matches("File/*", "File/etc-app@web-1"));
+        assert!(matches("*@web-1", "File/etc-app@web-1"));
+        assert!(matches("/etc/*/main.conf", "/etc/app/main.conf"));
+        assert!(!matches("/etc/*/main.conf", "/etc/app/main.conf.bak"));
+        assert!(matches("Service/legacy@web-1", "Service/legacy@web-1"));
+        assert!(!matches("Service/legacy", "Service/legacy@web-1"));
+    }
+
+    #[test]
+    fn strings_are_written_so_they_read_back_the_same() {
+        assert_eq!(yaml_string("a\nb\n", "  "), "|\n    a\n    b");
+        assert_eq!(yaml_string("no newline", "  "), "\"no newline\"");
+        assert_eq!(yaml_string(" leading\n", "  "), "\" leading\\n\"");
+        assert_eq!(kdl_string("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+        assert_eq!(kdl_string("a\u{2028}b"), "\"a\\u{2028}b\"");
+        assert_eq!(yaml_string("a\u{feff}b\n", "  "), "\"a\\ufeffb\\n\"");
+    }
+}
