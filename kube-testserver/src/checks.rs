@@ -216,8 +216,14 @@ pub(crate) fn content(object: &Value) -> Value {
 }
 
 /// What the API server's validation would refuse of the served kinds, in part: a container
-/// without an image, a quantity that is not one.
-pub(crate) fn validate(resource: &Resource, name: &str, object: &Value) -> Result<(), Failure> {
+/// without an image, a quantity that is not one, a Deployment whose selector does not match
+/// its pods' labels or differs from the one it was made with (`previous`: immutable).
+pub(crate) fn validate(
+    resource: &Resource,
+    name: &str,
+    object: &Value,
+    previous: Option<&Value>,
+) -> Result<(), Failure> {
     let invalid = |field: String, why: &str| {
         failure(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -239,6 +245,26 @@ pub(crate) fn validate(resource: &Resource, name: &str, object: &Value) -> Resul
         other => other.to_string(),
     };
     if resource.kind == "Deployment" {
+        let selector = &object["spec"]["selector"];
+        if let Some(old) = previous
+            && old["spec"]["selector"] != *selector
+        {
+            return Err(invalid(
+                "spec.selector".into(),
+                &format!("Invalid value: {selector}: field is immutable"),
+            ));
+        }
+        let labels = &object["spec"]["template"]["metadata"]["labels"];
+        let selected = selector["matchLabels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if selected.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+            return Err(invalid(
+                "spec.template.metadata.labels".into(),
+                &format!("Invalid value: {labels}: `selector` does not match template `labels`"),
+            ));
+        }
         let containers = object["spec"]["template"]["spec"]["containers"]
             .as_array()
             .cloned()

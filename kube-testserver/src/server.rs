@@ -459,7 +459,7 @@ impl Store {
             ));
         }
         let managed = ssa::update(None, &content(&body), &[], manager);
-        validate(resource, &name, &body)?;
+        validate(resource, &name, &body, None)?;
         Ok(self.store(resource, namespace, &name, content(&body), None, &managed))
     }
 
@@ -500,7 +500,7 @@ impl Store {
             &managed_of(&old),
             manager,
         );
-        validate(resource, name, &content(&body))?;
+        validate(resource, name, &content(&body), Some(&old))?;
         Ok(self.store(
             resource,
             namespace,
@@ -537,7 +537,7 @@ impl Store {
         let managed = old.as_ref().map(managed_of).unwrap_or_default();
         match ssa::apply(live.as_ref(), &managed, &content(&body), manager, force) {
             Ok((object, managed)) => {
-                validate(resource, name, &object)?;
+                validate(resource, name, &object, old.as_ref())?;
                 Ok(self.store(resource, namespace, name, object, old.as_ref(), &managed))
             }
             Err(conflicts) => {
@@ -587,7 +587,7 @@ impl Store {
             &managed_of(&old),
             manager,
         );
-        validate(resource, name, &content(&new))?;
+        validate(resource, name, &content(&new), Some(&old))?;
         Ok(self.store(
             resource,
             namespace,

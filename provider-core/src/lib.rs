@@ -254,6 +254,13 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Whether what it makes of `kind` carries a mark of ownership (a label) that an object
+    /// it did not make lacks: an import is then applied as an update even where the object
+    /// matches its manifest, so that the mark is added (and its removal later finds it).
+    fn marks_owned(&self, _kind: Kind) -> bool {
+        false
+    }
+
     /// Lists what exists on `target` (a host, or `None`) of the kinds this provider serves,
     /// managed by nimbus or not (the caller sets apart what state records): `nimbus
     /// discover`. Changes nothing anywhere. A provider that cannot list returns nothing.
@@ -296,11 +303,58 @@ pub struct Discovered {
     /// kinds nimbus can write manifests for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Value>,
-    /// The text that must be stored as a secret rather than in clear (a key, a password), if
-    /// the object holds one; the spec then names no content. Never serialized: no output
-    /// carries it.
+    /// The values that must be stored as secrets rather than in clear (a key, a password), by
+    /// the spec field each stands for: `content` for a File (its spec then names no content),
+    /// `env.KEY` for a Workload's env value. Never serialized: no output carries them.
     #[serde(skip)]
-    pub secret: Option<String>,
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Whether a name (a file's, an env variable's, a key in a config line) says its value is a
+/// secret: a password, a token, a key.
+pub fn secret_name(name: &str) -> bool {
+    let key = name.trim().trim_matches('"').to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "private_key",
+    ]
+    .iter()
+    .any(|w| {
+        key == *w
+            || [".", "_", "-"]
+                .iter()
+                .any(|sep| key.ends_with(&format!("{sep}{w}")))
+    })
+}
+
+/// Whether a file's name or text says it holds a secret (a key, a password, a token): its
+/// text is then stored as an age-encrypted secret, never in clear.
+pub fn looks_secret(path: &str, text: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let by_name = [
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "credential",
+        ".pem",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+        || name.starts_with("id_")
+        || name == "shadow";
+    let by_text = text.contains("PRIVATE KEY")
+        || text.lines().any(|line| {
+            line.split_once(['=', ':'])
+                .is_some_and(|(key, _)| secret_name(key))
+        });
+    by_name || by_text
 }
 
 /// A DNS-1123 label made from an object's identity (`/etc/app/main.conf` ->
@@ -422,5 +476,32 @@ impl Provider for Unavailable {
 
     fn unavailable(&self) -> Option<&str> {
         Some(&self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_told_by_name_or_text() {
+        assert!(looks_secret("/etc/app/api.key", "x"));
+        assert!(looks_secret("/root/.ssh/id_ed25519", "x"));
+        assert!(looks_secret(
+            "/etc/app/app.conf",
+            "user = a\npassword = hunter2\n"
+        ));
+        assert!(looks_secret(
+            "/etc/app/app.conf",
+            "-----BEGIN OPENSSH PRIVATE KEY-----"
+        ));
+        assert!(!looks_secret(
+            "/etc/app/app.conf",
+            "port = 8080\npasswords_file_count: 3\n"
+        ));
+        assert!(!looks_secret("/etc/motd", "welcome\n"));
+        assert!(
+            secret_name("DB_PASSWORD") && secret_name("api-token") && !secret_name("TOKENS_USED")
+        );
     }
 }

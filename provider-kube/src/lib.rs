@@ -344,9 +344,20 @@ impl KubeProvider {
         client: &kube::Client,
         kind: objects::Kind,
     ) -> Result<Vec<Value>, ProviderError> {
+        self.listed(client, kind, &format!("{MANAGED_BY}=nimbus"))
+            .await
+    }
+
+    /// Everything of `kind` whose labels match `selector` (empty: all), in every namespace.
+    async fn listed(
+        &self,
+        client: &kube::Client,
+        kind: objects::Kind,
+        selector: &str,
+    ) -> Result<Vec<Value>, ProviderError> {
         let listed = self
             .api(client, kind, None)
-            .list(&ListParams::default().labels(&format!("{MANAGED_BY}=nimbus")))
+            .list(&ListParams::default().labels(selector))
             .await
             .map_err(|e| api_error(&format!("listing {}", kind.plural), e))?;
         Ok(listed
@@ -560,7 +571,20 @@ impl KubeProvider {
         }
         let client = self.client_to_apply(change).await?;
         let spec = change.after.clone().unwrap_or(Value::Null);
-        let wanted = objects::workload(tenant, name, &spec)
+        // A Deployment being taken over keeps its selector and container name.
+        let kept = match change.before {
+            Some(_) => self
+                .api(&client, objects::DEPLOYMENT, Some(tenant))
+                .get_opt(name)
+                .await
+                .map_err(|e| api_error(&format!("{address}: reading its Deployment"), e))?
+                .map(|live| {
+                    objects::Kept::of(name, &serde_json::to_value(live).unwrap_or_default())
+                })
+                .unwrap_or_default(),
+            None => objects::Kept::default(),
+        };
+        let wanted = objects::workload(tenant, name, &spec, &kept)
             .map_err(|e| ProviderError::Failed(format!("{address}: {e}")))?;
         for object in &wanted {
             self.apply_object(&client, address, object, change.before.is_some())
@@ -632,14 +656,16 @@ impl KubeProvider {
         };
         let (mut namespaces, mut quotas, mut bindings) =
             (ByName::new(), ByName::new(), ByName::new());
+        // Namespaces and Deployments whoever made them: one nimbus did not make, under a
+        // declared name, is refused by the plan ("exists, not managed") unless imported.
         if wants(Kind::Tenant) {
-            namespaces = by_name(self.managed(client, objects::NAMESPACE).await?);
+            namespaces = by_name(self.listed(client, objects::NAMESPACE, "").await?);
             quotas = by_name(self.managed(client, objects::RESOURCE_QUOTA).await?);
             bindings = by_name(self.managed(client, objects::ROLE_BINDING).await?);
         }
         let (mut deployments, mut secrets) = (ByName::new(), ByName::new());
         if wants(Kind::Workload) {
-            deployments = by_name(self.managed(client, objects::DEPLOYMENT).await?);
+            deployments = by_name(self.listed(client, objects::DEPLOYMENT, "").await?);
             secrets = by_name(self.managed(client, objects::SECRET).await?);
         }
 
@@ -730,10 +756,14 @@ impl Provider for KubeProvider {
         PROVIDER
     }
 
+    fn marks_owned(&self, kind: Kind) -> bool {
+        matches!(kind, Kind::Tenant | Kind::Workload)
+    }
+
     fn discover<'a>(
         &'a self,
         target: Option<&'a str>,
-        _request: &'a nimbus_provider_core::DiscoverRequest,
+        request: &'a nimbus_provider_core::DiscoverRequest,
     ) -> BoxFuture<'a, Result<Vec<nimbus_provider_core::Discovered>, ProviderError>> {
         Box::pin(async move {
             if target.is_some() {
@@ -742,12 +772,13 @@ impl Provider for KubeProvider {
             let mut found = Vec::new();
             match &self.target {
                 Target::Fixed(client) => {
-                    found.extend(discover::on(self, client, "(the API)").await?)
+                    found.extend(discover::on(self, client, None, request).await?)
                 }
                 Target::K3s(clusters) => {
                     for cluster in clusters.names() {
                         if let Some(client) = clusters.client(cluster).await? {
-                            found.extend(discover::on(self, &client, cluster).await?);
+                            found
+                                .extend(discover::on(self, &client, Some(cluster), request).await?);
                         }
                     }
                 }

@@ -186,9 +186,42 @@ fn text_of(value: &Value) -> Value {
     }
 }
 
+/// What a Deployment nimbus did not make keeps when it is taken over (imported): its selector,
+/// which the API never lets change, and its container's name, the key its containers are
+/// merged by (another name would add a second container beside the first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Kept {
+    pub selector: Option<Map<String, Value>>,
+    pub container: Option<String>,
+}
+
+impl Kept {
+    /// What the live Deployment `live` keeps, where it differs from what nimbus gives one.
+    pub fn of(name: &str, live: &Value) -> Kept {
+        let selector = live["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .filter(|s| **s != *json!({WORKLOAD: name}).as_object().unwrap_or(&Map::new()))
+            .cloned();
+        let container = live["spec"]["template"]["spec"]["containers"][0]["name"]
+            .as_str()
+            .filter(|c| *c != name)
+            .map(str::to_owned);
+        Kept {
+            selector,
+            container,
+        }
+    }
+}
+
 /// A Workload's objects: a Secret for its env secrets (values delivered by the executor,
 /// fingerprints kept as an annotation), its Deployment, and a Service when it has ports.
-pub fn workload(tenant: &str, name: &str, spec: &Value) -> Result<Vec<Object>, String> {
+/// A Deployment taken over keeps its selector and container name (`kept`).
+pub fn workload(
+    tenant: &str,
+    name: &str,
+    spec: &Value,
+    kept: &Kept,
+) -> Result<Vec<Object>, String> {
     let labels = json!({MANAGED_BY: "nimbus", WORKLOAD: name});
     let ns = Some(tenant);
     let mut objects = Vec::new();
@@ -225,7 +258,8 @@ pub fn workload(tenant: &str, name: &str, spec: &Value) -> Result<Vec<Object>, S
             json!({FINGERPRINTS: Value::Object(fingerprints).to_string()});
         objects.push(secret);
     }
-    let mut container = json!({"name": name, "image": spec["image"]});
+    let container_name = kept.container.as_deref().unwrap_or(name);
+    let mut container = json!({"name": container_name, "image": spec["image"]});
     if !env.is_empty() {
         container["env"] = Value::Array(env);
     }
@@ -255,7 +289,15 @@ pub fn workload(tenant: &str, name: &str, spec: &Value) -> Result<Vec<Object>, S
                 .collect(),
         );
     }
-    let selector = json!({WORKLOAD: name});
+    let selector = match &kept.selector {
+        Some(selector) => Value::Object(selector.clone()),
+        None => json!({WORKLOAD: name}),
+    };
+    // The pods carry nimbus's labels and whatever the selector asks for.
+    let mut pod_labels = json!({MANAGED_BY: "nimbus", WORKLOAD: name});
+    if let (Value::Object(pod), Value::Object(selected)) = (&mut pod_labels, &selector) {
+        pod.extend(selected.clone());
+    }
     let mut pod_spec = json!({"containers": [container]});
     if let Some(placement) = spec
         .get("placement")
@@ -277,7 +319,7 @@ pub fn workload(tenant: &str, name: &str, spec: &Value) -> Result<Vec<Object>, S
         labels.clone(),
         json!({"spec": {"replicas": spec["replicas"].as_u64().unwrap_or(1),
             "selector": {"matchLabels": selector.clone()},
-            "template": {"metadata": {"labels": {MANAGED_BY: "nimbus", WORKLOAD: name}}, "spec": pod_spec}}}),
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}}),
     ));
     if !ports.is_empty() {
         let service_ports: Vec<Value> = ports

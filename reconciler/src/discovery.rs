@@ -219,9 +219,26 @@ fn matches(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// Writes the manifests and Import records of what was found (Files and Services no manifest
-/// declares, matching `select`), one file per host under `out`, in the repository's syntax,
-/// secrets encrypted to its recipients; returns what it says it did.
+/// One manifest to write, and the file it goes in.
+struct Generated {
+    /// The file's name under `--out`, without extension: the host, or `tenant-NAMESPACE`.
+    file: String,
+    /// Where it was found, for the file's first line.
+    place: String,
+    kind: String,
+    name: String,
+    spec: serde_json::Map<String, Value>,
+    /// What its `Import` record names.
+    import: String,
+}
+
+/// The kinds discovery writes manifests for.
+const GENERATED: [&str; 4] = ["File", "Service", "Tenant", "Workload"];
+
+/// Writes the manifests and Import records of what was found (Files, Services, Tenants and
+/// Workloads no manifest declares, matching `select`), one file per host or namespace under
+/// `out`, in the repository's syntax, secrets encrypted to its recipients; returns what it
+/// says it did.
 pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String]) -> Result<String> {
     let model = &loaded.checked.model;
     let root = loaded.root.as_path();
@@ -235,13 +252,11 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
         .iter()
         .map(|d| d.resource.address())
         .collect();
-    let mut by_host: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
+    let mut generated: Vec<Generated> = Vec::new();
     let mut said = String::new();
     let mut secrets_written = 0;
+    let mut not_generated: BTreeMap<&str, usize> = BTreeMap::new();
     for f in found.iter().filter(|f| !f.declared) {
-        if !matches!(f.kind.as_str(), "File" | "Service") {
-            continue;
-        }
         if !select.is_empty()
             && !select
                 .iter()
@@ -249,77 +264,160 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
         {
             continue;
         }
-        let Some(Value::Object(mut spec)) = f.object.spec.clone() else {
-            continue;
-        };
-        let mut name = f.object.name.clone();
-        if taken.contains(&format!("{}/{name}", f.kind)) {
-            name = nimbus_providers::label_of(&format!("{name}-{}", f.host));
-        }
-        if f.kind == "File" && !spec.contains_key("content") {
-            let Some(secret) = &f.object.secret else {
-                said.push_str(&format!(
-                    "  skipped {} on {}: {}\n",
-                    f.identity, f.host, f.detail
-                ));
-                continue;
-            };
-            if recipients.is_empty() {
-                said.push_str(&format!(
-                    "  skipped {} on {}: it holds a secret and the Repository names no secrets.recipients to encrypt it to\n",
-                    f.identity, f.host
-                ));
+        let spec = match f.object.spec.clone() {
+            Some(Value::Object(spec)) if GENERATED.contains(&f.kind.as_str()) => spec,
+            _ => {
+                *not_generated.entry(f.kind.as_str()).or_default() += 1;
                 continue;
             }
-            let secret_name = format!("{name}-{}", nimbus_providers::label_of(&f.host));
+        };
+        let mut spec = spec;
+        let on_host = !f.host.is_empty();
+        let mut name = f.object.name.clone();
+        if on_host && taken.contains(&format!("{}/{name}", f.kind)) {
+            name = nimbus_providers::label_of(&format!("{name}-{}", f.host));
+        }
+        // Objects not on a host keep their names (an import never renames).
+        let address = match (f.kind.as_str(), spec.get("tenant").and_then(Value::as_str)) {
+            ("Workload", Some(tenant)) => format!("Workload/{tenant}/{name}"),
+            _ => format!("{}/{name}", f.kind),
+        };
+        if taken.contains(&address) {
+            said.push_str(&format!(
+                "  skipped {}: {address} is declared already\n",
+                f.identity
+            ));
+            continue;
+        }
+        if f.kind == "File" && !spec.contains_key("content") && f.object.secrets.is_empty() {
+            said.push_str(&format!(
+                "  skipped {} on {}: {}\n",
+                f.identity, f.host, f.detail
+            ));
+            continue;
+        }
+        if !f.object.secrets.is_empty() && recipients.is_empty() {
+            said.push_str(&format!(
+                "  skipped {}: it holds a secret and the Repository names no secrets.recipients to encrypt it to\n",
+                f.address
+            ));
+            continue;
+        }
+        for (field, value) in &f.object.secrets {
+            let secret_name = match field.strip_prefix("env.") {
+                Some(key) => nimbus_providers::label_of(&format!(
+                    "{}-{name}-{key}",
+                    spec.get("tenant")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                )),
+                None => format!("{name}-{}", nimbus_providers::label_of(&f.host)),
+            };
+            if crate::secrets::secret_path(root, &secret_name).exists() {
+                miette::bail!(
+                    "secrets/{secret_name}.age exists: nimbus discover never overwrites a secret; move it away first"
+                );
+            }
             let recipients = crate::secrets::recipients(recipients)?;
-            let armored = crate::secrets::encrypt(&recipients, secret.as_bytes())?;
+            let armored = crate::secrets::encrypt(&recipients, value.as_bytes())?;
             crate::commands::secret::write_secret(root, &secret_name, &armored)?;
             secrets_written += 1;
-            spec.insert("secret".into(), Value::String(secret_name));
+            match field.strip_prefix("env.") {
+                Some(key) => {
+                    let env = spec
+                        .entry("env")
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                    env[key] = serde_json::json!({"secret": secret_name});
+                }
+                None => {
+                    spec.insert("secret".into(), Value::String(secret_name));
+                }
+            }
         }
-        taken.insert(format!("{}/{name}", f.kind));
+        taken.insert(address.clone());
+        let (file, place, import) = if on_host {
+            (
+                f.host.clone(),
+                format!("Host/{}", f.host),
+                format!("{address}@{}", f.host),
+            )
+        } else {
+            let namespace = match f.kind.as_str() {
+                "Tenant" => name.clone(),
+                _ => spec
+                    .get("tenant")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            (
+                format!("tenant-{namespace}"),
+                format!("the Kubernetes namespace {namespace}"),
+                address.clone(),
+            )
+        };
         let mut ordered = serde_json::Map::new();
-        ordered.insert("host".into(), Value::String(f.host.clone()));
+        if on_host {
+            ordered.insert("host".into(), Value::String(f.host.clone()));
+        }
         ordered.extend(spec);
-        by_host
-            .entry(f.host.as_str())
-            .or_default()
-            .push((format!("{}/{name}", f.kind), Value::Object(ordered)));
+        generated.push(Generated {
+            file,
+            place,
+            kind: f.kind.clone(),
+            name,
+            spec: ordered,
+            import,
+        });
+    }
+    let mut by_file: BTreeMap<&str, Vec<&Generated>> = BTreeMap::new();
+    for g in &generated {
+        by_file.entry(g.file.as_str()).or_default().push(g);
     }
     let dir = root.join(out);
-    let mut files = 0;
-    let mut resources = 0;
-    for (host, docs) in &by_host {
-        let extension = if syntax == Format::Kdl { "kdl" } else { "yaml" };
-        let path = dir.join(format!("{host}.{extension}"));
-        let body = match syntax {
-            Format::Kdl => kdl_documents(host, docs),
-            Format::Yaml => yaml_documents(host, docs),
-        };
-        std::fs::create_dir_all(&dir)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    let extension = if syntax == Format::Kdl { "kdl" } else { "yaml" };
+    for file in by_file.keys() {
+        let path = dir.join(format!("{file}.{extension}"));
         if path.exists() {
             miette::bail!(
                 "{} exists: nimbus discover never overwrites a manifest; move it away or use --out",
                 path.display()
             );
         }
+    }
+    for (file, docs) in &by_file {
+        let path = dir.join(format!("{file}.{extension}"));
+        let body = match syntax {
+            Format::Kdl => kdl_documents(docs),
+            Format::Yaml => yaml_documents(docs),
+        };
+        std::fs::create_dir_all(&dir)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(&path, body)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-        files += 1;
-        resources += docs.len();
     }
     said.push_str(&format!(
-        "Wrote {resources} manifests with their Import records in {files} files under {}/{}; the next plan imports them.\n",
+        "Wrote {} manifests with their Import records in {} files under {}/{}; the next plan imports them.\n",
+        generated.len(),
+        by_file.len(),
         root.display(),
         out.display()
     ));
     if secrets_written > 0 {
         said.push_str(&format!(
             "{secrets_written} secrets found were encrypted under secrets/ (never written in clear).\n"
+        ));
+    }
+    if !not_generated.is_empty() {
+        let kinds: Vec<String> = not_generated
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        said.push_str(&format!(
+            "No manifest was written for {} found: discovery writes Files, Services, and Kubernetes namespaces and Deployments (docs/import.md).\n",
+            kinds.join(", ")
         ));
     }
     Ok(said)
@@ -369,27 +467,43 @@ fn yaml_string(text: &str, indent: &str) -> String {
     }
 }
 
-fn yaml_documents(host: &str, docs: &[(String, Value)]) -> String {
+/// A value other than a string as YAML writes it: JSON's flow style, which YAML reads, with
+/// what YAML must not take as it is escaped.
+fn yaml_value(value: &Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        if unsafe_in_text(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn yaml_documents(docs: &[&Generated]) -> String {
+    let place = docs.first().map_or("", |d| d.place.as_str());
     let mut out =
-        format!("# Found on Host/{host} by `nimbus discover --generate`: review, then apply.\n");
-    for (address, spec) in docs {
-        let (kind, name) = address.split_once('/').unwrap_or((address, ""));
+        format!("# Found on {place} by `nimbus discover --generate`: review, then apply.\n");
+    for doc in docs {
         out.push_str(&format!(
-            "---\napiVersion: {}\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n",
-            nimbus_schemas::API_VERSION
+            "---\napiVersion: {}\nkind: {}\nmetadata:\n  name: {}\nspec:{}\n",
+            nimbus_schemas::API_VERSION,
+            doc.kind,
+            doc.name,
+            if doc.spec.is_empty() { " {}" } else { "" }
         ));
-        if let Value::Object(map) = spec {
-            for (key, value) in map {
-                let shown = match value {
-                    Value::String(s) => yaml_string(s, "  "),
-                    other => other.to_string(),
-                };
-                out.push_str(&format!("  {key}: {shown}\n"));
-            }
+        for (key, value) in &doc.spec {
+            let shown = match value {
+                Value::String(s) => yaml_string(s, "  "),
+                other => yaml_value(other),
+            };
+            out.push_str(&format!("  {key}: {shown}\n"));
         }
         out.push_str(&format!(
-            "---\napiVersion: {}\nkind: Import\nspec:\n  to: {address}@{host}\n",
-            nimbus_schemas::API_VERSION
+            "---\napiVersion: {}\nkind: Import\nspec:\n  to: {}\n",
+            nimbus_schemas::API_VERSION,
+            doc.import
         ));
     }
     out
@@ -415,23 +529,106 @@ fn kdl_string(text: &str) -> String {
     out
 }
 
-fn kdl_documents(host: &str, docs: &[(String, Value)]) -> String {
-    let mut out =
-        format!("// Found on Host/{host} by `nimbus discover --generate`: review, then apply.\n");
-    for (address, spec) in docs {
-        let (kind, name) = address.split_once('/').unwrap_or((address, ""));
-        out.push_str(&format!("{} {name} {{\n", kind.to_ascii_lowercase()));
-        if let Value::Object(map) = spec {
-            for (key, value) in map {
-                let shown = match value {
-                    Value::String(s) => kdl_string(s),
-                    Value::Bool(b) => format!("#{b}"),
-                    other => other.to_string(),
-                };
-                out.push_str(&format!("    {key} {shown}\n"));
-            }
+/// A scalar as a KDL argument or property value.
+fn kdl_scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => kdl_string(s),
+        Value::Bool(b) => format!("#{b}"),
+        Value::Null => "#null".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A node name or property key: bare when KDL reads it as an identifier, else quoted.
+fn kdl_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !["true", "false", "null", "inf", "nan"].contains(&key);
+    if bare {
+        key.to_owned()
+    } else {
+        kdl_string(key)
+    }
+}
+
+/// A spec field's name in KDL: kebab-case (`hostPort` is `host-port`).
+fn kebab(field: &str) -> String {
+    let mut out = String::new();
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
         }
-        out.push_str(&format!("}}\nimport {{\n    to \"{address}@{host}\"\n}}\n"));
+    }
+    out
+}
+
+/// One node `name` holding `value`, by docs/manifests.md's KDL mapping: a scalar or a list
+/// of scalars as arguments, a map of scalars as properties, a list of maps as `-` children, a
+/// map holding maps as a children block (its keys data, kept as written).
+fn kdl_node(out: &mut String, indent: &str, name: &str, value: &Value) {
+    let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+    match value {
+        Value::Array(items) if items.iter().all(scalar) => {
+            let args: Vec<String> = items.iter().map(kdl_scalar).collect();
+            out.push_str(&format!("{indent}{name} {}\n", args.join(" ")));
+        }
+        Value::Array(items) => {
+            out.push_str(&format!("{indent}{name} {{\n"));
+            for item in items {
+                kdl_node(out, &format!("{indent}    "), "-", item);
+            }
+            out.push_str(&format!("{indent}}}\n"));
+        }
+        Value::Object(map) if map.values().all(scalar) => {
+            let props: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}={}", kdl_key(&kebab_if(name, k)), kdl_scalar(v)))
+                .collect();
+            out.push_str(&format!("{indent}{name} {}\n", props.join(" ")).replace(" \n", "\n"));
+        }
+        Value::Object(map) => {
+            out.push_str(&format!("{indent}{name} {{\n"));
+            for (key, item) in map {
+                kdl_node(out, &format!("{indent}    "), &kdl_key(key), item);
+            }
+            out.push_str(&format!("{indent}}}\n"));
+        }
+        other => out.push_str(&format!("{indent}{name} {}\n", kdl_scalar(other))),
+    }
+}
+
+/// A list item's keys are field names (kebab-case); other maps' keys are data.
+fn kebab_if(node: &str, key: &str) -> String {
+    if node == "-" {
+        kebab(key)
+    } else {
+        key.to_owned()
+    }
+}
+
+fn kdl_documents(docs: &[&Generated]) -> String {
+    let place = docs.first().map_or("", |d| d.place.as_str());
+    let mut out =
+        format!("// Found on {place} by `nimbus discover --generate`: review, then apply.\n");
+    for doc in docs {
+        out.push_str(&format!(
+            "{} {} {{\n",
+            doc.kind.to_ascii_lowercase(),
+            kdl_key(&doc.name)
+        ));
+        for (key, value) in &doc.spec {
+            kdl_node(&mut out, "    ", &kebab(key), value);
+        }
+        out.push_str(&format!(
+            "}}\nimport {{\n    to {}\n}}\n",
+            kdl_string(&doc.import)
+        ));
     }
     out
 }
@@ -458,5 +655,28 @@ mod tests {
         assert_eq!(kdl_string("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
         assert_eq!(kdl_string("a\u{2028}b"), "\"a\\u{2028}b\"");
         assert_eq!(yaml_string("a\u{feff}b\n", "  "), "\"a\\ufeffb\\n\"");
+        assert_eq!(
+            yaml_value(&serde_json::json!({"A": "x\u{2028}"})),
+            "{\"A\":\"x\\u2028\"}"
+        );
+    }
+
+    #[test]
+    fn kdl_nodes_follow_the_mapping() {
+        let mut out = String::new();
+        let spec = serde_json::json!({
+            "command": ["nginx", "-g", "daemon off;"],
+            "env": {"MODE": "prod", "DB_PASS": {"secret": "shop-web-db-pass"}, "1x": "y"},
+            "ports": [{"port": 80, "hostPort": 8080, "protocol": "tcp"}],
+            "replicas": 2,
+            "enabled": true
+        });
+        for (key, value) in spec.as_object().unwrap_or(&serde_json::Map::new()) {
+            kdl_node(&mut out, "", &kebab(key), value);
+        }
+        assert_eq!(
+            out,
+            "command \"nginx\" \"-g\" \"daemon off;\"\nenabled #true\nenv {\n    \"1x\" \"y\"\n    DB_PASS secret=\"shop-web-db-pass\"\n    MODE \"prod\"\n}\nports {\n    - host-port=8080 port=80 protocol=\"tcp\"\n}\nreplicas 2\n"
+        );
     }
 }

@@ -542,9 +542,12 @@ async fn apply_one(
         };
         change_here = &created;
     }
-    // An import is recorded as it is, or updated where it differs from its manifest.
+    // An import is recorded as it is, or updated where it differs from its manifest or
+    // where its provider marks what it owns.
     let updating;
-    if change.action == Action::Import && !change.fields.is_empty() {
+    if change.action == Action::Import
+        && (!change.fields.is_empty() || provider.marks_owned(change.kind))
+    {
         updating = Change {
             action: Action::Update,
             ..change_here.clone()

@@ -119,6 +119,30 @@ impl Session {
             }
             None => None,
         };
+        if options.force_conflicts {
+            // `--force-conflicts` asks to take over what another field manager made: an object
+            // found under a declared name on a Kubernetes API is imported, not refused.
+            let taken: Vec<String> = loaded
+                .graph
+                .instances
+                .iter()
+                .filter(|i| i.provider == nimbus_provider_kube::PROVIDER)
+                .map(|i| i.address.clone())
+                .collect();
+            for address in taken {
+                loaded
+                    .checked
+                    .model
+                    .imports
+                    .push(nimbus_planner::modules::imported::Import {
+                        to: address.clone(),
+                        resource: address,
+                        host: None,
+                        id: None,
+                        at: None,
+                    });
+            }
+        }
         let mut notes = Vec::new();
         if let Some(directory) = &options.memory {
             // Asked for explicitly: every instance goes to the in-memory provider.

@@ -384,12 +384,12 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     gone("big");
     std::fs::remove_file(repo.join("tenants/acme/spaced.yaml")).unwrap_or_else(|e| panic!("{e}"));
 
-    // A Deployment another field manager applied first: the conflict is named, and forced
-    // only with --force-conflicts.
+    // A Deployment another field manager applied first (its own selector and container
+    // name): nimbus does not take it over silently (issue 28).
     let theirs = dir.path().join("shared.yaml");
     std::fs::write(
         &theirs,
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shared, namespace: acme}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: shared}}\n  template:\n    metadata: {labels: {app: shared}}\n    spec:\n      containers: [{name: shared, image: \"nginx:1.27\", resources: {requests: {cpu: 50m, memory: 32Mi}, limits: {cpu: 50m, memory: 32Mi}}}]\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shared, namespace: acme}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: shared}}\n  template:\n    metadata: {labels: {app: shared}}\n    spec:\n      containers: [{name: app, image: \"nginx:1.27\", resources: {requests: {cpu: 50m, memory: 32Mi}, limits: {cpu: 50m, memory: 32Mi}}}]\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     kubectl.ok(&[
@@ -433,18 +433,22 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
             "image: \"nginx:1.27\", replicas: 1, cpu: 50m, memory: 32Mi",
         ),
     );
+    // Declared but not imported: refused by the plan and left as it is.
     let out = exits(nimbus(repo, &["apply", "--auto-approve", "."]), 1);
     assert!(
-        out.contains("Workload/acme/shared")
-            && out.contains("conflict with \"kubectl\"")
-            && out.contains("--force-conflicts"),
+        out.contains("Workload/acme/shared exists, not managed")
+            && out.contains("nimbus import Workload/acme/shared"),
         "{out}"
     );
-    exits(
+    assert_eq!(versions(), before, "a refused object was changed");
+    // `--force-conflicts` takes it over (an import): it keeps the selector the API never lets
+    // change and its container's name, so it stays one Deployment with one container.
+    let out = exits(
         nimbus(repo, &["apply", "--auto-approve", "--force-conflicts", "."]),
         0,
     );
-    assert_eq!(
+    assert!(out.contains("<- Workload/acme/shared"), "{out}");
+    let shared = |path: &str| {
         kubectl.ok(&[
             "-n",
             "acme",
@@ -452,9 +456,128 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
             "deployment",
             "shared",
             "-o",
-            "jsonpath={.spec.replicas}"
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(shared("{.spec.replicas}"), "1");
+    assert_eq!(shared("{.spec.template.spec.containers[*].name}"), "app");
+    assert_eq!(shared("{.spec.selector.matchLabels.app}"), "shared");
+    assert_eq!(
+        shared("{.metadata.labels.app\\.kubernetes\\.io/managed-by}"),
+        "nimbus"
+    );
+    exits(nimbus(repo, &["plan", "--detailed-exitcode", "."]), 0);
+
+    // Generation: a namespace with a Deployment that reads a Secret, made by kubectl, becomes
+    // a Tenant and a Workload with Import records; the Secret's value and an env value that
+    // looks secret are encrypted, never written in clear.
+    kubectl.ok(&["create", "namespace", "legacy"]);
+    kubectl.ok(&[
+        "-n",
+        "legacy",
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=pw=k8s-found-secret-51d2",
+    ]);
+    let legacy = dir.path().join("legacy.yaml");
+    std::fs::write(
+        &legacy,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop, namespace: legacy}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: shop}}\n  template:\n    metadata: {labels: {app: shop}}\n    spec:\n      containers:\n      - name: shop\n        image: \"nginx:1.27\"\n        ports: [{containerPort: 80}]\n        env:\n        - {name: MODE, value: prod}\n        - {name: API_TOKEN, value: k8s-found-token-77e0}\n        - name: DB_PASS\n          valueFrom: {secretKeyRef: {name: db, key: pw}}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    kubectl.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &legacy.display().to_string(),
+    ]);
+    let out = exits(
+        nimbus(
+            repo,
+            &["discover", "--generate", "--select", "*legacy*", "."],
+        ),
+        0,
+    );
+    assert!(out.contains("2 secrets found were encrypted"), "{out}");
+    let written = std::fs::read_to_string(repo.join("discovered/tenant-legacy.yaml"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    for wanted in [
+        "kind: Tenant",
+        "name: legacy",
+        "cluster: \"apps\"",
+        "kind: Workload",
+        "name: shop",
+        "image: \"nginx:1.27\"",
+        "replicas: 2",
+        "\"MODE\":\"prod\"",
+        "\"DB_PASS\":{\"secret\":\"legacy-shop-db-pass\"}",
+        "to: Workload/legacy/shop",
+        "to: Tenant/legacy",
+    ] {
+        assert!(written.contains(wanted), "{wanted} in {written}");
+    }
+    for file in ["legacy-shop-db-pass", "legacy-shop-api-token"] {
+        let armored = std::fs::read_to_string(repo.join(format!("secrets/{file}.age")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(armored.contains("BEGIN AGE ENCRYPTED FILE"), "{armored}");
+    }
+    for value in ["k8s-found-secret-51d2", "k8s-found-token-77e0"] {
+        let grep = std::process::Command::new("grep")
+            .args(["-r", "-l", "-F", value])
+            .arg(repo)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            grep.status.code(),
+            Some(1),
+            "{value} written in clear: {}",
+            text(&grep.stdout)
+        );
+        assert!(!out.contains(value), "{out}");
+    }
+    let out = exits(nimbus(repo, &["plan", "."]), 0);
+    assert!(
+        out.contains("<- Tenant/legacy") && out.contains("<- Workload/legacy/shop"),
+        "{out}"
+    );
+    exits(nimbus(repo, &["apply", "--auto-approve", "."]), 0);
+    assert_eq!(
+        kubectl.ok(&[
+            "get",
+            "namespace",
+            "legacy",
+            "-o",
+            "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}"
         ]),
-        "1"
+        "nimbus"
+    );
+    // The secret reaches the pods from nimbus's own Secret now, with the value found.
+    let value = kubectl.ok(&[
+        "-n",
+        "legacy",
+        "get",
+        "secret",
+        "shop-env",
+        "-o",
+        "jsonpath={.data.DB_PASS}",
+    ]);
+    assert_eq!(
+        value, "azhzLWZvdW5kLXNlY3JldC01MWQy",
+        "base64 of the value found"
+    );
+    exits(nimbus(repo, &["plan", "--detailed-exitcode", "."]), 0);
+    // Imported, so owned: its manifests removed, prune deletes the namespace.
+    std::fs::remove_file(repo.join("discovered/tenant-legacy.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        0,
+    );
+    assert!(
+        text(&kubectl.run(&["get", "namespace", "legacy"]).stderr).contains("NotFound"),
+        "the imported namespace was pruned"
     );
 
     // A new binary, given by URL (a release download, here served on loopback): with a

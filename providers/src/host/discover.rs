@@ -5,7 +5,7 @@
 //! subvolumes, and, where a Docker engine answers, its containers, services, networks and
 //! secrets that nimbus did not label as its own. Nothing on the host changes.
 
-use nimbus_provider_core::{DiscoverRequest, Discovered, ProviderError, label_of};
+use nimbus_provider_core::{DiscoverRequest, Discovered, ProviderError, label_of, looks_secret};
 use serde_json::{Value, json};
 
 use crate::quote::shell_quote;
@@ -72,49 +72,6 @@ true
     )
 }
 
-/// Whether a file's name or text says it holds a secret (a key, a password, a token): its
-/// text is then stored as an age-encrypted secret, never in clear.
-pub fn looks_secret(path: &str, text: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-    let by_name = [
-        "key",
-        "secret",
-        "password",
-        "passwd",
-        "token",
-        "credential",
-        ".pem",
-    ]
-    .iter()
-    .any(|w| name.contains(w))
-        || name.starts_with("id_")
-        || name == "shadow";
-    let by_text = text.contains("PRIVATE KEY")
-        || text.lines().any(|line| {
-            let Some((key, _)) = line.split_once(['=', ':']) else {
-                return false;
-            };
-            let key = key.trim().trim_matches('"').to_ascii_lowercase();
-            [
-                "password",
-                "passwd",
-                "secret",
-                "token",
-                "api_key",
-                "apikey",
-                "private_key",
-            ]
-            .iter()
-            .any(|w| {
-                key == *w
-                    || [".", "_", "-"]
-                        .iter()
-                        .any(|sep| key.ends_with(&format!("{sep}{w}")))
-            })
-        });
-    by_name || by_text
-}
-
 fn decode(text: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
@@ -137,7 +94,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     "enabled": *enabled == "enabled",
                     "state": if *active == "active" { "running" } else { "stopped" },
                 })),
-                secret: None,
+                secrets: Default::default(),
                 address: None,
             }),
             ["T", unit, text] => {
@@ -156,7 +113,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 detail: "qemu under a systemd unit".into(),
                 name: label_of(unit.strip_suffix(".service").unwrap_or(unit)),
                 spec: None,
-                secret: None,
+                secrets: Default::default(),
                 address: None,
             }),
             ["F", mode, owner, group, size, path] => found.push(Discovered {
@@ -170,7 +127,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     "owner": owner,
                     "group": group,
                 })),
-                secret: None,
+                secrets: Default::default(),
                 address: None,
             }),
             ["C", path, text] => {
@@ -184,7 +141,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 match text {
                     Some(text) if looks_secret(&last.identity, &text) => {
                         last.detail.push_str("; holds a secret");
-                        last.secret = Some(text);
+                        last.secrets.insert("content".into(), text);
                     }
                     Some(text) => {
                         if let Some(Value::Object(spec)) = last.spec.as_mut() {
@@ -200,7 +157,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                 detail: "WireGuard interface".into(),
                 name: label_of(interface),
                 spec: None,
-                secret: None,
+                secrets: Default::default(),
                 address: None,
             }),
             ["E", export] => {
@@ -211,7 +168,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     detail: format!("NFS export: {}", export.trim()),
                     name: label_of(path),
                     spec: None,
-                    secret: None,
+                    secrets: Default::default(),
                     address: None,
                 });
             }
@@ -223,7 +180,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     identity: full,
                     detail: "btrfs subvolume".into(),
                     spec: None,
-                    secret: None,
+                    secrets: Default::default(),
                     address: None,
                 });
             }
@@ -239,7 +196,7 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     detail: format!("Docker {what}: {detail}"),
                     name: label_of(name),
                     spec: None,
-                    secret: None,
+                    secrets: Default::default(),
                     address: None,
                 });
             }
@@ -287,7 +244,7 @@ mod tests {
         assert_eq!(found[1].spec.as_ref().unwrap()["mode"], "0644");
         assert_eq!(found[1].spec.as_ref().unwrap()["content"], "port = 8080\n");
         // A password file: its text is a secret, never in the spec.
-        assert_eq!(found[2].secret.as_deref(), Some("hunter2\n"));
+        assert_eq!(found[2].secrets["content"], "hunter2\n");
         assert!(found[2].spec.as_ref().unwrap().get("content").is_none());
         assert_eq!(
             (found[3].kind.as_str(), found[3].identity.as_str()),
@@ -295,24 +252,5 @@ mod tests {
         );
         assert_eq!(found[4].identity, "/srv/share");
         assert_eq!(found[5].kind, "Workload");
-    }
-
-    #[test]
-    fn secrets_are_told_by_name_or_text() {
-        assert!(looks_secret("/etc/app/api.key", "x"));
-        assert!(looks_secret("/root/.ssh/id_ed25519", "x"));
-        assert!(looks_secret(
-            "/etc/app/app.conf",
-            "user = a\npassword = hunter2\n"
-        ));
-        assert!(looks_secret(
-            "/etc/app/app.conf",
-            "-----BEGIN OPENSSH PRIVATE KEY-----"
-        ));
-        assert!(!looks_secret(
-            "/etc/app/app.conf",
-            "port = 8080\npasswords_file_count: 3\n"
-        ));
-        assert!(!looks_secret("/etc/motd", "welcome\n"));
     }
 }

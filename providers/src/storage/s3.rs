@@ -439,7 +439,7 @@ impl Provider for S3Provider {
                     detail: format!("S3 bucket at {}", self.config.endpoint),
                     identity: bucket,
                     spec: None,
-                    secret: None,
+                    secrets: Default::default(),
                 });
             }
             Ok(found)
