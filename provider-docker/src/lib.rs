@@ -342,12 +342,9 @@ impl DockerProvider {
                     .await
                 {
                     Ok(service) => {
+                        // One nimbus did not make is shown as it is: the plan refuses it
+                        // ("exists, not managed") unless it is imported, and an import labels it.
                         let spec = service.spec.unwrap_or_default();
-                        if !labelled(address, spec.labels.as_ref()) {
-                            return Err(ProviderError::Failed(format!(
-                                "{address}: a service named {name} exists and nimbus did not create it; it is left alone (rename the workload, or remove that service)"
-                            )));
-                        }
                         let made = if secrets.is_empty() {
                             std::collections::HashMap::new()
                         } else {
@@ -522,7 +519,9 @@ impl DockerProvider {
                 let updated = match existing {
                     Ok(service) => {
                         let labels = service.spec.as_ref().and_then(|s| s.labels.as_ref());
-                        if !labelled(address, labels) {
+                        // Updated only when planned as an update (an import, or one state
+                        // records): one made by hand since the plan is left alone.
+                        if !labelled(address, labels) && change.before.is_none() {
                             return Err(ProviderError::Failed(format!(
                                 "{address}: a service named {name} exists and nimbus did not create it; it is left alone"
                             )));
@@ -653,6 +652,10 @@ impl DockerProvider {
 }
 
 impl Provider for DockerProvider {
+    fn marks_owned(&self, kind: Kind) -> bool {
+        kind == Kind::Workload
+    }
+
     fn name(&self) -> &str {
         PROVIDER
     }

@@ -272,7 +272,9 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
             }
         };
         let mut spec = spec;
-        let on_host = !f.host.is_empty();
+        // Files and Services are instances on a host; Tenants and Workloads are not (a
+        // Workload found on a swarm's manager runs anywhere on its swarm).
+        let on_host = !f.host.is_empty() && matches!(f.kind.as_str(), "File" | "Service");
         let mut name = f.object.name.clone();
         if on_host && taken.contains(&format!("{}/{name}", f.kind)) {
             name = nimbus_providers::label_of(&format!("{name}-{}", f.host));
@@ -286,6 +288,18 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
             said.push_str(&format!(
                 "  skipped {}: {address} is declared already\n",
                 f.identity
+            ));
+            continue;
+        }
+        // A swarm service's tenant has nothing of its own to import (its network comes with
+        // it): it must be declared first. A namespace found is written with its Deployments.
+        if let ("Workload", Some(tenant)) =
+            (f.kind.as_str(), spec.get("tenant").and_then(Value::as_str))
+            && !f.host.is_empty()
+            && !taken.contains(&format!("Tenant/{tenant}"))
+        {
+            said.push_str(&format!(
+                "  skipped {address}: no Tenant/{tenant} is declared; declare it on its Cluster, then run discover again\n"
             ));
             continue;
         }
@@ -350,11 +364,12 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
                     .unwrap_or_default()
                     .to_owned(),
             };
-            (
-                format!("tenant-{namespace}"),
-                format!("the Kubernetes namespace {namespace}"),
-                address.clone(),
-            )
+            let place = if f.host.is_empty() {
+                format!("the Kubernetes namespace {namespace}")
+            } else {
+                format!("the swarm of Host/{}", f.host)
+            };
+            (format!("tenant-{namespace}"), place, address.clone())
         };
         let mut ordered = serde_json::Map::new();
         if on_host {
@@ -416,7 +431,7 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
             .map(|(kind, n)| format!("{n} {kind}"))
             .collect();
         said.push_str(&format!(
-            "No manifest was written for {} found: discovery writes Files, Services, and Kubernetes namespaces and Deployments (docs/import.md).\n",
+            "No manifest was written for {} found: discovery writes Files, Services, Kubernetes namespaces and Deployments, and swarm services named TENANT_NAME (docs/import.md).\n",
             kinds.join(", ")
         ));
     }

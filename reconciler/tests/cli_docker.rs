@@ -230,6 +230,72 @@ fn a_swarm_with_a_tenant_and_workloads_on_real_engines() {
         "docker service rm hand-made >/dev/null && docker network rm hand-net >/dev/null && docker secret rm hand-secret >/dev/null",
     );
 
+    // A service made by hand under the name nimbus gives a tenant's Workload (as `docker stack
+    // deploy acme` would): generated as Workload/acme/legacy with an Import, its password
+    // encrypted; imported (labelled), then pruned when its manifest goes.
+    docker(
+        &bed,
+        0,
+        &format!(
+            "docker service create -d --name acme_legacy --replicas 1 --limit-cpu 0.1 --limit-memory 32M -e MODE=prod -e DB_PASSWORD=docker-found-secret-90c3 {TEST_IMAGE} >/dev/null"
+        ),
+    );
+    let generated = nimbus(
+        repo,
+        &["discover", "--generate", "--select", "Workload/acme/*", "."],
+    );
+    let out = format!("{}{}", text(&generated.stdout), text(&generated.stderr));
+    assert!(out.contains("1 secrets found were encrypted"), "{out}");
+    let written = std::fs::read_to_string(repo.join("discovered/tenant-acme.yaml"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    for wanted in [
+        "kind: Workload",
+        "name: legacy",
+        "tenant: \"acme\"",
+        "replicas: 1",
+        "cpu: \"100m\"",
+        "memory: \"32Mi\"",
+        "\"MODE\":\"prod\"",
+        "\"DB_PASSWORD\":{\"secret\":\"acme-legacy-db-password\"}",
+        "to: Workload/acme/legacy",
+    ] {
+        assert!(written.contains(wanted), "{wanted} in {written}");
+    }
+    assert!(!written.contains("docker-found-secret-90c3"), "{written}");
+    let plan = nimbus(repo, &["plan", "."]);
+    assert!(
+        text(&plan.stdout).contains("<- Workload/acme/legacy"),
+        "{}{}",
+        text(&plan.stdout),
+        text(&plan.stderr)
+    );
+    ok(&nimbus(repo, &["apply", "--auto-approve", "."]));
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker service inspect acme_legacy --format '{{index .Spec.Labels \"dev.nimbus.managed-by\"}} {{.Spec.Mode.Replicated.Replicas}}'"
+        ),
+        "nimbus 1\n"
+    );
+    let again = nimbus(repo, &["plan", "--detailed-exitcode", "."]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    std::fs::remove_file(repo.join("discovered/tenant-acme.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(&nimbus(
+        repo,
+        &["apply", "--auto-approve", "--allow-deletes", "."],
+    ));
+    assert_eq!(
+        docker(
+            &bed,
+            0,
+            "docker service ls --filter name=acme_legacy -q | wc -l"
+        ),
+        "0\n",
+        "the imported service was pruned"
+    );
+
     // Scaled by hand: drift, corrected.
     docker(&bed, 0, "docker service scale -d acme_web=1 >/dev/null");
     let drift = nimbus(repo, &["plan", "--detailed-exitcode", "."]);

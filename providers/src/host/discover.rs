@@ -58,6 +58,9 @@ fi
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   docker ps -a --format '{{{{.Names}}}}	{{{{.Image}}}}, {{{{.Status}}}}	{{{{.Labels}}}}' 2>/dev/null | awk -F'\t' 'index($3, "dev.nimbus.managed-by") == 0 && index($3, "com.docker.swarm.service.id") == 0 {{ print "D\tcontainer\t" $1 "\t" $2 }}'
   docker service ls -q 2>/dev/null | while IFS= read -r id; do docker service inspect -f '{{{{.Spec.Name}}}}	{{{{.Spec.TaskTemplate.ContainerSpec.Image}}}}	{{{{.Spec.Labels}}}}' "$id" 2>/dev/null; done | awk -F'\t' 'index($3, "dev.nimbus.managed-by") == 0 {{ print "D\tservice\t" $1 "\t" $2 }}'
+  if [ -n "$C" ]; then
+    docker service ls -q 2>/dev/null | while IFS= read -r id; do j=$(docker service inspect "$id" 2>/dev/null) || continue; case "$j" in *dev.nimbus.managed-by*) ;; *) printf 'S\t%s\n' "$(printf '%s' "$j" | base64 -w0)";; esac; done
+  fi
   docker network ls --format '{{{{.Name}}}}	{{{{.Driver}}}}, {{{{.Scope}}}}	{{{{.Labels}}}}' 2>/dev/null | awk -F'\t' 'index($3, "dev.nimbus.managed-by") == 0 && $1 != "bridge" && $1 != "host" && $1 != "none" && $1 != "docker_gwbridge" && $1 != "ingress" {{ print "D\tnetwork\t" $1 "\t" $2 }}'
   docker secret ls --format '{{{{.Name}}}}	{{{{.Labels}}}}' 2>/dev/null | awk -F'\t' 'index($2, "dev.nimbus.managed-by") == 0 {{ print "D\tsecret\t" $1 "\ta swarm secret" }}'
 fi
@@ -200,10 +203,113 @@ pub(super) fn read(output: &str) -> Vec<Discovered> {
                     address: None,
                 });
             }
+            ["S", inspected] => {
+                let Some(service) = decode(inspected)
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .map(|v| v[0].clone())
+                else {
+                    continue;
+                };
+                let name = service["Spec"]["Name"].as_str().unwrap_or_default();
+                if let Some(found) = found
+                    .iter_mut()
+                    .find(|f| f.kind == "Workload" && f.identity == name)
+                {
+                    swarm_workload(found, &service["Spec"]);
+                }
+            }
             _ => {}
         }
     }
     found
+}
+
+/// A swarm service made by hand as a Workload manifest: its name `TENANT_NAME` (as `docker
+/// stack deploy` names a stack's services) gives the tenant and the Workload's name, since an
+/// import never renames; image, replicas, limits, env (values that look secret set apart),
+/// args and published ports as the docker provider writes them.
+fn swarm_workload(found: &mut Discovered, spec: &Value) {
+    let Some((tenant, name)) = found.identity.split_once('_') else {
+        found.detail.push_str(
+            "; not named TENANT_NAME, the name nimbus gives a tenant's service: no manifest is written",
+        );
+        return;
+    };
+    if label_of(tenant) != tenant || label_of(name) != name {
+        found
+            .detail
+            .push_str("; its name is not TENANT_NAME in DNS labels: no manifest is written");
+        return;
+    }
+    found.name = name.to_owned();
+    found.address = Some(format!("Workload/{tenant}/{name}"));
+    let container = &spec["TaskTemplate"]["ContainerSpec"];
+    let image = container["Image"].as_str().unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    out.insert("tenant".into(), json!(tenant));
+    out.insert(
+        "image".into(),
+        json!(image.split('@').next().unwrap_or(image)),
+    );
+    match spec["Mode"]["Replicated"]["Replicas"].as_u64() {
+        Some(replicas) => out.insert("replicas".into(), json!(replicas)),
+        None => {
+            found.detail.push_str(
+                "; a global service (nimbus runs replicated ones): no manifest is written",
+            );
+            return;
+        }
+    };
+    let limits = &spec["TaskTemplate"]["Resources"]["Limits"];
+    if let Some(nano) = limits["NanoCPUs"].as_u64().filter(|n| *n > 0) {
+        let cpu = nimbus_schemas::Cpu {
+            millicores: nano / 1_000_000,
+        };
+        out.insert("cpu".into(), json!(cpu.to_string()));
+    }
+    if let Some(bytes) = limits["MemoryBytes"].as_u64().filter(|n| *n > 0) {
+        out.insert(
+            "memory".into(),
+            json!(nimbus_schemas::Bytes { bytes }.to_string()),
+        );
+    }
+    let mut env = serde_json::Map::new();
+    for var in container["Env"].as_array().into_iter().flatten() {
+        let Some((key, value)) = var.as_str().and_then(|v| v.split_once('=')) else {
+            continue;
+        };
+        if nimbus_provider_core::secret_name(key) {
+            found.secrets.insert(format!("env.{key}"), value.to_owned());
+        } else {
+            env.insert(key.to_owned(), json!(value));
+        }
+    }
+    if !env.is_empty() {
+        out.insert("env".into(), Value::Object(env));
+    }
+    if let Some(args) = container["Args"].as_array().filter(|a| !a.is_empty()) {
+        out.insert("command".into(), Value::Array(args.clone()));
+    }
+    let ports: Vec<Value> = spec["EndpointSpec"]["Ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let mut port = json!({"port": p["TargetPort"],
+                "protocol": p["Protocol"].as_str().unwrap_or("tcp")});
+            if let Some(published) = p["PublishedPort"].as_u64() {
+                port["hostPort"] = json!(published);
+            }
+            if p["PublishMode"] == "host" {
+                port["mode"] = json!("host");
+            }
+            port
+        })
+        .collect();
+    if !ports.is_empty() {
+        out.insert("ports".into(), Value::Array(ports));
+    }
+    found.spec = Some(Value::Object(out));
 }
 
 /// Lists what `host` has, in one command.
@@ -252,5 +358,32 @@ mod tests {
         );
         assert_eq!(found[4].identity, "/srv/share");
         assert_eq!(found[5].kind, "Workload");
+    }
+
+    #[test]
+    fn a_swarm_service_named_for_a_tenant_becomes_its_workload() {
+        use base64::Engine as _;
+        let inspected = json!([{"Spec": {"Name": "shop_web",
+            "TaskTemplate": {"ContainerSpec": {"Image": "nginx:1.27@sha256:abc",
+                "Env": ["MODE=prod", "DB_PASSWORD=hunter2"], "Args": ["nginx", "-g", "daemon off;"]},
+                "Resources": {"Limits": {"NanoCPUs": 500000000u64, "MemoryBytes": 67108864}}},
+            "Mode": {"Replicated": {"Replicas": 2}},
+            "EndpointSpec": {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "ingress"}]}}}]);
+        let output = format!(
+            "D\tservice\tshop_web\tnginx:1.27\nD\tservice\tloose\tnginx:1.27\nS\t{}\n",
+            base64::engine::general_purpose::STANDARD.encode(inspected.to_string())
+        );
+        let found = read(&output);
+        assert_eq!(found[0].address.as_deref(), Some("Workload/shop/web"));
+        assert_eq!(
+            found[0].spec,
+            Some(
+                json!({"tenant": "shop", "image": "nginx:1.27", "replicas": 2, "cpu": "500m",
+                "memory": "64Mi", "env": {"MODE": "prod"}, "command": ["nginx", "-g", "daemon off;"],
+                "ports": [{"port": 80, "hostPort": 8080, "protocol": "tcp"}]})
+            )
+        );
+        assert_eq!(found[0].secrets["env.DB_PASSWORD"], "hunter2");
+        assert!(found[1].spec.is_none());
     }
 }

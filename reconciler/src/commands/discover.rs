@@ -125,6 +125,6 @@ fn text(found: &[Found], unreachable: &BTreeMap<String, String>) -> String {
     for (what, reason) in unreachable {
         out.push_str(&format!("  ? {what}: not asked: {reason}\n"));
     }
-    out.push_str("Nothing was changed.\n");
+    out.push_str("Nothing was changed on any host or API.\n");
     out
 }
