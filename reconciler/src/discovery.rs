@@ -1,7 +1,8 @@
 //! Discovery (`nimbus discover`, docs/import.md): every Host's SSH provider and every provider
 //! of objects that are not on a host (Kubernetes, S3) asked at once what they have; what state
 //! records or a manifest declares is set apart; and manifests with an `Import` record each
-//! written for the Files and Services found, secrets encrypted, never in clear.
+//! written for the Files, Services, Tenants and Workloads found, secrets encrypted, never in
+//! clear.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -136,7 +136,10 @@ fn discovery_lists_what_was_made_by_hand_and_generates_an_import() {
     // Nothing in the host's systemd units or anywhere else was touched, and no secret shown.
     assert!(!text(&listed.stdout).contains(PASSWORD));
     let shown = ok(&repo.nimbus(&["discover", "--path", "/etc/legacy", "."]));
-    assert!(shown.contains("Nothing was changed on any host or API."), "{shown}");
+    assert!(
+        shown.contains("Nothing was changed on any host or API."),
+        "{shown}"
+    );
     assert!(shown.contains("regular file, 0600 root:root"), "{shown}");
     assert_eq!(
         layer(&bed.hosts[0].upper),

@@ -3,9 +3,10 @@
 //! interfaces, NFS exports, btrfs subvolumes, Docker containers, services, networks and
 //! secrets), on the Kubernetes Clusters (namespaces, Deployments, Services) and at the S3
 //! endpoint (buckets), each with its kind, where it is and the address it would get. It changes
-//! nothing anywhere. With `--generate`, it writes manifests for the Files and Services found, in the
-//! repository's syntax, with an `Import` record for each, so that the next plan imports them
-//! with no difference; a file that holds a secret is written as an age-encrypted secret.
+//! nothing anywhere. With `--generate`, it writes manifests for the Files, Services, Kubernetes
+//! namespaces and Deployments and swarm services found, in the repository's syntax, with an
+//! `Import` record for each, so that the next plan imports them; what holds a secret is
+//! written as an age-encrypted secret.
 //! The work is `crate::discovery`; docs/import.md.
 
 use std::collections::BTreeMap;
@@ -38,8 +39,8 @@ pub struct DiscoverArgs {
     pub hosts: Vec<String>,
     #[arg(long, value_enum, default_value_t = DiscoverFormat::Text)]
     pub format: DiscoverFormat,
-    /// Write manifests, with an Import record each, for the Files and Services found that no
-    /// manifest declares.
+    /// Write manifests, with an Import record each, for the Files, Services, Kubernetes
+    /// namespaces and Deployments and swarm services found that no manifest declares.
     #[arg(long)]
     pub generate: bool,
     /// With --generate: only what matches this pattern (repeatable): an address or an
