@@ -111,6 +111,9 @@ pub struct Import {
     pub id: Option<String>,
     /// The Import record; none for one given on the command line.
     pub at: Option<Label>,
+    /// Taken over only where it exists (`apply --force-conflicts`): absent, it is created as
+    /// usual rather than failed as "nothing to import".
+    pub if_present: bool,
 }
 
 impl Import {

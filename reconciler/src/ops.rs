@@ -140,6 +140,7 @@ impl Session {
                         host: None,
                         id: None,
                         at: None,
+                        if_present: true,
                     });
             }
         }

@@ -400,7 +400,7 @@ fn a_paused_leader_is_fenced_off_and_steps_down() {
     );
     // A change a had in flight when it was paused may still land on the host as it wakes
     // (fencing guards the state, not the hosts): b's drift check puts version 2 back.
-    wait(60, "version 2 on the host again", &[&a, &b], || {
+    wait(180, "version 2 on the host again", &[&a, &b], || {
         files_on_host(dir.path(), 2).0.len() == FILES
     });
     assert!(

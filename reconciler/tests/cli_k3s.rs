@@ -442,12 +442,29 @@ fn a_k3s_cluster_its_tenant_and_workloads_over_ssh() {
     );
     assert_eq!(versions(), before, "a refused object was changed");
     // `--force-conflicts` takes it over (an import): it keeps the selector the API never lets
-    // change and its container's name, so it stays one Deployment with one container.
+    // change and its container's name, so it stays one Deployment with one container. A new
+    // Workload in the same run is created as usual.
+    write(
+        repo,
+        "tenants/acme/fresh.yaml",
+        &workload(
+            "fresh",
+            "image: \"nginx:1.27\", replicas: 1, cpu: 50m, memory: 32Mi",
+        ),
+    );
     let out = exits(
         nimbus(repo, &["apply", "--auto-approve", "--force-conflicts", "."]),
         0,
     );
-    assert!(out.contains("<- Workload/acme/shared"), "{out}");
+    assert!(
+        out.contains("<- Workload/acme/shared") && out.contains("+ Workload/acme/fresh"),
+        "{out}"
+    );
+    std::fs::remove_file(repo.join("tenants/acme/fresh.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    exits(
+        nimbus(repo, &["apply", "--auto-approve", "--allow-deletes", "."]),
+        0,
+    );
     let shared = |path: &str| {
         kubectl.ok(&[
             "-n",

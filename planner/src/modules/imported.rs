@@ -71,6 +71,7 @@ pub fn check(model: &Model, to: &str, id: Option<&str>) -> Result<Import, Refusa
         host: address.host,
         id: id.map(str::to_owned),
         at: None,
+        if_present: false,
     })
 }
 

@@ -189,6 +189,10 @@ pub fn plan_resolved(
                 observed: &observed,
                 protected,
                 imported: model.imports.iter().any(|m| m.covers(&instance.address)),
+                import_required: model
+                    .imports
+                    .iter()
+                    .any(|m| !m.if_present && m.covers(&instance.address)),
                 adopts: match spec {
                     Spec::Host(_) => true,
                     Spec::Service(service) => service.unit.is_none(),

@@ -70,6 +70,8 @@ pub(super) struct Compared<'a> {
     pub protected: bool,
     /// An `Import` record or `nimbus import` names it.
     pub imported: bool,
+    /// An import names it that must find it (not `--force-conflicts`'s take-over).
+    pub import_required: bool,
     /// It manages what is already there by design (a Host, a Service without `unit`, a
     /// Tenant without a Cluster): found without a record, it is neither refused nor imported.
     pub adopts: bool,
@@ -90,7 +92,7 @@ pub fn unmanaged_error(address: &str) -> String {
 pub(super) fn compare(base: Change, current: Option<Value>, c: &Compared<'_>) -> Change {
     let unrecorded = c.record.is_none() && !c.adopts;
     match current {
-        None if unrecorded && c.imported => Change {
+        None if unrecorded && c.import_required => Change {
             action: Action::NoOp,
             error: Some(format!(
                 "nothing to import at {}: no such object exists there; remove the import to let nimbus create it",
