@@ -377,7 +377,7 @@ fn a_paused_leader_is_fenced_off_and_steps_down() {
             })
     });
     commit_files(&repo, dir.path(), 2);
-    wait(90, "b to apply version 2", &[&a, &b], || {
+    wait(180, "b to apply version 2", &[&a, &b], || {
         files_on_host(dir.path(), 2).0.len() == FILES
     });
     let results_before_wake = pg.psql(&format!(
