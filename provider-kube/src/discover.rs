@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use kube::api::ListParams;
 use nimbus_provider_core::{DiscoverRequest, Discovered, ProviderError, label_of, secret_name};
 use serde_json::{Map, Value, json};
 
+use crate::KubeProvider;
 use crate::objects::{self, MANAGED_BY};
-use crate::{KubeProvider, api_error};
 
 /// The namespaces the API and k3s make for themselves.
 const SYSTEM: [&str; 4] = ["kube-system", "kube-public", "kube-node-lease", "default"];
@@ -24,41 +23,24 @@ pub(crate) async fn on(
     cluster: Option<&str>,
     request: &DiscoverRequest,
 ) -> Result<Vec<Discovered>, ProviderError> {
-    let mut listed = BTreeMap::new();
-    let mut kinds = vec![objects::NAMESPACE, objects::DEPLOYMENT, objects::SERVICE];
-    if request.contents {
-        kinds.push(objects::SECRET);
-    }
-    for kind in kinds {
-        let selector = if kind == objects::SECRET {
-            String::new()
-        } else {
-            format!("{MANAGED_BY}!=nimbus")
-        };
-        let items = provider
-            .api(client, kind, None)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| api_error(&format!("listing {}", kind.plural), e))?
-            .items
+    let unmanaged = format!("{MANAGED_BY}!=nimbus");
+    let secrets: BTreeMap<(String, String), Value> = if request.contents {
+        provider
+            .listed(client, objects::SECRET, "")
+            .await?
             .into_iter()
-            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
-            .collect::<Vec<Value>>();
-        listed.insert(kind.plural, items);
-    }
-    let secrets: BTreeMap<(String, String), Value> = listed
-        .remove("secrets")
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| ((text(&s, "namespace"), text(&s, "name")), s))
-        .collect();
+            .map(|s| ((text(&s, "namespace"), text(&s, "name")), s))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let mut found = Vec::new();
     for (kind, what) in [
         (objects::NAMESPACE, "Tenant"),
         (objects::DEPLOYMENT, "Workload"),
         (objects::SERVICE, "Workload"),
     ] {
-        for object in listed.get(kind.plural).into_iter().flatten() {
+        for object in &provider.listed(client, kind, &unmanaged).await? {
             let name = text(object, "name");
             let namespace = text(object, "namespace");
             let (identity, address) = if kind.namespaced {

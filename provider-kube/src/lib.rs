@@ -350,7 +350,7 @@ impl KubeProvider {
     }
 
     /// Everything of `kind` whose labels match `selector` (empty: all), in every namespace.
-    async fn listed(
+    pub(crate) async fn listed(
         &self,
         client: &kube::Client,
         kind: objects::Kind,

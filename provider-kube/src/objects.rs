@@ -198,9 +198,10 @@ pub struct Kept {
 impl Kept {
     /// What the live Deployment `live` keeps, where it differs from what nimbus gives one.
     pub fn of(name: &str, live: &Value) -> Kept {
+        let own = |s: &&Map<String, Value>| s.len() == 1 && s.get(WORKLOAD) == Some(&json!(name));
         let selector = live["spec"]["selector"]["matchLabels"]
             .as_object()
-            .filter(|s| **s != *json!({WORKLOAD: name}).as_object().unwrap_or(&Map::new()))
+            .filter(|s| !own(s))
             .cloned();
         let container = live["spec"]["template"]["spec"]["containers"][0]["name"]
             .as_str()

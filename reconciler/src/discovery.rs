@@ -9,6 +9,7 @@ use std::path::Path;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
 use nimbus_planner::load::Format;
+use nimbus_planner::tree::camel_to_kebab;
 use nimbus_providers::{DiscoverRequest, Discovered};
 use nimbus_schemas::{Kind, Spec};
 use serde::Serialize;
@@ -265,14 +266,18 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
         {
             continue;
         }
-        let spec = match f.object.spec.clone() {
+        let mut spec = match f.object.spec.clone() {
             Some(Value::Object(spec)) if GENERATED.contains(&f.kind.as_str()) => spec,
             _ => {
                 *not_generated.entry(f.kind.as_str()).or_default() += 1;
                 continue;
             }
         };
-        let mut spec = spec;
+        let tenant = spec
+            .get("tenant")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         // Files and Services are instances on a host; Tenants and Workloads are not (a
         // Workload found on a swarm's manager runs anywhere on its swarm).
         let on_host = !f.host.is_empty() && matches!(f.kind.as_str(), "File" | "Service");
@@ -281,8 +286,8 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
             name = nimbus_providers::label_of(&format!("{name}-{}", f.host));
         }
         // Objects not on a host keep their names (an import never renames).
-        let address = match (f.kind.as_str(), spec.get("tenant").and_then(Value::as_str)) {
-            ("Workload", Some(tenant)) => format!("Workload/{tenant}/{name}"),
+        let address = match f.kind.as_str() {
+            "Workload" => format!("Workload/{tenant}/{name}"),
             _ => format!("{}/{name}", f.kind),
         };
         if taken.contains(&address) {
@@ -294,8 +299,7 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
         }
         // A swarm service's tenant has nothing of its own to import (its network comes with
         // it): it must be declared first. A namespace found is written with its Deployments.
-        if let ("Workload", Some(tenant)) =
-            (f.kind.as_str(), spec.get("tenant").and_then(Value::as_str))
+        if f.kind == "Workload"
             && !f.host.is_empty()
             && !taken.contains(&format!("Tenant/{tenant}"))
         {
@@ -320,12 +324,7 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
         }
         for (field, value) in &f.object.secrets {
             let secret_name = match field.strip_prefix("env.") {
-                Some(key) => nimbus_providers::label_of(&format!(
-                    "{}-{name}-{key}",
-                    spec.get("tenant")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                )),
+                Some(key) => nimbus_providers::label_of(&format!("{tenant}-{name}-{key}")),
                 None => format!("{name}-{}", nimbus_providers::label_of(&f.host)),
             };
             if crate::secrets::secret_path(root, &secret_name).exists() {
@@ -359,11 +358,7 @@ pub fn generate(loaded: &Loaded, out: &Path, found: &[Found], select: &[String])
         } else {
             let namespace = match f.kind.as_str() {
                 "Tenant" => name.clone(),
-                _ => spec
-                    .get("tenant")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
+                _ => tenant,
             };
             let place = if f.host.is_empty() {
                 format!("the Kubernetes namespace {namespace}")
@@ -570,20 +565,6 @@ fn kdl_key(key: &str) -> String {
     }
 }
 
-/// A spec field's name in KDL: kebab-case (`hostPort` is `host-port`).
-fn kebab(field: &str) -> String {
-    let mut out = String::new();
-    for c in field.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('-');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// One node `name` holding `value`, by docs/manifests.md's KDL mapping: a scalar or a list
 /// of scalars as arguments, a map of scalars as properties, a list of maps as `-` children, a
 /// map holding maps as a children block (its keys data, kept as written).
@@ -602,11 +583,15 @@ fn kdl_node(out: &mut String, indent: &str, name: &str, value: &Value) {
             out.push_str(&format!("{indent}}}\n"));
         }
         Value::Object(map) if map.values().all(scalar) => {
-            let props: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}={}", kdl_key(&kebab_if(name, k)), kdl_scalar(v)))
-                .collect();
-            out.push_str(&format!("{indent}{name} {}\n", props.join(" ")).replace(" \n", "\n"));
+            out.push_str(&format!("{indent}{name}"));
+            for (k, v) in map {
+                out.push_str(&format!(
+                    " {}={}",
+                    kdl_key(&kebab_if(name, k)),
+                    kdl_scalar(v)
+                ));
+            }
+            out.push('\n');
         }
         Value::Object(map) => {
             out.push_str(&format!("{indent}{name} {{\n"));
@@ -622,7 +607,7 @@ fn kdl_node(out: &mut String, indent: &str, name: &str, value: &Value) {
 /// A list item's keys are field names (kebab-case); other maps' keys are data.
 fn kebab_if(node: &str, key: &str) -> String {
     if node == "-" {
-        kebab(key)
+        camel_to_kebab(key)
     } else {
         key.to_owned()
     }
@@ -639,7 +624,7 @@ fn kdl_documents(docs: &[&Generated]) -> String {
             kdl_key(&doc.name)
         ));
         for (key, value) in &doc.spec {
-            kdl_node(&mut out, "    ", &kebab(key), value);
+            kdl_node(&mut out, "    ", &camel_to_kebab(key), value);
         }
         out.push_str(&format!(
             "}}\nimport {{\n    to {}\n}}\n",
@@ -688,7 +673,7 @@ mod tests {
             "enabled": true
         });
         for (key, value) in spec.as_object().unwrap_or(&serde_json::Map::new()) {
-            kdl_node(&mut out, "", &kebab(key), value);
+            kdl_node(&mut out, "", &camel_to_kebab(key), value);
         }
         assert_eq!(
             out,
